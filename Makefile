@@ -1,0 +1,27 @@
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench clean
+
+$(BIN)/hypersweep: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# Runs the quickstart study into ./runs (MLflow + Optuna SQLite stores).
+demo: $(BIN)/hypersweep
+	mkdir -p runs
+	$(BIN)/hypersweep run studies/quickstart.yaml \
+		--tracking-uri sqlite:///runs/mlflow.db --storage sqlite:///runs/optuna.db
+
+test: $(BIN)/hypersweep
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(BIN)/hypersweep
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) runs *.egg-info
