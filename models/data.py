@@ -1,0 +1,180 @@
+"""Datasets: a table of loaders of raw arrays, and one function that splits them.
+
+Loaders ship with installed packages or generate their data, so a study runs
+offline. A loader's keyword arguments are the dataset's options (`data.options`
+in a study); raw arrays are cached in-process because one process runs many trials.
+The split depends on `split_seed` only, never on a trial's seed, so every trial of
+a study sees the same train/val/test rows.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from models.errors import UserError, unknown
+from models.registry import HParam, check_value, hparams_of
+
+
+@dataclass(frozen=True, eq=False)   # eq=False: tensors do not compare to one bool
+class Splits:
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    input_shape: tuple[int, ...]     # one sample's shape, e.g. (1, 8, 8)
+    n_outputs: int                   # classes, or regression targets
+    task: str                        # "classification" | "regression"
+    name: str
+    class_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class RawData:
+    """What a loader returns: every sample, before splitting."""
+
+    x: np.ndarray                    # float32, (n, *input_shape)
+    y: np.ndarray                    # int64 labels, or float32 targets
+    task: str = "classification"
+    class_names: tuple[str, ...] = ()
+    # Too few samples to split (xor's four points): train = val = test = all of them.
+    unsplit: bool = False
+
+
+Loader = Callable[..., RawData]
+_LOADERS: dict[str, Loader] = {}
+
+
+def dataset(name: str) -> Callable[[Loader], Loader]:
+    """Register a loader; its results are cached per option values."""
+    def decorate(fn: Loader) -> Loader:
+        if name in _LOADERS:
+            raise ValueError(f"dataset '{name}' is already registered")
+        cached = functools.lru_cache(maxsize=8)(fn)
+        _LOADERS[name] = cached
+        return cached
+    return decorate
+
+
+def dataset_names() -> list[str]:
+    return sorted(_LOADERS)
+
+
+def dataset_options(name: str) -> dict[str, HParam]:
+    """The options a dataset accepts in `data.options`, with types and defaults."""
+    return hparams_of(_loader(name))
+
+
+def load_dataset(name: str, *, val_fraction: float = 0.2, test_fraction: float = 0.2,
+                 split_seed: int = 0, **options: Any) -> Splits:
+    loader = _loader(name)
+    _check_fractions(val_fraction, test_fraction)
+    raw = loader(**_checked_options(name, options))
+    if raw.unsplit:
+        every = np.arange(len(raw.y))
+        train, val, test = every, every, every
+    else:
+        train, val, test = _split(raw, val_fraction, test_fraction, split_seed)
+    take = lambda a, idx: torch.from_numpy(np.ascontiguousarray(a[idx]))  # noqa: E731
+    n_outputs = len(raw.class_names) if raw.task == "classification" else (
+        1 if raw.y.ndim == 1 else raw.y.shape[1])
+    return Splits(take(raw.x, train), take(raw.y, train), take(raw.x, val), take(raw.y, val),
+                  take(raw.x, test), take(raw.y, test), input_shape=tuple(raw.x.shape[1:]),
+                  n_outputs=n_outputs, task=raw.task, name=name, class_names=raw.class_names)
+
+
+def _loader(name: str) -> Loader:
+    try:
+        return _LOADERS[name]
+    except KeyError:
+        raise unknown("dataset", name, _LOADERS, key="data.name") from None
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"data.val_fraction: must be in (0, 1), got {val_fraction}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise UserError(f"data.test_fraction: must be in [0, 1), got {test_fraction}")
+    if val_fraction + test_fraction >= 1.0:
+        raise UserError(f"data.val_fraction: val_fraction + test_fraction must be < 1, "
+                        f"got {val_fraction} + {test_fraction}")
+
+
+def _checked_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    valid = dataset_options(name)
+    out = {}
+    for key, value in options.items():
+        if key not in valid:
+            if not valid:
+                raise UserError(f"data.options.{key}: dataset '{name}' takes no options")
+            raise unknown("option", key, valid, key=f"data.options.{key}")
+        out[key] = check_value(valid[key], value, key=f"data.options.{key}")
+    return out
+
+
+def _split(raw: RawData, val_fraction: float, test_fraction: float,
+           seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Index arrays (sorted) of a stratified train/val/test split for classification."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(raw.y)
+    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
+    if n_val < 1 or n - n_val - n_test < 1:
+        raise UserError(f"data.val_fraction: {val_fraction} (with test_fraction "
+                        f"{test_fraction}) leaves an empty split of {n} samples")
+    stratify = raw.y if raw.task == "classification" else None
+    rest, test = np.arange(n), np.arange(0)
+    try:
+        if n_test:
+            rest, test = train_test_split(rest, test_size=n_test, random_state=seed,
+                                          stratify=stratify)
+        train, val = train_test_split(rest, test_size=n_val, random_state=seed,
+                                      stratify=None if stratify is None else stratify[rest])
+    except ValueError as e:    # e.g. too few samples to hold every class in each split
+        raise UserError(f"data.val_fraction: cannot split {n} samples "
+                        f"({val_fraction} val, {test_fraction} test): {e}") from None
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+# ---------------------------------------------------------------- datasets
+
+@dataset("digits")
+def digits() -> RawData:
+    """scikit-learn's 1,797 8x8 handwritten digits, pixels scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]   # (n, 1, 8, 8)
+    return _frozen(RawData(x, bunch.target.astype(np.int64),
+                           class_names=tuple(str(c) for c in bunch.target_names)))
+
+
+@dataset("xor")
+def xor(noise: float = 0.0, n: int = 0) -> RawData:
+    """The four points of the XOR problem. With `noise` or `n`: a cloud of `n` points
+    (200 by default) around the four corners with Gaussian noise of std `noise`,
+    generated from a fixed seed so the dataset does not vary between trials."""
+    corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+    labels = np.array([0, 1, 1, 0], dtype=np.int64)
+    if noise < 0:
+        raise UserError(f"data.options.noise: must be >= 0, got {noise}")
+    if n < 0:
+        raise UserError(f"data.options.n: must be >= 0, got {n}")
+    if noise == 0 and n == 0:
+        return _frozen(RawData(corners, labels, class_names=("0", "1"), unsplit=True))
+    rng = np.random.default_rng(0)
+    which = np.arange(n or 200) % 4
+    x = corners[which] + rng.normal(0.0, noise, size=(len(which), 2)).astype(np.float32)
+    return _frozen(RawData(x, labels[which], class_names=("0", "1")))
+
+
+def _frozen(raw: RawData) -> RawData:
+    # Cached arrays are shared by every trial in the process: make writes fail loudly.
+    raw.x.setflags(write=False)
+    raw.y.setflags(write=False)
+    return raw

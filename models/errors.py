@@ -1,0 +1,18 @@
+"""The error users see: one line, naming the key and what is valid."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class UserError(ValueError):
+    """Bad input from the user. The CLI prints it as one line and exits 2."""
+
+
+def unknown(kind: str, name: object, valid: Iterable[object], key: str | None = None) -> UserError:
+    """`unknown builder 'mpl' (did you mean 'mlp'?); valid: linear, mlp`."""
+    choices = sorted(str(v) for v in valid)
+    close = difflib.get_close_matches(str(name), choices, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    where = f"{key}: " if key else ""
+    return UserError(f"{where}unknown {kind} '{name}'{hint}; valid: {', '.join(choices)}")

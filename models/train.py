@@ -1,0 +1,357 @@
+"""The one training loop: `train_trial(spec, report) -> TrialResult`.
+
+It runs the same in a test, in the serial executor and in a Ray worker, and imports
+neither Ray nor MLflow: the caller's `report(epoch, metrics)` sees every epoch and
+answers whether to stop.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Literal, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.data import Splits, load_dataset
+from models.errors import UserError, unknown
+from models.figures import learning_curve
+from models.registry import HParam, check_value, get_builder, hparams_of
+from models.tasks import Task, get_task
+from models.trial import Report, TrialResult, TrialSpec, TrialState
+
+Optimizer = Literal["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"]
+Schedule = Literal["constant", "step", "exponential", "cosine", "warm_restarts"]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The training options every builder shares; each one is a hyperparameter.
+
+    Optimizers: `sgd` and `rmsprop` use `momentum` (and sgd `nesterov`) only when the
+    study sets `momentum`, fixed or searched -- `split_params` resolves an unset
+    momentum to 0 for them, so a plain `optimizer: sgd` is plain SGD.
+    `momentum` is SGD with `momentum` (0.9 by default), `nesterov` the same with
+    Nesterov's look-ahead. `beta1`/`beta2` are Adam's and AdamW's. Nesterov needs
+    momentum > 0 and is ignored without it.
+    `weight_decay` (L2; decoupled for adamw), `l1` and `max_norm` apply to weight
+    matrices and kernels only, not to biases or normalisation parameters (the notes,
+    7.1: biases are left unregularized). `max_norm` caps the L2 norm of each unit's
+    incoming weights after every step. Schedules step once per epoch: `step` multiplies
+    the lr by `gamma` every `step_size` epochs, `exponential` every epoch, `cosine`
+    anneals to 0 over `epochs`, `warm_restarts` restarts a cosine every
+    `restart_period` epochs. `patience` > 0 stops after that many epochs without a
+    lower val_loss and restores the best weights. 0 turns max_norm, patience and
+    grad_clip off.
+    """
+
+    optimizer: Optimizer = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    nesterov: bool = False
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    l1: float = 0.0
+    max_norm: float = 0.0
+    schedule: Schedule = "constant"
+    step_size: int = 10
+    gamma: float = 0.5
+    restart_period: int = 10
+    label_smoothing: float = 0.0
+    input_noise: float = 0.0
+    batch_size: int = 64
+    epochs: int = 10
+    patience: int = 0
+    grad_clip: float = 0.0
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+    def __post_init__(self) -> None:
+        for name, ok, rule in _RULES:
+            if not ok(getattr(self, name)):
+                raise UserError(f"params.{name}: must be {rule}, got {getattr(self, name)!r}")
+
+
+_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("lr", lambda v: v > 0, "> 0"),
+    ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("beta1", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("beta2", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("weight_decay", lambda v: v >= 0, ">= 0"),
+    ("l1", lambda v: v >= 0, ">= 0"),
+    ("max_norm", lambda v: v >= 0, ">= 0"),
+    ("step_size", lambda v: v >= 1, ">= 1"),
+    ("gamma", lambda v: v > 0, "> 0"),
+    ("restart_period", lambda v: v >= 1, ">= 1"),
+    ("label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("input_noise", lambda v: v >= 0, ">= 0"),
+    ("batch_size", lambda v: v >= 1, ">= 1"),
+    ("epochs", lambda v: v >= 1, ">= 1"),
+    ("patience", lambda v: v >= 0, ">= 0"),
+    ("grad_clip", lambda v: v >= 0, ">= 0"),
+)
+
+
+def training_hparams() -> dict[str, HParam]:
+    return hparams_of(TrainOptions)
+
+
+def hyperparameters(model: str) -> dict[str, HParam]:
+    """The flat namespace a study sees: the builder's keywords plus the training options."""
+    own, shared = get_builder(model).hyperparameters(), training_hparams()
+    clash = sorted(set(own) & set(shared))
+    if clash:   # a programming error in the builder, not a user error
+        raise TypeError(f"builder '{model}' keyword(s) {clash} clash with training options")
+    return {**own, **shared}
+
+
+def split_params(model: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], TrainOptions]:
+    """Check every param and split them into builder keywords and TrainOptions."""
+    hparams, own = hyperparameters(model), get_builder(model).hyperparameters()
+    kwargs: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in hparams:
+            raise unknown("hyperparameter", key, hparams, key=f"params.{key}")
+        value = check_value(hparams[key], value, key=f"params.{key}")
+        (kwargs if key in own else train)[key] = value
+    if train.get("optimizer") in ("sgd", "rmsprop"):
+        train.setdefault("momentum", 0.0)   # plain unless the study asks for momentum
+    return kwargs, TrainOptions(**train)
+
+
+# ---------------------------------------------------------------- optimisation
+
+def weight_params(model: nn.Module) -> list[nn.Parameter]:
+    """Weight matrices and kernels: what L2, L1 and max-norm regularise."""
+    return [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+
+
+def make_optimizer(model: nn.Module, o: TrainOptions) -> torch.optim.Optimizer:
+    weights = weight_params(model)
+    ids = {id(p) for p in weights}
+    others = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    groups = [{"params": weights, "weight_decay": o.weight_decay},
+              {"params": others, "weight_decay": 0.0}]
+    if o.optimizer in ("sgd", "momentum", "nesterov"):
+        nesterov = (o.optimizer == "nesterov" or o.nesterov) and o.momentum > 0
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=nesterov)
+    if o.optimizer == "adagrad":
+        return torch.optim.Adagrad(groups, lr=o.lr)
+    if o.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=o.lr, momentum=o.momentum)
+    adam = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
+    return adam(groups, lr=o.lr, betas=(o.beta1, o.beta2))
+
+
+def make_schedule(optimizer: torch.optim.Optimizer,
+                  o: TrainOptions) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """An lr schedule stepped once per epoch, or None for a constant lr."""
+    sched = torch.optim.lr_scheduler
+    if o.schedule == "step":
+        return sched.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
+    if o.schedule == "exponential":
+        return sched.ExponentialLR(optimizer, gamma=o.gamma)
+    if o.schedule == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=o.epochs)
+    if o.schedule == "warm_restarts":
+        return sched.CosineAnnealingWarmRestarts(optimizer, T_0=o.restart_period)
+    return None
+
+
+# ---------------------------------------------------------------- the trial
+
+@dataclass
+class Fit:
+    """What one trial trains with, set up once."""
+
+    model: nn.Module
+    task: Task
+    opts: TrainOptions
+    splits: Splits                   # tensors already on the trial's device
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler | None
+    generator: torch.Generator      # batch order, separate from dropout/noise RNG
+    device: torch.device
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.opts.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def train_trial(spec: TrialSpec, report: Report) -> TrialResult:
+    """Train one trial; same spec on CPU -> same metrics (except timings)."""
+    fit = setup(spec)
+    history: list[dict[str, float]] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # val_loss, epoch, weights
+    for epoch in range(1, fit.opts.epochs + 1):
+        metrics = run_epoch(fit)
+        history.append(metrics)
+        diverged = next((k for k in ("train_loss", "val_loss")
+                         if not np.isfinite(metrics[k])), None)
+        if diverged:
+            return TrialResult(TrialState.FAIL, metrics, tuple(history), epoch,
+                               reason=f"{diverged} became {metrics[diverged]} at epoch {epoch}",
+                               artifacts={"learning_curve.png": _curve(fit, history)})
+        if report(epoch, dict(metrics)):
+            return finish(fit, TrialState.PRUNED, metrics, history,
+                          reason=f"pruned at epoch {epoch}")
+        if fit.opts.patience:
+            if best is None or metrics["val_loss"] < best[0]:
+                best = (metrics["val_loss"], epoch, _copy_weights(fit.model))
+            elif epoch - best[1] >= fit.opts.patience:
+                break
+    if best is not None:    # early stopping: end on the best epoch's weights and metrics
+        fit.model.load_state_dict(best[2])
+        return finish(fit, TrialState.COMPLETE, history[best[1] - 1], history)
+    return finish(fit, TrialState.COMPLETE, history[-1], history)
+
+
+def setup(spec: TrialSpec) -> Fit:
+    seed_everything(spec.seed)
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    builder = get_builder(spec.model)
+    kwargs, opts = split_params(spec.model, spec.params)
+    splits = _load(spec.data)
+    device = torch.device(spec.device)
+    task = get_task(_task_name(builder.task, splits.task), label_smoothing=opts.label_smoothing)
+    model = builder.build(input_shape=splits.input_shape, n_outputs=splits.n_outputs, **kwargs)
+    model.to(device)
+    optimizer = make_optimizer(model, opts)
+    return Fit(model, task, opts, _to_device(splits, device), optimizer,
+               make_schedule(optimizer, opts), torch.Generator().manual_seed(spec.seed), device)
+
+
+def run_epoch(fit: Fit) -> dict[str, float]:
+    """Train one epoch, evaluate on validation; the metrics `report` receives."""
+    start = time.perf_counter()
+    lr = fit.optimizer.param_groups[0]["lr"]
+    train = train_epoch(fit)
+    val = fit.task.metrics(predict(fit, fit.splits.x_val), fit.splits.y_val)
+    if fit.schedule is not None:
+        fit.schedule.step()
+    return {**{f"train_{k}": v for k, v in train.items()},
+            **{f"val_{k}": v for k, v in val.items()},
+            "lr": lr, "epoch_time": time.perf_counter() - start}
+
+
+def train_epoch(fit: Fit) -> dict[str, float]:
+    """One pass over shuffled training batches. The returned metrics are over the
+    outputs seen while training (dropout on, weights moving), as Keras reports
+    them: free, where a second pass over the training set is not."""
+    model, o, x, y = fit.model, fit.opts, fit.splits.x_train, fit.splits.y_train
+    model.train()
+    order = torch.randperm(len(y), generator=fit.generator).to(x.device)
+    outputs, targets = [], []
+    for batch in _batches(order, o.batch_size):
+        xb, yb = x[batch], y[batch]
+        if o.input_noise > 0:
+            xb = xb + o.input_noise * torch.randn_like(xb)
+        with fit.autocast():
+            out = model(xb)
+        loss = fit.task.loss(out, yb)
+        if o.l1 > 0:
+            loss = loss + o.l1 * sum(p.abs().sum() for p in weight_params(model))
+        fit.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if o.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        fit.optimizer.step()
+        if o.max_norm > 0:
+            _apply_max_norm(model, o.max_norm)
+        outputs.append(out.detach())
+        targets.append(yb)
+    return fit.task.metrics(torch.cat(outputs), torch.cat(targets))
+
+
+@torch.no_grad()
+def predict(fit: Fit, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Eval-mode outputs for a whole split, in chunks to bound memory."""
+    fit.model.eval()
+    with fit.autocast():
+        return torch.cat([fit.model(x[i:i + chunk]) for i in range(0, len(x), chunk)]).float()
+
+
+def finish(fit: Fit, state: TrialState, metrics: Mapping[str, float],
+           history: list[dict[str, float]], reason: str | None = None) -> TrialResult:
+    """The result: final metrics plus size and speed, and the artifacts."""
+    start = time.perf_counter()
+    val_out = predict(fit, fit.splits.x_val)
+    inference_ms = 1000 * (time.perf_counter() - start) / max(len(val_out), 1)
+    final = {**metrics, "inference_ms": inference_ms,
+             "param_count": float(sum(p.numel() for p in fit.model.parameters()
+                                      if p.requires_grad))}
+    artifacts = {"model.pt": _state_bytes(fit.model), "learning_curve.png": _curve(fit, history)}
+    figure = fit.task.figure(val_out, fit.splits.y_val, class_names=fit.splits.class_names)
+    if figure is not None:
+        artifacts[fit.task.figure_name] = figure
+    return TrialResult(state, final, tuple(history), len(history), reason, artifacts)
+
+
+# ---------------------------------------------------------------- helpers
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _load(data: Mapping[str, Any]) -> Splits:
+    # Accepts a DataConfig dump ({name, ..., options: {...}}) or options inline.
+    data = dict(data)
+    options = dict(data.pop("options", None) or {})
+    return load_dataset(data.pop("name", "digits"), **data, **options)
+
+
+def _task_name(builder_task: str, data_task: str) -> str:
+    # Supervised builders fit whichever supervised task the dataset poses; other
+    # tasks (reconstruction, generation, ...) are the builder's own.
+    supervised = ("classification", "regression")
+    return data_task if builder_task in supervised else builder_task
+
+
+def _to_device(s: Splits, device: torch.device) -> Splits:
+    # Once per trial: batches are then slices of tensors already in place.
+    return Splits(*(t.to(device) for t in (s.x_train, s.y_train, s.x_val, s.y_val,
+                                           s.x_test, s.y_test)),
+                  input_shape=s.input_shape, n_outputs=s.n_outputs, task=s.task,
+                  name=s.name, class_names=s.class_names)
+
+
+def _batches(order: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
+    """Index batches of `size`; a last batch of one sample joins the one before, since
+    batch norm cannot train on a single sample."""
+    n = len(order)
+    stops = list(range(size, n, size)) + [n]
+    if len(stops) > 1 and stops[-1] - stops[-2] == 1:
+        stops.pop(-2)
+    start = 0
+    for stop in stops:
+        yield order[start:stop]
+        start = stop
+
+
+@torch.no_grad()
+def _apply_max_norm(model: nn.Module, max_norm: float) -> None:
+    for w in weight_params(model):
+        w.copy_(torch.renorm(w, 2, 0, max_norm))   # dim 0 = one unit's incoming weights
+
+
+def _copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _state_bytes(model: nn.Module) -> bytes:
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+def _curve(fit: Fit, history: list[dict[str, float]]) -> bytes:
+    return learning_curve(history, metric=f"val_{fit.task.metric_names[0]}")

@@ -1,0 +1,44 @@
+"""Typed hand-offs between the search driver and the training code.
+
+Training code receives a `TrialSpec`, calls `report(step, metrics)` once per
+epoch, and returns a `TrialResult`. Nothing here knows about Optuna, Ray or
+MLflow.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+# report(step, metrics) -> True when the trial should stop now (pruned).
+Report = Callable[[int, Mapping[str, float]], bool]
+
+
+class TrialState(str, enum.Enum):
+    COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything needed to train one trial, and nothing else."""
+
+    model: str                      # builder registry name
+    data: Mapping[str, Any]         # dataset name and its options (DataConfig as a dict)
+    params: Mapping[str, Any]       # every hyperparameter, fixed and sampled, flat
+    seed: int
+    trial_number: int = 0
+    study: str = ""
+    device: str = "cpu"            # "cpu" or "cuda[:N]"
+    threads: int | None = None      # torch intra-op threads; None leaves torch's default
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    state: TrialState
+    metrics: Mapping[str, float]                       # last epoch's metrics (plus summaries)
+    history: tuple[Mapping[str, float], ...] = ()      # one dict per epoch, in order
+    epochs: int = 0                                    # epochs actually trained
+    reason: str | None = None                          # why it failed / was pruned
+    artifacts: Mapping[str, bytes] = field(default_factory=dict)  # file name -> content

@@ -1,0 +1,110 @@
+"""Contract every registered builder meets; new builders are covered automatically."""
+from __future__ import annotations
+
+import itertools
+import typing
+
+import pytest
+import torch
+
+from models.errors import UserError
+from models.mlp import mlp
+from models.registry import builder_names, check_value, get_builder
+from models.tasks import get_task
+
+# One example (input_shape, n_outputs) per task: a builder of a new task fails here
+# until its task gets an entry, rather than going untested.
+EXAMPLES = {"classification": ((1, 8, 8), 10)}
+
+
+def example(task: str) -> tuple[tuple[int, ...], int]:
+    if task not in EXAMPLES:
+        pytest.fail(f"add an example input for task '{task}' to EXAMPLES")
+    return EXAMPLES[task]
+
+
+def fake_batch(task: str, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    shape, n_out = example(task)
+    g = torch.Generator().manual_seed(0)
+    return torch.rand((n, *shape), generator=g), torch.randint(0, n_out, (n,), generator=g)
+
+
+@pytest.mark.parametrize("name", builder_names())
+def test_builder_contract(name: str):
+    torch.manual_seed(0)
+    builder = get_builder(name)
+    for hp in builder.hyperparameters().values():   # every default is a valid value
+        assert check_value(hp, hp.default, key=hp.name) == hp.default
+    shape, n_out = example(builder.task)
+    model = builder.build(input_shape=shape, n_outputs=n_out)
+    x, y = fake_batch(builder.task)
+    out = model(x)
+    assert out.shape == (len(x), n_out)
+    assert torch.isfinite(out).all()
+    before = [p.detach().clone() for p in model.parameters()]
+    get_task(builder.task).loss(out, y).backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters())]
+    assert before and all(changed)
+
+
+ACTIVATIONS = typing.get_args(typing.get_type_hints(mlp)["activation"])
+INITS = typing.get_args(typing.get_type_hints(mlp)["init"])
+
+
+@pytest.mark.parametrize("activation,init", itertools.product(ACTIVATIONS, INITS))
+def test_every_activation_and_init_builds_and_trains(activation: str, init: str):
+    torch.manual_seed(0)
+    model = mlp(input_shape=(1, 8, 8), n_outputs=10, depth=2, width=16,
+                activation=activation, init=init)
+    x, y = fake_batch("classification")
+    loss = get_task("classification").loss(model(x), y)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("residual,batch_norm,dropout",
+                         itertools.product([False, True], [False, True], [0.0, 0.3]))
+def test_residual_batch_norm_dropout_combinations(residual, batch_norm, dropout):
+    torch.manual_seed(0)
+    model = mlp(input_shape=(1, 8, 8), n_outputs=10, depth=3, width=16, residual=residual,
+                batch_norm=batch_norm, dropout=dropout)
+    x, _ = fake_batch("classification")
+    assert torch.isfinite(model(x)).all()
+    model.eval()   # eval mode is deterministic even with dropout
+    assert torch.equal(model(x), model(x))
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
+    assert n_bn == (3 if batch_norm else 0)
+
+
+def test_residual_skips_only_between_equal_widths():
+    model = mlp(input_shape=(1, 8, 8), n_outputs=10, depth=3, width=16, residual=True)
+    hidden = [m for m in model.modules() if type(m).__name__ == "HiddenLayer"]
+    assert [h.residual for h in hidden] == [False, True, True]   # 64 -> 16 has no skip
+
+
+def test_maxout_has_pieces_per_unit():
+    model = mlp(input_shape=(1, 8, 8), n_outputs=10, depth=1, width=16,
+                activation="maxout", maxout_pieces=3)
+    assert model[1].linear.out_features == 48
+    assert model(torch.rand(4, 1, 8, 8)).shape == (4, 10)
+
+
+def test_depth_zero_is_softmax_regression():
+    model = mlp(input_shape=(1, 8, 8), n_outputs=10, depth=0)
+    assert sum(p.numel() for p in model.parameters()) == 64 * 10 + 10
+
+
+def test_orthogonal_init_gives_orthogonal_rows():
+    model = mlp(input_shape=(1, 8, 8), n_outputs=10, depth=1, width=16,
+                activation="linear", init="orthogonal")
+    w = model[1].linear.weight
+    assert torch.allclose(w @ w.T, torch.eye(16), atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,key", [({"depth": -1}, "depth"), ({"width": 0}, "width"),
+                                        ({"dropout": 1.0}, "dropout")])
+def test_bad_mlp_arguments_are_user_errors(kwargs, key):
+    with pytest.raises(UserError, match=f"^params.{key}:"):
+        mlp(input_shape=(1, 8, 8), n_outputs=10, **kwargs)

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.data import dataset_names, dataset_options, digits, load_dataset
+from models.errors import UserError
+
+
+def rows(*xs: torch.Tensor) -> list[bytes]:
+    return sorted(r.tobytes() for x in xs for r in x.reshape(len(x), -1).numpy())
+
+
+def test_digits_splits_partition_the_dataset():
+    s = load_dataset("digits")
+    sizes = [len(s.y_train), len(s.y_val), len(s.y_test)]
+    assert sum(sizes) == 1797 and sizes[1] == sizes[2] == 359
+    # Together the three splits hold every image exactly once.
+    assert rows(s.x_train, s.x_val, s.x_test) == rows(torch.tensor(digits().x))
+    assert s.input_shape == (1, 8, 8) and s.x_train.shape[1:] == (1, 8, 8)
+    assert s.n_outputs == 10 and s.task == "classification" and s.name == "digits"
+    assert s.class_names == tuple("0123456789")
+    assert s.x_train.dtype == torch.float32 and s.y_train.dtype == torch.int64
+    assert 0.0 <= float(s.x_train.min()) and float(s.x_train.max()) <= 1.0
+
+
+def test_split_is_stratified():
+    s = load_dataset("digits", val_fraction=0.2, test_fraction=0.2)
+    counts = torch.bincount(s.y_val, minlength=10)
+    assert int(counts.min()) >= 35 and int(counts.max()) <= 37
+
+
+def test_split_depends_on_split_seed_only():
+    a, b = load_dataset("digits", split_seed=3), load_dataset("digits", split_seed=3)
+    c = load_dataset("digits", split_seed=4)
+    assert torch.equal(a.x_val, b.x_val) and torch.equal(a.y_train, b.y_train)
+    assert not torch.equal(a.x_val, c.x_val)
+
+
+def test_fractions_set_the_sizes():
+    s = load_dataset("digits", val_fraction=0.1, test_fraction=0.0)
+    assert (len(s.y_train), len(s.y_val), len(s.y_test)) == (1617, 180, 0)
+
+
+@pytest.mark.parametrize("kwargs,key", [
+    ({"val_fraction": 0.0}, "data.val_fraction"),
+    ({"val_fraction": 1.5}, "data.val_fraction"),
+    ({"test_fraction": -0.1}, "data.test_fraction"),
+    ({"val_fraction": 0.5, "test_fraction": 0.5}, "data.val_fraction"),
+    ({"val_fraction": 0.001}, "data.val_fraction"),    # 2 samples cannot hold 10 classes
+])
+def test_bad_fractions_are_user_errors(kwargs, key):
+    with pytest.raises(UserError, match=f"^{key}:"):
+        load_dataset("digits", **kwargs)
+
+
+def test_unknown_dataset_says_did_you_mean():
+    assert {"digits", "xor"} <= set(dataset_names())
+    with pytest.raises(UserError, match=r"^data.name: unknown dataset 'digit' \(did you mean 'digits'\?\)"):
+        load_dataset("digit")
+
+
+def test_unknown_or_mistyped_option_is_a_user_error():
+    with pytest.raises(UserError, match="^data.options.nois: unknown option 'nois' "
+                                        r"\(did you mean 'noise'\?\)"):
+        load_dataset("xor", nois=0.1)
+    with pytest.raises(UserError, match="^data.options.n: expected int"):
+        load_dataset("xor", n="many")
+    with pytest.raises(UserError, match="^data.options.size: dataset 'digits' takes no options"):
+        load_dataset("digits", size=3)
+    assert set(dataset_options("xor")) == {"noise", "n"}
+
+
+def test_xor_is_the_four_points_in_every_split():
+    s = load_dataset("xor")
+    expected_x = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=torch.float32)
+    for x, y in [(s.x_train, s.y_train), (s.x_val, s.y_val), (s.x_test, s.y_test)]:
+        assert torch.equal(x, expected_x) and y.tolist() == [0, 1, 1, 0]
+    assert s.input_shape == (2,) and s.n_outputs == 2
+
+
+def test_noisy_xor_cloud_is_split_and_fixed():
+    a = load_dataset("xor", noise=0.1, n=100, val_fraction=0.2, test_fraction=0.2)
+    b = load_dataset("xor", noise=0.1, n=100, val_fraction=0.2, test_fraction=0.2)
+    assert (len(a.y_train), len(a.y_val), len(a.y_test)) == (60, 20, 20)
+    assert torch.equal(a.x_train, b.x_train)
+    assert not np.allclose(a.x_train.numpy() % 1, 0)   # the points are jittered
+
+
+def test_cached_arrays_are_read_only():
+    with pytest.raises(ValueError):
+        digits().x[0, 0, 0, 0] = 1.0

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from models.errors import UserError
+from models.tasks import confusion_matrix, get_task, macro_f1
+
+
+def test_classification_metrics_match_sklearn():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 5, (200,), generator=g)
+    logits = torch.randn(200, 6, generator=g)   # class 5 is predicted but never true
+    logits[:100, 0] += 3.0
+    m = get_task("classification").metrics(logits, y)
+    pred = logits.argmax(1)
+    assert set(m) == {"loss", "accuracy", "f1"}
+    assert m["accuracy"] == pytest.approx((pred == y).float().mean().item())
+    assert m["f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert m["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item())
+
+
+def test_confusion_matrix_rows_are_true_classes():
+    cm = confusion_matrix(torch.tensor([1, 1, 0]), torch.tensor([0, 1, 0]), 2)
+    assert cm.tolist() == [[1, 1], [0, 1]]
+    assert macro_f1(cm) == pytest.approx((2 / 3 + 2 / 3) / 2)
+
+
+def test_label_smoothing_changes_the_training_loss_only():
+    y = torch.tensor([0, 1])
+    logits = torch.tensor([[4.0, 0.0], [0.0, 4.0]])
+    plain, smooth = get_task("classification"), get_task("classification", label_smoothing=0.2)
+    assert smooth.loss(logits, y) > plain.loss(logits, y)
+    assert smooth.metrics(logits, y)["loss"] == plain.metrics(logits, y)["loss"]
+
+
+def test_figure_is_a_png():
+    png = get_task("classification").figure(torch.randn(30, 3), torch.randint(0, 3, (30,)),
+                                            class_names=["a", "b", "c"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_task():
+    with pytest.raises(UserError, match="unknown task 'clasification'"):
+        get_task("clasification")

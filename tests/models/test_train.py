@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+import io
+import typing
+
+import pytest
+import torch
+
+from models.data import load_dataset
+from models.errors import UserError
+from models.registry import get_builder
+from models.train import (TrainOptions, _batches, make_optimizer, split_params,
+                          weight_params)
+from models.trial import TrialState
+
+SMALL = {"width": 32, "batch_size": 128}     # keeps the digits runs fast
+EPOCH_METRICS = {"train_loss", "train_accuracy", "train_f1", "val_loss", "val_accuracy",
+                 "val_f1", "lr", "epoch_time"}
+
+
+def without_time(history):
+    return [{k: v for k, v in h.items() if k != "epoch_time"} for h in history]
+
+
+# ---------------------------------------------------------------- optimisers, schedules
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop",
+                                       "adam", "adamw"])
+def test_every_optimizer_trains(run, optimizer):
+    r = run(optimizer=optimizer, lr=0.01, epochs=2, **SMALL)
+    assert r.state is TrialState.COMPLETE and r.epochs == 2
+    assert r.history[1]["train_loss"] < r.history[0]["train_loss"]
+
+
+def test_optimizer_list_matches_train_options():
+    hint = typing.get_type_hints(TrainOptions)["optimizer"]
+    assert set(typing.get_args(hint)) == {"sgd", "momentum", "nesterov", "adagrad",
+                                          "rmsprop", "adam", "adamw"}
+
+
+def _optimizer(**params):
+    _, opts = split_params("mlp", params)
+    model = get_builder("mlp").build(input_shape=(1, 8, 8), n_outputs=10)
+    return make_optimizer(model, opts)
+
+
+def test_sgd_is_plain_unless_momentum_is_set():
+    assert _optimizer(optimizer="sgd").defaults["momentum"] == 0.0
+    opt = _optimizer(optimizer="sgd", momentum=0.5, nesterov=True)
+    assert (opt.defaults["momentum"], opt.defaults["nesterov"]) == (0.5, True)
+    opt = _optimizer(optimizer="momentum")
+    assert (opt.defaults["momentum"], opt.defaults["nesterov"]) == (0.9, False)
+    assert _optimizer(optimizer="nesterov").defaults["nesterov"] is True
+    assert _optimizer(optimizer="rmsprop").defaults["momentum"] == 0.0
+    assert _optimizer(optimizer="adam", beta2=0.99).defaults["betas"] == (0.9, 0.99)
+
+
+def test_weight_decay_spares_biases():
+    opt = _optimizer(weight_decay=0.1)
+    decayed, spared = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and spared["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decayed["params"])
+    assert all(p.dim() == 1 for p in spared["params"])
+
+
+@pytest.mark.parametrize("schedule,params,lrs", [
+    ("constant", {}, [1.0, 1.0, 1.0, 1.0]),
+    ("step", {"step_size": 2, "gamma": 0.5}, [1.0, 1.0, 0.5, 0.5]),
+    ("step", {"step_size": 1, "gamma": 0.5}, [1.0, 0.5, 0.25, 0.125]),
+    ("exponential", {"gamma": 0.5}, [1.0, 0.5, 0.25, 0.125]),
+    ("cosine", {}, [1.0, 0.8535534, 0.5, 0.1464466]),
+    ("warm_restarts", {"restart_period": 2}, [1.0, 0.5, 1.0, 0.5]),
+])
+def test_every_schedule_sets_the_lr_per_epoch(run, schedule, params, lrs):
+    r = run(schedule=schedule, lr=1e-3, epochs=4, **params, **SMALL)
+    assert r.state is TrialState.COMPLETE
+    assert [h["lr"] for h in r.history] == pytest.approx([1e-3 * f for f in lrs])
+
+
+# ---------------------------------------------------------------- learning
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_mlp_solves_xor(run, activation):
+    r = run("mlp", "xor", width=8, activation=activation, lr=0.05, epochs=300, batch_size=4)
+    assert r.metrics["val_accuracy"] == 1.0
+
+
+def test_linear_cannot_solve_xor(run):
+    r = run("linear", "xor", lr=0.05, epochs=300, batch_size=4)
+    assert r.metrics["val_accuracy"] <= 0.75
+
+
+def test_mlp_learns_digits(run):
+    r = run(epochs=15, lr=3e-3)
+    assert r.state is TrialState.COMPLETE and r.epochs == 15
+    assert r.metrics["val_accuracy"] >= 0.93
+    assert r.metrics["val_f1"] >= 0.9
+
+
+def test_regularisers_and_precision_options_train(run):
+    r = run(epochs=2, l1=1e-4, weight_decay=1e-3, max_norm=0.5, label_smoothing=0.1,
+            input_noise=0.1, grad_clip=1.0, precision="bf16", dropout=0.2, **SMALL)
+    assert r.state is TrialState.COMPLETE
+    assert all(torch.isfinite(torch.tensor(h["val_loss"])) for h in r.history)
+    state = torch.load(io.BytesIO(r.artifacts["model.pt"]))
+    for name, w in state.items():
+        if name.endswith("weight") and w.dim() >= 2:   # max-norm caps every unit's fan-in
+            assert float(w.norm(dim=1).max()) <= 0.5 + 1e-4
+
+
+def test_a_last_batch_of_one_joins_the_previous_batch(run):
+    sizes = [len(b) for b in _batches(torch.arange(10), 3)]
+    assert sizes == [3, 3, 4]
+    assert [len(b) for b in _batches(torch.arange(9), 3)] == [3, 3, 3]
+    # 1079 digits training rows = 154 * 7 + 1: batch norm would fail on the lone sample.
+    r = run(batch_norm=True, batch_size=7, epochs=1, width=16)
+    assert r.state is TrialState.COMPLETE
+
+
+# ---------------------------------------------------------------- the trial contract
+
+def test_result_metrics_history_and_artifacts(run):
+    r = run(epochs=3, **SMALL)
+    assert r.state is TrialState.COMPLETE and r.epochs == 3 and r.reason is None
+    assert len(r.history) == 3 and all(set(h) == EPOCH_METRICS for h in r.history)
+    assert set(r.metrics) == EPOCH_METRICS | {"param_count", "inference_ms"}
+    assert r.metrics["param_count"] == 64 * 32 + 32 + 32 * 32 + 32 + 32 * 10 + 10
+    assert r.metrics["inference_ms"] > 0
+    assert set(r.artifacts) == {"model.pt", "learning_curve.png", "confusion_matrix.png"}
+    for name in ("learning_curve.png", "confusion_matrix.png"):
+        assert r.artifacts[name][:4] == b"\x89PNG"
+    model = get_builder("mlp").build(input_shape=(1, 8, 8), n_outputs=10, width=32)
+    model.load_state_dict(torch.load(io.BytesIO(r.artifacts["model.pt"])))
+
+
+def test_report_sees_every_epoch_numbered_from_one(run):
+    seen = []
+    run(epochs=3, report=lambda e, m: seen.append((e, set(m))) and False, **SMALL)
+    assert seen == [(1, EPOCH_METRICS), (2, EPOCH_METRICS), (3, EPOCH_METRICS)]
+
+
+def test_same_spec_same_history_other_seed_other_history(run):
+    a = run(epochs=2, dropout=0.1, input_noise=0.05, seed=1, **SMALL)
+    b = run(epochs=2, dropout=0.1, input_noise=0.05, seed=1, **SMALL)
+    c = run(epochs=2, dropout=0.1, input_noise=0.05, seed=2, **SMALL)
+    assert without_time(a.history) == without_time(b.history)
+    assert a.artifacts["model.pt"] == b.artifacts["model.pt"]
+    assert without_time(a.history) != without_time(c.history)
+
+
+def test_report_true_prunes(run):
+    r = run(epochs=10, report=lambda epoch, m: epoch == 2, **SMALL)
+    assert r.state is TrialState.PRUNED and r.epochs == 2 and len(r.history) == 2
+    assert r.reason == "pruned at epoch 2"
+    assert r.metrics["val_loss"] == r.history[-1]["val_loss"]
+
+
+def test_divergence_fails_without_raising(run):
+    calls = []
+    # Linear activations: no dead ReLU or saturated tanh to stop the blow-up.
+    r = run(optimizer="sgd", lr=1e6, activation="linear", epochs=5,
+            report=lambda e, m: calls.append(e), **SMALL)
+    assert r.state is TrialState.FAIL
+    assert "nan" in r.reason and r.reason.endswith(f"at epoch {r.epochs}")
+    assert r.epochs < 5 and calls == list(range(1, r.epochs))  # the bad epoch is not reported
+
+
+def test_patience_stops_early_on_the_best_epoch(run):
+    r = run(epochs=60, lr=0.02, patience=3, **SMALL)
+    losses = [h["val_loss"] for h in r.history]
+    best = losses.index(min(losses)) + 1
+    assert r.state is TrialState.COMPLETE and r.epochs < 60
+    assert r.epochs == best + 3
+    assert r.metrics["val_loss"] == min(losses)
+    # The saved weights are the best epoch's: they reproduce its val_loss.
+    model = get_builder("mlp").build(input_shape=(1, 8, 8), n_outputs=10, width=32)
+    model.load_state_dict(torch.load(io.BytesIO(r.artifacts["model.pt"])))
+    model.eval()
+    s = load_dataset("digits")
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(model(s.x_val), s.y_val).item()
+    assert loss == pytest.approx(r.metrics["val_loss"], rel=1e-5)
+
+
+def test_data_options_reach_the_dataset(run):
+    r = run("mlp", {"name": "xor", "val_fraction": 0.25, "test_fraction": 0.25,
+                    "options": {"n": 40, "noise": 0.1}}, epochs=1, width=8)
+    assert r.state is TrialState.COMPLETE
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"dept": 3}, r"^params.dept: unknown hyperparameter 'dept' \(did you mean 'depth'\?\)"),
+    ({"depth": "3"}, r"^params.depth: expected int, got str '3'"),
+    ({"optimizer": "adamm"}, r"^params.optimizer: unknown value 'adamm'"),
+    ({"lr": -1.0}, r"^params.lr: must be > 0"),
+    ({"width": 0}, r"^params.width: must be >= 1"),
+])
+def test_bad_params_are_user_errors(run, params, message):
+    with pytest.raises(UserError, match=message):
+        run(epochs=1, **params)
+
+
+def test_split_params_separates_builder_and_training():
+    kwargs, opts = split_params("mlp", {"depth": 3, "lr": 1, "epochs": 4})
+    assert kwargs == {"depth": 3}
+    assert opts.lr == 1.0 and isinstance(opts.lr, float) and opts.epochs == 4
+
+
+def test_weight_params_are_matrices_only():
+    model = get_builder("mlp").build(input_shape=(1, 8, 8), n_outputs=10, batch_norm=True,
+                                     activation="prelu")
+    assert [tuple(p.shape) for p in weight_params(model)] == [(128, 64), (128, 128), (10, 128)]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trains_on_cuda_in_bf16():
+    from models.train import train_trial
+    from models.trial import TrialSpec
+
+    spec = TrialSpec("mlp", {"name": "digits"}, {"epochs": 3, "precision": "bf16"}, seed=0,
+                     device="cuda")
+    r = train_trial(spec, lambda e, m: False)
+    assert r.state is TrialState.COMPLETE and r.metrics["val_accuracy"] > 0.8
