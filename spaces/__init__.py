@@ -1,0 +1,26 @@
+"""The search-space language: YAML `space:` -> typed params -> Optuna suggest calls and grids."""
+from spaces.check import check_against
+from spaces.grid import axis, grid, grid_size
+from spaces.language import (
+    KINDS,
+    Categorical,
+    Conditional,
+    Fixed,
+    Float,
+    Int,
+    Param,
+    Space,
+    describe,
+    kind_name,
+    param_names,
+    parse_space,
+    to_raw,
+    walk,
+)
+from spaces.optuna_bridge import distributions, suggest
+
+__all__ = [
+    "KINDS", "Categorical", "Conditional", "Fixed", "Float", "Int", "Param", "Space",
+    "axis", "check_against", "describe", "distributions", "grid", "grid_size", "kind_name",
+    "param_names", "parse_space", "suggest", "to_raw", "walk",
+]

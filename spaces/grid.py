@@ -1,0 +1,110 @@
+"""Exhaustive grids over a space.
+
+Continuous ranges become `grid_points` values including both ends, geometric for
+log ranges ("usually of log scale"), linear otherwise. A conditional is enumerated
+branch by branch: each branch contributes its own sub-grid, never a cross product
+with another branch's parameters, so `optimizer: {sgd: {momentum: 3 values}, adam: {}}`
+costs 3 + 1 points, not 3 x 2.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+from models.errors import UserError
+from spaces.language import Categorical, Conditional, Float, Int, Param, Space
+
+Point = dict[str, Any]
+
+
+def grid(space: Space, grid_points: int) -> list[Point]:
+    """Every point of the grid, in a deterministic order (first parameter slowest)."""
+    _check_points(grid_points)
+    return _grid(space, grid_points)
+
+
+def grid_size(space: Space, grid_points: int) -> int:
+    """len(grid(space, grid_points)), without building the points."""
+    _check_points(grid_points)
+    return _size(space, grid_points)
+
+
+def axis(param: Param, grid_points: int) -> list[Any]:
+    """The grid values of one non-conditional parameter."""
+    if isinstance(param, Float):
+        return _float_axis(param, grid_points)
+    if isinstance(param, Int):
+        return _int_axis(param, grid_points)
+    if isinstance(param, Categorical):
+        return list(param.values)
+    if isinstance(param, Conditional):
+        raise TypeError("a conditional has no single axis; use grid()")
+    return [param.value]
+
+
+def _check_points(grid_points: int) -> None:
+    if isinstance(grid_points, bool) or not isinstance(grid_points, int) or grid_points < 2:
+        raise UserError(f"search.grid_points: needs an integer >= 2 (both ends of every "
+                        f"range), got {grid_points!r}")
+
+
+def _grid(space: Space, n: int) -> list[Point]:
+    per_param = [_param_grid(name, p, n) for name, p in space.items()]
+    return [_merge(parts) for parts in itertools.product(*per_param)]
+
+
+def _param_grid(name: str, p: Param, n: int) -> list[Point]:
+    if not isinstance(p, Conditional):
+        return [{name: v} for v in axis(p, n)]
+    return [{name: branch, **sub}
+            for branch, branch_space in p.branches.items()
+            for sub in _grid(branch_space, n)]
+
+
+def _merge(parts: tuple[Point, ...]) -> Point:
+    out: Point = {}
+    for part in parts:
+        out.update(part)
+    return out
+
+
+def _size(space: Space, n: int) -> int:
+    return math.prod(_param_size(p, n) for p in space.values())
+
+
+def _param_size(p: Param, n: int) -> int:
+    if isinstance(p, Conditional):
+        return sum(_size(sub, n) for sub in p.branches.values())
+    return len(axis(p, n))
+
+
+def _spread(low: float, high: float, n: int, log: bool) -> list[float]:
+    """n values from low to high inclusive, evenly spaced (in log space when log)."""
+    if log:
+        a, b = math.log(low), math.log(high)
+        inner = [math.exp(a + (b - a) * i / (n - 1)) for i in range(1, n - 1)]
+    else:
+        inner = [low + (high - low) * i / (n - 1) for i in range(1, n - 1)]
+    return [low, *inner, high]   # the ends exactly as written, free of rounding
+
+
+def _float_axis(p: Float, n: int) -> list[float]:
+    # 12 significant digits: 0.001, not 0.0010000000000000002, in logs and the MLflow UI.
+    return [float(f"{v:.12g}") for v in _spread(p.low, p.high, n, p.log)]
+
+
+def _int_axis(p: Int, n: int) -> list[int]:
+    count = (p.high - p.low) // p.step + 1
+    if count <= n:
+        return list(range(p.low, p.high + 1, p.step))
+    if p.log:   # intlog has step 1
+        raw = _spread(p.low, p.high, n, log=True)
+        return list(dict.fromkeys(_round(v) for v in raw))
+    steps = count - 1
+    return list(dict.fromkeys(p.low + _round(steps * i / (n - 1)) * p.step for i in range(n)))
+
+
+def _round(x: float) -> int:
+    # Half up, not Python's half to even, so the spread does not depend on parity.
+    return math.floor(x + 0.5)
