@@ -1,0 +1,252 @@
+"""Study configs: YAML -> validated `StudyConfig`.
+
+Everything a user can get wrong is checked here, before any store is touched,
+and reported as one `UserError` line that names the key and what is valid.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from models.errors import UserError, unknown
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    name: str = "digits"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)   # dataset-specific, e.g. {length: 50}
+
+
+class Objective(_Strict):
+    metric: str = "val_accuracy"
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+
+class SearchConfig(_Strict):
+    strategy: str = "tpe"
+    trials: int | None = Field(default=20, ge=1)      # None: the grid size, for grid search
+    seed: int = 0
+    objective: Objective | list[Objective] = Objective()
+    pruner: str = "none"
+    grid_points: int = Field(default=4, ge=2)
+
+    @property
+    def objectives(self) -> list[Objective]:
+        return self.objective if isinstance(self.objective, list) else [self.objective]
+
+
+class ResourcesConfig(_Strict):
+    executor: Literal["serial", "ray"] = "serial"
+    parallel: int | Literal["auto"] = 1
+    cpus_per_trial: float = Field(default=1, gt=0)
+    gpus_per_trial: float = Field(default=0, ge=0)
+
+    @field_validator("parallel")
+    @classmethod
+    def _positive(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be >= 1 or 'auto'")
+        return v
+
+
+class TrackingConfig(_Strict):
+    uri: str = "sqlite:///mlflow.db"        # MLflow tracking URI
+    storage: str = "sqlite:///optuna.db"    # Optuna storage URL
+
+
+class StudyConfig(_Strict):
+    study: str = Field(min_length=1)
+    description: str = ""
+    data: DataConfig = DataConfig()
+    model: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Any] = Field(default_factory=dict)
+    search: SearchConfig = SearchConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# ---------------------------------------------------------------- loading
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{path}: no such study config file")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{path}: malformed YAML{where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a study config must be a YAML mapping, got {type(raw).__name__}")
+    return raw
+
+
+def apply_overrides(raw: Mapping[str, Any], sets: Sequence[str] = (),
+                    **named: Any) -> dict[str, Any]:
+    """`--set a.b=VALUE` (VALUE parsed as YAML) and named options, e.g. trials=10."""
+    out = copy.deepcopy(dict(raw))
+    pairs: list[tuple[str, Any]] = []
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. params.epochs=5")
+        try:
+            pairs.append((key.strip(), yaml.safe_load(value)))
+        except yaml.YAMLError:
+            raise UserError(f"--set {key}: value {value!r} is not valid YAML") from None
+    pairs += [(k, v) for k, v in named.items() if v is not None]
+    for key, value in pairs:
+        _set_path(out, key, value)
+    return out
+
+
+NAMED_OVERRIDES = {
+    "trials": "search.trials", "strategy": "search.strategy", "seed": "search.seed",
+    "tracking_uri": "tracking.uri", "storage": "tracking.storage",
+    "executor": "resources.executor", "parallel": "resources.parallel",
+}
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    dotted = NAMED_OVERRIDES.get(dotted, dotted)
+    parts = dotted.split(".")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"--set {dotted}: {'.'.join(parts[:i + 1])} is not a mapping")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path, sets: Sequence[str] = (), **named: Any) -> StudyConfig:
+    """Read, override and fully validate a study config. Touches no store."""
+    raw = apply_overrides(read_yaml(path), sets, **named)
+    cfg = parse_config(raw)
+    check_semantics(cfg)
+    return cfg
+
+
+def parse_config(raw: Mapping[str, Any]) -> StudyConfig:
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(_one_line(e)) from None
+
+
+def _one_line(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = _readable_loc(first["loc"])
+    key = ".".join(loc) or "config"
+    if first["type"] == "extra_forbidden":
+        valid = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], valid, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{key}: unknown key{hint}; valid: {', '.join(valid)}"
+    if first["type"] == "missing":
+        return f"{key}: required key is missing"
+    return f"{key}: {first['msg']}, got {first.get('input')!r}"
+
+
+def _readable_loc(loc: tuple) -> list[str]:
+    """Keep field names and list indices; drop the union-member tags pydantic adds."""
+    out: list[str] = []
+    model: type[BaseModel] | None = StudyConfig
+    for part in loc:
+        if isinstance(part, int):
+            out[-1:] = [f"{out[-1]}[{part}]"] if out else [str(part)]
+        elif model is None:
+            out.append(str(part))           # a key inside a free-form mapping
+        elif part in model.model_fields:
+            out.append(part)
+            model = _submodel(model.model_fields[part].annotation)
+        elif not _is_type_tag(part):
+            out.append(part)                # an unknown key (extra_forbidden)
+    return out
+
+
+def _is_type_tag(part: str) -> bool:
+    return not part.isidentifier() or part[:1].isupper() or part in {"int", "str", "float", "bool"}
+
+
+def _submodel(ann: Any) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for a in getattr(ann, "__args__", ()):
+        found = _submodel(a)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_at(loc: list[str]) -> list[str]:
+    model: type[BaseModel] | None = StudyConfig
+    for part in loc:
+        model = _submodel(model.model_fields[part.split("[")[0]].annotation) if model else None
+    return list(model.model_fields) if model else []
+
+
+# ---------------------------------------------------------------- semantics
+
+def check_semantics(cfg: StudyConfig) -> None:
+    """Checks that need the registries: builder, dataset, names, types, strategy."""
+    # Imported here so that `search.config` stays importable without torch for tooling.
+    from models.data import dataset_names
+    from models.registry import check_value, get_builder
+    from models.train import hyperparameters
+    from search.strategies import PRUNERS, SAMPLERS
+    from spaces import check_against, parse_space
+
+    builder = get_builder(cfg.model)
+    if cfg.data.name not in dataset_names():
+        raise unknown("dataset", cfg.data.name, dataset_names(), key="data.name")
+    hparams = hyperparameters(cfg.model)
+    for name, value in cfg.params.items():
+        if name not in hparams:
+            raise unknown("hyperparameter", name, hparams, key=f"params.{name}")
+        check_value(hparams[name], value, key=f"params.{name}")
+    space = parse_space(cfg.space, key="space")
+    check_against(space, hparams, key="space")
+    both = sorted(set(cfg.params) & set(cfg.space))
+    if both:
+        raise UserError(f"params.{both[0]}: fixed in params and searched in space; keep one")
+    if cfg.search.strategy not in SAMPLERS:
+        raise unknown("strategy", cfg.search.strategy, SAMPLERS, key="search.strategy")
+    if cfg.search.pruner not in PRUNERS:
+        raise unknown("pruner", cfg.search.pruner, PRUNERS, key="search.pruner")
+    metrics = objective_metrics(builder.task)
+    for i, obj in enumerate(cfg.search.objectives):
+        key = "search.objective" + (f"[{i}]" if isinstance(cfg.search.objective, list) else "")
+        if obj.metric not in metrics:
+            raise unknown("metric", obj.metric, metrics, key=f"{key}.metric")
+    if len(cfg.search.objectives) > 1 and cfg.search.pruner != "none":
+        raise UserError("search.pruner: pruning needs a single objective; use pruner: none "
+                        "with a list of objectives")
+
+
+def objective_metrics(task_name: str) -> list[str]:
+    """Metrics a trial of this task reports that can serve as an objective."""
+    from models.tasks import get_task
+
+    task = get_task(task_name)
+    per_split = ["loss", *task.metric_names]
+    return [f"{s}_{m}" for s in ("train", "val") for m in per_split] + ["param_count", "inference_ms"]

@@ -1,0 +1,194 @@
+"""The study driver: Optuna ask/tell around an executor, MLflow around each trial.
+
+This process is the single writer: workers compute and report; every write to
+Optuna storage and MLflow happens here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import optuna
+import yaml
+
+from models.errors import UserError
+from models.trial import TrialResult, TrialSpec, TrialState
+from search.config import StudyConfig
+from search.executors import Executor, failed
+from search.strategies import make_pruner, make_sampler
+from search.tracking import MlflowTracker
+from spaces import parse_space, suggest
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+_OPTUNA_STATE = {TrialState.COMPLETE: optuna.trial.TrialState.COMPLETE,
+                 TrialState.PRUNED: optuna.trial.TrialState.PRUNED,
+                 TrialState.FAIL: optuna.trial.TrialState.FAIL}
+
+
+@dataclass(frozen=True)
+class TrialEvent:
+    """What the CLI's progress display needs after each trial."""
+
+    number: int
+    state: TrialState
+    values: tuple[float, ...] | None
+    reason: str | None
+    counts: Mapping[str, int]            # COMPLETE / PRUNED / FAIL so far
+    best: float | None                   # best objective so far (single objective)
+
+
+@dataclass
+class _Running:
+    trial: optuna.trial.Trial
+    run_id: str
+    spec: TrialSpec
+
+
+@dataclass
+class StudyOutcome:
+    name: str
+    parent_run_id: str
+    counts: dict[str, int]
+    study: optuna.Study
+    interrupted: bool = False
+    running: dict[int, _Running] = field(default_factory=dict, repr=False)
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """A per-trial seed that depends only on the study seed and the trial number."""
+    return int(np.random.SeedSequence([study_seed, number]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def trial_yaml(spec: TrialSpec) -> str:
+    """Everything needed to replay one trial alone."""
+    return yaml.safe_dump({"study": spec.study, "trial_number": spec.trial_number,
+                           "seed": spec.seed, "model": spec.model, "data": dict(spec.data),
+                           "params": dict(spec.params)}, sort_keys=False)
+
+
+def data_dict(cfg: StudyConfig) -> dict[str, Any]:
+    d = cfg.data.model_dump()
+    return {**{k: v for k, v in d.items() if k != "options"}, **d["options"]}
+
+
+def create_study(cfg: StudyConfig) -> optuna.Study:
+    """A new Optuna study; an existing one of the same name is an error, not a merge."""
+    storage = cfg.tracking.storage
+    try:
+        existing = optuna.study.get_all_study_names(storage)
+    except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
+        raise UserError(f"tracking.storage: cannot open {storage!r}: {e}") from None
+    if cfg.study in existing:
+        raise UserError(f"study: '{cfg.study}' already exists in {storage}; "
+                        f"choose another name (--set study=NAME) or another --storage")
+    directions = [o.direction for o in cfg.search.objectives]
+    return optuna.create_study(study_name=cfg.study, storage=storage,
+                               sampler=make_sampler(cfg.search), pruner=make_pruner(cfg.search),
+                               directions=directions)
+
+
+class StudyDriver:
+    def __init__(self, cfg: StudyConfig, executor: Executor, tracker: MlflowTracker,
+                 on_trial_end: Callable[[TrialEvent], None] | None = None) -> None:
+        self.cfg = cfg
+        self.executor = executor
+        self.tracker = tracker
+        self.on_trial_end = on_trial_end or (lambda event: None)
+        self.space = parse_space(cfg.space)
+        self.objectives = cfg.search.objectives
+        self.running: dict[int, _Running] = {}
+        self.counts = {s.value: 0 for s in TrialState}
+
+    def run(self) -> StudyOutcome:
+        cfg = self.cfg
+        study = create_study(cfg)
+        parent = self.tracker.start_study(cfg.study, cfg.to_yaml(),
+                                          tags={"strategy": cfg.search.strategy})
+        study.set_user_attr("mlflow_parent_run_id", parent)
+        study.set_user_attr("config", cfg.model_dump(mode="json"))
+        self.study, self.parent = study, parent
+        target = cfg.search.trials or 1
+        launched = 0
+        try:
+            while launched < target or self.running:
+                while launched < target and len(self.running) < self.executor.capacity:
+                    self._launch(study.ask())
+                    launched += 1
+                for number, result in self.executor.wait(self._on_report):
+                    self._finish(number, result)
+        except KeyboardInterrupt:
+            self._abort("interrupted by the user (Ctrl-C)")
+            self._end_study("KILLED")
+            return StudyOutcome(cfg.study, parent, self.counts, study, interrupted=True)
+        finally:
+            self.executor.shutdown()
+        self._end_study("FINISHED")
+        return StudyOutcome(cfg.study, parent, self.counts, study)
+
+    def _launch(self, trial: optuna.trial.Trial) -> None:
+        params = {**self.cfg.params, **suggest(self.space, trial)}
+        spec = TrialSpec(model=self.cfg.model, data=data_dict(self.cfg), params=params,
+                         seed=trial_seed(self.cfg.search.seed, trial.number),
+                         trial_number=trial.number, study=self.cfg.study)
+        trial.set_user_attr("seed", spec.seed)
+        run_id = self.tracker.start_trial(self.parent, trial.number,
+                                          {**params, "trial_number": trial.number, "seed": spec.seed})
+        trial.set_user_attr("mlflow_run_id", run_id)
+        self.running[trial.number] = _Running(trial, run_id, spec)
+        self.executor.submit(spec)
+
+    def _on_report(self, number: int, step: int, metrics: Mapping[str, float]) -> bool:
+        r = self.running[number]
+        self.tracker.log_metrics(r.run_id, step, metrics)
+        if len(self.objectives) > 1:
+            return False            # Optuna prunes single-objective studies only
+        value = metrics.get(self.objectives[0].metric)
+        if value is None or not math.isfinite(value):
+            return False
+        r.trial.report(float(value), step)
+        return r.trial.should_prune()
+
+    def _finish(self, number: int, result: TrialResult) -> None:
+        r = self.running.pop(number)
+        values: list[float] | None = None
+        if result.state is TrialState.COMPLETE:
+            values = [result.metrics.get(o.metric, math.nan) for o in self.objectives]
+            bad = next(((o.metric, v) for o, v in zip(self.objectives, values)
+                        if not math.isfinite(v)), None)
+            if bad is not None:
+                result = failed(f"objective {bad[0]} is {bad[1]}", result.history)
+                values = None
+        if result.reason:
+            r.trial.set_user_attr("reason", result.reason)
+        r.trial.set_user_attr("epochs", result.epochs)
+        self.study.tell(r.trial, values, state=_OPTUNA_STATE[result.state])
+        self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)})
+        self.counts[result.state.value] += 1
+        self.on_trial_end(TrialEvent(number, result.state, tuple(values) if values else None,
+                                     result.reason, dict(self.counts), self._best()))
+
+    def _abort(self, reason: str) -> None:
+        for number in list(self.running):
+            self._finish(number, failed(reason))
+
+    def _best(self) -> float | None:
+        if len(self.objectives) > 1:
+            return None
+        try:
+            return self.study.best_value
+        except ValueError:
+            return None
+
+    def _end_study(self, status: str) -> None:
+        df = self.study.trials_dataframe()
+        metrics, tags = {}, {}
+        best = self._best()
+        if best is not None:
+            metrics["best_value"] = best
+            tags["best_trial"] = str(self.study.best_trial.number)
+        metrics.update({f"trials_{k.lower()}": v for k, v in self.counts.items()})
+        self.tracker.end_study(self.parent, {"trials.csv": df.to_csv(index=False)},
+                               metrics=metrics, tags=tags, status=status)

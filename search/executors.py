@@ -1,0 +1,82 @@
+"""Executors run `train_trial` somewhere and route its reports to the driver.
+
+The driver owns every write. An executor only computes: it calls back
+`on_report(trial_number, step, metrics) -> should_stop` for each epoch and hands
+back `(trial_number, TrialResult)` pairs as trials finish.
+"""
+from __future__ import annotations
+
+import traceback
+from typing import Callable, Mapping, Protocol
+
+from models.trial import TrialResult, TrialSpec, TrialState
+
+OnReport = Callable[[int, int, Mapping[str, float]], bool]
+TrainFn = Callable[..., TrialResult]
+
+
+class Executor(Protocol):
+    capacity: int   # how many trials may run at once
+
+    def submit(self, spec: TrialSpec) -> None: ...
+
+    def wait(self, on_report: OnReport) -> list[tuple[int, TrialResult]]:
+        """Block until at least one submitted trial finishes; return those that did."""
+        ...
+
+    def shutdown(self) -> None: ...
+
+
+def failed(reason: str, history: tuple = ()) -> TrialResult:
+    return TrialResult(TrialState.FAIL, metrics={}, history=history, epochs=len(history),
+                       reason=reason)
+
+
+def run_guarded(train: TrainFn, spec: TrialSpec, report: Callable) -> TrialResult:
+    """Run one trial; an exception fails that trial only, with its reason."""
+    history: list[dict] = []
+
+    def recording_report(step: int, metrics: Mapping[str, float]) -> bool:
+        history.append(dict(metrics))
+        return report(step, metrics)
+
+    try:
+        return train(spec, recording_report)
+    except Exception as e:  # noqa: BLE001 - any fault inside a trial fails that trial only
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        reason = f"{type(e).__name__}: {e} ({where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
+        return failed(reason, tuple(history))
+
+
+class SerialExecutor:
+    """Runs each trial in this process, one at a time: the debugging executor."""
+
+    capacity = 1
+
+    def __init__(self, train: TrainFn | None = None, threads: int | None = None) -> None:
+        if train is None:
+            from models.train import train_trial as train
+        self._train = train
+        self._threads = threads
+        self._queue: list[TrialSpec] = []
+
+    def submit(self, spec: TrialSpec) -> None:
+        self._queue.append(spec)
+
+    def wait(self, on_report: OnReport) -> list[tuple[int, TrialResult]]:
+        spec = self._queue.pop(0)
+        result = run_guarded(self._train, spec,
+                             lambda step, m: on_report(spec.trial_number, step, m))
+        return [(spec.trial_number, result)]
+
+    def shutdown(self) -> None:
+        self._queue.clear()
+
+
+def make_executor(cfg) -> Executor:
+    """The executor a study config asks for."""
+    if cfg.resources.executor == "serial":
+        threads = max(1, int(cfg.resources.cpus_per_trial))
+        return SerialExecutor(threads=threads)
+    from models.errors import UserError
+    raise UserError(f"resources.executor: unknown executor '{cfg.resources.executor}'; valid: serial")

@@ -1,0 +1,162 @@
+"""MLflow tracking: experiment = study, parent run = the study, one nested child
+run per trial. The only module that imports MLflow.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from models.trial import TrialResult, TrialState
+
+ROLE_TAG = "hypersweep.role"
+STATE_TAG = "state"
+FLUSH_SECONDS = 2.0          # batch metric writes; curves still grow live in the UI
+
+_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED",
+           TrialState.FAIL: "FAILED"}
+
+
+def artifact_root_for(uri: str) -> str | None:
+    """Keep a SQLite store's artifacts beside its database file, not in the cwd."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):]).resolve()
+        return (db.parent / "mlartifacts").as_uri()
+    return None
+
+
+class MlflowTracker:
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        # MLflow logs migrations and warnings at INFO on first use of a store.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self.client = MlflowClient(tracking_uri=uri)
+        self._pending: dict[str, list[Metric]] = {}
+        self._last_flush: dict[str, float] = {}
+        self.experiment_id: str | None = None
+
+    # -- study (parent run)
+
+    def start_study(self, name: str, config_yaml: str, tags: Mapping[str, str] = {}) -> str:
+        """Create the experiment and parent run, or reopen the existing parent run."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            self.experiment_id = self.client.create_experiment(
+                name, artifact_location=artifact_root_for(self.uri))
+        else:
+            self.experiment_id = exp.experiment_id
+        parent = self.find_parent(name)
+        if parent is None:
+            run = self.client.create_run(self.experiment_id, run_name=name,
+                                         tags={ROLE_TAG: "study", **tags})
+            parent = run.info.run_id
+        else:
+            self.client.update_run(parent, status="RUNNING")
+        self.client.log_text(parent, config_yaml, "study.yaml")
+        return parent
+
+    def find_parent(self, name: str) -> str | None:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            return None
+        runs = self.client.search_runs([exp.experiment_id],
+                                       filter_string=f"tags.`{ROLE_TAG}` = 'study'",
+                                       max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    def end_study(self, parent: str, files: Mapping[str, bytes | str],
+                  metrics: Mapping[str, float] = {}, tags: Mapping[str, str] = {},
+                  status: str = "FINISHED") -> None:
+        now = _now_ms()
+        self.client.log_batch(parent,
+                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                              tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._log_files(parent, files)
+        self.client.set_terminated(parent, status=status)
+
+    # -- trials (child runs)
+
+    def start_trial(self, parent: str, number: int, params: Mapping[str, Any],
+                    tags: Mapping[str, str] = {}) -> str:
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial-{number:04d}",
+            tags={"mlflow.parentRunId": parent, ROLE_TAG: "trial",
+                  "optuna.trial_number": str(number), STATE_TAG: "RUNNING", **tags})
+        run_id = run.info.run_id
+        self.client.log_batch(run_id, params=[Param(k, _param_str(v)) for k, v in params.items()])
+        self._last_flush[run_id] = time.monotonic()
+        return run_id
+
+    def log_metrics(self, run_id: str, step: int, metrics: Mapping[str, float]) -> None:
+        now = _now_ms()
+        self._pending.setdefault(run_id, []).extend(
+            Metric(k, float(v), now, step) for k, v in metrics.items())
+        if time.monotonic() - self._last_flush.get(run_id, 0.0) >= FLUSH_SECONDS:
+            self.flush(run_id)
+
+    def flush(self, run_id: str) -> None:
+        batch = self._pending.pop(run_id, [])
+        for i in range(0, len(batch), 1000):     # MLflow's per-request metric limit
+            self.client.log_batch(run_id, metrics=batch[i:i + 1000])
+        self._last_flush[run_id] = time.monotonic()
+
+    def end_trial(self, run_id: str, result: TrialResult, files: Mapping[str, bytes | str],
+                  tags: Mapping[str, str] = {}) -> None:
+        self.flush(run_id)
+        summary = {f"final_{k}": v for k, v in result.metrics.items()
+                   if k in ("param_count", "inference_ms")}
+        now = _now_ms()
+        all_tags = {STATE_TAG: result.state.value, "epochs": str(result.epochs), **tags}
+        if result.reason:
+            all_tags["failure_reason" if result.state is TrialState.FAIL else "reason"] = result.reason[:5000]
+        self.client.log_batch(run_id,
+                              metrics=[Metric(k, float(v), now, result.epochs) for k, v in summary.items()],
+                              tags=[RunTag(k, v) for k, v in all_tags.items()])
+        self._log_files(run_id, {**result.artifacts, **files})
+        self.client.set_terminated(run_id, status=_STATUS[result.state])
+        self._last_flush.pop(run_id, None)
+
+    def _log_files(self, run_id: str, files: Mapping[str, bytes | str]) -> None:
+        if not files:
+            return
+        with tempfile.TemporaryDirectory(prefix="hypersweep-") as tmp:
+            for name, content in files.items():
+                path = Path(tmp, name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(content, str):
+                    path.write_text(content)
+                else:
+                    path.write_bytes(content)
+            self.client.log_artifacts(run_id, tmp)
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on this store, on 127.0.0.1."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    root = artifact_root_for(uri)
+    extra = f" --default-artifact-root {root}" if root else ""
+    exe = shutil.which("mlflow") and "mlflow"
+    if not exe:     # not on PATH: the one installed beside this interpreter (e.g. .venv/bin)
+        exe = os.path.relpath(Path(sys.executable).with_name("mlflow"))
+    return f"{exe} ui --backend-store-uri {uri}{extra} --host 127.0.0.1 --port 5000"
+
+
+def _param_str(v: Any) -> str:
+    return str(v)[:6000]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -1,0 +1,130 @@
+"""Study config validation: one-line errors naming the key and what is valid."""
+from __future__ import annotations
+
+import pytest
+
+from models.errors import UserError
+from search.config import apply_overrides, load_config, parse_config
+from tests.conftest import quickstart
+
+
+def error_for(write_config, raw, *sets: str) -> str:
+    path = write_config(raw)
+    with pytest.raises(UserError) as e:
+        load_config(path, sets)
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def with_(path: str, value):
+    raw = quickstart()
+    return apply_overrides(raw, [f"{path}={value}"])
+
+
+def test_quickstart_is_valid(write_config):
+    cfg = load_config(write_config(quickstart()))
+    assert cfg.model == "mlp" and cfg.search.strategy == "tpe"
+    assert cfg.search.objectives[0].metric == "val_accuracy"
+
+
+def test_unknown_top_level_key_suggests_the_right_one(write_config):
+    raw = quickstart()
+    raw["serach"] = raw.pop("search")
+    msg = error_for(write_config, raw)
+    assert msg.startswith("serach: unknown key (did you mean 'search'?)")
+    assert "valid:" in msg and "space" in msg
+
+
+def test_unknown_nested_key(write_config):
+    msg = error_for(write_config, with_("search.trails", 3))
+    assert msg.startswith("search.trails: unknown key (did you mean 'trials'?)")
+
+
+def test_unknown_builder_lists_registry(write_config):
+    msg = error_for(write_config, with_("model", "mpl"))
+    assert msg.startswith("model: unknown builder 'mpl' (did you mean 'mlp'?)")
+    assert "linear" in msg
+
+
+def test_unknown_hyperparameter_in_space(write_config):
+    raw = quickstart()
+    raw["space"]["widht"] = {"int": [1, 4]}
+    msg = error_for(write_config, raw)
+    assert msg.startswith("space.widht: unknown hyperparameter 'widht' (did you mean 'width'?)")
+
+
+def test_low_not_below_high(write_config):
+    raw = quickstart()
+    raw["space"]["depth"] = {"int": [4, 1]}
+    msg = error_for(write_config, raw)
+    assert msg.startswith("space.depth") and "4" in msg and "1" in msg
+
+
+def test_log_range_with_nonpositive_low(write_config):
+    raw = quickstart()
+    raw["space"]["lr"] = {"loguniform": [0.0, 0.1]}
+    msg = error_for(write_config, raw)
+    assert msg.startswith("space.lr") and "> 0" in msg
+
+
+def test_wrong_type_in_params(write_config):
+    msg = error_for(write_config, with_("params.epochs", "many"))
+    assert msg.startswith("params.epochs: expected int")
+
+
+def test_wrong_type_in_schema(write_config):
+    msg = error_for(write_config, with_("search.trials", "lots"))
+    assert msg.startswith("search.trials:") and "'lots'" in msg
+
+
+def test_bad_choice_for_a_literal_hyperparameter(write_config):
+    msg = error_for(write_config, with_("params.activation", "relu6"))
+    assert msg.startswith("params.activation: unknown value 'relu6' (did you mean 'relu'?)")
+
+
+def test_unknown_strategy_and_pruner(write_config):
+    assert error_for(write_config, with_("search.strategy", "tpee")).startswith(
+        "search.strategy: unknown strategy 'tpee' (did you mean 'tpe'?)")
+    assert error_for(write_config, with_("search.pruner", "meadian")).startswith(
+        "search.pruner: unknown pruner 'meadian' (did you mean 'median'?)")
+
+
+def test_objective_must_be_a_metric_the_task_reports(write_config):
+    msg = error_for(write_config, with_("search.objective.metric", "val_acc"))
+    assert msg.startswith("search.objective.metric: unknown metric 'val_acc'")
+    assert "val_accuracy" in msg
+
+
+def test_unknown_dataset(write_config):
+    msg = error_for(write_config, with_("data.name", "digit"))
+    assert msg.startswith("data.name: unknown dataset 'digit' (did you mean 'digits'?)")
+
+
+def test_missing_required_key(write_config):
+    raw = quickstart()
+    del raw["model"]
+    assert error_for(write_config, raw) == "model: required key is missing"
+
+
+def test_same_name_fixed_and_searched(write_config):
+    msg = error_for(write_config, with_("params.lr", 0.01))
+    assert msg.startswith("params.lr: fixed in params and searched in space")
+
+
+def test_missing_file_and_malformed_yaml(tmp_path, write_config):
+    with pytest.raises(UserError, match="no such study config file"):
+        load_config(tmp_path / "nope.yaml")
+    bad = write_config("study: x\nmodel: [mlp\n", name="bad.yaml")
+    with pytest.raises(UserError, match=r"malformed YAML \(line \d+, column \d+\)"):
+        load_config(bad)
+
+
+def test_overrides_parse_values_as_yaml():
+    raw = apply_overrides(quickstart(), ["params.epochs=5", "search.objective.direction=minimize",
+                                         "space.depth={int: [1, 2]}"], trials=3, seed=11)
+    cfg = parse_config(raw)
+    assert cfg.params["epochs"] == 5 and cfg.search.trials == 3 and cfg.search.seed == 11
+    assert cfg.space["depth"] == {"int": [1, 2]}
+    with pytest.raises(UserError, match="expected KEY=VALUE"):
+        apply_overrides(quickstart(), ["params.epochs"])

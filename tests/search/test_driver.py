@@ -1,0 +1,86 @@
+"""The study driver against real MLflow and Optuna SQLite stores."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import optuna
+from mlflow.tracking import MlflowClient
+
+from models.train import train_trial
+from models.trial import TrialState
+from search.config import parse_config
+from search.driver import StudyDriver
+from search.executors import SerialExecutor
+from search.tracking import MlflowTracker
+from tests.conftest import small_config, study_runs
+
+
+def run(cfg_dict, train=None, events=None):
+    cfg = parse_config(cfg_dict)
+    driver = StudyDriver(cfg, SerialExecutor(train=train), MlflowTracker(cfg.tracking.uri),
+                         on_trial_end=(events.append if events is not None else None))
+    return cfg, driver.run()
+
+
+def test_trial_faults_fail_only_that_trial(stores):
+    """A raising trial and a NaN-loss trial are FAIL with a reason; the others complete."""
+    def flaky(spec, report):
+        if spec.trial_number == 1:
+            raise RuntimeError("simulated fault in the data pipeline")
+        if spec.trial_number == 2:
+            # A learning rate this large makes the loss overflow to NaN/inf for real.
+            params = {**spec.params, "lr": 1e12, "optimizer": "sgd"}
+            return train_trial(dataclasses.replace(spec, params=params), report)
+        return train_trial(spec, report)
+
+    events = []
+    cfg, outcome = run(small_config("faults", stores, trials=5), train=flaky, events=events)
+    assert outcome.counts == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 2}
+    assert [e.state for e in events][1:3] == [TrialState.FAIL, TrialState.FAIL]
+
+    study = optuna.load_study(study_name="faults", storage=stores.optuna_url)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.FAIL) == 2
+    assert "simulated fault" in study.trials[1].user_attrs["reason"]
+    assert "nan" in study.trials[2].user_attrs["reason"] or "inf" in study.trials[2].user_attrs["reason"]
+
+    _, children = study_runs(stores.mlflow_uri, "faults")
+    assert [c.data.tags["state"] for c in children] == ["COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    assert children[1].info.status == "FAILED"
+    assert "RuntimeError: simulated fault" in children[1].data.tags["failure_reason"]
+    assert children[0].info.status == "FINISHED"
+
+
+def test_same_seed_same_parameters_and_metrics(tmp_path):
+    """Two serial runs of one config with one seed agree trial by trial."""
+    from tests.conftest import Stores
+
+    histories = []
+    for i in range(2):
+        d = tmp_path / f"s{i}"
+        d.mkdir()
+        stores = Stores(d)
+        run(small_config("repeat", stores, trials=3))
+        study = optuna.load_study(study_name="repeat", storage=stores.optuna_url)
+        client = MlflowClient(tracking_uri=stores.mlflow_uri)
+        _, children = study_runs(stores.mlflow_uri, "repeat")
+        histories.append([
+            (t.params, t.values,
+             [m.value for m in client.get_metric_history(c.info.run_id, "val_loss")])
+            for t, c in zip(study.trials, children)])
+    assert histories[0] == histories[1]
+    assert len({str(p) for p, _, _ in histories[0]}) == 3     # the trials differ from each other
+
+
+def test_nonfinite_objective_fails_the_trial(stores):
+    from models.trial import TrialResult
+
+    def no_objective(spec, report):
+        report(1, {"val_accuracy": 0.5, "val_loss": 1.0})
+        return TrialResult(TrialState.COMPLETE, metrics={"val_accuracy": math.nan}, epochs=1)
+
+    _, outcome = run(small_config("nan-objective", stores, trials=2), train=no_objective)
+    assert outcome.counts["FAIL"] == 2
+    study = optuna.load_study(study_name="nan-objective", storage=stores.optuna_url)
+    assert study.trials[0].user_attrs["reason"] == "objective val_accuracy is nan"
