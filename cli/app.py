@@ -1,0 +1,128 @@
+"""The `hypersweep` command line: parse, call search/, print."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from models.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Hyperparameter search for deep learning: Optuna strategies, "
+                       "Ray scheduling, MLflow tracking.")
+out = Console()
+err = Console(stderr=True)
+
+ConfigArg = typer.Argument(..., help="Study config (YAML).", show_default=False)
+SetOpt = typer.Option(None, "--set", help="Override any key: --set params.epochs=5 (repeatable).")
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Bad input: one line on stderr, exit code 2, no traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+def _load(config: Path, sets: list[str] | None, **named):
+    from search.config import load_config
+    return load_config(config, sets or (), **named)
+
+
+@app.command()
+@user_errors
+def run(config: Path = ConfigArg,
+        set_: Optional[List[str]] = SetOpt,
+        trials: Optional[int] = typer.Option(None, help="Number of trials (search.trials)."),
+        strategy: Optional[str] = typer.Option(None, help="Search strategy (search.strategy)."),
+        seed: Optional[int] = typer.Option(None, help="Study seed (search.seed)."),
+        tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (tracking.uri)."),
+        storage: Optional[str] = typer.Option(None, help="Optuna storage URL (tracking.storage)."),
+        executor: Optional[str] = typer.Option(None, help="serial or ray (resources.executor)."),
+        parallel: Optional[int] = typer.Option(None, help="Trials at once (resources.parallel)."),
+        ) -> None:
+    """Run a study: search its space, tracking every trial in MLflow."""
+    cfg = _load(config, set_, trials=trials, strategy=strategy, seed=seed,
+                tracking_uri=tracking_uri, storage=storage, executor=executor, parallel=parallel)
+    from cli.progress import StudyProgress
+    from search.driver import StudyDriver
+    from search.executors import make_executor
+    from search.tracking import MlflowTracker, ui_command
+
+    out.print(f"study [bold]{cfg.study}[/bold]: {cfg.model} on {cfg.data.name}, "
+              f"{cfg.search.strategy} search, {cfg.search.trials} trials, "
+              f"{cfg.resources.executor} executor")
+    with StudyProgress(out, cfg) as progress:
+        driver = StudyDriver(cfg, make_executor(cfg), MlflowTracker(cfg.tracking.uri),
+                             on_trial_end=progress.update)
+        outcome = driver.run()
+    print_best(outcome.study, cfg)
+    out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}", soft_wrap=True)
+    if outcome.interrupted:
+        err.print("interrupted: running trials were marked FAIL")
+        raise typer.Exit(130)
+
+
+@app.command()
+@user_errors
+def validate(config: Path = ConfigArg, set_: Optional[List[str]] = SetOpt) -> None:
+    """Check a study config without running it."""
+    cfg = _load(config, set_)
+    out.print(f"{config}: ok — study '{cfg.study}', model {cfg.model}, "
+              f"{cfg.search.strategy} search, {cfg.search.trials} trials")
+
+
+@app.command()
+@user_errors
+def models() -> None:
+    """List the registered model builders."""
+    from models.registry import builder_names, get_builder
+    table = Table("builder", "task", "family", "hyperparameters")
+    for name in builder_names():
+        b = get_builder(name)
+        hps = ", ".join(f"{h.name}={h.default!r}" for h in b.hyperparameters().values())
+        table.add_row(name, b.task, b.family, hps or "-")
+    out.print(table)
+
+
+def print_best(study, cfg, top: int = 5) -> None:
+    import optuna
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        out.print("no trial completed")
+        return
+    objs = cfg.search.objectives
+    if len(objs) == 1:
+        sign = -1 if objs[0].direction == "maximize" else 1
+        done.sort(key=lambda t: sign * t.values[0])
+    else:
+        done = study.best_trials
+    names = sorted({k for t in done[:top] for k in t.params})
+    table = Table("trial", *[o.metric for o in objs], *names,
+                  title="best trials" if len(objs) == 1 else "Pareto front")
+    for t in done[:top]:
+        table.add_row(str(t.number), *[f"{v:.4g}" for v in t.values],
+                      *[_fmt(t.params.get(n)) for n in names])
+    out.print(table)
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+
+def main() -> None:
+    app(prog_name="hypersweep")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

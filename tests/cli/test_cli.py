@@ -1,0 +1,105 @@
+"""`hypersweep` end to end, on real MLflow and Optuna SQLite stores."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from cli.app import app
+from tests.conftest import STUDIES, quickstart, small_config, study_runs
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.mark.slow
+def test_quickstart_with_8_trials(stores):
+    """The walking skeleton's acceptance check."""
+    res = invoke("run", str(STUDIES / "quickstart.yaml"), "--trials", "8", *stores.cli_args())
+    assert res.exit_code == 0, res.output
+    assert "best trials" in res.output and "ui --backend-store-uri" in res.output
+
+    study = optuna.load_study(study_name="quickstart-digits-mlp", storage=stores.optuna_url)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == 8 == len(study.trials)
+    assert study.best_value >= 0.95
+
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    parent, children = study_runs(stores.mlflow_uri, "quickstart-digits-mlp")
+    assert len(children) == 8
+    assert parent.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"study.yaml", "trials.csv"}
+    for trial, child in zip(study.trials, children):
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.run_name == f"trial-{trial.number:04d}"
+        epochs = int(child.data.tags["epochs"])
+        history = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == list(range(1, epochs + 1))
+        assert float(child.data.params["lr"]) == pytest.approx(trial.params["lr"])
+        assert child.data.params["epochs"] == "20"
+        arts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"trial.yaml", "learning_curve.png", "model.pt"} <= arts
+        replay = yaml.safe_load(open(client.download_artifacts(child.info.run_id, "trial.yaml")))
+        assert replay["params"]["lr"] == trial.params["lr"] and replay["model"] == "mlp"
+
+
+BAD = {
+    "unknown key": ("serach", {"strategy": "tpe"}),
+    "unknown builder": ("model", "mpl"),
+    "low >= high": ("space", {"depth": {"int": [3, 1]}}),
+    "log range low <= 0": ("space", {"lr": {"loguniform": [0, 0.1]}}),
+    "wrong type": ("params", {"epochs": "ten"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_invalid_config_exits_2_with_one_line_and_touches_nothing(case, stores, write_config):
+    key, value = BAD[case]
+    raw = quickstart()
+    raw[key] = value
+    res = invoke("run", str(write_config(raw)), *stores.cli_args())
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert "Traceback" not in res.output
+    assert stores.untouched()
+
+
+def test_missing_file_and_malformed_yaml_exit_2(tmp_path, stores, write_config):
+    for path in (tmp_path / "missing.yaml", write_config("study: [x\n", name="bad.yaml")):
+        res = invoke("run", str(path), *stores.cli_args())
+        assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
+    assert stores.untouched()
+
+
+def test_existing_study_name_is_refused(stores, write_config):
+    path = write_config(small_config("twice", stores, trials=1))
+    assert invoke("run", str(path)).exit_code == 0
+    res = invoke("run", str(path))
+    assert res.exit_code == 2 and "already exists" in res.output
+
+
+def test_validate_and_models():
+    res = invoke("validate", str(STUDIES / "quickstart.yaml"))
+    assert res.exit_code == 0 and "ok" in res.output
+    res = invoke("models")
+    assert res.exit_code == 0 and "mlp" in res.output and "linear" in res.output
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    """The installed entry point, in a real subprocess."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**quickstart(), "model": "resnet9000"}))
+    exe = [sys.executable, "-m", "cli.app"]
+    proc = subprocess.run([*exe, "validate", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: model: unknown builder 'resnet9000'")
+    assert "Traceback" not in proc.stderr
