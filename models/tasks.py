@@ -30,9 +30,24 @@ class Task(Protocol):
                class_names: Sequence[str] = ()) -> bytes | None:
         """A PNG that shows how the model does on these outputs, or None."""
 
+    def training_step(self, model: torch.nn.Module, x: torch.Tensor,
+                      y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output, loss) of one training batch."""
+
+
+class Supervised:
+    """The usual training step: the model sees the inputs, the loss sees the targets.
+    Tasks whose models need more (the targets for teacher forcing, a VAE's KL
+    term) override `training_step`; the training loop calls nothing else."""
+
+    def training_step(self, model: torch.nn.Module, x: torch.Tensor,
+                      y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = model(x)
+        return out, self.loss(out, y)
+
 
 @dataclass(frozen=True)
-class Classification:
+class Classification(Supervised):
     """Cross-entropy on logits; accuracy, macro-F1 and a confusion matrix."""
 
     label_smoothing: float = 0.0

@@ -254,8 +254,7 @@ def train_epoch(fit: Fit) -> dict[str, float]:
         if o.input_noise > 0:
             xb = xb + o.input_noise * torch.randn_like(xb)
         with fit.autocast():
-            out = model(xb)
-        loss = fit.task.loss(out, yb)
+            out, loss = fit.task.training_step(model, xb, yb)
         if o.l1 > 0:
             loss = loss + o.l1 * sum(p.abs().sum() for p in weight_params(model))
         fit.optimizer.zero_grad(set_to_none=True)

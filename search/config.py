@@ -147,10 +147,23 @@ def load_config(path: str | Path, sets: Sequence[str] = (), **named: Any) -> Stu
 
 
 def parse_config(raw: Mapping[str, Any]) -> StudyConfig:
+    raw = with_default_space(raw)
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as e:
         raise UserError(_one_line(e)) from None
+
+
+def with_default_space(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """No `space:` means the builder's default space, less the names fixed in params.
+    The resolved space is what gets validated, stored and rerun."""
+    if "space" in raw or not isinstance(raw.get("model"), str):
+        return raw
+    from spaces.defaults import default_space
+
+    fixed = raw.get("params") or {}
+    fixed = fixed if isinstance(fixed, dict) else {}
+    return {**raw, "space": {k: v for k, v in default_space(raw["model"]).items() if k not in fixed}}
 
 
 def _one_line(err: ValidationError) -> str:

@@ -128,3 +128,26 @@ def test_overrides_parse_values_as_yaml():
     assert cfg.space["depth"] == {"int": [1, 2]}
     with pytest.raises(UserError, match="expected KEY=VALUE"):
         apply_overrides(quickstart(), ["params.epochs"])
+
+
+def test_no_space_means_the_builders_default_space(write_config):
+    raw = quickstart()
+    del raw["space"]
+    raw["params"]["dropout"] = 0.1
+    cfg = load_config(write_config(raw))
+    assert cfg.space["lr"] == {"loguniform": [1.0e-4, 1.0e-1]}
+    assert "dropout" not in cfg.space and cfg.params["dropout"] == 0.1
+    assert "space:" in cfg.to_yaml()
+
+
+def test_every_default_space_is_valid_for_its_builder():
+    from models.registry import builder_names
+    from models.train import hyperparameters
+    from spaces import check_against, parse_space
+    from spaces.defaults import builders_with_defaults, default_space
+
+    assert set(builders_with_defaults()) <= set(builder_names())
+    for name in builder_names():
+        raw = default_space(name)
+        assert raw, f"builder {name} has no default space"
+        check_against(parse_space(raw), hyperparameters(name))
