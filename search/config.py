@@ -33,13 +33,34 @@ class Objective(_Strict):
     direction: Literal["maximize", "minimize"] = "maximize"
 
 
+class PrunerConfig(_Strict):
+    """`pruner: asha` or `pruner: {name: asha, min_resource: 1, reduction_factor: 3}`.
+    Unset settings take the pruner's defaults (search.strategies.PRUNERS)."""
+
+    name: str = "none"
+    min_resource: int | None = Field(default=None, ge=1)      # asha, hyperband
+    reduction_factor: int | None = Field(default=None, ge=2)  # asha, hyperband
+    startup_trials: int | None = Field(default=None, ge=0)    # median
+    warmup_epochs: int | None = Field(default=None, ge=0)     # median
+
+
+DEFAULT_TRIALS = 20
+
+
 class SearchConfig(_Strict):
     strategy: str = "tpe"
-    trials: int | None = Field(default=20, ge=1)      # None: the grid size, for grid search
+    trials: int | None = Field(default=None, ge=1)     # None: the grid size (grid), else 20
     seed: int = 0
     objective: Objective | list[Objective] = Objective()
-    pruner: str = "none"
+    pruner: PrunerConfig = PrunerConfig()
     grid_points: int = Field(default=4, ge=2)
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)   # parameter sets tried first
+    warm_start: str | None = None       # a finished study in the same storage to learn from
+
+    @field_validator("pruner", mode="before")
+    @classmethod
+    def _pruner_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
 
     @property
     def objectives(self) -> list[Objective]:
@@ -121,6 +142,7 @@ NAMED_OVERRIDES = {
     "trials": "search.trials", "strategy": "search.strategy", "seed": "search.seed",
     "tracking_uri": "tracking.uri", "storage": "tracking.storage",
     "executor": "resources.executor", "parallel": "resources.parallel",
+    "warm_start": "search.warm_start",
 }
 
 
@@ -149,9 +171,24 @@ def load_config(path: str | Path, sets: Sequence[str] = (), **named: Any) -> Stu
 def parse_config(raw: Mapping[str, Any]) -> StudyConfig:
     raw = with_default_space(raw)
     try:
-        return StudyConfig.model_validate(raw)
+        cfg = StudyConfig.model_validate(raw)
     except ValidationError as e:
         raise UserError(_one_line(e)) from None
+    return with_trial_budget(cfg)
+
+
+def with_trial_budget(cfg: StudyConfig) -> StudyConfig:
+    """Resolve `search.trials`: grid search runs its enqueued points and its grid,
+    and no more (a larger budget stops when the grid is exhausted)."""
+    s = cfg.search
+    if s.strategy != "grid":
+        trials = s.trials or DEFAULT_TRIALS
+    else:
+        from spaces import grid_size, parse_space
+
+        size = len(s.enqueue) + grid_size(parse_space(cfg.space, key="space"), s.grid_points)
+        trials = min(s.trials or size, size)
+    return cfg.model_copy(update={"search": s.model_copy(update={"trials": trials})})
 
 
 def with_default_space(raw: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -226,7 +263,7 @@ def check_semantics(cfg: StudyConfig) -> None:
     from models.data import dataset_names
     from models.registry import check_value, get_builder
     from models.train import hyperparameters
-    from search.strategies import PRUNERS, SAMPLERS
+    from search.strategies import PRUNERS, SAMPLERS, SINGLE_OBJECTIVE_ONLY, check_enqueue, check_pruner
     from spaces import check_against, parse_space
 
     builder = get_builder(cfg.model)
@@ -244,16 +281,30 @@ def check_semantics(cfg: StudyConfig) -> None:
         raise UserError(f"params.{both[0]}: fixed in params and searched in space; keep one")
     if cfg.search.strategy not in SAMPLERS:
         raise unknown("strategy", cfg.search.strategy, SAMPLERS, key="search.strategy")
-    if cfg.search.pruner not in PRUNERS:
-        raise unknown("pruner", cfg.search.pruner, PRUNERS, key="search.pruner")
-    metrics = objective_metrics(builder.task)
-    for i, obj in enumerate(cfg.search.objectives):
-        key = "search.objective" + (f"[{i}]" if isinstance(cfg.search.objective, list) else "")
+    if cfg.search.pruner.name not in PRUNERS:
+        raise unknown("pruner", cfg.search.pruner.name, PRUNERS, key="search.pruner")
+    epochs = cfg.params.get("epochs")
+    check_pruner(cfg.search.pruner, epochs if isinstance(epochs, int) else None)
+    check_enqueue(cfg.search.enqueue, space)
+    check_objectives(cfg, objective_metrics(builder.task), SINGLE_OBJECTIVE_ONLY)
+
+
+def check_objectives(cfg: StudyConfig, metrics: list[str], single_only: set[str]) -> None:
+    objs, listed = cfg.search.objectives, isinstance(cfg.search.objective, list)
+    if not objs:
+        raise UserError("search.objective: an empty list; give a metric and a direction")
+    for i, obj in enumerate(objs):
+        key = "search.objective" + (f"[{i}]" if listed else "")
         if obj.metric not in metrics:
             raise unknown("metric", obj.metric, metrics, key=f"{key}.metric")
-    if len(cfg.search.objectives) > 1 and cfg.search.pruner != "none":
+        if obj.metric in [o.metric for o in objs[:i]]:
+            raise UserError(f"{key}.metric: '{obj.metric}' is already an objective")
+    if len(objs) > 1 and cfg.search.pruner.name != "none":
         raise UserError("search.pruner: pruning needs a single objective; use pruner: none "
                         "with a list of objectives")
+    if len(objs) > 1 and cfg.search.strategy in single_only:
+        raise UserError(f"search.strategy: {cfg.search.strategy} optimises a single objective; "
+                        f"for a list of objectives use nsga2, tpe, random, qmc or grid")
 
 
 def objective_metrics(task_name: str) -> list[str]:

@@ -17,7 +17,8 @@ from models.errors import UserError
 from models.trial import TrialResult, TrialSpec, TrialState
 from search.config import StudyConfig
 from search.executors import Executor, failed
-from search.strategies import make_pruner, make_sampler
+from search.importance import Importances, importance_figure, importance_metrics, param_importances
+from search.strategies import enqueue_initial, make_pruner, make_sampler
 from search.tracking import MlflowTracker
 from spaces import parse_space, suggest
 
@@ -54,6 +55,7 @@ class StudyOutcome:
     counts: dict[str, int]
     study: optuna.Study
     interrupted: bool = False
+    importances: Importances = field(default_factory=dict)   # objective -> {param: share}
     running: dict[int, _Running] = field(default_factory=dict, repr=False)
 
 
@@ -85,8 +87,10 @@ def create_study(cfg: StudyConfig) -> optuna.Study:
         raise UserError(f"study: '{cfg.study}' already exists in {storage}; "
                         f"choose another name (--set study=NAME) or another --storage")
     directions = [o.direction for o in cfg.search.objectives]
+    epochs = cfg.params.get("epochs")
+    pruner = make_pruner(cfg.search, epochs if isinstance(epochs, int) else None)
     return optuna.create_study(study_name=cfg.study, storage=storage,
-                               sampler=make_sampler(cfg.search), pruner=make_pruner(cfg.search),
+                               sampler=make_sampler(cfg.search), pruner=pruner,
                                directions=directions)
 
 
@@ -101,12 +105,21 @@ class StudyDriver:
         self.objectives = cfg.search.objectives
         self.running: dict[int, _Running] = {}
         self.counts = {s.value: 0 for s in TrialState}
+        self.importances: Importances = {}
 
     def run(self) -> StudyOutcome:
         cfg = self.cfg
+        warm = []
+        if cfg.search.warm_start:   # checked before anything is written
+            from search.warmstart import warm_start_trials
+            warm = warm_start_trials(cfg, self.space)
         study = create_study(cfg)
-        parent = self.tracker.start_study(cfg.study, cfg.to_yaml(),
-                                          tags={"strategy": cfg.search.strategy})
+        study.add_trials(warm)
+        enqueue_initial(study, self.space, cfg.search)
+        tags = {"strategy": cfg.search.strategy, "pruner": cfg.search.pruner.name}
+        if warm:
+            tags["warm_start"] = f"{cfg.search.warm_start} ({len(warm)} trials)"
+        parent = self.tracker.start_study(cfg.study, cfg.to_yaml(), tags=tags)
         study.set_user_attr("mlflow_parent_run_id", parent)
         study.set_user_attr("config", cfg.model_dump(mode="json"))
         self.study, self.parent = study, parent
@@ -126,7 +139,7 @@ class StudyDriver:
         finally:
             self.executor.shutdown()
         self._end_study("FINISHED")
-        return StudyOutcome(cfg.study, parent, self.counts, study)
+        return StudyOutcome(cfg.study, parent, self.counts, study, importances=self.importances)
 
     def _launch(self, trial: optuna.trial.Trial) -> None:
         params = {**self.cfg.params, **suggest(self.space, trial)}
@@ -149,7 +162,10 @@ class StudyDriver:
         if value is None or not math.isfinite(value):
             return False
         r.trial.report(float(value), step)
-        return r.trial.should_prune()
+        # A trial that has trained all its epochs is complete: pruning it now would
+        # save nothing and throw its result away.
+        last = r.spec.params.get("epochs")
+        return step != last and r.trial.should_prune()
 
     def _finish(self, number: int, result: TrialResult) -> None:
         r = self.running.pop(number)
@@ -165,7 +181,8 @@ class StudyDriver:
             r.trial.set_user_attr("reason", result.reason)
         r.trial.set_user_attr("epochs", result.epochs)
         self.study.tell(r.trial, values, state=_OPTUNA_STATE[result.state])
-        self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)})
+        tags = {"pruned_at_epoch": str(result.epochs)} if result.state is TrialState.PRUNED else {}
+        self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)}, tags=tags)
         self.counts[result.state.value] += 1
         self.on_trial_end(TrialEvent(number, result.state, tuple(values) if values else None,
                                      result.reason, dict(self.counts), self._best()))
@@ -190,5 +207,9 @@ class StudyDriver:
             metrics["best_value"] = best
             tags["best_trial"] = str(self.study.best_trial.number)
         metrics.update({f"trials_{k.lower()}": v for k, v in self.counts.items()})
-        self.tracker.end_study(self.parent, {"trials.csv": df.to_csv(index=False)},
-                               metrics=metrics, tags=tags, status=status)
+        files: dict[str, bytes | str] = {"trials.csv": df.to_csv(index=False)}
+        self.importances = param_importances(self.study, self.objectives, self.cfg.search.seed)
+        if self.importances:
+            metrics.update(importance_metrics(self.importances))
+            files["param_importance.png"] = importance_figure(self.importances)
+        self.tracker.end_study(self.parent, files, metrics=metrics, tags=tags, status=status)

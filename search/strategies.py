@@ -1,43 +1,181 @@
 """Search strategies and pruners: names -> factories returning Optuna objects.
 
-Optuna is the search engine; this table is the whole of our wrapping.
+Optuna is the search engine; these tables are the whole of our wrapping. Grid
+search is the one strategy Optuna's own GridSampler cannot serve (it has no
+conditional spaces), so `grid` enqueues the points of `spaces.grid` in a seeded
+order and lets them run as fixed trials.
 """
 from __future__ import annotations
 
+import random
 import warnings
-from typing import Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import optuna
 
-from search.config import SearchConfig
+from models.errors import UserError, unknown
+from search.config import PrunerConfig, SearchConfig
+from spaces import Fixed, Space, distributions, grid, walk
 
 SamplerFactory = Callable[[SearchConfig], optuna.samplers.BaseSampler]
-PrunerFactory = Callable[[SearchConfig], optuna.pruners.BasePruner]
+PrunerFactory = Callable[[PrunerConfig, "int | None"], optuna.pruners.BasePruner]
+
+
+def _quiet(factory: Callable[[], Any]) -> Any:
+    # Several samplers are flagged experimental; users should not see that per study.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return factory()
 
 
 def _tpe(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
     # multivariate+group models conditional branches jointly; constant_liar keeps
     # parallel workers from being handed the same point while trials run.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, group=True,
-                                          constant_liar=True)
+    return _quiet(lambda: optuna.samplers.TPESampler(
+        seed=cfg.seed, multivariate=True, group=True, constant_liar=True))
+
+
+def _gp(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
+    # Parameters outside the space shared by all trials (conditional branches) go
+    # to a seeded random sampler, so a conditional space stays reproducible.
+    return _quiet(lambda: optuna.samplers.GPSampler(
+        seed=cfg.seed, independent_sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
+        warn_independent_sampling=False))
+
+
+def _cmaes(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
+    # CMA-ES models only the parameters every trial has; branch parameters are
+    # sampled independently, which is expected here, not worth a warning per trial.
+    return _quiet(lambda: optuna.samplers.CmaEsSampler(
+        seed=cfg.seed, independent_sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
+        warn_independent_sampling=False))
+
+
+def _qmc(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
+    return _quiet(lambda: optuna.samplers.QMCSampler(
+        qmc_type="sobol", scramble=True, seed=cfg.seed,
+        independent_sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
+        warn_independent_sampling=False))
 
 
 SAMPLERS: dict[str, SamplerFactory] = {
+    # grid: the points are enqueued (see enqueue_initial); the sampler only ever
+    # fills in what no point fixes, which for a grid is nothing.
+    "grid": lambda cfg: optuna.samplers.RandomSampler(seed=cfg.seed),
     "random": lambda cfg: optuna.samplers.RandomSampler(seed=cfg.seed),
     "tpe": _tpe,
+    "gp": _gp,
+    "cmaes": _cmaes,
+    "qmc": _qmc,
+    "nsga2": lambda cfg: optuna.samplers.NSGAIISampler(seed=cfg.seed),
 }
 
+SINGLE_OBJECTIVE_ONLY = {"cmaes"}      # Optuna's CmaEsSampler optimises one value
+
 PRUNERS: dict[str, PrunerFactory] = {
-    "none": lambda cfg: optuna.pruners.NopPruner(),
-    "median": lambda cfg: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
+    "none": lambda p, max_epochs: optuna.pruners.NopPruner(),
+    "median": lambda p, max_epochs: optuna.pruners.MedianPruner(
+        n_startup_trials=_or(p.startup_trials, 5), n_warmup_steps=_or(p.warmup_epochs, 2)),
+    "asha": lambda p, max_epochs: optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=_or(p.min_resource, 1), reduction_factor=_or(p.reduction_factor, 3)),
+    "hyperband": lambda p, max_epochs: optuna.pruners.HyperbandPruner(
+        min_resource=_or(p.min_resource, 1), reduction_factor=_or(p.reduction_factor, 3),
+        max_resource=max_epochs if max_epochs else "auto"),
 }
+
+# The settings each pruner takes; any other setting is a user error, not ignored.
+PRUNER_SETTINGS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "median": ("startup_trials", "warmup_epochs"),
+    "asha": ("min_resource", "reduction_factor"),
+    "hyperband": ("min_resource", "reduction_factor"),
+}
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def make_sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
     return SAMPLERS[cfg.strategy](cfg)
 
 
-def make_pruner(cfg: SearchConfig) -> optuna.pruners.BasePruner:
-    return PRUNERS[cfg.pruner](cfg)
+def make_pruner(cfg: SearchConfig, max_epochs: int | None = None) -> optuna.pruners.BasePruner:
+    """`max_epochs` (the study's fixed `params.epochs`) bounds hyperband's brackets."""
+    return PRUNERS[cfg.pruner.name](cfg.pruner, max_epochs)
+
+
+def check_pruner(p: PrunerConfig, max_epochs: int | None) -> None:
+    """Settings that do not belong to the chosen pruner, or cannot work, are errors."""
+    allowed = PRUNER_SETTINGS[p.name]
+    for name in PrunerConfig.model_fields:
+        if name != "name" and getattr(p, name) is not None and name not in allowed:
+            takes = ", ".join(allowed) or "no settings"
+            raise UserError(f"search.pruner.{name}: not a setting of pruner {p.name}; "
+                            f"{p.name} takes: {takes}")
+    if p.min_resource is not None and max_epochs is not None and p.min_resource >= max_epochs:
+        raise UserError(f"search.pruner.min_resource: {p.min_resource} must be below "
+                        f"params.epochs ({max_epochs}), or no trial is ever pruned")
+
+
+# ---------------------------------------------------------------- grid and warm start
+
+def grid_points(space: Space, cfg: SearchConfig) -> list[dict[str, Any]]:
+    """The grid in a seeded order, so a budget smaller than the grid is a uniform
+    subset of it rather than the corner where the first parameter is smallest.
+    Fixed names are left out: they are never suggested, so never enqueued."""
+    fixed = {name for name, p, _, _ in walk(space) if isinstance(p, Fixed)}
+    points = [{k: v for k, v in point.items() if k not in fixed}
+              for point in grid(space, cfg.grid_points)]
+    random.Random(cfg.seed).shuffle(points)
+    return points
+
+
+def enqueue_initial(study: optuna.Study, space: Space, cfg: SearchConfig) -> None:
+    """Queue `search.enqueue` first, then (for grid search) the grid points, no more
+    than the trial budget: a queued trial left unrun would linger in the storage."""
+    budget = cfg.trials if cfg.trials is not None else len(cfg.enqueue) + 1_000_000
+    for params in cfg.enqueue[:budget]:
+        study.enqueue_trial(dict(params), user_attrs={"enqueued": True})
+    if cfg.strategy == "grid":
+        for params in grid_points(space, cfg)[:max(0, budget - len(cfg.enqueue))]:
+            study.enqueue_trial(params)
+
+
+def check_enqueue(points: Sequence[Mapping[str, Any]], space: Space) -> None:
+    """Every enqueued value must name a searched parameter and lie inside its range."""
+    dists = distributions(space)
+    paths: dict[str, list] = {}
+    for name, _, _, path in walk(space):
+        paths.setdefault(name, []).append(path)
+    for i, point in enumerate(points):
+        for name, value in point.items():
+            key = f"search.enqueue[{i}].{name}"
+            if name not in dists:
+                raise unknown("searched parameter", name, dists, key=key)
+            if not in_distribution(dists[name], value):
+                raise UserError(f"{key}: {value!r} is outside the space "
+                                f"({describe_distribution(dists[name])})")
+            # A name of one branch next to another branch's choice would be ignored.
+            if not any(all(point.get(c, b) == b for c, b in path) for path in paths[name]):
+                c, b = paths[name][0][-1]
+                raise UserError(f"{key}: belongs to {c}={b}, but this set chooses "
+                                f"{c}={point[c]}")
+
+
+def in_distribution(dist: optuna.distributions.BaseDistribution, value: Any) -> bool:
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return any(value == c and type(value) is type(c) for c in dist.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(dist, optuna.distributions.IntDistribution) and value != int(value):
+        return False
+    return dist._contains(dist.to_internal_repr(value))
+
+
+def describe_distribution(dist: optuna.distributions.BaseDistribution) -> str:
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return "one of " + ", ".join(map(repr, dist.choices))
+    step = getattr(dist, "step", None)
+    step_s = f" step {step}" if step not in (None, 1) else ""
+    return f"[{dist.low}, {dist.high}]{step_s}{' log' if dist.log else ''}"

@@ -1,0 +1,121 @@
+"""Early stopping across trials: bad trials are pruned early, marked in both stores.
+
+A deterministic training function (its learning curve set by the trial's lr)
+runs through the real driver with real Optuna and MLflow SQLite stores, so the
+only thing under test is the pruner's decision and how it is recorded.
+"""
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from models.errors import UserError
+from models.trial import TrialResult, TrialState
+from search.config import check_semantics, parse_config
+from search.driver import StudyDriver
+from search.executors import SerialExecutor
+from search.tracking import MlflowTracker
+from tests.conftest import small_config, study_runs
+
+EPOCHS = 9
+
+
+def quality(lr: float) -> float:
+    """1 at lr = 1e-2, falling off with the distance in decades."""
+    return math.exp(-(math.log10(lr) + 2) ** 2)
+
+
+def curve_train(spec, report) -> TrialResult:
+    """Accuracy rises with the epoch towards the trial's quality; curves never cross."""
+    q = quality(spec.params["lr"])
+    history = []
+    for epoch in range(1, spec.params["epochs"] + 1):
+        acc = q * (1 - 0.5 ** epoch)
+        m = {"val_accuracy": acc, "val_loss": 1 - acc, "train_loss": 1 - acc}
+        history.append(m)
+        if report(epoch, m):
+            return TrialResult(TrialState.PRUNED, m, tuple(history), epoch,
+                               reason=f"pruned at epoch {epoch}")
+    return TrialResult(TrialState.COMPLETE, history[-1], tuple(history), EPOCHS)
+
+
+def pruned_study(stores, name: str, pruner, trials: int = 18) -> tuple[optuna.Study, list]:
+    raw = {"study": name, "model": "mlp", "params": {"epochs": EPOCHS},
+           "space": {"lr": {"loguniform": [1e-5, 1.0]}},
+           "search": {"strategy": "random", "trials": trials, "seed": 1, "pruner": pruner},
+           "tracking": {"uri": stores.mlflow_uri, "storage": stores.optuna_url}}
+    cfg = parse_config(raw)
+    check_semantics(cfg)
+    StudyDriver(cfg, SerialExecutor(train=curve_train), MlflowTracker(cfg.tracking.uri)).run()
+    study = optuna.load_study(study_name=name, storage=stores.optuna_url)
+    return study, study_runs(stores.mlflow_uri, name)[1]
+
+
+@pytest.mark.parametrize("pruner", [
+    {"name": "asha", "min_resource": 1, "reduction_factor": 3},
+    {"name": "median", "startup_trials": 3, "warmup_epochs": 1},
+    "hyperband",
+])
+def test_bad_trials_are_pruned_early(stores, pruner):
+    study, children = pruned_study(stores, "prune", pruner)
+    State = optuna.trial.TrialState
+    pruned = [t for t in study.trials if t.state == State.PRUNED]
+    complete = [t for t in study.trials if t.state == State.COMPLETE]
+    assert len(pruned) >= 4 and complete
+    q_pruned = [quality(t.params["lr"]) for t in pruned]
+    q_complete = [quality(t.params["lr"]) for t in complete]
+    best = max(study.trials, key=lambda t: quality(t.params["lr"]))
+    assert best.state == State.COMPLETE                         # the best trial is never pruned
+    assert sum(q_pruned) / len(q_pruned) < sum(q_complete) / len(q_complete)
+    epochs = [max(t.intermediate_values) for t in pruned]
+    assert max(epochs) < EPOCHS                                # pruned means stopped early
+    spent = sum(len(t.intermediate_values) for t in study.trials)
+    assert spent < 0.75 * EPOCHS * len(study.trials)
+    for t, child in zip(study.trials, children):
+        assert child.data.tags["state"] == t.state.name
+        if t.state == State.PRUNED:
+            assert child.data.tags["pruned_at_epoch"] == str(max(t.intermediate_values))
+            assert t.user_attrs["epochs"] == max(t.intermediate_values)
+        else:
+            assert "pruned_at_epoch" not in child.data.tags
+
+
+def test_no_pruner_prunes_nothing(stores):
+    study, _ = pruned_study(stores, "keep", "none", trials=4)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+@pytest.mark.parametrize("pruner, message", [
+    ({"name": "asha", "warmup_epochs": 2},
+     "search.pruner.warmup_epochs: not a setting of pruner asha; asha takes: min_resource, reduction_factor"),
+    ({"name": "median", "min_resource": 2},
+     "search.pruner.min_resource: not a setting of pruner median; median takes: startup_trials, warmup_epochs"),
+    ({"name": "none", "reduction_factor": 3},
+     "search.pruner.reduction_factor: not a setting of pruner none; none takes: no settings"),
+    ({"name": "asha", "min_resource": 3}, "search.pruner.min_resource: 3 must be below params.epochs (3)"),
+    ({"name": "hyperband", "reduction_factor": 1}, "search.pruner.reduction_factor: Input should be greater than or equal to 2"),
+    ({"name": "ashaa"}, "search.pruner: unknown pruner 'ashaa' (did you mean 'asha'?)"),
+    ({"name": "asha", "min_resources": 2}, "search.pruner.min_resources: unknown key (did you mean 'min_resource'?)"),
+])
+def test_bad_pruner_settings(stores, pruner, message):
+    with pytest.raises(UserError) as e:
+        check_semantics(parse_config(small_config("bad", stores, pruner=pruner)))
+    assert str(e.value).startswith(message)
+
+
+@pytest.mark.slow
+def test_asha_prunes_a_real_digits_search_with_patience_alongside(stores):
+    """Real training: ASHA prunes some trials, with in-trial early stopping (patience) on."""
+    raw = small_config("digits-asha", stores, strategy="random", trials=8,
+                       pruner={"name": "asha", "min_resource": 1, "reduction_factor": 3})
+    raw["params"].update(epochs=6, patience=1)
+    raw["space"]["lr"] = {"loguniform": [1e-5, 1.0]}
+    cfg = parse_config(raw)
+    check_semantics(cfg)
+    outcome = StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run()
+    assert outcome.counts["PRUNED"] >= 1 and outcome.counts["COMPLETE"] >= 1
+    _, children = study_runs(stores.mlflow_uri, "digits-asha")
+    pruned = [c for c in children if c.data.tags["state"] == "PRUNED"]
+    assert all(int(c.data.tags["pruned_at_epoch"]) < 6 for c in pruned)

@@ -1,0 +1,274 @@
+"""Every search strategy against one contract, grid and random in detail, warm start.
+
+Strategies are exercised through Optuna itself (in-memory studies, ask/tell with
+our suggest calls) for the contract and the statistics, and through the real
+driver with real SQLite stores for grid, enqueue and warm start.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+from scipy import stats
+
+from models.errors import UserError
+from models.trial import TrialResult, TrialState
+from search.config import SearchConfig, parse_config
+from search.driver import StudyDriver
+from search.executors import SerialExecutor
+from search.strategies import SAMPLERS, enqueue_initial, in_distribution, make_sampler
+from search.tracking import MlflowTracker
+from spaces import distributions, parse_space, suggest
+from tests.conftest import study_runs
+
+SPACE = parse_space({
+    "lr": {"loguniform": [1e-4, 1e-1]},
+    "width": {"intlog": [8, 256]},
+    "depth": {"int": [1, 4]},
+    "dropout": {"uniform": [0.0, 0.5]},
+    "activation": {"choice": ["relu", "tanh"]},
+    "optimizer": {"choice": {"momentum": {"momentum": {"uniform": [0.5, 0.99]}},
+                             "adam": {"beta2": {"choice": [0.99, 0.999]}},
+                             "rmsprop": {}}},
+})
+BRANCH_PARAMS = {"momentum": {"momentum"}, "adam": {"beta2"}, "rmsprop": set()}
+COMMON = {"lr", "width", "depth", "dropout", "activation", "optimizer"}
+
+
+def toy_objective(params: dict) -> float:
+    """A smooth, deterministic stand-in for validation accuracy."""
+    bonus = {"momentum": 0.05, "adam": 0.1, "rmsprop": 0.0}[params["optimizer"]]
+    return (-(math.log10(params["lr"]) + 2.5) ** 2 - 0.1 * (params["depth"] - 2) ** 2
+            - params["dropout"] + bonus + 0.01 * math.log(params["width"]))
+
+
+def ask_tell(strategy: str, seed: int, n: int, objectives: int = 1) -> list[dict]:
+    cfg = SearchConfig(strategy=strategy, seed=seed, grid_points=2)
+    study = optuna.create_study(sampler=make_sampler(cfg),
+                                directions=["maximize"] * objectives)
+    enqueue_initial(study, SPACE, cfg)
+    seen = []
+    for _ in range(n):
+        trial = study.ask()
+        params = suggest(SPACE, trial)
+        value = toy_objective(params)
+        study.tell(trial, [value, -params["width"]][:objectives])
+        seen.append(params)
+    return seen
+
+
+@pytest.mark.parametrize("strategy", sorted(SAMPLERS))
+def test_strategy_contract(strategy):
+    """Within the space, only the chosen branch's parameters, same seed -> same points."""
+    n = 14     # past every sampler's start-up phase (10 random trials for tpe, gp, ...)
+    first = ask_tell(strategy, seed=5, n=n)
+    dists = distributions(SPACE)
+    for params in first:
+        branch = params["optimizer"]
+        assert set(params) == COMMON | BRANCH_PARAMS[branch], params
+        for name, value in params.items():
+            assert in_distribution(dists[name], value), (name, value)
+    assert ask_tell(strategy, seed=5, n=n) == first
+    assert ask_tell(strategy, seed=6, n=n) != first
+    assert len({str(sorted(p.items())) for p in first}) == n      # no point suggested twice
+
+
+@pytest.mark.parametrize("strategy", ["nsga2", "tpe", "random", "qmc", "grid"])
+def test_multi_objective_strategies(strategy):
+    points = ask_tell(strategy, seed=1, n=6, objectives=2)
+    assert len(points) == 6
+
+
+# ---------------------------------------------------------------- grid
+
+def fake_train(spec, report) -> TrialResult:
+    """A fast deterministic trial: one epoch whose accuracy depends on the params."""
+    acc = 1 / (1 + abs(math.log10(spec.params.get("lr", 1e-2)) + 2))
+    metrics = {"val_accuracy": acc, "val_loss": 1 - acc, "train_loss": 1 - acc,
+               "param_count": float(spec.params.get("width", 32)), "inference_ms": 0.1}
+    report(1, metrics)
+    return TrialResult(TrialState.COMPLETE, metrics, (metrics,), 1)
+
+
+def drive(raw: dict, train=fake_train):
+    cfg = parse_config(raw)
+    outcome = StudyDriver(cfg, SerialExecutor(train=train), MlflowTracker(cfg.tracking.uri)).run()
+    return cfg, outcome
+
+
+def config(name: str, stores, space: dict, **search) -> dict:
+    return {"study": name, "model": "mlp", "params": {"epochs": 1}, "space": space,
+            "search": {"seed": 3, **search},
+            "tracking": {"uri": stores.mlflow_uri, "storage": stores.optuna_url}}
+
+
+GRID_SPACE = {
+    "lr": {"loguniform": [1e-3, 1e-1]},
+    "depth": {"int": [1, 2]},
+    "optimizer": {"choice": {"momentum": {"momentum": {"uniform": [0.5, 0.9]}},
+                             "adam": {"beta2": {"choice": [0.99, 0.999]}},
+                             "rmsprop": {}}},
+}
+
+
+def expected_grid() -> set:
+    points = set()
+    for lr in (0.001, 0.01, 0.1):                                   # log-spaced
+        for depth in (1, 2):
+            for m in (0.5, 0.7, 0.9):                               # linear
+                points.add((("depth", depth), ("lr", lr), ("momentum", m), ("optimizer", "momentum")))
+            for b in (0.99, 0.999):
+                points.add((("beta2", b), ("depth", depth), ("lr", lr), ("optimizer", "adam")))
+            points.add((("depth", depth), ("lr", lr), ("optimizer", "rmsprop")))
+    return points
+
+
+def test_grid_runs_exactly_the_grid_and_stops(stores):
+    """trials defaults to the grid size; a larger budget stops when the grid is exhausted."""
+    cfg, outcome = drive(config("grid", stores, GRID_SPACE, strategy="grid", grid_points=3,
+                                trials=100))
+    assert cfg.search.trials == 3 * 2 * (3 + 2 + 1) == 36
+    trials = outcome.study.trials
+    got = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(got) == 36 and set(got) == expected_grid()          # every point once
+    assert parse_config(config("g2", stores, GRID_SPACE, strategy="grid",
+                               grid_points=3)).search.trials == 36
+
+
+def test_grid_order_is_seeded_so_a_small_budget_is_a_spread_subset(stores):
+    cfg, outcome = drive(config("grid-part", stores, GRID_SPACE, strategy="grid",
+                                grid_points=3, trials=8))
+    got = [tuple(sorted(t.params.items())) for t in outcome.study.trials]
+    assert len(got) == 8 and set(got) < expected_grid()
+    assert len({dict(p)["optimizer"] for p in got}) > 1     # not just the first branch
+
+
+# ---------------------------------------------------------------- random
+
+def test_random_log_range_is_log_uniform_and_linear_uniform():
+    space = parse_space({"lr": {"loguniform": [1e-5, 1.0]}, "p": {"uniform": [0.0, 0.5]}})
+    study = optuna.create_study(sampler=make_sampler(SearchConfig(strategy="random", seed=0)))
+    lrs, ps = [], []
+    for _ in range(2000):
+        trial = study.ask()
+        params = suggest(space, trial)
+        study.tell(trial, 0.0)
+        lrs.append(params["lr"])
+        ps.append(params["p"])
+    log_lr = np.log(lrs)
+    low, high = math.log(1e-5), 0.0
+    assert stats.kstest(log_lr, stats.uniform(low, high - low).cdf).pvalue > 0.01
+    assert stats.kstest(ps, stats.uniform(0.0, 0.5).cdf).pvalue > 0.01
+    # The test can fail: uniform on the raw values is rejected for the log range,
+    # and the values are continuous, never binned.
+    assert stats.kstest(lrs, stats.uniform(1e-5, 1.0).cdf).pvalue < 1e-6
+    assert len(set(lrs)) == len(lrs)
+
+
+# ---------------------------------------------------------------- enqueue and warm start
+
+def test_enqueued_sets_run_first(stores):
+    space = {"lr": {"loguniform": [1e-4, 1e-1]}, "width": {"int": [8, 64]}}
+    enqueue = [{"lr": 0.01, "width": 16}, {"lr": 0.001}]
+    _, outcome = drive(config("enq", stores, space, strategy="tpe", trials=4, enqueue=enqueue))
+    t = outcome.study.trials
+    assert t[0].params == {"lr": 0.01, "width": 16}
+    assert t[1].params["lr"] == 0.001 and 8 <= t[1].params["width"] <= 64
+    assert len(t) == 4
+
+
+@pytest.mark.parametrize("enqueue, message", [
+    ([{"lr": 0.5}], "search.enqueue[0].lr: 0.5 is outside the space ([0.0001, 0.1] log)"),
+    ([{}, {"lrr": 0.01}], "search.enqueue[1].lrr: unknown searched parameter 'lrr' (did you mean 'lr'?)"),
+    ([{"optimizer": "adam", "momentum": 0.6}],
+     "search.enqueue[0].momentum: belongs to optimizer=momentum, but this set chooses optimizer=adam"),
+    ([{"optimizer": "sgd"}], "search.enqueue[0].optimizer: 'sgd' is outside the space (one of"),
+])
+def test_bad_enqueue_is_one_line_error(stores, enqueue, message):
+    from search.config import check_semantics
+
+    space = {"lr": {"loguniform": [1e-4, 1e-1]},
+             "optimizer": {"choice": {"momentum": {"momentum": {"uniform": [0.5, 0.9]}},
+                                      "adam": {}}}}
+    with pytest.raises(UserError) as e:
+        check_semantics(parse_config(config("bad", stores, space, enqueue=enqueue)))
+    assert str(e.value).startswith(message)
+
+
+def test_warm_start_seeds_the_new_study(stores):
+    space = {"lr": {"loguniform": [1e-4, 1e-1]}, "depth": {"int": [1, 3]}}
+    drive(config("first", stores, space, strategy="random", trials=5))
+    cfg, outcome = drive(config("second", stores, {**space, "dropout": {"uniform": [0, 0.5]}},
+                                strategy="tpe", trials=3, warm_start="first"))
+    trials = outcome.study.trials
+    assert len(trials) == 8
+    assert [t.user_attrs.get("warm_start_from") for t in trials[:5]] == [f"first#{i}" for i in range(5)]
+    old = optuna.load_study(study_name="first", storage=stores.optuna_url)
+    assert [t.params for t in trials[:5]] == [t.params for t in old.trials]
+    parent, children = study_runs(stores.mlflow_uri, "second")
+    assert len(children) == 3                       # only the new trials are trained
+    assert parent.data.tags["warm_start"] == "first (5 trials)"
+
+
+def test_incompatible_warm_start_is_refused_before_writing(stores):
+    from mlflow.tracking import MlflowClient
+
+    space = {"lr": {"loguniform": [1e-4, 1e-1]}, "depth": {"int": [1, 3]}}
+    drive(config("first", stores, space, strategy="random", trials=6, seed=0))
+    cases = [
+        ({**space, "lr": {"loguniform": [1e-2, 1e-1]}}, "first",
+         "outside this study's space ([0.01, 0.1] log); the spaces are not compatible"),
+        ({"lr": space["lr"]}, "first",
+         "has parameter 'depth', which this study does not search; the spaces are not compatible"),
+        (space, "frist", "--warm-start: unknown study 'frist' (did you mean 'first'?)"),
+    ]
+    for new_space, warm, message in cases:
+        with pytest.raises(UserError) as e:
+            drive(config("second", stores, new_space, trials=2, warm_start=warm))
+        assert message in str(e.value)
+        assert optuna.study.get_all_study_names(stores.optuna_url) == ["first"]
+        assert MlflowClient(tracking_uri=stores.mlflow_uri).get_experiment_by_name("second") is None
+
+
+# ---------------------------------------------------------------- objectives and importance
+
+def test_multi_objective_nsga2_logs_pareto_front(stores):
+    space = {"lr": {"loguniform": [1e-4, 1e-1]}, "width": {"intlog": [8, 256]}}
+    objective = [{"metric": "val_accuracy", "direction": "maximize"},
+                 {"metric": "param_count", "direction": "minimize"}]
+    _, outcome = drive(config("moo", stores, space, strategy="nsga2", trials=8,
+                              objective=objective))
+    assert all(len(t.values) == 2 for t in outcome.study.trials)
+    assert outcome.study.best_trials
+    assert set(outcome.importances) == {"val_accuracy", "param_count"}
+    # width alone sets param_count in fake_train (fANOVA on 8 trials is coarse: order only)
+    assert outcome.importances["param_count"]["width"] > outcome.importances["param_count"]["lr"]
+    for per in outcome.importances.values():
+        assert sum(per.values()) == pytest.approx(1.0)
+
+
+def test_infinite_objective_fails_the_trial(stores):
+    def infinite(spec, report):
+        value = [math.inf, -math.inf][spec.trial_number]
+        return TrialResult(TrialState.COMPLETE, {"val_accuracy": value}, (), 1)
+
+    _, outcome = drive(config("inf", stores, {"lr": {"loguniform": [1e-4, 1e-1]}}, trials=2),
+                       train=infinite)
+    assert outcome.counts["FAIL"] == 2
+    reasons = [t.user_attrs["reason"] for t in outcome.study.trials]
+    assert reasons == ["objective val_accuracy is inf", "objective val_accuracy is -inf"]
+
+
+def test_importance_logged_to_parent_run(stores):
+    from mlflow.tracking import MlflowClient
+
+    space = {"lr": {"loguniform": [1e-4, 1e-1]}, "depth": {"int": [1, 3]}}
+    _, outcome = drive(config("imp", stores, space, strategy="random", trials=8))
+    parent, _ = study_runs(stores.mlflow_uri, "imp")
+    imps = outcome.importances["val_accuracy"]
+    assert set(imps) == {"lr", "depth"} and imps["lr"] > imps["depth"]   # only lr matters
+    assert parent.data.metrics["importance_lr"] == pytest.approx(imps["lr"])
+    files = [f.path for f in MlflowClient(tracking_uri=stores.mlflow_uri).list_artifacts(parent.info.run_id)]
+    assert "param_importance.png" in files
