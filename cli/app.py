@@ -50,23 +50,30 @@ def run(config: Path = ConfigArg,
         storage: Optional[str] = typer.Option(None, help="Optuna storage URL (tracking.storage)."),
         executor: Optional[str] = typer.Option(None, help="serial or ray (resources.executor)."),
         parallel: Optional[int] = typer.Option(None, help="Trials at once (resources.parallel)."),
+        warm_start: Optional[str] = typer.Option(
+            None, "--warm-start", metavar="STUDY",
+            help="Seed the search with STUDY's finished trials (search.warm_start)."),
         ) -> None:
     """Run a study: search its space, tracking every trial in MLflow."""
     cfg = _load(config, set_, trials=trials, strategy=strategy, seed=seed,
-                tracking_uri=tracking_uri, storage=storage, executor=executor, parallel=parallel)
+                tracking_uri=tracking_uri, storage=storage, executor=executor, parallel=parallel,
+                warm_start=warm_start)
     from cli.progress import StudyProgress
     from search.driver import StudyDriver
     from search.executors import make_executor
     from search.tracking import MlflowTracker, ui_command
+    from search.warmstart import warm_start_trials
 
+    warm = warm_start_trials(cfg)       # an incompatible study fails before any store opens
     out.print(f"study [bold]{cfg.study}[/bold]: {cfg.model} on {cfg.data.name}, "
               f"{cfg.search.strategy} search, {cfg.search.trials} trials, "
               f"{cfg.resources.executor} executor")
     with StudyProgress(out, cfg) as progress:
         driver = StudyDriver(cfg, make_executor(cfg), MlflowTracker(cfg.tracking.uri),
-                             on_trial_end=progress.update)
+                             on_trial_end=progress.update, warm_trials=warm)
         outcome = driver.run()
     print_best(outcome.study, cfg)
+    print_importances(outcome.importances)
     out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}", soft_wrap=True)
     if outcome.interrupted:
         err.print("interrupted: running trials were marked FAIL")
@@ -80,6 +87,10 @@ def validate(config: Path = ConfigArg, set_: Optional[List[str]] = SetOpt) -> No
     cfg = _load(config, set_)
     out.print(f"{config}: ok — study '{cfg.study}', model {cfg.model}, "
               f"{cfg.search.strategy} search, {cfg.search.trials} trials")
+    if cfg.search.strategy == "grid":
+        from spaces import grid_size, parse_space
+        size = grid_size(parse_space(cfg.space), cfg.search.grid_points)
+        out.print(f"grid size: {size} points ({cfg.search.grid_points} per continuous range)")
 
 
 @app.command()
@@ -114,6 +125,17 @@ def print_best(study, cfg, top: int = 5) -> None:
         table.add_row(str(t.number), *[f"{v:.4g}" for v in t.values],
                       *[_fmt(t.params.get(n)) for n in names])
     out.print(table)
+
+
+def print_importances(importances: dict[str, dict[str, float]]) -> None:
+    """fANOVA importances, one table per objective (already sorted, largest first)."""
+    for metric, per in importances.items():
+        # A title would wrap to the narrow table's width; a header line does not.
+        out.print(f"\nparameter importance ({metric}, fANOVA):")
+        table = Table("parameter", "importance")
+        for name, share in per.items():
+            table.add_row(name, f"{share:.3f}")
+        out.print(table)
 
 
 def _fmt(v) -> str:

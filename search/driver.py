@@ -96,7 +96,10 @@ def create_study(cfg: StudyConfig) -> optuna.Study:
 
 class StudyDriver:
     def __init__(self, cfg: StudyConfig, executor: Executor, tracker: MlflowTracker,
-                 on_trial_end: Callable[[TrialEvent], None] | None = None) -> None:
+                 on_trial_end: Callable[[TrialEvent], None] | None = None,
+                 warm_trials: list[optuna.trial.FrozenTrial] | None = None) -> None:
+        """`warm_trials`: `search.warm_start`'s trials when the caller loaded them
+        already (to fail before opening any store); loaded here otherwise."""
         self.cfg = cfg
         self.executor = executor
         self.tracker = tracker
@@ -106,11 +109,12 @@ class StudyDriver:
         self.running: dict[int, _Running] = {}
         self.counts = {s.value: 0 for s in TrialState}
         self.importances: Importances = {}
+        self.warm_trials = warm_trials
 
     def run(self) -> StudyOutcome:
         cfg = self.cfg
-        warm = []
-        if cfg.search.warm_start:   # checked before anything is written
+        warm = self.warm_trials
+        if warm is None:            # checked before anything is written
             from search.warmstart import warm_start_trials
             warm = warm_start_trials(cfg, self.space)
         study = create_study(cfg)

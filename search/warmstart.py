@@ -14,14 +14,18 @@ import optuna
 from models.errors import UserError
 from search.config import StudyConfig
 from search.strategies import describe_distribution, in_distribution
-from spaces import Space, distributions
+from spaces import Space, distributions, parse_space
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
-def warm_start_trials(cfg: StudyConfig, space: Space) -> list[optuna.trial.FrozenTrial]:
-    """The previous study's finished trials, rebuilt for the new space."""
+def warm_start_trials(cfg: StudyConfig, space: Space | None = None) -> list[optuna.trial.FrozenTrial]:
+    """The previous study's finished trials, rebuilt for the new space; none
+    without `search.warm_start`. Reads the storage, never writes it."""
     name, storage = cfg.search.warm_start, cfg.tracking.storage
+    if not name:
+        return []
+    space = parse_space(cfg.space) if space is None else space
     key = "--warm-start"
     old = _load(name, storage, key)
     directions = [optuna.study.StudyDirection[o.direction.upper()] for o in cfg.search.objectives]

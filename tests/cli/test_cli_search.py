@@ -1,0 +1,48 @@
+"""The CLI's search features end to end: grid size, warm start, importance table."""
+from __future__ import annotations
+
+import optuna
+from typer.testing import CliRunner
+
+from cli.app import app
+from tests.conftest import small_config
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_validate_prints_the_grid_size(stores, write_config):
+    raw = small_config("grid", stores, strategy="grid", grid_points=3)
+    raw["search"].pop("trials")
+    res = invoke("validate", str(write_config(raw)))
+    # lr: 3 points x depth: 2 x (momentum branch: 3 + adam: 1) = 24
+    assert res.exit_code == 0, res.output
+    assert "grid search, 24 trials" in res.output and "grid size: 24 points" in res.output
+    res = invoke("validate", str(write_config(raw)), "--set", "search.trials=5")
+    assert "grid search, 5 trials" in res.output and "grid size: 24 points" in res.output
+
+
+def test_warm_start_and_importance(stores, write_config):
+    first = write_config(small_config("first", stores, strategy="random", trials=3), "first.yaml")
+    res = invoke("run", str(first))
+    assert res.exit_code == 0, res.output
+    assert "parameter importance (val_accuracy, fANOVA):" in res.output
+
+    second = write_config(small_config("second", stores, trials=1), "second.yaml")
+    res = invoke("run", str(second), "--warm-start", "first")
+    assert res.exit_code == 0, res.output
+    study = optuna.load_study(study_name="second", storage=stores.optuna_url)
+    assert len(study.trials) == 4
+    assert sum("warm_start_from" in t.user_attrs for t in study.trials) == 3
+
+
+def test_bad_warm_start_exits_2_and_writes_nothing(stores, write_config):
+    path = write_config(small_config("s", stores, trials=1))
+    res = invoke("run", str(path), "--warm-start", "nope")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        f"error: --warm-start nope: no study storage at {stores.optuna_url}"]
+    assert stores.untouched()
