@@ -304,7 +304,7 @@ def check_objectives(cfg: StudyConfig, metrics: list[str], single_only: set[str]
                         "with a list of objectives")
     if len(objs) > 1 and cfg.search.strategy in single_only:
         raise UserError(f"search.strategy: {cfg.search.strategy} optimises a single objective; "
-                        f"for a list of objectives use nsga2, tpe, random, qmc or grid")
+                        f"for a list of objectives use nsga2, tpe, gp, random, qmc or grid")
 
 
 def objective_metrics(task_name: str) -> list[str]:

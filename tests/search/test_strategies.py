@@ -64,21 +64,46 @@ def test_strategy_contract(strategy):
     """Within the space, only the chosen branch's parameters, same seed -> same points."""
     n = 14     # past every sampler's start-up phase (10 random trials for tpe, gp, ...)
     first = ask_tell(strategy, seed=5, n=n)
-    dists = distributions(SPACE)
-    for params in first:
-        branch = params["optimizer"]
-        assert set(params) == COMMON | BRANCH_PARAMS[branch], params
-        for name, value in params.items():
-            assert in_distribution(dists[name], value), (name, value)
+    assert_in_space(first)
     assert ask_tell(strategy, seed=5, n=n) == first
     assert ask_tell(strategy, seed=6, n=n) != first
     assert len({str(sorted(p.items())) for p in first}) == n      # no point suggested twice
 
 
-@pytest.mark.parametrize("strategy", ["nsga2", "tpe", "random", "qmc", "grid"])
+def assert_in_space(points: list[dict]) -> None:
+    dists = distributions(SPACE)
+    for params in points:
+        branch = params["optimizer"]
+        assert set(params) == COMMON | BRANCH_PARAMS[branch], params
+        for name, value in params.items():
+            assert in_distribution(dists[name], value), (name, value)
+
+
+@pytest.mark.parametrize("strategy", ["nsga2", "tpe", "gp", "random", "qmc", "grid"])
 def test_multi_objective_strategies(strategy):
     points = ask_tell(strategy, seed=1, n=6, objectives=2)
     assert len(points) == 6
+    assert_in_space(points)
+    assert ask_tell(strategy, seed=1, n=6, objectives=2) == points
+
+
+@pytest.mark.parametrize("objective, strategy, message", [
+    ([{"metric": "val_accuracy"}, {"metric": "param_count", "direction": "minimize"}], "cmaes",
+     "search.strategy: cmaes optimises a single objective; for a list of objectives use nsga2"),
+    ([{"metric": "val_accuracy"}, {"metric": "val_accuracy", "direction": "minimize"}], "tpe",
+     "search.objective[1].metric: 'val_accuracy' is already an objective"),
+    ([], "tpe", "search.objective: an empty list; give a metric and a direction"),
+    ({"metric": "val_acc"}, "tpe",
+     "search.objective.metric: unknown metric 'val_acc' (did you mean 'val_accuracy'?)"),
+])
+def test_bad_objectives(stores, objective, strategy, message):
+    from search.config import check_semantics
+
+    raw = config("obj", stores, {"lr": {"loguniform": [1e-4, 1e-1]}}, strategy=strategy,
+                 objective=objective)
+    with pytest.raises(UserError) as e:
+        check_semantics(parse_config(raw))
+    assert str(e.value).startswith(message)
 
 
 # ---------------------------------------------------------------- grid
