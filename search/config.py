@@ -47,10 +47,13 @@ class SearchConfig(_Strict):
 
 
 class ResourcesConfig(_Strict):
-    executor: Literal["serial", "ray"] = "serial"
-    parallel: int | Literal["auto"] = 1
+    executor: Literal["serial", "ray"] = "ray"
+    parallel: int | Literal["auto"] = 1          # trials at once; auto fills the Ray cluster
     cpus_per_trial: float = Field(default=1, gt=0)
-    gpus_per_trial: float = Field(default=0, ge=0)
+    gpus_per_trial: float = Field(default=0, ge=0)   # fractions pack trials on one GPU
+    address: str | None = None                   # a Ray cluster to join; None: a local one
+    max_retries: int = Field(default=1, ge=0)    # re-runs of a trial whose worker died
+    trial_timeout: float | None = Field(default=None, gt=0)   # seconds per attempt
 
     @field_validator("parallel")
     @classmethod
@@ -121,6 +124,7 @@ NAMED_OVERRIDES = {
     "trials": "search.trials", "strategy": "search.strategy", "seed": "search.seed",
     "tracking_uri": "tracking.uri", "storage": "tracking.storage",
     "executor": "resources.executor", "parallel": "resources.parallel",
+    "ray_address": "resources.address",
 }
 
 

@@ -165,7 +165,9 @@ class StudyDriver:
             r.trial.set_user_attr("reason", result.reason)
         r.trial.set_user_attr("epochs", result.epochs)
         self.study.tell(r.trial, values, state=_OPTUNA_STATE[result.state])
-        self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)})
+        where = getattr(self.executor, "where", None)     # node/device the worker reported
+        self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)},
+                               tags=where(number) if where else {})
         self.counts[result.state.value] += 1
         self.on_trial_end(TrialEvent(number, result.state, tuple(values) if values else None,
                                      result.reason, dict(self.counts), self._best()))
