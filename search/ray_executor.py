@@ -122,6 +122,8 @@ def connect(address: str | None) -> bool:
     this process started Ray (and so must stop it)."""
     if ray.is_initialized():
         return False
+    if address:
+        _check_reachable(address)
     # "local" starts a new instance even when another `ray start` runs on this machine.
     try:
         ray.init(address=address or "local", include_dashboard=False,
@@ -131,6 +133,18 @@ def connect(address: str | None) -> bool:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"resources.address: cannot connect to Ray at {address!r}: {first}") from None
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a wrong HOST:PORT: Ray itself retries a dead address for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return                      # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as e:
+        raise UserError(f"resources.address: cannot reach a Ray cluster at {address}: "
+                        f"{e.strerror or e}") from None
 
 
 def auto_parallel(cluster: Mapping[str, float], cpus_per_trial: float,
