@@ -120,8 +120,10 @@ def _driver_seconds(cfg_dict: dict, train=None) -> tuple[float, float]:
     else:
         executor = SerialExecutor(train=train, threads=1)
     built = time.perf_counter()
-    StudyDriver(cfg, executor, tracker).run()
-    return built - start, time.perf_counter() - built
+    ended: list[float] = []     # up to the last trial's end: not the shutdown of Ray
+    StudyDriver(cfg, executor, tracker,
+                on_trial_end=lambda event: ended.append(time.perf_counter())).run()
+    return built - start, ended[-1] - built
 
 
 def parallel_scaling(trials: int, epochs: int) -> dict:

@@ -255,6 +255,10 @@ def check_semantics(cfg: StudyConfig) -> None:
         key = "search.objective" + (f"[{i}]" if isinstance(cfg.search.objective, list) else "")
         if obj.metric not in metrics:
             raise unknown("metric", obj.metric, metrics, key=f"{key}.metric")
+    ray_only = [k for k in ("address", "trial_timeout") if getattr(cfg.resources, k) is not None]
+    if cfg.resources.executor == "serial" and ray_only:
+        raise UserError(f"resources.{ray_only[0]}: needs executor: ray; the serial executor "
+                        f"runs trials inside this process")
     if len(cfg.search.objectives) > 1 and cfg.search.pruner != "none":
         raise UserError("search.pruner: pruning needs a single objective; use pruner: none "
                         "with a list of objectives")

@@ -127,8 +127,7 @@ def connect(address: str | None) -> bool:
     # "local" starts a new instance even when another `ray start` runs on this machine.
     try:
         ray.init(address=address or "local", include_dashboard=False,
-                 logging_level=logging.WARNING, configure_logging=True,
-                 log_to_driver=True)
+                 logging_level=logging.ERROR, log_to_driver=True)   # keep the CLI quiet
     except (ConnectionError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"resources.address: cannot connect to Ray at {address!r}: {first}") from None

@@ -64,9 +64,9 @@ def test_auto_parallel_fills_gpus_then_cpus():
         auto_parallel({"CPU": 2}, cpus_per_trial=1, gpus_per_trial=0.5)
 
 
-def test_resources_keys_are_validated():
+def test_resources_keys_are_validated(stores):
     from models.errors import UserError
-    cfg = small_config("bad", Stores(__import__("pathlib").Path(".")))
+    cfg = small_config("bad", stores)
     for key, value in [("max_retries", -1), ("trial_timeout", 0), ("parallel", "many"),
                        ("executor", "dask")]:
         with pytest.raises(UserError, match=f"resources.{key}"):
@@ -201,3 +201,14 @@ def test_fractional_gpus_pack_trials_on_one_gpu(ray_local, stores):
     assert outcome.counts["COMPLETE"] == 4
     _, _, children = trials_and_runs(stores, "gpu")
     assert {c.data.tags["device"] for c in children} == {"cuda:0"}
+
+
+def test_ray_only_keys_are_refused_with_the_serial_executor(stores):
+    from models.errors import UserError
+    from search.config import check_semantics
+
+    cfg = small_config("serial", stores)
+    for key, value in [("trial_timeout", 60), ("address", "127.0.0.1:6379")]:
+        with pytest.raises(UserError, match=f"resources.{key}: needs executor: ray"):
+            check_semantics(parse_config({**cfg, "resources": {"executor": "serial", key: value}}))
+    check_semantics(parse_config({**cfg, "resources": {"executor": "ray", "trial_timeout": 60}}))
