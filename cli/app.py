@@ -49,15 +49,16 @@ def run(config: Path = ConfigArg,
         tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (tracking.uri)."),
         storage: Optional[str] = typer.Option(None, help="Optuna storage URL (tracking.storage)."),
         executor: Optional[str] = typer.Option(None, help="serial or ray (resources.executor)."),
-        parallel: Optional[int] = typer.Option(None, help="Trials at once (resources.parallel)."),
+        parallel: Optional[str] = typer.Option(None, help="Trials at once, or auto (resources.parallel)."),
+        ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join (resources.address)."),
         warm_start: Optional[str] = typer.Option(
             None, "--warm-start", metavar="STUDY",
             help="Seed the search with STUDY's finished trials (search.warm_start)."),
         ) -> None:
     """Run a study: search its space, tracking every trial in MLflow."""
     cfg = _load(config, set_, trials=trials, strategy=strategy, seed=seed,
-                tracking_uri=tracking_uri, storage=storage, executor=executor, parallel=parallel,
-                warm_start=warm_start)
+                tracking_uri=tracking_uri, storage=storage, executor=executor,
+                parallel=_parallel(parallel), ray_address=ray_address, warm_start=warm_start)
     from cli.progress import StudyProgress
     from search.driver import StudyDriver
     from search.executors import make_executor
@@ -104,6 +105,10 @@ def models() -> None:
         hps = ", ".join(f"{h.name}={h.default!r}" for h in b.hyperparameters().values())
         table.add_row(name, b.task, b.family, hps or "-")
     out.print(table)
+
+
+def _parallel(value: str | None) -> int | str | None:
+    return int(value) if value is not None and value.isdigit() else value
 
 
 def print_best(study, cfg, top: int = 5) -> None:

@@ -218,13 +218,13 @@ def setup(spec: TrialSpec) -> Fit:
         torch.set_num_threads(spec.threads)
     builder = get_builder(spec.model)
     kwargs, opts = split_params(spec.model, spec.params)
-    splits = _load(spec.data)
     device = torch.device(spec.device)
+    splits = _splits_on(spec.data, device)
     task = get_task(_task_name(builder.task, splits.task), label_smoothing=opts.label_smoothing)
     model = builder.build(input_shape=splits.input_shape, n_outputs=splits.n_outputs, **kwargs)
     model.to(device)
     optimizer = make_optimizer(model, opts)
-    return Fit(model, task, opts, _to_device(splits, device), optimizer,
+    return Fit(model, task, opts, splits, optimizer,
                make_schedule(optimizer, opts), torch.Generator().manual_seed(spec.seed), device)
 
 
@@ -313,6 +313,21 @@ def _task_name(builder_task: str, data_task: str) -> str:
     # tasks (reconstruction, generation, ...) are the builder's own.
     supervised = ("classification", "regression")
     return data_task if builder_task in supervised else builder_task
+
+
+_ON_ACCELERATOR: dict[tuple[str, str], Splits] = {}
+
+
+def _splits_on(data: Mapping[str, Any], device: torch.device) -> Splits:
+    """The splits on `device`. On an accelerator they stay there for the next trial
+    of this process (a Ray worker runs many), so each worker copies a dataset once."""
+    if device.type == "cpu":
+        return _to_device(_load(data), device)
+    key = (repr(sorted(dict(data).items())), str(device))
+    if key not in _ON_ACCELERATOR:
+        _ON_ACCELERATOR.clear()         # one dataset at a time bounds device memory
+        _ON_ACCELERATOR[key] = _to_device(_load(data), device)
+    return _ON_ACCELERATOR[key]
 
 
 def _to_device(s: Splits, device: torch.device) -> Splits:

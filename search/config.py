@@ -68,10 +68,13 @@ class SearchConfig(_Strict):
 
 
 class ResourcesConfig(_Strict):
-    executor: Literal["serial", "ray"] = "serial"
-    parallel: int | Literal["auto"] = 1
+    executor: Literal["serial", "ray"] = "ray"
+    parallel: int | Literal["auto"] = 1          # trials at once; auto fills the Ray cluster
     cpus_per_trial: float = Field(default=1, gt=0)
-    gpus_per_trial: float = Field(default=0, ge=0)
+    gpus_per_trial: float = Field(default=0, ge=0)   # fractions pack trials on one GPU
+    address: str | None = None                   # a Ray cluster to join; None: a local one
+    max_retries: int = Field(default=1, ge=0)    # re-runs of a trial whose worker died
+    trial_timeout: float | None = Field(default=None, gt=0)   # seconds per attempt
 
     @field_validator("parallel")
     @classmethod
@@ -143,6 +146,7 @@ NAMED_OVERRIDES = {
     "tracking_uri": "tracking.uri", "storage": "tracking.storage",
     "executor": "resources.executor", "parallel": "resources.parallel",
     "warm_start": "search.warm_start",
+    "ray_address": "resources.address",
 }
 
 
@@ -299,6 +303,10 @@ def check_objectives(cfg: StudyConfig, metrics: list[str], single_only: set[str]
             raise unknown("metric", obj.metric, metrics, key=f"{key}.metric")
         if obj.metric in [o.metric for o in objs[:i]]:
             raise UserError(f"{key}.metric: '{obj.metric}' is already an objective")
+    ray_only = [k for k in ("address", "trial_timeout") if getattr(cfg.resources, k) is not None]
+    if cfg.resources.executor == "serial" and ray_only:
+        raise UserError(f"resources.{ray_only[0]}: needs executor: ray; the serial executor "
+                        f"runs trials inside this process")
     if len(objs) > 1 and cfg.search.pruner.name != "none":
         raise UserError("search.pruner: pruning needs a single objective; use pruner: none "
                         "with a list of objectives")

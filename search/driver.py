@@ -186,6 +186,9 @@ class StudyDriver:
         r.trial.set_user_attr("epochs", result.epochs)
         self.study.tell(r.trial, values, state=_OPTUNA_STATE[result.state])
         tags = {"pruned_at_epoch": str(result.epochs)} if result.state is TrialState.PRUNED else {}
+        where = getattr(self.executor, "where", None)     # node/device the worker reported
+        if where:
+            tags.update(where(number))
         self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)}, tags=tags)
         self.counts[result.state.value] += 1
         self.on_trial_end(TrialEvent(number, result.state, tuple(values) if values else None,

@@ -6,6 +6,7 @@ back `(trial_number, TrialResult)` pairs as trials finish.
 """
 from __future__ import annotations
 
+import socket
 import traceback
 from typing import Callable, Mapping, Protocol
 
@@ -25,6 +26,9 @@ class Executor(Protocol):
         ...
 
     def shutdown(self) -> None: ...
+
+    # Optional: `where(number) -> {"node", "host", "device"}`, the trial's placement,
+    # which the driver records as child-run tags.
 
 
 def failed(reason: str, history: tuple = ()) -> TrialResult:
@@ -69,6 +73,9 @@ class SerialExecutor:
                              lambda step, m: on_report(spec.trial_number, step, m))
         return [(spec.trial_number, result)]
 
+    def where(self, number: int) -> Mapping[str, str]:
+        return {"node": socket.gethostname(), "host": socket.gethostname(), "device": "cpu"}
+
     def shutdown(self) -> None:
         self._queue.clear()
 
@@ -78,5 +85,9 @@ def make_executor(cfg) -> Executor:
     if cfg.resources.executor == "serial":
         threads = max(1, int(cfg.resources.cpus_per_trial))
         return SerialExecutor(threads=threads)
+    if cfg.resources.executor == "ray":
+        from search.ray_executor import RayExecutor    # the only module importing Ray
+        return RayExecutor(cfg.resources)
     from models.errors import UserError
-    raise UserError(f"resources.executor: unknown executor '{cfg.resources.executor}'; valid: serial")
+    raise UserError(f"resources.executor: unknown executor '{cfg.resources.executor}'; "
+                    f"valid: ray, serial")

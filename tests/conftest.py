@@ -77,5 +77,6 @@ def small_config(study: str, stores: "Stores", **search) -> dict:
                   "optimizer": {"choice": {"momentum": {"momentum": {"uniform": [0.5, 0.95]}},
                                            "adam": {}}}},
         "search": {"strategy": "tpe", "trials": 4, "seed": 3, **search},
+        "resources": {"executor": "serial"},    # fast in-process; Ray tests override it
         "tracking": {"uri": stores.mlflow_uri, "storage": stores.optuna_url},
     }

@@ -1,0 +1,196 @@
+"""Executor benchmarks: platform overhead, parallel scaling, per-trial scheduling cost.
+
+    python -m benchmarks.executors [--quick]
+
+Prints one markdown section (also returned by `run(quick)` for benchmarks/run.py):
+1. `hypersweep run` (serial executor) against a plain PyTorch script training the
+   same N configurations, both as fresh processes: ratio of wall times (goal <= 1.10).
+2. The same study with `parallel: 2` on Ray against the serial executor: trial
+   throughput ratio (goal >= 1.7 on 2 cores). Ray's start-up is timed separately.
+3. Trivially short trials: the platform's cost per trial (Optuna ask/tell, MLflow
+   child run, artifacts) with the serial executor, and what Ray adds on top
+   (reference: Ray Tune with actor reuse is about 30 ms per trial).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from models.trial import TrialResult, TrialSpec, TrialState
+
+SECTION = "executors"
+TITLE = "Executors: platform overhead, parallel scaling, per-trial scheduling"
+ROOT = Path(__file__).resolve().parents[1]
+EXE = str(Path(sys.executable).with_name("hypersweep"))
+
+
+def study(name: str, d: Path, trials: int, epochs: int, **resources) -> dict:
+    """A digits MLP study whose trials all cost about the same (fixed width/depth)."""
+    return {
+        "study": name, "model": "mlp", "data": {"name": "digits"},
+        "params": {"epochs": epochs, "batch_size": 64, "width": 128, "depth": 2,
+                   "optimizer": "adam"},
+        "space": {"lr": {"loguniform": [1e-4, 1e-2]}, "dropout": {"uniform": [0.0, 0.3]}},
+        "search": {"strategy": "random", "trials": trials, "seed": 11},
+        "resources": {"executor": "serial", "cpus_per_trial": 1, **resources},
+        "tracking": {"uri": f"sqlite:///{d / 'mlflow.db'}", "storage": f"sqlite:///{d / 'optuna.db'}"},
+    }
+
+
+PLAIN_SCRIPT = textwrap.dedent('''
+    # A plain PyTorch script: train each configuration, print the best val accuracy.
+    import json, sys, torch
+    from torch import nn
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    torch.set_num_threads(1)
+    configs, epochs = json.loads(sys.argv[1]), int(sys.argv[2])
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x / 16.0, dtype=torch.float32); y = torch.tensor(y)
+    idx = torch.arange(len(y)).numpy()
+    tr, va = train_test_split(idx, test_size=0.4, random_state=0)
+    xt, yt, xv, yv = x[tr], y[tr], x[va[:len(va) // 2]], y[va[:len(va) // 2]]
+    for c in configs:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Dropout(c["dropout"]),
+                              nn.Linear(128, 128), nn.ReLU(), nn.Dropout(c["dropout"]),
+                              nn.Linear(128, 10))
+        opt = torch.optim.Adam(model.parameters(), lr=c["lr"])
+        for epoch in range(epochs):
+            model.train()
+            for b in torch.randperm(len(yt)).split(64):
+                loss = nn.functional.cross_entropy(model(xt[b]), yt[b])
+                opt.zero_grad(); loss.backward(); opt.step()
+            model.eval()
+            with torch.no_grad():
+                out = model(xv)
+                acc = (out.argmax(1) == yv).float().mean().item()
+                val_loss = nn.functional.cross_entropy(out, yv).item()
+        print(c, acc)
+''')
+
+
+def _timed(cmd: Sequence[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def platform_overhead(trials: int, epochs: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        d = Path(tmp)
+        cfg = d / "study.yaml"
+        cfg.write_text(yaml.safe_dump(study("overhead", d, trials, epochs)))
+        hs = _timed([EXE, "run", str(cfg)])
+        import optuna
+        params = [t.params for t in optuna.load_study(study_name="overhead",
+                                                      storage=f"sqlite:///{d / 'optuna.db'}").trials]
+        script = d / "plain.py"
+        script.write_text(PLAIN_SCRIPT)
+        plain = _timed([sys.executable, str(script), json.dumps(params), str(epochs)])
+    return {"hypersweep_s": hs, "plain_s": plain, "ratio": hs / plain}
+
+
+def _driver_seconds(cfg_dict: dict, train=None) -> tuple[float, float]:
+    """(seconds to build the executor, seconds for the study loop) in this process."""
+    import optuna
+
+    from search.config import parse_config
+    from search.driver import StudyDriver
+    from search.executors import SerialExecutor
+    from search.tracking import MlflowTracker
+
+    cfg = parse_config(cfg_dict)
+    # Create both databases first: their one-off schema migrations are not per-trial cost.
+    tracker = MlflowTracker(cfg.tracking.uri)
+    tracker.client.search_experiments()
+    optuna.storages.RDBStorage(cfg.tracking.storage)
+    start = time.perf_counter()
+    if cfg.resources.executor == "ray":
+        from search.ray_executor import RayExecutor
+        executor = RayExecutor(cfg.resources, train=train)
+    else:
+        executor = SerialExecutor(train=train, threads=1)
+    built = time.perf_counter()
+    ended: list[float] = []     # up to the last trial's end: not the shutdown of Ray
+    StudyDriver(cfg, executor, tracker,
+                on_trial_end=lambda event: ended.append(time.perf_counter())).run()
+    return built - start, ended[-1] - built
+
+
+def parallel_scaling(trials: int, epochs: int) -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        for name, res in (("serial", {}), ("ray", {"executor": "ray", "parallel": 2})):
+            d = Path(tmp, name)
+            d.mkdir()
+            out[name + "_startup_s"], out[name + "_s"] = _driver_seconds(
+                study(f"scaling-{name}", d, trials, epochs, **res))
+    out["speedup"] = out["serial_s"] / out["ray_s"]
+    return out
+
+
+def trivial(spec: TrialSpec, report) -> TrialResult:
+    """A trial that does no work: what remains is the platform's cost per trial."""
+    report(1, {"val_accuracy": 0.5, "val_loss": 1.0})
+    return TrialResult(TrialState.COMPLETE, {"val_accuracy": 0.5, "val_loss": 1.0}, epochs=1)
+
+
+def scheduling_overhead(trials: int) -> dict:
+    import cloudpickle
+    if __name__ != "__main__":      # Ray workers need not import benchmarks/
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        for name, res in (("serial", {}), ("ray", {"executor": "ray", "parallel": 1}),
+                          ("ray_parallel2", {"executor": "ray", "parallel": 2})):
+            d = Path(tmp, name)
+            d.mkdir()
+            _, seconds = _driver_seconds(study(f"trivial-{name}", d, trials, 1, **res), trivial)
+            out[name + "_ms"] = 1000 * seconds / trials
+    out["ray_added_ms"] = out["ray_ms"] - out["serial_ms"]
+    return out
+
+
+def run(quick: bool = False) -> str:
+    """Run every measurement and return the markdown section."""
+    n, epochs = (2, 2) if quick else (8, 20)
+    over = platform_overhead(n, epochs)
+    scale_n = 4 if quick else 8
+    scale = parallel_scaling(scale_n, epochs)
+    sched = scheduling_overhead(10 if quick else 100)
+    return textwrap.dedent(f"""\
+        ## Executors{' (quick)' if quick else ''}
+
+        Machine: {os.cpu_count()} CPUs. Digits MLP (2 x 128), {epochs} epochs per trial, 1 torch thread per trial.
+
+        | measurement | value | goal |
+        |---|---|---|
+        | platform overhead: `hypersweep run` (serial) / plain PyTorch script, {n} configs | {over['ratio']:.2f} ({over['hypersweep_s']:.1f} s / {over['plain_s']:.1f} s) | <= 1.10 |
+        | parallel scaling: `parallel: 2` (Ray) vs serial, {scale_n} trials, trial throughput | {scale['speedup']:.2f}x ({scale['serial_s']:.1f} s / {scale['ray_s']:.1f} s; Ray start-up {scale['ray_startup_s']:.1f} s not included) | >= 1.7x |
+        | per trial, trivial trials, serial executor (Optuna + MLflow) | {sched['serial_ms']:.0f} ms | |
+        | per trial, trivial trials, Ray `parallel: 1` | {sched['ray_ms']:.0f} ms (Ray adds {sched['ray_added_ms']:.0f} ms) | Ray Tune with actor reuse: ~30 ms |
+        | per trial, trivial trials, Ray `parallel: 2` | {sched['ray_parallel2_ms']:.0f} ms | |
+        """)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.executors", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes: checks the harness runs")
+    args = p.parse_args(argv)
+    print(run(quick=args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

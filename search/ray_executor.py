@@ -1,0 +1,292 @@
+"""The Ray executor: each trial is a Ray task; the only module that imports Ray.
+
+How reports reach the single writer and prune decisions get back:
+
+    worker task --report(number, attempt, step, metrics)--> ReportBroker (async actor)
+    driver: ray.wait([broker.take(), *trial tasks]) -> on_report -> broker.answer(...)
+    the worker's blocked report call returns the driver's prune decision
+
+The broker only relays: it holds no store and writes nothing. The driver process
+calls `on_report` for every epoch (MLflow metrics, Optuna report, should_prune), so
+every pruner works under Ray exactly as in a serial run, and the SQLite stores are
+touched by one process only, on the driver's machine.
+
+Faults: an exception or NaN inside a trial is caught in the worker (`run_guarded`,
+the training loop). A worker process that dies is Ray's to retry (task
+`max_retries`); a retried attempt re-reports epochs the driver has already seen,
+and those are not forwarded twice. `trial_timeout` is enforced by the driver:
+it force-cancels the task (killing its worker) and fails the trial.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any, Mapping, Sequence
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from models.errors import UserError
+from models.trial import TrialResult, TrialSpec
+from search.executors import OnReport, TrainFn, failed, run_guarded
+
+Placement = dict[str, str]         # {"node": ..., "host": ..., "device": ...}
+
+
+# ---------------------------------------------------------------- the broker
+
+@ray.remote(num_cpus=0, max_concurrency=1000)
+class ReportBroker:
+    """Relays worker reports to the driver and the driver's decisions back."""
+
+    def __init__(self) -> None:
+        self._inbox: list[tuple] = []
+        self._new = asyncio.Event()
+        self._answers: dict[tuple[int, str, int], asyncio.Future] = {}
+
+    async def started(self, number: int, attempt: str, where: Placement) -> None:
+        self._post(("started", number, attempt, where))
+
+    async def report(self, number: int, attempt: str, step: int,
+                     metrics: Mapping[str, float]) -> bool:
+        future = asyncio.get_running_loop().create_future()
+        self._answers[(number, attempt, step)] = future
+        self._post(("report", number, attempt, step, metrics))
+        return await future
+
+    async def take(self) -> list[tuple]:
+        """Every message since the last take; waits for at least one."""
+        await self._new.wait()
+        self._new.clear()
+        messages, self._inbox = self._inbox, []
+        return messages
+
+    async def answer(self, decisions: Sequence[tuple[int, str, int, bool]]) -> None:
+        for number, attempt, step, stop in decisions:
+            future = self._answers.pop((number, attempt, step), None)
+            if future is not None and not future.done():
+                future.set_result(stop)
+
+    def _post(self, message: tuple) -> None:
+        self._inbox.append(message)
+        self._new.set()
+
+
+# ---------------------------------------------------------------- the worker side
+
+def device_for(gpu_ids: Sequence[Any], visible: str | None, cuda_ok: bool) -> str:
+    """The torch device for the GPUs Ray assigned to this worker.
+
+    Ray sets CUDA_VISIBLE_DEVICES to the assigned ids, so torch numbers them from 0;
+    where it does not (RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES) the id is global.
+    """
+    if not gpu_ids or not cuda_ok:
+        return "cpu"
+    first = str(gpu_ids[0])
+    listed = [v.strip() for v in (visible or "").split(",") if v.strip()]
+    return f"cuda:{listed.index(first)}" if first in listed else f"cuda:{first}"
+
+
+def _placement() -> Placement:
+    import torch
+
+    ctx = ray.get_runtime_context()
+    device = device_for(ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES"),
+                        torch.cuda.is_available())
+    return {"node": ctx.get_node_id(), "host": socket.gethostname(), "device": device}
+
+
+def run_trial(train: TrainFn, spec: TrialSpec, broker: Any,
+              threads: int) -> tuple[Placement, TrialResult]:
+    """The body of one trial's Ray task (one attempt)."""
+    attempt = uuid.uuid4().hex[:8]
+    where = _placement()
+    broker.started.remote(spec.trial_number, attempt, where)
+    spec = dataclasses.replace(spec, device=where["device"], threads=threads)
+
+    def report(step: int, metrics: Mapping[str, float]) -> bool:
+        return ray.get(broker.report.remote(spec.trial_number, attempt, step, dict(metrics)))
+
+    return where, run_guarded(train, spec, report)
+
+
+# ---------------------------------------------------------------- the driver side
+
+def connect(address: str | None) -> bool:
+    """Join the cluster at `address`, or start a private local instance; True when
+    this process started Ray (and so must stop it)."""
+    if ray.is_initialized():
+        return False
+    if address:
+        _check_reachable(address)
+    # "local" starts a new instance even when another `ray start` runs on this machine.
+    try:
+        ray.init(address=address or "local", include_dashboard=False,
+                 logging_level=logging.ERROR, log_to_driver=True)   # keep the CLI quiet
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"resources.address: cannot connect to Ray at {address!r}: {first}") from None
+    return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a wrong HOST:PORT: Ray itself retries a dead address for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return                      # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as e:
+        raise UserError(f"resources.address: cannot reach a Ray cluster at {address}: "
+                        f"{e.strerror or e}") from None
+
+
+def auto_parallel(cluster: Mapping[str, float], cpus_per_trial: float,
+                  gpus_per_trial: float) -> int:
+    """How many trials fill the cluster: by GPUs when trials use them, else by CPUs."""
+    if gpus_per_trial > 0:
+        gpus = cluster.get("GPU", 0.0)
+        if gpus < gpus_per_trial:
+            raise UserError(f"resources.gpus_per_trial: {gpus_per_trial} GPU per trial, "
+                            f"but the Ray cluster has {gpus:g} GPUs; use gpus_per_trial: 0")
+        return max(1, int(gpus / gpus_per_trial + 1e-9))
+    return max(1, int(cluster.get("CPU", 1.0) / cpus_per_trial + 1e-9))
+
+
+@dataclasses.dataclass
+class _Task:
+    number: int
+    started: float | None = None        # monotonic time the current attempt began
+    attempts: int = 0
+    last_step: int = -1 << 30            # highest step forwarded to the driver
+    where: Placement = dataclasses.field(default_factory=dict)
+    done: bool = False
+
+
+class RayExecutor:
+    """Runs trials as Ray tasks with `cpus_per_trial` CPUs and `gpus_per_trial` GPUs."""
+
+    def __init__(self, resources: Any, train: TrainFn | None = None) -> None:
+        if train is None:
+            from models.train import train_trial as train
+        self._owns_ray = connect(resources.address)
+        self.capacity = (auto_parallel(ray.cluster_resources(), resources.cpus_per_trial,
+                                       resources.gpus_per_trial)
+                         if resources.parallel == "auto" else int(resources.parallel))
+        self._timeout = resources.trial_timeout
+        self._retries = resources.max_retries
+        here = ray.get_runtime_context().get_node_id()
+        self._broker = ReportBroker.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+        self._remote = ray.remote(run_trial).options(
+            num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial,
+            max_retries=resources.max_retries, retry_exceptions=False)
+        self._train = ray.put(train)
+        self._threads = max(1, int(resources.cpus_per_trial))
+        self._tasks: dict[ray.ObjectRef, _Task] = {}
+        self._by_number: dict[int, _Task] = {}
+        self._take: ray.ObjectRef | None = None
+
+    def submit(self, spec: TrialSpec) -> None:
+        ref = self._remote.remote(self._train, spec, self._broker, self._threads)
+        self._tasks[ref] = self._by_number[spec.trial_number] = _Task(spec.trial_number)
+
+    def wait(self, on_report: OnReport) -> list[tuple[int, TrialResult]]:
+        while True:
+            if self._take is None:
+                self._take = self._broker.take.remote()
+            ready, _ = ray.wait([self._take, *self._tasks], num_returns=1,
+                                timeout=self._until_deadline())
+            if self._take in ready:
+                messages, self._take = ray.get(self._take), None
+                self._relay(messages, on_report)
+            done = self._collect() + self._expire()
+            if done:
+                return done
+
+    def where(self, number: int) -> Placement:
+        """Where the trial's last attempt ran: the child run's node/device tags."""
+        task = self._by_number.get(number)
+        return dict(task.where) if task else {}
+
+    def shutdown(self) -> None:
+        for ref in list(self._tasks):
+            ray.cancel(ref, force=True)
+        self._tasks.clear()
+        if ray.is_initialized():
+            ray.kill(self._broker)
+            if self._owns_ray:
+                ray.shutdown()
+
+    # -- helpers
+
+    def _relay(self, messages: list[tuple], on_report: OnReport) -> None:
+        decisions = []
+        for kind, number, attempt, *rest in messages:
+            task = self._by_number.get(number)
+            if kind == "started":
+                if task is not None:
+                    task.started, task.where = time.monotonic(), dict(rest[0])
+                    task.attempts += 1
+                continue
+            step, metrics = rest
+            if task is None or task.done:
+                decisions.append((number, attempt, step, True))     # finished or cancelled
+            elif step <= task.last_step:
+                decisions.append((number, attempt, step, False))    # a retry re-reporting
+            else:
+                task.last_step = step
+                decisions.append((number, attempt, step, bool(on_report(number, step, metrics))))
+        if decisions:
+            self._broker.answer.remote(decisions)
+
+    def _collect(self) -> list[tuple[int, TrialResult]]:
+        if not self._tasks:
+            return []
+        ready, _ = ray.wait(list(self._tasks), num_returns=len(self._tasks), timeout=0)
+        out = []
+        for ref in ready:
+            task = self._tasks.pop(ref)
+            task.done = True
+            try:
+                where, result = ray.get(ref)
+                task.where = dict(where)
+            except ray.exceptions.RayError as e:
+                result = failed(self._crash_reason(task, e))
+            out.append((task.number, result))
+        return out
+
+    def _crash_reason(self, task: _Task, e: Exception) -> str:
+        if isinstance(e, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                          ray.exceptions.OutOfMemoryError)):
+            return (f"worker died ({type(e).__name__}) in each of {max(task.attempts, 1)} "
+                    f"attempts (resources.max_retries: {self._retries})")
+        first = str(e).strip().splitlines()
+        return f"{type(e).__name__}: {first[0] if first else ''}"[:2000]
+
+    def _expire(self) -> list[tuple[int, TrialResult]]:
+        if self._timeout is None:
+            return []
+        now, out = time.monotonic(), []
+        for ref, task in list(self._tasks.items()):
+            if task.started is not None and now - task.started > self._timeout:
+                ray.cancel(ref, force=True)     # kills the worker: the trial stops now
+                del self._tasks[ref]
+                task.done = True
+                out.append((task.number, failed(
+                    f"timed out after {self._timeout:g} s (resources.trial_timeout)")))
+        return out
+
+    def _until_deadline(self) -> float | None:
+        starts = [t.started for t in self._tasks.values() if t.started is not None]
+        if self._timeout is None:
+            return None
+        if not starts:
+            return 1.0                          # a trial may start any moment: look again
+        return max(0.0, min(starts) + self._timeout - time.monotonic()) + 0.01
+

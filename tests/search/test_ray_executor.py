@@ -1,0 +1,214 @@
+"""The Ray executor on a real local Ray instance, against real SQLite stores."""
+from __future__ import annotations
+
+import functools
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from search.config import parse_config
+from search.driver import StudyDriver
+from search.executors import SerialExecutor
+from search.ray_executor import RayExecutor, auto_parallel, device_for
+from search.tracking import MlflowTracker
+from tests.conftest import Stores, small_config, study_runs
+from tests.search import trainers
+
+ray_test = [pytest.mark.ray, pytest.mark.slow]
+
+
+def ray_config(study: str, stores: Stores, resources: dict | None = None, **search) -> dict:
+    cfg = small_config(study, stores, **search)
+    cfg["resources"] = {"executor": "ray", "parallel": 2, **(resources or {})}
+    return cfg
+
+
+def run_study(cfg_dict: dict, executor_for):
+    cfg = parse_config(cfg_dict)
+    driver = StudyDriver(cfg, executor_for(cfg), MlflowTracker(cfg.tracking.uri))
+    return driver.run()
+
+
+def trials_and_runs(stores: Stores, study: str):
+    trials = optuna.load_study(study_name=study, storage=stores.optuna_url).trials
+    parent, children = study_runs(stores.mlflow_uri, study)
+    return trials, parent, children
+
+
+def assert_nothing_running(stores: Stores, study: str) -> None:
+    trials, parent, children = trials_and_runs(stores, study)
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
+    assert parent.info.status != "RUNNING"
+    assert [c.info.status for c in children if c.info.status == "RUNNING"] == []
+    assert all(c.data.tags["state"] != "RUNNING" for c in children)
+
+
+# ---------------------------------------------------------------- pure logic
+
+def test_device_for_follows_rays_gpu_assignment():
+    assert device_for([], None, cuda_ok=True) == "cpu"
+    assert device_for([0], "0", cuda_ok=False) == "cpu"            # no CUDA in this torch
+    assert device_for([3], "3", cuda_ok=True) == "cuda:0"          # Ray masked the others
+    assert device_for(["2"], "0,1,2,3", cuda_ok=True) == "cuda:2"
+    assert device_for([5], None, cuda_ok=True) == "cuda:5"          # Ray did not mask
+
+
+def test_auto_parallel_fills_gpus_then_cpus():
+    assert auto_parallel({"CPU": 16, "GPU": 2}, cpus_per_trial=1, gpus_per_trial=0.25) == 8
+    assert auto_parallel({"CPU": 16, "GPU": 2}, cpus_per_trial=1, gpus_per_trial=0) == 16
+    assert auto_parallel({"CPU": 2}, cpus_per_trial=0.5, gpus_per_trial=0) == 4
+    assert auto_parallel({"CPU": 1}, cpus_per_trial=2, gpus_per_trial=0) == 1
+    from models.errors import UserError
+    with pytest.raises(UserError, match="resources.gpus_per_trial"):
+        auto_parallel({"CPU": 2}, cpus_per_trial=1, gpus_per_trial=0.5)
+
+
+def test_resources_keys_are_validated(stores):
+    from models.errors import UserError
+    cfg = small_config("bad", stores)
+    for key, value in [("max_retries", -1), ("trial_timeout", 0), ("parallel", "many"),
+                       ("executor", "dask")]:
+        with pytest.raises(UserError, match=f"resources.{key}"):
+            parse_config({**cfg, "resources": {key: value}})
+
+
+# ---------------------------------------------------------------- real Ray
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_parallel_trials_match_serial(ray_local, tmp_path):
+    """Random search, no pruning: trial by trial the same params and metrics as the
+    serial executor, with each trial's node and device recorded."""
+    outcomes = {}
+    for name in ("serial", "ray"):
+        stores = Stores(tmp_path / name)
+        stores.dir.mkdir()
+        cfg = small_config("same", stores, strategy="random", trials=4)
+        make = ((lambda c: SerialExecutor()) if name == "serial"
+                else (lambda c: RayExecutor(c.resources.model_copy(update={"parallel": 2}))))
+        run_study(cfg, make)
+        trials, _, children = trials_and_runs(stores, "same")
+        client = MlflowClient(tracking_uri=stores.mlflow_uri)
+        outcomes[name] = [(t.params, t.state, t.intermediate_values,
+                           [m.step for m in client.get_metric_history(c.info.run_id, "val_loss")])
+                          for t, c in zip(trials, children)]
+        values = [t.value for t in trials]
+        outcomes[name + "-values"] = values
+        if name == "ray":
+            assert {c.data.tags["device"] for c in children} == {"cpu"}
+            assert all(c.data.tags["node"] for c in children)
+    assert outcomes["ray"] == outcomes["serial"]
+    assert outcomes["ray-values"] == pytest.approx(outcomes["serial-values"], abs=1e-6)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_median_pruning_under_ray_as_in_serial(ray_local, tmp_path):
+    """The prune decision travels back to the worker: the same trials are pruned."""
+    states = {}
+    for name in ("serial", "ray"):
+        stores = Stores(tmp_path / name)
+        stores.dir.mkdir()
+        cfg = ray_config("pruned", stores, strategy="random", trials=10, pruner="median")
+        cfg["params"]["epochs"] = 6
+        make = ((lambda c: SerialExecutor(train=trainers.by_number)) if name == "serial"
+                else (lambda c: RayExecutor(c.resources, train=trainers.by_number)))
+        outcome = run_study(cfg, make)
+        trials, _, children = trials_and_runs(stores, "pruned")
+        states[name] = ([t.state.name for t in trials], [c.data.tags["state"] for c in children],
+                        [len(t.intermediate_values) for t in trials])
+        assert outcome.counts == {"COMPLETE": 6, "PRUNED": 4, "FAIL": 0}
+        assert_nothing_running(stores, "pruned")
+    assert states["ray"] == states["serial"]
+    assert states["ray"][1] == ["COMPLETE"] * 6 + ["PRUNED"] * 4
+
+
+@pytest.mark.ray
+def test_eight_trials_at_once_on_sqlite(ray_local, stores):
+    """8 trials in parallel (1/4 CPU each): one writer, no 'database is locked'."""
+    cfg = ray_config("eight", stores, {"parallel": 8, "cpus_per_trial": 0.25},
+                     strategy="random", trials=16)
+    cfg["params"]["epochs"] = 4
+    outcome = run_study(cfg, lambda c: RayExecutor(c.resources, train=trainers.by_number))
+    assert outcome.counts["COMPLETE"] + outcome.counts["PRUNED"] == 16
+    trials, _, children = trials_and_runs(stores, "eight")
+    assert len(children) == 16
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    for c in children:
+        steps = [m.step for m in client.get_metric_history(c.info.run_id, "val_accuracy")]
+        assert steps == [1, 2, 3, 4]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_faults_fail_only_their_trial(ray_local, stores, tmp_path):
+    """Raise, NaN, a worker killed once (retried, completes), a worker killed every
+    time (retried, then FAIL), a trial past its timeout: both stores consistent."""
+    cfg = ray_config("faults", stores, {"max_retries": 1, "trial_timeout": 10},
+                     strategy="random", trials=7)
+    train = functools.partial(trainers.faulty, marker_dir=str(tmp_path))
+    outcome = run_study(cfg, lambda c: RayExecutor(c.resources, train=train))
+    trials, parent, children = trials_and_runs(stores, "faults")
+    states = [c.data.tags["state"] for c in children]
+    assert states == ["COMPLETE", "FAIL", "FAIL", "COMPLETE", "FAIL", "FAIL", "COMPLETE"]
+    assert [t.state.name for t in trials] == states
+    assert outcome.counts == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 4}
+    reasons = {t.number: t.user_attrs.get("reason", "") for t in trials}
+    assert "RuntimeError: simulated fault" in reasons[1]
+    assert "nan" in reasons[2] or "inf" in reasons[2]
+    assert "worker died" in reasons[4] and "2 attempts" in reasons[4]
+    assert "timed out after 10 s" in reasons[5]
+    assert children[4].data.tags["failure_reason"] == reasons[4]
+    # The retried trial's epoch 1 was reported by both attempts but logged once.
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    steps = [m.step for m in client.get_metric_history(children[3].info.run_id, "val_loss")]
+    assert steps == [1, 2, 3]
+    assert trials[3].intermediate_values.keys() == {1, 2, 3}
+    assert_nothing_running(stores, "faults")
+
+
+def test_accelerator_splits_are_placed_once_per_process():
+    """Off the CPU, a worker's next trial finds the dataset already on the device."""
+    import torch
+
+    from models.train import _splits_on
+
+    data = {"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2}
+    meta = torch.device("meta")          # a device that is not the CPU, on any machine
+    first, again = _splits_on(data, meta), _splits_on(dict(data), meta)
+    assert first is again and first.x_train.device.type == "meta"
+    other = _splits_on({**data, "val_fraction": 0.3}, meta)
+    assert other is not first and len(other.y_val) > len(first.y_val)
+    cpu = torch.device("cpu")
+    assert _splits_on(data, cpu) is not _splits_on(data, cpu)    # CPU: nothing to cache
+
+
+@pytest.mark.gpu
+@pytest.mark.ray
+def test_fractional_gpus_pack_trials_on_one_gpu(ray_local, stores):
+    """gpus_per_trial 0.5: two trials share a GPU, each told its CUDA device."""
+    import torch
+    if not torch.cuda.is_available() or not ray_local.cluster_resources().get("GPU"):
+        pytest.skip("needs a CUDA device visible to Ray")
+    cfg = ray_config("gpu", stores, {"parallel": "auto", "gpus_per_trial": 0.5},
+                     strategy="random", trials=4)
+    cfg["params"]["precision"] = "bf16"
+    cfg_obj = parse_config(cfg)
+    executor = RayExecutor(cfg_obj.resources)
+    assert executor.capacity == int(ray_local.cluster_resources()["GPU"] / 0.5)
+    outcome = StudyDriver(cfg_obj, executor, MlflowTracker(cfg_obj.tracking.uri)).run()
+    assert outcome.counts["COMPLETE"] == 4
+    _, _, children = trials_and_runs(stores, "gpu")
+    assert {c.data.tags["device"] for c in children} == {"cuda:0"}
+
+
+def test_ray_only_keys_are_refused_with_the_serial_executor(stores):
+    from models.errors import UserError
+    from search.config import check_semantics
+
+    cfg = small_config("serial", stores)
+    for key, value in [("trial_timeout", 60), ("address", "127.0.0.1:6379")]:
+        with pytest.raises(UserError, match=f"resources.{key}: needs executor: ray"):
+            check_semantics(parse_config({**cfg, "resources": {"executor": "serial", key: value}}))
+    check_semantics(parse_config({**cfg, "resources": {"executor": "ray", "trial_timeout": 60}}))

@@ -1,0 +1,135 @@
+"""The Ray executor driven by a real `hypersweep run` process: a two-node cluster
+joined with --ray-address, and Ctrl-C (SIGINT) on the driver."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from tests.conftest import Stores, small_config, study_runs
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+HYPERSWEEP = str(Path(sys.executable).with_name("hypersweep"))
+
+
+def write_study(tmp_path: Path, stores: Stores, study: str, epochs: int, trials: int,
+                **resources) -> Path:
+    cfg = small_config(study, stores, strategy="random", trials=trials)
+    cfg["params"]["epochs"] = epochs
+    cfg["resources"] = {"executor": "ray", **resources}
+    path = tmp_path / f"{study}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Leave nothing behind: the process group we started, by its id."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture
+def two_node_cluster():
+    helper = Path(__file__).with_name("ray_cluster.py")
+    proc = subprocess.Popen([sys.executable, str(helper)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        address = proc.stdout.readline().strip()
+        assert address, "the cluster helper did not start"
+        yield address
+    finally:
+        proc.stdin.close()          # the helper shuts its nodes down
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        stop_group(proc)
+
+
+def test_trials_spread_over_two_nodes(two_node_cluster, stores, tmp_path):
+    """One CPU per node and per trial: two trials at once must use both nodes. The
+    stores are written by the driver process only."""
+    path = write_study(tmp_path, stores, "cluster", epochs=3, trials=4,
+                       parallel=2, cpus_per_trial=1)
+    res = subprocess.run([HYPERSWEEP, "run", str(path), "--ray-address", two_node_cluster],
+                         capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _, children = study_runs(stores.mlflow_uri, "cluster")
+    assert [c.data.tags["state"] for c in children] == ["COMPLETE"] * 4
+    assert len({c.data.tags["node"] for c in children}) == 2
+    trials = optuna.load_study(study_name="cluster", storage=stores.optuna_url).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+
+
+def test_bad_ray_address_is_a_user_error(stores, tmp_path):
+    path = write_study(tmp_path, stores, "nowhere", epochs=1, trials=1)
+    res = subprocess.run([HYPERSWEEP, "run", str(path), "--ray-address", "127.0.0.1:1"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert res.stderr.strip().startswith("error: resources.address:")
+    assert "Traceback" not in res.stderr
+    assert stores.untouched()
+
+
+def wait_for_training(stores: Stores, study: str, proc: subprocess.Popen) -> None:
+    """Until some trial has reported an epoch (the workers are mid-training)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        try:
+            trials = optuna.load_study(study_name=study, storage=stores.optuna_url).trials
+            if any(t.intermediate_values for t in trials):
+                return
+        except Exception:  # noqa: BLE001 - the study may not exist yet
+            pass
+        time.sleep(0.5)
+    pytest.fail("no trial reported an epoch")
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.mark.parametrize("to", ["driver", "terminal"])
+def test_ctrl_c_fails_running_trials_and_exits_cleanly(stores, tmp_path, to):
+    """SIGINT to the driver alone, or to its whole process group as a terminal's
+    Ctrl-C sends it (Ray's own processes included)."""
+    path = write_study(tmp_path, stores, "interrupted", epochs=2000, trials=4, parallel=2)
+    proc = subprocess.Popen([HYPERSWEEP, "run", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for_training(stores, "interrupted", proc)
+        if to == "driver":
+            proc.send_signal(signal.SIGINT)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=180)
+        deadline = time.monotonic() + 60      # Ray's processes exit with the driver
+        while group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        leftovers = group_alive(proc.pid)
+    finally:
+        stop_group(proc)
+    assert not leftovers, "Ray processes outlived the driver"
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    trials = optuna.load_study(study_name="interrupted", storage=stores.optuna_url).trials
+    assert trials and all(t.state == optuna.trial.TrialState.FAIL for t in trials)
+    assert all("Ctrl-C" in t.user_attrs["reason"] for t in trials)
+    parent, children = study_runs(stores.mlflow_uri, "interrupted")
+    assert parent.info.status == "KILLED"
+    assert [c.info.status for c in children] == ["FAILED"] * len(trials)
+    assert all(c.data.tags["state"] == "FAIL" for c in children)

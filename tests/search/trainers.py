@@ -1,0 +1,53 @@
+"""Trial functions for the Ray executor tests: synthetic or faulty on purpose.
+
+Ray pickles them by value (see conftest), so workers need not import this module.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from models.train import train_trial
+from models.trial import TrialResult, TrialSpec, TrialState
+
+
+def by_number(spec: TrialSpec, report) -> TrialResult:
+    """val_accuracy is 1 for trials 0-5 and 0 afterwards: with the median pruner,
+    trials 6+ are pruned whatever the timing of the others."""
+    value = 1.0 if spec.trial_number <= 5 else 0.0
+    history = []
+    for epoch in range(1, int(spec.params.get("epochs", 6)) + 1):
+        metrics = {"val_accuracy": value, "val_loss": 1.0 - value, "train_loss": 0.5}
+        history.append(metrics)
+        if report(epoch, metrics):
+            return TrialResult(TrialState.PRUNED, metrics, tuple(history), epoch,
+                               reason=f"pruned at epoch {epoch}")
+    return TrialResult(TrialState.COMPLETE, metrics, tuple(history), len(history))
+
+
+def faulty(spec: TrialSpec, report, marker_dir: str) -> TrialResult:
+    """Trial 1 raises, trial 2 diverges to NaN, trial 3 kills its worker once (then
+    succeeds on the retry), trial 4 kills its worker every time, trial 5 runs too long."""
+    n = spec.trial_number
+    if n == 1:
+        raise RuntimeError("simulated fault in the data pipeline")
+    if n == 2:
+        return train_trial(_replace(spec, lr=1e12, optimizer="sgd"), report)
+    if n in (3, 4):
+        report(1, {"val_accuracy": 0.1, "val_loss": 2.0})
+        marker = Path(marker_dir, f"killed-{n}")
+        if n == 4 or not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)      # mid-epoch, as a crash would
+    if n == 5:
+        for epoch in range(1, 10_000):
+            report(epoch, {"val_accuracy": 0.1, "val_loss": 2.0})
+            time.sleep(0.2)
+    return train_trial(spec, report)
+
+
+def _replace(spec: TrialSpec, **params) -> TrialSpec:
+    import dataclasses
+    return dataclasses.replace(spec, params={**spec.params, **params})
