@@ -6,6 +6,7 @@ back `(trial_number, TrialResult)` pairs as trials finish.
 """
 from __future__ import annotations
 
+import dataclasses
 import socket
 import traceback
 from typing import Callable, Mapping, Protocol
@@ -69,6 +70,8 @@ class SerialExecutor:
 
     def wait(self, on_report: OnReport) -> list[tuple[int, TrialResult]]:
         spec = self._queue.pop(0)
+        if self._threads and spec.threads is None:     # cpus_per_trial, as under Ray
+            spec = dataclasses.replace(spec, threads=self._threads)
         result = run_guarded(self._train, spec,
                              lambda step, m: on_report(spec.trial_number, step, m))
         return [(spec.trial_number, result)]

@@ -164,6 +164,9 @@ def check_enqueue(points: Sequence[Mapping[str, Any]], space: Space) -> None:
 
 
 def in_distribution(dist: optuna.distributions.BaseDistribution, value: Any) -> bool:
+    """Whether Optuna would accept `value` for `dist` (range, step, exact choice type).
+    Optuna's own check (`_contains`) is private and trusts the type; the type is
+    checked here so `true` is not taken for the integer 1."""
     if isinstance(dist, optuna.distributions.CategoricalDistribution):
         return any(value == c and type(value) is type(c) for c in dist.choices)
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -15,8 +15,6 @@ from search.tracking import MlflowTracker
 from tests.conftest import Stores, small_config, study_runs
 from tests.search import trainers
 
-ray_test = [pytest.mark.ray, pytest.mark.slow]
-
 
 def ray_config(study: str, stores: Stores, resources: dict | None = None, **search) -> dict:
     cfg = small_config(study, stores, **search)

@@ -62,7 +62,7 @@ def ask_tell(strategy: str, seed: int, n: int, objectives: int = 1) -> list[dict
 @pytest.mark.parametrize("strategy", sorted(SAMPLERS))
 def test_strategy_contract(strategy):
     """Within the space, only the chosen branch's parameters, same seed -> same points."""
-    n = 14     # past every sampler's start-up phase (10 random trials for tpe, gp, ...)
+    n = 12     # past every sampler's start-up phase (10 random trials for tpe, gp, ...)
     first = ask_tell(strategy, seed=5, n=n)
     assert_in_space(first)
     assert ask_tell(strategy, seed=5, n=n) == first
