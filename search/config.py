@@ -40,6 +40,12 @@ class SearchConfig(_Strict):
     objective: Objective | list[Objective] = Objective()
     pruner: str = "none"
     grid_points: int = Field(default=4, ge=2)
+    # Ask and tell in synchronous batches of resources.parallel, told in trial order,
+    # so a parallel study samples the same parameters whatever order trials finish in.
+    deterministic: bool = False
+    # On resume, trials a crash left RUNNING are failed, or failed and retried with
+    # the same parameters (as new trials).
+    on_interrupt: Literal["fail", "retry"] = "fail"
 
     @property
     def objectives(self) -> list[Objective]:

@@ -102,24 +102,32 @@ class StudyDriver:
         self.running: dict[int, _Running] = {}
         self.counts = {s.value: 0 for s in TrialState}
 
-    def run(self) -> StudyOutcome:
+    def run(self, resume: bool = False) -> StudyOutcome:
+        """Run the study to `search.trials` trials; `resume` reopens an existing one."""
         cfg = self.cfg
-        study = create_study(cfg)
-        parent = self.tracker.start_study(cfg.study, cfg.to_yaml(),
-                                          tags={"strategy": cfg.search.strategy})
-        study.set_user_attr("mlflow_parent_run_id", parent)
-        study.set_user_attr("config", cfg.model_dump(mode="json"))
+        study, parent = self._reopen() if resume else self._open()
         self.study, self.parent = study, parent
+        self.counts.update(_counts(study))
         target = cfg.search.trials or 1
-        launched = 0
+        # Trials a crash or Ctrl-C cut short do not use up the budget.
+        launched = sum(1 for t in study.trials
+                       if t.state.is_finished() and not t.user_attrs.get("interrupted"))
+        held: list[tuple[int, TrialResult]] = []
         try:
             while launched < target or self.running:
-                while launched < target and len(self.running) < self.executor.capacity:
-                    self._launch(study.ask())
-                    launched += 1
-                for number, result in self.executor.wait(self._on_report):
+                if not cfg.search.deterministic or not self.running:
+                    while launched < target and len(self.running) < self.executor.capacity:
+                        self._launch(study.ask())
+                        launched += 1
+                held += self.executor.wait(self._on_report)
+                if cfg.search.deterministic and len(held) < len(self.running):
+                    continue            # the batch is told together, in trial order
+                for number, result in sorted(held, key=lambda p: p[0]):
                     self._finish(number, result)
+                held = []
         except KeyboardInterrupt:
+            for number, result in held:
+                self._finish(number, result)
             self._abort("interrupted by the user (Ctrl-C)")
             self._end_study("KILLED")
             return StudyOutcome(cfg.study, parent, self.counts, study, interrupted=True)
@@ -127,6 +135,21 @@ class StudyDriver:
             self.executor.shutdown()
         self._end_study("FINISHED")
         return StudyOutcome(cfg.study, parent, self.counts, study)
+
+    def _open(self) -> tuple[optuna.Study, str]:
+        cfg = self.cfg
+        study = create_study(cfg)
+        parent = self.tracker.start_study(cfg.study, cfg.to_yaml(),
+                                          tags={"strategy": cfg.search.strategy})
+        study.set_user_attr("mlflow_parent_run_id", parent)
+        study.set_user_attr("config", cfg.model_dump(mode="json"))
+        return study, parent
+
+    def _reopen(self) -> tuple[optuna.Study, str]:
+        from search.lifecycle import reopen_study
+        study, parent = reopen_study(self.cfg, self.tracker)
+        self.tracker.log_files(parent, study_files(study, self.cfg))
+        return study, parent
 
     def _launch(self, trial: optuna.trial.Trial) -> None:
         params = {**self.cfg.params, **suggest(self.space, trial)}
@@ -172,6 +195,7 @@ class StudyDriver:
 
     def _abort(self, reason: str) -> None:
         for number in list(self.running):
+            self.running[number].trial.set_user_attr("interrupted", True)
             self._finish(number, failed(reason))
 
     def _best(self) -> float | None:
@@ -183,12 +207,25 @@ class StudyDriver:
             return None
 
     def _end_study(self, status: str) -> None:
-        df = self.study.trials_dataframe()
         metrics, tags = {}, {}
         best = self._best()
         if best is not None:
             metrics["best_value"] = best
             tags["best_trial"] = str(self.study.best_trial.number)
         metrics.update({f"trials_{k.lower()}": v for k, v in self.counts.items()})
-        self.tracker.end_study(self.parent, {"trials.csv": df.to_csv(index=False)},
+        self.tracker.end_study(self.parent, study_files(self.study, self.cfg),
                                metrics=metrics, tags=tags, status=status)
+
+
+def study_files(study: optuna.Study, cfg: StudyConfig) -> dict[str, bytes | str]:
+    """The parent run's refreshed artifacts: trials table, figures, best trial."""
+    from search.report import study_figures
+
+    files: dict[str, bytes | str] = {"trials.csv": study.trials_dataframe().to_csv(index=False)}
+    files.update(study_figures(study, cfg))
+    return files
+
+
+def _counts(study: optuna.Study) -> dict[str, int]:
+    states = [t.state.name for t in study.trials]
+    return {s.value: states.count(s.value) for s in TrialState}
