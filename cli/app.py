@@ -120,6 +120,11 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else ("-" if v is None else str(v))
 
 
+# Lifecycle and inspection commands (resume, rerun, replay, final, studies, best,
+# export, ui) live in their own module and register themselves on `app`.
+from cli import lifecycle as _lifecycle  # noqa: E402,F401
+
+
 def main() -> None:
     app(prog_name="hypersweep")
 
