@@ -130,4 +130,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m cli.app`: this module runs as __main__, but cli/lifecycle.py registers
+    # its commands on the `cli.app` module's app; run that one.
+    from cli.app import main as _main
+    sys.exit(_main())

@@ -27,14 +27,15 @@ def _study(name: str, storage: Optional[str]):
     return load_study(name, storage or DEFAULT.storage)
 
 
-def drive(cfg: StudyConfig, resume: bool = False) -> None:
-    """Run (or resume) a study with the progress display, then print the best trials."""
+def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
+    """Run (or resume, `done` trials in) a study with the progress display, then
+    print the best trials."""
     from cli.progress import StudyProgress
     from search.driver import StudyDriver
     from search.executors import make_executor
     from search.tracking import MlflowTracker, ui_command
 
-    with StudyProgress(out, cfg) as progress:
+    with StudyProgress(out, cfg, done=done) as progress:
         driver = StudyDriver(cfg, make_executor(cfg), MlflowTracker(cfg.tracking.uri),
                              on_trial_end=progress.update)
         outcome = driver.run(resume=resume)
@@ -54,12 +55,13 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
            ) -> None:
     """Continue an interrupted study up to its trial count, in the same stores."""
     from search.lifecycle import stored_config
-    cfg = stored_config(_study(study, storage), storage=storage or DEFAULT.storage,
-                        tracking_uri=tracking_uri, trials=trials)
-    done = sum(1 for t in _study(study, cfg.tracking.storage).trials if t.state.is_finished())
-    out.print(f"resuming study [bold]{cfg.study}[/bold]: {done} trials finished, "
-              f"budget {cfg.search.trials}")
-    drive(cfg, resume=True)
+    s = _study(study, storage)
+    cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri,
+                        trials=trials)
+    done = sum(t.state.is_finished() and not t.user_attrs.get("interrupted") for t in s.trials)
+    out.print(f"resuming study [bold]{cfg.study}[/bold]: {done} of {cfg.search.trials} "
+              "trials finished")
+    drive(cfg, resume=True, done=done)
 
 
 @app.command()

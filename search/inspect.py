@@ -60,9 +60,7 @@ def trials_frame(study: optuna.Study, tracking_uri: str) -> pd.DataFrame:
     parent = study.user_attrs.get("mlflow_parent_run_id") or tracker.find_parent(study.study_name)
     rows = []
     if parent is not None:
-        runs = tracker.trial_runs(parent)
-        for number, ids in runs.items():
-            metrics = tracker.client.get_run(ids[0]).data.metrics
+        for number, metrics in tracker.trial_metrics(parent).items():
             rows.append({"number": number, **{f"metric_{k}": v for k, v in metrics.items()}})
     if rows:
         df = df.merge(pd.DataFrame(rows), on="number", how="left")

@@ -132,14 +132,21 @@ class MlflowTracker:
 
     def trial_runs(self, parent: str) -> dict[int, list[str]]:
         """Child run ids of a study by Optuna trial number (a list, to catch duplicates)."""
+        out: dict[int, list[str]] = {}
+        for number, run in self._children(parent):
+            out.setdefault(number, []).append(run.info.run_id)
+        return out
+
+    def trial_metrics(self, parent: str) -> dict[int, dict[str, float]]:
+        """Each trial's last metric values, from one search (not a request per run)."""
+        return {number: dict(run.data.metrics) for number, run in self._children(parent)}
+
+    def _children(self, parent: str) -> list[tuple[int, Any]]:
         exp = self.client.get_run(parent).info.experiment_id
         runs = self.client.search_runs([exp], max_results=50000,
                                        filter_string=f"tags.`{ROLE_TAG}` = 'trial'")
-        out: dict[int, list[str]] = {}
-        for r in runs:
-            if r.data.tags.get("mlflow.parentRunId") == parent:
-                out.setdefault(int(r.data.tags["optuna.trial_number"]), []).append(r.info.run_id)
-        return out
+        return [(int(r.data.tags["optuna.trial_number"]), r) for r in runs
+                if r.data.tags.get("mlflow.parentRunId") == parent]
 
     def read_text(self, run_id: str, path: str) -> str:
         """A text artifact of a run, e.g. `study.yaml` or `trial.yaml`."""
