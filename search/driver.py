@@ -122,12 +122,9 @@ class StudyDriver:
                 held += self.executor.wait(self._on_report)
                 if cfg.search.deterministic and len(held) < len(self.running):
                     continue            # the batch is told together, in trial order
-                for number, result in sorted(held, key=lambda p: p[0]):
-                    self._finish(number, result)
-                held = []
+                self._finish_all(held)
         except KeyboardInterrupt:
-            for number, result in held:
-                self._finish(number, result)
+            self._finish_all(held)
             self._abort("interrupted by the user (Ctrl-C)")
             self._end_study("KILLED")
             return StudyOutcome(cfg.study, parent, self.counts, study, interrupted=True)
@@ -148,7 +145,7 @@ class StudyDriver:
     def _reopen(self) -> tuple[optuna.Study, str]:
         from search.lifecycle import reopen_study
         study, parent = reopen_study(self.cfg, self.tracker)
-        self.tracker.log_files(parent, study_files(study, self.cfg))
+        self.tracker.log_files(parent, study_files(study))
         return study, parent
 
     def _launch(self, trial: optuna.trial.Trial) -> None:
@@ -193,6 +190,13 @@ class StudyDriver:
         self.on_trial_end(TrialEvent(number, result.state, tuple(values) if values else None,
                                      result.reason, dict(self.counts), self._best()))
 
+    def _finish_all(self, held: list[tuple[int, TrialResult]]) -> None:
+        """Tell finished trials in trial order; popped one by one so that a Ctrl-C
+        in between never tells a trial twice."""
+        held.sort(key=lambda p: p[0])
+        while held:
+            self._finish(*held.pop(0))
+
     def _abort(self, reason: str) -> None:
         for number in list(self.running):
             self.running[number].trial.set_user_attr("interrupted", True)
@@ -213,16 +217,16 @@ class StudyDriver:
             metrics["best_value"] = best
             tags["best_trial"] = str(self.study.best_trial.number)
         metrics.update({f"trials_{k.lower()}": v for k, v in self.counts.items()})
-        self.tracker.end_study(self.parent, study_files(self.study, self.cfg),
+        self.tracker.end_study(self.parent, study_files(self.study),
                                metrics=metrics, tags=tags, status=status)
 
 
-def study_files(study: optuna.Study, cfg: StudyConfig) -> dict[str, bytes | str]:
+def study_files(study: optuna.Study) -> dict[str, bytes | str]:
     """The parent run's refreshed artifacts: trials table, figures, best trial."""
     from search.report import study_figures
 
     files: dict[str, bytes | str] = {"trials.csv": study.trials_dataframe().to_csv(index=False)}
-    files.update(study_figures(study, cfg))
+    files.update(study_figures(study))
     return files
 
 

@@ -172,8 +172,8 @@ def best_spec(study: optuna.Study, cfg: StudyConfig) -> TrialSpec:
     # Early stopping chose the number of epochs on validation; keep that choice.
     epochs = int(best.user_attrs.get("epochs") or cfg.params.get("epochs", 0)) or None
     params = {**cfg.params, **best.params, **({"epochs": epochs} if epochs else {})}
-    return TrialSpec(model=cfg.model, data=data_dict(cfg), params=params,
-                     seed=int(best.user_attrs.get("seed", trial_seed(cfg.search.seed, best.number))),
+    seed = best.user_attrs.get("seed", trial_seed(cfg.search.seed, best.number))
+    return TrialSpec(model=cfg.model, data=data_dict(cfg), params=params, seed=int(seed),
                      trial_number=best.number, study=cfg.study)
 
 
@@ -186,19 +186,21 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False) -> di
         raise UserError(f"study '{cfg.study}': the test set was already evaluated "
                         f"(run {previous['run_id']}, {previous['at']}); "
                         "a second look is a tweak on test data — pass --force to override")
-    spec = best_spec(study, cfg)
-    result = train_final(spec)
     tracker = MlflowTracker(cfg.tracking.uri)
-    parent = tracker.find_parent(cfg.study)
+    parent = tracker.find_parent(cfg.study)     # before the test set is touched
     if parent is None:
         raise UserError(f"study '{cfg.study}': no parent run in {cfg.tracking.uri}; "
                         "pass the --tracking-uri the study ran with")
-    run_id, version = tracker.log_final(parent, spec.params, {**result.test_metrics,
-                                        **result.train_metrics}, result.artifacts,
-                                        model_name=cfg.study, best_trial=spec.trial_number)
+    spec = best_spec(study, cfg)
+    result = train_final(spec)
+    run_id, version = tracker.log_final(parent, spec.params,
+                                        {**result.test_metrics, **result.train_metrics},
+                                        result.artifacts, model_name=cfg.study,
+                                        best_trial=spec.trial_number)
+    evaluations = (previous or {}).get("evaluations", 0) + 1
     record = {"run_id": run_id, "model_version": version, "trial": spec.trial_number,
               "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "metrics": dict(result.test_metrics), "evaluations": (previous or {}).get("evaluations", 0) + 1}
+              "metrics": dict(result.test_metrics), "evaluations": evaluations}
     study.set_user_attr(FINAL_ATTR, record)
     tracker.set_tags(parent, {f"{FINAL_ATTR}.run_id": run_id,
                               f"{FINAL_ATTR}.evaluations": record["evaluations"]})

@@ -31,7 +31,7 @@ def varying_params(study: optuna.Study) -> list[str]:
     return sorted(k for k, values in seen.items() if len(values) > 1)
 
 
-def study_figures(study: optuna.Study, cfg=None) -> dict[str, bytes | str]:
+def study_figures(study: optuna.Study) -> dict[str, bytes | str]:
     """PNG figures and the best trial's summary for the parent run."""
     single = len(study.directions) == 1
     figures: dict[str, Figure] = {}

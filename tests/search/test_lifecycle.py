@@ -1,7 +1,6 @@
 """Resume after a SIGKILL, rerun, replay and the final test, on real SQLite stores."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -9,7 +8,6 @@ import time
 
 import optuna
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
