@@ -147,9 +147,17 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else ("-" if v is None else str(v))
 
 
+# Lifecycle and inspection commands (resume, rerun, replay, final, studies, best,
+# export, ui) live in their own module and register themselves on `app`.
+from cli import lifecycle as _lifecycle  # noqa: E402,F401
+
+
 def main() -> None:
     app(prog_name="hypersweep")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m cli.app`: this module runs as __main__, but cli/lifecycle.py registers
+    # its commands on the `cli.app` module's app; run that one.
+    from cli.app import main as _main
+    sys.exit(_main())

@@ -8,14 +8,14 @@ from models.trial import TrialState
 
 
 class StudyProgress:
-    def __init__(self, console: Console, cfg) -> None:
+    def __init__(self, console: Console, cfg, done: int = 0) -> None:
         self.cfg = cfg
         self.metric = cfg.search.objectives[0].metric if len(cfg.search.objectives) == 1 else None
         self._progress = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
                                   console=console, transient=False)
         self._task = self._progress.add_task("trials", total=cfg.search.trials,
-                                             status="starting")
+                                             completed=done, status="starting")
 
     def __enter__(self) -> "StudyProgress":
         self._progress.start()

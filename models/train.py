@@ -7,6 +7,7 @@ answers whether to stop.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import random
 import time
@@ -291,6 +292,40 @@ def finish(fit: Fit, state: TrialState, metrics: Mapping[str, float],
     if figure is not None:
         artifacts[fit.task.figure_name] = figure
     return TrialResult(state, final, tuple(history), len(history), reason, artifacts)
+
+
+# ---------------------------------------------------------------- the final model
+
+@dataclass(frozen=True)
+class FinalResult:
+    test_metrics: Mapping[str, float]      # `test_` + the task's metrics, evaluated once
+    train_metrics: Mapping[str, float]     # the last epoch's, on train+validation
+    artifacts: Mapping[str, bytes]         # model.pt and the task's figure on test
+
+
+def train_final(spec: TrialSpec) -> FinalResult:
+    """Retrain `spec` on train+validation for `epochs` (no early stopping: there is no
+    validation split left to stop on), then evaluate on the test split exactly once."""
+    fit = setup(dataclasses.replace(spec, params={**spec.params, "patience": 0}))
+    s = fit.splits
+    if len(s.y_test) == 0:
+        raise UserError("data.test_fraction: the study has no test split (test_fraction 0)")
+    fit.splits = Splits(torch.cat([s.x_train, s.x_val]), torch.cat([s.y_train, s.y_val]),
+                        s.x_val[:0], s.y_val[:0], s.x_test, s.y_test,
+                        input_shape=s.input_shape, n_outputs=s.n_outputs, task=s.task,
+                        name=s.name, class_names=s.class_names)
+    train: dict[str, float] = {}
+    for _ in range(fit.opts.epochs):
+        train = train_epoch(fit)
+        if fit.schedule is not None:
+            fit.schedule.step()
+    out = predict(fit, s.x_test)
+    test = {f"test_{k}": v for k, v in fit.task.metrics(out, s.y_test).items()}
+    artifacts = {"model.pt": _state_bytes(fit.model)}
+    figure = fit.task.figure(out, s.y_test, class_names=s.class_names)
+    if figure is not None:
+        artifacts[f"test_{fit.task.figure_name}"] = figure
+    return FinalResult(test, {f"train_{k}": v for k, v in train.items()}, artifacts)
 
 
 # ---------------------------------------------------------------- helpers

@@ -61,6 +61,12 @@ class SearchConfig(_Strict):
     @classmethod
     def _pruner_name(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
+    # Ask and tell in synchronous batches of resources.parallel, told in trial order,
+    # so a parallel study samples the same parameters whatever order trials finish in.
+    deterministic: bool = False
+    # On resume, trials a crash left RUNNING are failed, or failed and retried with
+    # the same parameters (as new trials).
+    on_interrupt: Literal["fail", "retry"] = "fail"
 
     @property
     def objectives(self) -> list[Objective]:

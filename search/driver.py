@@ -111,7 +111,39 @@ class StudyDriver:
         self.importances: Importances = {}
         self.warm_trials = warm_trials
 
-    def run(self) -> StudyOutcome:
+    def run(self, resume: bool = False) -> StudyOutcome:
+        """Run the study to `search.trials` trials; `resume` reopens an existing one."""
+        cfg = self.cfg
+        study, parent = self._reopen() if resume else self._open()
+        self.study, self.parent = study, parent
+        self.counts.update(_counts(study))
+        target = cfg.search.trials or 1
+        # Trials a crash or Ctrl-C cut short do not use up the budget.
+        launched = sum(1 for t in study.trials if t.state.is_finished()
+                       and not t.user_attrs.get("interrupted")
+                       and "warm_start_from" not in t.user_attrs)   # learnt from, not run
+        held: list[tuple[int, TrialResult]] = []
+        try:
+            while launched < target or self.running:
+                if not cfg.search.deterministic or not self.running:
+                    while launched < target and len(self.running) < self.executor.capacity:
+                        self._launch(study.ask())
+                        launched += 1
+                held += self.executor.wait(self._on_report)
+                if cfg.search.deterministic and len(held) < len(self.running):
+                    continue            # the batch is told together, in trial order
+                self._finish_all(held)
+        except KeyboardInterrupt:
+            self._finish_all(held)
+            self._abort("interrupted by the user (Ctrl-C)")
+            self._end_study("KILLED")
+            return StudyOutcome(cfg.study, parent, self.counts, study, interrupted=True)
+        finally:
+            self.executor.shutdown()
+        self._end_study("FINISHED")
+        return StudyOutcome(cfg.study, parent, self.counts, study, importances=self.importances)
+
+    def _open(self) -> tuple[optuna.Study, str]:
         cfg = self.cfg
         warm = self.warm_trials
         if warm is None:            # checked before anything is written
@@ -126,24 +158,13 @@ class StudyDriver:
         parent = self.tracker.start_study(cfg.study, cfg.to_yaml(), tags=tags)
         study.set_user_attr("mlflow_parent_run_id", parent)
         study.set_user_attr("config", cfg.model_dump(mode="json"))
-        self.study, self.parent = study, parent
-        target = cfg.search.trials or 1
-        launched = 0
-        try:
-            while launched < target or self.running:
-                while launched < target and len(self.running) < self.executor.capacity:
-                    self._launch(study.ask())
-                    launched += 1
-                for number, result in self.executor.wait(self._on_report):
-                    self._finish(number, result)
-        except KeyboardInterrupt:
-            self._abort("interrupted by the user (Ctrl-C)")
-            self._end_study("KILLED")
-            return StudyOutcome(cfg.study, parent, self.counts, study, interrupted=True)
-        finally:
-            self.executor.shutdown()
-        self._end_study("FINISHED")
-        return StudyOutcome(cfg.study, parent, self.counts, study, importances=self.importances)
+        return study, parent
+
+    def _reopen(self) -> tuple[optuna.Study, str]:
+        from search.lifecycle import reopen_study
+        study, parent = reopen_study(self.cfg, self.tracker)
+        self.tracker.log_files(parent, study_files(study))
+        return study, parent
 
     def _launch(self, trial: optuna.trial.Trial) -> None:
         params = {**self.cfg.params, **suggest(self.space, trial)}
@@ -194,8 +215,16 @@ class StudyDriver:
         self.on_trial_end(TrialEvent(number, result.state, tuple(values) if values else None,
                                      result.reason, dict(self.counts), self._best()))
 
+    def _finish_all(self, held: list[tuple[int, TrialResult]]) -> None:
+        """Tell finished trials in trial order; popped one by one so that a Ctrl-C
+        in between never tells a trial twice."""
+        held.sort(key=lambda p: p[0])
+        while held:
+            self._finish(*held.pop(0))
+
     def _abort(self, reason: str) -> None:
         for number in list(self.running):
+            self.running[number].trial.set_user_attr("interrupted", True)
             self._finish(number, failed(reason))
 
     def _best(self) -> float | None:
@@ -207,16 +236,29 @@ class StudyDriver:
             return None
 
     def _end_study(self, status: str) -> None:
-        df = self.study.trials_dataframe()
         metrics, tags = {}, {}
         best = self._best()
         if best is not None:
             metrics["best_value"] = best
             tags["best_trial"] = str(self.study.best_trial.number)
         metrics.update({f"trials_{k.lower()}": v for k, v in self.counts.items()})
-        files: dict[str, bytes | str] = {"trials.csv": df.to_csv(index=False)}
+        files = study_files(self.study)
         self.importances = param_importances(self.study, self.objectives, self.cfg.search.seed)
         if self.importances:
             metrics.update(importance_metrics(self.importances))
             files["param_importance.png"] = importance_figure(self.importances)
         self.tracker.end_study(self.parent, files, metrics=metrics, tags=tags, status=status)
+
+
+def study_files(study: optuna.Study) -> dict[str, bytes | str]:
+    """The parent run's refreshed artifacts: trials table, figures, best trial."""
+    from search.report import study_figures
+
+    files: dict[str, bytes | str] = {"trials.csv": study.trials_dataframe().to_csv(index=False)}
+    files.update(study_figures(study))
+    return files
+
+
+def _counts(study: optuna.Study) -> dict[str, int]:
+    states = [t.state.name for t in study.trials]
+    return {s.value: states.count(s.value) for s in TrialState}

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from models.errors import UserError
 from models.trial import TrialResult, TrialState
 
 ROLE_TAG = "hypersweep.role"
@@ -125,6 +126,64 @@ class MlflowTracker:
         self.client.set_terminated(run_id, status=_STATUS[result.state])
         self._last_flush.pop(run_id, None)
 
+    def log_files(self, run_id: str, files: Mapping[str, bytes | str]) -> None:
+        """Write (or overwrite) artifacts of a run, e.g. the parent's refreshed figures."""
+        self._log_files(run_id, files)
+
+    def trial_runs(self, parent: str) -> dict[int, list[str]]:
+        """Child run ids of a study by Optuna trial number (a list, to catch duplicates)."""
+        out: dict[int, list[str]] = {}
+        for number, run in self._children(parent):
+            out.setdefault(number, []).append(run.info.run_id)
+        return out
+
+    def trial_metrics(self, parent: str) -> dict[int, dict[str, float]]:
+        """Each trial's last metric values, from one search (not a request per run)."""
+        return {number: dict(run.data.metrics) for number, run in self._children(parent)}
+
+    def _children(self, parent: str) -> list[tuple[int, Any]]:
+        exp = self.client.get_run(parent).info.experiment_id
+        runs = self.client.search_runs([exp], max_results=50000,
+                                       filter_string=f"tags.`{ROLE_TAG}` = 'trial'")
+        return [(int(r.data.tags["optuna.trial_number"]), r) for r in runs
+                if r.data.tags.get("mlflow.parentRunId") == parent]
+
+    def read_text(self, run_id: str, path: str) -> str:
+        """A text artifact of a run, e.g. `study.yaml` or `trial.yaml`."""
+        from mlflow.exceptions import MlflowException
+        try:
+            with tempfile.TemporaryDirectory(prefix="hypersweep-") as tmp:
+                return Path(self.client.download_artifacts(run_id, path, tmp)).read_text()
+        except MlflowException as e:
+            raise UserError(f"run {run_id}: cannot read {path} from {self.uri}: "
+                            f"{str(e).splitlines()[0]}") from None
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_final(self, parent: str, params: Mapping[str, Any], metrics: Mapping[str, float],
+                  files: Mapping[str, bytes], model_name: str, best_trial: int) -> tuple[str, str]:
+        """The final model: a `final` run nested under the study, its checkpoint
+        registered as a new version of the registered model `model_name`."""
+        exp = self.client.get_run(parent).info.experiment_id
+        run = self.client.create_run(exp, run_name="final", tags={
+            "mlflow.parentRunId": parent, ROLE_TAG: "final", "best_trial": str(best_trial)})
+        run_id = run.info.run_id
+        now = _now_ms()
+        self.client.log_batch(run_id, params=[Param(k, _param_str(v)) for k, v in params.items()],
+                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        self._log_files(run_id, {f"model/{k}" if k == "model.pt" else k: v
+                                 for k, v in files.items()})
+        self.client.set_terminated(run_id, status="FINISHED")
+        try:
+            self.client.get_registered_model(model_name)
+        except Exception:  # noqa: BLE001 - not registered yet
+            self.client.create_registered_model(model_name)
+        version = self.client.create_model_version(
+            model_name, source=f"{run.info.artifact_uri}/model", run_id=run_id,
+            tags={k: str(v) for k, v in metrics.items() if k.startswith("test_")})
+        return run_id, str(version.version)
+
     def _log_files(self, run_id: str, files: Mapping[str, bytes | str]) -> None:
         if not files:
             return
@@ -143,12 +202,20 @@ def ui_command(uri: str) -> str:
     """The command that opens the MLflow UI on this store, on 127.0.0.1."""
     if uri.startswith(("http://", "https://")):
         return f"open {uri}"
-    root = artifact_root_for(uri)
-    extra = f" --default-artifact-root {root}" if root else ""
+    argv = ui_argv(uri, 5000)
     exe = shutil.which("mlflow") and "mlflow"
     if not exe:     # not on PATH: the one installed beside this interpreter (e.g. .venv/bin)
-        exe = os.path.relpath(Path(sys.executable).with_name("mlflow"))
-    return f"{exe} ui --backend-store-uri {uri}{extra} --host 127.0.0.1 --port 5000"
+        exe = os.path.relpath(argv[0])
+    return " ".join([exe, *argv[1:]])
+
+
+def ui_argv(uri: str, port: int) -> list[str]:
+    """`mlflow ui` on this store (artifacts beside a SQLite file), on 127.0.0.1."""
+    root = artifact_root_for(uri)
+    extra = ["--default-artifact-root", root] if root else []
+    exe = str(Path(sys.executable).with_name("mlflow"))
+    return [exe, "ui", "--backend-store-uri", uri, *extra, "--host", "127.0.0.1",
+            "--port", str(port)]
 
 
 def _param_str(v: Any) -> str:

@@ -222,3 +222,20 @@ def test_trains_on_cuda_in_bf16():
                      device="cuda")
     r = train_trial(spec, lambda e, m: False)
     assert r.state is TrialState.COMPLETE and r.metrics["val_accuracy"] > 0.8
+
+
+def test_train_final_tests_once_on_the_held_out_split():
+    """Retrained on train+val, evaluated on test only: deterministic on CPU."""
+    from models.train import train_final
+    from models.trial import TrialSpec
+
+    spec = TrialSpec(model="mlp", data={"name": "digits"}, seed=5,
+                     params={"epochs": 3, "width": 32, "lr": 0.01, "patience": 2})
+    first, second = train_final(spec), train_final(spec)
+    assert set(first.test_metrics) == {"test_loss", "test_accuracy", "test_f1"}
+    assert first.test_metrics == second.test_metrics
+    assert first.test_metrics["test_accuracy"] > 0.8
+    assert "model.pt" in first.artifacts and "test_confusion_matrix.png" in first.artifacts
+    with pytest.raises(UserError, match="test_fraction"):
+        train_final(TrialSpec(model="mlp", data={"name": "digits", "test_fraction": 0.0},
+                              params={"epochs": 1}, seed=0))

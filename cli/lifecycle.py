@@ -1,0 +1,187 @@
+"""Lifecycle and inspection commands: resume, rerun, replay, final, studies, best,
+export, ui. Registered on the app in cli/app.py; thin like the rest of cli/."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from cli.app import SetOpt, app, err, out, print_best, user_errors
+from models.errors import UserError
+from search.config import StudyConfig, TrackingConfig
+
+DEFAULT = TrackingConfig()
+StorageOpt = typer.Option(None, help=f"Optuna storage URL [default: {DEFAULT.storage}].")
+UriOpt = typer.Option(None, help="MLflow tracking URI [default: the study's, else "
+                                 f"{DEFAULT.uri}].")
+StudyArg = typer.Argument(..., help="Study name.", show_default=False)
+
+
+def _study(name: str, storage: Optional[str]):
+    from search.lifecycle import load_study
+    return load_study(name, storage or DEFAULT.storage)
+
+
+def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
+    """Run (or resume, `done` trials in) a study with the progress display, then
+    print the best trials."""
+    from cli.progress import StudyProgress
+    from search.driver import StudyDriver
+    from search.executors import make_executor
+    from search.tracking import MlflowTracker, ui_command
+
+    with StudyProgress(out, cfg, done=done) as progress:
+        driver = StudyDriver(cfg, make_executor(cfg), MlflowTracker(cfg.tracking.uri),
+                             on_trial_end=progress.update)
+        outcome = driver.run(resume=resume)
+    print_best(outcome.study, cfg)
+    out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}", soft_wrap=True)
+    if outcome.interrupted:
+        err.print("interrupted: running trials were marked FAIL; "
+                  f"continue with: hypersweep resume {cfg.study}")
+        raise typer.Exit(130)
+
+
+@app.command()
+@user_errors
+def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
+           tracking_uri: Optional[str] = UriOpt,
+           trials: Optional[int] = typer.Option(None, help="Raise the trial budget."),
+           ) -> None:
+    """Continue an interrupted study up to its trial count, in the same stores."""
+    from search.lifecycle import stored_config
+    s = _study(study, storage)
+    cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri,
+                        trials=trials)
+    done = sum(t.state.is_finished() and not t.user_attrs.get("interrupted") for t in s.trials)
+    out.print(f"resuming study [bold]{cfg.study}[/bold]: {done} of {cfg.search.trials} "
+              "trials finished")
+    drive(cfg, resume=True, done=done)
+
+
+@app.command()
+@user_errors
+def rerun(source: str = typer.Argument(..., help="Study config file, study name, or "
+                                               "MLflow parent run id.", show_default=False),
+          name: Optional[str] = typer.Option(None, help="New study name [default: NAME-rerun-N]."),
+          set_: Optional[List[str]] = SetOpt,
+          storage: Optional[str] = StorageOpt, tracking_uri: Optional[str] = UriOpt) -> None:
+    """Re-execute a study from its stored config into a new study, same seeds."""
+    from search.lifecycle import config_from_source, derived_name
+    cfg = config_from_source(source, storage, tracking_uri, tuple(set_ or ()))
+    new = name or derived_name(cfg.study, cfg.tracking.storage)
+    cfg = cfg.model_copy(update={"study": new})
+    out.print(f"rerun of [bold]{source}[/bold] as study [bold]{new}[/bold] "
+              f"(seed {cfg.search.seed}, {cfg.search.trials} trials)")
+    drive(cfg)
+
+
+@app.command()
+@user_errors
+def replay(run_id: str = typer.Argument(..., help="A trial's MLflow run id.", show_default=False),
+           tracking_uri: Optional[str] = UriOpt) -> None:
+    """Retrain one trial from its trial.yaml; exit 1 if its metrics differ."""
+    from search.lifecycle import replay_run
+    r = replay_run(run_id, tracking_uri or DEFAULT.uri)
+    table = Table("metric", "recorded", "replayed", title=f"replay of trial "
+                  f"{r.spec.trial_number} of {r.spec.study}: last epoch")
+    for k in sorted(r.replayed):
+        last = r.recorded.get(k) or [float("nan")]
+        table.add_row(k, f"{last[-1]:.6g}", f"{r.replayed[k][-1]:.6g}")
+    out.print(table)
+    diff = r.differences()
+    if diff:
+        err.print(f"replay differs in {', '.join(diff)}")
+        raise typer.Exit(1)
+    out.print("identical (timings aside)")
+
+
+@app.command()
+@user_errors
+def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
+          tracking_uri: Optional[str] = UriOpt,
+          force: bool = typer.Option(False, help="Evaluate on test again (recorded).")) -> None:
+    """Retrain the best trial on train+val, evaluate once on test, register the model."""
+    from search.lifecycle import final_test, stored_config
+    s = _study(study, storage)
+    cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri)
+    record = final_test(s, cfg, force=force)
+    table = Table("metric", "test", title=f"final model of {study} (trial {record['trial']})")
+    for k, v in sorted(record["metrics"].items()):
+        table.add_row(k, f"{v:.4f}")
+    out.print(table)
+    out.print(f"registered model '{study}' version {record['model_version']} "
+              f"(run {record['run_id']})")
+
+
+@app.command()
+@user_errors
+def studies(storage: Optional[str] = StorageOpt) -> None:
+    """List the studies in a storage: strategy, trials by state, best value, last update."""
+    from search.inspect import study_rows
+    rows = study_rows(storage or DEFAULT.storage)
+    table = Table("study", "strategy", "complete", "pruned", "fail", "running", "best",
+                  "last update")
+    for r in rows:
+        best = "-" if r["best"] is None else f"{r['best']:.4g}"
+        table.add_row(r["study"], r["strategy"], *(str(r[k]) for k in
+                      ("COMPLETE", "PRUNED", "FAIL", "RUNNING")), best, r["last_update"] or "-")
+    out.print(table if rows else "no studies")
+
+
+@app.command()
+@user_errors
+def best(study: str = StudyArg, storage: Optional[str] = StorageOpt,
+         as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The best trial of a study (the Pareto front for several objectives)."""
+    from search.inspect import best_trials
+    from search.lifecycle import stored_config
+    s = _study(study, storage)
+    if as_json:
+        print(json.dumps(best_trials(s), indent=2))
+        return
+    print_best(s, stored_config(s, storage=storage or DEFAULT.storage), top=1)
+
+
+@app.command()
+@user_errors
+def export(study: str = StudyArg,
+           output: Path = typer.Option(..., "-o", "--output", help="FILE.csv or FILE.parquet."),
+           storage: Optional[str] = StorageOpt, tracking_uri: Optional[str] = UriOpt) -> None:
+    """One row per trial: params, state, objective, and summary metrics from MLflow."""
+    from search.inspect import trials_frame
+    from search.lifecycle import stored_config
+    if output.suffix not in (".csv", ".parquet"):
+        raise UserError(f"--output: {output.name}: the file must end in .csv or .parquet")
+    s = _study(study, storage)
+    cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri)
+    df = trials_frame(s, cfg.tracking.uri)
+    if output.suffix == ".csv":
+        df.to_csv(output, index=False)
+    else:
+        df.to_parquet(output, index=False)
+    out.print(f"{len(df)} trials -> {output}")
+
+
+@app.command()
+@user_errors
+def ui(tracking_uri: Optional[str] = typer.Option(None, help=f"MLflow tracking URI [default: "
+                                                  f"{DEFAULT.uri}]."),
+       port: int = typer.Option(5000, help="Port on 127.0.0.1.")) -> None:
+    """Start the MLflow UI on 127.0.0.1 for a store and print its URL."""
+    from search.tracking import ui_argv
+    uri = tracking_uri or DEFAULT.uri
+    if uri.startswith(("http://", "https://")):
+        out.print(f"the store is an MLflow server already: {uri}")
+        return
+    out.print(f"MLflow UI: http://127.0.0.1:{port}  (Ctrl-C stops it)", soft_wrap=True)
+    sys.stdout.flush()
+    try:
+        raise typer.Exit(subprocess.call(ui_argv(uri, port)))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None

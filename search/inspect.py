@@ -1,0 +1,67 @@
+"""Read-only views of studies for the CLI: the studies table, the best trials, and
+a one-row-per-trial frame joining Optuna's trials with MLflow's summary metrics."""
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from search.tracking import MlflowTracker
+
+
+def study_rows(storage: str) -> list[dict[str, Any]]:
+    """One row per study: strategy, trials by state, best value, last update."""
+    from search.lifecycle import load_study
+
+    rows = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        study = load_study(summary.study_name, storage)
+        trials = study.get_trials(deepcopy=False)
+        states = [t.state.name for t in trials]
+        config = study.user_attrs.get("config") or {}
+        stamps = [t.datetime_complete or t.datetime_start for t in trials]
+        stamps = [s for s in stamps if s is not None]
+        rows.append({"study": summary.study_name,
+                     "strategy": (config.get("search") or {}).get("strategy", "?"),
+                     **{s: states.count(s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
+                     "best": _best_value(study),
+                     "last_update": max(stamps).isoformat(sep=" ", timespec="seconds")
+                     if stamps else None})
+    return rows
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    if len(study.directions) > 1:
+        return None
+    try:
+        return study.best_value
+    except ValueError:
+        return None
+
+
+def best_trials(study: optuna.Study) -> list[dict[str, Any]]:
+    """The best trial (or the Pareto front) as plain data, for `best --json`."""
+    try:
+        trials = study.best_trials
+    except ValueError:
+        trials = []
+    return [{"study": study.study_name, "number": t.number, "values": t.values,
+             "params": t.params, "seed": t.user_attrs.get("seed"),
+             "mlflow_run_id": t.user_attrs.get("mlflow_run_id")} for t in trials]
+
+
+def trials_frame(study: optuna.Study, tracking_uri: str) -> pd.DataFrame:
+    """Params, state, objective(s), and each child run's last metric values."""
+    df = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration",
+                                       "user_attrs"))
+    df = df.rename(columns=lambda c: c.replace("user_attrs_", "attr_"))
+    tracker = MlflowTracker(tracking_uri)
+    parent = study.user_attrs.get("mlflow_parent_run_id") or tracker.find_parent(study.study_name)
+    rows = []
+    if parent is not None:
+        for number, metrics in tracker.trial_metrics(parent).items():
+            rows.append({"number": number, **{f"metric_{k}": v for k, v in metrics.items()}})
+    if rows:
+        df = df.merge(pd.DataFrame(rows), on="number", how="left")
+    return df.sort_values("number").reset_index(drop=True)

@@ -1,0 +1,207 @@
+"""The study lifecycle after the first run: resume, rerun, replay, final test.
+
+Every function here works on the stores a study config names (SQLite files, an
+`mlflow server`, PostgreSQL) through the Optuna and MLflow APIs; the config
+snapshot each study stores (Optuna study user attr `config`, the parent run's
+`study.yaml`) is what makes a study reproducible without its original file.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import optuna
+import yaml
+
+from models.errors import UserError
+from models.trial import TrialSpec
+from search.config import StudyConfig, apply_overrides, check_semantics, parse_config
+from search.driver import trial_seed
+from search.executors import failed
+from search.strategies import make_pruner, make_sampler
+from search.tracking import MlflowTracker
+
+INTERRUPTED = "interrupted: the driver stopped while this trial ran; failed on resume"
+FINAL_ATTR = "final_test"                 # Optuna study user attr and parent run tag prefix
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+# ---------------------------------------------------------------- finding a study
+
+def load_study(name: str, storage: str) -> optuna.Study:
+    """An existing study, or a one-line error listing the studies there are."""
+    try:
+        names = optuna.study.get_all_study_names(storage)
+    except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
+        raise UserError(f"--storage: cannot open {storage!r}: {e}") from None
+    if name not in names:
+        from models.errors import unknown
+        raise unknown("study", name, names, key="STUDY")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def stored_config(study: optuna.Study, **named: Any) -> StudyConfig:
+    """The study's config snapshot, with store overrides (tracking_uri, storage...)."""
+    raw = study.user_attrs.get("config")
+    if raw is None:
+        raise UserError(f"study '{study.study_name}': no config snapshot stored; "
+                        "it was not created by hypersweep")
+    return validated(apply_overrides(raw, (), **named))
+
+
+def validated(raw: Mapping[str, Any]) -> StudyConfig:
+    cfg = parse_config(raw)
+    check_semantics(cfg)
+    return cfg
+
+
+def config_from_source(source: str, storage: str | None, tracking_uri: str | None,
+                       sets: tuple[str, ...] = ()) -> StudyConfig:
+    """SOURCE is a config file, a study name in `storage`, or an MLflow parent run id."""
+    from search.config import read_yaml
+
+    named = {"storage": storage, "tracking_uri": tracking_uri}
+    if Path(source).is_file():
+        raw = read_yaml(source)
+    elif _RUN_ID.match(source) and not _is_study(source, storage):
+        tracker = MlflowTracker(tracking_uri or "sqlite:///mlflow.db")
+        raw = yaml.safe_load(tracker.read_text(source, "study.yaml"))
+    else:
+        raw = load_study(source, storage or "sqlite:///optuna.db").user_attrs.get("config")
+        if raw is None:
+            raise UserError(f"study '{source}': no config snapshot stored")
+    return validated(apply_overrides(raw, sets, **named))
+
+
+def _is_study(name: str, storage: str | None) -> bool:
+    try:
+        return name in optuna.study.get_all_study_names(storage or "sqlite:///optuna.db")
+    except Exception:  # noqa: BLE001 - no store there: not a study name either
+        return False
+
+
+def derived_name(name: str, storage: str) -> str:
+    """`NAME-rerun-N`, the first N not taken in this storage."""
+    taken = set(optuna.study.get_all_study_names(storage))
+    base = re.sub(r"-rerun-\d+$", "", name)
+    n = 1
+    while f"{base}-rerun-{n}" in taken:
+        n += 1
+    return f"{base}-rerun-{n}"
+
+
+# ---------------------------------------------------------------- resume
+
+def reopen_study(cfg: StudyConfig, tracker: MlflowTracker) -> tuple[optuna.Study, str]:
+    """Reopen a study and its parent run; fail (or retry) trials a crash left RUNNING."""
+    study = load_study(cfg.study, cfg.tracking.storage)
+    # A fresh sampler seeded like the first run would re-propose the first trials'
+    # points; seed it by how far the study got, so resuming stays reproducible.
+    seed = trial_seed(cfg.search.seed, len(study.trials))
+    study.sampler = make_sampler(cfg.search.model_copy(update={"seed": seed}))
+    study.pruner = make_pruner(cfg.search)
+    parent = tracker.start_study(cfg.study, cfg.to_yaml(), tags={"strategy": cfg.search.strategy})
+    study.set_user_attr("mlflow_parent_run_id", parent)
+    children = tracker.trial_runs(parent)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        runs = children.get(t.number, [])
+        # Private storage handle: Optuna's public API sets user attrs on live trials only.
+        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        study._storage.set_trial_user_attr(t._trial_id, "reason", INTERRUPTED)
+        if runs:   # the crash may have come before the run id was stored on the trial
+            study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", runs[0])
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        for run_id in runs:
+            tracker.end_trial(run_id, failed(INTERRUPTED), {})
+        if cfg.search.on_interrupt == "retry":
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+    return study, parent
+
+
+# ---------------------------------------------------------------- replay
+
+@dataclass(frozen=True)
+class Replay:
+    spec: TrialSpec
+    recorded: dict[str, list[float]]    # the run's logged per-epoch curves
+    replayed: dict[str, list[float]]    # the same curves, retrained now
+
+    TIMINGS = ("epoch_time",)
+
+    def differences(self) -> list[str]:
+        """Curves that differ, timings aside (they are measurements, not results)."""
+        return sorted(k for k, v in self.replayed.items()
+                      if k not in self.TIMINGS and self.recorded.get(k) != v)
+
+
+def replay_run(run_id: str, tracking_uri: str) -> Replay:
+    """Retrain one trial alone from its `trial.yaml` artifact (pruning off: it
+    trains as many epochs as the recorded run did)."""
+    from models.train import train_trial
+
+    tracker = MlflowTracker(tracking_uri)
+    raw = yaml.safe_load(tracker.read_text(run_id, "trial.yaml"))
+    spec = TrialSpec(model=raw["model"], data=raw["data"], params=raw["params"],
+                     seed=int(raw["seed"]), trial_number=int(raw["trial_number"]),
+                     study=raw["study"])
+    epochs = int(tracker.client.get_run(run_id).data.tags.get("epochs", 0))
+    result = train_trial(spec, lambda step, metrics: bool(epochs) and step >= epochs)
+    replayed = {k: [float(h[k]) for h in result.history] for k in result.history[0]} \
+        if result.history else {}
+    recorded = {k: [m.value for m in sorted(tracker.client.get_metric_history(run_id, k),
+                                            key=lambda m: m.step)] for k in replayed}
+    return Replay(spec, recorded, replayed)
+
+
+# ---------------------------------------------------------------- final test
+
+def best_spec(study: optuna.Study, cfg: StudyConfig) -> TrialSpec:
+    """The best trial as a spec: its params, seed, and the epochs it actually trained."""
+    from search.driver import data_dict
+
+    if len(cfg.search.objectives) > 1:
+        raise UserError(f"study '{cfg.study}': final needs a single objective; "
+                        "this study has a Pareto front")
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise UserError(f"study '{cfg.study}': no trial completed, nothing to retrain") from None
+    # Early stopping chose the number of epochs on validation; keep that choice.
+    epochs = int(best.user_attrs.get("epochs") or cfg.params.get("epochs", 0)) or None
+    params = {**cfg.params, **best.params, **({"epochs": epochs} if epochs else {})}
+    seed = best.user_attrs.get("seed", trial_seed(cfg.search.seed, best.number))
+    return TrialSpec(model=cfg.model, data=data_dict(cfg), params=params, seed=int(seed),
+                     trial_number=best.number, study=cfg.study)
+
+
+def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False) -> dict[str, Any]:
+    """Retrain the best trial on train+val, test once, register the model."""
+    from models.train import train_final
+
+    previous = study.user_attrs.get(FINAL_ATTR)
+    if previous and not force:
+        raise UserError(f"study '{cfg.study}': the test set was already evaluated "
+                        f"(run {previous['run_id']}, {previous['at']}); "
+                        "a second look is a tweak on test data — pass --force to override")
+    tracker = MlflowTracker(cfg.tracking.uri)
+    parent = tracker.find_parent(cfg.study)     # before the test set is touched
+    if parent is None:
+        raise UserError(f"study '{cfg.study}': no parent run in {cfg.tracking.uri}; "
+                        "pass the --tracking-uri the study ran with")
+    spec = best_spec(study, cfg)
+    result = train_final(spec)
+    run_id, version = tracker.log_final(parent, spec.params,
+                                        {**result.test_metrics, **result.train_metrics},
+                                        result.artifacts, model_name=cfg.study,
+                                        best_trial=spec.trial_number)
+    evaluations = (previous or {}).get("evaluations", 0) + 1
+    record = {"run_id": run_id, "model_version": version, "trial": spec.trial_number,
+              "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "metrics": dict(result.test_metrics), "evaluations": evaluations}
+    study.set_user_attr(FINAL_ATTR, record)
+    tracker.set_tags(parent, {f"{FINAL_ATTR}.run_id": run_id,
+                              f"{FINAL_ATTR}.evaluations": record["evaluations"]})
+    return record

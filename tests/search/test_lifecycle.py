@@ -1,0 +1,196 @@
+"""Resume after a SIGKILL, rerun, replay and the final test, on real SQLite stores."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from cli.app import app
+from search.config import parse_config
+from search.driver import StudyDriver
+from search.executors import SerialExecutor
+from search.lifecycle import replay_run
+from search.tracking import MlflowTracker
+from tests.conftest import ROOT, small_config, study_runs
+
+runner = CliRunner()
+FAIL, RUNNING = optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def run_study(cfg_dict):
+    cfg = parse_config(cfg_dict)
+    return StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run()
+
+
+def curves(uri: str, study: str, storage: str):
+    """Per trial: params, objective values and the val_loss curve."""
+    client = MlflowClient(tracking_uri=uri)
+    trials = optuna.load_study(study_name=study, storage=storage).trials
+    _, children = study_runs(uri, study)
+    return [(t.params, t.values, [m.value for m in client.get_metric_history(c.info.run_id, "val_loss")])
+            for t, c in zip(trials, children)]
+
+
+def kill_mid_trial(config_path, storage: str, study: str, complete_before: int) -> None:
+    """Start `hypersweep run` in a process and SIGKILL it while a trial is RUNNING
+    (with its child run already created), after `complete_before` trials finished."""
+    proc = subprocess.Popen([sys.executable, "-m", "cli.app", "run", str(config_path)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            try:
+                trials = optuna.load_study(study_name=study, storage=storage).trials
+            except KeyError:
+                continue        # the study is not created yet
+            done = sum(t.state.is_finished() for t in trials)
+            if done >= complete_before and any(t.state == RUNNING and "mlflow_run_id" in t.user_attrs
+                                               for t in trials):
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return
+        pytest.fail(f"the driver never reached a running trial: {proc.stderr.read().decode()[-2000:]}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_adds_up(stores, write_config):
+    cfg = small_config("crash", stores, trials=5)
+    cfg["params"].update(epochs=40, batch_size=32)      # trials long enough to die inside
+    kill_mid_trial(write_config(cfg), stores.optuna_url, "crash", complete_before=2)
+    before = optuna.load_study(study_name="crash", storage=stores.optuna_url).trials
+    assert [t.state for t in before].count(RUNNING) == 1
+    killed = next(t for t in before if t.state == RUNNING)
+
+    res = invoke("resume", "crash", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+
+    trials = optuna.load_study(study_name="crash", storage=stores.optuna_url).trials
+    assert not [t for t in trials if not t.state.is_finished()]
+    assert len(trials) == 6                       # 5 in the budget + the interrupted one
+    assert trials[killed.number].state == FAIL
+    assert trials[killed.number].user_attrs["interrupted"] is True
+    assert sum(not t.user_attrs.get("interrupted") for t in trials) == 5
+
+    parent, children = study_runs(stores.mlflow_uri, "crash")   # asserts a single parent
+    assert parent.info.status == "FINISHED"
+    assert [int(c.data.tags["optuna.trial_number"]) for c in children] == list(range(6))
+    assert [t.user_attrs["mlflow_run_id"] for t in trials] == [c.info.run_id for c in children]
+    crashed = children[killed.number]
+    assert crashed.info.status == "FAILED" and crashed.data.tags["state"] == "FAIL"
+    assert "interrupted" in crashed.data.tags["failure_reason"]
+    assert all(c.info.status != "RUNNING" for c in children)
+    arts = {a.path for a in MlflowClient(tracking_uri=stores.mlflow_uri).list_artifacts(parent.info.run_id)}
+    assert {"study.yaml", "trials.csv", "optimization_history.png"} <= arts
+
+
+def test_resume_retries_interrupted_trials_with_their_params(stores):
+    """A study stopped with a trial RUNNING (as after a crash) is resumed with
+    on_interrupt: retry; the retry is a new trial with the same parameters."""
+    cfg = parse_config(small_config("retry", stores, trials=3, on_interrupt="retry"))
+    tracker = MlflowTracker(cfg.tracking.uri)
+    driver = StudyDriver(cfg, SerialExecutor(), tracker)
+    study, parent = driver._open()
+    trial = study.ask()
+    driver.study, driver.parent = study, parent
+    driver._launch(trial)                 # created in both stores, then the "crash"
+    params = dict(trial.params)
+
+    StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run(resume=True)
+    trials = optuna.load_study(study_name="retry", storage=stores.optuna_url).trials
+    assert [t.state for t in trials][0] == FAIL
+    assert trials[1].params == params and trials[1].user_attrs["retry_of"] == 0
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 3
+    _, children = study_runs(stores.mlflow_uri, "retry")
+    assert len(children) == 4 and children[0].info.status == "FAILED"
+
+
+def test_rerun_by_name_and_by_run_id_reproduces_every_trial(stores, write_config):
+    cfg = small_config("orig", stores, trials=3)
+    run_study(cfg)
+    parent, _ = study_runs(stores.mlflow_uri, "orig")
+
+    res = invoke("rerun", "orig", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    res = invoke("rerun", parent.info.run_id, "--tracking-uri", stores.mlflow_uri,
+                 "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    names = optuna.study.get_all_study_names(stores.optuna_url)
+    assert sorted(names) == ["orig", "orig-rerun-1", "orig-rerun-2"]
+    first = curves(stores.mlflow_uri, "orig", stores.optuna_url)
+    assert len({str(p) for p, _, _ in first}) == 3
+    for name in ("orig-rerun-1", "orig-rerun-2"):
+        assert curves(stores.mlflow_uri, name, stores.optuna_url) == first
+
+
+def test_replay_reproduces_a_trial_exactly(stores):
+    run_study(small_config("replayed", stores, trials=2))
+    _, children = study_runs(stores.mlflow_uri, "replayed")
+    run_id = children[1].info.run_id
+    r = replay_run(run_id, stores.mlflow_uri)
+    assert r.differences() == []
+    assert len(r.replayed["val_loss"]) == 3 and r.recorded["val_loss"] == r.replayed["val_loss"]
+
+    res = invoke("replay", run_id, "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0 and "identical" in res.output, res.output
+
+
+def test_replay_notices_a_different_result(stores):
+    """The comparison can fail: a recorded curve that was tampered with differs."""
+    run_study(small_config("tampered", stores, trials=1))
+    _, children = study_runs(stores.mlflow_uri, "tampered")
+    run_id = children[0].info.run_id
+    MlflowClient(tracking_uri=stores.mlflow_uri).log_metric(run_id, "val_loss", 123.0, step=4)
+    assert replay_run(run_id, stores.mlflow_uri).differences() == ["val_loss"]
+
+
+def test_final_tests_once_registers_and_refuses_a_second_look(stores):
+    run_study(small_config("final", stores, trials=2))
+    res = invoke("final", "final", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    study = optuna.load_study(study_name="final", storage=stores.optuna_url)
+    record = study.user_attrs["final_test"]
+    assert record["trial"] == study.best_trial.number and record["evaluations"] == 1
+    assert 0.5 < record["metrics"]["test_accuracy"] <= 1.0
+
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    version = client.get_model_version("final", "1")
+    assert version.run_id == record["run_id"]
+    assert float(version.tags["test_accuracy"]) == record["metrics"]["test_accuracy"]
+    final_run = client.get_run(record["run_id"])
+    assert final_run.data.metrics["test_accuracy"] == record["metrics"]["test_accuracy"]
+    assert "model/model.pt" in {a.path for a in client.list_artifacts(record["run_id"], "model")}
+    parent, _ = study_runs(stores.mlflow_uri, "final")
+    assert parent.data.tags["final_test.run_id"] == record["run_id"]
+
+    res = invoke("final", "final", "--storage", stores.optuna_url)
+    assert res.exit_code == 2 and "already evaluated" in res.output
+    assert len(client.search_model_versions("name='final'")) == 1
+    res = invoke("final", "final", "--storage", stores.optuna_url, "--force")
+    assert res.exit_code == 0, res.output
+    again = optuna.load_study(study_name="final", storage=stores.optuna_url).user_attrs["final_test"]
+    assert again["evaluations"] == 2 and again["model_version"] == "2"
+    assert again["metrics"] == record["metrics"]          # same seed, same data: same model
+
+
+def test_unknown_study_is_one_line(stores):
+    run_study(small_config("known", stores, trials=1))
+    for cmd in ("resume", "final", "best"):
+        res = invoke(cmd, "knwon", "--storage", stores.optuna_url)
+        assert res.exit_code == 2, res.output
+        assert res.output.strip().splitlines() == [
+            "error: STUDY: unknown study 'knwon' (did you mean 'known'?); valid: known"]
