@@ -151,3 +151,28 @@ def test_every_default_space_is_valid_for_its_builder():
         raw = default_space(name)
         assert raw, f"builder {name} has no default space"
         check_against(parse_space(raw), hyperparameters(name))
+
+
+@pytest.mark.parametrize("model,data,metric,other_task_metric", [
+    ("mlp", "diabetes", "val_mse", "val_accuracy"),          # the dataset decides
+    ("rnn", "copy", "val_sequence_accuracy", "val_accuracy"),
+    ("char_lm", "text", "val_bpc", "val_accuracy"),
+    ("seq2seq", "reverse", "val_token_accuracy", "val_mse"),
+])
+def test_objectives_come_from_the_task_the_trials_train(write_config, model, data, metric,
+                                                        other_task_metric):
+    raw = {"study": "s", "model": model, "data": {"name": data}, "space": {},
+           "search": {"objective": {"metric": metric, "direction": "maximize"}}}
+    assert load_config(write_config(raw)).search.objectives[0].metric == metric
+    msg = error_for(write_config, raw, f"search.objective.metric={other_task_metric}")
+    assert msg.startswith(f"search.objective.metric: unknown metric '{other_task_metric}'")
+    assert metric in msg
+
+
+def test_data_options_are_checked_before_any_trial(write_config):
+    raw = quickstart()
+    raw["data"] = {"name": "adding", "options": {"lenght": 20}}
+    assert error_for(write_config, raw).startswith(
+        "data.options.lenght: unknown option 'lenght' (did you mean 'length'?)")
+    raw["data"] = {"name": "text", "options": {"path": "/no/such/corpus.txt"}}
+    assert error_for(write_config, raw) == "data.options.path: no such text file: /no/such/corpus.txt"
