@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cli.app import app
-from tests.conftest import STUDIES, Stores
+from tests.conftest import STUDIES, Stores, study_runs
 
 runner = CliRunner()
 STUDY_FILES = sorted(STUDIES.glob("*.yaml"))
@@ -66,3 +66,14 @@ def test_study_runs_one_short_trial(path, shared_stores):
     study = optuna.load_study(study_name=name, storage=stores.optuna_url)
     [trial] = study.trials
     assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs.get("reason")
+    # The trial's MLflow run holds the figure of the task it actually trained.
+    from mlflow.tracking import MlflowClient
+
+    from models.tasks import get_task
+    from models.train import trial_task
+    from search.config import load_config
+    cfg = load_config(path, smoke_overrides(path)[1::2])
+    task = get_task(trial_task(cfg.model, cfg.data.model_dump()))
+    _, [child] = study_runs(stores.mlflow_uri, name)
+    arts = {a.path for a in MlflowClient(stores.mlflow_uri).list_artifacts(child.info.run_id)}
+    assert {"learning_curve.png", task.figure_name} <= arts
