@@ -74,7 +74,8 @@ def test_inception_module_concatenates_its_four_branches():
     module = InceptionModule(8, 16, 0.5, batch_norm=False, pool="max")
     out = module(torch.rand(2, 8, 5, 5))
     assert out.shape == (2, module.out_channels, 5, 5) and module.out_channels == 16 + 16 + 8 + 8
-    one_by_one = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)]
+    one_by_one = [m for m in module.modules()
+                  if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)]
     assert len(one_by_one) == 4     # b1, two reductions, the pool projection
 
 

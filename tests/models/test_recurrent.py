@@ -147,7 +147,10 @@ def test_sampling_is_reproducible_and_cold_sampling_is_greedy():
     torch.manual_seed(0)
     model = char_lm(input_shape=(12,), n_outputs=7, hidden=16).eval()
     prompt = torch.tensor([[1, 2, 3]])
-    sample = lambda t, seed: model.sample(prompt, 20, t, torch.Generator().manual_seed(seed))  # noqa: E731
+
+    def sample(t: float, seed: int) -> torch.Tensor:
+        return model.sample(prompt, 20, t, torch.Generator().manual_seed(seed))
+
     assert sample(1.0, 0).shape == (1, 23) and torch.equal(sample(1.0, 0)[:, :3], prompt)
     assert torch.equal(sample(1.0, 0), sample(1.0, 0))
     assert not torch.equal(sample(5.0, 0), sample(5.0, 1))

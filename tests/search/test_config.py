@@ -175,4 +175,5 @@ def test_data_options_are_checked_before_any_trial(write_config):
     assert error_for(write_config, raw).startswith(
         "data.options.lenght: unknown option 'lenght' (did you mean 'length'?)")
     raw["data"] = {"name": "text", "options": {"path": "/no/such/corpus.txt"}}
-    assert error_for(write_config, raw) == "data.options.path: no such text file: /no/such/corpus.txt"
+    assert error_for(write_config, raw) == ("data.options.path: no such text file: "
+                                            "/no/such/corpus.txt")
