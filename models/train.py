@@ -11,7 +11,7 @@ import io
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, Mapping
+from typing import Any, Callable, Collection, Iterator, Literal, Mapping
 
 import numpy as np
 import torch
@@ -334,6 +334,36 @@ def trial_task(model: str, data: Mapping[str, Any]) -> str:
     """The task a trial of `model` on `data` trains with (loading the dataset, which
     also checks its options): what the study's objective metrics must come from."""
     return _task_name(get_builder(model).task, _load(data).task)
+
+
+def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
+              searched: Collection[str] = ()) -> str:
+    """The trial task, after one training step of the model built from the fixed
+    `params` on two samples: a builder that cannot take the dataset (a CNN on
+    sequences, a many-to-one net on per-step targets, a kernel too large for the
+    images) is a UserError before the study starts, not a failed trial. When builder
+    hyperparameters are searched, some sampled values may still fit, so then only a
+    mismatch of builder and data (an error keyed `model`) at build time counts."""
+    builder, splits = get_builder(model), _load(data)
+    task = get_task(_task_name(builder.task, splits.task))
+    kwargs, _ = split_params(model, params)
+    strict = not set(searched) & set(builder.hyperparameters())
+    try:
+        net = builder.build(input_shape=splits.input_shape, n_outputs=splits.n_outputs,
+                            **kwargs)
+    except UserError as e:
+        if strict or str(e).startswith("model:"):
+            raise
+        return task.name
+    try:
+        with torch.no_grad():
+            task.training_step(net, splits.x_val[:2], splits.y_val[:2])
+    except UserError:
+        if strict:
+            raise
+    except Exception:  # noqa: BLE001 - anything else is the trial's to report, with context
+        pass
+    return task.name
 
 
 def augment_images(x: torch.Tensor, kind: str) -> torch.Tensor:

@@ -225,16 +225,13 @@ def check_semantics(cfg: StudyConfig) -> None:
     # Imported here so that `search.config` stays importable without torch for tooling.
     from models.data import dataset_names
     from models.registry import check_value, get_builder
-    from models.train import hyperparameters, trial_task
+    from models.train import check_fit, hyperparameters
     from search.strategies import PRUNERS, SAMPLERS
-    from spaces import check_against, parse_space
+    from spaces import check_against, param_names, parse_space
 
     get_builder(cfg.model)
     if cfg.data.name not in dataset_names():
         raise unknown("dataset", cfg.data.name, dataset_names(), key="data.name")
-    # Loads the dataset (cached): checks data.options and tells the task the trials
-    # will train, whose metrics are the valid objectives.
-    task = trial_task(cfg.model, cfg.data.model_dump())
     hparams = hyperparameters(cfg.model)
     for name, value in cfg.params.items():
         if name not in hparams:
@@ -249,6 +246,9 @@ def check_semantics(cfg: StudyConfig) -> None:
         raise unknown("strategy", cfg.search.strategy, SAMPLERS, key="search.strategy")
     if cfg.search.pruner not in PRUNERS:
         raise unknown("pruner", cfg.search.pruner, PRUNERS, key="search.pruner")
+    # Loads the dataset (cached, which checks data.options) and tries the model on
+    # it; the task the trials will train decides the valid objectives.
+    task = check_fit(cfg.model, cfg.data.model_dump(), cfg.params, searched=param_names(space))
     metrics = objective_metrics(task)
     for i, obj in enumerate(cfg.search.objectives):
         key = "search.objective" + (f"[{i}]" if isinstance(cfg.search.objective, list) else "")
