@@ -96,15 +96,44 @@ def validate(config: Path = ConfigArg, set_: Optional[List[str]] = SetOpt) -> No
 
 @app.command()
 @user_errors
-def models() -> None:
-    """List the registered model builders."""
+def models(name: Optional[str] = typer.Argument(None, help="A builder: show it in full.",
+                                                 show_default=False)) -> None:
+    """List the model builders (task, variants, hyperparameters), or show one with its
+    default search space."""
     from models.registry import builder_names, get_builder
-    table = Table("builder", "task", "family", "hyperparameters")
-    for name in builder_names():
-        b = get_builder(name)
-        hps = ", ".join(f"{h.name}={h.default!r}" for h in b.hyperparameters().values())
-        table.add_row(name, b.task, b.family, hps or "-")
+    if name is not None:
+        show_builder(get_builder(name))
+        return
+    table = Table("builder", "task", "variants", "hyperparameters (type = default)")
+    for b in map(get_builder, builder_names()):
+        hps = "\n".join(f"{h.name}: {h.type_name} = {h.default!r}"
+                         for h in b.hyperparameters().values())
+        table.add_row(b.name, b.task, ", ".join(b.variants) or "-", hps or "-")
     out.print(table)
+    out.print("Training options every builder shares (optimizer, lr, epochs, augment, ...): "
+              "see hypersweep models NAME.")
+
+
+def show_builder(b) -> None:
+    """One builder: its doc, its hyperparameters, the training options, its default space."""
+    import yaml
+
+    from models.train import training_hparams
+    from spaces.defaults import default_space
+    out.print(f"[bold]{b.name}[/bold]  task: {b.task}  family: {b.family}  "
+              f"variants: {', '.join(b.variants) or '-'}\n")
+    out.print(b.doc, highlight=False)
+    for title, hps in (("hyperparameters", b.hyperparameters()),
+                       ("training options", training_hparams())):
+        table = Table("name", "type", "default", title=title, title_justify="left")
+        for h in hps.values():
+            table.add_row(h.name, h.type_name, repr(h.default))
+        out.print(table)
+    space = default_space(b.name)
+    out.print("[bold]default space[/bold] (searched when a study gives no space):")
+    lines = [f"  {k}: {yaml.safe_dump(v, default_flow_style=True, sort_keys=False).strip()}"
+             for k, v in space.items()]
+    out.print("\n".join(lines) or "  (none)", highlight=False, markup=False, soft_wrap=True)
 
 
 def _parallel(value: str | None) -> int | str | None:

@@ -1,2 +1,2 @@
 """Imports every architecture family so their builders register."""
-from models import linear, mlp  # noqa: F401
+from models import char_lm, cnn, linear, mlp, rnn, seq2seq  # noqa: F401

@@ -29,7 +29,7 @@ class Splits:
     y_test: torch.Tensor
     input_shape: tuple[int, ...]     # one sample's shape, e.g. (1, 8, 8)
     n_outputs: int                   # classes, or regression targets
-    task: str                        # "classification" | "regression"
+    task: str                        # a task name: "classification", "regression", ...
     name: str
     class_names: tuple[str, ...] = ()
 
@@ -39,8 +39,9 @@ class RawData:
     """What a loader returns: every sample, before splitting."""
 
     x: np.ndarray                    # float32, (n, *input_shape)
-    y: np.ndarray                    # int64 labels, or float32 targets
+    y: np.ndarray                    # int64 labels or tokens, or float32 targets
     task: str = "classification"
+    # Classes, or the token vocabulary of sequence tasks; empty for regression.
     class_names: tuple[str, ...] = ()
     # Too few samples to split (xor's four points): train = val = test = all of them.
     unsplit: bool = False
@@ -81,7 +82,7 @@ def load_dataset(name: str, *, val_fraction: float = 0.2, test_fraction: float =
     else:
         train, val, test = _split(raw, val_fraction, test_fraction, split_seed)
     take = lambda a, idx: torch.from_numpy(np.ascontiguousarray(a[idx]))  # noqa: E731
-    n_outputs = len(raw.class_names) if raw.task == "classification" else (
+    n_outputs = len(raw.class_names) if raw.class_names else (
         1 if raw.y.ndim == 1 else raw.y.shape[1])
     return Splits(take(raw.x, train), take(raw.y, train), take(raw.x, val), take(raw.y, val),
                   take(raw.x, test), take(raw.y, test), input_shape=tuple(raw.x.shape[1:]),
@@ -178,3 +179,124 @@ def _frozen(raw: RawData) -> RawData:
     raw.x.setflags(write=False)
     raw.y.setflags(write=False)
     return raw
+
+
+@dataset("moons")
+def moons(n: int = 1000, noise: float = 0.2) -> RawData:
+    """scikit-learn's two interleaving half circles: 2-D points, two classes,
+    generated from a fixed seed so every trial sees the same points."""
+    from sklearn.datasets import make_moons
+
+    _at_least("n", n, 10)
+    if noise < 0:
+        raise UserError(f"data.options.noise: must be >= 0, got {noise}")
+    x, y = make_moons(n_samples=n, noise=noise, random_state=0)
+    return _frozen(RawData(x.astype(np.float32), y.astype(np.int64), class_names=("0", "1")))
+
+
+@dataset("diabetes")
+def diabetes() -> RawData:
+    """scikit-learn's diabetes regression data: 442 patients, 10 standardised
+    features; the target (disease progression after a year) is standardised to
+    mean 0 and std 1, so an MSE of 1.0 is the predict-the-mean baseline."""
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes()
+    x = bunch.data / bunch.data.std(axis=0)
+    y = (bunch.target - bunch.target.mean()) / bunch.target.std()
+    return _frozen(RawData(x.astype(np.float32), y.astype(np.float32)[:, None], task="regression"))
+
+
+@dataset("seq_digits")
+def seq_digits() -> RawData:
+    """The 8x8 digits read row by row: 8 time steps of 8 pixels each."""
+    d = digits()
+    return _frozen(RawData(np.ascontiguousarray(d.x[:, 0]), d.y.copy(), class_names=d.class_names))
+
+
+@dataset("adding")
+def adding(length: int = 50, n: int = 2000) -> RawData:
+    """Hochreiter and Schmidhuber's adding problem: `length` steps of (value, marker);
+    the target is the sum of the two marked values, one marked in each half.
+    Predicting the mean (1.0) gives an MSE of about 0.167."""
+    _at_least("length", length, 2)
+    _at_least("n", n, 10)
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0.0, 1.0, size=(n, length))
+    half = length // 2
+    first, second = rng.integers(0, half, n), rng.integers(half, length, n)
+    markers = np.zeros((n, length))
+    markers[np.arange(n), first] = markers[np.arange(n), second] = 1.0
+    x = np.stack([values, markers], axis=-1).astype(np.float32)
+    y = (values[np.arange(n), first] + values[np.arange(n), second]).astype(np.float32)
+    return _frozen(RawData(x, y[:, None], task="regression"))
+
+
+COPY_VOCAB = ("_", "1", "2", "3", "4", "5", "6", "7", "8", ":")   # blank, 8 symbols, delimiter
+
+
+@dataset("copy")
+def copy(delay: int = 10, symbols: int = 10, n: int = 2000) -> RawData:
+    """The copy-memory problem: `symbols` random symbols, `delay` blanks, a delimiter,
+    then the net must output the symbols again. Inputs are one-hot (steps, 10);
+    targets are a token per step, blank until the symbols are due."""
+    _at_least("delay", delay, 1)
+    _at_least("symbols", symbols, 1)
+    _at_least("n", n, 10)
+    steps = symbols + delay + symbols
+    rng = np.random.default_rng(0)
+    seq = rng.integers(1, 9, size=(n, symbols))
+    tokens = np.zeros((n, steps), dtype=np.int64)
+    tokens[:, :symbols] = seq
+    tokens[:, symbols + delay - 1] = len(COPY_VOCAB) - 1            # the delimiter: "now copy"
+    y = np.zeros((n, steps), dtype=np.int64)
+    y[:, -symbols:] = seq
+    return _frozen(RawData(_one_hot(tokens, len(COPY_VOCAB)), y, task="sequence_transduction",
+                           class_names=COPY_VOCAB))
+
+
+@dataset("reverse")
+def reverse(length: int = 8, vocab: int = 10, n: int = 4000) -> RawData:
+    """Sequences of `length` random digits from a vocabulary of `vocab`; the target
+    is the sequence reversed (an encoder-decoder's classic first test). Inputs are
+    one-hot (length, vocab); targets are tokens."""
+    _at_least("length", length, 1)
+    _at_least("n", n, 10)
+    if not 2 <= vocab <= 62:
+        raise UserError(f"data.options.vocab: must be in [2, 62], got {vocab}")
+    tokens = np.random.default_rng(0).integers(0, vocab, size=(n, length))
+    names = tuple("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[:vocab])
+    return _frozen(RawData(_one_hot(tokens, vocab), np.ascontiguousarray(tokens[:, ::-1]),
+                           task="sequence_transduction", class_names=names))
+
+
+@dataset("text")
+def text(path: str = "", window: int = 64, max_chars: int = 200_000) -> RawData:
+    """Character-level language modelling: windows of `window` characters, each
+    target the input shifted by one. `path` is any UTF-8 text file; empty means the
+    default corpus, the docstrings of the Python standard library (on every machine
+    with Python, gathered in a fixed order). Only the first `max_chars` are used."""
+    from models.corpus import read_text, stdlib_docstrings
+
+    _at_least("window", window, 2)
+    _at_least("max_chars", max_chars, 100)
+    chars = read_text(path, max_chars) if path else stdlib_docstrings(max_chars)
+    vocab = tuple(sorted(set(chars)))
+    index = {c: i for i, c in enumerate(vocab)}
+    seq = np.fromiter((index[c] for c in chars), dtype=np.int64, count=len(chars))
+    n = (len(seq) - 1) // window
+    if n < 10:
+        raise UserError(f"data.options.window: {len(chars)} characters make only {n} windows "
+                        f"of {window}; use a longer text or a shorter window")
+    x = seq[:n * window].reshape(n, window)
+    y = seq[1:n * window + 1].reshape(n, window)
+    return _frozen(RawData(x, y, task="language_modelling", class_names=vocab))
+
+
+def _one_hot(tokens: np.ndarray, vocab: int) -> np.ndarray:
+    return np.eye(vocab, dtype=np.float32)[tokens]
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise UserError(f"data.options.{name}: must be >= {low}, got {value}")

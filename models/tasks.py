@@ -3,13 +3,14 @@ loop trains every family. A builder's registered `task` names its Task here.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from models.errors import unknown
+from models.errors import UserError, unknown
 from models.figures import new_figure, to_png
 
 
@@ -33,6 +34,10 @@ class Task(Protocol):
     def training_step(self, model: torch.nn.Module, x: torch.Tensor,
                       y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(output, loss) of one training batch."""
+
+    # Optional: `artifacts(model, x, y, class_names) -> {file name: bytes}` for what
+    # needs the trained model rather than its outputs (sampled text, beam-search
+    # decodes); the training loop calls it once, on validation data, at the end.
 
 
 class Supervised:
@@ -109,8 +114,170 @@ def confusion_figure(cm, labels: list[str]) -> bytes:
     return to_png(fig)
 
 
+@dataclass(frozen=True)
+class Regression(Supervised):
+    """Mean squared error; metrics mse and mae; a predicted-vs-true scatter."""
+
+    label_smoothing: float = 0.0     # accepted for a uniform factory; unused
+    name: ClassVar[str] = "regression"
+    metric_names: ClassVar[tuple[str, ...]] = ("mse", "mae")
+    figure_name: ClassVar[str] = "predicted_vs_true.png"
+
+    def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(output.float(), y.float().view_as(output))
+
+    def metrics(self, output: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        err = output.float() - y.float().view_as(output)
+        mse = err.pow(2).mean().item()
+        return {"loss": mse, "mse": mse, "mae": err.abs().mean().item()}
+
+    def figure(self, output: torch.Tensor, y: torch.Tensor, *,
+               class_names: Sequence[str] = ()) -> bytes | None:
+        pred = output.float().reshape(len(output), -1)[:, 0].cpu().numpy()
+        true = y.float().reshape(len(y), -1)[:, 0].cpu().numpy()
+        fig = new_figure((4.0, 4.0))
+        ax = fig.subplots()
+        fig.subplots_adjust(left=0.15, right=0.95, bottom=0.13, top=0.92)
+        ax.scatter(true, pred, s=8, alpha=0.6)
+        lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+        ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)   # perfect predictions
+        ax.set(xlabel="true", ylabel="predicted", title="predicted vs true (validation)")
+        return to_png(fig)
+
+
+def _check_per_step(output: torch.Tensor, y: torch.Tensor, task: str) -> None:
+    # A many-to-one model on a per-step dataset would otherwise fail deep in the loss.
+    if output.dim() != 3 or output.shape[:2] != y.shape:
+        raise UserError(f"model: {task} needs one output per time step, (batch, steps, "
+                        f"vocabulary), for targets of shape {tuple(y.shape)}; the model gives "
+                        f"{tuple(output.shape)} (for rnn/lstm/gru set head: many_to_many)")
+
+
+def _token_loss(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(output.float().flatten(0, 1), y.flatten())
+
+
+@dataclass(frozen=True)
+class LanguageModelling(Supervised):
+    """Next-character cross-entropy; bits per character; sampled text."""
+
+    label_smoothing: float = 0.0
+    name: ClassVar[str] = "language_modelling"
+    metric_names: ClassVar[tuple[str, ...]] = ("bpc",)
+    figure_name: ClassVar[str] = "bpc_by_position.png"
+
+    def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        _check_per_step(output, y, self.name)
+        return _token_loss(output, y)
+
+    def metrics(self, output: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        loss = _token_loss(output, y).item()
+        return {"loss": loss, "bpc": loss / math.log(2)}
+
+    def figure(self, output: torch.Tensor, y: torch.Tensor, *,
+               class_names: Sequence[str] = ()) -> bytes | None:
+        # Later positions see more context: the curve shows how much it helps.
+        nll = F.cross_entropy(output.float().transpose(1, 2), y, reduction="none")
+        fig = new_figure()
+        ax = fig.subplots()
+        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.9)
+        ax.plot(range(1, y.shape[1] + 1), (nll.mean(0) / math.log(2)).cpu().numpy())
+        ax.set(xlabel="position in window", ylabel="bits per character",
+               title="bits per character by context length (validation)")
+        return to_png(fig)
+
+    def artifacts(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  class_names: Sequence[str]) -> dict[str, bytes]:
+        """samples.txt: text sampled at several temperatures, and a beam-search
+        continuation, from the start of a validation window."""
+        if not hasattr(model, "sample"):
+            return {}
+        prompt = x[:1, : min(16, x.shape[1])]
+        decode = lambda ids: "".join(class_names[i] for i in ids.tolist())  # noqa: E731
+        lines = [f"prompt: {decode(prompt[0])!r}", ""]
+        g = torch.Generator(device=x.device).manual_seed(0)
+        for t in (0.5, 1.0, 1.5):
+            lines += [f"--- temperature {t}", decode(model.sample(prompt, 200, t, g)[0]), ""]
+        if hasattr(model, "beam_search"):
+            lines += ["--- beam search (width 5)", decode(model.beam_search(prompt, 80, 5)[0])]
+        return {"samples.txt": "\n".join(lines).encode()}
+
+
+@dataclass(frozen=True)
+class SequenceTransduction(Supervised):
+    """Per-token cross-entropy; sequence accuracy (every token right) and token
+    accuracy. Models with `teacher_forcing = True` (seq2seq) see the targets while
+    training; in eval mode they decode on their own."""
+
+    label_smoothing: float = 0.0
+    name: ClassVar[str] = "sequence_transduction"
+    metric_names: ClassVar[tuple[str, ...]] = ("sequence_accuracy", "token_accuracy")
+    figure_name: ClassVar[str] = "decoded_examples.png"
+
+    def training_step(self, model: torch.nn.Module, x: torch.Tensor,
+                      y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = model(x, y) if getattr(model, "teacher_forcing", False) else model(x)
+        return out, self.loss(out, y)
+
+    def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        _check_per_step(output, y, self.name)
+        return _token_loss(output, y)
+
+    def metrics(self, output: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        right = output.argmax(-1) == y
+        return {"loss": _token_loss(output, y).item(),
+                "sequence_accuracy": right.all(dim=1).float().mean().item(),
+                "token_accuracy": right.float().mean().item()}
+
+    def figure(self, output: torch.Tensor, y: torch.Tensor, *,
+               class_names: Sequence[str] = ()) -> bytes | None:
+        """Eight validation examples, target above prediction, wrong tokens in red;
+        and token accuracy by position."""
+        pred = output.argmax(-1).cpu()
+        y = y.cpu()
+        names = list(class_names) or [str(i) for i in range(output.shape[-1])]
+        fig = new_figure((6.0, 4.0))
+        text_ax, pos_ax = fig.subplots(1, 2, width_ratios=[3, 2])
+        fig.subplots_adjust(left=0.02, right=0.97, bottom=0.13, top=0.9, wspace=0.25)
+        text_ax.set_axis_off()
+        text_ax.set_title("target / decoded (validation)", fontsize="small")
+        rows = min(8, len(y))
+        width = max(1, y.shape[1])
+        for r in range(rows):
+            for t in range(y.shape[1]):
+                xpos, top = t / width, 1 - (r + 0.3) / rows
+                text_ax.text(xpos, top, names[y[r, t]], family="monospace", fontsize="small",
+                             transform=text_ax.transAxes)
+                ok = pred[r, t] == y[r, t]
+                text_ax.text(xpos, top - 0.4 / rows, names[pred[r, t]], family="monospace",
+                             fontsize="small", color="black" if ok else "red",
+                             transform=text_ax.transAxes)
+        pos_ax.bar(range(1, y.shape[1] + 1), (pred == y).float().mean(0).numpy())
+        pos_ax.set(xlabel="position", ylim=(0, 1), title="token accuracy")
+        return to_png(fig)
+
+    def artifacts(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  class_names: Sequence[str]) -> dict[str, bytes]:
+        """decoded_examples.txt: greedy and beam-search decodes of validation inputs."""
+        if not hasattr(model, "decode"):
+            return {}
+        names = list(class_names)
+        show = lambda ids: " ".join(names[i] for i in ids.tolist())  # noqa: E731
+        xs, ys = x[:20], y[:20]
+        greedy, beam = model.decode(xs, "greedy"), model.decode(xs, "beam")
+        lines = []
+        for i in range(len(ys)):
+            src = show(xs[i].argmax(-1)) if xs.dim() == 3 else show(xs[i])
+            lines += [f"input:  {src}", f"target: {show(ys[i])}", f"greedy: {show(greedy[i])}",
+                      f"beam:   {show(beam[i])}", ""]
+        return {"decoded_examples.txt": "\n".join(lines).encode()}
+
+
 _TASKS: dict[str, Callable[..., Task]] = {
     "classification": Classification,
+    "regression": Regression,
+    "language_modelling": LanguageModelling,
+    "sequence_transduction": SequenceTransduction,
 }
 
 

@@ -12,7 +12,7 @@ import io
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, Mapping
+from typing import Any, Callable, Collection, Iterator, Literal, Mapping
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from models.trial import Report, TrialResult, TrialSpec, TrialState
 
 Optimizer = Literal["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"]
 Schedule = Literal["constant", "step", "exponential", "cosine", "warm_restarts"]
+Augment = Literal["none", "shift", "flip", "shift_flip"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,9 @@ class TrainOptions:
     anneals to 0 over `epochs`, `warm_restarts` restarts a cosine every
     `restart_period` epochs. `patience` > 0 stops after that many epochs without a
     lower val_loss and restores the best weights. 0 turns max_norm, patience and
-    grad_clip off.
+    grad_clip off. `augment` transforms image training batches (N, C, H, W): `shift`
+    translates each image by up to an eighth of its size (at least one pixel),
+    `flip` mirrors half of them left-right (for natural images, not digits).
     """
 
     optimizer: Optimizer = "adam"
@@ -70,6 +73,7 @@ class TrainOptions:
     patience: int = 0
     grad_clip: float = 0.0
     precision: Literal["fp32", "bf16"] = "fp32"
+    augment: Augment = "none"
 
     def __post_init__(self) -> None:
         for name, ok, rule in _RULES:
@@ -222,6 +226,9 @@ def setup(spec: TrialSpec) -> Fit:
     device = torch.device(spec.device)
     splits = _splits_on(spec.data, device)
     task = get_task(_task_name(builder.task, splits.task), label_smoothing=opts.label_smoothing)
+    if opts.augment != "none" and len(splits.input_shape) != 3:
+        raise UserError(f"params.augment: '{opts.augment}' needs images (channels, height, "
+                        f"width); dataset '{splits.name}' gives {splits.input_shape}")
     model = builder.build(input_shape=splits.input_shape, n_outputs=splits.n_outputs, **kwargs)
     model.to(device)
     optimizer = make_optimizer(model, opts)
@@ -254,6 +261,8 @@ def train_epoch(fit: Fit) -> dict[str, float]:
         xb, yb = x[batch], y[batch]
         if o.input_noise > 0:
             xb = xb + o.input_noise * torch.randn_like(xb)
+        if o.augment != "none":
+            xb = augment_images(xb, o.augment)
         with fit.autocast():
             out, loss = fit.task.training_step(model, xb, yb)
         if o.l1 > 0:
@@ -291,6 +300,11 @@ def finish(fit: Fit, state: TrialState, metrics: Mapping[str, float],
     figure = fit.task.figure(val_out, fit.splits.y_val, class_names=fit.splits.class_names)
     if figure is not None:
         artifacts[fit.task.figure_name] = figure
+    if hasattr(fit.task, "artifacts"):    # what needs the model itself: samples, decodes
+        fit.model.eval()
+        with torch.no_grad():
+            artifacts.update(fit.task.artifacts(fit.model, fit.splits.x_val, fit.splits.y_val,
+                                                fit.splits.class_names))
     return TrialResult(state, final, tuple(history), len(history), reason, artifacts)
 
 
@@ -344,8 +358,9 @@ def _load(data: Mapping[str, Any]) -> Splits:
 
 
 def _task_name(builder_task: str, data_task: str) -> str:
-    # Supervised builders fit whichever supervised task the dataset poses; other
-    # tasks (reconstruction, generation, ...) are the builder's own.
+    # Supervised builders (registered as classification) fit whichever task the
+    # dataset poses: an rnn classifies seq_digits, regresses `adding` and transduces
+    # `copy`. Other tasks (reconstruction, generation, ...) are the builder's own.
     supervised = ("classification", "regression")
     return data_task if builder_task in supervised else builder_task
 
@@ -363,6 +378,60 @@ def _splits_on(data: Mapping[str, Any], device: torch.device) -> Splits:
         _ON_ACCELERATOR.clear()         # one dataset at a time bounds device memory
         _ON_ACCELERATOR[key] = _to_device(_load(data), device)
     return _ON_ACCELERATOR[key]
+
+
+def trial_task(model: str, data: Mapping[str, Any]) -> str:
+    """The task a trial of `model` on `data` trains with (loading the dataset, which
+    also checks its options): what the study's objective metrics must come from."""
+    return _task_name(get_builder(model).task, _load(data).task)
+
+
+def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
+              searched: Collection[str] = ()) -> str:
+    """The trial task, after one training step of the model built from the fixed
+    `params` on two samples: a builder that cannot take the dataset (a CNN on
+    sequences, a many-to-one net on per-step targets, a kernel too large for the
+    images) is a UserError before the study starts, not a failed trial. When builder
+    hyperparameters are searched, some sampled values may still fit, so then only a
+    mismatch of builder and data (an error keyed `model`) at build time counts."""
+    builder, splits = get_builder(model), _load(data)
+    task = get_task(_task_name(builder.task, splits.task))
+    kwargs, _ = split_params(model, params)
+    strict = not set(searched) & set(builder.hyperparameters())
+    try:
+        net = builder.build(input_shape=splits.input_shape, n_outputs=splits.n_outputs,
+                            **kwargs)
+    except UserError as e:
+        if strict or str(e).startswith("model:"):
+            raise
+        return task.name
+    try:
+        with torch.no_grad():
+            task.training_step(net, splits.x_val[:2], splits.y_val[:2])
+    except UserError:
+        if strict:
+            raise
+    except Exception:  # noqa: BLE001 - anything else is the trial's to report, with context
+        pass
+    return task.name
+
+
+def augment_images(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Random shifts (zero fill) and/or left-right flips, drawn per image."""
+    n, _, h, w = x.shape
+    if "shift" in kind:
+        s = max(1, min(h, w) // 8)
+        padded = torch.nn.functional.pad(x, (s, s, s, s))
+        dy = torch.randint(0, 2 * s + 1, (n, 1, 1, 1), device=x.device)
+        dx = torch.randint(0, 2 * s + 1, (n, 1, 1, 1), device=x.device)
+        c, wide = x.shape[1], w + 2 * s
+        rows = (torch.arange(h, device=x.device).view(1, 1, h, 1) + dy).expand(n, c, h, wide)
+        cols = (torch.arange(w, device=x.device).view(1, 1, 1, w) + dx).expand(n, c, h, w)
+        x = padded.gather(2, rows).gather(3, cols)
+    if "flip" in kind:
+        mask = torch.rand(n, 1, 1, 1, device=x.device) < 0.5
+        x = torch.where(mask, x.flip(-1), x)
+    return x
 
 
 def _to_device(s: Splits, device: torch.device) -> Splits:

@@ -272,11 +272,11 @@ def check_semantics(cfg: StudyConfig) -> None:
     # Imported here so that `search.config` stays importable without torch for tooling.
     from models.data import dataset_names
     from models.registry import check_value, get_builder
-    from models.train import hyperparameters
+    from models.train import check_fit, hyperparameters
     from search.strategies import PRUNERS, SAMPLERS, SINGLE_OBJECTIVE_ONLY, check_enqueue, check_pruner
-    from spaces import check_against, parse_space
+    from spaces import check_against, param_names, parse_space
 
-    builder = get_builder(cfg.model)
+    get_builder(cfg.model)
     if cfg.data.name not in dataset_names():
         raise unknown("dataset", cfg.data.name, dataset_names(), key="data.name")
     hparams = hyperparameters(cfg.model)
@@ -296,7 +296,10 @@ def check_semantics(cfg: StudyConfig) -> None:
     epochs = cfg.params.get("epochs")
     check_pruner(cfg.search.pruner, epochs if isinstance(epochs, int) else None)
     check_enqueue(cfg.search.enqueue, space)
-    check_objectives(cfg, objective_metrics(builder.task), SINGLE_OBJECTIVE_ONLY)
+    # Loads the dataset (cached, which checks data.options) and tries the model on
+    # it; the task the trials will train decides the valid objectives.
+    task = check_fit(cfg.model, cfg.data.model_dump(), cfg.params, searched=param_names(space))
+    check_objectives(cfg, objective_metrics(task), SINGLE_OBJECTIVE_ONLY)
 
 
 def check_objectives(cfg: StudyConfig, metrics: list[str], single_only: set[str]) -> None:

@@ -2,6 +2,7 @@
 `space:` language. A study that names a builder and no space searches its default."""
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -20,7 +21,7 @@ def _raw(builder: str) -> dict[str, Any] | None:
 def default_space(builder: str) -> dict[str, Any]:
     """The raw default space of a builder (a fresh copy), or {} when it has none."""
     raw = _raw(builder)
-    return yaml.safe_load(yaml.safe_dump(raw)) if raw else {}
+    return copy.deepcopy(raw) if raw else {}     # in file order, as written
 
 
 def builders_with_defaults() -> list[str]:

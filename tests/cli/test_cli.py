@@ -94,6 +94,34 @@ def test_validate_and_models():
     assert res.exit_code == 0 and "mlp" in res.output and "linear" in res.output
 
 
+def test_models_lists_every_builder_with_task_variants_and_hyperparameters():
+    from models.registry import builder_names, get_builder
+    wide = CliRunner(env={"COLUMNS": "400"})
+    res = wide.invoke(app, ["models"], catch_exceptions=False)
+    assert res.exit_code == 0
+    rows = {line.split("│")[1].strip(): line for line in res.output.splitlines()
+            if line.count("│") >= 4 and line.split("│")[1].strip()}
+    for name in builder_names():
+        b = get_builder(name)
+        assert name in rows and b.task in rows[name], name
+        assert all(v in rows[name] for v in b.variants)
+        first = next(iter(b.hyperparameters().values()), None)
+        if first is not None:
+            assert f"{first.name}: {first.type_name} = {first.default!r}" in rows[name]
+
+
+def test_models_name_shows_one_builder_with_its_default_space():
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["models", "resnet"],
+                                                   catch_exceptions=False)
+    assert res.exit_code == 0
+    for text in ("task: classification", "blocks_per_stage", "training options", "augment",
+                 "default space", "stages: {int: [1, 3]}"):
+        assert text in res.output, text
+    res = invoke("models", "resnett")
+    assert res.exit_code == 2
+    assert res.output.strip().startswith("error: model: unknown builder 'resnett' (did you mean")
+
+
 def test_console_script_reports_errors_without_traceback(tmp_path):
     """The installed entry point, in a real subprocess."""
     bad = tmp_path / "bad.yaml"

@@ -12,40 +12,80 @@ from models.mlp import mlp
 from models.registry import builder_names, check_value, get_builder
 from models.tasks import get_task
 
-# One example (input_shape, n_outputs) per task: a builder of a new task fails here
-# until its task gets an entry, rather than going untested.
-EXAMPLES = {"classification": ((1, 8, 8), 10)}
+# One example batch per task: (input shape, n_outputs, target kind). A builder of a
+# new task fails here until its task gets an entry, rather than going untested.
+#   "label": a class per sample; "value": float targets (batch, n_outputs);
+#   "tokens": a token per step, vocabulary n_outputs. Inputs of "onehot" tasks are
+#   one-hot steps, of "ids" tasks token ids, otherwise uniform floats.
+EXAMPLES = {
+    "classification": ((1, 8, 8), 10, "label"),
+    "regression": ((10,), 1, "value"),
+    "sequence_transduction": ((6, 5), 5, "tokens"),
+    "language_modelling": ((12,), 7, "tokens"),
+}
+# What each target kind's output looks like, given (batch, input shape, n_outputs).
+OUTPUT_SHAPE = {
+    "label": lambda n, shape, k: (n, k),
+    "value": lambda n, shape, k: (n, k),
+    "tokens": lambda n, shape, k: (n, shape[0], k),
+}
 
 
-def example(task: str) -> tuple[tuple[int, ...], int]:
+def example(task: str) -> tuple[tuple[int, ...], int, str]:
     if task not in EXAMPLES:
         pytest.fail(f"add an example input for task '{task}' to EXAMPLES")
     return EXAMPLES[task]
 
 
 def fake_batch(task: str, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    shape, n_out = example(task)
+    shape, n_out, kind = example(task)
+    return batch_for(shape, n_out, kind, n)
+
+
+def batch_for(shape: tuple[int, ...], n_out: int, kind: str,
+              n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return torch.rand((n, *shape), generator=g), torch.randint(0, n_out, (n,), generator=g)
+    if kind == "tokens" and len(shape) == 1:            # token ids in, next tokens out
+        return (torch.randint(0, n_out, (n, *shape), generator=g),
+                torch.randint(0, n_out, (n, *shape), generator=g))
+    if kind == "tokens":                                # one-hot steps in
+        ids = torch.randint(0, shape[1], (n, shape[0]), generator=g)
+        return (torch.nn.functional.one_hot(ids, shape[1]).float(),
+                torch.randint(0, n_out, (n, shape[0]), generator=g))
+    x = torch.rand((n, *shape), generator=g)
+    if kind == "value":
+        return x, torch.randn((n, n_out), generator=g)
+    return x, torch.randint(0, n_out, (n,), generator=g)
+
+
+def check_forward_and_step(name: str, shape: tuple[int, ...], n_out: int, kind: str,
+                           task: str, **kwargs) -> None:
+    """Eval-mode output shape, no NaN, and one training step that moves every weight."""
+    torch.manual_seed(0)
+    model = get_builder(name).build(input_shape=shape, n_outputs=n_out, **kwargs)
+    x, y = batch_for(shape, n_out, kind)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == OUTPUT_SHAPE[kind](len(x), shape, n_out)
+    assert torch.isfinite(out).all()
+    model.train()
+    before = [p.detach().clone() for p in model.parameters()]
+    _, loss = get_task(task).training_step(model, x, y)
+    assert torch.isfinite(loss)
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters())]
+    assert before and all(changed)
 
 
 @pytest.mark.parametrize("name", builder_names())
 def test_builder_contract(name: str):
-    torch.manual_seed(0)
     builder = get_builder(name)
     for hp in builder.hyperparameters().values():   # every default is a valid value
         assert check_value(hp, hp.default, key=hp.name) == hp.default
-    shape, n_out = example(builder.task)
-    model = builder.build(input_shape=shape, n_outputs=n_out)
-    x, y = fake_batch(builder.task)
-    out = model(x)
-    assert out.shape == (len(x), n_out)
-    assert torch.isfinite(out).all()
-    before = [p.detach().clone() for p in model.parameters()]
-    get_task(builder.task).loss(out, y).backward()
-    torch.optim.SGD(model.parameters(), lr=0.1).step()
-    changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters())]
-    assert before and all(changed)
+    shape, n_out, kind = example(builder.task)
+    check_forward_and_step(name, shape, n_out, kind, builder.task)
 
 
 ACTIVATIONS = typing.get_args(typing.get_type_hints(mlp)["activation"])

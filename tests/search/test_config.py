@@ -151,3 +151,52 @@ def test_every_default_space_is_valid_for_its_builder():
         raw = default_space(name)
         assert raw, f"builder {name} has no default space"
         check_against(parse_space(raw), hyperparameters(name))
+
+
+@pytest.mark.parametrize("model,data,metric,other_task_metric", [
+    ("mlp", "diabetes", "val_mse", "val_accuracy"),          # the dataset decides
+    ("rnn", "copy", "val_sequence_accuracy", "val_accuracy"),
+    ("char_lm", "text", "val_bpc", "val_accuracy"),
+    ("seq2seq", "reverse", "val_token_accuracy", "val_mse"),
+])
+def test_objectives_come_from_the_task_the_trials_train(write_config, model, data, metric,
+                                                        other_task_metric):
+    raw = {"study": "s", "model": model, "data": {"name": data}, "space": {},
+           "params": {"head": "many_to_many"} if model == "rnn" else {},
+           "search": {"objective": {"metric": metric, "direction": "maximize"}}}
+    assert load_config(write_config(raw)).search.objectives[0].metric == metric
+    msg = error_for(write_config, raw, f"search.objective.metric={other_task_metric}")
+    assert msg.startswith(f"search.objective.metric: unknown metric '{other_task_metric}'")
+    assert metric in msg
+
+
+def test_data_options_are_checked_before_any_trial(write_config):
+    raw = quickstart()
+    raw["data"] = {"name": "adding", "options": {"lenght": 20}}
+    assert error_for(write_config, raw).startswith(
+        "data.options.lenght: unknown option 'lenght' (did you mean 'length'?)")
+    raw["data"] = {"name": "text", "options": {"path": "/no/such/corpus.txt"}}
+    assert error_for(write_config, raw) == ("data.options.path: no such text file: "
+                                            "/no/such/corpus.txt")
+
+
+@pytest.mark.parametrize("model,data,params,message", [
+    ("lenet", "seq_digits", {}, "model: lenet needs images"),
+    ("char_lm", "digits", {}, "model: char_lm needs windows"),
+    ("lenet", "digits", {"padding": "valid"}, "params.kernel: a 5x5 kernel"),
+    ("gru", "copy", {}, "model: sequence_transduction needs one output per time step"),
+])
+def test_a_model_that_cannot_fit_the_data_is_refused_before_the_study(
+        write_config, model, data, params, message):
+    raw = {"study": "s", "model": model, "data": {"name": data}, "params": params,
+           "space": {"lr": {"loguniform": [1e-3, 1e-1]}}}
+    assert error_for(write_config, raw).startswith(message)
+
+
+def test_searched_builder_knobs_may_still_fit(write_config):
+    # Some sampled kernels fit 8x8 digits with valid padding: the trials decide.
+    raw = {"study": "s", "model": "lenet", "data": {"name": "digits"},
+           "params": {"padding": "valid"}, "space": {"kernel": {"int": [1, 5]}}}
+    assert load_config(write_config(raw)).params["padding"] == "valid"
+    raw["data"] = {"name": "seq_digits"}        # but no kernel makes a CNN take sequences
+    assert error_for(write_config, raw).startswith("model: lenet needs images")

@@ -1,0 +1,63 @@
+"""Training throughput of every builder on the dataset it is meant for.
+
+    .venv/bin/python -m benchmarks.bench_builders            # 3 epochs each
+    .venv/bin/python -m benchmarks.bench_builders --quick    # 1 epoch, small data
+
+Prints one row per builder: parameters, seconds per epoch (median over epochs
+after the first, which pays one-off costs) and the whole trial's seconds, on one
+CPU thread so the rows compare. Not part of the test suite: timings belong
+here, not in assertions.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+from models.registry import builder_names
+from models.train import train_trial
+from models.trial import TrialSpec
+
+# builder -> (data, params); builders not listed run on digits with defaults.
+WORKLOADS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "rnn": ({"name": "seq_digits"}, {}),
+    "lstm": ({"name": "adding", "options": {"length": 50}}, {}),
+    "gru": ({"name": "copy"}, {"head": "many_to_many"}),
+    "seq2seq": ({"name": "reverse"}, {}),
+    "char_lm": ({"name": "text", "options": {"max_chars": 100_000}}, {}),
+}
+SMALL = {"text": {"max_chars": 20_000}, "adding": {"n": 500}, "copy": {"n": 500},
+         "reverse": {"n": 500}}
+
+
+def bench(name: str, epochs: int, quick: bool) -> dict[str, float]:
+    data, params = WORKLOADS.get(name, ({"name": "digits"}, {}))
+    if quick:
+        data = {**data, "options": {**data.get("options", {}), **SMALL.get(data["name"], {})}}
+    spec = TrialSpec(model=name, data=data, params={**params, "epochs": epochs}, seed=0,
+                     threads=1)
+    start = time.perf_counter()
+    result = train_trial(spec, lambda epoch, metrics: False)
+    total = time.perf_counter() - start
+    times = [h["epoch_time"] for h in result.history]
+    per_epoch = statistics.median(times[1:] or times)
+    return {"params": result.metrics["param_count"], "s_per_epoch": per_epoch,
+            "total_s": total, "state": result.state.value, "data": data["name"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 epoch on small data")
+    parser.add_argument("builders", nargs="*", help="default: every registered builder")
+    args = parser.parse_args()
+    epochs = 1 if args.quick else 3
+    print(f"{'builder':<10} {'data':<11} {'params':>9} {'s/epoch':>8} {'total s':>8}  state")
+    for name in args.builders or builder_names():
+        r = bench(name, epochs, args.quick)
+        print(f"{name:<10} {r['data']:<11} {int(r['params']):>9} {r['s_per_epoch']:>8.3f} "
+              f"{r['total_s']:>8.2f}  {r['state']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Text for the character-level datasets: a file, or the default corpus.
+
+The default corpus is the docstrings of the Python standard library's modules:
+present wherever Python is, no download. It is read with `ast` (nothing is
+imported, so no module runs) from the stdlib's top-level `.py` files in sorted
+order, so the same Python version always gives the same text.
+"""
+from __future__ import annotations
+
+import ast
+import sysconfig
+from pathlib import Path
+
+from models.errors import UserError
+
+
+def read_text(path: str, max_chars: int) -> str:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"data.options.path: no such text file: {path}")
+    try:
+        with p.open(encoding="utf-8", errors="replace") as f:
+            return f.read(max_chars)
+    except OSError as e:
+        raise UserError(f"data.options.path: cannot read {path}: {e}") from None
+
+
+def stdlib_docstrings(max_chars: int) -> str:
+    """Up to `max_chars` of stdlib docstrings, module after module, blank-line separated.
+    Non-ASCII characters become '?' so the vocabulary stays small (about 95)."""
+    parts: list[str] = []
+    total = 0
+    for source in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        for doc in _docstrings(source):
+            parts.append(doc)
+            total += len(doc) + 2
+            if total >= max_chars:
+                return _ascii("\n\n".join(parts))[:max_chars]
+    return _ascii("\n\n".join(parts))[:max_chars]
+
+
+def _docstrings(source: Path) -> list[str]:
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError, OSError):
+        return []
+    nodes = [tree] + [n for n in ast.walk(tree)
+                      if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    docs = (ast.get_docstring(n) for n in nodes)
+    return [d for d in docs if d and len(d) >= 40]   # skip one-word stubs
+
+
+def _ascii(text: str) -> str:
+    return "".join(c if (32 <= ord(c) < 127 or c == "\n") else "?" for c in text)

@@ -1,0 +1,103 @@
+"""The generated and shipped datasets beyond digits/xor: shapes, tasks, contents."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.corpus import stdlib_docstrings
+from models.data import adding, copy, dataset_options, load_dataset, reverse, seq_digits, text
+from models.errors import UserError
+
+SHAPES = {   # name: (input_shape, n_outputs, task, x dtype, one target's shape)
+    "moons": ((2,), 2, "classification", torch.float32, ()),
+    "diabetes": ((10,), 1, "regression", torch.float32, (1,)),
+    "seq_digits": ((8, 8), 10, "classification", torch.float32, ()),
+    "adding": ((50, 2), 1, "regression", torch.float32, (1,)),
+    "copy": ((30, 10), 10, "sequence_transduction", torch.float32, (30,)),
+    "reverse": ((8, 10), 10, "sequence_transduction", torch.float32, (8,)),
+    "text": ((64,), None, "language_modelling", torch.int64, (64,)),
+}
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_shapes_and_tasks(name):
+    shape, n_out, task, dtype, target = SHAPES[name]
+    s = load_dataset(name)
+    assert s.input_shape == shape and s.task == task and s.x_train.dtype == dtype
+    assert tuple(s.y_val.shape[1:]) == target
+    assert n_out is None or s.n_outputs == n_out
+    assert len(s.x_train) > len(s.x_val) > 0 and len(s.x_test) > 0
+
+
+def test_diabetes_target_is_standardised():
+    s = load_dataset("diabetes")
+    y = torch.cat([s.y_train, s.y_val, s.y_test])
+    assert abs(y.mean().item()) < 1e-5
+    assert y.std(unbiased=False).item() == pytest.approx(1, abs=1e-4)
+
+
+def test_seq_digits_are_the_digit_images_row_by_row():
+    from models.data import digits
+    assert np.array_equal(seq_digits().x, digits().x[:, 0])
+
+
+def test_adding_target_is_the_sum_of_the_two_marked_values():
+    raw = adding(length=20, n=50)
+    values, marks = raw.x[..., 0], raw.x[..., 1]
+    assert raw.x.shape == (50, 20, 2) and (marks.sum(1) == 2).all()
+    assert (marks[:, :10].sum(1) == 1).all()          # one mark in each half
+    assert np.allclose((values * marks).sum(1), raw.y[:, 0], atol=1e-6)
+
+
+def test_copy_targets_repeat_the_symbols_after_the_delimiter():
+    raw = copy(delay=5, symbols=4, n=20)
+    tokens = raw.x.argmax(-1)
+    assert raw.x.shape == (20, 13, 10)
+    assert (tokens[:, 8] == 9).all()                  # the delimiter, just before the copy
+    assert np.array_equal(raw.y[:, -4:], tokens[:, :4]) and (raw.y[:, :-4] == 0).all()
+
+
+def test_reverse_targets_are_the_inputs_reversed():
+    raw = reverse(length=6, vocab=7, n=30)
+    assert raw.x.shape == (30, 6, 7) and raw.class_names == tuple("0123456")
+    assert np.array_equal(raw.y, raw.x.argmax(-1)[:, ::-1])
+
+
+def test_default_corpus_is_deterministic_and_ascii():
+    a, b = stdlib_docstrings(5000), stdlib_docstrings(5000)
+    assert a == b and len(a) == 5000
+    assert all(32 <= ord(c) < 127 or c == "\n" for c in a)
+
+
+def test_text_windows_are_shifted_by_one(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_text("abcdefghij" * 30)
+    raw = text(path=str(f), window=8)
+    assert raw.class_names == tuple("abcdefghij")
+    assert raw.x.shape == (37, 8) and np.array_equal(raw.x[:, 1:], raw.y[:, :-1])
+    assert "".join(raw.class_names[i] for i in raw.x[0]) == "abcdefgh"
+
+
+def test_text_options_and_missing_file():
+    assert set(dataset_options("text")) == {"path", "window", "max_chars"}
+    with pytest.raises(UserError, match="^data.options.path: no such text file: /nowhere"):
+        load_dataset("text", path="/nowhere/at/all.txt")
+    with pytest.raises(UserError, match="^data.options.window:"):
+        load_dataset("text", window=1)
+
+
+@pytest.mark.parametrize("name,options,key", [
+    ("adding", {"length": 1}, "length"), ("copy", {"delay": 0}, "delay"),
+    ("reverse", {"vocab": 100}, "vocab"), ("moons", {"noise": -1.0}, "noise"),
+    ("adding", {"lenght": 5}, "lenght"),
+])
+def test_bad_options_are_user_errors(name, options, key):
+    with pytest.raises(UserError, match=f"^data.options.{key}:"):
+        load_dataset(name, **options)
+
+
+def test_options_change_the_data():
+    assert load_dataset("adding", length=10).input_shape == (10, 2)
+    assert load_dataset("reverse", length=4, vocab=5).input_shape == (4, 5)
+    assert load_dataset("copy", delay=3, symbols=2).input_shape == (7, 10)
