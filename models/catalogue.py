@@ -1,2 +1,2 @@
 """Imports every architecture family so their builders register."""
-from models import linear, mlp  # noqa: F401
+from models import autoencoder, gan, linear, mlp, vae  # noqa: F401

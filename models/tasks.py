@@ -34,6 +34,14 @@ class Task(Protocol):
                       y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(output, loss) of one training batch."""
 
+    # Optional hooks, for tasks whose model is more than a function of x (see
+    # models.generative); the loop calls each one, when defined, instead of its default:
+    #   prepare(splits) -> Splits                      once, before training
+    #   train_batch(model, x, y, update) -> {stat: v}  a batch with its own steps;
+    #                                                  update(loss, module=None)
+    #   evaluate(model, x, y) -> metrics               instead of metrics(model(x), y)
+    #   model_figure(model, x, y) -> PNG | None        instead of figure(model(x), y)
+
 
 class Supervised:
     """The usual training step: the model sees the inputs, the loss sees the targets.
@@ -109,8 +117,13 @@ def confusion_figure(cm, labels: list[str]) -> bytes:
     return to_png(fig)
 
 
+# Imported here: the generative tasks build on Supervised above.
+from models.generative import Generation, Reconstruction  # noqa: E402
+
 _TASKS: dict[str, Callable[..., Task]] = {
     "classification": Classification,
+    "reconstruction": Reconstruction,
+    "generation": Generation,
 }
 
 

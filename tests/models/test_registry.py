@@ -22,7 +22,8 @@ def test_registering_a_name_twice_is_an_error():
 def test_unknown_builder_says_did_you_mean():
     with pytest.raises(UserError) as e:
         get_builder("mpl")
-    assert str(e.value) == "model: unknown builder 'mpl' (did you mean 'mlp'?); valid: linear, mlp"
+    assert str(e.value) == ("model: unknown builder 'mpl' (did you mean 'mlp'?); valid: "
+                            + ", ".join(builder_names()))
 
 
 def test_hyperparameters_are_one_flat_namespace():
