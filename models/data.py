@@ -178,3 +178,7 @@ def _frozen(raw: RawData) -> RawData:
     raw.x.setflags(write=False)
     raw.y.setflags(write=False)
     return raw
+
+
+# Registered here so that every dataset is known once models.data is imported.
+from models import image_files  # noqa: E402,F401  (mnist, fashion_mnist, cifar10)
