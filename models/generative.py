@@ -70,7 +70,8 @@ class Generation:
     """VAEs and GANs, scored by a frozen classifier of the dataset (models.scorer):
     val_fid (lower is better), val_confidence, val_diversity each epoch, from the
     same fixed noise every epoch. Losses: a VAE's negative ELBO (`loss`, `recon`,
-    `kl`); a GAN's `d_loss` + `g_loss` (`loss`). Figure: a grid of samples."""
+    `kl`); a GAN's `d_loss` + `g_loss` (`loss`), where `label_smoothing` is one-sided
+    (real images' target 1 - label_smoothing). Figure: a grid of samples."""
 
     name: ClassVar[str] = "generation"
     metric_names: ClassVar[tuple[str, ...]] = ("fid", "confidence", "diversity")
@@ -79,6 +80,9 @@ class Generation:
     figure_name: ClassVar[str] = "samples.png"
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
+        # One-sided label smoothing (Salimans et al., 2016): the discriminator's target
+        # for real images is 1 - label_smoothing; generated ones stay at 0.
+        self.real_target = 1.0 - label_smoothing
         self.scorer: Scorer | None = None
         self._batches, self._last_g = 0, 0.0
 
@@ -110,7 +114,7 @@ class Generation:
     def _discriminator_step(self, model: nn.Module, x: torch.Tensor, update: Update) -> float:
         with torch.no_grad():
             fake = model.generator(torch.randn(len(x), model.latent_size, device=x.device))
-        loss = d_loss(model, x, fake)
+        loss = d_loss(model, x, fake, self.real_target)
         update(loss, model.discriminator)
         return loss.item()
 
@@ -126,6 +130,7 @@ class Generation:
         real = x[:SAMPLES]
         fake = self.samples(model, len(real), x.device)
         if hasattr(model, "discriminator"):
+            # Plain targets, so runs with different label smoothing compare.
             d, g = d_loss(model, real, fake).item(), g_loss(model, fake).item()
             losses = {"loss": d + g, "d_loss": d, "g_loss": g}
         else:
@@ -154,10 +159,13 @@ class Generation:
         return None
 
 
-def d_loss(model: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """The discriminator's cross-entropy: real images are 1, generated ones 0."""
+def d_loss(model: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+           real_target: float = 1.0) -> torch.Tensor:
+    """The discriminator's cross-entropy: real images are 1 (or `real_target`),
+    generated ones 0."""
     real_logit, fake_logit = model(real).float(), model(fake).float()
-    return (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
+    return (F.binary_cross_entropy_with_logits(real_logit,
+                                               torch.full_like(real_logit, real_target))
             + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
 
 
