@@ -2,7 +2,7 @@
 
 Besides the Task surface they use the optional hooks of models.tasks.Task that
 the training loop calls when a task defines them: `prepare` (see the data once),
-`train_batch` (take its own optimizer steps), `evaluate` and `model_figure`
+`train_batch` (take its own optimizer steps), `evaluate` and `artifacts`
 (need the model, not only its outputs on a split).
 """
 from __future__ import annotations
@@ -139,8 +139,10 @@ class Generation:
             raise RuntimeError("Generation.prepare(splits) must run before evaluate")
         return {**losses, **self.scorer.score(fake.cpu(), real.cpu())}
 
-    def model_figure(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> bytes | None:
-        return image_grid(self.samples(model, 64, x.device), rows=8, title="samples")
+    def artifacts(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  class_names: Sequence[str] = ()) -> dict[str, bytes]:
+        grid = image_grid(self.samples(model, 64, x.device), rows=8, title="samples")
+        return {} if grid is None else {self.figure_name: grid}
 
     @staticmethod
     def samples(model: nn.Module, n: int, device: torch.device) -> torch.Tensor:

@@ -40,7 +40,9 @@ class Task(Protocol):
     #   train_batch(model, x, y, update) -> {stat: v}  a batch with its own steps;
     #                                                  update(loss, module=None)
     #   evaluate(model, x, y) -> metrics               instead of metrics(model(x), y)
-    #   model_figure(model, x, y) -> PNG | None        instead of figure(model(x), y)
+    #   artifacts(model, x, y, class_names) -> {file name: bytes}  at the end, on
+    #                                                  validation data: what needs the
+    #                                                  model itself (samples, decodes)
 
 
 class Supervised:

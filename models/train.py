@@ -334,15 +334,14 @@ def finish(fit: Fit, state: TrialState, metrics: Mapping[str, float],
              "param_count": float(sum(p.numel() for p in fit.model.parameters()
                                       if p.requires_grad))}
     artifacts = {"model.pt": _state_bytes(fit.model), "learning_curve.png": _curve(fit, history)}
-    own_figure = getattr(fit.task, "model_figure", None)
-    if own_figure is not None:
-        fit.model.eval()
-        with torch.no_grad():
-            figure = own_figure(fit.model, fit.splits.x_val, fit.splits.y_val)
-    else:
-        figure = fit.task.figure(val_out, fit.splits.y_val, class_names=fit.splits.class_names)
+    figure = fit.task.figure(val_out, fit.splits.y_val, class_names=fit.splits.class_names)
     if figure is not None:
         artifacts[fit.task.figure_name] = figure
+    if hasattr(fit.task, "artifacts"):    # what needs the model itself: samples, decodes
+        fit.model.eval()
+        with torch.no_grad():
+            artifacts.update(fit.task.artifacts(fit.model, fit.splits.x_val, fit.splits.y_val,
+                                                fit.splits.class_names))
     return TrialResult(state, final, tuple(history), len(history), reason, artifacts)
 
 

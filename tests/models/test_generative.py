@@ -212,3 +212,45 @@ def test_gan_classifier_score_improves(run, arch):
 def scorer_cache(tmp_path, monkeypatch):
     """Scorers trained by these tests go to a temporary cache, not the user's."""
     monkeypatch.setenv("HYPERSWEEP_CACHE", str(tmp_path / "cache"))
+
+
+# ---------------------------------------------------------------- through the loop
+
+def test_gan_trial_is_deterministic_and_takes_every_training_option(run):
+    params = dict(arch="mlp", epochs=2, width=32, latent_size=8, d_steps=2, optimizer="sgd",
+                  momentum=0.5, lr=0.01, schedule="cosine", weight_decay=1e-4, l1=1e-6,
+                  max_norm=3.0, grad_clip=1.0, label_smoothing=0.1, input_noise=0.05,
+                  batch_size=128)
+    a, b = run("gan", **params), run("gan", **params)
+    assert a.state.value == "COMPLETE", a.reason
+    drop = lambda h: {k: v for k, v in h.items() if k != "epoch_time"}  # noqa: E731
+    assert [drop(h) for h in a.history] == [drop(h) for h in b.history]
+    assert a.history[1]["lr"] < a.history[0]["lr"]          # the schedule steps
+    weights = [p for p in a_model_params(a) if p.dim() >= 2]
+    assert max(w.norm(dim=1).max().item() for w in weights) <= 3.0 + 1e-4   # max-norm
+
+
+def a_model_params(result) -> list[torch.Tensor]:
+    import io
+
+    state = torch.load(io.BytesIO(result.artifacts["model.pt"]), weights_only=True)
+    return [v for k, v in state.items() if k.endswith("weight")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,params", [
+    ("autoencoder", {"arch": "conv", "variant": "contractive"}),
+    ("vae", {"arch": "conv"}),
+    ("gan", {"arch": "dcgan", "channels": 8}),
+])
+def test_generative_trials_on_mnist_and_cifar_files(run, tmp_path, model, params):
+    """One epoch on 28x28 grey and 32x32 colour images read from official-format files."""
+    from tests.models.test_image_files import write_cifar, write_mnist
+
+    write_mnist(tmp_path / "mnist", gz=True)
+    write_cifar(tmp_path / "cifar")
+    for name, root in (("mnist", "mnist"), ("cifar10", "cifar")):
+        data = {"name": name, "options": {"root": str(tmp_path / root), "download": False}}
+        r = run(model, data=data, epochs=1, batch_size=16, **params)
+        assert r.state.value == "COMPLETE", r.reason
+        assert all(v == v for v in r.metrics.values())     # no NaN
