@@ -254,3 +254,29 @@ def test_generative_trials_on_mnist_and_cifar_files(run, tmp_path, model, params
         r = run(model, data=data, epochs=1, batch_size=16, **params)
         assert r.state.value == "COMPLETE", r.reason
         assert all(v == v for v in r.metrics.values())     # no NaN
+
+
+def trained_autoencoder(run, **params) -> torch.nn.Module:
+    import io
+
+    r = run("autoencoder", epochs=10, lr=3e-3, code_size=32, **params)
+    model = get_builder("autoencoder").build(input_shape=(1, 8, 8), code_size=32, **params)
+    model.load_state_dict(torch.load(io.BytesIO(r.artifacts["model.pt"]), weights_only=True))
+    return model.eval()
+
+
+@pytest.mark.slow
+def test_sparse_and_contractive_penalties_do_what_they_say(run):
+    from models.data import load_dataset
+
+    x = load_dataset("digits").x_val
+    plain = trained_autoencoder(run, variant="undercomplete")
+    sparse = trained_autoencoder(run, variant="sparse", sparsity=1e-2)
+    contractive = trained_autoencoder(run, variant="contractive", contraction=0.1)
+    with torch.no_grad():
+        assert sparse.encoder(x).abs().mean() < 0.5 * plain.encoder(x).abs().mean()
+
+    def jacobian_norm(model: torch.nn.Module) -> float:
+        j = torch.func.vmap(torch.func.jacrev(lambda v: model.encoder(v[None])[0]))(x[:64])
+        return j.pow(2).flatten(1).sum(1).mean().item()
+    assert jacobian_norm(contractive) < 0.5 * jacobian_norm(plain)
