@@ -119,3 +119,53 @@ def test_cifar10_loader_reads_pickle_batches(tmp_path, nested):
     # Channel-first: the first 1024 bytes of a row are the red plane.
     want = {(xi.tobytes(), int(yi)) for xi, yi in zip((x / 255.0).astype(np.float32), y)}
     assert {(xi.numpy().tobytes(), int(yi)) for xi, yi in zip(got, got_y)} == want
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A local HTTP server over a folder: the download path without the internet."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "mirror"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_missing_files_are_downloaded_from_a_mirror(tmp_path, mirror, monkeypatch):
+    import tarfile
+
+    from models import image_files
+
+    served, url = mirror
+    x, _ = write_mnist(served, gz=True)
+    # The first mirror is down: the loader falls back to the next one.
+    monkeypatch.setitem(image_files.MIRRORS, "mnist", (url + "gone/", url))
+    s = load_dataset("mnist", root=str(tmp_path / "data"), val_fraction=0.2, test_fraction=0.2)
+    assert len(s.y_train) + len(s.y_val) + len(s.y_test) == len(x)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == sorted(
+        f"{f}.gz" for f in IDX_FILES)
+
+    write_cifar(tmp_path / "build" / "cifar-10-batches-py")
+    with tarfile.open(served / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "build" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setattr(image_files, "CIFAR_URL", url + "cifar-10-python.tar.gz")
+    s = load_dataset("cifar10", root=str(tmp_path / "cifar"))
+    assert len(s.y_train) + len(s.y_val) + len(s.y_test) == 60
+    assert not (tmp_path / "cifar" / "cifar-10-python.tar.gz").exists()   # unpacked, removed
+
+
+def test_a_failed_download_leaves_no_partial_file(tmp_path, mirror, monkeypatch):
+    from models import image_files
+
+    _, url = mirror
+    monkeypatch.setitem(image_files.MIRRORS, "mnist", (url + "gone/",))
+    with pytest.raises(UserError, match="mnist files not found"):
+        load_dataset("mnist", root=str(tmp_path / "data"))
+    assert not list((tmp_path / "data").glob("*"))
