@@ -1,2 +1,4 @@
 """Imports every architecture family so their builders register."""
-from models import char_lm, cnn, linear, mlp, rnn, seq2seq  # noqa: F401
+from models import (  # noqa: F401
+    autoencoder, char_lm, cnn, gan, linear, mlp, rnn, seq2seq, vae,
+)

@@ -300,3 +300,7 @@ def _one_hot(tokens: np.ndarray, vocab: int) -> np.ndarray:
 def _at_least(name: str, value: int, low: int) -> None:
     if value < low:
         raise UserError(f"data.options.{name}: must be >= {low}, got {value}")
+
+
+# Registered here so that every dataset is known once models.data is imported.
+from models import image_files  # noqa: E402,F401  (mnist, fashion_mnist, cifar10)

@@ -35,9 +35,15 @@ class Task(Protocol):
                       y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(output, loss) of one training batch."""
 
-    # Optional: `artifacts(model, x, y, class_names) -> {file name: bytes}` for what
-    # needs the trained model rather than its outputs (sampled text, beam-search
-    # decodes); the training loop calls it once, on validation data, at the end.
+    # Optional hooks, for tasks whose model is more than a function of x (see
+    # models.generative); the loop calls each one, when defined, instead of its default:
+    #   prepare(splits) -> Splits                      once, before training
+    #   train_batch(model, x, y, update) -> {stat: v}  a batch with its own steps;
+    #                                                  update(loss, module=None)
+    #   evaluate(model, x, y) -> metrics               instead of metrics(model(x), y)
+    #   artifacts(model, x, y, class_names) -> {file name: bytes}  at the end, on
+    #                                                  validation data: what needs the
+    #                                                  model itself (samples, decodes)
 
 
 class Supervised:
@@ -273,11 +279,16 @@ class SequenceTransduction(Supervised):
         return {"decoded_examples.txt": "\n".join(lines).encode()}
 
 
+# Imported here: the generative tasks build on Supervised above.
+from models.generative import Generation, Reconstruction  # noqa: E402
+
 _TASKS: dict[str, Callable[..., Task]] = {
     "classification": Classification,
     "regression": Regression,
     "language_modelling": LanguageModelling,
     "sequence_transduction": SequenceTransduction,
+    "reconstruction": Reconstruction,
+    "generation": Generation,
 }
 
 

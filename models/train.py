@@ -12,6 +12,7 @@ import io
 import random
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Collection, Iterator, Literal, Mapping
 
 import numpy as np
@@ -231,6 +232,11 @@ def setup(spec: TrialSpec) -> Fit:
                         f"width); dataset '{splits.name}' gives {splits.input_shape}")
     model = builder.build(input_shape=splits.input_shape, n_outputs=splits.n_outputs, **kwargs)
     model.to(device)
+    prepare = getattr(task, "prepare", None)     # e.g. reconstruction: targets = inputs
+    if prepare is not None:
+        splits = prepare(splits)
+    # One optimizer over every parameter, also for a GAN: `update` steps one net at a
+    # time by leaving the other's gradients unset, which torch optimizers skip.
     optimizer = make_optimizer(model, opts)
     return Fit(model, task, opts, splits, optimizer,
                make_schedule(optimizer, opts), torch.Generator().manual_seed(spec.seed), device)
@@ -241,7 +247,7 @@ def run_epoch(fit: Fit) -> dict[str, float]:
     start = time.perf_counter()
     lr = fit.optimizer.param_groups[0]["lr"]
     train = train_epoch(fit)
-    val = fit.task.metrics(predict(fit, fit.splits.x_val), fit.splits.y_val)
+    val = evaluate(fit, fit.splits.x_val, fit.splits.y_val)
     if fit.schedule is not None:
         fit.schedule.step()
     return {**{f"train_{k}": v for k, v in train.items()},
@@ -256,7 +262,8 @@ def train_epoch(fit: Fit) -> dict[str, float]:
     model, o, x, y = fit.model, fit.opts, fit.splits.x_train, fit.splits.y_train
     model.train()
     order = torch.randperm(len(y), generator=fit.generator).to(x.device)
-    outputs, targets = [], []
+    own_steps = getattr(fit.task, "train_batch", None)   # e.g. a GAN's two nets
+    outputs, targets, stats = [], [], []
     for batch in _batches(order, o.batch_size):
         xb, yb = x[batch], y[batch]
         if o.input_noise > 0:
@@ -264,19 +271,58 @@ def train_epoch(fit: Fit) -> dict[str, float]:
         if o.augment != "none":
             xb = augment_images(xb, o.augment)
         with fit.autocast():
+            if own_steps is not None:
+                stats.append((len(batch), own_steps(model, xb, yb, partial(update, fit))))
+                continue
             out, loss = fit.task.training_step(model, xb, yb)
-        if o.l1 > 0:
-            loss = loss + o.l1 * sum(p.abs().sum() for p in weight_params(model))
-        fit.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if o.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-        fit.optimizer.step()
-        if o.max_norm > 0:
-            _apply_max_norm(model, o.max_norm)
+        update(fit, loss)
         outputs.append(out.detach())
         targets.append(yb)
+    if own_steps is not None:
+        return _weighted_means(stats)
     return fit.task.metrics(torch.cat(outputs), torch.cat(targets))
+
+
+def update(fit: Fit, loss: torch.Tensor, module: nn.Module | None = None) -> None:
+    """One optimizer step on `loss` with the shared training options (L1, gradient
+    clipping, max-norm). With `module`, only its parameters move: the others'
+    gradients are cleared, and optimizers skip parameters without one."""
+    o, part = fit.opts, module or fit.model
+    if o.l1 > 0:
+        loss = loss + o.l1 * sum(p.abs().sum() for p in weight_params(part))
+    fit.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if module is not None:
+        own = {id(p) for p in module.parameters()}
+        for p in fit.model.parameters():
+            if id(p) not in own:
+                p.grad = None
+    if o.grad_clip > 0:
+        nn.utils.clip_grad_norm_(part.parameters(), o.grad_clip)
+    fit.optimizer.step()
+    if o.max_norm > 0:
+        _apply_max_norm(part, o.max_norm)
+
+
+def _weighted_means(stats: list[tuple[int, Mapping[str, float]]]) -> dict[str, float]:
+    """Per-key means over the batches that reported the key, weighted by batch size."""
+    sums: dict[str, list[float]] = {}
+    for n, batch in stats:
+        for k, v in batch.items():
+            acc = sums.setdefault(k, [0.0, 0.0])
+            acc[0] += n * v
+            acc[1] += n
+    return {k: total / count for k, (total, count) in sums.items()}
+
+
+def evaluate(fit: Fit, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """The task's metrics on a split (through its `evaluate` hook when it has one)."""
+    own = getattr(fit.task, "evaluate", None)
+    if own is None:
+        return fit.task.metrics(predict(fit, x), y)
+    fit.model.eval()
+    with torch.no_grad(), fit.autocast():
+        return own(fit.model, x, y)
 
 
 @torch.no_grad()

@@ -329,5 +329,8 @@ def objective_metrics(task_name: str) -> list[str]:
     from models.tasks import get_task
 
     task = get_task(task_name)
-    per_split = ["loss", *task.metric_names]
-    return [f"{s}_{m}" for s in ("train", "val") for m in per_split] + ["param_count", "inference_ms"]
+    # Generation scores its samples once per epoch, as validation metrics only.
+    train = ["loss", *getattr(task, "train_metric_names", task.metric_names)]
+    val = ["loss", *task.metric_names]
+    return ([f"train_{m}" for m in train] + [f"val_{m}" for m in val]
+            + ["param_count", "inference_ms"])

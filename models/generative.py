@@ -1,0 +1,204 @@
+"""The reconstruction and generation tasks (autoencoders; VAEs and GANs).
+
+Besides the Task surface they use the optional hooks of models.tasks.Task that
+the training loop calls when a task defines them: `prepare` (see the data once),
+`train_batch` (take its own optimizer steps), `evaluate` and `artifacts`
+(need the model, not only its outputs on a split).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, ClassVar, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.data import Splits
+from models.errors import UserError
+from models.figures import new_figure, to_png
+from models.scorer import Scorer, scorer_for
+from models.tasks import Supervised
+
+# update(loss, module=None): one optimizer step on `loss`; with `module`, only its
+# parameters move (the discriminator's step must leave the generator alone).
+Update = Callable[..., None]
+SAMPLES = 1000     # generated images scored per evaluation (at most)
+
+
+class Reconstruction(Supervised):
+    """The target is the input: binary cross-entropy per pixel (pixels in [0, 1])
+    plus the model's penalty (sparse, contractive); metrics mse and bce; figure =
+    validation images over their reconstructions."""
+
+    name: ClassVar[str] = "reconstruction"
+    metric_names: ClassVar[tuple[str, ...]] = ("mse", "bce")
+    figure_name: ClassVar[str] = "reconstructions.png"
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        pass   # label smoothing has no meaning without labels
+
+    def prepare(self, splits: Splits) -> Splits:
+        return dataclasses.replace(splits, y_train=splits.x_train, y_val=splits.x_val,
+                                   y_test=splits.x_test)
+
+    def training_step(self, model: nn.Module, x: torch.Tensor,
+                      y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        penalized = getattr(model, "penalized", None)
+        if penalized is None:
+            return super().training_step(model, x, y)
+        out, penalty = penalized(x)
+        return out, self.loss(out, y) + penalty
+
+    def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy(output.float(), y.float().clamp(0, 1))
+
+    def metrics(self, output: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        bce = self.loss(output, y).item()
+        return {"loss": bce, "mse": F.mse_loss(output.float(), y.float()).item(), "bce": bce}
+
+    def figure(self, output: torch.Tensor, y: torch.Tensor, *,
+               class_names: Sequence[str] = ()) -> bytes | None:
+        n = min(len(y), 12)
+        return image_grid(torch.cat([y[:n], output[:n]]), rows=2,
+                          title="validation images (top) and reconstructions (bottom)")
+
+
+class Generation:
+    """VAEs and GANs, scored by a frozen classifier of the dataset (models.scorer):
+    val_fid (lower is better), val_confidence, val_diversity each epoch, from the
+    same fixed noise every epoch. Losses: a VAE's negative ELBO (`loss`, `recon`,
+    `kl`); a GAN's `d_loss` + `g_loss` (`loss`), where `label_smoothing` is one-sided
+    (real images' target 1 - label_smoothing). Figure: a grid of samples."""
+
+    name: ClassVar[str] = "generation"
+    metric_names: ClassVar[tuple[str, ...]] = ("fid", "confidence", "diversity")
+    # Samples do not depend on the split: the scores are reported for validation only.
+    train_metric_names: ClassVar[tuple[str, ...]] = ()
+    figure_name: ClassVar[str] = "samples.png"
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        # One-sided label smoothing (Salimans et al., 2016): the discriminator's target
+        # for real images is 1 - label_smoothing; generated ones stay at 0.
+        self.real_target = 1.0 - label_smoothing
+        self.scorer: Scorer | None = None
+        self._batches, self._last_g = 0, 0.0
+
+    def prepare(self, splits: Splits) -> Splits:
+        if splits.task != "classification":
+            raise UserError(f"data.name: generation is scored by a classifier of the data, so "
+                            f"it needs a labelled dataset; '{splits.name}' is {splits.task}")
+        self.scorer = scorer_for(splits.x_train, splits.y_train, splits.n_outputs)
+        return splits
+
+    def train_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                    update: Update) -> dict[str, float]:
+        if not hasattr(model, "discriminator"):
+            loss, stats = model.loss(x)
+            update(loss)
+            return stats
+        # Goodfellow et al.'s algorithm 1: a discriminator step on every real batch,
+        # a generator step after every `d_steps` of them.
+        self._batches += 1
+        stats = {"d_loss": self._discriminator_step(model, x, update)}
+        if self._batches % model.d_steps == 0:
+            stats["g_loss"] = self._last_g = self._generator_step(model, len(x), x.device,
+                                                                  update)
+        # Every batch reports `loss` (with the latest generator loss), so an epoch
+        # shorter than d_steps batches still has one.
+        stats["loss"] = stats["d_loss"] + self._last_g
+        return stats
+
+    def _discriminator_step(self, model: nn.Module, x: torch.Tensor, update: Update) -> float:
+        with torch.no_grad():
+            fake = model.generator(torch.randn(len(x), model.latent_size, device=x.device))
+        loss = d_loss(model, x, fake, self.real_target)
+        update(loss, model.discriminator)
+        return loss.item()
+
+    def _generator_step(self, model: nn.Module, n: int, device: torch.device,
+                        update: Update) -> float:
+        fake = model.generator(torch.randn(n, model.latent_size, device=device))
+        loss = g_loss(model, fake)
+        update(loss, model.generator)
+        return loss.item()
+
+    def evaluate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Losses on the split's images and scores of fixed-noise samples against them."""
+        real = x[:SAMPLES]
+        fake = self.samples(model, len(real), x.device)
+        if hasattr(model, "discriminator"):
+            # Plain targets, so runs with different label smoothing compare.
+            d, g = d_loss(model, real, fake).item(), g_loss(model, fake).item()
+            losses = {"loss": d + g, "d_loss": d, "g_loss": g}
+        else:
+            losses = model.loss(x)[1]
+        if self.scorer is None:
+            raise RuntimeError("Generation.prepare(splits) must run before evaluate")
+        return {**losses, **self.scorer.score(fake.cpu(), real.cpu())}
+
+    def artifacts(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  class_names: Sequence[str] = ()) -> dict[str, bytes]:
+        grid = image_grid(self.samples(model, 64, x.device), rows=8, title="samples")
+        return {} if grid is None else {self.figure_name: grid}
+
+    @staticmethod
+    def samples(model: nn.Module, n: int, device: torch.device) -> torch.Tensor:
+        # The same noise every epoch, so scores and figures compare across epochs.
+        return model.sample(n, generator=torch.Generator().manual_seed(0)).to(device).float()
+
+    # The plain Task surface, for callers that only hold outputs.
+    def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise TypeError("generation trains through train_batch: its loss needs the model")
+
+    def metrics(self, output: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        raise TypeError("generation is evaluated through evaluate: its scores need the model")
+
+    def figure(self, output: torch.Tensor, y: torch.Tensor, *,
+               class_names: Sequence[str] = ()) -> bytes | None:
+        return None
+
+
+def d_loss(model: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+           real_target: float = 1.0) -> torch.Tensor:
+    """The discriminator's cross-entropy: real images are 1 (or `real_target`),
+    generated ones 0."""
+    real_logit, fake_logit = model(real).float(), model(fake).float()
+    return (F.binary_cross_entropy_with_logits(real_logit,
+                                               torch.full_like(real_logit, real_target))
+            + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
+
+
+def g_loss(model: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+    """Non-saturating: maximise log D(G(z)) rather than minimise log(1 - D(G(z))),
+    whose gradient vanishes while the discriminator rejects the samples easily."""
+    logit = model(fake).float()
+    return F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
+
+
+def image_grid(images: torch.Tensor, rows: int, title: str) -> bytes | None:
+    """Images (n, C, H, W) or (n, H, W) in [0, 1] tiled in `rows` rows; None when the
+    samples are not images (flat vectors)."""
+    images = images.detach().float().cpu().clamp(0, 1)
+    if images.dim() == 3:
+        images = images[:, None]
+    if images.dim() != 4 or images.shape[1] not in (1, 3) or len(images) == 0:
+        return None
+    n, c, h, w = images.shape
+    cols = math.ceil(n / rows)
+    # Gaps between tiles read as background: 0 is white in gray_r, 1 in RGB.
+    grid = np.full((rows * (h + 1), cols * (w + 1), c), 0.0 if c == 1 else 1.0,
+                   dtype=np.float32)
+    for i, img in enumerate(images.permute(0, 2, 3, 1).numpy()):
+        r, k = divmod(i, cols)
+        grid[r * (h + 1): r * (h + 1) + h, k * (w + 1): k * (w + 1) + w] = img
+    fig = new_figure((max(3.0, cols * 0.5), max(1.6, rows * 0.5 + 0.4)))
+    ax = fig.subplots()
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.88)
+    ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray_r" if c == 1 else None,
+              vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize="small")
+    return to_png(fig)

@@ -1,0 +1,193 @@
+"""Loaders of image datasets in their official file formats, from a data directory.
+
+- `mnist`, `fashion_mnist`: the four IDX files (`train-images-idx3-ubyte`, ...), raw
+  or gzipped;
+- `cifar10`: the python pickle batches (`data_batch_1`..`data_batch_5`,
+  `test_batch`, optionally `batches.meta`), in the directory or its
+  `cifar-10-batches-py/` folder as the official archive unpacks.
+
+The directory is `data.options.root`, else `$HYPERSWEEP_DATA/<name>`, else
+`~/.cache/hypersweep/<name>`. Missing files are downloaded from the official
+mirrors when `download` is true and the network answers; otherwise the error names
+the directory and the files expected. The official train and test files are pooled:
+the study's own split (`val_fraction`, `test_fraction`) decides what is held out.
+`limit` > 0 keeps the first `limit` images, for quick CPU studies. Pixels are
+scaled to [0, 1]; images are (1, 28, 28) and (3, 32, 32).
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import tarfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from models.data import RawData, _frozen, dataset
+from models.errors import UserError
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+MIRRORS = {
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/",
+              "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+    "fashion_mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+}
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                 "ship", "truck")
+TIMEOUT_S = 20
+
+
+def data_dir(name: str, root: str) -> Path:
+    if root:
+        return Path(root).expanduser()
+    env = os.environ.get("HYPERSWEEP_DATA")
+    return Path(env) / name if env else Path.home() / ".cache" / "hypersweep" / name
+
+
+@dataset("mnist")
+def mnist(root: str = "", download: bool = True, limit: int = 0) -> RawData:
+    """MNIST handwritten digits (70,000 28x28 images) from IDX files."""
+    return _idx_dataset("mnist", root, download, limit, tuple(str(i) for i in range(10)))
+
+
+@dataset("fashion_mnist")
+def fashion_mnist(root: str = "", download: bool = True, limit: int = 0) -> RawData:
+    """Fashion-MNIST (70,000 28x28 images of 10 kinds of clothing) from IDX files."""
+    return _idx_dataset("fashion_mnist", root, download, limit, FASHION_CLASSES)
+
+
+@dataset("cifar10")
+def cifar10(root: str = "", download: bool = True, limit: int = 0) -> RawData:
+    """CIFAR-10 (60,000 32x32 colour images, 10 classes) from the python batches."""
+    _check_limit(limit)
+    folder = data_dir("cifar10", root)
+    found = _cifar_folder(folder)
+    if found is None and download:
+        _download_cifar(folder)
+        found = _cifar_folder(folder)
+    if found is None:
+        raise _missing("cifar10", folder, CIFAR_FILES + ("(or cifar-10-batches-py/ holding them)",))
+    xs, ys = [], []
+    for name in CIFAR_FILES:
+        batch = _unpickle(found / name)
+        xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
+    meta = found / "batches.meta"
+    classes = CIFAR_CLASSES
+    if meta.is_file():
+        classes = tuple(n.decode() for n in _unpickle(meta)[b"label_names"])
+    return _raw(np.concatenate(xs), np.concatenate(ys), classes, limit)
+
+
+def _idx_dataset(name: str, root: str, download: bool, limit: int,
+                 classes: tuple[str, ...]) -> RawData:
+    _check_limit(limit)
+    folder = data_dir(name, root)
+    paths = {f: _idx_path(folder, f) for f in IDX_FILES}
+    if download and any(p is None for p in paths.values()):
+        _download_idx(name, folder, [f for f, p in paths.items() if p is None])
+        paths = {f: _idx_path(folder, f) for f in IDX_FILES}
+    missing = [f"{f}[.gz]" for f, p in paths.items() if p is None]
+    if missing:
+        raise _missing(name, folder, missing)
+    x = np.concatenate([read_idx(paths[IDX_FILES[0]]), read_idx(paths[IDX_FILES[2]])])
+    y = np.concatenate([read_idx(paths[IDX_FILES[1]]), read_idx(paths[IDX_FILES[3]])])
+    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+        raise UserError(f"data.options.root: the IDX files in {folder} hold {x.shape} "
+                        f"images and {y.shape} labels; expected (n, rows, cols) and (n,)")
+    return _raw(x[:, None], y.astype(np.int64), classes, limit)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (LeCun's format: zero bytes, dtype code, rank, big-endian sizes)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in dtypes:
+        raise UserError(f"data.options.root: {path} is not an IDX file")
+    rank = data[3]
+    dims = np.frombuffer(data, dtype=">u4", count=rank, offset=4).astype(int)
+    dtype = np.dtype(dtypes[data[2]])
+    expected = 4 + 4 * rank + int(np.prod(dims)) * dtype.itemsize
+    if len(data) != expected:
+        raise UserError(f"data.options.root: {path} has {len(data)} bytes, its header "
+                        f"promises {expected}")
+    return np.frombuffer(data, dtype=dtype, offset=4 + 4 * rank).reshape(dims)
+
+
+def _idx_path(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _cifar_folder(folder: Path) -> Path | None:
+    for candidate in (folder, folder / "cifar-10-batches-py"):
+        if all((candidate / f).is_file() for f in CIFAR_FILES):
+            return candidate
+    return None
+
+
+def _unpickle(path: Path) -> dict:
+    # The official format is a pickle; load only files you fetched from the source.
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="bytes")
+
+
+def _raw(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], limit: int) -> RawData:
+    if limit:
+        x, y = x[:limit], y[:limit]
+    return _frozen(RawData((x / 255.0).astype(np.float32), y, class_names=classes))
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 0:
+        raise UserError(f"data.options.limit: must be >= 0, got {limit}")
+
+
+def _missing(name: str, folder: Path, files) -> UserError:
+    return UserError(f"data.name: {name} files not found in {folder} (set data.options.root "
+                     f"or $HYPERSWEEP_DATA; download failed or is off); expected: "
+                     f"{', '.join(files)}")
+
+
+def _fetch(url: str, dest: Path) -> bool:
+    """Download `url` to `dest` atomically; False (not an error) when offline."""
+    tmp = dest.with_name(dest.name + ".part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as r, open(tmp, "wb") as f:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+        tmp.replace(dest)
+        return True
+    except OSError:    # URLError, timeouts and disk errors are all OSErrors
+        tmp.unlink(missing_ok=True)
+        return False
+
+
+def _download_idx(name: str, folder: Path, stems: list[str]) -> None:
+    for stem in stems:
+        for mirror in MIRRORS[name]:
+            if _fetch(mirror + stem + ".gz", folder / f"{stem}.gz"):
+                break
+        else:
+            return   # offline: no point trying the other files
+
+
+def _download_cifar(folder: Path) -> None:
+    archive = folder / "cifar-10-python.tar.gz"
+    if not _fetch(CIFAR_URL, archive):
+        return
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder, filter="data")
+    archive.unlink(missing_ok=True)

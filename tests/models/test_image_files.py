@@ -1,0 +1,171 @@
+"""The mnist, fashion_mnist and cifar10 loaders on small files written in the
+official formats (IDX, raw and gzipped; CIFAR-10 python pickle batches)."""
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.data import load_dataset
+from models.errors import UserError
+from models.image_files import IDX_FILES, read_idx
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
+    header = b"\0\0\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data)
+    path.write_bytes(data)
+
+
+def images(n: int, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, *shape), dtype=np.uint8), np.arange(n) % 10
+
+
+def write_mnist(folder: Path, gz: bool, n_train: int = 50, n_test: int = 20):
+    folder.mkdir(parents=True, exist_ok=True)
+    (xtr, ytr), (xte, yte) = images(n_train, (28, 28), 0), images(n_test, (28, 28), 1)
+    for name, arr in zip(IDX_FILES, (xtr, ytr, xte, yte)):
+        write_idx(folder / name, arr, gz)
+    return np.concatenate([xtr, xte]), np.concatenate([ytr, yte])
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_loader_reads_the_official_files(tmp_path, name, gz):
+    x, y = write_mnist(tmp_path / name, gz)
+    s = load_dataset(name, root=str(tmp_path / name), download=False,
+                     val_fraction=0.2, test_fraction=0.2)
+    assert s.input_shape == (1, 28, 28) and s.n_outputs == 10 and s.task == "classification"
+    assert len(s.y_train) + len(s.y_val) + len(s.y_test) == 70
+    # Every pooled image comes back once, scaled to [0, 1], with its own label.
+    got_x = torch.cat([s.x_train, s.x_val, s.x_test]).numpy()
+    got_y = torch.cat([s.y_train, s.y_val, s.y_test]).numpy()
+    want = {(xi.tobytes(), int(yi)) for xi, yi in zip((x / 255.0).astype(np.float32), y)}
+    assert {(xi[0].tobytes(), int(yi)) for xi, yi in zip(got_x, got_y)} == want
+    if name == "fashion_mnist":
+        assert s.class_names[0] == "T-shirt/top" and s.class_names[9] == "Ankle boot"
+
+
+def test_idx_limit_and_data_dir_from_environment(tmp_path, monkeypatch):
+    write_mnist(tmp_path / "mnist", gz=True)
+    monkeypatch.setenv("HYPERSWEEP_DATA", str(tmp_path))
+    s = load_dataset("mnist", download=False, limit=40, val_fraction=0.25, test_fraction=0.25)
+    assert len(s.y_train) + len(s.y_val) + len(s.y_test) == 40
+
+
+def test_read_idx_checks_header_and_size(tmp_path):
+    good = tmp_path / "ok"
+    write_idx(good, np.arange(12).reshape(3, 4), gz=False)
+    assert read_idx(good).tolist() == np.arange(12).reshape(3, 4).tolist()
+    (tmp_path / "short").write_bytes(good.read_bytes()[:-1])
+    with pytest.raises(UserError, match="header promises"):
+        read_idx(tmp_path / "short")
+    (tmp_path / "junk").write_bytes(b"PK\x03\x04 not idx")
+    with pytest.raises(UserError, match="not an IDX file"):
+        read_idx(tmp_path / "junk")
+
+
+def test_missing_files_offline_name_the_directory_and_files(tmp_path):
+    folder = tmp_path / "empty"
+    for name, expected in [("mnist", "train-images-idx3-ubyte"), ("cifar10", "data_batch_1")]:
+        with pytest.raises(UserError) as e:
+            load_dataset(name, root=str(folder), download=False)
+        msg = str(e.value)
+        assert "\n" not in msg and str(folder) in msg and expected in msg
+        assert msg.startswith("data.name: ")
+
+
+def test_unknown_option_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="data.options.rot.*did you mean 'root'"):
+        load_dataset("mnist", rot=str(tmp_path))
+
+
+def write_cifar(folder: Path, per_batch: int = 10, meta: bool = True):
+    folder.mkdir(parents=True, exist_ok=True)
+    xs, ys = [], []
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for i, name in enumerate(names):
+        x, y = images(per_batch, (3072,), seed=i)
+        xs.append(x)
+        ys.append(y)
+        with open(folder / name, "wb") as f:   # the official layout: bytes keys
+            pickle.dump({b"batch_label": name.encode(), b"data": x, b"labels": y.tolist(),
+                         b"filenames": [b"x.png"] * per_batch}, f)
+    if meta:
+        with open(folder / "batches.meta", "wb") as f:
+            pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, f)
+    return np.concatenate(xs).reshape(-1, 3, 32, 32), np.concatenate(ys)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_cifar10_loader_reads_pickle_batches(tmp_path, nested):
+    folder = tmp_path / "cifar"
+    x, y = write_cifar(folder / "cifar-10-batches-py" if nested else folder, meta=nested)
+    s = load_dataset("cifar10", root=str(folder), download=False)
+    assert s.input_shape == (3, 32, 32) and s.n_outputs == 10
+    assert s.class_names[0] == ("c0" if nested else "airplane")
+    got = torch.cat([s.x_train, s.x_val, s.x_test])
+    got_y = torch.cat([s.y_train, s.y_val, s.y_test])
+    assert len(got) == 60
+    # Channel-first: the first 1024 bytes of a row are the red plane.
+    want = {(xi.tobytes(), int(yi)) for xi, yi in zip((x / 255.0).astype(np.float32), y)}
+    assert {(xi.numpy().tobytes(), int(yi)) for xi, yi in zip(got, got_y)} == want
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A local HTTP server over a folder: the download path without the internet."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "mirror"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_missing_files_are_downloaded_from_a_mirror(tmp_path, mirror, monkeypatch):
+    import tarfile
+
+    from models import image_files
+
+    served, url = mirror
+    x, _ = write_mnist(served, gz=True)
+    # The first mirror is down: the loader falls back to the next one.
+    monkeypatch.setitem(image_files.MIRRORS, "mnist", (url + "gone/", url))
+    s = load_dataset("mnist", root=str(tmp_path / "data"), val_fraction=0.2, test_fraction=0.2)
+    assert len(s.y_train) + len(s.y_val) + len(s.y_test) == len(x)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == sorted(
+        f"{f}.gz" for f in IDX_FILES)
+
+    write_cifar(tmp_path / "build" / "cifar-10-batches-py")
+    with tarfile.open(served / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "build" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setattr(image_files, "CIFAR_URL", url + "cifar-10-python.tar.gz")
+    s = load_dataset("cifar10", root=str(tmp_path / "cifar"))
+    assert len(s.y_train) + len(s.y_val) + len(s.y_test) == 60
+    assert not (tmp_path / "cifar" / "cifar-10-python.tar.gz").exists()   # unpacked, removed
+
+
+def test_a_failed_download_leaves_no_partial_file(tmp_path, mirror, monkeypatch):
+    from models import image_files
+
+    _, url = mirror
+    monkeypatch.setitem(image_files.MIRRORS, "mnist", (url + "gone/",))
+    with pytest.raises(UserError, match="mnist files not found"):
+        load_dataset("mnist", root=str(tmp_path / "data"))
+    assert not list((tmp_path / "data").glob("*"))
