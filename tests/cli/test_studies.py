@@ -27,9 +27,13 @@ FAST = {"quickstart", "xor_mlp", "xor_linear", "moons_mlp", "diabetes_mlp", "seq
 def smoke_overrides(path: Path) -> list[str]:
     raw = yaml.safe_load(path.read_text())
     data = (raw.get("data") or {}).get("name", "digits")
-    # One epoch on a tenth of the data: the point is that the study runs end to end.
-    sets = ["--set", "params.epochs=1", "--set", "data.val_fraction=0.1",
-            "--set", "data.test_fraction=0.8"]
+    # One epoch on a tenth of the data, in this process: the point is that the study
+    # runs end to end (tests/search covers the Ray executor). A pruned study needs a
+    # second epoch, since its pruner's first rung must lie below the last epoch.
+    pruner = (raw.get("search") or {}).get("pruner", "none")
+    epochs = 1 if pruner in ("none", {"name": "none"}) else 2
+    sets = ["--set", f"params.epochs={epochs}", "--set", "data.val_fraction=0.1",
+            "--set", "data.test_fraction=0.8", "--executor", "serial"]
     for key, value in SMALL_DATA.get(data, {}).items():
         sets += ["--set", f"data.options.{key}={value}"]
     return sets
