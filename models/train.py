@@ -225,9 +225,7 @@ def setup(spec: TrialSpec) -> Fit:
     splits = _load(spec.data)
     device = torch.device(spec.device)
     task = get_task(_task_name(builder.task, splits.task), label_smoothing=opts.label_smoothing)
-    if opts.augment != "none" and len(splits.input_shape) != 3:
-        raise UserError(f"params.augment: '{opts.augment}' needs images (channels, height, "
-                        f"width); dataset '{splits.name}' gives {splits.input_shape}")
+    _check_augment(opts, splits)
     model = builder.build(input_shape=splits.input_shape, n_outputs=splits.n_outputs, **kwargs)
     model.to(device)
     optimizer = make_optimizer(model, opts)
@@ -346,7 +344,8 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     mismatch of builder and data (an error keyed `model`) at build time counts."""
     builder, splits = get_builder(model), _load(data)
     task = get_task(_task_name(builder.task, splits.task))
-    kwargs, _ = split_params(model, params)
+    kwargs, opts = split_params(model, params)
+    _check_augment(opts, splits)
     strict = not set(searched) & set(builder.hyperparameters())
     try:
         net = builder.build(input_shape=splits.input_shape, n_outputs=splits.n_outputs,
@@ -364,6 +363,12 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     except Exception:  # noqa: BLE001 - anything else is the trial's to report, with context
         pass
     return task.name
+
+
+def _check_augment(opts: TrainOptions, splits: Splits) -> None:
+    if opts.augment != "none" and len(splits.input_shape) != 3:
+        raise UserError(f"params.augment: '{opts.augment}' needs images (channels, height, "
+                        f"width); dataset '{splits.name}' gives {splits.input_shape}")
 
 
 def augment_images(x: torch.Tensor, kind: str) -> torch.Tensor:

@@ -200,3 +200,9 @@ def test_searched_builder_knobs_may_still_fit(write_config):
     assert load_config(write_config(raw)).params["padding"] == "valid"
     raw["data"] = {"name": "seq_digits"}        # but no kernel makes a CNN take sequences
     assert error_for(write_config, raw).startswith("model: lenet needs images")
+
+
+def test_augmenting_sequences_is_refused_at_validation(write_config):
+    raw = {"study": "s", "model": "rnn", "data": {"name": "seq_digits"},
+           "params": {"augment": "flip"}, "space": {"lr": {"loguniform": [1e-3, 1e-1]}}}
+    assert error_for(write_config, raw).startswith("params.augment: 'flip' needs images")
