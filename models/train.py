@@ -341,7 +341,7 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     sequences, a many-to-one net on per-step targets, a kernel too large for the
     images) is a UserError before the study starts, not a failed trial. When builder
     hyperparameters are searched, some sampled values may still fit, so then only a
-    mismatch of builder and data (an error keyed `model`) at build time counts."""
+    mismatch of builder and data (an error keyed `model`) counts."""
     builder, splits = get_builder(model), _load(data)
     task = get_task(_task_name(builder.task, splits.task))
     kwargs, opts = split_params(model, params)
@@ -357,8 +357,10 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     try:
         with torch.no_grad():
             task.training_step(net, splits.x_val[:2], splits.y_val[:2])
-    except UserError:
-        if strict:
+    except UserError as e:
+        # A `model` error names the knob that fixes it (head: many_to_many): unless
+        # that knob is searched, no trial can succeed.
+        if strict or (str(e).startswith("model:") and not any(n in str(e) for n in searched)):
             raise
     except Exception:  # noqa: BLE001 - anything else is the trial's to report, with context
         pass
