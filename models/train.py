@@ -227,9 +227,7 @@ def setup(spec: TrialSpec) -> Fit:
     device = torch.device(spec.device)
     splits = _splits_on(spec.data, device)
     task = get_task(_task_name(builder.task, splits.task), label_smoothing=opts.label_smoothing)
-    if opts.augment != "none" and len(splits.input_shape) != 3:
-        raise UserError(f"params.augment: '{opts.augment}' needs images (channels, height, "
-                        f"width); dataset '{splits.name}' gives {splits.input_shape}")
+    _check_augment(opts, splits)
     model = builder.build(input_shape=splits.input_shape, n_outputs=splits.n_outputs, **kwargs)
     model.to(device)
     prepare = getattr(task, "prepare", None)     # e.g. reconstruction: targets = inputs
@@ -439,10 +437,11 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     sequences, a many-to-one net on per-step targets, a kernel too large for the
     images) is a UserError before the study starts, not a failed trial. When builder
     hyperparameters are searched, some sampled values may still fit, so then only a
-    mismatch of builder and data (an error keyed `model`) at build time counts."""
+    mismatch of builder and data (an error keyed `model`) counts."""
     builder, splits = get_builder(model), _load(data)
     task = get_task(_task_name(builder.task, splits.task))
-    kwargs, _ = split_params(model, params)
+    kwargs, opts = split_params(model, params)
+    _check_augment(opts, splits)
     strict = not set(searched) & set(builder.hyperparameters())
     try:
         net = builder.build(input_shape=splits.input_shape, n_outputs=splits.n_outputs,
@@ -454,12 +453,20 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     try:
         with torch.no_grad():
             task.training_step(net, splits.x_val[:2], splits.y_val[:2])
-    except UserError:
-        if strict:
+    except UserError as e:
+        # A `model` error names the knob that fixes it (head: many_to_many): unless
+        # that knob is searched, no trial can succeed.
+        if strict or (str(e).startswith("model:") and not any(n in str(e) for n in searched)):
             raise
     except Exception:  # noqa: BLE001 - anything else is the trial's to report, with context
         pass
     return task.name
+
+
+def _check_augment(opts: TrainOptions, splits: Splits) -> None:
+    if opts.augment != "none" and len(splits.input_shape) != 3:
+        raise UserError(f"params.augment: '{opts.augment}' needs images (channels, height, "
+                        f"width); dataset '{splits.name}' gives {splits.input_shape}")
 
 
 def augment_images(x: torch.Tensor, kind: str) -> torch.Tensor:

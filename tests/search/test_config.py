@@ -200,3 +200,19 @@ def test_searched_builder_knobs_may_still_fit(write_config):
     assert load_config(write_config(raw)).params["padding"] == "valid"
     raw["data"] = {"name": "seq_digits"}        # but no kernel makes a CNN take sequences
     assert error_for(write_config, raw).startswith("model: lenet needs images")
+
+
+def test_augmenting_sequences_is_refused_at_validation(write_config):
+    raw = {"study": "s", "model": "rnn", "data": {"name": "seq_digits"},
+           "params": {"augment": "flip"}, "space": {"lr": {"loguniform": [1e-3, 1e-1]}}}
+    assert error_for(write_config, raw).startswith("params.augment: 'flip' needs images")
+
+
+def test_a_mismatch_counts_even_when_other_knobs_are_searched(write_config):
+    raw = {"study": "s", "model": "rnn", "data": {"name": "copy"},
+           "params": {"head": "many_to_one"}, "space": {"hidden": {"int": [8, 16]}},
+           "search": {"objective": {"metric": "val_token_accuracy", "direction": "maximize"}}}
+    assert "head: many_to_many" in error_for(write_config, raw)
+    raw["params"] = {}
+    raw["space"]["head"] = {"choice": ["many_to_one", "many_to_many"]}
+    assert load_config(write_config(raw)).space["head"]      # searched: the trials decide
