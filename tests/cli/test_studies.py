@@ -33,7 +33,7 @@ def smoke_overrides(path: Path) -> list[str]:
     pruner = (raw.get("search") or {}).get("pruner", "none")
     epochs = 1 if pruner in ("none", {"name": "none"}) else 2
     sets = ["--set", f"params.epochs={epochs}", "--set", "data.val_fraction=0.1",
-            "--set", "data.test_fraction=0.8", "--executor", "serial"]
+            "--set", "data.test_fraction=0.8", "--set", "resources.executor=serial"]
     for key, value in SMALL_DATA.get(data, {}).items():
         sets += ["--set", f"data.options.{key}={value}"]
     return sets
