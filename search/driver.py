@@ -260,5 +260,6 @@ def study_files(study: optuna.Study) -> dict[str, bytes | str]:
 
 
 def _counts(study: optuna.Study) -> dict[str, int]:
-    states = [t.state.name for t in study.trials]
+    """Trials this study ran (a resumed one included), not those warm-started from."""
+    states = [t.state.name for t in study.trials if "warm_start_from" not in t.user_attrs]
     return {s.value: states.count(s.value) for s in TrialState}
