@@ -118,7 +118,8 @@ def _driver_seconds(cfg_dict: dict, train=None) -> tuple[float, float]:
     start = time.perf_counter()
     if cfg.resources.executor == "ray":
         from search.ray_executor import RayExecutor
-        executor = RayExecutor(cfg.resources, train=train)
+        from search.strategies import can_prune
+        executor = RayExecutor(cfg.resources, train=train, prunes=can_prune(cfg.search))
     else:
         executor = SerialExecutor(train=train, threads=1)
     built = time.perf_counter()

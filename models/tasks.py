@@ -113,10 +113,13 @@ def confusion_figure(cm, labels: list[str]) -> bytes:
     ax.set_xticklabels(labels, fontsize="small")
     ax.set_yticklabels(labels, fontsize="small")
     if len(labels) <= 12:   # counts stay readable only for a few classes
+        # Empty cells stay blank: the eye finds the confusions, and each label
+        # drawn costs a trial milliseconds.
         threshold = cm.max() / 2
         for (i, j), count in zip(((i, j) for i in ticks for j in ticks), cm.flat):
-            ax.text(j, i, str(count), ha="center", va="center", fontsize="x-small",
-                    color="white" if count > threshold else "black")
+            if count:
+                ax.text(j, i, str(count), ha="center", va="center", fontsize="x-small",
+                        color="white" if count > threshold else "black")
     return to_png(fig)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import optuna
 import yaml
 
+import search.sqlite  # noqa: F401 - SQLite stores in WAL mode
 from models.errors import UserError
 from models.trial import TrialResult, TrialSpec, TrialState
 from search.config import StudyConfig

@@ -90,7 +90,8 @@ def make_executor(cfg) -> Executor:
         return SerialExecutor(threads=threads)
     if cfg.resources.executor == "ray":
         from search.ray_executor import RayExecutor    # the only module importing Ray
-        return RayExecutor(cfg.resources)
+        from search.strategies import can_prune
+        return RayExecutor(cfg.resources, prunes=can_prune(cfg.search))
     from models.errors import UserError
     raise UserError(f"resources.executor: unknown executor '{cfg.resources.executor}'; "
                     f"valid: ray, serial")

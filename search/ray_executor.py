@@ -6,6 +6,11 @@ How reports reach the single writer and prune decisions get back:
     driver: ray.wait([broker.take(), *trial tasks]) -> on_report -> broker.answer(...)
     the worker's blocked report call returns the driver's prune decision
 
+A study that cannot prune (no pruner, or several objectives) has no decision to
+wait for: its workers post reports and train on. Posted reports may arrive out of
+order or after the trial's result, so the worker also returns every report it
+made, and the driver forwards any it has not seen before it hands the result on.
+
 The broker only relays: it holds no store and writes nothing. The driver process
 calls `on_report` for every epoch (MLflow metrics, Optuna report, should_prune), so
 every pruner works under Ray exactly as in a serial run, and the SQLite stores are
@@ -59,6 +64,11 @@ class ReportBroker:
         self._post(("report", number, attempt, step, metrics))
         return await future
 
+    async def post(self, number: int, attempt: str, step: int,
+                   metrics: Mapping[str, float]) -> None:
+        """A report that needs no answer: the study cannot prune."""
+        self._post(("report", number, attempt, step, metrics))
+
     async def take(self) -> list[tuple]:
         """Every message since the last take; waits for at least one."""
         await self._new.wait()
@@ -101,18 +111,27 @@ def _placement() -> Placement:
     return {"node": ctx.get_node_id(), "host": socket.gethostname(), "device": device}
 
 
-def run_trial(train: TrainFn, spec: TrialSpec, broker: Any,
-              threads: int) -> tuple[Placement, TrialResult]:
-    """The body of one trial's Ray task (one attempt)."""
+Reports = list[tuple[int, dict[str, float]]]
+
+
+def run_trial(train: TrainFn, spec: TrialSpec, broker: Any, threads: int,
+              prunes: bool = True) -> tuple[Placement, TrialResult, Reports]:
+    """The body of one trial's Ray task (one attempt): where it ran, its result, and
+    the reports it made (`prunes`: wait for the driver's decision at each one)."""
     attempt = uuid.uuid4().hex[:8]
     where = _placement()
     broker.started.remote(spec.trial_number, attempt, where)
     spec = dataclasses.replace(spec, device=where["device"], threads=threads)
+    sent: Reports = []
 
     def report(step: int, metrics: Mapping[str, float]) -> bool:
+        sent.append((step, dict(metrics)))
+        if not prunes:
+            broker.post.remote(spec.trial_number, attempt, step, dict(metrics))
+            return False
         return ray.get(broker.report.remote(spec.trial_number, attempt, step, dict(metrics)))
 
-    return where, run_guarded(train, spec, report)
+    return where, run_guarded(train, spec, report), sent
 
 
 # ---------------------------------------------------------------- the driver side
@@ -163,7 +182,7 @@ class _Task:
     number: int
     started: float | None = None        # monotonic time the current attempt began
     attempts: int = 0
-    last_step: int = -1 << 30            # highest step forwarded to the driver
+    seen: set[int] = dataclasses.field(default_factory=set)   # steps forwarded to the driver
     where: Placement = dataclasses.field(default_factory=dict)
     done: bool = False
 
@@ -171,7 +190,9 @@ class _Task:
 class RayExecutor:
     """Runs trials as Ray tasks with `cpus_per_trial` CPUs and `gpus_per_trial` GPUs."""
 
-    def __init__(self, resources: Any, train: TrainFn | None = None) -> None:
+    def __init__(self, resources: Any, train: TrainFn | None = None, prunes: bool = True) -> None:
+        """`prunes`: whether the study may stop a trial early (see `can_prune`);
+        when it cannot, workers do not wait on the driver after each epoch."""
         if train is None:
             from models.train import train_trial as train
         self._owns_ray = connect(resources.address)
@@ -188,12 +209,13 @@ class RayExecutor:
             max_retries=resources.max_retries, retry_exceptions=False)
         self._train = ray.put(train)
         self._threads = max(1, int(resources.cpus_per_trial))
+        self._prunes = prunes
         self._tasks: dict[ray.ObjectRef, _Task] = {}
         self._by_number: dict[int, _Task] = {}
         self._take: ray.ObjectRef | None = None
 
     def submit(self, spec: TrialSpec) -> None:
-        ref = self._remote.remote(self._train, spec, self._broker, self._threads)
+        ref = self._remote.remote(self._train, spec, self._broker, self._threads, self._prunes)
         self._tasks[ref] = self._by_number[spec.trial_number] = _Task(spec.trial_number)
 
     def wait(self, on_report: OnReport) -> list[tuple[int, TrialResult]]:
@@ -205,7 +227,7 @@ class RayExecutor:
             if self._take in ready:
                 messages, self._take = ray.get(self._take), None
                 self._relay(messages, on_report)
-            done = self._collect() + self._expire()
+            done = self._collect(on_report) + self._expire()
             if done:
                 return done
 
@@ -237,27 +259,34 @@ class RayExecutor:
             step, metrics = rest
             if task is None or task.done:
                 decisions.append((number, attempt, step, True))     # finished or cancelled
-            elif step <= task.last_step:
+            elif step in task.seen:
                 decisions.append((number, attempt, step, False))    # a retry re-reporting
             else:
-                task.last_step = step
-                decisions.append((number, attempt, step, bool(on_report(number, step, metrics))))
-        if decisions:
+                decisions.append((number, attempt, step, self._forward(task, step, metrics, on_report)))
+        if decisions and self._prunes:
             self._broker.answer.remote(decisions)
 
-    def _collect(self) -> list[tuple[int, TrialResult]]:
+    @staticmethod
+    def _forward(task: _Task, step: int, metrics: Mapping[str, float], on_report: OnReport) -> bool:
+        task.seen.add(step)
+        return bool(on_report(task.number, step, metrics))
+
+    def _collect(self, on_report: OnReport) -> list[tuple[int, TrialResult]]:
         if not self._tasks:
             return []
         ready, _ = ray.wait(list(self._tasks), num_returns=len(self._tasks), timeout=0)
         out = []
         for ref in ready:
             task = self._tasks.pop(ref)
-            task.done = True
             try:
-                where, result = ray.get(ref)
+                where, result, sent = ray.get(ref)
                 task.where = dict(where)
+                for step, metrics in sent:      # posted reports still on their way
+                    if step not in task.seen:
+                        self._forward(task, step, metrics, on_report)
             except ray.exceptions.RayError as e:
                 result = failed(self._crash_reason(task, e))
+            task.done = True
             out.append((task.number, result))
         return out
 

@@ -100,6 +100,12 @@ def make_sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
     return SAMPLERS[cfg.strategy](cfg)
 
 
+def can_prune(cfg: SearchConfig) -> bool:
+    """Whether a trial may ever be stopped early: a pruner, and one objective
+    (Optuna prunes single-objective studies only)."""
+    return cfg.pruner.name != "none" and len(cfg.objectives) == 1
+
+
 def make_pruner(cfg: SearchConfig, max_epochs: int | None = None) -> optuna.pruners.BasePruner:
     """`max_epochs` (the study's fixed `params.epochs`) bounds hyperband's brackets."""
     return PRUNERS[cfg.pruner.name](cfg.pruner, max_epochs)

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+import search.sqlite  # noqa: F401 - SQLite stores in WAL mode
 from models.errors import UserError
 from models.trial import TrialResult, TrialState
 

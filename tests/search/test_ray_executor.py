@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from search.config import parse_config
 from search.driver import StudyDriver
-from search.executors import SerialExecutor
+from search.executors import SerialExecutor, make_executor
 from search.ray_executor import RayExecutor, auto_parallel, device_for
 from search.tracking import MlflowTracker
 from tests.conftest import Stores, small_config, study_runs
@@ -77,15 +77,20 @@ def test_resources_keys_are_validated(stores):
 @pytest.mark.slow
 def test_parallel_trials_match_serial(ray_local, tmp_path):
     """Random search, no pruning: trial by trial the same params and metrics as the
-    serial executor, with each trial's node and device recorded."""
+    serial executor, with each trial's node and device recorded. Nothing can be
+    pruned, so workers post their reports without waiting for the driver, and
+    still every epoch reaches both stores."""
     outcomes = {}
     for name in ("serial", "ray"):
         stores = Stores(tmp_path / name)
         stores.dir.mkdir()
-        cfg = small_config("same", stores, strategy="random", trials=4)
-        make = ((lambda c: SerialExecutor()) if name == "serial"
-                else (lambda c: RayExecutor(c.resources.model_copy(update={"parallel": 2}))))
-        run_study(cfg, make)
+        cfg = (small_config if name == "serial" else ray_config)("same", stores,
+                                                                 strategy="random", trials=4)
+        make = (lambda c: SerialExecutor()) if name == "serial" else make_executor
+        executor = make(parse_config(cfg))
+        if name == "ray":
+            assert executor.capacity == 2 and executor._prunes is False
+        run_study(cfg, lambda c: executor)
         trials, _, children = trials_and_runs(stores, "same")
         client = MlflowClient(tracking_uri=stores.mlflow_uri)
         outcomes[name] = [(t.params, t.state, t.intermediate_values,
