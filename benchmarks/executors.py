@@ -4,9 +4,14 @@
 
 Prints one markdown section (also returned by `run(quick)` for benchmarks/run.py):
 1. `hypersweep run` (serial executor) against a plain PyTorch script training the
-   same N configurations, both as fresh processes: ratio of wall times (goal <= 1.10).
+   same N configurations, both as fresh processes: ratio of wall times (goal <= 1.10),
+   for short trials (about a second each) and ten times longer ones. The extra
+   seconds are split into a per-study part (imports, creating both stores, the
+   end-of-study report) and a per-trial part, estimated from the two lengths.
 2. The same study with `parallel: 2` on Ray against the serial executor: trial
-   throughput ratio (goal >= 1.7 on 2 cores). Ray's start-up is timed separately.
+   throughput ratio (goal >= 1.7 on 2 cores), end to end (from the executor's
+   start to the last trial's end; Ray's own start-up is timed separately) and in
+   the steady state (after each worker's first trial, which imports torch).
 3. Trivially short trials: the platform's cost per trial (Optuna ask/tell, MLflow
    child run, artifacts) with the serial executor, and what Ray adds on top
    (reference: Ray Tune with actor reuse is about 30 ms per trial).
@@ -98,11 +103,19 @@ def platform_overhead(trials: int, epochs: int) -> dict:
         script = d / "plain.py"
         script.write_text(PLAIN_SCRIPT)
         plain = _timed([sys.executable, str(script), json.dumps(params), str(epochs)])
-    return {"hypersweep_s": hs, "plain_s": plain, "ratio": hs / plain}
+    return {"hypersweep_s": hs, "plain_s": plain, "ratio": hs / plain, "extra_s": hs - plain}
 
 
-def _driver_seconds(cfg_dict: dict, train=None) -> tuple[float, float]:
-    """(seconds to build the executor, seconds for the study loop) in this process."""
+def split_overhead(short: dict, long: dict, trials: int, epochs: tuple[int, int]) -> dict:
+    """Extra seconds = fixed + trials * (per_trial + epochs * per_epoch); with two
+    lengths and the per-trial part taken as epoch-free, solve for both parts."""
+    per_epoch = max(0.0, (long["extra_s"] - short["extra_s"]) / (trials * (epochs[1] - epochs[0])))
+    fixed_and_trials = short["extra_s"] - trials * epochs[0] * per_epoch
+    return {"per_epoch_ms": 1000 * per_epoch, "rest_s": fixed_and_trials}
+
+
+def _driver_seconds(cfg_dict: dict, train=None) -> tuple[float, list[float]]:
+    """(seconds to build the executor, [seconds from then to each trial's end])."""
     import optuna
 
     from search.config import parse_config
@@ -125,8 +138,8 @@ def _driver_seconds(cfg_dict: dict, train=None) -> tuple[float, float]:
     built = time.perf_counter()
     ended: list[float] = []     # up to the last trial's end: not the shutdown of Ray
     StudyDriver(cfg, executor, tracker,
-                on_trial_end=lambda event: ended.append(time.perf_counter())).run()
-    return built - start, ended[-1] - built
+                on_trial_end=lambda event: ended.append(time.perf_counter() - built)).run()
+    return built - start, ended
 
 
 def parallel_scaling(trials: int, epochs: int) -> dict:
@@ -135,9 +148,13 @@ def parallel_scaling(trials: int, epochs: int) -> dict:
         for name, res in (("serial", {}), ("ray", {"executor": "ray", "parallel": 2})):
             d = Path(tmp, name)
             d.mkdir()
-            out[name + "_startup_s"], out[name + "_s"] = _driver_seconds(
+            out[name + "_startup_s"], ends = _driver_seconds(
                 study(f"scaling-{name}", d, trials, epochs, **res))
+            first = 1 if name == "serial" else 2       # each worker's first trial
+            out[name + "_s"] = ends[-1]
+            out[name + "_steady_per_s"] = (len(ends) - first) / (ends[-1] - ends[first - 1])
     out["speedup"] = out["serial_s"] / out["ray_s"]
+    out["steady_speedup"] = out["ray_steady_per_s"] / out["serial_steady_per_s"]
     return out
 
 
@@ -157,28 +174,38 @@ def scheduling_overhead(trials: int) -> dict:
                           ("ray_parallel2", {"executor": "ray", "parallel": 2})):
             d = Path(tmp, name)
             d.mkdir()
-            _, seconds = _driver_seconds(study(f"trivial-{name}", d, trials, 1, **res), trivial)
-            out[name + "_ms"] = 1000 * seconds / trials
+            _, ends = _driver_seconds(study(f"trivial-{name}", d, trials, 1, **res), trivial)
+            out[name + "_ms"] = 1000 * ends[-1] / trials
     out["ray_added_ms"] = out["ray_ms"] - out["serial_ms"]
     return out
 
 
 def run(quick: bool = False) -> str:
     """Run every measurement and return the markdown section."""
-    n, epochs = (2, 2) if quick else (8, 20)
-    over = platform_overhead(n, epochs)
-    scale_n = 4 if quick else 8
-    scale = parallel_scaling(scale_n, epochs)
+    n, epochs = (2, (2, 4)) if quick else (8, (20, 200))
+    short, long = platform_overhead(n, epochs[0]), platform_overhead(n, epochs[1])
+    split = split_overhead(short, long, n, epochs)
+    scale_n = 4 if quick else 16
+    scale = parallel_scaling(scale_n, epochs[0])
     sched = scheduling_overhead(10 if quick else 100)
+
+    def overhead_row(o: dict, e: int) -> str:
+        return (f"| platform overhead: `hypersweep run` (serial) / plain PyTorch script, {n} configs "
+                f"x {e} epochs | {o['ratio']:.2f} ({o['hypersweep_s']:.1f} s / {o['plain_s']:.1f} s) "
+                f"| <= 1.10 |")
+
     return textwrap.dedent(f"""\
         ## Executors{' (quick)' if quick else ''}
 
-        Machine: {os.cpu_count()} CPUs. Digits MLP (2 x 128), {epochs} epochs per trial, 1 torch thread per trial.
+        Machine: {os.cpu_count()} CPUs. Digits MLP (2 x 128), 1 torch thread per trial; fresh stores each run.
 
         | measurement | value | goal |
         |---|---|---|
-        | platform overhead: `hypersweep run` (serial) / plain PyTorch script, {n} configs | {over['ratio']:.2f} ({over['hypersweep_s']:.1f} s / {over['plain_s']:.1f} s) | <= 1.10 |
-        | parallel scaling: `parallel: 2` (Ray) vs serial, {scale_n} trials, trial throughput | {scale['speedup']:.2f}x ({scale['serial_s']:.1f} s / {scale['ray_s']:.1f} s; Ray start-up {scale['ray_startup_s']:.1f} s not included) | >= 1.7x |
+        {overhead_row(short, epochs[0])}
+        {overhead_row(long, epochs[1])}
+        | overhead split: per study (start-up, stores, report) + per trial, and per epoch | {split['rest_s']:.1f} s for the study and its {n} trials; {split['per_epoch_ms']:.1f} ms per epoch | |
+        | parallel scaling: `parallel: 2` (Ray) vs serial, {scale_n} trials x {epochs[0]} epochs, end to end | {scale['speedup']:.2f}x ({scale['serial_s']:.1f} s / {scale['ray_s']:.1f} s; Ray start-up {scale['ray_startup_s']:.1f} s not included) | >= 1.7x |
+        | parallel scaling, steady state (after each worker's first trial) | {scale['steady_speedup']:.2f}x ({scale['ray_steady_per_s']:.2f} vs {scale['serial_steady_per_s']:.2f} trials/s) | >= 1.7x |
         | per trial, trivial trials, serial executor (Optuna + MLflow) | {sched['serial_ms']:.0f} ms | |
         | per trial, trivial trials, Ray `parallel: 1` | {sched['ray_ms']:.0f} ms (Ray adds {sched['ray_added_ms']:.0f} ms) | Ray Tune with actor reuse: ~30 ms |
         | per trial, trivial trials, Ray `parallel: 2` | {sched['ray_parallel2_ms']:.0f} ms | |

@@ -37,7 +37,7 @@ STRATEGIES = {            # label -> (strategy, pruner)
     "grid": ("grid", "none"),
     "random": ("random", "none"),
     "tpe": ("tpe", "none"),
-    "tpe+asha": ("tpe", {"name": "asha", "min_resource": 1, "reduction_factor": 3}),
+    "tpe+asha": ("tpe", {"name": "asha", "min_resource": 1, "reduction_factor": 4}),
 }
 FULL = {"seeds": 5, "trials": 30, "epochs": 12}
 QUICK = {"seeds": 2, "trials": 8, "epochs": 4}

@@ -34,7 +34,7 @@ class Objective(_Strict):
 
 
 class PrunerConfig(_Strict):
-    """`pruner: asha` or `pruner: {name: asha, min_resource: 1, reduction_factor: 3}`.
+    """`pruner: asha` or `pruner: {name: asha, min_resource: 1, reduction_factor: 4}`.
     Unset settings take the pruner's defaults (search.strategies.PRUNERS)."""
 
     name: str = "none"

@@ -77,7 +77,7 @@ PRUNERS: dict[str, PrunerFactory] = {
     "median": lambda p, max_epochs: optuna.pruners.MedianPruner(
         n_startup_trials=_or(p.startup_trials, 5), n_warmup_steps=_or(p.warmup_epochs, 2)),
     "asha": lambda p, max_epochs: optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=_or(p.min_resource, 1), reduction_factor=_or(p.reduction_factor, 3)),
+        min_resource=_or(p.min_resource, 1), reduction_factor=_or(p.reduction_factor, 4)),
     "hyperband": lambda p, max_epochs: optuna.pruners.HyperbandPruner(
         min_resource=_or(p.min_resource, 1), reduction_factor=_or(p.reduction_factor, 3),
         max_resource=max_epochs if max_epochs else "auto"),
