@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.errors import UserError
+from models.errors import UserError, check_at_least
 from models.mlp import make_activation
 from models.registry import register
 
@@ -39,10 +39,8 @@ def autoencoder(*, input_shape: tuple[int, ...], n_outputs: int = 0,
     `sparsity`, `noise` and `contraction` are used by their variant only.
     `n_outputs` (the dataset's classes) is unused: the target is the input.
     """
-    check_positive(code_size=code_size, width=width, channels=channels)
-    for key, v in (("sparsity", sparsity), ("noise", noise), ("contraction", contraction)):
-        if v < 0:
-            raise UserError(f"params.{key}: must be >= 0, got {v}")
+    check_at_least(1, code_size=code_size, width=width, channels=channels)
+    check_at_least(0, sparsity=sparsity, noise=noise, contraction=contraction)
     encoder, decoder = encoder_decoder(input_shape, code_size, arch=arch, depth=depth,
                                        width=width, channels=channels, activation=activation)
     weight = {"sparse": sparsity, "denoising": noise, "contractive": contraction}.get(variant, 0.0)
@@ -84,8 +82,7 @@ def encoder_decoder(input_shape: tuple[int, ...], code_size: int, *, arch: str, 
     if arch == "conv":
         return conv_encoder(input_shape, code_size, channels, activation), \
             conv_decoder(input_shape, code_size, channels, activation)
-    if depth < 0:
-        raise UserError(f"params.depth: must be >= 0, got {depth}")
+    check_at_least(0, depth=depth)
     n = math.prod(input_shape)
     enc: list[nn.Module] = [nn.Flatten()]
     dec: list[nn.Module] = []
@@ -135,9 +132,3 @@ def image_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
         raise UserError(f"params.arch: conv needs images (channels, height, width), "
                         f"the dataset gives samples of shape {tuple(input_shape)}; use arch: mlp")
     return input_shape  # type: ignore[return-value]
-
-
-def check_positive(**values: int) -> None:
-    for key, v in values.items():
-        if v < 1:
-            raise UserError(f"params.{key}: must be >= 1, got {v}")

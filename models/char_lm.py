@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.errors import UserError
+from models.errors import UserError, check_at_least, check_fraction
 from models.registry import register
 
 
@@ -73,9 +73,6 @@ def char_lm(*, input_shape: tuple[int, ...], n_outputs: int, cell: Literal["lstm
     if len(input_shape) != 1:
         raise UserError(f"model: char_lm needs windows of character ids (steps,); the "
                         f"dataset gives samples of shape {tuple(input_shape)} (use data: text)")
-    for name, value in (("emb", emb), ("hidden", hidden), ("layers", layers)):
-        if value < 1:
-            raise UserError(f"params.{name}: must be >= 1, got {value}")
-    if not 0.0 <= dropout < 1.0:
-        raise UserError(f"params.dropout: must be in [0, 1), got {dropout}")
+    check_at_least(1, emb=emb, hidden=hidden, layers=layers)
+    check_fraction(dropout=dropout)
     return CharLM(n_outputs, emb, hidden, layers, cell, dropout, tie_weights)

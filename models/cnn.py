@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.errors import UserError
+from models.errors import UserError, check_at_least, check_fraction
 from models.registry import register
 
 Padding = Literal["same", "valid"]
@@ -97,12 +97,12 @@ def he_init(model: nn.Module) -> nn.Module:
 
 
 def check_common(**values: float) -> None:
+    """Sizes and counts >= 1, `dropout` in [0, 1)."""
     for name, value in values.items():
         if name == "dropout":
-            if not 0.0 <= value < 1.0:
-                raise UserError(f"params.dropout: must be in [0, 1), got {value}")
-        elif value < 1:
-            raise UserError(f"params.{name}: must be >= 1, got {value}")
+            check_fraction(dropout=value)
+        else:
+            check_at_least(1, **{name: value})
 
 
 # ---------------------------------------------------------------- LeNet

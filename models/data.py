@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from models.errors import UserError, unknown
+from models.errors import UserError, check_at_least, unknown
 from models.registry import HParam, check_value, hparams_of
 
 
@@ -162,10 +162,7 @@ def xor(noise: float = 0.0, n: int = 0) -> RawData:
     generated from a fixed seed so the dataset does not vary between trials."""
     corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
     labels = np.array([0, 1, 1, 0], dtype=np.int64)
-    if noise < 0:
-        raise UserError(f"data.options.noise: must be >= 0, got {noise}")
-    if n < 0:
-        raise UserError(f"data.options.n: must be >= 0, got {n}")
+    check_at_least(0, "data.options", noise=noise, n=n)
     if noise == 0 and n == 0:
         return _frozen(RawData(corners, labels, class_names=("0", "1"), unsplit=True))
     rng = np.random.default_rng(0)
@@ -187,9 +184,8 @@ def moons(n: int = 1000, noise: float = 0.2) -> RawData:
     generated from a fixed seed so every trial sees the same points."""
     from sklearn.datasets import make_moons
 
-    _at_least("n", n, 10)
-    if noise < 0:
-        raise UserError(f"data.options.noise: must be >= 0, got {noise}")
+    check_at_least(10, "data.options", n=n)
+    check_at_least(0, "data.options", noise=noise)
     x, y = make_moons(n_samples=n, noise=noise, random_state=0)
     return _frozen(RawData(x.astype(np.float32), y.astype(np.int64), class_names=("0", "1")))
 
@@ -219,8 +215,8 @@ def adding(length: int = 50, n: int = 2000) -> RawData:
     """Hochreiter and Schmidhuber's adding problem: `length` steps of (value, marker);
     the target is the sum of the two marked values, one marked in each half.
     Predicting the mean (1.0) gives an MSE of about 0.167."""
-    _at_least("length", length, 2)
-    _at_least("n", n, 10)
+    check_at_least(2, "data.options", length=length)
+    check_at_least(10, "data.options", n=n)
     rng = np.random.default_rng(0)
     values = rng.uniform(0.0, 1.0, size=(n, length))
     half = length // 2
@@ -240,9 +236,9 @@ def copy(delay: int = 10, symbols: int = 10, n: int = 2000) -> RawData:
     """The copy-memory problem: `symbols` random symbols, `delay` blanks, a delimiter,
     then the net must output the symbols again. Inputs are one-hot (steps, 10);
     targets are a token per step, blank until the symbols are due."""
-    _at_least("delay", delay, 1)
-    _at_least("symbols", symbols, 1)
-    _at_least("n", n, 10)
+    check_at_least(1, "data.options", delay=delay)
+    check_at_least(1, "data.options", symbols=symbols)
+    check_at_least(10, "data.options", n=n)
     steps = symbols + delay + symbols
     rng = np.random.default_rng(0)
     seq = rng.integers(1, 9, size=(n, symbols))
@@ -260,8 +256,8 @@ def reverse(length: int = 8, vocab: int = 10, n: int = 4000) -> RawData:
     """Sequences of `length` random digits from a vocabulary of `vocab`; the target
     is the sequence reversed (an encoder-decoder's classic first test). Inputs are
     one-hot (length, vocab); targets are tokens."""
-    _at_least("length", length, 1)
-    _at_least("n", n, 10)
+    check_at_least(1, "data.options", length=length)
+    check_at_least(10, "data.options", n=n)
     if not 2 <= vocab <= 62:
         raise UserError(f"data.options.vocab: must be in [2, 62], got {vocab}")
     tokens = np.random.default_rng(0).integers(0, vocab, size=(n, length))
@@ -278,8 +274,8 @@ def text(path: str = "", window: int = 64, max_chars: int = 200_000) -> RawData:
     with Python, gathered in a fixed order). Only the first `max_chars` are used."""
     from models.corpus import read_text, stdlib_docstrings
 
-    _at_least("window", window, 2)
-    _at_least("max_chars", max_chars, 100)
+    check_at_least(2, "data.options", window=window)
+    check_at_least(100, "data.options", max_chars=max_chars)
     chars = read_text(path, max_chars) if path else stdlib_docstrings(max_chars)
     vocab = tuple(sorted(set(chars)))
     index = {c: i for i, c in enumerate(vocab)}
@@ -297,9 +293,6 @@ def _one_hot(tokens: np.ndarray, vocab: int) -> np.ndarray:
     return np.eye(vocab, dtype=np.float32)[tokens]
 
 
-def _at_least(name: str, value: int, low: int) -> None:
-    if value < low:
-        raise UserError(f"data.options.{name}: must be >= {low}, got {value}")
 
 
 # Registered here so that every dataset is known once models.data is imported.

@@ -9,6 +9,20 @@ class UserError(ValueError):
     """Bad input from the user. The CLI prints it as one line and exits 2."""
 
 
+def check_at_least(low: float, key_prefix: str = "params", **values: float) -> None:
+    """`params.KEY: must be >= LOW, got V` for the first of `values` below `low`."""
+    for key, value in values.items():
+        if value < low:
+            raise UserError(f"{key_prefix}.{key}: must be >= {low:g}, got {value}")
+
+
+def check_fraction(key_prefix: str = "params", **values: float) -> None:
+    """`params.KEY: must be in [0, 1), got V` (dropout rates and the like)."""
+    for key, value in values.items():
+        if not 0.0 <= value < 1.0:
+            raise UserError(f"{key_prefix}.{key}: must be in [0, 1), got {value}")
+
+
 def unknown(kind: str, name: object, valid: Iterable[object], key: str | None = None) -> UserError:
     """`unknown builder 'mpl' (did you mean 'mlp'?); valid: linear, mlp`."""
     choices = sorted(str(v) for v in valid)

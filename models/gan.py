@@ -17,8 +17,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.autoencoder import check_positive, downsampled, image_shape
-from models.errors import UserError
+from models.autoencoder import downsampled, image_shape
+from models.errors import check_at_least, check_fraction
 from models.registry import register
 
 
@@ -31,11 +31,9 @@ def gan(*, input_shape: tuple[int, ...], n_outputs: int = 0, arch: Literal["mlp"
     stacks of `channels` and 2x`channels`. `batch_norm` applies to the generator's
     hidden layers (and the dcgan discriminator's second conv); `d_dropout` to the
     discriminator's hidden layers; `leak` is its leaky-ReLU slope."""
-    check_positive(latent_size=latent_size, width=width, channels=channels, d_steps=d_steps)
-    if depth < 1:
-        raise UserError(f"params.depth: must be >= 1, got {depth}")
-    if not 0.0 <= d_dropout < 1.0:
-        raise UserError(f"params.d_dropout: must be in [0, 1), got {d_dropout}")
+    check_at_least(1, latent_size=latent_size, width=width, channels=channels, d_steps=d_steps,
+                   depth=depth)
+    check_fraction(d_dropout=d_dropout)
     if arch == "dcgan":
         g = dcgan_generator(input_shape, latent_size, channels, batch_norm)
         d = dcgan_discriminator(input_shape, channels, leak, batch_norm, d_dropout)

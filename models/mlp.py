@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.errors import UserError
+from models.errors import check_at_least, check_fraction
 from models.registry import register
 
 Activation = Literal["relu", "leaky_relu", "prelu", "elu", "tanh", "sigmoid", "maxout", "linear"]
@@ -116,11 +116,7 @@ def init_linear(layer: nn.Linear, init: str, activation: str) -> None:
 
 
 def _check(*, depth: int, width: int, dropout: float, maxout_pieces: int) -> None:
-    if depth < 0:
-        raise UserError(f"params.depth: must be >= 0, got {depth}")
-    if width < 1:
-        raise UserError(f"params.width: must be >= 1, got {width}")
-    if not 0.0 <= dropout < 1.0:
-        raise UserError(f"params.dropout: must be in [0, 1), got {dropout}")
-    if maxout_pieces < 1:
-        raise UserError(f"params.maxout_pieces: must be >= 1, got {maxout_pieces}")
+    check_at_least(0, depth=depth)
+    check_at_least(1, width=width)
+    check_fraction(dropout=dropout)
+    check_at_least(1, maxout_pieces=maxout_pieces)

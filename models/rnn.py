@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.errors import UserError
+from models.errors import UserError, check_at_least, check_fraction
 from models.registry import register
 
 Cell = Literal["rnn", "lstm", "gru"]
@@ -62,12 +62,8 @@ def recurrent(input_shape: tuple[int, ...], n_outputs: int, *, cell: str, hidden
     else:
         raise UserError(f"model: {cell} needs sequences (steps, features) or images; the "
                         f"dataset gives samples of shape {tuple(input_shape)}")
-    if hidden < 1:
-        raise UserError(f"params.hidden: must be >= 1, got {hidden}")
-    if layers < 1:
-        raise UserError(f"params.layers: must be >= 1, got {layers}")
-    if not 0.0 <= dropout < 1.0:
-        raise UserError(f"params.dropout: must be in [0, 1), got {dropout}")
+    check_at_least(1, hidden=hidden, layers=layers)
+    check_fraction(dropout=dropout)
     return Recurrent(n_features, n_outputs, cell, hidden, layers, bidirectional, dropout,
                      head, nonlinearity)
 

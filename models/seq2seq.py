@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.errors import UserError
+from models.errors import UserError, check_at_least, check_fraction
 from models.registry import register
 
 AttentionKind = Literal["additive", "dot", "none"]
@@ -148,10 +148,7 @@ def seq2seq(*, input_shape: tuple[int, ...], n_outputs: int, emb: int = 32, hidd
     if len(input_shape) not in (1, 2):
         raise UserError(f"model: seq2seq needs sequences (steps, vocabulary) or token ids "
                         f"(steps,); the dataset gives samples of shape {tuple(input_shape)}")
-    for name, value in (("emb", emb), ("hidden", hidden), ("beam_width", beam_width)):
-        if value < 1:
-            raise UserError(f"params.{name}: must be >= 1, got {value}")
-    if not 0.0 <= dropout < 1.0:
-        raise UserError(f"params.dropout: must be in [0, 1), got {dropout}")
+    check_at_least(1, emb=emb, hidden=hidden, beam_width=beam_width)
+    check_fraction(dropout=dropout)
     return Seq2Seq(tuple(input_shape), n_outputs, emb, hidden, bidirectional, attention,
                    decode, beam_width, dropout)

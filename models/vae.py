@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.autoencoder import Activation, Arch, check_positive, encoder_decoder
-from models.errors import UserError
+from models.autoencoder import Activation, Arch, encoder_decoder
+from models.errors import check_at_least
 from models.registry import register
 
 
@@ -21,9 +21,8 @@ def vae(*, input_shape: tuple[int, ...], n_outputs: int = 0, latent_size: int = 
         channels: int = 16, activation: Activation = "relu") -> nn.Module:
     """Encoder (MLP of `depth` x `width`, or two stride-2 convs) to the mean and log
     variance of a `latent_size` Gaussian; decoder back to pixels in [0, 1]."""
-    check_positive(latent_size=latent_size, width=width, channels=channels)
-    if beta < 0:
-        raise UserError(f"params.beta: must be >= 0, got {beta}")
+    check_at_least(1, latent_size=latent_size, width=width, channels=channels)
+    check_at_least(0, beta=beta)
     encoder, decoder = encoder_decoder(input_shape, 2 * latent_size, arch=arch, depth=depth,
                                        width=width, channels=channels, activation=activation)
     # The decoder's first layer takes the latent z, not a code twice its size.

@@ -80,3 +80,17 @@ def small_config(study: str, stores: "Stores", **search) -> dict:
         "resources": {"executor": "serial"},    # fast in-process; Ray tests override it
         "tracking": {"uri": stores.mlflow_uri, "storage": stores.optuna_url},
     }
+
+
+# The example space of DESIGN.md (conditional optimizer branches), used by the space tests.
+DESIGN_SPACE = """
+lr:      {loguniform: [1.0e-4, 1.0e-1]}
+depth:   {int: [1, 4]}
+width:   {intlog: [16, 512]}
+dropout: {uniform: [0.0, 0.5]}
+optimizer:
+  choice:
+    sgd:  {momentum: {uniform: [0.0, 0.99]}, nesterov: {choice: [true, false]}}
+    adam: {beta2: {choice: [0.99, 0.999]}}
+    rmsprop: {}
+"""

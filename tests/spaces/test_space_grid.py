@@ -6,6 +6,7 @@ import yaml
 
 from models.errors import UserError
 from spaces import grid, grid_size, parse_space
+from tests.conftest import DESIGN_SPACE
 
 
 def space_of(text: str):
@@ -103,17 +104,7 @@ def test_nested_conditionals_and_shared_branch_names():
 
 
 def test_grid_size_of_the_design_example():
-    space = space_of("""
-    lr:      {loguniform: [1.0e-4, 1.0e-1]}
-    depth:   {int: [1, 4]}
-    width:   {intlog: [16, 512]}
-    dropout: {uniform: [0.0, 0.5]}
-    optimizer:
-      choice:
-        sgd:  {momentum: {uniform: [0.0, 0.99]}, nesterov: {choice: [true, false]}}
-        adam: {beta2: {choice: [0.99, 0.999]}}
-        rmsprop: {}
-    """)
+    space = space_of(DESIGN_SPACE)
     assert grid_size(space, 4) == 4 * 4 * 4 * 4 * (4 * 2 + 2 + 1)
     assert len(grid(space, 4)) == grid_size(space, 4)
 

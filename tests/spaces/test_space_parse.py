@@ -16,18 +16,7 @@ from spaces import (
     parse_space,
     to_raw,
 )
-
-DESIGN_SPACE = """
-lr:      {loguniform: [1.0e-4, 1.0e-1]}
-depth:   {int: [1, 4]}
-width:   {intlog: [16, 512]}
-dropout: {uniform: [0.0, 0.5]}
-optimizer:
-  choice:
-    sgd:  {momentum: {uniform: [0.0, 0.99]}, nesterov: {choice: [true, false]}}
-    adam: {beta2: {choice: [0.99, 0.999]}}
-    rmsprop: {}
-"""
+from tests.conftest import DESIGN_SPACE
 
 
 def parse_yaml(text: str):
