@@ -19,7 +19,7 @@ from models.trial import TrialResult, TrialSpec, TrialState
 from search.config import StudyConfig
 from search.executors import Executor, failed
 from search.importance import Importances, importance_figure, importance_metrics, param_importances
-from search.strategies import enqueue_initial, make_pruner, make_sampler
+from search.strategies import can_prune, enqueue_initial, make_pruner, make_sampler
 from search.tracking import MlflowTracker
 from spaces import parse_space, suggest
 
@@ -107,6 +107,7 @@ class StudyDriver:
         self.on_trial_end = on_trial_end or (lambda event: None)
         self.space = parse_space(cfg.space)
         self.objectives = cfg.search.objectives
+        self.prunes = can_prune(cfg.search)
         self.running: dict[int, _Running] = {}
         self.counts = {s.value: 0 for s in TrialState}
         self.importances: Importances = {}
@@ -188,6 +189,8 @@ class StudyDriver:
         if value is None or not math.isfinite(value):
             return False
         r.trial.report(float(value), step)
+        if not self.prunes:
+            return False            # should_prune reads the whole trial back: skip it
         # A trial that has trained all its epochs is complete: pruning it now would
         # save nothing and throw its result away.
         last = r.spec.params.get("epochs")
