@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_builders            # 3 epochs each
     .venv/bin/python -m benchmarks.bench_builders --quick    # 1 epoch, small data
+    python -m benchmarks.run --only builders                  # into RESULTS.md
 
 Prints one row per builder: parameters, seconds per epoch (median over epochs
 after the first, which pays one-off costs) and the whole trial's seconds, on one
@@ -15,9 +16,13 @@ import statistics
 import time
 from typing import Any
 
+from benchmarks import markdown_table
 from models.registry import builder_names
 from models.train import train_trial
 from models.trial import TrialSpec
+
+SECTION = "builders"
+TITLE = "Training throughput of every builder (one CPU thread)"
 
 # builder -> (data, params); builders not listed run on digits with defaults.
 WORKLOADS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -44,6 +49,18 @@ def bench(name: str, epochs: int, quick: bool) -> dict[str, float]:
     per_epoch = statistics.median(times[1:] or times)
     return {"params": result.metrics["param_count"], "s_per_epoch": per_epoch,
             "total_s": total, "state": result.state.value, "data": data["name"]}
+
+
+def run(quick: bool = False) -> str:
+    epochs = 1 if quick else 3
+    rows = []
+    for name in builder_names():
+        r = bench(name, epochs, quick)
+        rows.append({"builder": name, "data": r["data"], "parameters": int(r["params"]),
+                     "s per epoch": r["s_per_epoch"], "trial s": r["total_s"],
+                     "state": r["state"]})
+    return (f"{epochs} epoch(s) per builder on its dataset{' (small data)' if quick else ''}; "
+            f"seconds per epoch: the median after the first epoch.\n\n" + markdown_table(rows))
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ on resume, reopening a study on resume, and `export`, for growing numbers of
 trials. Synthetic trials (no training), real SQLite stores.
 
     python -m benchmarks.lifecycle [--trials 50 200] [--repeat 3]
+    python -m benchmarks.run --only lifecycle     # into RESULTS.md
 """
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ from pathlib import Path
 
 import optuna
 
+from benchmarks import markdown_table
 from models.trial import TrialResult, TrialState
 from search.config import parse_config
 from search.inspect import trials_frame
 from search.lifecycle import reopen_study
 from search.report import study_figures
 from search.tracking import MlflowTracker
+
+SECTION = "lifecycle"
+TITLE = "Study lifecycle: parent-run figures, reopening a study, export"
 
 
 def synthetic_study(root: Path, n: int):
@@ -59,19 +64,35 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def measure(trials: list[int], repeat: int) -> list[dict[str, float]]:
+    rows = []
+    for n in trials:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg, study, tracker = synthetic_study(Path(tmp), n)
+            rows.append({
+                "trials": n,
+                "figures s": timed(lambda: study_figures(study), repeat),
+                "reopen s": timed(lambda: reopen_study(cfg, MlflowTracker(cfg.tracking.uri)), repeat),
+                "export s": timed(lambda: trials_frame(study, cfg.tracking.uri), repeat)})
+    return rows
+
+
+def run(quick: bool = False) -> str:
+    trials, repeat = ([20], 1) if quick else ([50, 200], 3)
+    return (f"Synthetic finished studies (no training), real SQLite stores; median of {repeat} "
+            f"run(s). figures: every parent-run figure drawn at study end and on resume; "
+            f"reopen: what `resume` does before its first trial; export: `hypersweep export`'s "
+            f"table.\n\n" + markdown_table(measure(trials, repeat)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, nargs="+", default=[50, 200])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     print(f"{'trials':>7} {'figures s':>10} {'reopen s':>9} {'export s':>9}")
-    for n in args.trials:
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg, study, tracker = synthetic_study(Path(tmp), n)
-            figures = timed(lambda: study_figures(study), args.repeat)
-            reopen = timed(lambda: reopen_study(cfg, MlflowTracker(cfg.tracking.uri)), args.repeat)
-            export = timed(lambda: trials_frame(study, cfg.tracking.uri), args.repeat)
-        print(f"{n:>7} {figures:>10.2f} {reopen:>9.2f} {export:>9.2f}")
+    for r in measure(args.trials, args.repeat):
+        print(f"{r['trials']:>7} {r['figures s']:>10.2f} {r['reopen s']:>9.2f} {r['export s']:>9.2f}")
 
 
 if __name__ == "__main__":

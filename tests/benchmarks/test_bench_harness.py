@@ -16,8 +16,14 @@ def test_sections_are_replaced_in_place_and_others_kept(tmp_path):
     assert text.index("new") < text.index("ray numbers")        # the section kept its place
 
 
-def test_search_benchmark_is_discovered():
-    assert "search" in benchmarks()
+def test_every_benchmark_is_discovered():
+    assert set(benchmarks()) == {"search", "executors", "builders", "generative", "lifecycle"}
+
+
+def test_markdown_table():
+    from benchmarks import markdown_table
+    text = markdown_table([{"name": "a", "s": 1.234567}, {"name": "b", "s": 20.0}])
+    assert text.splitlines() == ["| name | s |", "|---|---|", "| a | 1.235 |", "| b | 20 |"]
 
 
 def test_epochs_to_target_counts_every_epoch_until_a_completed_trial_reaches_it():
