@@ -96,7 +96,7 @@ def run(quick: bool = False) -> str:
              for r in trained]
     return (f"{epochs} epochs each, lr 1e-3, one thread. The frozen scorer (the FID-style "
             f"distance's feature net): trained once in {scorer['train_s']:.1f} s, one scoring "
-            f"of a validation-sized batch {scorer['score_s']:.2f} s; test vs validation images "
+            f"of a validation-sized batch {1000 * scorer['score_s']:.1f} ms; test vs validation images "
             f"score {scorer['fid_test_vs_val']:.1f} (the floor a perfect generator reaches)."
             f"\n\n" + markdown_table(table))
 
