@@ -195,9 +195,7 @@ def run(quick: bool = False) -> str:
                 f"| <= 1.10 |")
 
     return textwrap.dedent(f"""\
-        ## Executors{' (quick)' if quick else ''}
-
-        Machine: {os.cpu_count()} CPUs. Digits MLP (2 x 128), 1 torch thread per trial; fresh stores each run.
+        {'Quick run (small sizes). ' if quick else ''}Machine: {os.cpu_count()} CPUs. Digits MLP (2 x 128), 1 torch thread per trial; fresh stores each run.
 
         | measurement | value | goal |
         |---|---|---|
