@@ -293,7 +293,5 @@ def _one_hot(tokens: np.ndarray, vocab: int) -> np.ndarray:
     return np.eye(vocab, dtype=np.float32)[tokens]
 
 
-
-
 # Registered here so that every dataset is known once models.data is imported.
 from models import image_files  # noqa: E402,F401  (mnist, fashion_mnist, cifar10)
