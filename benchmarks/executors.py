@@ -12,7 +12,8 @@ Prints one markdown section (also returned by `run(quick)` for benchmarks/run.py
    throughput ratio (goal >= 1.7 on 2 cores), end to end (from the executor's
    start to the last trial's end; Ray's own start-up is timed separately) and in
    the steady state (after each worker's first trial, which imports torch), for
-   short trials and five times longer ones.
+   short trials and five times longer ones; beside it, the ceiling this machine
+   allows: two plain training processes side by side against one.
 3. Trivially short trials: the platform's cost per trial (Optuna ask/tell, MLflow
    child run, artifacts) with the serial executor, and what Ray adds on top
    (reference: Ray Tune with actor reuse is about 30 ms per trial).
@@ -54,8 +55,9 @@ def study(name: str, d: Path, trials: int, epochs: int, **resources) -> dict:
 
 
 PLAIN_SCRIPT = textwrap.dedent('''
-    # A plain PyTorch script: train each configuration, print the best val accuracy.
-    import json, sys, torch
+    # A plain PyTorch script: train each configuration, print its val accuracy, then
+    # the seconds spent training (imports excluded).
+    import json, sys, time, torch
     from torch import nn
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -66,6 +68,7 @@ PLAIN_SCRIPT = textwrap.dedent('''
     idx = torch.arange(len(y)).numpy()
     tr, va = train_test_split(idx, test_size=0.4, random_state=0)
     xt, yt, xv, yv = x[tr], y[tr], x[va[:len(va) // 2]], y[va[:len(va) // 2]]
+    start = time.perf_counter()
     for c in configs:
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Dropout(c["dropout"]),
@@ -83,6 +86,7 @@ PLAIN_SCRIPT = textwrap.dedent('''
                 acc = (out.argmax(1) == yv).float().mean().item()
                 val_loss = nn.functional.cross_entropy(out, yv).item()
         print(c, acc)
+    print(time.perf_counter() - start)
 ''')
 
 
@@ -143,7 +147,32 @@ def _driver_seconds(cfg_dict: dict, train=None) -> tuple[float, list[float]]:
     return built - start, ended
 
 
+def plain_ceiling(params: list[dict], epochs: int) -> float:
+    """What this machine gives two processes at once: the plain script training
+    every configuration alone, against two copies side by side with half each
+    (training seconds only, imports excluded). The limit for `parallel: 2`."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        script = Path(tmp, "plain.py")
+        script.write_text(PLAIN_SCRIPT)
+
+        def start(configs: list[dict]) -> subprocess.Popen:
+            return subprocess.Popen([sys.executable, str(script), json.dumps(configs), str(epochs)],
+                                    stdout=subprocess.PIPE, text=True)
+
+        def seconds(proc: subprocess.Popen) -> float:
+            out, _ = proc.communicate()
+            return float(out.strip().splitlines()[-1])
+
+        alone = seconds(start(params))
+        pair = [start(params[0::2]), start(params[1::2])]
+        return alone / max(seconds(p) for p in pair)
+
+
 def parallel_scaling(trials: int, epochs: int) -> dict:
+    """Throughputs of the serial executor and `parallel: 2`, and the serial
+    study's parameter sets (for `plain_ceiling`)."""
+    import optuna
+
     out = {}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         for name, res in (("serial", {}), ("ray", {"executor": "ray", "parallel": 2})):
@@ -151,6 +180,9 @@ def parallel_scaling(trials: int, epochs: int) -> dict:
             d.mkdir()
             out[name + "_startup_s"], ends = _driver_seconds(
                 study(f"scaling-{name}", d, trials, epochs, **res))
+            if name == "serial":
+                out["params"] = [t.params for t in optuna.load_study(
+                    study_name="scaling-serial", storage=f"sqlite:///{d / 'optuna.db'}").trials]
             first = 1 if name == "serial" else 2       # each worker's first trial
             out[name + "_s"] = ends[-1]
             out[name + "_steady_per_s"] = (len(ends) - first) / (ends[-1] - ends[first - 1])
@@ -190,6 +222,7 @@ def run(quick: bool = False) -> str:
     scale = parallel_scaling(scale_n, epochs[0])
     scale_long_epochs = epochs[1] // 2        # trials about five times longer
     scale_long = parallel_scaling(scale_n, scale_long_epochs)
+    ceiling = plain_ceiling(scale_long["params"], scale_long_epochs)
     sched = scheduling_overhead(10 if quick else 100)
 
     def overhead_row(o: dict, e: int) -> str:
@@ -208,6 +241,7 @@ def run(quick: bool = False) -> str:
         | parallel scaling: `parallel: 2` (Ray) vs serial, {scale_n} trials x {epochs[0]} epochs, end to end | {scale['speedup']:.2f}x ({scale['serial_s']:.1f} s / {scale['ray_s']:.1f} s; Ray start-up {scale['ray_startup_s']:.1f} s not included) | >= 1.7x |
         | parallel scaling, steady state (after each worker's first trial) | {scale['steady_speedup']:.2f}x ({scale['ray_steady_per_s']:.2f} vs {scale['serial_steady_per_s']:.2f} trials/s) | >= 1.7x |
         | parallel scaling, {scale_n} trials x {scale_long_epochs} epochs, end to end | {scale_long['speedup']:.2f}x ({scale_long['serial_s']:.1f} s / {scale_long['ray_s']:.1f} s); steady state {scale_long['steady_speedup']:.2f}x | >= 1.7x |
+        | this machine's ceiling: the plain script, two processes side by side vs one, same {scale_n} configs x {scale_long_epochs} epochs | {ceiling:.2f}x | |
         | per trial, trivial trials, serial executor (Optuna + MLflow) | {sched['serial_ms']:.0f} ms | |
         | per trial, trivial trials, Ray `parallel: 1` | {sched['ray_ms']:.0f} ms (Ray adds {sched['ray_added_ms']:.0f} ms) | Ray Tune with actor reuse: ~30 ms |
         | per trial, trivial trials, Ray `parallel: 2` | {sched['ray_parallel2_ms']:.0f} ms | |
