@@ -106,6 +106,26 @@ def test_parallel_trials_match_serial(ray_local, tmp_path):
 
 
 @pytest.mark.ray
+def test_reports_posted_in_batches_arrive_live_and_complete(ray_local, stores):
+    """Without a pruner, workers post epochs in batches while they train and the
+    result carries the rest: every epoch reaches both stores exactly once, and
+    the first ones are logged well before the trial ends."""
+    cfg = ray_config("posted", stores, strategy="random", trials=2)
+    cfg["params"]["epochs"] = 8
+    outcome = run_study(cfg, lambda c: RayExecutor(c.resources, train=trainers.slow_epochs,
+                                                   prunes=False))
+    assert outcome.counts["COMPLETE"] == 2
+    trials, _, children = trials_and_runs(stores, "posted")
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    for t, c in zip(trials, children):
+        history = client.get_metric_history(c.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == list(range(1, 9))
+        assert [m.value for m in history] == pytest.approx([e / 10 for e in range(1, 9)])
+        assert sorted(t.intermediate_values) == list(range(1, 9))
+        assert history[-1].timestamp - history[0].timestamp >= 1000     # ms: logged live
+
+
+@pytest.mark.ray
 @pytest.mark.slow
 def test_median_pruning_under_ray_as_in_serial(ray_local, tmp_path):
     """The prune decision travels back to the worker: the same trials are pruned."""

@@ -51,3 +51,15 @@ def faulty(spec: TrialSpec, report, marker_dir: str) -> TrialResult:
 def _replace(spec: TrialSpec, **params) -> TrialSpec:
     import dataclasses
     return dataclasses.replace(spec, params={**spec.params, **params})
+
+
+def slow_epochs(spec: TrialSpec, report) -> TrialResult:
+    """Eight epochs of 0.3 s each: long enough that a worker which need not wait
+    posts some epochs while the trial runs and leaves the rest to its result."""
+    history = []
+    for epoch in range(1, 9):
+        time.sleep(0.3)
+        metrics = {"val_accuracy": epoch / 10, "val_loss": 1.0 / epoch, "train_loss": 0.5}
+        history.append(metrics)
+        report(epoch, metrics)
+    return TrialResult(TrialState.COMPLETE, metrics, tuple(history), len(history))
