@@ -264,8 +264,6 @@ class RayExecutor:
             step, metrics = rest
             if task is None or task.done:
                 decisions.append((number, attempt, step, True))     # finished or cancelled
-            elif step in task.seen:
-                decisions.append((number, attempt, step, False))    # a retry re-reporting
             else:
                 decisions.append((number, attempt, step, self._forward(task, step, metrics, on_report)))
         if decisions and self._prunes:
@@ -273,6 +271,10 @@ class RayExecutor:
 
     @staticmethod
     def _forward(task: _Task, step: int, metrics: Mapping[str, float], on_report: OnReport) -> bool:
+        """Hand a report to the driver once: a step seen before (re-reported by a
+        retry, or carried by both a posted batch and the result) goes no further."""
+        if step in task.seen:
+            return False
         task.seen.add(step)
         return bool(on_report(task.number, step, metrics))
 
@@ -287,8 +289,7 @@ class RayExecutor:
                 where, result, sent = ray.get(ref)
                 task.where = dict(where)
                 for step, metrics in sent:      # posted reports still on their way
-                    if step not in task.seen:
-                        self._forward(task, step, metrics, on_report)
+                    self._forward(task, step, metrics, on_report)
             except ray.exceptions.RayError as e:
                 result = failed(self._crash_reason(task, e))
             task.done = True
