@@ -143,6 +143,8 @@ def make_optimizer(model: nn.Module, o: TrainOptions) -> torch.optim.Optimizer:
     others = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
     groups = [{"params": weights, "weight_decay": o.weight_decay},
               {"params": others, "weight_decay": 0.0}]
+    if o.weight_decay == 0:     # one group: each group is a separate pass per step
+        groups = [{"params": weights + others, "weight_decay": 0.0}]
     if o.optimizer in ("sgd", "momentum", "nesterov"):
         nesterov = (o.optimizer == "nesterov" or o.nesterov) and o.momentum > 0
         return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=nesterov)

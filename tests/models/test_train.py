@@ -63,6 +63,15 @@ def test_weight_decay_spares_biases():
     assert all(p.dim() == 1 for p in spared["params"])
 
 
+def test_without_weight_decay_one_group_holds_every_parameter():
+    # A second group would be a second pass of the optimizer over the model per step.
+    opt = _optimizer(weight_decay=0.0)
+    (group,) = opt.param_groups
+    assert group["weight_decay"] == 0.0
+    assert sum(p.numel() for p in group["params"]) > 0
+    assert {p.dim() for p in group["params"]} == {1, 2}
+
+
 @pytest.mark.parametrize("schedule,params,lrs", [
     ("constant", {}, [1.0, 1.0, 1.0, 1.0]),
     ("step", {"step_size": 2, "gamma": 0.5}, [1.0, 1.0, 0.5, 0.5]),
