@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import random
 import time
 from dataclasses import dataclass
@@ -397,10 +398,24 @@ def seed_everything(seed: int) -> None:
 
 
 def _load(data: Mapping[str, Any]) -> Splits:
-    # Accepts a DataConfig dump ({name, ..., options: {...}}) or options inline.
-    data = dict(data)
-    options = dict(data.pop("options", None) or {})
-    return load_dataset(data.pop("name", "digits"), **data, **options)
+    """The dataset's splits on the CPU, loaded once per process for consecutive
+    trials on the same data (a serial study, a Ray worker): the tensors are shared,
+    and nothing in training writes to them in place."""
+    key = _data_key(data)
+    if key not in _LOADED:
+        _LOADED.clear()                 # one dataset at a time bounds memory
+        # Accepts a DataConfig dump ({name, ..., options: {...}}) or options inline.
+        spec = dict(data)
+        options = dict(spec.pop("options", None) or {})
+        _LOADED[key] = load_dataset(spec.pop("name", "digits"), **spec, **options)
+    return _LOADED[key]
+
+
+_LOADED: dict[str, Splits] = {}
+
+
+def _data_key(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, default=str)
 
 
 def _task_name(builder_task: str, data_task: str) -> str:
@@ -415,11 +430,11 @@ _ON_ACCELERATOR: dict[tuple[str, str], Splits] = {}
 
 
 def _splits_on(data: Mapping[str, Any], device: torch.device) -> Splits:
-    """The splits on `device`. On an accelerator they stay there for the next trial
-    of this process (a Ray worker runs many), so each worker copies a dataset once."""
+    """The splits on `device`. They stay there for the next trial of this process
+    (a Ray worker runs many), so each worker loads and copies a dataset once."""
     if device.type == "cpu":
-        return _to_device(_load(data), device)
-    key = (repr(sorted(dict(data).items())), str(device))
+        return _load(data)
+    key = (_data_key(data), str(device))
     if key not in _ON_ACCELERATOR:
         _ON_ACCELERATOR.clear()         # one dataset at a time bounds device memory
         _ON_ACCELERATOR[key] = _to_device(_load(data), device)

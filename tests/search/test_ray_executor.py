@@ -191,8 +191,9 @@ def test_faults_fail_only_their_trial(ray_local, stores, tmp_path):
     assert_nothing_running(stores, "faults")
 
 
-def test_accelerator_splits_are_placed_once_per_process():
-    """Off the CPU, a worker's next trial finds the dataset already on the device."""
+def test_splits_are_loaded_and_placed_once_per_process():
+    """A worker's next trial finds the dataset loaded, and off the CPU already on
+    the device; other data options load anew."""
     import torch
 
     from models.train import _splits_on
@@ -204,7 +205,9 @@ def test_accelerator_splits_are_placed_once_per_process():
     other = _splits_on({**data, "val_fraction": 0.3}, meta)
     assert other is not first and len(other.y_val) > len(first.y_val)
     cpu = torch.device("cpu")
-    assert _splits_on(data, cpu) is not _splits_on(data, cpu)    # CPU: nothing to cache
+    on_cpu = _splits_on(data, cpu)
+    assert _splits_on({"test_fraction": 0.2, "val_fraction": 0.2, "name": "digits"}, cpu) is on_cpu
+    assert on_cpu.x_train.device.type == "cpu" and len(on_cpu.y_val) == len(first.y_val)
 
 
 @pytest.mark.gpu
