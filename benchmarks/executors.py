@@ -10,13 +10,14 @@ Prints one markdown section (also returned by `run(quick)` for benchmarks/run.py
    end-of-study report) and a per-trial part, estimated from the two lengths.
 2. The same study with `parallel: 2` on Ray against the serial executor: trial
    throughput ratio (goal >= 1.7 on 2 cores), end to end (from the executor's
-   start to the last trial's end; Ray's own start-up is timed separately) and in
-   the steady state (after each worker's first trial, which imports torch), for
+   start until the last trial is written to MLflow; Ray's own start-up is timed
+   separately) and in the steady state (after each worker's first trial, which
+   imports torch), for
    short trials and five times longer ones; beside it, the ceiling this machine
    allows: two plain training processes side by side against one.
-3. Trivially short trials: the platform's cost per trial (Optuna ask/tell, MLflow
-   child run, artifacts) with the serial executor, and what Ray adds on top
-   (reference: Ray Tune with actor reuse is about 30 ms per trial).
+3. Trivially short trials: the platform's cost per trial (Optuna ask/tell, the
+   MLflow child run, until written) with the serial executor, and what Ray adds on
+   top (reference: Ray Tune with actor reuse is about 30 ms per trial).
 """
 from __future__ import annotations
 
@@ -128,20 +129,23 @@ def split_overhead(short: dict, long: dict, trials: int, epochs: tuple[int, int]
     return {"per_epoch_ms": 1000 * per_epoch, "rest_s": fixed_and_trials}
 
 
-def _driver_seconds(cfg_dict: dict, train=None) -> tuple[float, list[float]]:
-    """(seconds to build the executor, [seconds from then to each trial's end])."""
+def _driver_seconds(cfg_dict: dict, train=None) -> tuple[float, list[float], float]:
+    """(seconds to build the executor, [seconds from then to each trial's end],
+    seconds from then until the tracking process has written everything)."""
     import optuna
 
     from search.config import parse_config
     from search.driver import StudyDriver
     from search.executors import SerialExecutor
     from search.tracking import MlflowTracker
+    from search.writer import TrackingWriter
 
     cfg = parse_config(cfg_dict)
     # Create both databases first: their one-off schema migrations are not per-trial cost.
-    tracker = MlflowTracker(cfg.tracking.uri)
-    tracker.client.search_experiments()
+    MlflowTracker(cfg.tracking.uri).client.search_experiments()
     optuna.storages.RDBStorage(cfg.tracking.storage)
+    tracker = TrackingWriter(cfg.tracking.uri)      # as `hypersweep run` tracks
+    tracker.sync()
     start = time.perf_counter()
     if cfg.resources.executor == "ray":
         from search.ray_executor import RayExecutor
@@ -151,9 +155,17 @@ def _driver_seconds(cfg_dict: dict, train=None) -> tuple[float, list[float]]:
         executor = SerialExecutor(train=train, threads=1)
     built = time.perf_counter()
     ended: list[float] = []     # up to the last trial's end: not the shutdown of Ray
-    StudyDriver(cfg, executor, tracker,
-                on_trial_end=lambda event: ended.append(time.perf_counter() - built)).run()
-    return built - start, ended
+    written: list[float] = []
+
+    def on_trial_end(event) -> None:
+        ended.append(time.perf_counter() - built)
+        if len(ended) == cfg.search.trials:     # the last trial: wait until it is written
+            tracker.sync()
+            written.append(time.perf_counter() - built)
+
+    with tracker:
+        StudyDriver(cfg, executor, tracker, on_trial_end=on_trial_end).run()
+    return built - start, ended, written[0]
 
 
 def plain_ceiling(params: list[dict], epochs: int) -> float:
@@ -187,13 +199,13 @@ def parallel_scaling(trials: int, epochs: int) -> dict:
         for name, res in (("serial", {}), ("ray", {"executor": "ray", "parallel": 2})):
             d = Path(tmp, name)
             d.mkdir()
-            out[name + "_startup_s"], ends = _driver_seconds(
+            out[name + "_startup_s"], ends, written = _driver_seconds(
                 study(f"scaling-{name}", d, trials, epochs, **res))
             if name == "serial":
                 out["params"] = [t.params for t in optuna.load_study(
                     study_name="scaling-serial", storage=f"sqlite:///{d / 'optuna.db'}").trials]
             first = 1 if name == "serial" else 2       # each worker's first trial
-            out[name + "_s"] = ends[-1]
+            out[name + "_s"] = written
             out[name + "_steady_per_s"] = (len(ends) - first) / (ends[-1] - ends[first - 1])
     out["speedup"] = out["serial_s"] / out["ray_s"]
     out["steady_speedup"] = out["ray_steady_per_s"] / out["serial_steady_per_s"]
@@ -216,8 +228,8 @@ def scheduling_overhead(trials: int) -> dict:
                           ("ray_parallel2", {"executor": "ray", "parallel": 2})):
             d = Path(tmp, name)
             d.mkdir()
-            _, ends = _driver_seconds(study(f"trivial-{name}", d, trials, 1, **res), trivial)
-            out[name + "_ms"] = 1000 * ends[-1] / trials
+            _, _, written = _driver_seconds(study(f"trivial-{name}", d, trials, 1, **res), trivial)
+            out[name + "_ms"] = 1000 * written / trials
     out["ray_added_ms"] = out["ray_ms"] - out["serial_ms"]
     return out
 

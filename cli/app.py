@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from models.errors import UserError
+from search.writer import TrackingError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hyperparameter search for deep learning: Optuna strategies, "
@@ -31,6 +32,9 @@ def user_errors(fn: Callable) -> Callable:
         except UserError as e:
             err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except TrackingError as e:      # the MLflow store failed: not bad input
+            err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
     return wrapper
 
 
@@ -56,26 +60,33 @@ def run(config: Path = ConfigArg,
             help="Seed the search with STUDY's finished trials (search.warm_start)."),
         ) -> None:
     """Run a study: search its space, tracking every trial in MLflow."""
-    cfg = _load(config, set_, trials=trials, strategy=strategy, seed=seed,
-                tracking_uri=tracking_uri, storage=storage, executor=executor,
-                parallel=_parallel(parallel), ray_address=ray_address, warm_start=warm_start)
-    from cli.progress import StudyProgress
-    from search.driver import StudyDriver
-    from search.executors import make_executor
-    from search.tracking import MlflowTracker, ui_command
-    from search.warmstart import warm_start_trials
+    from search.writer import TrackingWriter
 
-    warm = warm_start_trials(cfg)       # an incompatible study fails before any store opens
-    out.print(f"study [bold]{cfg.study}[/bold]: {cfg.model} on {cfg.data.name}, "
-              f"{cfg.search.strategy} search, {cfg.search.trials} trials, "
-              f"{cfg.resources.executor} executor")
-    with StudyProgress(out, cfg) as progress:
-        driver = StudyDriver(cfg, make_executor(cfg), MlflowTracker(cfg.tracking.uri),
-                             on_trial_end=progress.update, warm_trials=warm)
-        outcome = driver.run()
-    print_best(outcome.study, cfg)
-    print_importances(outcome.importances)
-    out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}", soft_wrap=True)
+    with TrackingWriter() as tracker:     # imports MLflow in its process while we check
+        cfg = _load(config, set_, trials=trials, strategy=strategy, seed=seed,
+                    tracking_uri=tracking_uri, storage=storage, executor=executor,
+                    parallel=_parallel(parallel), ray_address=ray_address,
+                    warm_start=warm_start)
+        from cli.progress import StudyProgress
+        from search.driver import StudyDriver
+        from search.executors import make_executor
+        from search.tracking import ui_command
+        from search.warmstart import warm_start_trials
+
+        warm = warm_start_trials(cfg)       # an incompatible study fails before any store opens
+        out.print(f"study [bold]{cfg.study}[/bold]: {cfg.model} on {cfg.data.name}, "
+                  f"{cfg.search.strategy} search, {cfg.search.trials} trials, "
+                  f"{cfg.resources.executor} executor")
+        with StudyProgress(out, cfg) as progress:
+            executor = make_executor(cfg)       # a bad Ray address fails before any store opens
+            tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
+            driver = StudyDriver(cfg, executor, tracker,
+                                 on_trial_end=progress.update, warm_trials=warm)
+            outcome = driver.run()
+        print_best(outcome.study, cfg)
+        print_importances(outcome.importances)
+        out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}",
+                  soft_wrap=True)
     if outcome.interrupted:
         err.print("interrupted: running trials were marked FAIL")
         raise typer.Exit(130)

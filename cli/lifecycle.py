@@ -33,14 +33,16 @@ def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
     from cli.progress import StudyProgress
     from search.driver import StudyDriver
     from search.executors import make_executor
-    from search.tracking import MlflowTracker, ui_command
+    from search.tracking import ui_command
+    from search.writer import TrackingWriter
 
-    with StudyProgress(out, cfg, done=done) as progress:
-        driver = StudyDriver(cfg, make_executor(cfg), MlflowTracker(cfg.tracking.uri),
-                             on_trial_end=progress.update)
-        outcome = driver.run(resume=resume)
-    print_best(outcome.study, cfg)
-    out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}", soft_wrap=True)
+    with TrackingWriter(cfg.tracking.uri) as tracker:
+        with StudyProgress(out, cfg, done=done) as progress:
+            driver = StudyDriver(cfg, make_executor(cfg), tracker, on_trial_end=progress.update)
+            outcome = driver.run(resume=resume)
+        print_best(outcome.study, cfg)
+        out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}",
+                  soft_wrap=True)
     if outcome.interrupted:
         err.print("interrupted: running trials were marked FAIL; "
                   f"continue with: hypersweep resume {cfg.study}")

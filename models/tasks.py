@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from models.errors import UserError, unknown
-from models.figures import new_figure, to_png
+from models.figures import Drawing, confusion, new_figure, to_png
 
 
 class Task(Protocol):
@@ -28,8 +28,9 @@ class Task(Protocol):
         """"loss" and every one of metric_names, over a whole split."""
 
     def figure(self, output: torch.Tensor, y: torch.Tensor, *,
-               class_names: Sequence[str] = ()) -> bytes | None:
-        """A PNG that shows how the model does on these outputs, or None."""
+               class_names: Sequence[str] = ()) -> bytes | Drawing | None:
+        """A PNG (or a Drawing of one) that shows how the model does on these
+        outputs, or None."""
 
     def training_step(self, model: torch.nn.Module, x: torch.Tensor,
                       y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,7 +83,7 @@ class Classification(Supervised):
                class_names: Sequence[str] = ()) -> bytes | None:
         n = output.shape[1]
         cm = confusion_matrix(output.float().argmax(dim=1), y, n).cpu().numpy()
-        return confusion_figure(cm, list(class_names) or [str(i) for i in range(n)])
+        return Drawing(confusion, (cm, list(class_names) or [str(i) for i in range(n)]))
 
 
 def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -100,27 +101,6 @@ def macro_f1(cm: torch.Tensor) -> float:
     if not seen.any():
         return 0.0
     return (2 * tp[seen] / (actual[seen] + predicted[seen])).mean().item()
-
-
-def confusion_figure(cm, labels: list[str]) -> bytes:
-    fig = new_figure((4.2, 4.0))    # square cells
-    ax = fig.subplots()
-    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.93)
-    ax.imshow(cm, cmap="Blues")   # no colorbar: the cells carry their counts
-    ticks = range(len(labels))
-    ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
-           title="confusion matrix (validation)")
-    ax.set_xticklabels(labels, fontsize="small")
-    ax.set_yticklabels(labels, fontsize="small")
-    if len(labels) <= 12:   # counts stay readable only for a few classes
-        # Empty cells stay blank: the eye finds the confusions, and each label
-        # drawn costs a trial milliseconds.
-        threshold = cm.max() / 2
-        for (i, j), count in zip(((i, j) for i in ticks for j in ticks), cm.flat):
-            if count:
-                ax.text(j, i, str(count), ha="center", va="center", fontsize="x-small",
-                        color="white" if count > threshold else "black")
-    return to_png(fig)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from torch import nn
 
 from models.data import Splits, load_dataset
 from models.errors import UserError, unknown
-from models.figures import learning_curve
+from models.figures import Drawing, learning_curve
 from models.registry import HParam, check_value, get_builder, hparams_of
 from models.tasks import Task, get_task
 from models.trial import Report, TrialResult, TrialSpec, TrialState
@@ -541,5 +541,5 @@ def _state_bytes(model: nn.Module) -> bytes:
     return buf.getvalue()
 
 
-def _curve(fit: Fit, history: list[dict[str, float]]) -> bytes:
-    return learning_curve(history, metric=f"val_{fit.task.metric_names[0]}")
+def _curve(fit: Fit, history: list[dict[str, float]]) -> Drawing:
+    return Drawing(learning_curve, (tuple(history),), {"metric": f"val_{fit.task.metric_names[0]}"})

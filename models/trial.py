@@ -41,4 +41,5 @@ class TrialResult:
     history: tuple[Mapping[str, float], ...] = ()      # one dict per epoch, in order
     epochs: int = 0                                    # epochs actually trained
     reason: str | None = None                          # why it failed / was pruned
-    artifacts: Mapping[str, bytes] = field(default_factory=dict)  # file name -> content
+    # file name -> content: bytes, or a models.figures.Drawing the writer draws
+    artifacts: Mapping[str, Any] = field(default_factory=dict)

@@ -1,7 +1,8 @@
 """The study driver: Optuna ask/tell around an executor, MLflow around each trial.
 
 This process is the single writer: workers compute and report; every write to
-Optuna storage and MLflow happens here.
+Optuna storage happens here, and every write to MLflow is made or sent from here
+(to the tracking process of `search.writer`, which writes them in order).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from search.config import StudyConfig
 from search.executors import Executor, failed
 from search.importance import Importances, importance_figure, importance_metrics, param_importances
 from search.strategies import can_prune, enqueue_initial, make_pruner, make_sampler
-from search.tracking import MlflowTracker
+from search.tracking import MlflowTracker   # or search.writer.TrackingWriter: same methods
 from spaces import parse_space, suggest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -45,8 +46,9 @@ class TrialEvent:
 @dataclass
 class _Running:
     trial: optuna.trial.Trial
-    run_id: str
+    run_id: str                  # the tracker's id for the run: a handle until recorded
     spec: TrialSpec
+    recorded: bool = False       # the MLflow run id is on the Optuna trial
 
 
 @dataclass
@@ -112,12 +114,14 @@ class StudyDriver:
         self.counts = {s.value: 0 for s in TrialState}
         self.importances: Importances = {}
         self.warm_trials = warm_trials
+        self.parent_recorded = False
 
     def run(self, resume: bool = False) -> StudyOutcome:
         """Run the study to `search.trials` trials; `resume` reopens an existing one."""
         cfg = self.cfg
         study, parent = self._reopen() if resume else self._open()
         self.study, self.parent = study, parent
+        self.parent_recorded = resume       # reopen_study puts it on the study
         self.counts.update(_counts(study))
         target = cfg.search.trials or 1
         # Trials a crash or Ctrl-C cut short do not use up the budget.
@@ -139,11 +143,12 @@ class StudyDriver:
             self._finish_all(held)
             self._abort("interrupted by the user (Ctrl-C)")
             self._end_study("KILLED")
-            return StudyOutcome(cfg.study, parent, self.counts, study, interrupted=True)
+            return StudyOutcome(cfg.study, self.parent, self.counts, study, interrupted=True)
         finally:
             self.executor.shutdown()
         self._end_study("FINISHED")
-        return StudyOutcome(cfg.study, parent, self.counts, study, importances=self.importances)
+        return StudyOutcome(cfg.study, self.parent, self.counts, study,
+                            importances=self.importances)
 
     def _open(self) -> tuple[optuna.Study, str]:
         cfg = self.cfg
@@ -157,8 +162,8 @@ class StudyDriver:
         tags = {"strategy": cfg.search.strategy, "pruner": cfg.search.pruner.name}
         if warm:
             tags["warm_start"] = f"{cfg.search.warm_start} ({len(warm)} trials)"
+        # A handle from a TrackingWriter: the run id is put on the study once known.
         parent = self.tracker.start_study(cfg.study, cfg.to_yaml(), tags=tags)
-        study.set_user_attr("mlflow_parent_run_id", parent)
         study.set_user_attr("config", cfg.model_dump(mode="json"))
         return study, parent
 
@@ -176,13 +181,30 @@ class StudyDriver:
         trial.set_user_attr("seed", spec.seed)
         run_id = self.tracker.start_trial(self.parent, trial.number,
                                           {**params, "trial_number": trial.number, "seed": spec.seed})
-        trial.set_user_attr("mlflow_run_id", run_id)
         self.running[trial.number] = _Running(trial, run_id, spec)
+        self._record_run_id(self.running[trial.number])
         self.executor.submit(spec)
+
+    def _record_run_id(self, r: _Running, wait: bool = False) -> None:
+        """Put the trial's MLflow run id on its Optuna trial as soon as the tracker
+        knows it (and on the study, the parent's): at once with an in-process
+        tracker, a report or two later with the tracking process, and at the latest
+        before the trial is told (Optuna takes no attributes after that)."""
+        run_id = self.tracker.resolve(r.run_id) if wait else self.tracker.known(r.run_id)
+        if run_id is None:
+            return
+        if not self.parent_recorded:
+            self.parent = self.tracker.resolve(self.parent)     # answered before the trial's
+            self.study.set_user_attr("mlflow_parent_run_id", self.parent)
+            self.parent_recorded = True
+        r.trial.set_user_attr("mlflow_run_id", run_id)
+        r.recorded = True
 
     def _on_report(self, number: int, step: int, metrics: Mapping[str, float]) -> bool:
         r = self.running[number]
         self.tracker.log_metrics(r.run_id, step, metrics)
+        if not r.recorded:
+            self._record_run_id(r)
         if len(self.objectives) > 1:
             return False            # Optuna prunes single-objective studies only
         value = metrics.get(self.objectives[0].metric)
@@ -206,6 +228,8 @@ class StudyDriver:
             if bad is not None:
                 result = failed(f"objective {bad[0]} is {bad[1]}", result.history)
                 values = None
+        if not r.recorded:
+            self._record_run_id(r, wait=True)
         if result.reason:
             r.trial.set_user_attr("reason", result.reason)
         r.trial.set_user_attr("epochs", result.epochs)
@@ -246,6 +270,10 @@ class StudyDriver:
             metrics["best_value"] = best
             tags["best_trial"] = str(self.study.best_trial.number)
         metrics.update({f"trials_{k.lower()}": v for k, v in self.counts.items()})
+        if not self.parent_recorded:       # a study that ran no trial
+            self.parent = self.tracker.resolve(self.parent)
+            self.study.set_user_attr("mlflow_parent_run_id", self.parent)
+            self.parent_recorded = True
         files = study_files(self.study)
         self.importances = param_importances(self.study, self.objectives, self.cfg.search.seed)
         if self.importances:

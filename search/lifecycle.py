@@ -103,7 +103,8 @@ def reopen_study(cfg: StudyConfig, tracker: MlflowTracker) -> tuple[optuna.Study
     seed = trial_seed(cfg.search.seed, len(study.trials))
     study.sampler = make_sampler(cfg.search.model_copy(update={"seed": seed}))
     study.pruner = make_pruner(cfg.search)
-    parent = tracker.start_study(cfg.study, cfg.to_yaml(), tags={"strategy": cfg.search.strategy})
+    parent = tracker.resolve(tracker.start_study(cfg.study, cfg.to_yaml(),
+                                                 tags={"strategy": cfg.search.strategy}))
     study.set_user_attr("mlflow_parent_run_id", parent)
     children = tracker.trial_runs(parent)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):

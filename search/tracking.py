@@ -1,5 +1,7 @@
 """MLflow tracking: experiment = study, parent run = the study, one nested child
-run per trial. The only module that imports MLflow.
+run per trial. The only module that imports MLflow, and only when a tracker is
+made: `hypersweep run` tracks through `search.writer`, which runs this tracker in
+its own process, so the driver never pays for MLflow's import.
 """
 from __future__ import annotations
 
@@ -12,11 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
-
 import search.sqlite  # noqa: F401 - SQLite stores in WAL mode
 from models.errors import UserError
+from models.figures import artifact_bytes
 from models.trial import TrialResult, TrialState
 
 ROLE_TAG = "hypersweep.role"
@@ -36,15 +36,39 @@ def artifact_root_for(uri: str) -> str | None:
 
 
 class MlflowTracker:
+    """Writes to MLflow in this process. Run ids it returns are real MLflow ids;
+    `resolve`, `known` and `close` exist so that the driver can be handed this or a
+    `search.writer.TrackingWriter` alike."""
+
     def __init__(self, uri: str) -> None:
+        from mlflow import entities
+        from mlflow.tracking import MlflowClient
+
         self.uri = uri
         # MLflow logs migrations and warnings at INFO on first use of a store.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self.client = MlflowClient(tracking_uri=uri)
-        self._pending: dict[str, list[Metric]] = {}
+        self._e = entities           # Metric, Param, RunTag
+        self._pending: dict[str, list[entities.Metric]] = {}
         self._last_flush: dict[str, float] = {}
         self.experiment_id: str | None = None
+
+    def resolve(self, run_id: str) -> str:
+        return run_id
+
+    def known(self, run_id: str) -> str | None:
+        return run_id
+
+    def close(self) -> None:
+        for run_id in list(self._pending):
+            self.flush(run_id)
+
+    def __enter__(self) -> "MlflowTracker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- study (parent run)
 
@@ -80,8 +104,8 @@ class MlflowTracker:
                   status: str = "FINISHED") -> None:
         now = _now_ms()
         self.client.log_batch(parent,
-                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                              tags=[RunTag(k, str(v)) for k, v in tags.items()])
+                              metrics=[self._e.Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                              tags=[self._e.RunTag(k, str(v)) for k, v in tags.items()])
         self._log_files(parent, files)
         self.client.set_terminated(parent, status=status)
 
@@ -94,14 +118,14 @@ class MlflowTracker:
             tags={"mlflow.parentRunId": parent, ROLE_TAG: "trial",
                   "optuna.trial_number": str(number), STATE_TAG: "RUNNING", **tags})
         run_id = run.info.run_id
-        self.client.log_batch(run_id, params=[Param(k, _param_str(v)) for k, v in params.items()])
+        self.client.log_batch(run_id, params=[self._e.Param(k, _param_str(v)) for k, v in params.items()])
         self._last_flush[run_id] = time.monotonic()
         return run_id
 
     def log_metrics(self, run_id: str, step: int, metrics: Mapping[str, float]) -> None:
         now = _now_ms()
         self._pending.setdefault(run_id, []).extend(
-            Metric(k, float(v), now, step) for k, v in metrics.items())
+            self._e.Metric(k, float(v), now, step) for k, v in metrics.items())
         if time.monotonic() - self._last_flush.get(run_id, 0.0) >= FLUSH_SECONDS:
             self.flush(run_id)
 
@@ -121,8 +145,8 @@ class MlflowTracker:
         if result.reason:
             all_tags["failure_reason" if result.state is TrialState.FAIL else "reason"] = result.reason[:5000]
         self.client.log_batch(run_id,
-                              metrics=[Metric(k, float(v), now, result.epochs) for k, v in summary.items()],
-                              tags=[RunTag(k, v) for k, v in all_tags.items()])
+                              metrics=[self._e.Metric(k, float(v), now, result.epochs) for k, v in summary.items()],
+                              tags=[self._e.RunTag(k, v) for k, v in all_tags.items()])
         self._log_files(run_id, {**result.artifacts, **files})
         self.client.set_terminated(run_id, status=_STATUS[result.state])
         self._last_flush.pop(run_id, None)
@@ -160,7 +184,7 @@ class MlflowTracker:
                             f"{str(e).splitlines()[0]}") from None
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.client.log_batch(run_id, tags=[self._e.RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_final(self, parent: str, params: Mapping[str, Any], metrics: Mapping[str, float],
                   files: Mapping[str, bytes], model_name: str, best_trial: int) -> tuple[str, str]:
@@ -171,8 +195,8 @@ class MlflowTracker:
             "mlflow.parentRunId": parent, ROLE_TAG: "final", "best_trial": str(best_trial)})
         run_id = run.info.run_id
         now = _now_ms()
-        self.client.log_batch(run_id, params=[Param(k, _param_str(v)) for k, v in params.items()],
-                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        self.client.log_batch(run_id, params=[self._e.Param(k, _param_str(v)) for k, v in params.items()],
+                              metrics=[self._e.Metric(k, float(v), now, 0) for k, v in metrics.items()])
         self._log_files(run_id, {f"model/{k}" if k == "model.pt" else k: v
                                  for k, v in files.items()})
         self.client.set_terminated(run_id, status="FINISHED")
@@ -190,6 +214,7 @@ class MlflowTracker:
             return
         with tempfile.TemporaryDirectory(prefix="hypersweep-") as tmp:
             for name, content in files.items():
+                content = artifact_bytes(content)       # a Drawing is drawn here
                 path = Path(tmp, name)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if isinstance(content, str):

@@ -80,6 +80,19 @@ def test_missing_file_and_malformed_yaml_exit_2(tmp_path, stores, write_config):
     assert stores.untouched()
 
 
+def test_a_tracking_store_that_cannot_be_opened_exits_2_and_touches_nothing(
+        tmp_path, stores, write_config):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way of a directory")
+    path = write_config(small_config("untracked", stores, trials=1))
+    res = invoke("run", str(path), "--tracking-uri", f"sqlite:///{blocker}/mlflow.db")
+    assert res.exit_code == 2
+    errors = [line for line in res.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: tracking.uri: cannot open ")
+    assert "Traceback" not in res.output
+    assert stores.untouched()           # the Optuna store was not created either
+
+
 def test_existing_study_name_is_refused(stores, write_config):
     path = write_config(small_config("twice", stores, trials=1))
     assert invoke("run", str(path)).exit_code == 0

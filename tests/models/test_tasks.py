@@ -5,6 +5,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from models.errors import UserError
+from models.figures import artifact_bytes
 from models.tasks import confusion_matrix, get_task, macro_f1
 
 
@@ -36,8 +37,8 @@ def test_label_smoothing_changes_the_training_loss_only():
 
 
 def test_figure_is_a_png():
-    png = get_task("classification").figure(torch.randn(30, 3), torch.randint(0, 3, (30,)),
-                                            class_names=["a", "b", "c"])
+    png = artifact_bytes(get_task("classification").figure(
+        torch.randn(30, 3), torch.randint(0, 3, (30,)), class_names=["a", "b", "c"]))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 

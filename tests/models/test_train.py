@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 import typing
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 from models.data import load_dataset
 from models.errors import UserError
+from models.figures import Drawing, artifact_bytes
 from models.registry import get_builder
 from models.train import (TrainOptions, _batches, make_optimizer, split_params,
                           weight_params)
@@ -137,7 +139,10 @@ def test_result_metrics_history_and_artifacts(run):
     assert r.metrics["inference_ms"] > 0
     assert set(r.artifacts) == {"model.pt", "learning_curve.png", "confusion_matrix.png"}
     for name in ("learning_curve.png", "confusion_matrix.png"):
-        assert r.artifacts[name][:4] == b"\x89PNG"
+        # Handed over undrawn (the writer draws them), then drawn as PNGs.
+        assert isinstance(r.artifacts[name], Drawing)
+        assert artifact_bytes(r.artifacts[name])[:4] == b"\x89PNG"
+    assert pickle.loads(pickle.dumps(r.artifacts["learning_curve.png"])).render()[:4] == b"\x89PNG"
     model = get_builder("mlp").build(input_shape=(1, 8, 8), n_outputs=10, width=32)
     model.load_state_dict(torch.load(io.BytesIO(r.artifacts["model.pt"])))
 

@@ -1,0 +1,299 @@
+"""The tracking process: an `MlflowTracker` that runs beside the driver.
+
+`TrackingWriter()` starts the process, which imports MLflow at once (while the
+driver checks the config); `open(uri)` then opens the store. After that it has
+the tracker's methods. Writes (metrics, tags, artifacts,
+trial and study ends) are sent down a pipe and return at once; the child process
+imports MLflow, opens the store, draws the trials' figures and writes, in order,
+while the driver goes on with the next trial. Creating a run returns a handle
+(`@3`) that later calls may use at once; `resolve` waits for the real run id.
+Reads wait for their answer.
+
+The child runs in its own session, so Ctrl-C at the terminal reaches the driver
+only: the driver then marks its trials failed and the child writes that down. When
+the driver dies, the child finds its pipe closed, writes what it was sent and
+exits. An error in the child is raised by the driver's next call to the writer.
+
+    python -m search.writer      (started by TrackingWriter, not by hand)
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from typing import Any, BinaryIO, Iterator
+
+from models.errors import UserError
+
+_READS = frozenset({"find_parent", "trial_runs", "trial_metrics", "read_text", "log_final",
+                    "resolve", "sync"})
+_WRITES = frozenset({"start_study", "start_trial", "log_metrics", "flush", "end_trial",
+                     "end_study", "log_files", "set_tags"})
+_CREATES = frozenset({"start_study", "start_trial"})     # answer with the new run id
+
+
+class TrackingError(RuntimeError):
+    """The tracking process failed: the MLflow store could not be written."""
+
+
+class TrackingWriter:
+    """An `MlflowTracker` in a child process; see the module docstring."""
+
+    def __init__(self, uri: str | None = None) -> None:
+        self.uri = uri or ""
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "search.writer"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, start_new_session=True)
+        self._out: BinaryIO = self._proc.stdin
+        self._seq = 0
+        self._answers: dict[int, tuple[bool, Any]] = {}
+        self._ids: dict[str, str] = {}              # handle -> MLflow run id
+        self._handles: dict[int, str] = {}          # seq of a create -> its handle
+        self._error: str | None = None
+        self._stopped = False                       # killed on purpose: not an error
+        self._done = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,),
+                                        name="tracking-replies", daemon=True)
+        self._reader.start()
+        if uri is not None:
+            self.open(uri)
+
+    def open(self, uri: str, wait: bool = False) -> None:
+        """Open the MLflow store at `uri` in the child. Errors come with the next call,
+        or, with `wait`, now: a UserError naming `tracking.uri`, before the caller
+        writes anything elsewhere."""
+        self.uri = uri
+        self._send("open", (uri,), {})
+        if wait:
+            try:
+                self.sync()
+            except TrackingError as e:
+                reason = str(e).removeprefix(f"tracking ({uri}): ")
+                raise UserError(f"tracking.uri: cannot open {uri!r}: {reason}") from None
+
+    # -- the tracker's methods
+
+    def __getattr__(self, method: str):
+        if method in _CREATES:
+            return lambda *args, **kwargs: self._create(method, args, kwargs)
+        if method in _WRITES:
+            return lambda *args, **kwargs: self._send(method, args, kwargs)
+        if method in _READS:
+            return lambda *args, **kwargs: self._wait(self._send(method, args, kwargs))
+        raise AttributeError(method)
+
+    def resolve(self, run_id: str) -> str:
+        """The MLflow run id of a handle (waiting for it), or `run_id` itself."""
+        if not run_id.startswith("@"):
+            return run_id
+        with self._done:
+            self._done.wait_for(lambda: run_id in self._ids or self._error is not None)
+        self._raise()
+        return self._ids[run_id]
+
+    def known(self, run_id: str) -> str | None:
+        """The run id of a handle if the child has answered already, else None."""
+        return run_id if not run_id.startswith("@") else self._ids.get(run_id)
+
+    def sync(self) -> None:
+        """Wait until the child has written everything sent so far."""
+        self._wait(self._send("sync", (), {}))
+
+    def close(self) -> None:
+        """Send the end, wait for every write to land, then for the child to exit.
+        A writer never opened has nothing to write: it is stopped at once."""
+        if not self.uri and self._proc.poll() is None:
+            self._stopped = True
+            self._proc.kill()
+        if self._proc.poll() is None and not self._out.closed:
+            try:
+                self._out.close()                   # the child's end-of-input
+            except BrokenPipeError:
+                pass
+        self._proc.wait()
+        self._reader.join()
+        self._raise()
+        if self._proc.returncode and self.uri:
+            raise TrackingError(f"tracking ({self.uri}): the tracking process exited with "
+                                f"code {self._proc.returncode}")
+
+    def __enter__(self) -> "TrackingWriter":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            self.close()
+        except TrackingError:
+            if exc_type is None:
+                raise           # else the error in flight says more than this one
+
+    # -- the pipe
+
+    def _create(self, method: str, args: tuple, kwargs: dict) -> str:
+        return f"@{self._send(method, args, kwargs, create=True)}"
+
+    def _send(self, method: str, args: tuple, kwargs: dict, create: bool = False) -> int:
+        self._raise()
+        self._seq += 1
+        if create:
+            with self._done:        # before the child can answer
+                self._handles[self._seq] = f"@{self._seq}"
+        frame = pickle.dumps((self._seq, method, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            with _sigint_deferred():        # a frame cut in half would garble the pipe
+                self._out.write(frame)
+                self._out.flush()
+        except (BrokenPipeError, OSError):
+            self._reader.join(timeout=5)
+            self._raise()
+            raise TrackingError(f"tracking ({self.uri}): the tracking process is gone "
+                                f"(exit code {self._proc.poll()})") from None
+        return self._seq
+
+    def _wait(self, seq: int) -> Any:
+        with self._done:
+            self._done.wait_for(lambda: seq in self._answers or self._error is not None)
+            answer = self._answers.pop(seq, None)
+        if answer is None:
+            self._raise()
+        ok, value = answer
+        if not ok:
+            raise value if isinstance(value, BaseException) else TrackingError(str(value))
+        return value
+
+    def _read(self, stream: BinaryIO) -> None:
+        while True:
+            try:
+                seq, ok, value = pickle.load(stream)
+            except Exception as e:  # noqa: BLE001 - EOF or a garbled pipe: the child is done
+                with self._done:
+                    if not isinstance(e, EOFError) and self._error is None:
+                        self._error = f"tracking ({self.uri}): unreadable answer: {e}"
+                    if self._proc.wait() and self._error is None and not self._stopped:
+                        self._error = (f"tracking ({self.uri}): the tracking process exited "
+                                       f"with code {self._proc.returncode}")
+                    self._done.notify_all()
+                return
+            with self._done:
+                if seq in self._handles:
+                    if ok:
+                        self._ids[self._handles.pop(seq)] = value
+                    else:
+                        self._error = str(value)
+                elif seq == 0:                      # a failed write: the child's first error
+                    self._error = self._error or str(value)
+                else:
+                    self._answers[seq] = (ok, value)
+                self._done.notify_all()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise TrackingError(self._error)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block until the block is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, None)
+
+
+# ---------------------------------------------------------------- the child
+
+def _serve(inp: BinaryIO, out: BinaryIO) -> int:
+    """Open the store the first call names, then apply each call in order; answer
+    creates and reads. After the first failed write, later writes are skipped (they
+    would build on it) and reads fail."""
+    import mlflow.tracking  # noqa: F401 - the slow import, done before the store is named
+
+    from search.tracking import MlflowTracker
+
+    gone = False        # the driver died: no one to answer, but its writes still land
+
+    def answer(seq: int, ok: bool, value: Any) -> None:
+        nonlocal gone
+        if gone:
+            return
+        try:
+            out.write(pickle.dumps((seq, ok, value), protocol=pickle.HIGHEST_PROTOCOL))
+            out.flush()
+        except OSError:         # BrokenPipeError: the driver's end is closed
+            gone = True
+
+    failure: str | None = None
+    tracker: MlflowTracker | None = None
+    uri = ""
+    ids: dict[str, str] = {}
+    while True:
+        try:
+            seq, method, args, kwargs = pickle.load(inp)
+        except (EOFError, pickle.UnpicklingError):     # the driver is done, or died mid-frame
+            break
+        if method == "open":
+            uri = args[0]
+            try:
+                tracker = MlflowTracker(uri)
+            except Exception as e:  # noqa: BLE001 - reported to the driver, not raised here
+                failure = _describe(uri, e)
+                answer(0, False, failure)
+            continue
+        if failure is not None:
+            answer(seq, False, TrackingError(failure))
+            continue
+        args = tuple(ids.get(a, a) if isinstance(a, str) else a for a in args)
+        try:
+            if method == "sync":
+                value = None
+            elif method == "resolve":
+                value = ids.get(args[0], args[0])
+            else:
+                value = getattr(tracker, method)(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - reported to the driver, not raised here
+            if method in _READS and method != "log_final":
+                err = e if isinstance(e, UserError) else TrackingError(_describe(uri, e))
+                answer(seq, False, err)     # a failed read leaves the store as it was
+                continue
+            failure = _describe(uri, e)
+            answer(seq if method in _CREATES or method in _READS else 0, False, failure)
+            continue
+        if method in _CREATES:
+            ids[f"@{seq}"] = value
+        if method in _CREATES or method in _READS:
+            answer(seq, True, value)
+    if tracker is not None and failure is None:
+        tracker.close()
+    return 0 if failure is None else 1
+
+
+def _describe(uri: str, e: BaseException) -> str:
+    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    at = f" ({where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"tracking ({uri}): {type(e).__name__}: {first}{at}"
+
+
+def main(argv: list[str]) -> int:
+    # Answers go to the real stdout; anything a library prints goes to stderr.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return _serve(sys.stdin.buffer, out)
+
+
+if __name__ == "__main__":
+    # Run the importable module, so that the errors it pickles are search.writer's.
+    from search import writer
+    sys.exit(writer.main(sys.argv[1:]))

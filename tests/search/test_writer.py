@@ -1,0 +1,143 @@
+"""The tracking process (search.writer) against real MLflow and Optuna SQLite stores."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from models.trial import TrialResult, TrialState
+from search.config import parse_config
+from search.driver import StudyDriver
+from search.executors import SerialExecutor
+from search.tracking import MlflowTracker
+from search.writer import TrackingError, TrackingWriter
+from tests.conftest import Stores, small_config, study_runs
+
+
+def _content(uri: str, study: str) -> list[dict]:
+    """What a user sees of each trial's run: params, metric histories, tags, artifacts."""
+    client = MlflowClient(tracking_uri=uri)
+    _, children = study_runs(uri, study)
+    out = []
+    for c in children:
+        histories = {k: [(m.step, m.value) for m in sorted(
+            client.get_metric_history(c.info.run_id, k), key=lambda m: m.step)]
+            for k in c.data.metrics if k not in ("epoch_time", "final_inference_ms")}
+        tags = {k: v for k, v in c.data.tags.items()
+                if not k.startswith("mlflow.") and k not in ("host", "node")}
+        out.append({"params": c.data.params, "metrics": histories, "tags": tags,
+                    "status": c.info.status,
+                    "artifacts": sorted(a.path for a in client.list_artifacts(c.info.run_id))})
+    return out
+
+
+def test_a_study_tracked_by_the_writer_matches_one_tracked_in_process(tmp_path):
+    """Same study, serial executor: the tracking process writes what the in-process
+    tracker writes, figures drawn as PNGs, and Optuna points at the real run ids."""
+    contents = []
+    for name, make in (("inproc", MlflowTracker), ("writer", TrackingWriter)):
+        stores = Stores(tmp_path / name)
+        stores.dir.mkdir()
+        cfg = parse_config(small_config("same", stores, strategy="random", trials=3))
+        with make(cfg.tracking.uri) as tracker:
+            outcome = StudyDriver(cfg, SerialExecutor(), tracker).run()
+        assert not outcome.parent_run_id.startswith("@")
+        contents.append(_content(stores.mlflow_uri, "same"))
+        parent, children = study_runs(stores.mlflow_uri, "same")
+        study = optuna.load_study(study_name="same", storage=stores.optuna_url)
+        assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id == outcome.parent_run_id
+        assert [t.user_attrs["mlflow_run_id"] for t in study.trials] == [c.info.run_id for c in children]
+        client = MlflowClient(tracking_uri=stores.mlflow_uri)
+        for c in children:
+            for png in ("learning_curve.png", "confusion_matrix.png"):
+                path = client.download_artifacts(c.info.run_id, png, str(tmp_path))
+                assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert contents[0] == contents[1]
+    assert [len(t["metrics"]["val_accuracy"]) for t in contents[1]] == [3, 3, 3]
+
+
+def test_handles_resolve_to_run_ids_and_reads_wait(stores):
+    with TrackingWriter(stores.mlflow_uri) as w:
+        parent = w.start_study("handles", "study: handles\n")
+        child = w.start_trial(parent, 0, {"lr": 0.1})
+        assert parent.startswith("@") and child.startswith("@")
+        for step in range(1, 4):
+            w.log_metrics(child, step, {"val_accuracy": step / 10})
+        w.end_trial(child, TrialResult(TrialState.COMPLETE, {"val_accuracy": 0.3}, epochs=3), {})
+        assert w.trial_runs(parent) == {0: [w.resolve(child)]}      # a read after the writes
+        assert w.known(child) == w.resolve(child) and len(w.resolve(child)) == 32
+        assert w.read_text(parent, "study.yaml") == "study: handles\n"
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    history = client.get_metric_history(w.resolve(child), "val_accuracy")
+    assert [(m.step, m.value) for m in history] == [(1, 0.1), (2, 0.2), (3, 0.3)]
+    assert client.get_run(w.resolve(child)).info.status == "FINISHED"
+
+
+def test_a_store_that_cannot_be_opened_fails_the_next_call(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    w = TrackingWriter(f"sqlite:///{blocker}/mlflow.db")
+    with pytest.raises(TrackingError) as e:
+        for _ in range(200):            # the open fails in the child, a moment later
+            w.start_study("nowhere", "")
+            time.sleep(0.05)
+    message = str(e.value)
+    assert message.startswith(f"tracking (sqlite:///{blocker}/mlflow.db): ") and "\n" not in message
+    with pytest.raises(TrackingError):
+        w.close()
+
+
+def test_a_writer_never_opened_is_stopped_without_an_error():
+    """A config error before the store is named: the process goes, quietly."""
+    w = TrackingWriter()
+    w.close()
+    assert w._proc.returncode == -signal.SIGKILL and not _alive(w._proc.pid)
+
+
+def test_a_killed_driver_leaves_its_writes_to_the_tracking_process(stores, tmp_path):
+    """SIGKILL the driver right after it sent its writes: the tracking process writes
+    them all, finds the pipe closed and exits (no process is left behind)."""
+    script = tmp_path / "driver.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, sys
+        from search.writer import TrackingWriter
+        w = TrackingWriter({stores.mlflow_uri!r})
+        parent = w.start_study("killed", "study: killed\\n")
+        child = w.start_trial(parent, 0, {{"lr": 0.1}})
+        for step in range(1, 501):
+            w.log_metrics(child, step, {{"val_loss": 1.0 / step}})
+        w.flush(child)
+        print(w._proc.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=os.getcwd(), timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 60
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)
+    _, children = study_runs(stores.mlflow_uri, "killed")
+    history = MlflowClient(tracking_uri=stores.mlflow_uri).get_metric_history(
+        children[0].info.run_id, "val_loss")
+    assert sorted(m.step for m in history) == list(range(1, 501))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:        # a zombie (exited, not yet reaped by init) counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
