@@ -39,6 +39,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from models.errors import UserError
+from models.figures import Drawing, artifact_bytes
 from models.trial import TrialResult, TrialSpec
 from search.executors import OnReport, TrainFn, failed, run_guarded
 
@@ -136,7 +137,17 @@ def run_trial(train: TrainFn, spec: TrialSpec, broker: Any, threads: int,
             posted, last_post = len(sent), time.monotonic()
         return False
 
-    return where, run_guarded(train, spec, report), sent
+    return where, drawn(run_guarded(train, spec, report)), sent
+
+
+def drawn(result: TrialResult) -> TrialResult:
+    """The result with its figures drawn here, on the worker: many workers draw
+    side by side, where the driver's tracking process would draw them one by one
+    (the serial executor leaves them to that process, on the core it has spare)."""
+    if not any(isinstance(v, Drawing) for v in result.artifacts.values()):
+        return result
+    return dataclasses.replace(result, artifacts={k: artifact_bytes(v)
+                                                  for k, v in result.artifacts.items()})
 
 
 # ---------------------------------------------------------------- the driver side

@@ -110,10 +110,10 @@ class TrackingWriter:
         if not self.uri and self._proc.poll() is None:
             self._stopped = True
             self._proc.kill()
-        if self._proc.poll() is None and not self._out.closed:
+        if not self._out.closed:
             try:
                 self._out.close()                   # the child's end-of-input
-            except BrokenPipeError:
+            except OSError:                         # it is gone already
                 pass
         self._proc.wait()
         self._reader.join()
@@ -178,6 +178,7 @@ class TrackingWriter:
                         self._error = (f"tracking ({self.uri}): the tracking process exited "
                                        f"with code {self._proc.returncode}")
                     self._done.notify_all()
+                stream.close()
                 return
             with self._done:
                 if seq in self._handles:

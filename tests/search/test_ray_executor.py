@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from search.config import parse_config
 from search.driver import StudyDriver
 from search.executors import SerialExecutor, make_executor
-from search.ray_executor import RayExecutor, auto_parallel, device_for
+from search.ray_executor import RayExecutor, auto_parallel, device_for, drawn
 from search.tracking import MlflowTracker
 from tests.conftest import Stores, small_config, study_runs
 from tests.search import trainers
@@ -43,6 +43,20 @@ def assert_nothing_running(stores: Stores, study: str) -> None:
 
 
 # ---------------------------------------------------------------- pure logic
+
+def test_ray_workers_draw_their_figures_before_returning():
+    """Under Ray the workers draw side by side; only bytes travel to the driver."""
+    from models.figures import Drawing, learning_curve
+    from models.trial import TrialResult, TrialState
+
+    history = ({"train_loss": 1.0, "val_loss": 1.1, "val_accuracy": 0.5},) * 3
+    result = TrialResult(TrialState.COMPLETE, {"val_accuracy": 0.5}, history, 3, artifacts={
+        "learning_curve.png": Drawing(learning_curve, (history,)), "model.pt": b"weights"})
+    out = drawn(result)
+    assert out.artifacts["learning_curve.png"][:4] == b"\x89PNG"
+    assert out.artifacts["model.pt"] == b"weights" and out.history == history
+    assert drawn(out) is out            # nothing left to draw
+
 
 def test_device_for_follows_rays_gpu_assignment():
     assert device_for([], None, cuda_ok=True) == "cpu"
