@@ -108,8 +108,11 @@ def test_ctrl_c_fails_running_trials_and_exits_cleanly(stores, tmp_path, to):
     """SIGINT to the driver alone, or to its whole process group as a terminal's
     Ctrl-C sends it (Ray's own processes included)."""
     path = write_study(tmp_path, stores, "interrupted", epochs=2000, trials=4, parallel=2)
+    # As a terminal starts it: a runner that started us in the background (SIGINT
+    # ignored, and so inherited) must not make the driver deaf to Ctrl-C.
     proc = subprocess.Popen([HYPERSWEEP, "run", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for_training(stores, "interrupted", proc)
         if to == "driver":
