@@ -12,9 +12,9 @@ Prints one markdown section (also returned by `run(quick)` for benchmarks/run.py
    throughput ratio (goal >= 1.7 on 2 cores), end to end (from the executor's
    start until the last trial is written to MLflow; Ray's own start-up is timed
    separately) and in the steady state (after each worker's first trial, which
-   imports torch), for
-   short trials and five times longer ones; beside it, the ceiling this machine
-   allows: two plain training processes side by side against one.
+   imports torch), for short trials and five times longer ones; beside it, the
+   ceiling this machine allows: two plain training processes side by side
+   against one.
 3. Trivially short trials: the platform's cost per trial (Optuna ask/tell, the
    MLflow child run, until written) with the serial executor, and what Ray adds on
    top (reference: Ray Tune with actor reuse is about 30 ms per trial).

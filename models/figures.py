@@ -4,8 +4,9 @@ Built on `matplotlib.figure.Figure` without pyplot: no global backend switch, no
 figure registry to leak from, and safe in worker threads.
 
 A trial hands its figures over as `Drawing`s (the function and the few numbers it
-plots) rather than PNG bytes, so that whoever writes the artifact draws it: the
-tracking process, off the path of the next trial.
+plots) rather than PNG bytes, so that they are drawn where a core is spare: by the
+tracking process beside a serial study, off the path of the next trial; by each
+Ray worker before it returns its trial.
 """
 from __future__ import annotations
 

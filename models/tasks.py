@@ -80,7 +80,7 @@ class Classification(Supervised):
                 "f1": macro_f1(cm)}
 
     def figure(self, output: torch.Tensor, y: torch.Tensor, *,
-               class_names: Sequence[str] = ()) -> bytes | None:
+               class_names: Sequence[str] = ()) -> Drawing:
         n = output.shape[1]
         cm = confusion_matrix(output.float().argmax(dim=1), y, n).cpu().numpy()
         return Drawing(confusion, (cm, list(class_names) or [str(i) for i in range(n)]))

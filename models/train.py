@@ -361,7 +361,7 @@ def finish(fit: Fit, state: TrialState, metrics: Mapping[str, float],
 class FinalResult:
     test_metrics: Mapping[str, float]      # `test_` + the task's metrics, evaluated once
     train_metrics: Mapping[str, float]     # the last epoch's, on train+validation
-    artifacts: Mapping[str, bytes]         # model.pt and the task's figure on test
+    artifacts: Mapping[str, Any]           # model.pt and the task's figure (or Drawing) on test
 
 
 def train_final(spec: TrialSpec) -> FinalResult:

@@ -193,12 +193,16 @@ class StudyDriver:
         run_id = self.tracker.resolve(r.run_id) if wait else self.tracker.known(r.run_id)
         if run_id is None:
             return
-        if not self.parent_recorded:
-            self.parent = self.tracker.resolve(self.parent)     # answered before the trial's
-            self.study.set_user_attr("mlflow_parent_run_id", self.parent)
-            self.parent_recorded = True
+        self._record_parent()       # the parent's id was answered before the trial's
         r.trial.set_user_attr("mlflow_run_id", run_id)
         r.recorded = True
+
+    def _record_parent(self) -> None:
+        """Put the parent run's MLflow id on the Optuna study, once."""
+        if not self.parent_recorded:
+            self.parent = self.tracker.resolve(self.parent)
+            self.study.set_user_attr("mlflow_parent_run_id", self.parent)
+            self.parent_recorded = True
 
     def _on_report(self, number: int, step: int, metrics: Mapping[str, float]) -> bool:
         r = self.running[number]
@@ -270,10 +274,7 @@ class StudyDriver:
             metrics["best_value"] = best
             tags["best_trial"] = str(self.study.best_trial.number)
         metrics.update({f"trials_{k.lower()}": v for k, v in self.counts.items()})
-        if not self.parent_recorded:       # a study that ran no trial
-            self.parent = self.tracker.resolve(self.parent)
-            self.study.set_user_attr("mlflow_parent_run_id", self.parent)
-            self.parent_recorded = True
+        self._record_parent()               # not yet if the study ran no trial
         files = study_files(self.study)
         self.importances = param_importances(self.study, self.objectives, self.cfg.search.seed)
         if self.importances:
