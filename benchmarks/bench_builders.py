@@ -36,12 +36,14 @@ SMALL = {"text": {"max_chars": 20_000}, "adding": {"n": 500}, "copy": {"n": 500}
          "reverse": {"n": 500}}
 
 
-def bench(name: str, epochs: int, quick: bool) -> dict[str, float]:
+def bench(name: str, epochs: int, quick: bool, device: str = "cpu", threads: int | None = 1,
+          precision: str = "fp32") -> dict[str, float]:
+    """One trial of `name` on its workload: parameters, seconds per epoch, trial seconds."""
     data, params = WORKLOADS.get(name, ({"name": "digits"}, {}))
     if quick:
         data = {**data, "options": {**data.get("options", {}), **SMALL.get(data["name"], {})}}
-    spec = TrialSpec(model=name, data=data, params={**params, "epochs": epochs}, seed=0,
-                     threads=1)
+    spec = TrialSpec(model=name, data=data, seed=0, threads=threads, device=device,
+                     params={**params, "epochs": epochs, "precision": precision})
     start = time.perf_counter()
     result = train_trial(spec, lambda epoch, metrics: False)
     total = time.perf_counter() - start

@@ -2,7 +2,9 @@
 
 Every sibling module of this package that defines `SECTION` (a short name, the
 `--only` selector), `TITLE` and `run(quick: bool) -> str` (a Markdown body) is a
-benchmark. Each run rewrites only its own section of RESULTS.md, headed by the
+benchmark; one that also defines `available() -> str | None` is skipped, its
+section kept, where that returns why it cannot run (the GPU section on a machine
+without one). Each run rewrites only its own section of RESULTS.md, headed by the
 machine, the date and the exact command, so sections measured at different
 times say so.
 """
@@ -83,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or sorted(found):
         module = found[name]
         print(f"== {name}: {module.TITLE}", flush=True)
+        why_not = module.available() if hasattr(module, "available") else None
+        if why_not:         # e.g. no GPU here: keep the section measured elsewhere
+            print(f"skipped ({why_not}); its section in {args.results.name} is kept", flush=True)
+            continue
         body = module.run(quick=args.quick)
         update_results(name, section_text(module, body, command.strip()), args.results)
         print(body, flush=True)

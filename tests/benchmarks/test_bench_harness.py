@@ -17,7 +17,29 @@ def test_sections_are_replaced_in_place_and_others_kept(tmp_path):
 
 
 def test_every_benchmark_is_discovered():
-    assert set(benchmarks()) == {"search", "executors", "builders", "generative", "lifecycle"}
+    assert set(benchmarks()) == {"search", "executors", "builders", "generative", "lifecycle", "gpu"}
+
+
+def test_a_benchmark_that_cannot_run_here_keeps_its_section(tmp_path, monkeypatch, capsys):
+    """The GPU section, measured on a GPU machine, survives `make bench` on one without."""
+    from benchmarks import gpu
+    from benchmarks.run import main
+
+    results = tmp_path / "RESULTS.md"
+    kept = "<!-- bench:gpu -->\nmeasured on a GPU\n<!-- /bench:gpu -->\n"
+    update_results("gpu", kept, results)
+    monkeypatch.setattr(gpu, "available", lambda: "no CUDA device on this machine")
+    monkeypatch.setattr(gpu, "run", lambda quick=False: "must not run")
+    assert main(["--only", "gpu", "--results", str(results)]) == 0
+    assert "measured on a GPU" in results.read_text()
+    assert "skipped (no CUDA device on this machine)" in capsys.readouterr().out
+
+
+def test_most_trials_at_once():
+    from benchmarks.gpu import most_at_once
+    assert most_at_once([]) == 0
+    assert most_at_once([(0, 1), (2, 3)]) == 1
+    assert most_at_once([(0, 4), (1, 2), (1.5, 5), (4.5, 6)]) == 3
 
 
 def test_markdown_table():

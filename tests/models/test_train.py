@@ -238,6 +238,47 @@ def test_trains_on_cuda_in_bf16():
     assert r.state is TrialState.COMPLETE and r.metrics["val_accuracy"] > 0.8
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")])])
+def test_bf16_precision_runs_the_forward_pass_in_bfloat16(device):
+    from models.train import setup
+    from models.trial import TrialSpec
+
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        fit = setup(TrialSpec("mlp", {"name": "digits"}, {"epochs": 1, "precision": precision},
+                              seed=0, device=device))
+        with fit.autocast():
+            out = fit.model(fit.splits.x_val[:8])
+        assert out.dtype == dtype and out.device.type == device
+        assert next(fit.model.parameters()).dtype == torch.float32     # weights stay fp32
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_an_epoch_on_the_gpu_copies_nothing_per_batch_from_the_host():
+    """The splits are placed on the GPU once per process and batches are cut there:
+    an epoch's host-to-device copies do not grow with its number of batches."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from models.train import run_epoch, setup
+    from models.trial import TrialSpec
+
+    def copies(batch_size: int) -> tuple[int, list[str]]:
+        fit = setup(TrialSpec("mlp", {"name": "digits"}, {"epochs": 2, "batch_size": batch_size},
+                              seed=0, device="cuda"))
+        assert fit.splits.x_train.device.type == "cuda"
+        run_epoch(fit)                      # warm-up: kernels, allocator
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run_epoch(fit)
+            torch.cuda.synchronize()
+        events = [e for e in prof.events() if "HtoD" in e.name]
+        return len(events), sorted({e.name for e in events})
+
+    few, many = copies(512), copies(16)     # 3 and 68 batches
+    assert many[0] == few[0] <= 3, f"host-to-device copies per epoch: {few} at 3 batches, {many} at 68"
+
+
 def test_train_final_tests_once_on_the_held_out_split():
     """Retrained on train+val, evaluated on test only: deterministic on CPU."""
     from models.train import train_final

@@ -224,23 +224,30 @@ def test_splits_are_loaded_and_placed_once_per_process():
     assert on_cpu.x_train.device.type == "cpu" and len(on_cpu.y_val) == len(first.y_val)
 
 
-@pytest.mark.gpu
 @pytest.mark.ray
-def test_fractional_gpus_pack_trials_on_one_gpu(ray_local, stores):
-    """gpus_per_trial 0.5: two trials share a GPU, each told its CUDA device."""
+def test_fractional_gpus_pack_trials_on_one_gpu(ray_local, stores, tmp_path):
+    """gpus_per_trial 0.25: four trials are placed on one GPU at the same time (each
+    waits for the others to start), each told its CUDA device, in bf16. Without a
+    CUDA device the session's Ray has one logical GPU: Ray packs the trials the
+    same way and they train on the CPU."""
     import torch
-    if not torch.cuda.is_available() or not ray_local.cluster_resources().get("GPU"):
-        pytest.skip("needs a CUDA device visible to Ray")
-    cfg = ray_config("gpu", stores, {"parallel": "auto", "gpus_per_trial": 0.5},
-                     strategy="random", trials=4)
+    gpus = ray_local.cluster_resources().get("GPU", 0)
+    assert gpus >= 1
+    cfg = ray_config("gpu", stores, {"parallel": "auto", "gpus_per_trial": 0.25,
+                                     "cpus_per_trial": 0.5}, strategy="random", trials=4)
     cfg["params"]["precision"] = "bf16"
     cfg_obj = parse_config(cfg)
-    executor = RayExecutor(cfg_obj.resources)
-    assert executor.capacity == int(ray_local.cluster_resources()["GPU"] / 0.5)
+    (tmp_path / "started").mkdir()
+    train = functools.partial(trainers.together, marker_dir=str(tmp_path / "started"), expected=4)
+    executor = RayExecutor(cfg_obj.resources, train=train)
+    assert executor.capacity == int(gpus / 0.25)
     outcome = StudyDriver(cfg_obj, executor, MlflowTracker(cfg_obj.tracking.uri)).run()
     assert outcome.counts["COMPLETE"] == 4
     _, _, children = trials_and_runs(stores, "gpu")
-    assert {c.data.tags["device"] for c in children} == {"cuda:0"}
+    device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert {c.data.tags["device"] for c in children} == {device}
+    assert [c.data.metrics["started_together"] for c in children] == [4.0] * 4
+    assert_nothing_running(stores, "gpu")
 
 
 def test_ray_only_keys_are_refused_with_the_serial_executor(stores):

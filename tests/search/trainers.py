@@ -63,3 +63,15 @@ def slow_epochs(spec: TrialSpec, report) -> TrialResult:
         history.append(metrics)
         report(epoch, metrics)
     return TrialResult(TrialState.COMPLETE, metrics, tuple(history), len(history))
+
+
+def together(spec: TrialSpec, report, marker_dir: str, expected: int) -> TrialResult:
+    """Says it started (a file), waits up to a minute until `expected` trials have,
+    then trains; each epoch reports how many had started (`started_together`)."""
+    Path(marker_dir, f"started-{spec.trial_number}").touch()
+    deadline = time.monotonic() + 60
+    while len(list(Path(marker_dir).iterdir())) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    seen = len(list(Path(marker_dir).iterdir()))
+    return train_trial(spec, lambda epoch, metrics: report(
+        epoch, {**metrics, "started_together": float(seen)}))
