@@ -20,6 +20,7 @@ from models.trial import TrialResult, TrialSpec, TrialState
 from search.config import StudyConfig
 from search.executors import Executor, failed
 from search.importance import Importances, importance_figure, importance_metrics, param_importances
+from search.intermediate import Pending
 from search.strategies import can_prune, enqueue_initial, make_pruner, make_sampler
 from search.tracking import MlflowTracker   # or search.writer.TrackingWriter: same methods
 from spaces import parse_space, suggest
@@ -49,6 +50,7 @@ class _Running:
     run_id: str                  # the tracker's id for the run: a handle until recorded
     spec: TrialSpec
     recorded: bool = False       # the MLflow run id is on the Optuna trial
+    pending: Pending | None = None   # intermediate values kept for a batch (no pruner)
 
 
 @dataclass
@@ -181,7 +183,8 @@ class StudyDriver:
         trial.set_user_attr("seed", spec.seed)
         run_id = self.tracker.start_trial(self.parent, trial.number,
                                           {**params, "trial_number": trial.number, "seed": spec.seed})
-        self.running[trial.number] = _Running(trial, run_id, spec)
+        self.running[trial.number] = _Running(trial, run_id, spec,
+                                              pending=None if self.prunes else Pending())
         self._record_run_id(self.running[trial.number])
         self.executor.submit(spec)
 
@@ -214,9 +217,12 @@ class StudyDriver:
         value = metrics.get(self.objectives[0].metric)
         if value is None or not math.isfinite(value):
             return False
+        if r.pending is not None:   # nothing reads them before the trial ends: batch them
+            r.pending.add(step, float(value))
+            if r.pending.due():
+                r.pending.flush(r.trial)
+            return False
         r.trial.report(float(value), step)
-        if not self.prunes:
-            return False            # should_prune reads the whole trial back: skip it
         # A trial that has trained all its epochs is complete: pruning it now would
         # save nothing and throw its result away.
         last = r.spec.params.get("epochs")
@@ -234,6 +240,8 @@ class StudyDriver:
                 values = None
         if not r.recorded:
             self._record_run_id(r, wait=True)
+        if r.pending is not None:
+            r.pending.flush(r.trial)
         if result.reason:
             r.trial.set_user_attr("reason", result.reason)
         r.trial.set_user_attr("epochs", result.epochs)

@@ -70,7 +70,7 @@ def kill_mid_trial(config_path, storage: str, study: str, complete_before: int) 
 @pytest.mark.slow
 def test_sigkill_then_resume_adds_up(stores, write_config):
     cfg = small_config("crash", stores, trials=5)
-    cfg["params"].update(epochs=40, batch_size=32)      # trials long enough to die inside
+    cfg["params"].update(epochs=150, batch_size=32)     # about a second: long enough to die inside
     kill_mid_trial(write_config(cfg), stores.optuna_url, "crash", complete_before=2)
     before = optuna.load_study(study_name="crash", storage=stores.optuna_url).trials
     assert [t.state for t in before].count(RUNNING) == 1
