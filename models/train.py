@@ -401,21 +401,38 @@ def _load(data: Mapping[str, Any]) -> Splits:
     """The dataset's splits on the CPU, loaded once per process for consecutive
     trials on the same data (a serial study, a Ray worker): the tensors are shared,
     and nothing in training writes to them in place."""
-    key = _data_key(data)
+    key = data_key(data)
     if key not in _LOADED:
-        _LOADED.clear()                 # one dataset at a time bounds memory
         # Accepts a DataConfig dump ({name, ..., options: {...}}) or options inline.
         spec = dict(data)
         options = dict(spec.pop("options", None) or {})
-        _LOADED[key] = load_dataset(spec.pop("name", "digits"), **spec, **options)
+        preload(data, load_dataset(spec.pop("name", "digits"), **spec, **options))
     return _LOADED[key]
+
+
+def loaded_splits(data: Mapping[str, Any]) -> Splits:
+    """The splits of `data` on the CPU: loaded once per process (see `_load`)."""
+    return _load(data)
+
+
+def preload(data: Mapping[str, Any], splits: Splits) -> None:
+    """Make `splits` what this process's trials on `data` train on: a Ray worker
+    is handed the splits the driver loaded, and loads nothing itself."""
+    key = data_key(data)
+    if key not in _LOADED:
+        _LOADED.clear()                 # one dataset at a time bounds memory
+        _LOADED[key] = splits
 
 
 _LOADED: dict[str, Splits] = {}
 
 
-def _data_key(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, sort_keys=True, default=str)
+def data_key(data: Mapping[str, Any]) -> str:
+    """One key per dataset, whether its options are nested (a DataConfig dump, as
+    validation loads it) or inline (as trials load it)."""
+    spec = dict(data)
+    options = spec.pop("options", None) or {}
+    return json.dumps({**spec, **options}, sort_keys=True, default=str)
 
 
 def _task_name(builder_task: str, data_task: str) -> str:
@@ -434,7 +451,7 @@ def _splits_on(data: Mapping[str, Any], device: torch.device) -> Splits:
     (a Ray worker runs many), so each worker loads and copies a dataset once."""
     if device.type == "cpu":
         return _load(data)
-    key = (_data_key(data), str(device))
+    key = (data_key(data), str(device))
     if key not in _ON_ACCELERATOR:
         _ON_ACCELERATOR.clear()         # one dataset at a time bounds device memory
         _ON_ACCELERATOR[key] = _to_device(_load(data), device)

@@ -117,9 +117,13 @@ def _placement() -> Placement:
 
 
 def run_trial(train: TrainFn, spec: TrialSpec, broker: Any, threads: int,
-              prunes: bool = True) -> tuple[Placement, TrialResult, Reports]:
+              prunes: bool = True, splits: Any = None) -> tuple[Placement, TrialResult, Reports]:
     """The body of one trial's Ray task (one attempt): where it ran, its result, and
-    the reports it made (`prunes`: wait for the driver's decision at each one)."""
+    the reports it made (`prunes`: wait for the driver's decision at each one;
+    `splits`: the dataset as the driver loaded it, or None to load it here)."""
+    if splits is not None:
+        from models.train import preload
+        preload(spec.data, splits)
     attempt = uuid.uuid4().hex[:8]
     where = _placement()
     broker.started.remote(spec.trial_number, attempt, where)
@@ -229,10 +233,27 @@ class RayExecutor:
         self._tasks: dict[ray.ObjectRef, _Task] = {}
         self._by_number: dict[int, _Task] = {}
         self._take: ray.ObjectRef | None = None
+        self._datasets: dict[str, ray.ObjectRef | None] = {}
 
     def submit(self, spec: TrialSpec) -> None:
-        ref = self._remote.remote(self._train, spec, self._broker, self._threads, self._prunes)
+        ref = self._remote.remote(self._train, spec, self._broker, self._threads, self._prunes,
+                                  self._splits(spec.data))
         self._tasks[ref] = self._by_number[spec.trial_number] = _Task(spec.trial_number)
+
+    def _splits(self, data: Mapping[str, Any]) -> ray.ObjectRef | None:
+        """The dataset, loaded once here (validating the config loaded it already) and
+        put in Ray's object store: workers, on any node, load nothing themselves.
+        None (each worker loads it, and a trial fails with the reason) when it
+        cannot be loaded here."""
+        from models.train import data_key, loaded_splits
+
+        key = data_key(data)
+        if key not in self._datasets:
+            try:
+                self._datasets = {key: ray.put(loaded_splits(data))}    # one at a time
+            except Exception:  # noqa: BLE001 - the trial reports it, from the worker
+                self._datasets = {key: None}
+        return self._datasets[key]
 
     def wait(self, on_report: OnReport) -> list[tuple[int, TrialResult]]:
         while True:

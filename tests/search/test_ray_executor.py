@@ -250,6 +250,26 @@ def test_fractional_gpus_pack_trials_on_one_gpu(ray_local, stores, tmp_path):
     assert_nothing_running(stores, "gpu")
 
 
+@pytest.mark.ray
+def test_workers_train_on_the_dataset_the_driver_loaded(ray_local, stores):
+    """The driver puts the dataset in Ray's object store once; workers, fresh or
+    reused, find it in place (a split no earlier test used: no worker has it)."""
+    cfg = ray_config("data", stores, strategy="random", trials=4)
+    cfg["data"] = {"name": "digits", "val_fraction": 0.23}
+    run_study(cfg, lambda c: RayExecutor(c.resources, train=trainers.found_its_data))
+    trials, _, _ = trials_and_runs(stores, "data")
+    assert [t.value for t in trials] == [1.0] * 4
+
+
+def test_a_dataset_has_one_key_with_nested_or_inline_options():
+    from models.train import data_key, loaded_splits
+
+    nested = {"name": "adding", "val_fraction": 0.2, "options": {"length": 7, "n": 300}}
+    inline = {"n": 300, "name": "adding", "length": 7, "val_fraction": 0.2}
+    assert data_key(nested) == data_key(inline) != data_key({**inline, "length": 8})
+    assert loaded_splits(nested) is loaded_splits(inline)         # validation's load is reused
+
+
 def test_ray_only_keys_are_refused_with_the_serial_executor(stores):
     from models.errors import UserError
     from search.config import check_semantics

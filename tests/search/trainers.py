@@ -75,3 +75,14 @@ def together(spec: TrialSpec, report, marker_dir: str, expected: int) -> TrialRe
     seen = len(list(Path(marker_dir).iterdir()))
     return train_trial(spec, lambda epoch, metrics: report(
         epoch, {**metrics, "started_together": float(seen)}))
+
+
+def found_its_data(spec: TrialSpec, report) -> TrialResult:
+    """val_accuracy 1 when the worker holds the trial's dataset before training
+    starts (handed over by the driver), 0 when it would have to load it."""
+    from models.train import _LOADED, data_key
+
+    value = 1.0 if data_key(spec.data) in _LOADED else 0.0
+    metrics = {"val_accuracy": value, "val_loss": 1.0 - value, "train_loss": 0.5}
+    report(1, metrics)
+    return TrialResult(TrialState.COMPLETE, metrics, (metrics,), 1)
