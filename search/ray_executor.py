@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from typing import Any, Mapping, Sequence
@@ -159,6 +160,7 @@ def drawn(result: TrialResult) -> TrialResult:
 def connect(address: str | None) -> bool:
     """Join the cluster at `address`, or start a private local instance; True when
     this process started Ray (and so must stop it)."""
+    wait_stopped()
     if ray.is_initialized():
         return False
     if address:
@@ -171,6 +173,26 @@ def connect(address: str | None) -> bool:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"resources.address: cannot connect to Ray at {address!r}: {first}") from None
     return True
+
+
+_stopping: threading.Thread | None = None
+
+
+def stop_in_background() -> None:
+    """Stop the Ray instance this process started. Ray's shutdown mostly waits for
+    its processes to exit (about a second here), so that wait runs beside the end
+    of the study (figures, the last writes); the next `connect` in this process
+    waits for it, and so does the interpreter's exit (the thread is not a daemon)."""
+    global _stopping
+    wait_stopped()
+    _stopping = threading.Thread(target=ray.shutdown, name="ray-shutdown")
+    _stopping.start()
+
+
+def wait_stopped() -> None:
+    """Return once a Ray instance being stopped is down."""
+    if _stopping is not None:
+        _stopping.join()
 
 
 def _check_reachable(address: str) -> None:
@@ -280,7 +302,7 @@ class RayExecutor:
         if ray.is_initialized():
             ray.kill(self._broker)
             if self._owns_ray:
-                ray.shutdown()
+                stop_in_background()
 
     # -- helpers
 

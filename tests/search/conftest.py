@@ -15,9 +15,11 @@ def ray_local():
     import cloudpickle
     import torch
 
+    from search.ray_executor import wait_stopped
     from tests.search import trainers
 
     cloudpickle.register_pickle_by_value(trainers)   # workers need not import tests/
+    wait_stopped()                  # a study's own Ray instance may still be stopping
     started = not ray.is_initialized()
     if started:
         ray.init(address="local", num_cpus=2, include_dashboard=False,

@@ -279,3 +279,37 @@ def test_ray_only_keys_are_refused_with_the_serial_executor(stores):
         with pytest.raises(UserError, match=f"resources.{key}: needs executor: ray"):
             check_semantics(parse_config({**cfg, "resources": {"executor": "serial", key: value}}))
     check_semantics(parse_config({**cfg, "resources": {"executor": "ray", "trial_timeout": 60}}))
+
+
+
+STOP_THEN_START = """
+import ray
+import search.ray_executor as rx
+from search.config import ResourcesConfig
+from search.ray_executor import RayExecutor, wait_stopped
+first = RayExecutor(ResourcesConfig(executor="ray", parallel=1))
+first.shutdown()
+print("returned", rx._stopping.is_alive())    # still stopping: shutdown did not wait
+second = RayExecutor(ResourcesConfig(executor="ray", parallel=1))  # waits for the first
+assert ray.is_initialized() and second.capacity == 1
+second.shutdown()
+wait_stopped()
+print("stopped", ray.is_initialized())
+"""
+
+
+@pytest.mark.ray
+def test_a_study_returns_while_its_own_ray_instance_stops():
+    """An executor stops the Ray instance it started in the background (a study's
+    end does not wait for it); the next one in the process waits before starting."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = subprocess.run([sys.executable, "-c", STOP_THEN_START], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    returned, stopped = [line.split() for line in out.stdout.splitlines()[-2:]]
+    assert returned == ["returned", "True"]
+    assert stopped == ["stopped", "False"]
