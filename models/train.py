@@ -406,7 +406,7 @@ def _load(data: Mapping[str, Any]) -> Splits:
         # Accepts a DataConfig dump ({name, ..., options: {...}}) or options inline.
         spec = dict(data)
         options = dict(spec.pop("options", None) or {})
-        preload(data, load_dataset(spec.pop("name", "digits"), **spec, **options))
+        preload(data, lambda: load_dataset(spec.pop("name", "digits"), **spec, **options))
     return _LOADED[key]
 
 
@@ -415,13 +415,13 @@ def loaded_splits(data: Mapping[str, Any]) -> Splits:
     return _load(data)
 
 
-def preload(data: Mapping[str, Any], splits: Splits) -> None:
-    """Make `splits` what this process's trials on `data` train on: a Ray worker
-    is handed the splits the driver loaded, and loads nothing itself."""
+def preload(data: Mapping[str, Any], fetch: Callable[[], Splits]) -> None:
+    """Unless this process holds `data` already, make `fetch()` what its trials on
+    `data` train on: a Ray worker fetches the splits the driver loaded, once."""
     key = data_key(data)
     if key not in _LOADED:
         _LOADED.clear()                 # one dataset at a time bounds memory
-        _LOADED[key] = splits
+        _LOADED[key] = fetch()
 
 
 _LOADED: dict[str, Splits] = {}

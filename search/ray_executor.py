@@ -118,13 +118,14 @@ def _placement() -> Placement:
 
 
 def run_trial(train: TrainFn, spec: TrialSpec, broker: Any, threads: int,
-              prunes: bool = True, splits: Any = None) -> tuple[Placement, TrialResult, Reports]:
+              prunes: bool = True, splits: Sequence[Any] = ()) -> tuple[Placement, TrialResult, Reports]:
     """The body of one trial's Ray task (one attempt): where it ran, its result, and
     the reports it made (`prunes`: wait for the driver's decision at each one;
-    `splits`: the dataset as the driver loaded it, or None to load it here)."""
-    if splits is not None:
+    `splits`: [the ref of the dataset the driver loaded], fetched only by a worker
+    that does not hold it yet; empty: the worker loads it)."""
+    if splits:
         from models.train import preload
-        preload(spec.data, splits)
+        preload(spec.data, lambda: ray.get(splits[0]))
     attempt = uuid.uuid4().hex[:8]
     where = _placement()
     broker.started.remote(spec.trial_number, attempt, where)
@@ -255,26 +256,28 @@ class RayExecutor:
         self._tasks: dict[ray.ObjectRef, _Task] = {}
         self._by_number: dict[int, _Task] = {}
         self._take: ray.ObjectRef | None = None
-        self._datasets: dict[str, ray.ObjectRef | None] = {}
+        self._datasets: dict[str, list[ray.ObjectRef]] = {}
 
     def submit(self, spec: TrialSpec) -> None:
         ref = self._remote.remote(self._train, spec, self._broker, self._threads, self._prunes,
                                   self._splits(spec.data))
         self._tasks[ref] = self._by_number[spec.trial_number] = _Task(spec.trial_number)
 
-    def _splits(self, data: Mapping[str, Any]) -> ray.ObjectRef | None:
+    def _splits(self, data: Mapping[str, Any]) -> list[ray.ObjectRef]:
         """The dataset, loaded once here (validating the config loaded it already) and
         put in Ray's object store: workers, on any node, load nothing themselves.
-        None (each worker loads it, and a trial fails with the reason) when it
-        cannot be loaded here."""
+        In a list, so that Ray hands the ref over unresolved and a worker that
+        holds the dataset from its last trial does not copy it again. Empty (each
+        worker loads it, and a trial fails with the reason) when it cannot be
+        loaded here."""
         from models.train import data_key, loaded_splits
 
         key = data_key(data)
         if key not in self._datasets:
             try:
-                self._datasets = {key: ray.put(loaded_splits(data))}    # one at a time
+                self._datasets = {key: [ray.put(loaded_splits(data))]}   # one at a time
             except Exception:  # noqa: BLE001 - the trial reports it, from the worker
-                self._datasets = {key: None}
+                self._datasets = {key: []}
         return self._datasets[key]
 
     def wait(self, on_report: OnReport) -> list[tuple[int, TrialResult]]:

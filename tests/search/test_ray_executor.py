@@ -270,6 +270,18 @@ def test_a_dataset_has_one_key_with_nested_or_inline_options():
     assert loaded_splits(nested) is loaded_splits(inline)         # validation's load is reused
 
 
+def test_a_worker_holding_the_dataset_does_not_fetch_it_again():
+    from models.train import loaded_splits, preload
+
+    data = {"name": "adding", "n": 200, "length": 5}
+    held = loaded_splits(data)
+    preload(data, lambda: pytest.fail("fetched a dataset this process holds"))
+    assert loaded_splits(data) is held
+    other = {**data, "length": 6}
+    preload(other, lambda: held)          # not held: fetched, and replaces the last one
+    assert loaded_splits(other) is held
+
+
 def test_ray_only_keys_are_refused_with_the_serial_executor(stores):
     from models.errors import UserError
     from search.config import check_semantics
