@@ -193,7 +193,16 @@ from cli import lifecycle as _lifecycle  # noqa: E402,F401
 
 
 def main() -> None:
-    app(prog_name="hypersweep")
+    """The `hypersweep` command. It ends without the interpreter's teardown (about
+    a second, see search/exit.py) once its work is done and written."""
+    from search.exit import exit_code, exit_now
+
+    try:
+        app(prog_name="hypersweep")
+        code = 0
+    except SystemExit as e:
+        code = exit_code(e)
+    exit_now(code)
 
 
 if __name__ == "__main__":

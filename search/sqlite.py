@@ -6,11 +6,14 @@ or a second study read them. In WAL mode readers never block the writer and a
 commit costs an append instead of a rewrite of the journal; `synchronous=NORMAL`
 is SQLite's recommended pairing (a power cut may lose the last commits, never
 corrupt the file). Importing this module turns it on for every SQLite connection
-SQLAlchemy opens in this process.
+SQLAlchemy opens in this process, and keeps track of the engines, so that
+`close_all` can close them before a process ends without the interpreter's
+teardown (`search.exit.exit_now`).
 """
 from __future__ import annotations
 
 import sqlite3
+import weakref
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -27,3 +30,20 @@ def _wal(dbapi_connection, _record) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+@event.listens_for(Engine, "engine_connect")
+def _remember(connection, *_) -> None:
+    if connection.engine.dialect.name == "sqlite":
+        _ENGINES.add(connection.engine)
+
+
+def close_all() -> None:
+    """Close every SQLite database this process opened through SQLAlchemy: the last
+    connection to close folds the write-ahead log back into the file, as it does
+    when the interpreter tears down."""
+    for engine in list(_ENGINES):
+        engine.dispose()

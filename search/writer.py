@@ -297,4 +297,5 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     # Run the importable module, so that the errors it pickles are search.writer's.
     from search import writer
-    sys.exit(writer.main(sys.argv[1:]))
+    from search.exit import exit_now
+    exit_now(writer.main(sys.argv[1:]))

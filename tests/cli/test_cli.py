@@ -144,3 +144,25 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: model: unknown builder 'resnet9000'")
     assert "Traceback" not in proc.stderr
+
+
+def test_the_command_ends_with_its_stores_closed_and_its_exit_code(stores, write_config):
+    """`hypersweep` ends without the interpreter's teardown: the SQLite stores are
+    closed first (no write-ahead log is left beside them), the output is all
+    there, and the exit code is the command's."""
+    from tests.conftest import ROOT
+
+    def hypersweep(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cli.app", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+
+    done = hypersweep("run", str(write_config(small_config("closed", stores, trials=2))))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "MLflow UI for this store" in done.stdout          # the last lines it prints
+    assert sorted(p.name for p in stores.dir.glob("*.db*")) == ["mlflow.db", "optuna.db"]
+    assert len(optuna.load_study(study_name="closed", storage=stores.optuna_url).trials) == 2
+    _, children = study_runs(stores.mlflow_uri, "closed")
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+
+    bad = hypersweep("run", str(write_config({**small_config("bad", stores), "bogus": 1}, "bad.yaml")))
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "bogus" in bad.stderr
