@@ -48,16 +48,15 @@ def available() -> str | None:
 def throughput(device: str, epochs: int, quick: bool) -> list[dict]:
     rows = []
     for name in BUILDERS[:2] if quick else BUILDERS:
-        row = {"builder": name}
-        for label, dev, precision in ((f"{device} fp32 s/epoch", device, "fp32"),
-                                      (f"{device} bf16 s/epoch", device, "bf16"),
-                                      (f"CPU ({os.cpu_count()} cores) s/epoch", "cpu", "fp32")):
-            r = bench(name, epochs, quick, device=dev, threads=None if dev == "cpu" else 1,
-                      precision=precision)
-            row.update({"data": r["data"], "parameters": int(r["params"]), label: r["s_per_epoch"]})
-        gpu, bf16, cpu = (row[k] for k in list(row)[-3:])
-        row["CPU / GPU fp32"], row["fp32 / bf16"] = cpu / gpu, gpu / bf16
-        rows.append(row)
+        gpu, bf16 = (bench(name, epochs, quick, device=device, threads=1, precision=p)
+                     for p in ("fp32", "bf16"))
+        cpu = bench(name, epochs, quick, device="cpu", threads=None)
+        rows.append({"builder": name, "data": gpu["data"], "parameters": int(gpu["params"]),
+                     f"{device} fp32 s/epoch": gpu["s_per_epoch"],
+                     f"{device} bf16 s/epoch": bf16["s_per_epoch"],
+                     f"CPU ({os.cpu_count()} cores) s/epoch": cpu["s_per_epoch"],
+                     "CPU / GPU fp32": cpu["s_per_epoch"] / gpu["s_per_epoch"],
+                     "fp32 / bf16": gpu["s_per_epoch"] / bf16["s_per_epoch"]})
     return rows
 
 

@@ -397,42 +397,42 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load(data: Mapping[str, Any]) -> Splits:
+def loaded_splits(data: Mapping[str, Any]) -> Splits:
     """The dataset's splits on the CPU, loaded once per process for consecutive
     trials on the same data (a serial study, a Ray worker): the tensors are shared,
     and nothing in training writes to them in place."""
-    key = data_key(data)
-    if key not in _LOADED:
-        # Accepts a DataConfig dump ({name, ..., options: {...}}) or options inline.
-        spec = dict(data)
-        options = dict(spec.pop("options", None) or {})
-        preload(data, lambda: load_dataset(spec.pop("name", "digits"), **spec, **options))
-    return _LOADED[key]
+    def load() -> Splits:
+        spec = _flat(data)
+        return load_dataset(spec.pop("name", "digits"), **spec)
+
+    return preload(data, load)
 
 
-def loaded_splits(data: Mapping[str, Any]) -> Splits:
-    """The splits of `data` on the CPU: loaded once per process (see `_load`)."""
-    return _load(data)
-
-
-def preload(data: Mapping[str, Any], fetch: Callable[[], Splits]) -> None:
+def preload(data: Mapping[str, Any], fetch: Callable[[], Splits]) -> Splits:
     """Unless this process holds `data` already, make `fetch()` what its trials on
-    `data` train on: a Ray worker fetches the splits the driver loaded, once."""
+    `data` train on (a Ray worker fetches the splits the driver loaded, once);
+    the splits it holds."""
     key = data_key(data)
     if key not in _LOADED:
         _LOADED.clear()                 # one dataset at a time bounds memory
         _LOADED[key] = fetch()
+    return _LOADED[key]
 
 
 _LOADED: dict[str, Splits] = {}
 
 
-def data_key(data: Mapping[str, Any]) -> str:
-    """One key per dataset, whether its options are nested (a DataConfig dump, as
-    validation loads it) or inline (as trials load it)."""
+def _flat(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A dataset's options inline, from a DataConfig dump ({name, ..., options:
+    {...}}, as validation loads it) or already inline (as trials load it)."""
     spec = dict(data)
     options = spec.pop("options", None) or {}
-    return json.dumps({**spec, **options}, sort_keys=True, default=str)
+    return {**spec, **options}
+
+
+def data_key(data: Mapping[str, Any]) -> str:
+    """One key per dataset, whichever form its options come in (see `_flat`)."""
+    return json.dumps(_flat(data), sort_keys=True, default=str)
 
 
 def _task_name(builder_task: str, data_task: str) -> str:
@@ -450,18 +450,18 @@ def _splits_on(data: Mapping[str, Any], device: torch.device) -> Splits:
     """The splits on `device`. They stay there for the next trial of this process
     (a Ray worker runs many), so each worker loads and copies a dataset once."""
     if device.type == "cpu":
-        return _load(data)
+        return loaded_splits(data)
     key = (data_key(data), str(device))
     if key not in _ON_ACCELERATOR:
         _ON_ACCELERATOR.clear()         # one dataset at a time bounds device memory
-        _ON_ACCELERATOR[key] = _to_device(_load(data), device)
+        _ON_ACCELERATOR[key] = _to_device(loaded_splits(data), device)
     return _ON_ACCELERATOR[key]
 
 
 def trial_task(model: str, data: Mapping[str, Any]) -> str:
     """The task a trial of `model` on `data` trains with (loading the dataset, which
     also checks its options): what the study's objective metrics must come from."""
-    return _task_name(get_builder(model).task, _load(data).task)
+    return _task_name(get_builder(model).task, loaded_splits(data).task)
 
 
 def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
@@ -472,7 +472,7 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     images) is a UserError before the study starts, not a failed trial. When builder
     hyperparameters are searched, some sampled values may still fit, so then only a
     mismatch of builder and data (an error keyed `model`) counts."""
-    builder, splits = get_builder(model), _load(data)
+    builder, splits = get_builder(model), loaded_splits(data)
     task = get_task(_task_name(builder.task, splits.task))
     kwargs, opts = split_params(model, params)
     _check_augment(opts, splits)
