@@ -51,6 +51,18 @@ def to_png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def warm_up() -> None:
+    """Draw a small figure with text and an image, and throw it away: the first
+    figure of a process pays for importing the PNG backend and loading the fonts
+    (about half a second), which a process that will draw can pay while it waits."""
+    fig = new_figure((1.0, 1.0))
+    ax = fig.subplots()
+    ax.imshow([[0, 1], [1, 0]], cmap="Blues")
+    ax.plot([0, 1], [0, 1])
+    ax.set(title="t", xlabel="x")
+    to_png(fig)
+
+
 def learning_curve(history: Sequence[Mapping[str, float]], metric: str = "val_accuracy") -> bytes:
     """Train and validation loss (left) and one validation metric (right) by epoch."""
     fig = new_figure()

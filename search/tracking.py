@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import search.sqlite  # noqa: F401 - SQLite stores in WAL mode
+from search import store_template
 from models.errors import UserError
 from models.figures import artifact_bytes
 from models.trial import TrialResult, TrialState
@@ -48,7 +49,12 @@ class MlflowTracker:
         # MLflow logs migrations and warnings at INFO on first use of a store.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        self.client = MlflowClient(tracking_uri=uri)
+        db = store_template.sqlite_file(uri)
+        new = store_template.is_new(db)
+        seeded = new and store_template.seed(db)
+        self.client = MlflowClient(tracking_uri=uri)        # opens (creates) the store
+        if new and not seeded:
+            store_template.save(db)
         self._e = entities           # Metric, Param, RunTag
         self._pending: dict[str, list[entities.Metric]] = {}
         self._last_flush: dict[str, float] = {}

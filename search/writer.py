@@ -68,10 +68,10 @@ class TrackingWriter:
         or, with `wait`, now: a UserError naming `tracking.uri`, before the caller
         writes anything elsewhere."""
         self.uri = uri
-        self._send("open", (uri,), {})
+        seq = self._send("open", (uri,), {"answer": wait})
         if wait:
             try:
-                self.sync()
+                self._wait(seq)
             except TrackingError as e:
                 reason = str(e).removeprefix(f"tracking ({uri}): ")
                 raise UserError(f"tracking.uri: cannot open {uri!r}: {reason}") from None
@@ -219,8 +219,11 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> int:
     """Open the store the first call names, then apply each call in order; answer
     creates and reads. After the first failed write, later writes are skipped (they
     would build on it) and reads fail."""
-    import mlflow.tracking  # noqa: F401 - the slow import, done before the store is named
+    import mlflow.tracking  # noqa: F401 - the slow imports, done before the store is named
+    with contextlib.suppress(ImportError):      # what a SQL store (SQLite, Postgres) needs
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
+    from models.figures import warm_up
     from search.tracking import MlflowTracker
 
     gone = False        # the driver died: no one to answer, but its writes still land
@@ -251,6 +254,10 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> int:
             except Exception as e:  # noqa: BLE001 - reported to the driver, not raised here
                 failure = _describe(uri, e)
                 answer(0, False, failure)
+                continue
+            if kwargs.get("answer"):
+                answer(seq, True, None)
+            warm_up()       # the first trial's figures then draw at full speed
             continue
         if failure is not None:
             answer(seq, False, TrackingError(failure))

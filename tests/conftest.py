@@ -30,6 +30,16 @@ class Stores:
         return not any(self.dir.iterdir())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _store_template_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The session's own cache of the empty MLflow store (search/store_template.py),
+    for this process and the commands it starts, not the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HYPERSWEEP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def stores(tmp_path: Path) -> Stores:
     d = tmp_path / "stores"

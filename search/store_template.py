@@ -1,0 +1,106 @@
+"""New MLflow SQLite stores start as a copy of an empty one.
+
+Opening a SQLite file that does not exist yet makes MLflow create every table and
+then run its whole chain of schema migrations: about 0.7 s, paid by every new study
+directory and every test. The result is the same file each time for one MLflow
+version, so the first new store is also saved (without its Default experiment) as a
+template in the cache directory, and later new stores are copies of it. MLflow then
+opens an up-to-date store and adds the Default experiment itself, with this store's
+artifact location and the current time, exactly as in a store it migrated.
+
+The template is keyed by the MLflow version; `HYPERSWEEP_CACHE_DIR` moves the cache
+(default `$XDG_CACHE_HOME/hypersweep`, else `~/.cache/hypersweep`). Anything that
+goes wrong here (no cache directory, a read-only disk) leaves MLflow to create the
+store as usual.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+from pathlib import Path
+
+DEFAULT_EXPERIMENT = 0
+
+
+def cache_dir() -> Path:
+    if os.environ.get("HYPERSWEEP_CACHE_DIR"):
+        return Path(os.environ["HYPERSWEEP_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hypersweep"
+
+
+def template_path() -> Path:
+    import mlflow
+    return cache_dir() / f"mlflow-{mlflow.__version__}-empty.db"
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (None for other stores and in-memory ones)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def is_new(db: Path | None) -> bool:
+    """Whether MLflow would create this store from nothing."""
+    return db is not None and (not db.exists() or db.stat().st_size == 0)
+
+
+def seed(db: Path) -> bool:
+    """Put a copy of the template at `db`, which must not exist yet; whether it did."""
+    template = template_path()
+    if not template.is_file() or not db.parent.is_dir():
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        if db.stat().st_size == 0:      # an empty file: SQLite and MLflow take it as new
+            db.unlink()
+    fd, tmp = tempfile.mkstemp(prefix=f".{db.name}.", dir=db.parent)
+    os.close(fd)
+    try:
+        _copy(template, Path(tmp))
+        os.link(tmp, db)                # fails if another process created it meanwhile
+    except OSError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return True
+
+
+def save(db: Path) -> None:
+    """Save the store MLflow has just created at `db` as the template, without its
+    Default experiment (MLflow adds that to each store it opens without one)."""
+    template = template_path()
+    if template.is_file():
+        return
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".mlflow-", suffix=".db", dir=template.parent)
+        os.close(fd)
+    except OSError:
+        return
+    try:
+        _copy(db, Path(tmp))
+        with contextlib.closing(sqlite3.connect(tmp)) as con, con:
+            if con.execute("SELECT count(*) FROM experiments WHERE experiment_id != ?",
+                           (DEFAULT_EXPERIMENT,)).fetchone()[0]:
+                return                  # not an empty store after all
+            con.execute("DELETE FROM experiments WHERE experiment_id = ?", (DEFAULT_EXPERIMENT,))
+        os.replace(tmp, template)
+    except (OSError, sqlite3.Error):
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite database (its write-ahead log included), in
+    rollback-journal mode: the stores' connections switch it to WAL when they open it."""
+    with contextlib.closing(sqlite3.connect(f"file:{src}?mode=ro", uri=True)) as s, \
+            contextlib.closing(sqlite3.connect(dst)) as d:
+        s.backup(d)
+        d.execute("PRAGMA journal_mode=DELETE")
