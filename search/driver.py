@@ -15,6 +15,7 @@ import optuna
 import yaml
 
 import search.sqlite  # noqa: F401 - SQLite stores in WAL mode
+from search import store_template
 from models.errors import UserError
 from models.trial import TrialResult, TrialSpec, TrialState
 from search.config import StudyConfig
@@ -83,13 +84,15 @@ def data_dict(cfg: StudyConfig) -> dict[str, Any]:
 
 def create_study(cfg: StudyConfig) -> optuna.Study:
     """A new Optuna study; an existing one of the same name is an error, not a merge."""
-    storage = cfg.tracking.storage
+    url = cfg.tracking.storage
     try:
-        existing = optuna.study.get_all_study_names(storage)
+        with store_template.new_store(url, "optuna"):
+            storage = optuna.storages.get_storage(url)
+        existing = [s.study_name for s in storage.get_all_studies()]
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
-        raise UserError(f"tracking.storage: cannot open {storage!r}: {e}") from None
+        raise UserError(f"tracking.storage: cannot open {url!r}: {e}") from None
     if cfg.study in existing:
-        raise UserError(f"study: '{cfg.study}' already exists in {storage}; "
+        raise UserError(f"study: '{cfg.study}' already exists in {url}; "
                         f"choose another name (--set study=NAME) or another --storage")
     directions = [o.direction for o in cfg.search.objectives]
     epochs = cfg.params.get("epochs")

@@ -1,17 +1,19 @@
-"""New MLflow SQLite stores start as a copy of an empty one.
+"""New SQLite stores start as a copy of an empty one.
 
 Opening a SQLite file that does not exist yet makes MLflow create every table and
-then run its whole chain of schema migrations: about 0.7 s, paid by every new study
-directory and every test. The result is the same file each time for one MLflow
-version, so the first new store is also saved (without its Default experiment) as a
-template in the cache directory, and later new stores are copies of it. MLflow then
-opens an up-to-date store and adds the Default experiment itself, with this store's
-artifact location and the current time, exactly as in a store it migrated.
+then run its whole chain of schema migrations (about 0.7 s), and Optuna create its
+tables and stamp their version (about 0.2 s), for every new study directory and
+every test. The result is the same file each time for one library version, so the
+first new store of each kind is also saved, empty, as a template in the cache
+directory, and later new stores are copies of it. An MLflow template is saved
+without its Default experiment: MLflow adds that to each store it opens without
+one, with this store's artifact location and the current time, exactly as in a
+store it migrated.
 
-The template is keyed by the MLflow version; `HYPERSWEEP_CACHE_DIR` moves the cache
-(default `$XDG_CACHE_HOME/hypersweep`, else `~/.cache/hypersweep`). Anything that
-goes wrong here (no cache directory, a read-only disk) leaves MLflow to create the
-store as usual.
+Templates are keyed by the library's version; `HYPERSWEEP_CACHE_DIR` moves the
+cache (default `$XDG_CACHE_HOME/hypersweep`, else `~/.cache/hypersweep`). Anything
+that goes wrong here (no cache directory, a read-only disk) leaves the library to
+create the store as usual.
 """
 from __future__ import annotations
 
@@ -20,8 +22,15 @@ import os
 import sqlite3
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
-DEFAULT_EXPERIMENT = 0
+# kind -> (a query that counts what an empty store must not hold, what to remove
+# from a new store before it is saved)
+_EMPTY = {
+    "mlflow": ("SELECT count(*) FROM experiments WHERE experiment_id != 0",
+               "DELETE FROM experiments WHERE experiment_id = 0"),
+    "optuna": ("SELECT count(*) FROM studies", None),
+}
 
 
 def cache_dir() -> Path:
@@ -31,9 +40,23 @@ def cache_dir() -> Path:
     return Path(base) / "hypersweep"
 
 
-def template_path() -> Path:
-    import mlflow
-    return cache_dir() / f"mlflow-{mlflow.__version__}-empty.db"
+def template_path(kind: str) -> Path:
+    """Where the empty `kind` store ("mlflow" or "optuna") of the installed version is kept."""
+    version = __import__(kind).__version__
+    return cache_dir() / f"{kind}-{version}-empty.db"
+
+
+@contextlib.contextmanager
+def new_store(uri: str, kind: str) -> Iterator[None]:
+    """Around the code that first opens the `kind` store at `uri`: a SQLite file that
+    does not exist yet starts as a copy of the template; one the library creates
+    from nothing inside the block is saved as the template after it."""
+    db = sqlite_file(uri)
+    new = is_new(db)
+    seeded = new and seed(db, kind)
+    yield
+    if new and not seeded and db is not None and db.is_file():
+        save(db, kind)
 
 
 def sqlite_file(uri: str) -> Path | None:
@@ -49,9 +72,9 @@ def is_new(db: Path | None) -> bool:
     return db is not None and (not db.exists() or db.stat().st_size == 0)
 
 
-def seed(db: Path) -> bool:
+def seed(db: Path, kind: str) -> bool:
     """Put a copy of the template at `db`, which must not exist yet; whether it did."""
-    template = template_path()
+    template = template_path(kind)
     if not template.is_file() or not db.parent.is_dir():
         return False
     with contextlib.suppress(FileNotFoundError):
@@ -70,10 +93,10 @@ def seed(db: Path) -> bool:
     return True
 
 
-def save(db: Path) -> None:
-    """Save the store MLflow has just created at `db` as the template, without its
-    Default experiment (MLflow adds that to each store it opens without one)."""
-    template = template_path()
+def save(db: Path, kind: str) -> None:
+    """Save the store the library has just created at `db` as the template, if it
+    is empty (an MLflow store without its Default experiment)."""
+    template = template_path(kind)
     if template.is_file():
         return
     try:
@@ -84,11 +107,12 @@ def save(db: Path) -> None:
         return
     try:
         _copy(db, Path(tmp))
+        count, clear = _EMPTY[kind]
         with contextlib.closing(sqlite3.connect(tmp)) as con, con:
-            if con.execute("SELECT count(*) FROM experiments WHERE experiment_id != ?",
-                           (DEFAULT_EXPERIMENT,)).fetchone()[0]:
+            if con.execute(count).fetchone()[0]:
                 return                  # not an empty store after all
-            con.execute("DELETE FROM experiments WHERE experiment_id = ?", (DEFAULT_EXPERIMENT,))
+            if clear:
+                con.execute(clear)
         os.replace(tmp, template)
     except (OSError, sqlite3.Error):
         pass

@@ -49,12 +49,8 @@ class MlflowTracker:
         # MLflow logs migrations and warnings at INFO on first use of a store.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        db = store_template.sqlite_file(uri)
-        new = store_template.is_new(db)
-        seeded = new and store_template.seed(db)
-        self.client = MlflowClient(tracking_uri=uri)        # opens (creates) the store
-        if new and not seeded:
-            store_template.save(db)
+        with store_template.new_store(uri, "mlflow"):
+            self.client = MlflowClient(tracking_uri=uri)    # opens (creates) the store
         self._e = entities           # Metric, Param, RunTag
         self._pending: dict[str, list[entities.Metric]] = {}
         self._last_flush: dict[str, float] = {}

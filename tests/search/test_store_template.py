@@ -36,7 +36,7 @@ def test_the_first_new_store_is_saved_empty_and_later_ones_are_copies_of_it(
     first.parent.mkdir()
     second.parent.mkdir()
     MlflowTracker(f"sqlite:///{first}")            # migrated by MLflow
-    template = store_template.template_path()
+    template = store_template.template_path("mlflow")
     assert template.parent == cache and template.is_file()
     assert rows(template, "SELECT count(*) FROM experiments") == [(0,)]
 
@@ -59,9 +59,9 @@ def test_the_first_new_store_is_saved_empty_and_later_ones_are_copies_of_it(
 def test_an_existing_store_is_never_replaced(tmp_path: Path, cache: Path) -> None:
     db = tmp_path / "mlflow.db"
     MlflowTracker(f"sqlite:///{db}").start_study("kept", "study: kept\n")
-    assert store_template.template_path().is_file()
+    assert store_template.template_path("mlflow").is_file()
     assert not store_template.is_new(db)
-    assert store_template.seed(db) is False         # even when asked to
+    assert store_template.seed(db, "mlflow") is False         # even when asked to
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".mlflow.db")]  # no copy left
     reopened = MlflowTracker(f"sqlite:///{db}")
     assert reopened.client.get_experiment_by_name("kept") is not None
@@ -75,8 +75,34 @@ def test_without_a_usable_cache_mlflow_creates_the_store_itself(
     db = tmp_path / "mlflow.db"
     tracker = MlflowTracker(f"sqlite:///{db}")
     tracker.start_study("s", "study: s\n")
-    assert not store_template.template_path().exists()
+    assert not store_template.template_path("mlflow").exists()
     assert rows(db, "SELECT count(*) FROM experiments") == [(2,)]
+
+
+def test_a_new_optuna_storage_is_a_copy_of_the_saved_empty_one(tmp_path: Path, cache: Path) -> None:
+    import optuna
+
+    from search.config import parse_config
+    from search.driver import create_study
+
+    def config(name: str) -> dict:
+        d = tmp_path / name
+        d.mkdir()
+        return parse_config({"study": name, "model": "mlp", "space": {"lr": {"loguniform": [1e-3, 1e-1]}},
+                             "tracking": {"uri": f"sqlite:///{d / 'mlflow.db'}",
+                                          "storage": f"sqlite:///{d / 'optuna.db'}"}})
+
+    first = create_study(config("a"))                   # created by Optuna
+    template = store_template.template_path("optuna")
+    assert template.is_file() and rows(template, "SELECT count(*) FROM studies") == [(0,)]
+    second = create_study(config("b"))                  # a copy
+    a, b = tmp_path / "a" / "optuna.db", tmp_path / "b" / "optuna.db"
+    assert tables(b) == tables(a)
+    for sql in ("SELECT * FROM alembic_version", "SELECT schema_version, library_version FROM version_info"):
+        assert rows(b, sql) == rows(a, sql)
+    second.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{b}")] == ["b"]
+    assert len(first.trials) == 0 and len(second.trials) == 2
 
 
 def test_only_sqlite_files_are_seeded() -> None:
