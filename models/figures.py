@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SIZE = (5.0, 3.5)   # inches
 DPI = 100
@@ -41,7 +42,9 @@ def artifact_bytes(content: "bytes | str | Drawing") -> bytes | str:
 
 def new_figure(size: tuple[float, float] = SIZE) -> Figure:
     # No layout engine: constrained layout doubles the cost of a PNG, and every
-    # trial draws two.
+    # trial draws two. Imported here: a process that only hands Drawings on
+    # (the driver of a serial study) never loads matplotlib.
+    from matplotlib.figure import Figure
     return Figure(figsize=size, dpi=DPI)
 
 

@@ -17,11 +17,13 @@ import yaml
 import search.sqlite  # noqa: F401 - SQLite stores in WAL mode
 from search import store_template
 from models.errors import UserError
+from models.figures import Drawing
 from models.trial import TrialResult, TrialSpec, TrialState
 from search.config import StudyConfig
 from search.executors import Executor, failed
 from search.importance import Importances, importance_figure, importance_metrics, param_importances
 from search.intermediate import Pending
+from search.report import study_files
 from search.strategies import can_prune, enqueue_initial, make_pruner, make_sampler
 from search.tracking import MlflowTracker   # or search.writer.TrackingWriter: same methods
 from spaces import parse_space, suggest
@@ -86,8 +88,12 @@ def create_study(cfg: StudyConfig) -> optuna.Study:
     """A new Optuna study; an existing one of the same name is an error, not a merge."""
     url = cfg.tracking.storage
     try:
-        with store_template.new_store(url, "optuna"):
-            storage = optuna.storages.get_storage(url)
+        with store_template.new_store(url, "optuna") as copied:
+            # A copy of what this Optuna version created needs no schema check (which
+            # parses every migration script: a quarter of a second).
+            storage = optuna.storages.get_storage(
+                optuna.storages.RDBStorage(url, skip_compatibility_check=True,
+                                           skip_table_creation=True) if copied else url)
         existing = [s.study_name for s in storage.get_all_studies()]
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
         raise UserError(f"tracking.storage: cannot open {url!r}: {e}") from None
@@ -290,17 +296,8 @@ class StudyDriver:
         self.importances = param_importances(self.study, self.objectives, self.cfg.search.seed)
         if self.importances:
             metrics.update(importance_metrics(self.importances))
-            files["param_importance.png"] = importance_figure(self.importances)
+            files["param_importance.png"] = Drawing(importance_figure, (self.importances,))
         self.tracker.end_study(self.parent, files, metrics=metrics, tags=tags, status=status)
-
-
-def study_files(study: optuna.Study) -> dict[str, bytes | str]:
-    """The parent run's refreshed artifacts: trials table, figures, best trial."""
-    from search.report import study_figures
-
-    files: dict[str, bytes | str] = {"trials.csv": study.trials_dataframe().to_csv(index=False)}
-    files.update(study_figures(study))
-    return files
 
 
 def _counts(study: optuna.Study) -> dict[str, int]:

@@ -1,22 +1,21 @@
 """Parent-run figures, drawn by Optuna's matplotlib visualisations.
 
-`study_figures` is what the driver calls at study end and on resume; each figure
-is optional (too few trials, a single objective missing) and is simply left out
-when Optuna cannot draw it, so a report never fails a study.
+`study_files` is what the driver logs at study end and on resume: the trials
+table and the figures go to the tracking process as `Drawing`s of a snapshot of
+the trials, and are made there. Each figure is optional (too few trials, a single
+objective missing) and is simply left out when Optuna cannot draw it, so a report
+never fails a study.
 """
 from __future__ import annotations
 
 import io
 import json
 import warnings
-from typing import Callable
+from typing import Callable, Sequence
 
-import matplotlib
+import optuna
 
-matplotlib.use("Agg")   # no display on workers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-from optuna.visualization import matplotlib as ovm  # noqa: E402
+from models.figures import Drawing, artifact_bytes
 
 Figure = Callable[[optuna.Study], object]
 
@@ -31,34 +30,88 @@ def varying_params(study: optuna.Study) -> list[str]:
     return sorted(k for k, values in seen.items() if len(values) > 1)
 
 
-def study_figures(study: optuna.Study) -> dict[str, bytes | str]:
-    """PNG figures and the best trial's summary for the parent run."""
-    single = len(study.directions) == 1
-    figures: dict[str, Figure] = {}
-    if single:
-        figures["optimization_history.png"] = ovm.plot_optimization_history
+def study_files(study: optuna.Study) -> dict[str, Drawing | str]:
+    """The parent run's artifacts: the trials table, the figures and the best trial.
+    The table and the figures are `Drawing`s of a snapshot of the trials, so that
+    the tracking process makes them (off the driver's path, on a spare core); a
+    figure Optuna cannot draw comes out as None and is left out."""
+    trials = tuple(study.get_trials(deepcopy=False))
+    directions = tuple(study.directions)
+    files: dict[str, Drawing | str] = {"trials.csv": Drawing(trials_csv, (trials, directions))}
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        return files
+    if len(directions) == 1:
+        files["optimization_history.png"] = Drawing(figure_png, ("history", trials, directions))
         params = varying_params(study)
         if params:
-            figures["parallel_coordinates.png"] = (
-                lambda s: ovm.plot_parallel_coordinate(s, params=params))
-    out: dict[str, bytes | str] = {}
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not done:
-        return out
-    for name, draw in figures.items():
-        png = _png(draw, study)
-        if png is not None:
-            out[name] = png
-    if single:
+            files["parallel_coordinates.png"] = Drawing(
+                figure_png, ("parallel", trials, directions), {"params": params})
         best = study.best_trial
-        out["best_trial.json"] = json.dumps({"number": best.number, "value": best.value,
-                                             "params": best.params,
-                                             "mlflow_run_id": best.user_attrs.get("mlflow_run_id")},
-                                            indent=2)
-    return out
+        files["best_trial.json"] = json.dumps({"number": best.number, "value": best.value,
+                                               "params": best.params,
+                                               "mlflow_run_id": best.user_attrs.get("mlflow_run_id")},
+                                              indent=2)
+    return files
+
+
+def study_figures(study: optuna.Study) -> dict[str, bytes | str]:
+    """The figures and the best trial of `study_files`, drawn here."""
+    drawn = {name: artifact_bytes(content) for name, content in study_files(study).items()
+             if name != "trials.csv"}
+    return {name: content for name, content in drawn.items() if content is not None}
+
+
+def trials_csv(trials: Sequence[optuna.trial.FrozenTrial],
+               directions: Sequence[optuna.study.StudyDirection]) -> str:
+    """Optuna's trials table of the study these trials come from."""
+    return _snapshot(trials, directions).trials_dataframe().to_csv(index=False)
+
+
+_PLOTS = {"history": "plot_optimization_history", "parallel": "plot_parallel_coordinate"}
+
+
+def figure_png(kind: str, trials: Sequence[optuna.trial.FrozenTrial],
+               directions: Sequence[optuna.study.StudyDirection], **kwargs) -> bytes | None:
+    """One of Optuna's plots of the study these trials come from, or None."""
+    from optuna.visualization import matplotlib as ovm   # pyplot: only where drawn
+
+    plot = getattr(ovm, _PLOTS[kind])
+    return _png(lambda s: plot(s, **kwargs), _snapshot(trials, directions))
+
+
+def _snapshot(trials: Sequence[optuna.trial.FrozenTrial],
+              directions: Sequence[optuna.study.StudyDirection]) -> optuna.Study:
+    """An in-memory study holding these trials (numbered as they were)."""
+    storage = optuna.storages.InMemoryStorage()
+    name = "snapshot"
+    storage.create_new_study(list(directions), name)
+    study = optuna.Study(study_name=name, storage=storage)
+    study.add_trials(trials)
+    return study
+
+
+def warm_up() -> None:
+    """Draw both plots of a two-trial study: the first use of Optuna's plots and of
+    pandas' table pays for their imports (a few tenths of a second), which a
+    process that will draw them can pay while it waits."""
+    storage = optuna.storages.InMemoryStorage()
+    storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "warm-up")
+    study = optuna.Study(study_name="warm-up", storage=storage)
+    for x in (0.1, 0.9):
+        study.enqueue_trial({"x": x})
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        study.tell(trial, x)
+    trials, directions = tuple(study.trials), tuple(study.directions)
+    trials_csv(trials, directions)
+    figure_png("history", trials, directions)
 
 
 def _png(draw: Figure, study: optuna.Study) -> bytes | None:
+    import matplotlib
+    matplotlib.use("Agg")   # no display on workers and CI
+    import matplotlib.pyplot as plt
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")     # Optuna marks these plots experimental
         try:

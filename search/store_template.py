@@ -47,14 +47,15 @@ def template_path(kind: str) -> Path:
 
 
 @contextlib.contextmanager
-def new_store(uri: str, kind: str) -> Iterator[None]:
+def new_store(uri: str, kind: str) -> Iterator[bool]:
     """Around the code that first opens the `kind` store at `uri`: a SQLite file that
-    does not exist yet starts as a copy of the template; one the library creates
+    does not exist yet starts as a copy of the template (the block is told whether
+    it did: then its schema is the installed version's); one the library creates
     from nothing inside the block is saved as the template after it."""
     db = sqlite_file(uri)
     new = is_new(db)
     seeded = new and seed(db, kind)
-    yield
+    yield seeded
     if new and not seeded and db is not None and db.is_file():
         save(db, kind)
 

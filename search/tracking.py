@@ -217,6 +217,8 @@ class MlflowTracker:
         with tempfile.TemporaryDirectory(prefix="hypersweep-") as tmp:
             for name, content in files.items():
                 content = artifact_bytes(content)       # a Drawing is drawn here
+                if content is None:                     # one that could not be drawn
+                    continue
                 path = Path(tmp, name)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if isinstance(content, str):

@@ -21,12 +21,13 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
 import threading
 import traceback
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from models.errors import UserError
 
@@ -223,7 +224,8 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> int:
     with contextlib.suppress(ImportError):      # what a SQL store (SQLite, Postgres) needs
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
-    from models.figures import warm_up
+    from models import figures
+    from search import report
     from search.tracking import MlflowTracker
 
     gone = False        # the driver died: no one to answer, but its writes still land
@@ -242,7 +244,13 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> int:
     tracker: MlflowTracker | None = None
     uri = ""
     ids: dict[str, str] = {}
+    # Once the store is open, and only while no call waits: pay the first figures'
+    # imports and font loading before a trial's or the study's figures need them.
+    idle: list[Callable[[], None]] = []
     while True:
+        while idle and not select.select([inp], [], [], 0)[0]:
+            with contextlib.suppress(Exception):    # only ever a head start
+                idle.pop(0)()
         try:
             seq, method, args, kwargs = pickle.load(inp)
         except (EOFError, pickle.UnpicklingError):     # the driver is done, or died mid-frame
@@ -257,7 +265,7 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> int:
                 continue
             if kwargs.get("answer"):
                 answer(seq, True, None)
-            warm_up()       # the first trial's figures then draw at full speed
+            idle = [figures.warm_up, report.warm_up]
             continue
         if failure is not None:
             answer(seq, False, TrackingError(failure))

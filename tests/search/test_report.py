@@ -5,7 +5,8 @@ import json
 
 import optuna
 
-from search.report import study_figures, varying_params
+from models.figures import Drawing
+from search.report import study_figures, study_files, varying_params
 
 PNG = b"\x89PNG"
 
@@ -40,3 +41,34 @@ def test_no_completed_trial_no_figures():
     study = optuna.create_study()
     study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
     assert study_figures(study) == {}
+
+
+def test_the_table_and_figures_are_drawings_of_a_snapshot_made_elsewhere():
+    """What the tracking process receives: pickled Drawings that make the same table
+    and figures as the study itself, trial numbers, states and attributes included."""
+    import pickle
+
+    study = study_with(6)
+    t = study.ask()
+    t.suggest_float("lr", 1e-4, 1e-1, log=True)
+    t.report(0.5, 1)
+    study.tell(t, state=optuna.trial.TrialState.PRUNED)
+    t = study.ask()
+    t.set_user_attr("reason", "loss became nan")
+    study.tell(t, state=optuna.trial.TrialState.FAIL)
+    files = pickle.loads(pickle.dumps(study_files(study)))
+    assert isinstance(files["trials.csv"], Drawing) and isinstance(files["best_trial.json"], str)
+    assert files["trials.csv"].render() == study.trials_dataframe().to_csv(index=False)
+    for name in ("optimization_history.png", "parallel_coordinates.png"):
+        assert files[name].render().startswith(PNG)
+
+
+def test_a_study_with_two_objectives_gets_its_table_but_no_single_objective_figures():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for x in (0.1, 0.5, 0.9):
+        t = study.ask()
+        study.tell(t, [t.suggest_float("x", 0, 1), x * 2])
+    files = study_files(study)
+    assert set(files) == {"trials.csv"}
+    table = files["trials.csv"].render()
+    assert table == study.trials_dataframe().to_csv(index=False) and "values_1" in table
