@@ -66,9 +66,17 @@ class HiddenLayer(nn.Module):
         self.act = make_activation(activation, width, pieces)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.residual = residual and n_in == width
+        # The parts that do something, called in order: each module call costs
+        # microseconds, a tenth of a small network's step.
+        self._norm, self._drop = batch_norm, dropout > 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.drop(self.act(self.norm(self.linear(x))))
+        h = self.linear(x)
+        if self._norm:
+            h = self.norm(h)
+        h = self.act(h)
+        if self._drop:
+            h = self.drop(h)
         return x + h if self.residual else h
 
 

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Protocol, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -73,10 +74,10 @@ class Classification(Supervised):
 
     def metrics(self, output: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         output = output.float()
-        cm = confusion_matrix(output.argmax(dim=1), y, output.shape[1])
+        cm = confusion_matrix(output.argmax(dim=1), y, output.shape[1]).cpu().numpy()
         # Evaluation loss is plain cross-entropy so runs with different smoothing compare.
-        return {"loss": F.cross_entropy(output, y).item(),
-                "accuracy": (cm.diag().sum() / cm.sum().clamp(min=1)).item(),
+        return {"loss": mean_cross_entropy(output, y),
+                "accuracy": float(cm.trace() / max(cm.sum(), 1)),
                 "f1": macro_f1(cm)}
 
     def figure(self, output: torch.Tensor, y: torch.Tensor, *,
@@ -92,15 +93,24 @@ def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> tor
     return flat.reshape(n_classes, n_classes)
 
 
-def macro_f1(cm: torch.Tensor) -> float:
+def macro_f1(cm: "torch.Tensor | np.ndarray") -> float:
     """Unweighted mean F1 over the classes that occur in the labels or predictions
     (what sklearn's f1_score(average="macro") computes)."""
-    cm = cm.double()
-    tp, actual, predicted = cm.diag(), cm.sum(dim=1), cm.sum(dim=0)
+    cm = np.asarray(cm, dtype=np.float64)
+    tp, actual, predicted = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
     seen = (actual + predicted) > 0
     if not seen.any():
         return 0.0
-    return (2 * tp[seen] / (actual[seen] + predicted[seen])).mean().item()
+    return float((2 * tp[seen] / (actual[seen] + predicted[seen])).mean())
+
+
+def mean_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean cross-entropy of (N, C) logits against class indices: log-sum-exp minus
+    the target's logit, which is F.cross_entropy's value at a fraction of its cost
+    on a whole split (its log-softmax is slow over rows of a few classes)."""
+    if logits.dim() != 2:
+        return F.cross_entropy(logits, y).item()
+    return (logits.logsumexp(dim=1) - logits.gather(1, y.long().unsqueeze(1)).squeeze(1)).mean().item()
 
 
 @dataclass(frozen=True)

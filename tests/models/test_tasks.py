@@ -22,6 +22,14 @@ def test_classification_metrics_match_sklearn():
     assert m["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item())
 
 
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_the_evaluation_loss_is_cross_entropy_at_any_logit_scale(scale: float):
+    g = torch.Generator().manual_seed(1)
+    logits, y = scale * torch.randn(300, 10, generator=g), torch.randint(0, 10, (300,), generator=g)
+    loss = get_task("classification").metrics(logits, y)["loss"]
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+
+
 def test_confusion_matrix_rows_are_true_classes():
     cm = confusion_matrix(torch.tensor([1, 1, 0]), torch.tensor([0, 1, 0]), 2)
     assert cm.tolist() == [[1, 1], [0, 1]]
