@@ -92,19 +92,23 @@ def _snapshot(trials: Sequence[optuna.trial.FrozenTrial],
 
 
 def warm_up() -> None:
-    """Draw both plots of a two-trial study: the first use of Optuna's plots and of
-    pandas' table pays for their imports (a few tenths of a second), which a
-    process that will draw them can pay while it waits."""
+    """Make the table and both plots of a small study and throw them away: the first
+    use pays for pandas' and Optuna's plotting imports and for matplotlib's math-text
+    parser (log-scale tick labels), a few tenths of a second that a process which
+    will draw them can pay while it waits."""
     storage = optuna.storages.InMemoryStorage()
     storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "warm-up")
     study = optuna.Study(study_name="warm-up", storage=storage)
-    for x in (0.1, 0.9):
-        study.enqueue_trial({"x": x})
-        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+             "x": optuna.distributions.FloatDistribution(0, 1)}
+    for lr, x in ((1e-3, 0.1), (1e-2, 0.9)):
+        study.enqueue_trial({"lr": lr, "x": x})
+        trial = study.ask(space)
         study.tell(trial, x)
     trials, directions = tuple(study.trials), tuple(study.directions)
     trials_csv(trials, directions)
     figure_png("history", trials, directions)
+    figure_png("parallel", trials, directions, params=["lr", "x"])
 
 
 def _png(draw: Figure, study: optuna.Study) -> bytes | None:
