@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import warnings
 from typing import Callable, Sequence
 
@@ -83,12 +84,17 @@ def figure_png(kind: str, trials: Sequence[optuna.trial.FrozenTrial],
 def _snapshot(trials: Sequence[optuna.trial.FrozenTrial],
               directions: Sequence[optuna.study.StudyDirection]) -> optuna.Study:
     """An in-memory study holding these trials (numbered as they were)."""
-    storage = optuna.storages.InMemoryStorage()
-    name = "snapshot"
-    storage.create_new_study(list(directions), name)
-    study = optuna.Study(study_name=name, storage=storage)
+    study = _in_memory(directions)
     study.add_trials(trials)
     return study
+
+
+def _in_memory(directions: Sequence[optuna.study.StudyDirection]) -> optuna.Study:
+    # Without a line on stderr for each one made (Optuna logs new in-memory studies).
+    logging.getLogger("optuna.storages._in_memory").setLevel(logging.WARNING)
+    storage = optuna.storages.InMemoryStorage()
+    storage.create_new_study(list(directions), "snapshot")
+    return optuna.Study(study_name="snapshot", storage=storage)
 
 
 def warm_up() -> None:
@@ -96,9 +102,7 @@ def warm_up() -> None:
     use pays for pandas' and Optuna's plotting imports and for matplotlib's math-text
     parser (log-scale tick labels), a few tenths of a second that a process which
     will draw them can pay while it waits."""
-    storage = optuna.storages.InMemoryStorage()
-    storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "warm-up")
-    study = optuna.Study(study_name="warm-up", storage=storage)
+    study = _in_memory([optuna.study.StudyDirection.MAXIMIZE])
     space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
              "x": optuna.distributions.FloatDistribution(0, 1)}
     for lr, x in ((1e-3, 0.1), (1e-2, 0.9)):

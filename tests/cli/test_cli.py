@@ -159,6 +159,7 @@ def test_the_command_ends_with_its_stores_closed_and_its_exit_code(stores, write
     done = hypersweep("run", str(write_config(small_config("closed", stores, trials=2))))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "MLflow UI for this store" in done.stdout          # the last lines it prints
+    assert done.stderr == ""        # nothing from the libraries, nor the tracking process
     assert sorted(p.name for p in stores.dir.glob("*.db*")) == ["mlflow.db", "optuna.db"]
     assert len(optuna.load_study(study_name="closed", storage=stores.optuna_url).trials) == 2
     _, children = study_runs(stores.mlflow_uri, "closed")
