@@ -60,7 +60,10 @@ def run(config: Path = ConfigArg,
             help="Seed the search with STUDY's finished trials (search.warm_start)."),
         ) -> None:
     """Run a study: search its space, tracking every trial in MLflow."""
+    from search import heap
     from search.writer import TrackingWriter
+
+    heap.hold()         # released when the trials start (search/heap.py)
 
     with TrackingWriter() as tracker:     # imports MLflow in its process while we check
         cfg = _load(config, set_, trials=trials, strategy=strategy, seed=seed,

@@ -56,7 +56,9 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
            trials: Optional[int] = typer.Option(None, help="Raise the trial budget."),
            ) -> None:
     """Continue an interrupted study up to its trial count, in the same stores."""
+    from search import heap
     from search.lifecycle import stored_config
+    heap.hold()         # released when the trials start (search/heap.py)
     s = _study(study, storage)
     cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri,
                         trials=trials)
@@ -74,7 +76,9 @@ def rerun(source: str = typer.Argument(..., help="Study config file, study name,
           set_: Optional[List[str]] = SetOpt,
           storage: Optional[str] = StorageOpt, tracking_uri: Optional[str] = UriOpt) -> None:
     """Re-execute a study from its stored config into a new study, same seeds."""
+    from search import heap
     from search.lifecycle import config_from_source, derived_name
+    heap.hold()         # released when the trials start (search/heap.py)
     cfg = config_from_source(source, storage, tracking_uri, tuple(set_ or ()))
     new = name or derived_name(cfg.study, cfg.tracking.storage)
     cfg = cfg.model_copy(update={"study": new})

@@ -15,7 +15,7 @@ import optuna
 import yaml
 
 import search.sqlite  # noqa: F401 - SQLite stores in WAL mode
-from search import store_template
+from search import heap, store_template
 from models.errors import UserError
 from models.figures import Drawing
 from models.trial import TrialResult, TrialSpec, TrialState
@@ -140,6 +140,7 @@ class StudyDriver:
                        and not t.user_attrs.get("interrupted")
                        and "warm_start_from" not in t.user_attrs)   # learnt from, not run
         held: list[tuple[int, TrialResult]] = []
+        heap.release()          # the start-up is over: trials make what is collected
         try:
             while launched < target or self.running:
                 if not cfg.search.deterministic or not self.running:

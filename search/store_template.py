@@ -10,8 +10,8 @@ without its Default experiment: MLflow adds that to each store it opens without
 one, with this store's artifact location and the current time, exactly as in a
 store it migrated.
 
-Templates are keyed by the library's version; `HYPERSWEEP_CACHE_DIR` moves the
-cache (default `$XDG_CACHE_HOME/hypersweep`, else `~/.cache/hypersweep`). Anything
+Templates are keyed by the library's version and kept in `$HYPERSWEEP_CACHE/stores`
+(default `~/.cache/hypersweep/stores`). Anything
 that goes wrong here (no cache directory, a read-only disk) leaves the library to
 create the store as usual.
 """
@@ -34,10 +34,8 @@ _EMPTY = {
 
 
 def cache_dir() -> Path:
-    if os.environ.get("HYPERSWEEP_CACHE_DIR"):
-        return Path(os.environ["HYPERSWEEP_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hypersweep"
+    root = os.environ.get("HYPERSWEEP_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "hypersweep") / "stores"
 
 
 def template_path(kind: str) -> Path:

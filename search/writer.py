@@ -30,6 +30,7 @@ import traceback
 from typing import Any, BinaryIO, Callable, Iterator
 
 from models.errors import UserError
+from search import heap
 
 _READS = frozenset({"find_parent", "trial_runs", "trial_metrics", "read_text", "log_final",
                     "resolve", "sync"})
@@ -216,6 +217,8 @@ def _sigint_deferred() -> Iterator[None]:
 
 # ---------------------------------------------------------------- the child
 
+WARM_UP_CALLS = 200
+
 def _serve(inp: BinaryIO, out: BinaryIO) -> int:
     """Open the store the first call names, then apply each call in order; answer
     creates and reads. After the first failed write, later writes are skipped (they
@@ -246,11 +249,14 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> int:
     ids: dict[str, str] = {}
     # Once the store is open, and only while no call waits: pay the first figures'
     # imports and font loading before a trial's or the study's figures need them.
+    # At the latest after WARM_UP_CALLS calls, they run anyway.
     idle: list[Callable[[], None]] = []
+    calls = 0
     while True:
-        while idle and not select.select([inp], [], [], 0)[0]:
+        while idle and (calls > WARM_UP_CALLS or not select.select([inp], [], [], 0)[0]):
             with contextlib.suppress(Exception):    # only ever a head start
                 idle.pop(0)()
+        calls += 1
         try:
             seq, method, args, kwargs = pickle.load(inp)
         except (EOFError, pickle.UnpicklingError):     # the driver is done, or died mid-frame
@@ -265,7 +271,7 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> int:
                 continue
             if kwargs.get("answer"):
                 answer(seq, True, None)
-            idle = [figures.warm_up, report.warm_up]
+            idle = [figures.warm_up, report.warm_up, heap.release]
             continue
         if failure is not None:
             answer(seq, False, TrackingError(failure))
@@ -303,6 +309,7 @@ def _describe(uri: str, e: BaseException) -> str:
 
 
 def main(argv: list[str]) -> int:
+    heap.hold()     # released once the store is open and the figures are warm
     # Answers go to the real stdout; anything a library prints goes to stderr.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

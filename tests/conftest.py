@@ -32,10 +32,10 @@ class Stores:
 
 @pytest.fixture(scope="session", autouse=True)
 def _store_template_cache(tmp_path_factory: pytest.TempPathFactory):
-    """The session's own cache of the empty MLflow store (search/store_template.py),
+    """The session's own cache (empty stores, search/store_template.py; scorers),
     for this process and the commands it starts, not the user's."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("HYPERSWEEP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("HYPERSWEEP_CACHE", str(tmp_path_factory.mktemp("cache")))
     yield
     mp.undo()
 

@@ -25,7 +25,7 @@ def rows(db: Path, sql: str) -> list[tuple]:
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "cache"
-    monkeypatch.setenv("HYPERSWEEP_CACHE_DIR", str(d))
+    monkeypatch.setenv("HYPERSWEEP_CACHE", str(d))
     return d
 
 
@@ -37,7 +37,7 @@ def test_the_first_new_store_is_saved_empty_and_later_ones_are_copies_of_it(
     second.parent.mkdir()
     MlflowTracker(f"sqlite:///{first}")            # migrated by MLflow
     template = store_template.template_path("mlflow")
-    assert template.parent == cache and template.is_file()
+    assert template.parent == cache / "stores" and template.is_file()
     assert rows(template, "SELECT count(*) FROM experiments") == [(0,)]
 
     before_ms = time.time() * 1000
@@ -71,7 +71,7 @@ def test_without_a_usable_cache_mlflow_creates_the_store_itself(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the cache directory would be")
-    monkeypatch.setenv("HYPERSWEEP_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.setenv("HYPERSWEEP_CACHE", str(blocker / "cache"))
     db = tmp_path / "mlflow.db"
     tracker = MlflowTracker(f"sqlite:///{db}")
     tracker.start_study("s", "study: s\n")
