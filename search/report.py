@@ -39,8 +39,7 @@ def study_files(study: optuna.Study) -> dict[str, Drawing | str]:
     trials = tuple(study.get_trials(deepcopy=False))
     directions = tuple(study.directions)
     files: dict[str, Drawing | str] = {"trials.csv": Drawing(trials_csv, (trials, directions))}
-    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not done:
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
         return files
     if len(directions) == 1:
         files["optimization_history.png"] = Drawing(figure_png, ("history", trials, directions))

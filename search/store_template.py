@@ -11,9 +11,8 @@ one, with this store's artifact location and the current time, exactly as in a
 store it migrated.
 
 Templates are keyed by the library's version and kept in `$HYPERSWEEP_CACHE/stores`
-(default `~/.cache/hypersweep/stores`). Anything
-that goes wrong here (no cache directory, a read-only disk) leaves the library to
-create the store as usual.
+(default `~/.cache/hypersweep/stores`). Anything that goes wrong here (no cache
+directory, a read-only disk) leaves the library to create the store as usual.
 """
 from __future__ import annotations
 
@@ -54,7 +53,7 @@ def new_store(uri: str, kind: str) -> Iterator[bool]:
     new = is_new(db)
     seeded = new and seed(db, kind)
     yield seeded
-    if new and not seeded and db is not None and db.is_file():
+    if new and not seeded and db.is_file():
         save(db, kind)
 
 
@@ -67,7 +66,7 @@ def sqlite_file(uri: str) -> Path | None:
 
 
 def is_new(db: Path | None) -> bool:
-    """Whether MLflow would create this store from nothing."""
+    """Whether the library would create this store from nothing."""
     return db is not None and (not db.exists() or db.stat().st_size == 0)
 
 
@@ -100,7 +99,7 @@ def save(db: Path, kind: str) -> None:
         return
     try:
         template.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".mlflow-", suffix=".db", dir=template.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{kind}-", suffix=".db", dir=template.parent)
         os.close(fd)
     except OSError:
         return

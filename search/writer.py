@@ -219,6 +219,7 @@ def _sigint_deferred() -> Iterator[None]:
 
 WARM_UP_CALLS = 200
 
+
 def _serve(inp: BinaryIO, out: BinaryIO) -> int:
     """Open the store the first call names, then apply each call in order; answer
     creates and reads. After the first failed write, later writes are skipped (they
