@@ -1,0 +1,117 @@
+"""Per-trial figures drawn on kept templates look exactly like figures built for
+their data alone (drawn here the plain way)."""
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models import figures
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def history(rng: np.random.Generator, n: int) -> list[dict[str, float]]:
+    return [{"train_loss": float(rng.random() * 3), "val_loss": float(rng.random() * 5),
+             "val_accuracy": float(rng.random()), "val_f1": float(rng.random())} for _ in range(n)]
+
+
+def plain_curve(hist: list[dict[str, float]], metric: str) -> bytes:
+    """The learning curve drawn the plain way, on a figure built for it."""
+    fig = figures.new_figure()
+    loss_ax, metric_ax = fig.subplots(1, 2)
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.14, top=0.9, wspace=0.3)
+    epochs = range(1, len(hist) + 1)
+    for key in ("train_loss", "val_loss"):
+        loss_ax.plot(epochs, [h[key] for h in hist], label=key)
+    loss_ax.set(xlabel="epoch", title="loss")
+    loss_ax.legend(fontsize="small")
+    metric_ax.plot(epochs, [h[metric] for h in hist], color="tab:green")
+    metric_ax.set(xlabel="epoch", title=metric)
+    return figures.to_png(fig)
+
+
+def plain_confusion(cm: np.ndarray, labels: list[str]) -> bytes:
+    fig = figures.new_figure((4.2, 4.0))
+    ax = fig.subplots()
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.93)
+    ax.imshow(cm, cmap="Blues")
+    ticks = range(len(labels))
+    ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
+           title="confusion matrix (validation)")
+    ax.set_xticklabels(labels, fontsize="small")
+    ax.set_yticklabels(labels, fontsize="small")
+    for (i, j), count in np.ndenumerate(cm):
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center", fontsize="x-small",
+                    color="white" if count > cm.max() / 2 else "black")
+    return figures.to_png(fig)
+
+
+def counts(rng: np.random.Generator, k: int) -> np.ndarray:
+    return rng.integers(0, 50, (k, k)) * (rng.random((k, k)) < 0.4)
+
+
+@pytest.fixture(autouse=True)
+def fresh_templates(monkeypatch):
+    monkeypatch.setattr(figures, "_templates", figures._Templates())
+
+
+def test_a_reused_learning_curve_equals_a_fresh_one():
+    rng = np.random.default_rng(0)
+    # Long then short, a NaN, another metric: nothing of one drawing stays in the next.
+    cases = [(history(rng, 60), "val_accuracy"), (history(rng, 3), "val_f1"),
+             (history(rng, 1), "val_accuracy"), (history(rng, 20), "val_accuracy")]
+    cases[3][0][5]["val_loss"] = float("nan")
+    for hist, metric in cases:
+        reused = figures.learning_curve(hist, metric=metric)
+        fresh = plain_curve(hist, metric)
+        assert reused[:8] == b"\x89PNG\r\n\x1a\n"
+        assert np.array_equal(pixels(reused), pixels(fresh))
+    assert len(figures._templates.kept) == 1
+
+
+def test_a_reused_confusion_matrix_equals_a_fresh_one():
+    rng = np.random.default_rng(1)
+    labels = [str(i) for i in range(10)]
+    matrices = [counts(rng, 10), np.diag(np.arange(1, 11)), np.zeros((10, 10), int), counts(rng, 10)]
+    for cm in matrices:
+        reused = figures.confusion(cm, labels)
+        fresh = plain_confusion(cm, labels)
+        assert np.array_equal(pixels(reused), pixels(fresh))
+    # The last drawing has as many count labels as the last matrix has non-zero cells.
+    template = figures._templates.kept[("confusion", tuple(labels))]
+    assert len(template.counts) == np.count_nonzero(matrices[-1])
+
+
+def test_each_set_of_class_names_has_its_template_and_old_ones_are_dropped():
+    rng = np.random.default_rng(2)
+    first = figures.confusion(counts(rng, 3), ["cat", "dog", "eel"])
+    for k in range(2, 2 + figures._Templates.LIMIT):
+        figures.confusion(counts(rng, k), [f"c{i}" for i in range(k)])
+    assert len(figures._templates.kept) == figures._Templates.LIMIT
+    assert ("confusion", ("cat", "dog", "eel")) not in figures._templates.kept
+    assert pixels(first).shape == pixels(figures.confusion(counts(rng, 3), ["cat", "dog", "eel"])).shape
+
+
+def test_threads_draw_on_their_own_templates():
+    rng = np.random.default_rng(3)
+    hists = [history(rng, n) for n in (5, 40, 12, 25)]
+    expected = [pixels(plain_curve(h, "val_accuracy")) for h in hists]
+    got: dict[int, list[np.ndarray]] = {}
+
+    def draw(i: int) -> None:
+        got[i] = [pixels(figures.learning_curve(h)) for h in hists for _ in range(2)]
+
+    threads = [threading.Thread(target=draw, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for drawn in got.values():
+        assert all(np.array_equal(a, expected[j // 2]) for j, a in enumerate(drawn))
