@@ -146,6 +146,31 @@ def run_trial(train: TrainFn, spec: TrialSpec, broker: Any, threads: int,
     return where, drawn(run_guarded(train, spec, report)), sent
 
 
+def warm_up() -> bool:
+    """The body of a warm-up task, one per trial slot, sent as the executor starts:
+    what a worker's first trial would otherwise pay before training, paid while
+    the driver opens the study, and with the garbage collector held off (its
+    passes cost a quarter of these imports, see search/heap.py): torch and the
+    training code, torch._dynamo (which torch's optimizers import on first use),
+    matplotlib and its fonts. The trials then run on these warm workers, which Ray
+    reuses. True when the worker warmed up; a failure here is left to the trial,
+    which reports it."""
+    from search import heap
+
+    heap.hold()
+    try:
+        import torch._dynamo  # noqa: F401
+
+        import models.train  # noqa: F401
+        from models import figures
+        figures.warm_up()
+        return True
+    except Exception:  # noqa: BLE001 - the first trial meets it and reports it
+        return False
+    finally:
+        heap.release()
+
+
 def drawn(result: TrialResult) -> TrialResult:
     """The result with its figures drawn here, on the worker: many workers draw
     side by side, where the driver's tracking process would draw them one by one
@@ -247,9 +272,12 @@ class RayExecutor:
         here = ray.get_runtime_context().get_node_id()
         self._broker = ReportBroker.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+        slot = {"num_cpus": resources.cpus_per_trial, "num_gpus": resources.gpus_per_trial}
+        # Warm-ups hold the slots the first trials will take, on workers they will reuse.
+        self._warming = [ray.remote(warm_up).options(**slot, max_retries=0).remote()
+                         for _ in range(self.capacity)]
         self._remote = ray.remote(run_trial).options(
-            num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial,
-            max_retries=resources.max_retries, retry_exceptions=False)
+            **slot, max_retries=resources.max_retries, retry_exceptions=False)
         self._train = ray.put(train)
         self._threads = max(1, int(resources.cpus_per_trial))
         self._prunes = prunes
@@ -299,6 +327,8 @@ class RayExecutor:
         return dict(task.where) if task else {}
 
     def shutdown(self) -> None:
+        for ref in self._warming:       # a study that ended before they did
+            ray.cancel(ref)
         for ref in list(self._tasks):
             ray.cancel(ref, force=True)
         self._tasks.clear()

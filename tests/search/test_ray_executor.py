@@ -12,7 +12,7 @@ from search.driver import StudyDriver
 from search.executors import SerialExecutor, make_executor
 from search.ray_executor import RayExecutor, auto_parallel, device_for, drawn
 from search.tracking import MlflowTracker
-from tests.conftest import Stores, small_config, study_runs
+from tests.conftest import ROOT, Stores, small_config, study_runs
 from tests.search import trainers
 
 
@@ -282,6 +282,40 @@ def test_a_worker_holding_the_dataset_does_not_fetch_it_again():
     assert loaded_splits(other) is held
 
 
+WARM_UP = """
+import gc, sys
+from search.ray_executor import warm_up
+assert gc.isenabled() and gc.get_freeze_count() == 0
+assert warm_up() is True
+from models import figures
+print(all(m in sys.modules for m in ("torch._dynamo", "models.train", "matplotlib.backends.backend_agg")),
+      gc.isenabled(), gc.get_freeze_count() > 100_000, ("curve",) in figures._templates.kept)
+"""
+
+
+def test_a_warm_up_imports_what_trials_need_with_the_collector_held():
+    """In a fresh process: afterwards the trial's imports are done, collection is on
+    again and what the imports made is exempt from it (search/heap.py)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", WARM_UP], cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True"] * 4
+
+
+@pytest.mark.ray
+def test_workers_warm_up_in_every_trial_slot_as_the_executor_starts(ray_local, stores):
+    cfg = parse_config(ray_config("warm", stores))
+    executor = RayExecutor(cfg.resources)
+    try:
+        import ray
+        assert len(executor._warming) == executor.capacity == 2
+        assert ray.get(executor._warming, timeout=120) == [True, True]
+    finally:
+        executor.shutdown()
+
+
 def test_ray_only_keys_are_refused_with_the_serial_executor(stores):
     from models.errors import UserError
     from search.config import check_semantics
@@ -316,8 +350,6 @@ def test_a_study_returns_while_its_own_ray_instance_stops():
     end does not wait for it); the next one in the process waits before starting."""
     import subprocess
     import sys
-
-    from tests.conftest import ROOT
 
     out = subprocess.run([sys.executable, "-c", STOP_THEN_START], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
