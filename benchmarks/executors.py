@@ -14,7 +14,10 @@ Prints one markdown section (also returned by `run(quick)` for benchmarks/run.py
    separately) and in the steady state (after each worker's first trial, which
    imports torch), for short trials and five times longer ones; beside it, the
    ceiling this machine allows: two plain training processes side by side
-   against one.
+   against one. The serial executor is not one core's worth of work: its tracking
+   process draws each trial's figures and writes MLflow on another core. Its CPU
+   use in the steady state (cores) bounds what any executor can gain with the same
+   work per trial: cpu_count / cores.
 3. Trivially short trials: the platform's cost per trial (Optuna ask/tell, the
    MLflow child run, until written) with the serial executor, and what Ray adds on
    top (reference: Ray Tune with actor reuse is about 30 ms per trial).
@@ -129,9 +132,34 @@ def split_overhead(short: dict, long: dict, trials: int, epochs: tuple[int, int]
     return {"per_epoch_ms": 1000 * per_epoch, "rest_s": fixed_and_trials}
 
 
-def _driver_seconds(cfg_dict: dict, train=None) -> tuple[float, list[float], float]:
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; NaN where /proc is not."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _settle(pid: int, limit: float = 10.0) -> None:
+    """Wait until a process is idle: the tracking process warms up (figures, fonts)
+    while nothing waits on it, as it does during `hypersweep run`'s start-up."""
+    deadline, last = time.monotonic() + limit, _cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = _cpu_seconds(pid)
+        if not now - last > 0.01:          # NaN (no /proc) ends the wait too
+            return
+        last = now
+
+
+def _driver_seconds(cfg_dict: dict, train=None,
+                    cpu: list[float] | None = None) -> tuple[float, list[float], float]:
     """(seconds to build the executor, [seconds from then to each trial's end],
-    seconds from then until the tracking process has written everything)."""
+    seconds from then until the tracking process has written everything).
+    `cpu`, when given, gets the CPU seconds this process and the tracking process
+    have used at each trial's end (all the serial executor uses: Ray's workers
+    are not counted)."""
     import optuna
 
     from search.config import parse_config
@@ -146,6 +174,7 @@ def _driver_seconds(cfg_dict: dict, train=None) -> tuple[float, list[float], flo
     optuna.storages.RDBStorage(cfg.tracking.storage)
     tracker = TrackingWriter(cfg.tracking.uri)      # as `hypersweep run` tracks
     tracker.sync()
+    _settle(tracker._proc.pid)      # its one-off warm-up is not per-trial work
     start = time.perf_counter()
     if cfg.resources.executor == "ray":
         from search.ray_executor import RayExecutor
@@ -159,6 +188,8 @@ def _driver_seconds(cfg_dict: dict, train=None) -> tuple[float, list[float], flo
 
     def on_trial_end(event) -> None:
         ended.append(time.perf_counter() - built)
+        if cpu is not None:
+            cpu.append(time.process_time() + _cpu_seconds(tracker._proc.pid))
         if len(ended) == cfg.search.trials:     # the last trial: wait until it is written
             tracker.sync()
             written.append(time.perf_counter() - built)
@@ -199,16 +230,21 @@ def parallel_scaling(trials: int, epochs: int) -> dict:
         for name, res in (("serial", {}), ("ray", {"executor": "ray", "parallel": 2})):
             d = Path(tmp, name)
             d.mkdir()
+            cpu: list[float] = []
             out[name + "_startup_s"], ends, written = _driver_seconds(
-                study(f"scaling-{name}", d, trials, epochs, **res))
+                study(f"scaling-{name}", d, trials, epochs, **res), cpu=cpu)
             if name == "serial":
                 out["params"] = [t.params for t in optuna.load_study(
                     study_name="scaling-serial", storage=f"sqlite:///{d / 'optuna.db'}").trials]
             first = 1 if name == "serial" else 2       # each worker's first trial
             out[name + "_s"] = written
             out[name + "_steady_per_s"] = (len(ends) - first) / (ends[-1] - ends[first - 1])
+            if name == "serial":    # the cores it keeps busy: training, and the tracking process
+                out["serial_cores"] = (cpu[-1] - cpu[0]) / (ends[-1] - ends[0])
     out["speedup"] = out["serial_s"] / out["ray_s"]
     out["steady_speedup"] = out["ray_steady_per_s"] / out["serial_steady_per_s"]
+    # The same work per trial spread over every core: the most `parallel` can gain.
+    out["bound"] = (os.cpu_count() or 1) / out["serial_cores"]
     return out
 
 
@@ -263,6 +299,7 @@ def run(quick: bool = False) -> str:
         | parallel scaling: `parallel: 2` (Ray) vs serial, {scale_n} trials x {epochs[0]} epochs, end to end | {scale['speedup']:.2f}x ({scale['serial_s']:.1f} s / {scale['ray_s']:.1f} s; Ray start-up {scale['ray_startup_s']:.1f} s not included) | >= 1.7x |
         | parallel scaling, steady state (after each worker's first trial) | {scale['steady_speedup']:.2f}x ({scale['ray_steady_per_s']:.2f} vs {scale['serial_steady_per_s']:.2f} trials/s) | >= 1.7x |
         | parallel scaling, {scale_n} trials x {scale_long_epochs} epochs, end to end | {scale_long['speedup']:.2f}x ({scale_long['serial_s']:.1f} s / {scale_long['ray_s']:.1f} s); steady state {scale_long['steady_speedup']:.2f}x | >= 1.7x |
+        | the serial executor's own CPU use in the steady state (training, plus figures and MLflow writes in its tracking process), and the most any executor can gain on {os.cpu_count()} cores with the same work per trial | {scale['serial_cores']:.2f} cores, at most {scale['bound']:.2f}x ({epochs[0]} epochs); {scale_long['serial_cores']:.2f} cores, at most {scale_long['bound']:.2f}x ({scale_long_epochs} epochs) | |
         | this machine's ceiling: the plain script, two processes side by side vs one, same {scale_n} configs x {scale_long_epochs} epochs | {ceiling:.2f}x | |
         | per trial, trivial trials, serial executor (Optuna + MLflow) | {sched['serial_ms']:.0f} ms | |
         | per trial, trivial trials, Ray `parallel: 1` | {sched['ray_ms']:.0f} ms (Ray adds {sched['ray_added_ms']:.0f} ms) | Ray Tune with actor reuse: ~30 ms |

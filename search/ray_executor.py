@@ -147,8 +147,10 @@ def run_trial(train: TrainFn, spec: TrialSpec, broker: Any, threads: int,
 
 
 def warm_up() -> bool:
-    """The body of a warm-up task, one per trial slot, sent as the executor starts:
-    what a worker's first trial would otherwise pay before training, paid while
+    """The body of a warm-up task, one per trial slot, sent as the executor starts
+    when trials run the built-in training loop (`train_trial`; another `train`
+    function's needs are not known): what a worker's first trial would otherwise
+    pay before training, paid while
     the driver opens the study, and with the garbage collector held off (its
     passes cost a quarter of these imports, see search/heap.py): torch and the
     training code, torch._dynamo (which torch's optimizers import on first use),
@@ -261,6 +263,7 @@ class RayExecutor:
     def __init__(self, resources: Any, train: TrainFn | None = None, prunes: bool = True) -> None:
         """`prunes`: whether the study may stop a trial early (see `can_prune`);
         when it cannot, workers do not wait on the driver after each epoch."""
+        warm = train is None        # the training loop's imports are known: warm them up
         if train is None:
             from models.train import train_trial as train
         self._owns_ray = connect(resources.address)
@@ -275,7 +278,7 @@ class RayExecutor:
         slot = {"num_cpus": resources.cpus_per_trial, "num_gpus": resources.gpus_per_trial}
         # Warm-ups hold the slots the first trials will take, on workers they will reuse.
         self._warming = [ray.remote(warm_up).options(**slot, max_retries=0).remote()
-                         for _ in range(self.capacity)]
+                         for _ in range(self.capacity if warm else 0)]
         self._remote = ray.remote(run_trial).options(
             **slot, max_retries=resources.max_retries, retry_exceptions=False)
         self._train = ray.put(train)
