@@ -18,6 +18,9 @@ calls `on_report` for every epoch (MLflow metrics, Optuna report, should_prune),
 every pruner works under Ray exactly as in a serial run, and the SQLite stores are
 touched by one process only, on the driver's machine.
 
+Start-up: one `warm_up` task per trial slot imports what the first trials need
+in the workers they will run on, while the driver opens the study.
+
 Faults: an exception or NaN inside a trial is caught in the worker (`run_guarded`,
 the training loop). A worker process that dies is Ray's to retry (task
 `max_retries`); a retried attempt re-reports epochs the driver has already seen,
@@ -149,14 +152,13 @@ def run_trial(train: TrainFn, spec: TrialSpec, broker: Any, threads: int,
 def warm_up() -> bool:
     """The body of a warm-up task, one per trial slot, sent as the executor starts
     when trials run the built-in training loop (`train_trial`; another `train`
-    function's needs are not known): what a worker's first trial would otherwise
-    pay before training, paid while
-    the driver opens the study, and with the garbage collector held off (its
-    passes cost a quarter of these imports, see search/heap.py): torch and the
-    training code, torch._dynamo (which torch's optimizers import on first use),
-    matplotlib and its fonts. The trials then run on these warm workers, which Ray
-    reuses. True when the worker warmed up; a failure here is left to the trial,
-    which reports it."""
+    function's needs are not known). It pays what a worker's first trial would
+    otherwise pay before training, while the driver opens the study, and with the
+    garbage collector held off (its passes cost a quarter of these imports, see
+    search/heap.py): torch and the training code, torch._dynamo (which torch's
+    optimizers import on first use), matplotlib and its fonts. The trials then
+    run on these warm workers, which Ray reuses. True when the worker warmed up;
+    a failure here is left to the first trial, which reports it."""
     from search import heap
 
     heap.hold()
