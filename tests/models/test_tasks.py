@@ -33,7 +33,8 @@ def test_the_evaluation_loss_is_cross_entropy_at_any_logit_scale(scale: float):
 def test_confusion_matrix_rows_are_true_classes():
     cm = confusion_matrix(torch.tensor([1, 1, 0]), torch.tensor([0, 1, 0]), 2)
     assert cm.tolist() == [[1, 1], [0, 1]]
-    assert macro_f1(cm) == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert macro_f1(cm) == macro_f1(cm.numpy()) == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert macro_f1(torch.zeros(3, 3, dtype=torch.long)) == 0.0     # no sample at all
 
 
 def test_label_smoothing_changes_the_training_loss_only():
