@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from cli.app import app
 from search.config import parse_config
 from search.driver import StudyDriver
-from search.executors import SerialExecutor
+from search.executors import SerialExecutor, make_executor
 from search.lifecycle import replay_run
 from search.tracking import MlflowTracker
 from tests.conftest import ROOT, small_config, study_runs
@@ -28,8 +28,10 @@ def invoke(*args: str):
 
 
 def run_study(cfg_dict):
+    """As `hypersweep run` would: trials train on `cpus_per_trial` torch threads, as a
+    rerun's do (a different thread count changes the last bits of the sums)."""
     cfg = parse_config(cfg_dict)
-    return StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run()
+    return StudyDriver(cfg, make_executor(cfg), MlflowTracker(cfg.tracking.uri)).run()
 
 
 def curves(uri: str, study: str, storage: str):
