@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from typing import Any, BinaryIO, Callable, Iterator
 
@@ -34,8 +35,9 @@ from search import heap
 
 _READS = frozenset({"find_parent", "trial_runs", "trial_metrics", "read_text", "log_final",
                     "resolve", "sync"})
-_WRITES = frozenset({"start_study", "start_trial", "log_metrics", "flush", "end_trial",
-                     "end_study", "log_files", "set_tags"})
+_WRITES = frozenset({"start_study", "start_trial", "flush", "end_trial",
+                     "end_study", "log_files", "set_tags"})     # and log_metrics, held
+HOLD_SECONDS = 0.5      # how long metrics may wait in the driver for the next pipe write
 _CREATES = frozenset({"start_study", "start_trial"})     # answer with the new run id
 
 
@@ -53,6 +55,8 @@ class TrackingWriter:
             stdout=subprocess.PIPE, start_new_session=True)
         self._out: BinaryIO = self._proc.stdin
         self._seq = 0
+        self._held: list[bytes] = []                # metric frames not written yet
+        self._held_since = 0.0
         self._answers: dict[int, tuple[bool, Any]] = {}
         self._ids: dict[str, str] = {}              # handle -> MLflow run id
         self._handles: dict[int, str] = {}          # seq of a create -> its handle
@@ -89,6 +93,19 @@ class TrackingWriter:
             return lambda *args, **kwargs: self._wait(self._send(method, args, kwargs))
         raise AttributeError(method)
 
+    def log_metrics(self, run_id: str, step: int, metrics: Any) -> None:
+        """Held here, and sent with the next other call or after `HOLD_SECONDS`:
+        one pipe write for many epochs, where a write (and holding off Ctrl-C
+        around it) cost more than the report it carried. The tracking process
+        writes metrics to the store in batches anyway (every 2 s)."""
+        self._raise()
+        self._seq += 1
+        if not self._held:
+            self._held_since = time.monotonic()
+        self._held.append(self._frame(self._seq, "log_metrics", (run_id, step, metrics), {}))
+        if time.monotonic() - self._held_since >= HOLD_SECONDS:
+            self._write(b"")
+
     def resolve(self, run_id: str) -> str:
         """The MLflow run id of a handle (waiting for it), or `run_id` itself."""
         if not run_id.startswith("@"):
@@ -113,6 +130,10 @@ class TrackingWriter:
             self._stopped = True
             self._proc.kill()
         if not self._out.closed:
+            try:
+                self._write(b"")                    # metrics still held
+            except TrackingError:
+                pass                                # raised below, with the child's reason
             try:
                 self._out.close()                   # the child's end-of-input
             except OSError:                         # it is gone already
@@ -145,17 +166,28 @@ class TrackingWriter:
         if create:
             with self._done:        # before the child can answer
                 self._handles[self._seq] = f"@{self._seq}"
-        frame = pickle.dumps((self._seq, method, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        self._write(self._frame(self._seq, method, args, kwargs))
+        return self._seq
+
+    @staticmethod
+    def _frame(seq: int, method: str, args: tuple, kwargs: dict) -> bytes:
+        return pickle.dumps((seq, method, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _write(self, frame: bytes) -> None:
+        """Write the held metrics, then `frame`, in one go."""
+        data = b"".join([*self._held, frame])
+        self._held = []
+        if not data:
+            return
         try:
             with _sigint_deferred():        # a frame cut in half would garble the pipe
-                self._out.write(frame)
+                self._out.write(data)
                 self._out.flush()
         except (BrokenPipeError, OSError):
             self._reader.join(timeout=5)
             self._raise()
             raise TrackingError(f"tracking ({self.uri}): the tracking process is gone "
                                 f"(exit code {self._proc.poll()})") from None
-        return self._seq
 
     def _wait(self, seq: int) -> Any:
         with self._done:
