@@ -11,13 +11,14 @@ Prints one markdown section (also returned by `run(quick)` for benchmarks/run.py
 2. The same study with `parallel: 2` on Ray against the serial executor: trial
    throughput ratio (goal >= 1.7 on 2 cores), end to end (from the executor's
    start until the last trial is written to MLflow; Ray's own start-up is timed
-   separately) and in the steady state (after each worker's first trial, which
-   imports torch), for short trials and five times longer ones; beside it, the
+   separately) and in the steady state (after each worker's warm-up and first
+   trial), for short trials and five times longer ones; beside it, the
    ceiling this machine allows: two plain training processes side by side
    against one. The serial executor is not one core's worth of work: its tracking
    process draws each trial's figures and writes MLflow on another core. Its CPU
    use in the steady state (cores) bounds what any executor can gain with the same
-   work per trial: cpu_count / cores.
+   work per trial: about cpu_count / cores (an estimate: the steady-state rates
+   are as noisy as the rest).
 3. Trivially short trials: the platform's cost per trial (Optuna ask/tell, the
    MLflow child run, until written) with the serial executor, and what Ray adds on
    top (reference: Ray Tune with actor reuse is about 30 ms per trial).
@@ -299,7 +300,7 @@ def run(quick: bool = False) -> str:
         | parallel scaling: `parallel: 2` (Ray) vs serial, {scale_n} trials x {epochs[0]} epochs, end to end | {scale['speedup']:.2f}x ({scale['serial_s']:.1f} s / {scale['ray_s']:.1f} s; Ray start-up {scale['ray_startup_s']:.1f} s not included) | >= 1.7x |
         | parallel scaling, steady state (after each worker's first trial) | {scale['steady_speedup']:.2f}x ({scale['ray_steady_per_s']:.2f} vs {scale['serial_steady_per_s']:.2f} trials/s) | >= 1.7x |
         | parallel scaling, {scale_n} trials x {scale_long_epochs} epochs, end to end | {scale_long['speedup']:.2f}x ({scale_long['serial_s']:.1f} s / {scale_long['ray_s']:.1f} s); steady state {scale_long['steady_speedup']:.2f}x | >= 1.7x |
-        | the serial executor's own CPU use in the steady state (training, plus figures and MLflow writes in its tracking process), and the most any executor can gain on {os.cpu_count()} cores with the same work per trial | {scale['serial_cores']:.2f} cores, at most {scale['bound']:.2f}x ({epochs[0]} epochs); {scale_long['serial_cores']:.2f} cores, at most {scale_long['bound']:.2f}x ({scale_long_epochs} epochs) | |
+        | the serial executor's own CPU use in the steady state (training, plus figures and MLflow writes in its tracking process), and so about the most any executor can gain on {os.cpu_count()} cores with the same CPU work per trial (an estimate, as noisy as the rows above) | {scale['serial_cores']:.2f} cores: about {scale['bound']:.2f}x ({epochs[0]} epochs); {scale_long['serial_cores']:.2f} cores: about {scale_long['bound']:.2f}x ({scale_long_epochs} epochs) | |
         | this machine's ceiling: the plain script, two processes side by side vs one, same {scale_n} configs x {scale_long_epochs} epochs | {ceiling:.2f}x | |
         | per trial, trivial trials, serial executor (Optuna + MLflow) | {sched['serial_ms']:.0f} ms | |
         | per trial, trivial trials, Ray `parallel: 1` | {sched['ray_ms']:.0f} ms (Ray adds {sched['ray_added_ms']:.0f} ms) | Ray Tune with actor reuse: ~30 ms |
