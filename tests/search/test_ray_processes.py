@@ -57,17 +57,19 @@ def two_node_cluster():
 
 def test_trials_spread_over_two_nodes(two_node_cluster, stores, tmp_path):
     """One CPU per node and per trial: two trials at once must use both nodes. The
-    stores are written by the driver process only."""
-    path = write_study(tmp_path, stores, "cluster", epochs=3, trials=4,
+    stores are written by the driver process only. Trials of about a second: each
+    node's slot opens when its worker has warmed up, and a node that warmed up
+    sooner would run a handful of tiny trials alone."""
+    path = write_study(tmp_path, stores, "cluster", epochs=300, trials=6,
                        parallel=2, cpus_per_trial=1)
     res = subprocess.run([HYPERSWEEP, "run", str(path), "--ray-address", two_node_cluster],
                          capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     _, children = study_runs(stores.mlflow_uri, "cluster")
-    assert [c.data.tags["state"] for c in children] == ["COMPLETE"] * 4
+    assert [c.data.tags["state"] for c in children] == ["COMPLETE"] * 6
     assert len({c.data.tags["node"] for c in children}) == 2
     trials = optuna.load_study(study_name="cluster", storage=stores.optuna_url).trials
-    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 6
 
 
 def test_bad_ray_address_is_a_user_error(stores, tmp_path):
