@@ -101,19 +101,19 @@ def test_a_writer_never_opened_is_stopped_without_an_error():
     assert w._proc.returncode == -signal.SIGKILL and not _alive(w._proc.pid)
 
 
-def test_a_killed_driver_leaves_its_writes_to_the_tracking_process(stores, tmp_path):
-    """SIGKILL the driver right after it sent its writes: the tracking process writes
-    them all, finds the pipe closed and exits (no process is left behind)."""
+def killed_driver(stores: Stores, tmp_path, study: str, writes: str) -> list[tuple[int, float]]:
+    """Run a driver that opens a TrackingWriter, starts `study` with one trial
+    (`child`), makes `writes`, then SIGKILLs itself. Wait for the tracking process
+    to end (it must: nothing is left behind) and return the trial's val_loss
+    history as (step, value), by step."""
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent(f"""
-        import os, signal, sys
-        from search.writer import TrackingWriter
+        import os, signal, time
+        from search.writer import HOLD_SECONDS, TrackingWriter
         w = TrackingWriter({stores.mlflow_uri!r})
-        parent = w.start_study("killed", "study: killed\\n")
+        parent = w.start_study({study!r}, "study: {study}\\n")
         child = w.start_trial(parent, 0, {{"lr": 0.1}})
-        for step in range(1, 501):
-            w.log_metrics(child, step, {{"val_loss": 1.0 / step}})
-        w.flush(child)
+    """) + textwrap.dedent(writes) + textwrap.dedent("""
         print(w._proc.pid, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """))
@@ -125,41 +125,34 @@ def test_a_killed_driver_leaves_its_writes_to_the_tracking_process(stores, tmp_p
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(pid)
-    _, children = study_runs(stores.mlflow_uri, "killed")
+    _, children = study_runs(stores.mlflow_uri, study)
     history = MlflowClient(tracking_uri=stores.mlflow_uri).get_metric_history(
         children[0].info.run_id, "val_loss")
-    assert sorted(m.step for m in history) == list(range(1, 501))
+    return sorted((m.step, m.value) for m in history)
+
+
+def test_a_killed_driver_leaves_its_writes_to_the_tracking_process(stores, tmp_path):
+    """SIGKILL the driver right after it sent its writes: the tracking process writes
+    them all, finds the pipe closed and exits (no process is left behind)."""
+    history = killed_driver(stores, tmp_path, "killed", """
+        for step in range(1, 501):
+            w.log_metrics(child, step, {"val_loss": 1.0 / step})
+        w.flush(child)
+    """)
+    assert [step for step, _ in history] == list(range(1, 501))
 
 
 def test_metrics_wait_in_the_driver_at_most_the_hold_time(stores, tmp_path):
     """Metrics go down the pipe with the next other call, or with the first report
     after HOLD_SECONDS: a driver killed then has sent all but the reports of its
     last moment (here: step 3, made right after a write)."""
-    script = tmp_path / "driver.py"
-    script.write_text(textwrap.dedent(f"""
-        import os, signal, time
-        from search.writer import HOLD_SECONDS, TrackingWriter
-        w = TrackingWriter({stores.mlflow_uri!r})
-        parent = w.start_study("held", "study: held\\n")
-        child = w.start_trial(parent, 0, {{"lr": 0.1}})
-        w.log_metrics(child, 1, {{"val_loss": 1.0}})
+    history = killed_driver(stores, tmp_path, "held", """
+        w.log_metrics(child, 1, {"val_loss": 1.0})
         time.sleep(HOLD_SECONDS + 0.1)
-        w.log_metrics(child, 2, {{"val_loss": 0.5}})       # writes steps 1 and 2
-        w.log_metrics(child, 3, {{"val_loss": 0.25}})      # held
-        print(w._proc.pid, flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
-    """))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          cwd=os.getcwd(), timeout=120)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    pid = int(proc.stdout.split()[0])
-    deadline = time.monotonic() + 60
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    _, children = study_runs(stores.mlflow_uri, "held")
-    history = MlflowClient(tracking_uri=stores.mlflow_uri).get_metric_history(
-        children[0].info.run_id, "val_loss")
-    assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 0.5)]
+        w.log_metrics(child, 2, {"val_loss": 0.5})       # writes steps 1 and 2
+        w.log_metrics(child, 3, {"val_loss": 0.25})      # held
+    """)
+    assert history == [(1, 1.0), (2, 0.5)]
 
 
 def _alive(pid: int) -> bool:
