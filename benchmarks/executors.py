@@ -231,9 +231,10 @@ def parallel_scaling(trials: int, epochs: int) -> dict:
         for name, res in (("serial", {}), ("ray", {"executor": "ray", "parallel": 2})):
             d = Path(tmp, name)
             d.mkdir()
-            cpu: list[float] = []
+            cpu: list[float] = []       # the serial executor's only: Ray's workers are not in it
             out[name + "_startup_s"], ends, written = _driver_seconds(
-                study(f"scaling-{name}", d, trials, epochs, **res), cpu=cpu)
+                study(f"scaling-{name}", d, trials, epochs, **res),
+                cpu=cpu if name == "serial" else None)
             if name == "serial":
                 out["params"] = [t.params for t in optuna.load_study(
                     study_name="scaling-serial", storage=f"sqlite:///{d / 'optuna.db'}").trials]
