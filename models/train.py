@@ -266,7 +266,9 @@ def train_epoch(fit: Fit) -> dict[str, float]:
     own_steps = getattr(fit.task, "train_batch", None)   # e.g. a GAN's two nets
     outputs, targets, stats = [], [], []
     for batch in _batches(order, o.batch_size):
-        xb, yb = x[batch], y[batch]
+        # index_select, not x[batch]: the same rows, without advanced indexing's
+        # general path (about 13 us a batch on the digits MLP, 2% of its epoch).
+        xb, yb = x.index_select(0, batch), y.index_select(0, batch)
         if o.input_noise > 0:
             xb = xb + o.input_noise * torch.randn_like(xb)
         if o.augment != "none":
