@@ -45,6 +45,21 @@ def test_label_smoothing_changes_the_training_loss_only():
     assert smooth.metrics(logits, y)["loss"] == plain.metrics(logits, y)["loss"]
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_training_metrics_from_batches_equal_those_over_the_outputs(smoothing: float):
+    """The training loop hands over each batch's loss (the smoothed one where there
+    is smoothing); the training metrics still report plain cross-entropy."""
+    g = torch.Generator().manual_seed(2)
+    logits, y = 3 * torch.randn(150, 4, generator=g), torch.randint(0, 4, (150,), generator=g)
+    task = get_task("classification", label_smoothing=smoothing)
+    batches = [slice(0, 64), slice(64, 128), slice(128, 150)]     # a short last batch
+    losses = [task.loss(logits[b], y[b]) for b in batches]
+    m = task.train_metrics(logits, y, losses, [64, 64, 22])
+    whole = task.metrics(logits, y)
+    assert m["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-6)
+    assert m == pytest.approx(whole, rel=1e-6)
+
+
 def test_figure_is_a_png():
     png = artifact_bytes(get_task("classification").figure(
         torch.randn(30, 3), torch.randint(0, 3, (30,)), class_names=["a", "b", "c"]))
