@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -202,7 +203,7 @@ def train_trial(spec: TrialSpec, report: Report) -> TrialResult:
         metrics = run_epoch(fit)
         history.append(metrics)
         diverged = next((k for k in ("train_loss", "val_loss")
-                         if not np.isfinite(metrics[k])), None)
+                         if not math.isfinite(metrics[k])), None)
         if diverged:
             return TrialResult(TrialState.FAIL, metrics, tuple(history), epoch,
                                reason=f"{diverged} became {metrics[diverged]} at epoch {epoch}",
