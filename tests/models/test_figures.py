@@ -76,10 +76,13 @@ def test_a_reused_learning_curve_equals_a_fresh_one():
     assert len(figures._templates.kept) == 1
 
 
-def test_a_reused_confusion_matrix_equals_a_fresh_one():
-    rng = np.random.default_rng(1)
-    labels = [str(i) for i in range(10)]
-    matrices = [counts(rng, 10), np.diag(np.arange(1, 11)), np.zeros((10, 10), int), counts(rng, 10)]
+@pytest.mark.parametrize("k", [2, 3, 10, 12])
+def test_a_reused_confusion_matrix_equals_a_fresh_one(k: int):
+    """The labels and titles are kept as pixels; the image, frame, tick marks and
+    counts drawn over them each time must give the same pixels as a full draw."""
+    rng = np.random.default_rng(k)
+    labels = [str(i) for i in range(k)]
+    matrices = [counts(rng, k), np.diag(np.arange(1, k + 1)), np.zeros((k, k), int), counts(rng, k)]
     for cm in matrices:
         reused = figures.confusion(cm, labels)
         fresh = plain_confusion(cm, labels)
