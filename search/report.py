@@ -119,15 +119,19 @@ def _png(draw: Figure, study: optuna.Study) -> bytes | None:
     matplotlib.use("Agg")   # no display on workers and CI
     import matplotlib.pyplot as plt
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")     # Optuna marks these plots experimental
-        try:
-            ax = draw(study)
-        except (ValueError, RuntimeError, ZeroDivisionError):
-            return None     # e.g. importance needs at least two distinct completed trials
-    fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-    fig.set_size_inches(9, 5.5)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    # Optuna's plots switch the process's style to ggplot (plt.style.use); the
+    # context puts the settings back, so that the trial figures drawn later in this
+    # process look as they do anywhere else.
+    with matplotlib.rc_context():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # Optuna marks these plots experimental
+            try:
+                ax = draw(study)
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                return None     # e.g. importance needs at least two distinct completed trials
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        fig.set_size_inches(9, 5.5)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        plt.close(fig)
     return buf.getvalue()

@@ -32,6 +32,17 @@ def test_figures_of_a_finished_study():
     assert best["number"] == study.best_trial.number and best["params"] == study.best_params
 
 
+def test_the_study_figures_leave_the_process_style_as_it_was():
+    """Optuna's plots switch matplotlib to its ggplot style; the trial figures a
+    process draws after them (the tracking process draws both) keep the default."""
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    study_figures(study_with(8))
+    assert dict(matplotlib.rcParams) == before
+    assert matplotlib.rcParams["axes.facecolor"] == "white"      # not ggplot's grey
+
+
 def test_only_varying_params_are_plotted():
     assert varying_params(study_with(5)) == ["depth", "lr"]
     assert varying_params(study_with(5, fixed_width=False)) == ["depth", "lr", "width"]
