@@ -150,6 +150,7 @@ class _ConfusionTemplate:
         ticks = range(n)
         ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
                title="confusion matrix (validation)")
+        ax.grid(False)      # lines across the cells, where a style turns a grid on
         ax.set_xticklabels(labels, fontsize="small")
         ax.set_yticklabels(labels, fontsize="small")
         self.counts: list[Any] = []
@@ -162,40 +163,56 @@ class _ConfusionTemplate:
         self.image.set_clim(cm.min(), cm.max())     # as imshow scales a new image
         for text in self.counts:
             text.remove()
-        self.counts = []
+        self.counts = self._count_labels(cm)
+        if not _saved_as_drawn():
+            return to_png(self.fig)     # a style that changes what savefig writes
         if self.background is None:
             self._keep_background()
         self.canvas.restore_region(self.background)
         renderer = self.canvas.get_renderer()
-        for artist in self.front:
+        for artist in (*self.front, *self.counts):
             artist.draw(renderer)
-        n = cm.shape[0]
-        if n <= 12:     # counts stay readable only for a few classes
-            # Empty cells stay blank: the eye finds the confusions, and each label
-            # drawn costs milliseconds.
-            threshold = cm.max() / 2
-            for (i, j), count in np.ndenumerate(cm):
-                if count:
-                    text = self.ax.text(j, i, str(count), ha="center", va="center",
-                                        fontsize="x-small",
-                                        color="white" if count > threshold else "black")
-                    text.draw(renderer)
-                    self.counts.append(text)
         return canvas_png(self.canvas)
+
+    def _count_labels(self, cm: np.ndarray) -> list[Any]:
+        if cm.shape[0] > 12:        # counts stay readable only for a few classes
+            return []
+        # Empty cells stay blank: the eye finds the confusions, and each label
+        # drawn costs milliseconds.
+        threshold = cm.max() / 2
+        return [self.ax.text(j, i, str(count), ha="center", va="center", fontsize="x-small",
+                             color="white" if count > threshold else "black")
+                for (i, j), count in np.ndenumerate(cm) if count]
 
     def _keep_background(self) -> None:
         """Draw the figure without what overlaps the image, and keep its pixels."""
         self.canvas.draw()          # places the ticks
-        ticks = [line for axis in (self.ax.xaxis, self.ax.yaxis)
-                 for tick in axis.get_major_ticks() for line in (tick.tick1line, tick.tick2line)
-                 if line.get_visible()]
-        self.front = [self.image, *self.ax.spines.values(), *ticks]
-        for artist in self.front:
+        # In the order a full draw takes them: by z-order (a style may put the
+        # ticks under the frame), the image, the frame, then each axis' tick marks.
+        layers = [(self.image.get_zorder(), [self.image]),
+                  *((spine.get_zorder(), [spine]) for spine in self.ax.spines.values()),
+                  *((axis.get_zorder(), [line for tick in axis.get_major_ticks()
+                                         for line in (tick.tick1line, tick.tick2line)
+                                         if line.get_visible()])
+                    for axis in (self.ax.xaxis, self.ax.yaxis))]
+        self.front = [a for _, artists in sorted(layers, key=lambda layer: layer[0]) for a in artists]
+        hidden = [*self.front, *self.counts]
+        for artist in hidden:
             artist.set_visible(False)
         self.canvas.draw()
         self.background = self.canvas.copy_from_bbox(self.fig.bbox)
-        for artist in self.front:
+        for artist in hidden:
             artist.set_visible(True)
+
+
+def _saved_as_drawn() -> bool:
+    """Whether `savefig` writes a figure as its canvas draws it (the defaults), so
+    that pixels drawn on the canvas can be written as they are; a style may set
+    another resolution, background colour or crop for saved figures."""
+    from matplotlib import rcParams
+    return (rcParams["savefig.dpi"] == "figure" and not rcParams["savefig.transparent"]
+            and rcParams["savefig.facecolor"] == "auto" and rcParams["savefig.edgecolor"] == "auto"
+            and rcParams["savefig.bbox"] in (None, "standard"))
 
 
 def confusion(cm: Any, labels: Sequence[str]) -> bytes:

@@ -44,6 +44,7 @@ def plain_confusion(cm: np.ndarray, labels: list[str]) -> bytes:
     ticks = range(len(labels))
     ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
            title="confusion matrix (validation)")
+    ax.grid(False)
     ax.set_xticklabels(labels, fontsize="small")
     ax.set_yticklabels(labels, fontsize="small")
     for (i, j), count in np.ndenumerate(cm):
@@ -90,6 +91,22 @@ def test_a_reused_confusion_matrix_equals_a_fresh_one(k: int):
     # The last drawing has as many count labels as the last matrix has non-zero cells.
     template = figures._templates.kept[("confusion", tuple(labels))]
     assert len(template.counts) == np.count_nonzero(matrices[-1])
+
+
+@pytest.mark.parametrize("style", ["ggplot", "classic", "dark_background", "seaborn-v0_8-ticks"])
+def test_a_reused_confusion_matrix_equals_a_fresh_one_in_another_style(style: str):
+    """Styles move the ticks under the frame, turn a grid on, put the ticks inside,
+    save figures on another background: what is drawn over the kept pixels, or
+    drawn in full where savefig would not write them as drawn, still comes out as
+    a full draw would."""
+    from matplotlib import style as styles
+
+    rng = np.random.default_rng(7)
+    labels = ["a", "b", "c", "d"]
+    with styles.context(style):
+        for cm in (counts(rng, 4), counts(rng, 4)):
+            assert np.array_equal(pixels(figures.confusion(cm, labels)),
+                                  pixels(plain_confusion(cm, labels)))
 
 
 def test_each_set_of_class_names_has_its_template_and_old_ones_are_dropped():
