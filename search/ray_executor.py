@@ -339,8 +339,13 @@ class RayExecutor:
         self._tasks.clear()
         if ray.is_initialized():
             ray.kill(self._broker)
-            if self._owns_ray:
-                stop_in_background()
+        # Let go of every Ray object and handle while Ray still runs: one freed
+        # later, as the instance stops in the background, calls into a stopped
+        # worker, and Ray then ends the whole process.
+        self._warming, self._take, self._train, self._datasets = [], None, None, {}
+        self._broker = None
+        if ray.is_initialized() and self._owns_ray:
+            stop_in_background()
 
     # -- helpers
 

@@ -316,6 +316,44 @@ def test_workers_warm_up_in_every_trial_slot_as_the_executor_starts(ray_local, s
         executor.shutdown()
 
 
+@pytest.mark.ray
+def test_shutdown_lets_go_of_every_ray_handle(ray_local, stores):
+    """Objects, tasks, the broker: an executor that kept one after shutdown would
+    free it later, maybe while its Ray instance stops in the background, and a
+    call into a stopped Ray worker ends the whole process (it did, now and then,
+    between two studies in one process)."""
+    import ray
+    from ray.actor import ActorHandle
+
+    def handles(value) -> list:
+        if isinstance(value, (ray.ObjectRef, ActorHandle)):
+            return [value]
+        if isinstance(value, dict):
+            return [h for item in value.items() for h in handles(item)]
+        if isinstance(value, (list, tuple, set)):
+            return [h for item in value for h in handles(item)]
+        return []
+
+    cfg = parse_config(ray_config("handles", stores))
+    executor = RayExecutor(cfg.resources)           # with warm-ups, the dataset, a trial
+    spec = _spec(cfg)
+    executor.submit(spec)
+    done = []
+    while not done:
+        done = executor.wait(lambda number, step, metrics: False)
+    assert [(number, r.state.value) for number, r in done] == [(spec.trial_number, "COMPLETE")]
+    assert handles(vars(executor))                  # it held some while running
+    executor.shutdown()
+    assert handles(vars(executor)) == []
+
+
+def _spec(cfg):
+    from models.trial import TrialSpec
+    from search.driver import data_dict
+    return TrialSpec(model=cfg.model, data=data_dict(cfg), params={**cfg.params, "epochs": 1},
+                     seed=0, trial_number=0, study=cfg.study)
+
+
 def test_ray_only_keys_are_refused_with_the_serial_executor(stores):
     from models.errors import UserError
     from search.config import check_semantics
