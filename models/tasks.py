@@ -77,7 +77,8 @@ class Classification(Supervised):
 
     def metrics(self, output: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         # Evaluation loss is plain cross-entropy so runs with different smoothing compare.
-        return self._metrics(output.float(), y, mean_cross_entropy(output.float(), y))
+        output = output.float()
+        return self._metrics(output, y, mean_cross_entropy(output, y))
 
     def train_metrics(self, output: torch.Tensor, y: torch.Tensor,
                       losses: Sequence[torch.Tensor], sizes: Sequence[int]) -> dict[str, float]:
