@@ -8,11 +8,11 @@ Prints one markdown section (also returned by `run(quick)` for benchmarks/run.py
    for short trials (about a second each) and ten times longer ones. The extra
    seconds are split into a per-study part (imports, creating both stores, the
    end-of-study report) and a per-trial part, estimated from the two lengths.
-2. The same study with `parallel: 2` on Ray against the serial executor: trial
-   throughput ratio (goal >= 1.7 on 2 cores), end to end (from the executor's
-   start until the last trial is written to MLflow; Ray's own start-up is timed
-   separately) and in the steady state (after each worker's warm-up and first
-   trial), for short trials and five times longer ones; beside it, the
+2. The same study with `parallel: 2` on Ray against the serial executor, each in
+   a new Python process: trial throughput ratio (goal >= 1.7 on 2 cores), end to
+   end (from the executor's start until the last trial is written to MLflow; Ray's
+   own start-up is timed separately) and in the steady state (after each worker's
+   warm-up and first trial), for short trials and five times longer ones; beside it, the
    ceiling this machine allows: two plain training processes side by side
    against one. The serial executor is not one core's worth of work: its tracking
    process draws each trial's figures and writes MLflow on another core. Its CPU
@@ -223,31 +223,56 @@ def plain_ceiling(params: list[dict], epochs: int) -> float:
 
 def parallel_scaling(trials: int, epochs: int) -> dict:
     """Throughputs of the serial executor and `parallel: 2`, and the serial
-    study's parameter sets (for `plain_ceiling`)."""
-    import optuna
-
-    out = {}
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        for name, res in (("serial", {}), ("ray", {"executor": "ray", "parallel": 2})):
-            d = Path(tmp, name)
-            d.mkdir()
-            cpu: list[float] = []       # the serial executor's only: Ray's workers are not in it
-            out[name + "_startup_s"], ends, written = _driver_seconds(
-                study(f"scaling-{name}", d, trials, epochs, **res),
-                cpu=cpu if name == "serial" else None)
-            if name == "serial":
-                out["params"] = [t.params for t in optuna.load_study(
-                    study_name="scaling-serial", storage=f"sqlite:///{d / 'optuna.db'}").trials]
-            first = 1 if name == "serial" else 2       # each worker's first trial
-            out[name + "_s"] = written
-            out[name + "_steady_per_s"] = (len(ends) - first) / (ends[-1] - ends[first - 1])
-            if name == "serial":    # the cores it keeps busy: training, and the tracking process
-                out["serial_cores"] = (cpu[-1] - cpu[0]) / (ends[-1] - ends[0])
+    study's parameter sets (for `plain_ceiling`). Each side runs in a new Python
+    process, as `hypersweep run` does: imports this process made already (torch,
+    the training code, by an earlier benchmark) would otherwise be free to the
+    serial side only, whose trials run here, and not to Ray's fresh workers."""
+    serial, ray_ = (_fresh_side(name, trials, epochs) for name in ("serial", "ray"))
+    out = {"params": serial["params"], "ray_startup_s": ray_["startup_s"]}
+    # End to end: the serial side from the executor's start, its imports of the
+    # training code included; the Ray side from Ray's start-up on (timed apart).
+    out["serial_s"] = serial["startup_s"] + serial["written"]
+    out["ray_s"] = ray_["written"]
+    for name, side, first in (("serial", serial, 1), ("ray", ray_, 2)):     # each worker's first trial
+        ends = side["ends"]
+        out[name + "_steady_per_s"] = (len(ends) - first) / (ends[-1] - ends[first - 1])
+    # The cores the serial executor keeps busy: training, and the tracking process.
+    cpu, ends = serial["cpu"], serial["ends"]
+    out["serial_cores"] = (cpu[-1] - cpu[0]) / (ends[-1] - ends[0])
     out["speedup"] = out["serial_s"] / out["ray_s"]
     out["steady_speedup"] = out["ray_steady_per_s"] / out["serial_steady_per_s"]
     # The same work per trial spread over every core: the most `parallel` can gain.
     out["bound"] = (os.cpu_count() or 1) / out["serial_cores"]
     return out
+
+
+def scaling_side(name: str, trials: int, epochs: int) -> dict:
+    """One side of `parallel_scaling` ("serial" or "ray", `parallel: 2`) in this
+    process: the executor's start-up, each trial's end and the last write (seconds
+    from the executor's start), and for the serial side the CPU seconds at each
+    trial's end (Ray's workers are not counted) and the parameter sets."""
+    import optuna
+
+    resources = {} if name == "serial" else {"executor": "ray", "parallel": 2}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        d = Path(tmp)
+        cpu: list[float] = []
+        startup, ends, written = _driver_seconds(study(f"scaling-{name}", d, trials, epochs, **resources),
+                                                 cpu=cpu if name == "serial" else None)
+        out = {"startup_s": startup, "ends": ends, "written": written, "cpu": cpu}
+        if name == "serial":
+            out["params"] = [t.params for t in optuna.load_study(
+                study_name="scaling-serial", storage=f"sqlite:///{d / 'optuna.db'}").trials]
+    return out
+
+
+def _fresh_side(name: str, trials: int, epochs: int) -> dict:
+    """`scaling_side` in a new Python process."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.executors", "--scaling-side", name,
+                           str(trials), str(epochs)], capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode:
+        raise RuntimeError(f"scaling side {name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def trivial(spec: TrialSpec, report) -> TrialResult:
@@ -312,7 +337,13 @@ def run(quick: bool = False) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.executors", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes: checks the harness runs")
+    p.add_argument("--scaling-side", nargs=3, metavar=("SIDE", "TRIALS", "EPOCHS"),
+                   help=argparse.SUPPRESS)     # one side of the scaling runs, as JSON
     args = p.parse_args(argv)
+    if args.scaling_side:
+        side, trials, epochs = args.scaling_side
+        print(json.dumps(scaling_side(side, int(trials), int(epochs))))
+        return 0
     print(run(quick=args.quick))
     return 0
 
