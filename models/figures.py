@@ -111,6 +111,10 @@ class _CurveTemplate:
         self.loss_ax.legend(fontsize="small")
         self.metric_line, = self.metric_ax.plot([], [], color="tab:green")
         self.metric_ax.set(xlabel="epoch")
+        for ax in (self.loss_ax, self.metric_ax):
+            # The y axes have no label: placing one beside the tick labels measures
+            # them all again at each draw (a sixth of the figure's cost) for nothing.
+            ax.yaxis.set_label_coords(0.0, 0.5)
 
     def draw(self, history: Sequence[Mapping[str, float]], metric: str) -> bytes:
         epochs = range(1, len(history) + 1)
