@@ -337,7 +337,7 @@ class RayExecutor:
         for ref in list(self._tasks):
             ray.cancel(ref, force=True)
         self._tasks.clear()
-        if ray.is_initialized():
+        if ray.is_initialized() and self._broker is not None:      # not stopped already
             ray.kill(self._broker)
         # Let go of every Ray object and handle while Ray still runs: one freed
         # later, as the instance stops in the background, calls into a stopped
