@@ -265,6 +265,7 @@ def train_epoch(fit: Fit) -> dict[str, float]:
     model.train()
     order = torch.randperm(len(y), generator=fit.generator).to(x.device)
     own_steps = getattr(fit.task, "train_batch", None)   # e.g. a GAN's two nets
+    from_batches = getattr(fit.task, "train_metrics", None)     # uses the batches' losses
     outputs, targets, losses, stats = [], [], [], []
     for batch in _batches(order, o.batch_size):
         # index_select, not x[batch]: the same rows, without advanced indexing's
@@ -282,13 +283,14 @@ def train_epoch(fit: Fit) -> dict[str, float]:
         update(fit, loss)
         outputs.append(out.detach())
         targets.append(yb)
-        losses.append(loss.detach())
+        if from_batches is not None:
+            losses.append(loss.detach())
     if own_steps is not None:
         return _weighted_means(stats)
-    from_batches = getattr(fit.task, "train_metrics", None)
+    output, target = torch.cat(outputs), torch.cat(targets)
     if from_batches is not None:
-        return from_batches(torch.cat(outputs), torch.cat(targets), losses, [len(t) for t in targets])
-    return fit.task.metrics(torch.cat(outputs), torch.cat(targets))
+        return from_batches(output, target, losses, [len(t) for t in targets])
+    return fit.task.metrics(output, target)
 
 
 def update(fit: Fit, loss: torch.Tensor, module: nn.Module | None = None) -> None:
