@@ -237,15 +237,35 @@ def _check_reachable(address: str) -> None:
                         f"{e.strerror or e}") from None
 
 
+def check_fits(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,
+               gpus_per_trial: float, where: str = "the Ray cluster") -> None:
+    """Fail unless some node (its Ray resources) can hold one trial: a task that no
+    node can hold waits in Ray's queue forever, with only the autoscaler's
+    warnings to show for it. `where` names the cluster in the message."""
+    def has(node: Mapping[str, float], key: str, need: float) -> bool:
+        return node.get(key, 0.0) >= need - 1e-9
+
+    if any(has(n, "CPU", cpus_per_trial) and has(n, "GPU", gpus_per_trial) for n in nodes):
+        return
+    most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    if gpus_per_trial > most_gpus:
+        has_gpus = f"at most {most_gpus:g} GPUs on one node" if most_gpus else "no GPU"
+        raise UserError(f"resources.gpus_per_trial: {gpus_per_trial:g} GPU per trial, but {where} "
+                        f"has {has_gpus}; use gpus_per_trial: 0 to train on CPUs")
+    if cpus_per_trial > most_cpus:
+        raise UserError(f"resources.cpus_per_trial: {cpus_per_trial:g} CPUs per trial, but {where} "
+                        f"has at most {most_cpus:g} CPUs on one node; valid: up to {most_cpus:g}")
+    raise UserError(f"resources: no node of {where} has both {cpus_per_trial:g} CPUs "
+                    f"(resources.cpus_per_trial) and {gpus_per_trial:g} GPU "
+                    "(resources.gpus_per_trial) for one trial")
+
+
 def auto_parallel(cluster: Mapping[str, float], cpus_per_trial: float,
                   gpus_per_trial: float) -> int:
     """How many trials fill the cluster: by GPUs when trials use them, else by CPUs."""
     if gpus_per_trial > 0:
-        gpus = cluster.get("GPU", 0.0)
-        if gpus < gpus_per_trial:
-            raise UserError(f"resources.gpus_per_trial: {gpus_per_trial} GPU per trial, "
-                            f"but the Ray cluster has {gpus:g} GPUs; use gpus_per_trial: 0")
-        return max(1, int(gpus / gpus_per_trial + 1e-9))
+        return max(1, int(cluster.get("GPU", 0.0) / gpus_per_trial + 1e-9))
     return max(1, int(cluster.get("CPU", 1.0) / cpus_per_trial + 1e-9))
 
 
@@ -269,6 +289,15 @@ class RayExecutor:
         if train is None:
             from models.train import train_trial as train
         self._owns_ray = connect(resources.address)
+        try:
+            check_fits([n["Resources"] for n in ray.nodes() if n.get("Alive")],
+                       resources.cpus_per_trial, resources.gpus_per_trial,
+                       "this machine's Ray instance" if self._owns_ray
+                       else f"the Ray cluster at {resources.address}")
+        except UserError:
+            if self._owns_ray:
+                ray.shutdown()
+            raise
         self.capacity = (auto_parallel(ray.cluster_resources(), resources.cpus_per_trial,
                                        resources.gpus_per_trial)
                          if resources.parallel == "auto" else int(resources.parallel))

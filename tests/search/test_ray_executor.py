@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from search.config import parse_config
 from search.driver import StudyDriver
 from search.executors import SerialExecutor, make_executor
-from search.ray_executor import RayExecutor, auto_parallel, device_for, drawn
+from search.ray_executor import RayExecutor, auto_parallel, check_fits, device_for, drawn
 from search.tracking import MlflowTracker
 from tests.conftest import ROOT, Stores, small_config, study_runs
 from tests.search import trainers
@@ -71,9 +71,25 @@ def test_auto_parallel_fills_gpus_then_cpus():
     assert auto_parallel({"CPU": 16, "GPU": 2}, cpus_per_trial=1, gpus_per_trial=0) == 16
     assert auto_parallel({"CPU": 2}, cpus_per_trial=0.5, gpus_per_trial=0) == 4
     assert auto_parallel({"CPU": 1}, cpus_per_trial=2, gpus_per_trial=0) == 1
+
+
+def test_a_trial_no_node_can_hold_is_a_user_error():
+    """Ray would queue such a task forever; the message names the key and the limit."""
     from models.errors import UserError
-    with pytest.raises(UserError, match="resources.gpus_per_trial"):
-        auto_parallel({"CPU": 2}, cpus_per_trial=1, gpus_per_trial=0.5)
+    nodes = [{"CPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}]
+    check_fits(nodes, cpus_per_trial=8, gpus_per_trial=0.25)        # the second node holds it
+    check_fits(nodes, cpus_per_trial=2, gpus_per_trial=0)
+    with pytest.raises(UserError, match=r"^resources.gpus_per_trial: 2 GPU per trial, but the "
+                                        r"Ray cluster has at most 1 GPUs on one node"):
+        check_fits(nodes, cpus_per_trial=1, gpus_per_trial=2)
+    with pytest.raises(UserError, match=r"^resources.gpus_per_trial: 0.5 GPU per trial, but "
+                                        r"this machine has no GPU; use gpus_per_trial: 0"):
+        check_fits([{"CPU": 2.0}], cpus_per_trial=1, gpus_per_trial=0.5, where="this machine")
+    with pytest.raises(UserError, match=r"^resources.cpus_per_trial: 16 CPUs per trial, .* "
+                                        r"at most 8 CPUs on one node; valid: up to 8$"):
+        check_fits(nodes, cpus_per_trial=16, gpus_per_trial=0)
+    with pytest.raises(UserError, match=r"^resources: no node of the Ray cluster has both 4 CPUs"):
+        check_fits([{"CPU": 4.0}, {"CPU": 1.0, "GPU": 1.0}], cpus_per_trial=4, gpus_per_trial=1)
 
 
 def test_resources_keys_are_validated(stores):
