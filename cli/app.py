@@ -112,8 +112,7 @@ def validate(config: Path = ConfigArg, set_: Optional[List[str]] = SetOpt) -> No
 @user_errors
 def models(name: Optional[str] = typer.Argument(None, help="A builder: show it in full.",
                                                  show_default=False)) -> None:
-    """List the model builders (task, variants, hyperparameters), or show one with its
-    default search space."""
+    """List the model builders (task, variants, hyperparameters), or show one in full."""
     from models.registry import builder_names, get_builder
     if name is not None:
         show_builder(get_builder(name))
