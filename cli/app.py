@@ -90,9 +90,7 @@ def run(config: Path = ConfigArg,
         print_importances(outcome.importances)
         out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}",
                   soft_wrap=True)
-    if outcome.interrupted:
-        err.print("interrupted: running trials were marked FAIL")
-        raise typer.Exit(130)
+    stopped(outcome)
 
 
 @app.command()
@@ -183,6 +181,14 @@ def print_importances(importances: dict[str, dict[str, float]]) -> None:
         for name, share in per.items():
             table.add_row(name, f"{share:.3f}")
         out.print(table)
+
+
+def stopped(outcome, hint: str = "") -> None:
+    """After a study stopped by Ctrl-C or SIGTERM: say so, and exit 130 or 143."""
+    if outcome.interrupted:
+        by = "stopped by SIGTERM" if outcome.exit_code == 143 else "interrupted"
+        err.print(f"{by}: running trials were marked FAIL{hint}", soft_wrap=True)
+        raise typer.Exit(outcome.exit_code)
 
 
 def _fmt(v) -> str:

@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from cli.app import SetOpt, app, err, out, print_best, user_errors
+from cli.app import SetOpt, app, err, out, print_best, stopped, user_errors
 from models.errors import UserError
 from search.config import StudyConfig, TrackingConfig
 
@@ -43,10 +43,7 @@ def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
         print_best(outcome.study, cfg)
         out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}",
                   soft_wrap=True)
-    if outcome.interrupted:
-        err.print("interrupted: running trials were marked FAIL; "
-                  f"continue with: hypersweep resume {cfg.study}")
-        raise typer.Exit(130)
+    stopped(outcome, hint=f"; continue with: hypersweep resume {cfg.study}")
 
 
 @app.command()

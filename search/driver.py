@@ -21,6 +21,7 @@ from models.figures import Drawing
 from models.trial import TrialResult, TrialSpec, TrialState
 from search.config import StudyConfig
 from search.executors import Executor, failed
+from search.exit import stop_code, stop_reason, stops_as_interrupt
 from search.importance import Importances, importance_figure, importance_metrics, param_importances
 from search.intermediate import Pending
 from search.report import study_files
@@ -63,6 +64,7 @@ class StudyOutcome:
     counts: dict[str, int]
     study: optuna.Study
     interrupted: bool = False
+    exit_code: int = 0          # 130 after Ctrl-C, 143 after SIGTERM
     importances: Importances = field(default_factory=dict)   # objective -> {param: share}
     running: dict[int, _Running] = field(default_factory=dict, repr=False)
 
@@ -141,26 +143,37 @@ class StudyDriver:
                        and "warm_start_from" not in t.user_attrs)   # learnt from, not run
         held: list[tuple[int, TrialResult]] = []
         heap.release()          # the start-up is over: trials make what is collected
-        try:
-            while launched < target or self.running:
-                if not cfg.search.deterministic or not self.running:
-                    while launched < target and len(self.running) < self.executor.capacity:
-                        self._launch(study.ask())
-                        launched += 1
-                held += self.executor.wait(self._on_report)
-                if cfg.search.deterministic and len(held) < len(self.running):
-                    continue            # the batch is told together, in trial order
-                self._finish_all(held)
-        except KeyboardInterrupt:
-            self._finish_all(held)
-            self._abort("interrupted by the user (Ctrl-C)")
-            self._end_study("KILLED")
-            return StudyOutcome(cfg.study, self.parent, self.counts, study, interrupted=True)
-        finally:
-            self.executor.shutdown()
-        self._end_study("FINISHED")
+        with stops_as_interrupt() as stopping:      # SIGTERM stops the study as Ctrl-C does
+            try:
+                try:
+                    self._run_trials(target, launched, held)
+                except KeyboardInterrupt as stop:
+                    stopping()          # another SIGTERM must not cut this short
+                    self._finish_all(held)
+                    self._abort(stop_reason(stop))
+                    self._end_study("KILLED")
+                    return StudyOutcome(cfg.study, self.parent, self.counts, study,
+                                        interrupted=True, exit_code=stop_code(stop))
+            finally:
+                stopping()              # trials over: SIGTERM is ignored while the end is written
+                self.executor.shutdown()
+            self._end_study("FINISHED")
         return StudyOutcome(cfg.study, self.parent, self.counts, study,
                             importances=self.importances)
+
+    def _run_trials(self, target: int, launched: int, held: list[tuple[int, TrialResult]]) -> None:
+        """Launch trials up to `target` (`launched` so far) and finish them as they end;
+        `held` has the results not told yet when a Ctrl-C or SIGTERM stops this."""
+        cfg, study = self.cfg, self.study
+        while launched < target or self.running:
+            if not cfg.search.deterministic or not self.running:
+                while launched < target and len(self.running) < self.executor.capacity:
+                    self._launch(study.ask())
+                    launched += 1
+            held += self.executor.wait(self._on_report)
+            if cfg.search.deterministic and len(held) < len(self.running):
+                continue            # the batch is told together, in trial order
+            self._finish_all(held)
 
     def _open(self) -> tuple[optuna.Study, str]:
         cfg = self.cfg

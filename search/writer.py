@@ -180,7 +180,7 @@ class TrackingWriter:
         if not data:
             return
         try:
-            with _sigint_deferred():        # a frame cut in half would garble the pipe
+            with _stops_deferred():        # a frame cut in half would garble the pipe
                 self._out.write(data)
                 self._out.flush()
         except (BrokenPipeError, OSError):
@@ -232,19 +232,22 @@ class TrackingWriter:
 
 
 @contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C that arrives inside the block until the block is done."""
+def _stops_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C, or a SIGTERM that `search.exit.stops_as_interrupt` would raise,
+    that arrives inside the block until the block is done."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught and callable(previous):
-            previous(signal.SIGINT, None)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            previous[caught[0]](caught[0], None)
 
 
 # ---------------------------------------------------------------- the child

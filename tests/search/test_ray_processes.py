@@ -82,6 +82,20 @@ def test_bad_ray_address_is_a_user_error(stores, tmp_path):
     assert stores.untouched()
 
 
+def test_a_trial_no_node_can_hold_is_a_user_error(stores, tmp_path):
+    """Ray would queue it forever: instead, one line and exit 2 before any store opens,
+    and the local Ray instance is stopped."""
+    path = write_study(tmp_path, stores, "too-big", epochs=1, trials=1, cpus_per_trial=4096)
+    res = subprocess.run([HYPERSWEEP, "run", str(path)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert res.stderr.strip().startswith(
+        "error: resources.cpus_per_trial: 4096 CPUs per trial, but this machine's Ray "
+        "instance has at most")
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert stores.untouched()
+
+
 def wait_for_training(stores: Stores, study: str, proc: subprocess.Popen) -> None:
     """Until some trial has reported an epoch (the workers are mid-training)."""
     deadline = time.monotonic() + 300
@@ -105,10 +119,16 @@ def group_alive(pgid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("to", ["driver", "terminal"])
-def test_ctrl_c_fails_running_trials_and_exits_cleanly(stores, tmp_path, to):
+@pytest.mark.parametrize("sig, to, code, reason", [
+    (signal.SIGINT, "driver", 130, "Ctrl-C"),
+    (signal.SIGINT, "terminal", 130, "Ctrl-C"),
+    (signal.SIGTERM, "driver", 143, "SIGTERM"),
+])
+def test_ctrl_c_or_sigterm_fails_running_trials_and_exits_cleanly(stores, tmp_path, sig, to,
+                                                                    code, reason):
     """SIGINT to the driver alone, or to its whole process group as a terminal's
-    Ctrl-C sends it (Ray's own processes included)."""
+    Ctrl-C sends it (Ray's own processes included); SIGTERM to the driver, as
+    `kill`, `timeout` or a batch scheduler sends it."""
     path = write_study(tmp_path, stores, "interrupted", epochs=2000, trials=4, parallel=2)
     # As a terminal starts it: a runner that started us in the background (SIGINT
     # ignored, and so inherited) must not make the driver deaf to Ctrl-C.
@@ -118,9 +138,9 @@ def test_ctrl_c_fails_running_trials_and_exits_cleanly(stores, tmp_path, to):
     try:
         wait_for_training(stores, "interrupted", proc)
         if to == "driver":
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
         else:
-            os.killpg(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, sig)
         _, err = proc.communicate(timeout=180)
         deadline = time.monotonic() + 60      # Ray's processes exit with the driver
         while group_alive(proc.pid) and time.monotonic() < deadline:
@@ -129,11 +149,12 @@ def test_ctrl_c_fails_running_trials_and_exits_cleanly(stores, tmp_path, to):
     finally:
         stop_group(proc)
     assert not leftovers, "Ray processes outlived the driver"
-    assert proc.returncode == 130, err[-3000:]
+    assert proc.returncode == code, err[-3000:]
     assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith("running trials were marked FAIL")
     trials = optuna.load_study(study_name="interrupted", storage=stores.optuna_url).trials
     assert trials and all(t.state == optuna.trial.TrialState.FAIL for t in trials)
-    assert all("Ctrl-C" in t.user_attrs["reason"] for t in trials)
+    assert all(reason in t.user_attrs["reason"] for t in trials)
     parent, children = study_runs(stores.mlflow_uri, "interrupted")
     assert parent.info.status == "KILLED"
     assert [c.info.status for c in children] == ["FAILED"] * len(trials)
