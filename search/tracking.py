@@ -235,7 +235,8 @@ def ui_command(uri: str) -> str:
     argv = ui_argv(uri, 5000)
     exe = shutil.which("mlflow") and "mlflow"
     if not exe:     # not on PATH: the one installed beside this interpreter (e.g. .venv/bin)
-        exe = os.path.relpath(argv[0])
+        rel = os.path.relpath(argv[0])
+        exe = argv[0] if rel.startswith("..") else rel      # from inside the project: short
     return " ".join([exe, *argv[1:]])
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -167,3 +168,16 @@ def test_the_command_ends_with_its_stores_closed_and_its_exit_code(stores, write
 
     bad = hypersweep("run", str(write_config({**small_config("bad", stores), "bogus": 1}, "bad.yaml")))
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "bogus" in bad.stderr
+
+
+def test_the_printed_mlflow_ui_command_runs_from_where_it_was_printed(tmp_path, monkeypatch):
+    """`mlflow` not on PATH: the one beside this interpreter, by a short path from
+    inside the project, by its full path from anywhere else."""
+    from search.tracking import ui_command
+    monkeypatch.setenv("PATH", "")
+    exe = Path(sys.executable).with_name("mlflow")
+    monkeypatch.chdir(exe.parent.parent)
+    assert ui_command("sqlite:///mlflow.db").startswith("bin/mlflow ui --backend-store-uri sqlite:///mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    assert ui_command("sqlite:///mlflow.db").startswith(f"{exe} ui ")
+    assert ui_command("http://127.0.0.1:5000") == "open http://127.0.0.1:5000"
