@@ -21,7 +21,7 @@ from models.figures import Drawing
 from models.trial import TrialResult, TrialSpec, TrialState
 from search.config import StudyConfig
 from search.executors import Executor, failed
-from search.exit import stop_code, stop_reason, stops_as_interrupt
+from search.exit import stops_as_interrupt
 from search.importance import Importances, importance_figure, importance_metrics, param_importances
 from search.intermediate import Pending
 from search.report import study_files
@@ -143,19 +143,20 @@ class StudyDriver:
                        and "warm_start_from" not in t.user_attrs)   # learnt from, not run
         held: list[tuple[int, TrialResult]] = []
         heap.release()          # the start-up is over: trials make what is collected
-        with stops_as_interrupt() as stopping:      # SIGTERM stops the study as Ctrl-C does
+        with stops_as_interrupt() as stops:         # SIGTERM stops the study as Ctrl-C does
             try:
                 try:
                     self._run_trials(target, launched, held)
                 except KeyboardInterrupt as stop:
-                    stopping()          # another SIGTERM must not cut this short
+                    stops.stopping()        # another SIGTERM must not cut this short
+                    reason, code = stops.why(stop)
                     self._finish_all(held)
-                    self._abort(stop_reason(stop))
+                    self._abort(reason)
                     self._end_study("KILLED")
                     return StudyOutcome(cfg.study, self.parent, self.counts, study,
-                                        interrupted=True, exit_code=stop_code(stop))
+                                        interrupted=True, exit_code=code)
             finally:
-                stopping()              # trials over: SIGTERM is ignored while the end is written
+                stops.stopping()            # trials over: a SIGTERM waits for the end to be written
                 self.executor.shutdown()
             self._end_study("FINISHED")
         return StudyOutcome(cfg.study, self.parent, self.counts, study,

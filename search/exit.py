@@ -19,47 +19,60 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable, Iterator, NoReturn
+from typing import Iterator, NoReturn
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where a Ctrl-C would raise KeyboardInterrupt."""
 
 
-def stop_reason(stop: KeyboardInterrupt) -> str:
-    """Why a study stopped, as its running trials record it."""
-    return "stopped by SIGTERM" if isinstance(stop, Terminated) else "interrupted by the user (Ctrl-C)"
+class Stops:
+    """What `stops_as_interrupt` yields. Call `stopping()` once the block is
+    stopping, for whatever reason: a SIGTERM from then on is only noted, so that a
+    second one cannot cut the clean-up short (SIGKILL still ends the process).
+    `why(stop)` then says what stopped it."""
 
+    def __init__(self, main_thread: bool) -> None:
+        self._main = main_thread
+        self.sigterm = False        # a SIGTERM came in
 
-def stop_code(stop: KeyboardInterrupt) -> int:
-    """The shell's exit status for a process ended by that signal."""
-    return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+    def stopping(self) -> None:
+        if self._main:
+            signal.signal(signal.SIGTERM, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.sigterm = True
+
+    def why(self, stop: KeyboardInterrupt) -> tuple[str, int]:
+        """The reason the stopped trials record, and the exit status (128 + the
+        signal's number). A Ctrl-C with a SIGTERM noted counts as the SIGTERM:
+        when a whole process group gets SIGTERM, Ray's own processes stop, Ray
+        interrupts the main thread as Ctrl-C does, and Python runs the SIGINT
+        handler before the SIGTERM one."""
+        if isinstance(stop, Terminated) or self.sigterm:
+            return "stopped by SIGTERM", 128 + signal.SIGTERM
+        return "interrupted by the user (Ctrl-C)", 128 + signal.SIGINT
 
 
 @contextlib.contextmanager
-def stops_as_interrupt() -> Iterator[Callable[[], None]]:
+def stops_as_interrupt() -> Iterator[Stops]:
     """Inside the block, a SIGTERM raises `Terminated` in the main thread, and a
-    Ctrl-C KeyboardInterrupt as always. The block gets a function to call once it
-    is stopping: SIGTERMs are ignored from then on, so that a second one cannot cut
-    the clean-up short (SIGKILL still ends the process). A Ctrl-C calls it too:
-    when both arrive together (a SIGTERM to the process group stops Ray's own
-    processes, and Ray then interrupts the main thread), Python runs the SIGINT
-    handler first, and the SIGTERM must not land in the clean-up. Ray's driver
-    installs a SIGTERM handler of its own, which prints a stack dump and dies; this
-    one replaces it for the block, and the default action follows the block."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: None
+    Ctrl-C KeyboardInterrupt as always; either handler calls `Stops.stopping` first.
+    Ray's driver installs a SIGTERM handler of its own, which prints a stack dump
+    and dies; this one replaces it for the block, and the default action follows
+    the block. Outside the main thread nothing is installed."""
+    stops = Stops(threading.current_thread() is threading.main_thread())
+    if not stops._main:
+        yield stops
         return
 
-    def stopping() -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
     def on_sigterm(signum: int, frame: object) -> None:
-        stopping()
+        stops.sigterm = True        # Ray's `wait` re-raises it as a plain KeyboardInterrupt
+        stops.stopping()
         raise Terminated()
 
     def on_sigint(signum: int, frame: object) -> None:
-        stopping()
+        stops.stopping()
         raise KeyboardInterrupt()
 
     # A signal the process was started with ignored (e.g. SIGINT for a background
@@ -68,7 +81,7 @@ def stops_as_interrupt() -> Iterator[Callable[[], None]]:
                 for signum, handler in ((signal.SIGTERM, on_sigterm), (signal.SIGINT, on_sigint))
                 if signal.getsignal(signum) != signal.SIG_IGN}
     try:
-        yield stopping
+        yield stops
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)

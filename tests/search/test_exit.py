@@ -8,33 +8,56 @@ import time
 
 import pytest
 
-from search.exit import Terminated, stop_code, stop_reason, stops_as_interrupt
+from search.exit import Terminated, stops_as_interrupt
+
+CTRL_C = ("interrupted by the user (Ctrl-C)", 130)
+SIGTERM = ("stopped by SIGTERM", 143)
 
 
-def signalled(signum: int, exc: type[BaseException]) -> None:
+def signalled(signum: int, exc: type[BaseException]) -> BaseException:
     """Send this process `signum`; its handler must raise `exc` (at once, or while
     sleeping in small steps)."""
-    with pytest.raises(exc):
+    with pytest.raises(exc) as caught:
         os.kill(os.getpid(), signum)
         for _ in range(100):
             time.sleep(0.01)
+    return caught.value
 
 
-def test_sigterm_raises_terminated_once_then_is_ignored():
+def test_sigterm_raises_terminated_once_then_is_only_noted():
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    with stops_as_interrupt():
-        signalled(signal.SIGTERM, Terminated)
+    with stops_as_interrupt() as stops:
+        stop = signalled(signal.SIGTERM, Terminated)
         os.kill(os.getpid(), signal.SIGTERM)      # a second one while the study stops
         time.sleep(0.05)
+        assert stops.why(stop) == SIGTERM
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
+def test_a_sigterm_that_ray_re_raises_as_a_plain_keyboard_interrupt_is_still_a_sigterm():
+    """`ray.wait` turns an exception its signal check raised into KeyboardInterrupt."""
+    with stops_as_interrupt() as stops:
+        signalled(signal.SIGTERM, Terminated)
+        assert stops.why(KeyboardInterrupt()) == SIGTERM
+
+
+def test_a_ctrl_c_alone_is_a_ctrl_c():
+    with stops_as_interrupt() as stops:
+        stop = signalled(signal.SIGINT, KeyboardInterrupt)
+        stops.stopping()
+        assert stops.why(stop) == CTRL_C
+
+
 def test_after_ctrl_c_a_sigterm_does_not_cut_the_clean_up_short():
-    with stops_as_interrupt() as stopping:
-        signalled(signal.SIGINT, KeyboardInterrupt)
+    """A SIGTERM to the process group with Ray: Ray's processes stop and Ray
+    interrupts the main thread as Ctrl-C does, and the SIGTERM's handler runs
+    after it. Nothing is raised in the clean-up, and the stop is the SIGTERM's."""
+    with stops_as_interrupt() as stops:
+        stop = signalled(signal.SIGINT, KeyboardInterrupt)
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.05)                # ignored: nothing raised here
-        stopping()                      # may be called again by the clean-up
+        time.sleep(0.05)                # noted: nothing raised here
+        stops.stopping()                # may be called again by the clean-up
+        assert stops.why(stop) == SIGTERM
 
 
 def test_a_signal_started_ignored_stays_ignored():
@@ -53,18 +76,14 @@ def test_outside_the_main_thread_nothing_is_installed():
     seen = []
 
     def body() -> None:
-        with stops_as_interrupt() as stopping:
+        with stops_as_interrupt() as stops:
             seen.append(signal.getsignal(signal.SIGTERM))
-            stopping()
+            stops.stopping()
+            seen.append(signal.getsignal(signal.SIGTERM))
+            seen.append(stops.why(Terminated()))
 
     before = signal.getsignal(signal.SIGTERM)
     thread = threading.Thread(target=body)
     thread.start()
     thread.join()
-    assert seen == [before]
-
-
-def test_reason_and_exit_status():
-    assert stop_reason(Terminated()) == "stopped by SIGTERM"
-    assert stop_reason(KeyboardInterrupt()) == "interrupted by the user (Ctrl-C)"
-    assert (stop_code(Terminated()), stop_code(KeyboardInterrupt())) == (143, 130)
+    assert seen == [before, before, SIGTERM]
