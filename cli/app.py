@@ -82,6 +82,7 @@ def run(config: Path = ConfigArg,
                   f"{cfg.resources.executor} executor")
         with StudyProgress(out, cfg) as progress:
             executor = make_executor(cfg)       # a bad Ray address fails before any store opens
+            print_notes(executor)
             tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
             driver = StudyDriver(cfg, executor, tracker,
                                  on_trial_end=progress.update, warm_trials=warm)
@@ -181,6 +182,12 @@ def print_importances(importances: dict[str, dict[str, float]]) -> None:
         for name, share in per.items():
             table.add_row(name, f"{share:.3f}")
         out.print(table)
+
+
+def print_notes(executor) -> None:
+    """The executor's remarks on the resources it got (e.g. fewer slots than asked)."""
+    for note in getattr(executor, "notes", ()):
+        err.print(f"note: {note}", soft_wrap=True, highlight=False)
 
 
 def stopped(outcome, hint: str = "") -> None:

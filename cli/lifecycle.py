@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from cli.app import SetOpt, app, err, out, print_best, stopped, user_errors
+from cli.app import SetOpt, app, err, out, print_best, print_notes, stopped, user_errors
 from models.errors import UserError
 from search.config import StudyConfig, TrackingConfig
 
@@ -38,7 +38,9 @@ def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
 
     with TrackingWriter(cfg.tracking.uri) as tracker:
         with StudyProgress(out, cfg, done=done) as progress:
-            driver = StudyDriver(cfg, make_executor(cfg), tracker, on_trial_end=progress.update)
+            executor = make_executor(cfg)
+            print_notes(executor)
+            driver = StudyDriver(cfg, executor, tracker, on_trial_end=progress.update)
             outcome = driver.run(resume=resume)
         print_best(outcome.study, cfg)
         out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}",

@@ -289,18 +289,26 @@ class RayExecutor:
         if train is None:
             from models.train import train_trial as train
         self._owns_ray = connect(resources.address)
+        where = ("this machine's Ray instance" if self._owns_ray
+                 else f"the Ray cluster at {resources.address}" if resources.address
+                 else "the Ray cluster")         # joined in this process already
         try:
             check_fits([n["Resources"] for n in ray.nodes() if n.get("Alive")],
-                       resources.cpus_per_trial, resources.gpus_per_trial,
-                       "this machine's Ray instance" if self._owns_ray
-                       else f"the Ray cluster at {resources.address}")
+                       resources.cpus_per_trial, resources.gpus_per_trial, where)
         except UserError:
             if self._owns_ray:
                 ray.shutdown()
             raise
-        self.capacity = (auto_parallel(ray.cluster_resources(), resources.cpus_per_trial,
-                                       resources.gpus_per_trial)
-                         if resources.parallel == "auto" else int(resources.parallel))
+        fills = auto_parallel(ray.cluster_resources(), resources.cpus_per_trial,
+                              resources.gpus_per_trial)
+        self.capacity = fills if resources.parallel == "auto" else int(resources.parallel)
+        # Lines for the user: what the study asked for that the cluster does not give.
+        self.notes: list[str] = []
+        if self.capacity > fills:
+            self.notes.append(
+                f"resources.parallel: {self.capacity} trials at once, but {where} runs {fills} "
+                "at a time; the others wait in Ray's queue, and count as running meanwhile "
+                "(parallel: auto fills the cluster)")
         self._timeout = resources.trial_timeout
         self._retries = resources.max_retries
         here = ray.get_runtime_context().get_node_id()

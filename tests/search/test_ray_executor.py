@@ -412,3 +412,19 @@ def test_a_study_returns_while_its_own_ray_instance_stops():
     returned, stopped = [line.split() for line in out.stdout.splitlines()[-2:]]
     assert returned == ["returned", "True"]
     assert stopped == ["stopped", "False"]
+
+
+@pytest.mark.ray
+def test_more_trials_at_once_than_the_cluster_runs_gets_a_note(ray_local, stores):
+    """The session's Ray has 2 CPUs: parallel 3 at 1 CPU a trial leaves one waiting."""
+    notes = {}
+    for parallel in (2, 3, "auto"):
+        cfg = parse_config(ray_config("notes", stores, {"parallel": parallel}))
+        executor = RayExecutor(cfg.resources, train=trainers.by_number)
+        notes[parallel] = (executor.capacity, executor.notes)
+        executor.shutdown()
+    assert notes[2] == (2, []) and notes["auto"] == (2, [])
+    assert notes[3][0] == 3
+    assert notes[3][1] == ["resources.parallel: 3 trials at once, but the Ray cluster runs 2 "
+                           "at a time; the others wait in Ray's queue, and count as running "
+                           "meanwhile (parallel: auto fills the cluster)"]
