@@ -261,12 +261,18 @@ def check_fits(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,
                     "(resources.gpus_per_trial) for one trial")
 
 
-def auto_parallel(cluster: Mapping[str, float], cpus_per_trial: float,
+def auto_parallel(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,
                   gpus_per_trial: float) -> int:
-    """How many trials fill the cluster: by GPUs when trials use them, else by CPUs."""
-    if gpus_per_trial > 0:
-        return max(1, int(cluster.get("GPU", 0.0) / gpus_per_trial + 1e-9))
-    return max(1, int(cluster.get("CPU", 1.0) / cpus_per_trial + 1e-9))
+    """How many trials fill the cluster: on each node (its Ray resources), as many
+    as its CPUs hold and, when trials use GPUs, as many as its GPUs hold too; at
+    least one. Counted per node: two nodes of 3 CPUs hold two 2-CPU trials, not 3."""
+    def holds(node: Mapping[str, float]) -> int:
+        n = int(node.get("CPU", 0.0) / cpus_per_trial + 1e-9)
+        if gpus_per_trial > 0:
+            n = min(n, int(node.get("GPU", 0.0) / gpus_per_trial + 1e-9))
+        return n
+
+    return max(1, sum(holds(node) for node in nodes))
 
 
 @dataclasses.dataclass
@@ -292,15 +298,14 @@ class RayExecutor:
         where = ("this machine's Ray instance" if self._owns_ray
                  else f"the Ray cluster at {resources.address}" if resources.address
                  else "the Ray cluster")         # joined in this process already
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         try:
-            check_fits([n["Resources"] for n in ray.nodes() if n.get("Alive")],
-                       resources.cpus_per_trial, resources.gpus_per_trial, where)
+            check_fits(nodes, resources.cpus_per_trial, resources.gpus_per_trial, where)
         except UserError:
             if self._owns_ray:
                 ray.shutdown()
             raise
-        fills = auto_parallel(ray.cluster_resources(), resources.cpus_per_trial,
-                              resources.gpus_per_trial)
+        fills = auto_parallel(nodes, resources.cpus_per_trial, resources.gpus_per_trial)
         self.capacity = fills if resources.parallel == "auto" else int(resources.parallel)
         # Lines for the user: what the study asked for that the cluster does not give.
         self.notes: list[str] = []

@@ -66,11 +66,16 @@ def test_device_for_follows_rays_gpu_assignment():
     assert device_for([5], None, cuda_ok=True) == "cuda:5"          # Ray did not mask
 
 
-def test_auto_parallel_fills_gpus_then_cpus():
-    assert auto_parallel({"CPU": 16, "GPU": 2}, cpus_per_trial=1, gpus_per_trial=0.25) == 8
-    assert auto_parallel({"CPU": 16, "GPU": 2}, cpus_per_trial=1, gpus_per_trial=0) == 16
-    assert auto_parallel({"CPU": 2}, cpus_per_trial=0.5, gpus_per_trial=0) == 4
-    assert auto_parallel({"CPU": 1}, cpus_per_trial=2, gpus_per_trial=0) == 1
+def test_auto_parallel_fills_each_node_by_its_gpus_and_cpus():
+    assert auto_parallel([{"CPU": 16, "GPU": 2}], cpus_per_trial=1, gpus_per_trial=0.25) == 8
+    assert auto_parallel([{"CPU": 16, "GPU": 2}], cpus_per_trial=1, gpus_per_trial=0) == 16
+    assert auto_parallel([{"CPU": 2}], cpus_per_trial=0.5, gpus_per_trial=0) == 4
+    assert auto_parallel([{"CPU": 1}], cpus_per_trial=2, gpus_per_trial=0) == 1
+    # Per node: the trials' CPUs bound the GPU packing, and leftovers do not add up.
+    assert auto_parallel([{"CPU": 2, "GPU": 1}], cpus_per_trial=1, gpus_per_trial=0.25) == 2
+    assert auto_parallel([{"CPU": 3}, {"CPU": 3}], cpus_per_trial=2, gpus_per_trial=0) == 2
+    assert auto_parallel([{"CPU": 8, "GPU": 1}, {"CPU": 8}], cpus_per_trial=1,
+                         gpus_per_trial=0.5) == 2
 
 
 def test_a_trial_no_node_can_hold_is_a_user_error():
