@@ -3,6 +3,7 @@ export, ui. Registered on the app in cli/app.py; thin like the rest of cli/."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -177,16 +178,44 @@ def export(study: str = StudyArg,
 @user_errors
 def ui(tracking_uri: Optional[str] = typer.Option(None, help=f"MLflow tracking URI [default: "
                                                   f"{DEFAULT.uri}]."),
-       port: int = typer.Option(5000, help="Port on 127.0.0.1.")) -> None:
+       port: Optional[int] = typer.Option(
+           None, help="Port on 127.0.0.1 [default: 5000, or the next free one].")) -> None:
     """Start the MLflow UI on 127.0.0.1 for a store and print its URL."""
     from search.tracking import ui_argv
     uri = tracking_uri or DEFAULT.uri
     if uri.startswith(("http://", "https://")):
         out.print(f"the store is an MLflow server already: {uri}")
         return
+    port = _ui_port(port)
     out.print(f"MLflow UI: http://127.0.0.1:{port}  (Ctrl-C stops it)", soft_wrap=True)
     sys.stdout.flush()
     try:
         raise typer.Exit(subprocess.call(ui_argv(uri, port)))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _ui_port(asked: int | None) -> int:
+    """The port asked for, if free (else bad input: the UI would fail to bind after its
+    URL was printed, and that URL would show whatever holds the port); without one,
+    5000 or the next free port after it."""
+    if asked is not None:
+        if not 1 <= asked <= 65535:
+            raise UserError(f"--port: {asked} is not a port; valid: 1-65535")
+        if not _port_free(asked):
+            raise UserError(f"--port: {asked} is in use on 127.0.0.1; choose another, "
+                            "or leave --port out to take the first free one from 5000")
+        return asked
+    for port in range(5000, 5100):
+        if _port_free(port):
+            return port
+    raise UserError("--port: 5000-5099 are all in use on 127.0.0.1; choose one with --port")
