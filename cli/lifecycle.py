@@ -14,7 +14,7 @@ from rich.table import Table
 
 from cli.app import SetOpt, app, err, out, print_best, print_notes, stopped, user_errors
 from models.errors import UserError
-from search.config import StudyConfig, TrackingConfig
+from search.config import StudyConfig, TrackingConfig, without_password
 
 DEFAULT = TrackingConfig()
 StorageOpt = typer.Option(None, help=f"Optuna storage URL [default: {DEFAULT.storage}].")
@@ -130,14 +130,15 @@ def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
 def studies(storage: Optional[str] = StorageOpt) -> None:
     """List the studies in a storage: strategy, trials by state, best value, last update."""
     from search.inspect import study_rows
-    rows = study_rows(storage or DEFAULT.storage)
+    storage = storage or DEFAULT.storage
+    rows = study_rows(storage)
     table = Table("study", "strategy", "complete", "pruned", "fail", "running", "best",
                   "last update")
     for r in rows:
         best = "-" if r["best"] is None else f"{r['best']:.4g}"
         table.add_row(r["study"], r["strategy"], *(str(r[k]) for k in
                       ("COMPLETE", "PRUNED", "FAIL", "RUNNING")), best, r["last_update"] or "-")
-    out.print(table if rows else "no studies")
+    out.print(table if rows else f"no studies in {without_password(storage)}", soft_wrap=True)
 
 
 @app.command()
@@ -164,13 +165,18 @@ def export(study: str = StudyArg,
     from search.lifecycle import stored_config
     if output.suffix not in (".csv", ".parquet"):
         raise UserError(f"--output: {output.name}: the file must end in .csv or .parquet")
+    if not output.parent.is_dir():
+        raise UserError(f"--output: {output}: no directory {output.parent}")
     s = _study(study, storage)
     cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri)
     df = trials_frame(s, cfg.tracking.uri)
-    if output.suffix == ".csv":
-        df.to_csv(output, index=False)
-    else:
-        df.to_parquet(output, index=False)
+    try:
+        if output.suffix == ".csv":
+            df.to_csv(output, index=False)
+        else:
+            df.to_parquet(output, index=False)
+    except OSError as e:        # not writable, a directory of that name, a full disk
+        raise UserError(f"--output: cannot write {output}: {e.strerror or e}") from None
     out.print(f"{len(df)} trials -> {output}")
 
 
@@ -184,7 +190,7 @@ def ui(tracking_uri: Optional[str] = typer.Option(None, help=f"MLflow tracking U
     from search.tracking import ui_argv
     uri = tracking_uri or DEFAULT.uri
     if uri.startswith(("http://", "https://")):
-        out.print(f"the store is an MLflow server already: {uri}")
+        out.print(f"the store is an MLflow server already: {without_password(uri)}")
         return
     port = _ui_port(port)
     out.print(f"MLflow UI: http://127.0.0.1:{port}  (Ctrl-C stops it)", soft_wrap=True)

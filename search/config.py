@@ -9,6 +9,7 @@ import copy
 import difflib
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -106,8 +107,42 @@ class StudyConfig(_Strict):
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
 
+    def snapshot(self) -> dict[str, Any]:
+        """The config as stored with the study (Optuna) and its parent run (MLflow):
+        the stores' URLs without their passwords, which anyone reading the runs
+        would otherwise see. Commands that read a snapshot back are given the
+        storage URL anyway (to open the study); see `check_unmasked`."""
+        out = self.model_dump(mode="json")
+        out["tracking"] = {k: without_password(v) for k, v in out["tracking"].items()}
+        return out
+
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return yaml.safe_dump(self.snapshot(), sort_keys=False)
+
+
+MASK = "***"
+
+
+def without_password(url: str) -> str:
+    """`url` with the password of its user info replaced by ***, for what is printed
+    or stored: postgresql://user:***@host/db."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"))
+
+
+def check_unmasked(cfg: StudyConfig) -> None:
+    """A config read back from a snapshot names its stores without passwords: the
+    command must have been given the real URL."""
+    for key, option in (("storage", "--storage"), ("uri", "--tracking-uri")):
+        url = getattr(cfg.tracking, key)
+        parts = urlsplit(url)
+        if parts.password == MASK:
+            raise UserError(f"tracking.{key}: the study stored {url} without its password; "
+                            f"pass {option} with it (or leave it out of the URL: "
+                            "PGPASSWORD / ~/.pgpass, MLFLOW_TRACKING_PASSWORD)")
 
 
 # ---------------------------------------------------------------- loading

@@ -19,7 +19,7 @@ from search import heap, store_template
 from models.errors import UserError
 from models.figures import Drawing
 from models.trial import TrialResult, TrialSpec, TrialState
-from search.config import StudyConfig
+from search.config import StudyConfig, without_password
 from search.executors import Executor, failed
 from search.exit import stops_as_interrupt
 from search.importance import Importances, importance_figure, importance_metrics, param_importances
@@ -98,9 +98,10 @@ def create_study(cfg: StudyConfig) -> optuna.Study:
                                            skip_table_creation=True) if copied else url)
         existing = [s.study_name for s in storage.get_all_studies()]
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
-        raise UserError(f"tracking.storage: cannot open {url!r}: {e}") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"tracking.storage: cannot open {without_password(url)!r}: {first}") from None
     if cfg.study in existing:
-        raise UserError(f"study: '{cfg.study}' already exists in {url}; "
+        raise UserError(f"study: '{cfg.study}' already exists in {without_password(url)}; "
                         f"choose another name (--set study=NAME) or another --storage")
     directions = [o.direction for o in cfg.search.objectives]
     epochs = cfg.params.get("epochs")
@@ -190,7 +191,7 @@ class StudyDriver:
             tags["warm_start"] = f"{cfg.search.warm_start} ({len(warm)} trials)"
         # A handle from a TrackingWriter: the run id is put on the study once known.
         parent = self.tracker.start_study(cfg.study, cfg.to_yaml(), tags=tags)
-        study.set_user_attr("config", cfg.model_dump(mode="json"))
+        study.set_user_attr("config", cfg.snapshot())
         return study, parent
 
     def _reopen(self) -> tuple[optuna.Study, str]:

@@ -12,17 +12,17 @@ from search.tracking import MlflowTracker
 
 def study_rows(storage: str) -> list[dict[str, Any]]:
     """One row per study: strategy, trials by state, best value, last update."""
-    from search.lifecycle import load_study
+    from search.lifecycle import load_study, study_names
 
     rows = []
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        study = load_study(summary.study_name, storage)
+    for name in study_names(storage):
+        study = load_study(name, storage)
         trials = study.get_trials(deepcopy=False)
         states = [t.state.name for t in trials]
         config = study.user_attrs.get("config") or {}
         stamps = [t.datetime_complete or t.datetime_start for t in trials]
         stamps = [s for s in stamps if s is not None]
-        rows.append({"study": summary.study_name,
+        rows.append({"study": name,
                      "strategy": (config.get("search") or {}).get("strategy", "?"),
                      **{s: states.count(s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
                      "best": _best_value(study),

@@ -18,7 +18,8 @@ import yaml
 
 from models.errors import UserError
 from models.trial import TrialSpec
-from search.config import StudyConfig, apply_overrides, check_semantics, parse_config
+from search.config import (StudyConfig, apply_overrides, check_semantics, check_unmasked, parse_config,
+                           without_password)
 from search.driver import trial_seed
 from search.executors import failed
 from search.strategies import make_pruner, make_sampler
@@ -31,12 +32,26 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 # ---------------------------------------------------------------- finding a study
 
+def study_names(storage: str) -> list[str]:
+    """The studies in a storage, or a one-line error when it cannot be opened. A
+    SQLite file that is not there holds no study, and is not created by looking."""
+    from search.store_template import sqlite_file
+
+    db = sqlite_file(storage)
+    if db is not None and not db.exists():
+        return []
+    try:
+        return optuna.study.get_all_study_names(storage)
+    except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"--storage: cannot open {without_password(storage)!r}: {first}") from None
+
+
 def load_study(name: str, storage: str) -> optuna.Study:
     """An existing study, or a one-line error listing the studies there are."""
-    try:
-        names = optuna.study.get_all_study_names(storage)
-    except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
-        raise UserError(f"--storage: cannot open {storage!r}: {e}") from None
+    names = study_names(storage)
+    if not names:
+        raise UserError(f"STUDY: unknown study '{name}'; {without_password(storage)} holds no study")
     if name not in names:
         from models.errors import unknown
         raise unknown("study", name, names, key="STUDY")
@@ -53,8 +68,10 @@ def stored_config(study: optuna.Study, **named: Any) -> StudyConfig:
 
 
 def validated(raw: Mapping[str, Any]) -> StudyConfig:
+    """A config read back from a study's snapshot, with the command's overrides."""
     cfg = parse_config(raw)
     check_semantics(cfg)
+    check_unmasked(cfg)
     return cfg
 
 
@@ -190,7 +207,7 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False) -> di
     tracker = MlflowTracker(cfg.tracking.uri)
     parent = tracker.find_parent(cfg.study)     # before the test set is touched
     if parent is None:
-        raise UserError(f"study '{cfg.study}': no parent run in {cfg.tracking.uri}; "
+        raise UserError(f"study '{cfg.study}': no parent run in {without_password(cfg.tracking.uri)}; "
                         "pass the --tracking-uri the study ran with")
     spec = best_spec(study, cfg)
     result = train_final(spec)

@@ -18,6 +18,7 @@ import search.sqlite  # noqa: F401 - SQLite stores in WAL mode
 from search import store_template
 from models.errors import UserError
 from models.figures import artifact_bytes
+from search.config import without_password
 from models.trial import TrialResult, TrialState
 
 ROLE_TAG = "hypersweep.role"
@@ -182,7 +183,7 @@ class MlflowTracker:
             with tempfile.TemporaryDirectory(prefix="hypersweep-") as tmp:
                 return Path(self.client.download_artifacts(run_id, path, tmp)).read_text()
         except MlflowException as e:
-            raise UserError(f"run {run_id}: cannot read {path} from {self.uri}: "
+            raise UserError(f"run {run_id}: cannot read {path} from {without_password(self.uri)}: "
                             f"{str(e).splitlines()[0]}") from None
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
@@ -231,7 +232,7 @@ class MlflowTracker:
 def ui_command(uri: str) -> str:
     """The command that opens the MLflow UI on this store, on 127.0.0.1."""
     if uri.startswith(("http://", "https://")):
-        return f"open {uri}"
+        return f"open {without_password(uri)}"
     argv = ui_argv(uri, 5000)
     exe = shutil.which("mlflow") and "mlflow"
     if not exe:     # not on PATH: the one installed beside this interpreter (e.g. .venv/bin)

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 
 from models.errors import UserError
-from search.config import StudyConfig
+from search.config import StudyConfig, without_password
 from search.strategies import describe_distribution, in_distribution
 from spaces import Space, distributions, parse_space
 
@@ -42,11 +42,12 @@ def warm_start_trials(cfg: StudyConfig, space: Space | None = None) -> list[optu
 
 def _load(name: str, storage: str, key: str) -> optuna.Study:
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
-        raise UserError(f"{key} {name}: no study storage at {storage}")   # don't create one
+        raise UserError(f"{key} {name}: no study storage at {without_password(storage)}")   # don't create one
     try:
         names = optuna.study.get_all_study_names(storage)
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
-        raise UserError(f"tracking.storage: cannot open {storage!r}: {e}") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"tracking.storage: cannot open {without_password(storage)!r}: {first}") from None
     if name not in names:
         from models.errors import unknown
         raise unknown("study", name, names, key=key)

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 from models.errors import UserError
 from search import heap
+from search.config import without_password
 
 _READS = frozenset({"find_parent", "trial_runs", "trial_metrics", "read_text", "log_final",
                     "resolve", "sync"})
@@ -79,8 +80,9 @@ class TrackingWriter:
             try:
                 self._wait(seq)
             except TrackingError as e:
-                reason = str(e).removeprefix(f"tracking ({uri}): ")
-                raise UserError(f"tracking.uri: cannot open {uri!r}: {reason}") from None
+                reason = str(e).removeprefix(f"tracking ({without_password(uri)}): ")
+                raise UserError(f"tracking.uri: cannot open {without_password(uri)!r}: "
+                                f"{reason}") from None
 
     # -- the tracker's methods
 
@@ -142,7 +144,7 @@ class TrackingWriter:
         self._reader.join()
         self._raise()
         if self._proc.returncode and self.uri:
-            raise TrackingError(f"tracking ({self.uri}): the tracking process exited with "
+            raise TrackingError(f"tracking ({without_password(self.uri)}): the tracking process exited with "
                                 f"code {self._proc.returncode}")
 
     def __enter__(self) -> "TrackingWriter":
@@ -186,7 +188,7 @@ class TrackingWriter:
         except (BrokenPipeError, OSError):
             self._reader.join(timeout=5)
             self._raise()
-            raise TrackingError(f"tracking ({self.uri}): the tracking process is gone "
+            raise TrackingError(f"tracking ({without_password(self.uri)}): the tracking process is gone "
                                 f"(exit code {self._proc.poll()})") from None
 
     def _wait(self, seq: int) -> Any:
@@ -207,9 +209,9 @@ class TrackingWriter:
             except Exception as e:  # noqa: BLE001 - EOF or a garbled pipe: the child is done
                 with self._done:
                     if not isinstance(e, EOFError) and self._error is None:
-                        self._error = f"tracking ({self.uri}): unreadable answer: {e}"
+                        self._error = f"tracking ({without_password(self.uri)}): unreadable answer: {e}"
                     if self._proc.wait() and self._error is None and not self._stopped:
-                        self._error = (f"tracking ({self.uri}): the tracking process exited "
+                        self._error = (f"tracking ({without_password(self.uri)}): the tracking process exited "
                                        f"with code {self._proc.returncode}")
                     self._done.notify_all()
                 stream.close()
@@ -341,7 +343,7 @@ def _describe(uri: str, e: BaseException) -> str:
     where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
     at = f" ({where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
     first = (str(e).strip().splitlines() or [""])[0]
-    return f"tracking ({uri}): {type(e).__name__}: {first}{at}"
+    return f"tracking ({without_password(uri)}): {type(e).__name__}: {first}{at}"
 
 
 def main(argv: list[str]) -> int:

@@ -216,3 +216,13 @@ def test_a_mismatch_counts_even_when_other_knobs_are_searched(write_config):
     raw["params"] = {}
     raw["space"]["head"] = {"choice": ["many_to_one", "many_to_many"]}
     assert load_config(write_config(raw)).space["head"]      # searched: the trials decide
+
+
+def test_store_urls_are_shown_and_stored_without_their_password():
+    from search.config import without_password
+    assert without_password("postgresql://u:p@ss@db.internal:5432/optuna?sslmode=require") == \
+        "postgresql://u:***@db.internal:5432/optuna?sslmode=require"
+    assert without_password("http://u:secret@mlflow.internal:5000") == "http://u:***@mlflow.internal:5000"
+    for url in ("sqlite:///optuna.db", "sqlite:////abs/mlflow.db", "postgresql://u@db/optuna",
+                "http://mlflow.internal:5000"):
+        assert without_password(url) == url

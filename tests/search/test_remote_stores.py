@@ -2,6 +2,9 @@
 as Optuna storage, started by the tests on 127.0.0.1."""
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
@@ -70,3 +73,34 @@ def test_postgres_storage_with_parallel_trials(stores):
         res = invoke("rerun", "pg", "--storage", pg, "--set", "search.trials=2")
         assert res.exit_code == 0, res.output
         assert "pg-rerun-1" in optuna.study.get_all_study_names(pg)
+
+
+def test_store_passwords_are_kept_out_of_what_the_study_stores(stores, write_config):
+    """A password in the storage URL reaches neither the Optuna study's config
+    snapshot nor the parent run's study.yaml; commands given the URL work, and one
+    that would fall back on the stored URL says which option to pass."""
+    with postgres_cluster() as pg:          # trust auth: any password is accepted
+        url = pg.replace("hypersweep@", "hypersweep:s3cret@")
+        raw = small_config("secret", stores, trials=2)
+        raw["resources"] = {"executor": "serial"}
+        res = invoke("run", str(write_config(raw)), "--storage", url)
+        assert res.exit_code == 0, res.output
+        assert "s3cret" not in res.output
+
+        study = optuna.load_study(study_name="secret", storage=url)
+        stored = study.user_attrs["config"]["tracking"]["storage"]
+        assert stored == url.replace("s3cret", "***")
+        parent, _ = study_runs(stores.mlflow_uri, "secret")
+        client = MlflowClient(tracking_uri=stores.mlflow_uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            text = Path(client.download_artifacts(parent.info.run_id, "study.yaml", tmp)).read_text()
+        assert "s3cret" not in text and stored in text
+
+        res = invoke("best", "secret", "--storage", url)
+        assert res.exit_code == 0, res.output
+        res = runner.invoke(app, ["rerun", parent.info.run_id, "--tracking-uri", stores.mlflow_uri])
+        assert res.exit_code == 2
+        assert res.output.strip() == (
+            f"error: tracking.storage: the study stored {stored} without its password; pass "
+            "--storage with it (or leave it out of the URL: PGPASSWORD / ~/.pgpass, "
+            "MLFLOW_TRACKING_PASSWORD)")
