@@ -46,6 +46,7 @@ from models.errors import UserError
 from models.figures import Drawing, artifact_bytes
 from models.trial import TrialResult, TrialSpec
 from search.executors import OnReport, TrainFn, failed, run_guarded
+from search.net import unreachable
 
 Placement = dict[str, str]         # {"node": ..., "host": ..., "device": ...}
 Reports = list[tuple[int, dict[str, float]]]     # (step, metrics), in the order made
@@ -230,11 +231,9 @@ def _check_reachable(address: str) -> None:
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
         return                      # "auto", or a form Ray resolves itself
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
-    except OSError as e:
-        raise UserError(f"resources.address: cannot reach a Ray cluster at {address}: "
-                        f"{e.strerror or e}") from None
+    why = unreachable(host, int(port))
+    if why:
+        raise UserError(f"resources.address: cannot reach a Ray cluster at {address}: {why}")
 
 
 def check_fits(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,

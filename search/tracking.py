@@ -19,6 +19,7 @@ from search import store_template
 from models.errors import UserError
 from models.figures import artifact_bytes
 from search.config import without_password
+from search.net import http_unreachable
 from models.trial import TrialResult, TrialState
 
 ROLE_TAG = "hypersweep.role"
@@ -47,6 +48,9 @@ class MlflowTracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
+        why = http_unreachable(uri)         # MLflow's client retries a dead server for minutes
+        if why:
+            raise UserError(f"tracking.uri: cannot reach {without_password(uri)}: {why}")
         # MLflow logs migrations and warnings at INFO on first use of a store.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)

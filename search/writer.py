@@ -33,6 +33,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 from models.errors import UserError
 from search import heap
 from search.config import without_password
+from search.net import http_unreachable
 
 _READS = frozenset({"find_parent", "trial_runs", "trial_metrics", "read_text", "log_final",
                     "resolve", "sync"})
@@ -75,6 +76,10 @@ class TrackingWriter:
         or, with `wait`, now: a UserError naming `tracking.uri`, before the caller
         writes anything elsewhere."""
         self.uri = uri
+        if wait:            # MLflow's client retries a dead server for minutes
+            why = http_unreachable(uri)
+            if why:
+                raise UserError(f"tracking.uri: cannot reach {without_password(uri)}: {why}")
         seq = self._send("open", (uri,), {"answer": wait})
         if wait:
             try:

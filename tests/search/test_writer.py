@@ -165,3 +165,21 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ")[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_tracking_server_that_does_not_answer_is_a_one_line_error_at_once(tmp_path):
+    """MLflow's client would retry a dead server for minutes."""
+    from models.errors import UserError
+    from search.net import unreachable
+    from tests.servers import free_port
+
+    port = free_port()
+    assert unreachable("127.0.0.1", port) == "Connection refused"
+    url = f"http://user:s3cret@127.0.0.1:{port}"
+    start = time.monotonic()
+    with TrackingWriter() as writer, pytest.raises(UserError) as e:
+        writer.open(url, wait=True)
+    assert str(e.value) == f"tracking.uri: cannot reach http://user:***@127.0.0.1:{port}: Connection refused"
+    with pytest.raises(UserError, match="^tracking.uri: cannot reach"):
+        MlflowTracker(url)
+    assert time.monotonic() - start < 60
