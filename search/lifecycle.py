@@ -18,8 +18,8 @@ import yaml
 
 from models.errors import UserError
 from models.trial import TrialSpec
-from search.config import (StudyConfig, apply_overrides, check_semantics, check_unmasked, parse_config,
-                           without_password)
+from search.config import (StudyConfig, apply_overrides, check_semantics, check_unmasked,
+                           parse_config, without_password)
 from search.driver import trial_seed
 from search.executors import failed
 from search.strategies import make_pruner, make_sampler
@@ -207,8 +207,8 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False) -> di
     tracker = MlflowTracker(cfg.tracking.uri)
     parent = tracker.find_parent(cfg.study)     # before the test set is touched
     if parent is None:
-        raise UserError(f"study '{cfg.study}': no parent run in {without_password(cfg.tracking.uri)}; "
-                        "pass the --tracking-uri the study ran with")
+        raise UserError(f"study '{cfg.study}': no parent run in "
+                        f"{without_password(cfg.tracking.uri)}; pass the --tracking-uri the study ran with")
     spec = best_spec(study, cfg)
     result = train_final(spec)
     run_id, version = tracker.log_final(parent, spec.params,
