@@ -9,6 +9,13 @@ class UserError(ValueError):
     """Bad input from the user. The CLI prints it as one line and exits 2."""
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none):
+    what a one-line error quotes of a library's multi-line one."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
 def check_at_least(low: float, key_prefix: str = "params", **values: float) -> None:
     """`params.KEY: must be >= LOW, got V` for the first of `values` below `low`."""
     for key, value in values.items():

@@ -16,7 +16,7 @@ import yaml
 
 import search.sqlite  # noqa: F401 - SQLite stores in WAL mode
 from search import heap, store_template
-from models.errors import UserError
+from models.errors import UserError, first_line
 from models.figures import Drawing
 from models.trial import TrialResult, TrialSpec, TrialState
 from search.config import StudyConfig, without_password
@@ -98,8 +98,8 @@ def create_study(cfg: StudyConfig) -> optuna.Study:
                                            skip_table_creation=True) if copied else url)
         existing = [s.study_name for s in storage.get_all_studies()]
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"tracking.storage: cannot open {without_password(url)!r}: {first}") from None
+        raise UserError(f"tracking.storage: cannot open {without_password(url)!r}: "
+                        f"{first_line(e)}") from None
     if cfg.study in existing:
         raise UserError(f"study: '{cfg.study}' already exists in {without_password(url)}; "
                         f"choose another name (--set study=NAME) or another --storage")

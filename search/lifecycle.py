@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import optuna
 import yaml
 
-from models.errors import UserError
+from models.errors import UserError, first_line
 from models.trial import TrialSpec
 from search.config import (StudyConfig, apply_overrides, check_semantics, check_unmasked,
                            parse_config, without_password)
@@ -43,8 +43,8 @@ def study_names(storage: str) -> list[str]:
     try:
         return optuna.study.get_all_study_names(storage)
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"--storage: cannot open {without_password(storage)!r}: {first}") from None
+        raise UserError(f"--storage: cannot open {without_password(storage)!r}: "
+                        f"{first_line(e)}") from None
 
 
 def load_study(name: str, storage: str) -> optuna.Study:

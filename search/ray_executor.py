@@ -42,7 +42,7 @@ from typing import Any, Mapping, Sequence
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from models.errors import UserError
+from models.errors import UserError, first_line
 from models.figures import Drawing, artifact_bytes
 from models.trial import TrialResult, TrialSpec
 from search.executors import OnReport, TrainFn, failed, run_guarded
@@ -201,8 +201,8 @@ def connect(address: str | None) -> bool:
         ray.init(address=address or "local", include_dashboard=False,
                  logging_level=logging.ERROR, log_to_driver=True)   # keep the CLI quiet
     except (ConnectionError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"resources.address: cannot connect to Ray at {address!r}: {first}") from None
+        raise UserError(f"resources.address: cannot connect to Ray at {address!r}: "
+                        f"{first_line(e)}") from None
     return True
 
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import search.sqlite  # noqa: F401 - SQLite stores in WAL mode
 from search import store_template
-from models.errors import UserError
+from models.errors import UserError, first_line
 from models.figures import artifact_bytes
 from search.config import without_password
 from search.net import http_unreachable
@@ -188,7 +188,7 @@ class MlflowTracker:
                 return Path(self.client.download_artifacts(run_id, path, tmp)).read_text()
         except MlflowException as e:
             raise UserError(f"run {run_id}: cannot read {path} from {without_password(self.uri)}: "
-                            f"{str(e).splitlines()[0]}") from None
+                            f"{first_line(e)}") from None
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self.client.log_batch(run_id, tags=[self._e.RunTag(k, str(v)) for k, v in tags.items()])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 
-from models.errors import UserError
+from models.errors import UserError, first_line
 from search.config import StudyConfig, without_password
 from search.strategies import describe_distribution, in_distribution
 from spaces import Space, distributions, parse_space
@@ -46,8 +46,8 @@ def _load(name: str, storage: str, key: str) -> optuna.Study:
     try:
         names = optuna.study.get_all_study_names(storage)
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"tracking.storage: cannot open {without_password(storage)!r}: {first}") from None
+        raise UserError(f"tracking.storage: cannot open {without_password(storage)!r}: "
+                        f"{first_line(e)}") from None
     if name not in names:
         from models.errors import unknown
         raise unknown("study", name, names, key=key)
