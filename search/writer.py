@@ -85,7 +85,7 @@ class TrackingWriter:
             try:
                 self._wait(seq)
             except TrackingError as e:
-                reason = str(e).removeprefix(f"tracking ({without_password(uri)}): ")
+                reason = str(e).removeprefix(f"{_where(uri)}: ")
                 raise UserError(f"tracking.uri: cannot open {without_password(uri)!r}: "
                                 f"{reason}") from None
 
@@ -149,7 +149,7 @@ class TrackingWriter:
         self._reader.join()
         self._raise()
         if self._proc.returncode and self.uri:
-            raise TrackingError(f"tracking ({without_password(self.uri)}): the tracking process exited with "
+            raise TrackingError(f"{_where(self.uri)}: the tracking process exited with "
                                 f"code {self._proc.returncode}")
 
     def __enter__(self) -> "TrackingWriter":
@@ -193,7 +193,7 @@ class TrackingWriter:
         except (BrokenPipeError, OSError):
             self._reader.join(timeout=5)
             self._raise()
-            raise TrackingError(f"tracking ({without_password(self.uri)}): the tracking process is gone "
+            raise TrackingError(f"{_where(self.uri)}: the tracking process is gone "
                                 f"(exit code {self._proc.poll()})") from None
 
     def _wait(self, seq: int) -> Any:
@@ -214,9 +214,9 @@ class TrackingWriter:
             except Exception as e:  # noqa: BLE001 - EOF or a garbled pipe: the child is done
                 with self._done:
                     if not isinstance(e, EOFError) and self._error is None:
-                        self._error = f"tracking ({without_password(self.uri)}): unreadable answer: {e}"
+                        self._error = f"{_where(self.uri)}: unreadable answer: {e}"
                     if self._proc.wait() and self._error is None and not self._stopped:
-                        self._error = (f"tracking ({without_password(self.uri)}): the tracking process exited "
+                        self._error = (f"{_where(self.uri)}: the tracking process exited "
                                        f"with code {self._proc.returncode}")
                     self._done.notify_all()
                 stream.close()
@@ -344,11 +344,17 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> int:
     return 0 if failure is None else 1
 
 
+def _where(uri: str) -> str:
+    """What every tracking error starts with, in this process and in the child:
+    `tracking (URI)`, the URI without its password."""
+    return f"tracking ({without_password(uri)})"
+
+
 def _describe(uri: str, e: BaseException) -> str:
     where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
     at = f" ({where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
     first = (str(e).strip().splitlines() or [""])[0]
-    return f"tracking ({without_password(uri)}): {type(e).__name__}: {first}{at}"
+    return f"{_where(uri)}: {type(e).__name__}: {first}{at}"
 
 
 def main(argv: list[str]) -> int:
