@@ -373,8 +373,14 @@ class RayExecutor:
         return dict(task.where) if task else {}
 
     def shutdown(self) -> None:
-        for ref in self._warming:       # a study that ended before they did
-            ray.cancel(ref)
+        if self._warming:
+            # Cancel only the warm-ups still running (a study that ended before they
+            # did). Cancelling a finished one can meet its reply being handled, and
+            # Ray then aborts the process ("An unexpected system state", in
+            # TaskManager::CompletePendingTask): it did once in the test suite.
+            _, running = ray.wait(self._warming, num_returns=len(self._warming), timeout=0)
+            for ref in running:
+                ray.cancel(ref)
         for ref in list(self._tasks):
             ray.cancel(ref, force=True)
         self._tasks.clear()
