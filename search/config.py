@@ -21,11 +21,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+SEED_MAX = 2 ** 32 - 1      # numpy's and scikit-learn's seeds: 0 .. 2**32 - 1
+
+
 class DataConfig(_Strict):
     name: str = "digits"
     val_fraction: float = 0.2
     test_fraction: float = 0.2
-    split_seed: int = 0
+    split_seed: int = Field(default=0, ge=0, le=SEED_MAX)
     options: dict[str, Any] = Field(default_factory=dict)   # dataset-specific, e.g. {length: 50}
 
 
@@ -51,7 +54,7 @@ DEFAULT_TRIALS = 20
 class SearchConfig(_Strict):
     strategy: str = "tpe"
     trials: int | None = Field(default=None, ge=1)     # None: the grid size (grid), else 20
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     objective: Objective | list[Objective] = Objective()
     pruner: PrunerConfig = PrunerConfig()
     grid_points: int = Field(default=4, ge=2)

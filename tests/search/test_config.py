@@ -78,6 +78,19 @@ def test_wrong_type_in_schema(write_config):
     assert msg.startswith("search.trials:") and "'lots'" in msg
 
 
+@pytest.mark.parametrize("key,value,bound", [
+    ("search.seed", -1, "greater than or equal to 0"),
+    ("search.seed", 2 ** 32, "less than or equal to 4294967295"),
+    ("data.split_seed", -1, "greater than or equal to 0"),
+])
+def test_seeds_outside_what_numpy_takes(write_config, key, value, bound):
+    """A seed numpy's samplers or scikit-learn's split refuse is bad input, named by
+    its key (it traced back from inside Optuna, or blamed data.val_fraction)."""
+    msg = error_for(write_config, with_(key, value))
+    assert msg.startswith(f"{key}:") and bound in msg
+    load_config(write_config(with_(key, 2 ** 32 - 1)))      # the largest is valid
+
+
 def test_bad_choice_for_a_literal_hyperparameter(write_config):
     msg = error_for(write_config, with_("params.activation", "relu6"))
     assert msg.startswith("params.activation: unknown value 'relu6' (did you mean 'relu'?)")
