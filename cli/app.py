@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Callable, List, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
 from models.errors import UserError
@@ -16,8 +17,35 @@ from search.writer import TrackingError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hyperparameter search for deep learning: Optuna strategies, "
                        "Ray scheduling, MLflow tracking.")
-out = Console()
-err = Console(stderr=True)
+PIPE_WIDTH = 160      # columns of output into a pipe or a file, where COLUMNS is not set
+
+
+class WideWhenPiped(Console):
+    """A console as wide as the terminal. Into a pipe or a file (a log, CI, `| less`)
+    rich assumes 80 columns, which cuts study and metric names short ("val_acc…")
+    and breaks lines mid-sentence; there it takes PIPE_WIDTH. COLUMNS, when set,
+    decides in both cases. Decided at each use, as rich does: the same console
+    may write to a terminal, then to a pipe (tests swap sys.stdout)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if self._width is None and not self.is_terminal and "COLUMNS" not in os.environ:
+            return ConsoleDimensions(PIPE_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+def natural_width(table: Table) -> int:
+    """The columns a table takes when nothing in it is cut or wrapped."""
+    return out.measure(table, options=out.options.update(max_width=10 ** 6)).maximum
+
+
+out = WideWhenPiped()
+err = WideWhenPiped(stderr=True)
 
 ConfigArg = typer.Argument(..., help="Study config (YAML).", show_default=False)
 SetOpt = typer.Option(None, "--set", help="Override any key: --set params.epochs=5 (repeatable).")
@@ -164,12 +192,20 @@ def print_best(study, cfg, top: int = 5) -> None:
         done.sort(key=lambda t: sign * t.values[0])
     else:
         done = study.best_trials
-    names = sorted({k for t in done[:top] for k in t.params})
-    table = Table("trial", *[o.metric for o in objs], *names,
-                  title="best trials" if len(objs) == 1 else "Pareto front")
-    for t in done[:top]:
-        table.add_row(str(t.number), *[f"{v:.4g}" for v in t.values],
-                      *[_fmt(t.params.get(n)) for n in names])
+    done = done[:top]
+    names = sorted({k for t in done for k in t.params})
+    title = "best trials" if len(objs) == 1 else "Pareto front"
+    rows = [(o.metric, [f"{t.values[i]:.4g}" for t in done]) for i, o in enumerate(objs)]
+    rows += [(n, [_fmt(t.params.get(n)) for t in done]) for n in names]
+    table = Table("trial", *(name for name, _ in rows), title=title)
+    for i, t in enumerate(done):
+        table.add_row(str(t.number), *(values[i] for _, values in rows))
+    if natural_width(table) > out.width:
+        # Too many parameters for one line per trial: one line per parameter
+        # instead, rather than names and values cut short.
+        table = Table("", *(f"trial {t.number}" for t in done), title=title)
+        for name, values in rows:
+            table.add_row(name, *values)
     out.print(table)
 
 

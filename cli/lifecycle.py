@@ -94,8 +94,10 @@ def replay(run_id: str = typer.Argument(..., help="A trial's MLflow run id.", sh
     """Retrain one trial from its trial.yaml; exit 1 if its metrics differ."""
     from search.lifecycle import replay_run
     r = replay_run(run_id, tracking_uri or DEFAULT.uri)
-    table = Table("metric", "recorded", "replayed", title=f"replay of trial "
-                  f"{r.spec.trial_number} of {r.spec.study}: last epoch")
+    # A header line, not a title: a title wraps to the narrow table's width.
+    out.print(f"replay of trial {r.spec.trial_number} of {r.spec.study}, last epoch:",
+              highlight=False)
+    table = Table("metric", "recorded", "replayed")
     for k in sorted(r.replayed):
         last = r.recorded.get(k) or [float("nan")]
         table.add_row(k, f"{last[-1]:.6g}", f"{r.replayed[k][-1]:.6g}")
@@ -117,7 +119,9 @@ def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     s = _study(study, storage)
     cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri)
     record = final_test(s, cfg, force=force)
-    table = Table("metric", "test", title=f"final model of {study} (trial {record['trial']})")
+    out.print(f"final model of {study} (trial {record['trial']}), on the test split:",
+              highlight=False)
+    table = Table("metric", "test")
     for k, v in sorted(record["metrics"].items()):
         table.add_row(k, f"{v:.4f}")
     out.print(table)
@@ -134,11 +138,20 @@ def studies(storage: Optional[str] = StorageOpt) -> None:
     rows = study_rows(storage)
     table = Table("study", "strategy", "complete", "pruned", "fail", "running", "best",
                   "last update")
+    # The study's name is what other commands take: never cut or wrapped. In a
+    # narrow terminal the headers and the date wrap instead.
+    study_col = table.columns[0]
+    study_col.no_wrap = True
+    study_col.min_width = max((len(r["study"]) for r in rows), default=0)
+    table.columns[-2].min_width = max((len(_best(r)) for r in rows), default=0)
     for r in rows:
-        best = "-" if r["best"] is None else f"{r['best']:.4g}"
         table.add_row(r["study"], r["strategy"], *(str(r[k]) for k in
-                      ("COMPLETE", "PRUNED", "FAIL", "RUNNING")), best, r["last_update"] or "-")
+                      ("COMPLETE", "PRUNED", "FAIL", "RUNNING")), _best(r), r["last_update"] or "-")
     out.print(table if rows else f"no studies in {without_password(storage)}", soft_wrap=True)
+
+
+def _best(row: dict) -> str:
+    return "-" if row["best"] is None else f"{row['best']:.4g}"
 
 
 @app.command()

@@ -26,7 +26,7 @@ def study_rows(storage: str) -> list[dict[str, Any]]:
                      "strategy": (config.get("search") or {}).get("strategy", "?"),
                      **{s: states.count(s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
                      "best": _best_value(study),
-                     "last_update": max(stamps).isoformat(sep=" ", timespec="seconds")
+                     "last_update": max(stamps).isoformat(sep=" ", timespec="minutes")
                      if stamps else None})
     return rows
 

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -51,3 +55,43 @@ def test_studies_best_and_export(stores, tmp_path):
 
     res = invoke("export", "alpha", "-o", str(tmp_path / "x.xlsx"), "--storage", stores.optuna_url)
     assert res.exit_code == 2 and ".csv or .parquet" in res.output
+
+
+def _hypersweep(*args: str, columns: int | None = None) -> subprocess.CompletedProcess:
+    """The real command, its output into a pipe, as in a log or under `| less`."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns:
+        env["COLUMNS"] = str(columns)
+    return subprocess.run([str(Path(sys.executable).with_name("hypersweep")), *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_tables_keep_names_whole_in_a_pipe_and_a_narrow_terminal(stores, monkeypatch):
+    """Study, metric and parameter names are what users type next: a table never
+    cuts them short, neither into a pipe (rich would assume 80 columns) nor in a
+    narrow terminal."""
+    name = "a-study-name-long-enough-to-be-cut-short-at-80-columns"
+    cfg = parse_config(small_config(name, stores, trials=2))
+    StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run()
+
+    piped = _hypersweep("studies", "--storage", stores.optuna_url)
+    assert piped.returncode == 0, piped.stderr
+    row = next(line for line in piped.stdout.splitlines() if name in line)
+    assert " tpe " in row and " 2 " in row          # one line: nothing wrapped or cut
+    narrow = _hypersweep("studies", "--storage", stores.optuna_url, columns=70)
+    assert narrow.returncode == 0 and name in narrow.stdout
+    assert max(map(len, narrow.stdout.splitlines())) <= 70
+
+    # The best trials: one column per parameter where it fits, otherwise one row each.
+    res = invoke("best", name, "--storage", stores.optuna_url)
+    header = next(line for line in res.output.splitlines() if "┃ trial " in line)
+    assert all(f" {n} " in header for n in ("val_accuracy", "depth", "lr", "optimizer"))
+    monkeypatch.setenv("COLUMNS", "40")
+    res = invoke("best", name, "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    assert "…" not in res.output and max(map(len, res.output.splitlines())) <= 40
+    best = optuna.load_study(study_name=name, storage=stores.optuna_url).best_trial
+    lines = res.output.splitlines()
+    assert any(f"trial {best.number}" in line for line in lines)
+    for key in ("val_accuracy", *best.params):
+        assert any(line.split("│")[1].strip() == key for line in lines if line.count("│") == 3)
