@@ -222,7 +222,46 @@ def parse_config(raw: Mapping[str, Any]) -> StudyConfig:
         cfg = StudyConfig.model_validate(raw)
     except ValidationError as e:
         raise UserError(_one_line(e)) from None
-    return with_trial_budget(cfg)
+    return with_trial_budget(with_absolute_paths(cfg))
+
+
+# Dataset options that name a file or a directory (models/data.py, models/image_files.py).
+PATH_OPTIONS = ("path", "root")
+
+
+def with_absolute_paths(cfg: StudyConfig) -> StudyConfig:
+    """Relative files made absolute, against the directory the command runs in: the
+    SQLite (or file) stores and the data files. The config is stored with the
+    study, and `resume`, `rerun`, `final` and `best` read it back from wherever
+    they run: a relative `sqlite:///mlflow.db` there would open (create) another
+    MLflow store, and a second parent run in it."""
+    tracking = cfg.tracking.model_copy(update={"uri": absolute_url(cfg.tracking.uri),
+                                               "storage": absolute_url(cfg.tracking.storage)})
+    options = {k: str(Path(v).expanduser().absolute()) if k in PATH_OPTIONS
+               and isinstance(v, str) and v else v for k, v in cfg.data.options.items()}
+    return cfg.model_copy(update={"tracking": tracking,
+                                  "data": cfg.data.model_copy(update={"options": options})})
+
+
+def absolute_url(url: str) -> str:
+    """A store URL whose file is named relative to the current directory, with that
+    file's absolute path instead: `sqlite:///runs/x.db` -> `sqlite:////home/me/runs/x.db`
+    (any sqlite driver, its query kept); `file:mlruns`, `./mlruns` -> `file:///...`.
+    Anything else (absolute paths, in-memory SQLite, servers, `databricks`) is
+    returned as it is."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.split("+")[0] == "sqlite":
+        path, q, query = rest.partition("?")
+        relative = path[1:]          # after the third slash; a fourth starts an absolute path
+        if path.startswith("/") and relative and not relative.startswith("/") \
+                and relative != ":memory:" and not relative.startswith("file:"):
+            return f"{scheme}:///{Path(relative).absolute().as_posix()}{q}{query}"
+        return url
+    if url.startswith("file:") and not url.startswith("file:/"):
+        return Path(url[len("file:"):]).absolute().as_uri()
+    if not sep and url.startswith((".", "~")):      # a local path, as MLflow takes one
+        return Path(url).expanduser().absolute().as_uri()
+    return url
 
 
 def with_trial_budget(cfg: StudyConfig) -> StudyConfig:

@@ -239,3 +239,28 @@ def test_store_urls_are_shown_and_stored_without_their_password():
     for url in ("sqlite:///optuna.db", "sqlite:////abs/mlflow.db", "postgresql://u@db/optuna",
                 "http://mlflow.internal:5000"):
         assert without_password(url) == url
+
+
+def test_relative_files_are_made_absolute_where_the_command_runs(write_config, tmp_path, monkeypatch):
+    """The config is stored with the study and read back by `resume`, `rerun` and
+    `final` from wherever they run: relative store files and data paths are taken
+    against the directory of the command that read the config."""
+    from search.config import absolute_url
+    raw = quickstart()
+    raw["tracking"] = {"uri": "sqlite:///runs/mlflow.db?timeout=30", "storage": "sqlite:///optuna.db"}
+    raw["data"] = {"name": "text", "options": {"path": "corpus.txt"}}
+    raw["model"], raw["params"], raw["space"] = "char_lm", {"epochs": 1}, {}
+    raw["search"]["objective"] = {"metric": "val_bpc", "direction": "minimize"}
+    path = write_config(raw)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text("some text to model, " * 100)
+    cfg = load_config(path)
+    assert cfg.tracking.uri == f"sqlite:///{tmp_path}/runs/mlflow.db?timeout=30"
+    assert cfg.tracking.storage == f"sqlite:///{tmp_path}/optuna.db"
+    assert cfg.data.options["path"] == str(tmp_path / "corpus.txt")
+    assert parse_config(cfg.snapshot()) == cfg          # read back elsewhere: unchanged
+    for url in ("sqlite:////abs/x.db", "sqlite://", "sqlite:///:memory:", "postgresql://u@db/optuna",
+                "http://127.0.0.1:5000", "databricks", "file:///abs/mlruns"):
+        assert absolute_url(url) == url
+    assert absolute_url("sqlite+pysqlite:///x.db") == f"sqlite+pysqlite:///{tmp_path}/x.db"
+    assert absolute_url("file:mlruns") == absolute_url("./mlruns") == (tmp_path / "mlruns").as_uri()

@@ -5,9 +5,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -17,7 +19,7 @@ from search.driver import StudyDriver
 from search.executors import SerialExecutor, make_executor
 from search.lifecycle import replay_run
 from search.tracking import MlflowTracker
-from tests.conftest import ROOT, small_config, study_runs
+from tests.conftest import ROOT, Stores, small_config, study_runs
 
 runner = CliRunner()
 FAIL, RUNNING = optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING
@@ -196,3 +198,27 @@ def test_unknown_study_is_one_line(stores):
         assert res.exit_code == 2, res.output
         assert res.output.strip().splitlines() == [
             "error: STUDY: unknown study 'knwon' (did you mean 'known'?); valid: known"]
+
+
+@pytest.mark.slow
+def test_resume_from_another_directory_keeps_to_the_study_stores(tmp_path):
+    """A study whose config names its stores relative to where it ran
+    (`sqlite:///mlflow.db`): `resume` from another directory reopens the same
+    MLflow store and parent run. The stored URL was relative, so resume created
+    a second store and a second parent run where it ran."""
+    exe = str(Path(sys.executable).with_name("hypersweep"))
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    cfg = {**small_config("moved", Stores(tmp_path), trials=2),
+           "tracking": {"uri": "sqlite:///mlflow.db", "storage": "sqlite:///optuna.db"}}
+    (here / "study.yaml").write_text(yaml.safe_dump(cfg))
+    for cmd, cwd in ((["run", "study.yaml"], here),
+                     (["resume", "moved", "--storage", "sqlite:///../here/optuna.db", "--trials", "3"],
+                      elsewhere)):
+        proc = subprocess.run([exe, *cmd], cwd=cwd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+    assert list(elsewhere.iterdir()) == []
+    parent, children = study_runs(f"sqlite:///{here / 'mlflow.db'}", "moved")
+    assert len(children) == 3
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
