@@ -56,7 +56,7 @@ def trials_frame(study: optuna.Study, tracking_uri: str) -> pd.DataFrame:
     df = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration",
                                        "user_attrs"))
     df = df.rename(columns=lambda c: c.replace("user_attrs_", "attr_"))
-    tracker = MlflowTracker(tracking_uri)
+    tracker = MlflowTracker(tracking_uri, create=False)
     parent = study.user_attrs.get("mlflow_parent_run_id") or tracker.find_parent(study.study_name)
     rows = []
     if parent is not None:

@@ -84,7 +84,7 @@ def config_from_source(source: str, storage: str | None, tracking_uri: str | Non
     if Path(source).is_file():
         raw = read_yaml(source)
     elif _RUN_ID.match(source) and not _is_study(source, storage):
-        tracker = MlflowTracker(tracking_uri or "sqlite:///mlflow.db")
+        tracker = MlflowTracker(tracking_uri or "sqlite:///mlflow.db", create=False)
         raw = yaml.safe_load(tracker.read_text(source, "study.yaml"))
     else:
         raw = load_study(source, storage or "sqlite:///optuna.db").user_attrs.get("config")
@@ -160,7 +160,7 @@ def replay_run(run_id: str, tracking_uri: str) -> Replay:
     trains as many epochs as the recorded run did)."""
     from models.train import train_trial
 
-    tracker = MlflowTracker(tracking_uri)
+    tracker = MlflowTracker(tracking_uri, create=False)
     raw = yaml.safe_load(tracker.read_text(run_id, "trial.yaml"))
     spec = TrialSpec(model=raw["model"], data=raw["data"], params=raw["params"],
                      seed=int(raw["seed"]), trial_number=int(raw["trial_number"]),
@@ -204,7 +204,7 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False) -> di
         raise UserError(f"study '{cfg.study}': the test set was already evaluated "
                         f"(run {previous['run_id']}, {previous['at']}); "
                         "a second look is a tweak on test data — pass --force to override")
-    tracker = MlflowTracker(cfg.tracking.uri)
+    tracker = MlflowTracker(cfg.tracking.uri, create=False)
     parent = tracker.find_parent(cfg.study)     # before the test set is touched
     if parent is None:
         raise UserError(f"study '{cfg.study}': no parent run in "

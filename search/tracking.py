@@ -38,16 +38,28 @@ def artifact_root_for(uri: str) -> str | None:
     return None
 
 
+def check_store_exists(uri: str, key: str = "tracking.uri") -> None:
+    """A one-line error when `uri` names a SQLite file that is not there."""
+    db = store_template.sqlite_file(uri)
+    if db is not None and not db.exists():
+        raise UserError(f"{key}: no MLflow store at {db.absolute()} (no such file)")
+
+
 class MlflowTracker:
     """Writes to MLflow in this process. Run ids it returns are real MLflow ids;
     `resolve`, `known` and `close` exist so that the driver can be handed this or a
     `search.writer.TrackingWriter` alike."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, create: bool = True) -> None:
+        """`create`: False for commands that only read what a study wrote (replay,
+        export, final, rerun RUN_ID): a SQLite file that is not there is then a
+        wrong path, not a store to create empty."""
         from mlflow import entities
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
+        if not create:
+            check_store_exists(uri)
         why = http_unreachable(uri)         # MLflow's client retries a dead server for minutes
         if why:
             raise UserError(f"tracking.uri: cannot reach {without_password(uri)}: {why}")

@@ -95,3 +95,27 @@ def test_tables_keep_names_whole_in_a_pipe_and_a_narrow_terminal(stores, monkeyp
     assert any(f"trial {best.number}" in line for line in lines)
     for key in ("val_accuracy", *best.params):
         assert any(line.split("│")[1].strip() == key for line in lines if line.count("│") == 3)
+
+
+def test_reading_commands_do_not_create_a_missing_mlflow_store(stores, tmp_path):
+    """A wrong path to the MLflow store (a typo, another directory) is one line,
+    exit 2: reading commands used to create an empty store there and then report
+    a run not found, or (`ui`) serve the empty store."""
+    cfg = parse_config(small_config("here", stores, trials=1))
+    StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run()
+    missing = tmp_path / "typo" / "mlflow.db"
+    (tmp_path / "typo").mkdir()
+    uri = f"sqlite:///{missing}"
+    run_id = optuna.load_study(study_name="here", storage=stores.optuna_url).trials[0].user_attrs[
+        "mlflow_run_id"]
+    for args in (["ui", "--tracking-uri", uri],
+                 ["replay", run_id, "--tracking-uri", uri],
+                 ["export", "here", "-o", str(tmp_path / "x.csv"), "--storage", stores.optuna_url,
+                  "--tracking-uri", uri],
+                 ["final", "here", "--storage", stores.optuna_url, "--tracking-uri", uri]):
+        res = invoke(*args)
+        assert res.exit_code == 2, (args, res.output)
+        assert res.output.strip().splitlines() == [
+            f"error: {'--tracking-uri' if args[0] == 'ui' else 'tracking.uri'}: "
+            f"no MLflow store at {missing} (no such file)"], args
+        assert not missing.exists() and not (tmp_path / "x.csv").exists()
