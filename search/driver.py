@@ -86,6 +86,35 @@ def data_dict(cfg: StudyConfig) -> dict[str, Any]:
     return {**{k: v for k, v in d.items() if k != "options"}, **d["options"]}
 
 
+def _taken(cfg: StudyConfig) -> UserError:
+    return UserError(f"study: '{cfg.study}' already exists in "
+                     f"{without_password(cfg.tracking.storage)}; choose another name "
+                     f"(--set study=NAME) or another --storage, or continue it: "
+                     f"hypersweep resume {cfg.study} [--trials N]")
+
+
+def check_name_free(cfg: StudyConfig) -> None:
+    """Fail at once when the study exists already, before Ray starts (seconds) and
+    the progress bar shows. A quick look that never writes: no schema check, no
+    tables created, a SQLite file not there is not created. Whatever this cannot
+    read, `create_study` opens properly and reports."""
+    url = cfg.tracking.storage
+    db = store_template.sqlite_file(url)
+    if db is not None and not db.exists():
+        return
+    try:
+        storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True,
+                                             skip_table_creation=True)
+        try:
+            names = [s.study_name for s in storage.get_all_studies()]
+        finally:
+            storage.engine.dispose()
+    except Exception:  # noqa: BLE001 - create_study reports it, with the full check
+        return
+    if cfg.study in names:
+        raise _taken(cfg)
+
+
 def create_study(cfg: StudyConfig) -> optuna.Study:
     """A new Optuna study; an existing one of the same name is an error, not a merge."""
     url = cfg.tracking.storage
@@ -101,8 +130,7 @@ def create_study(cfg: StudyConfig) -> optuna.Study:
         raise UserError(f"tracking.storage: cannot open {without_password(url)!r}: "
                         f"{first_line(e)}") from None
     if cfg.study in existing:
-        raise UserError(f"study: '{cfg.study}' already exists in {without_password(url)}; "
-                        f"choose another name (--set study=NAME) or another --storage")
+        raise _taken(cfg)
     directions = [o.direction for o in cfg.search.objectives]
     epochs = cfg.params.get("epochs")
     pruner = make_pruner(cfg.search, epochs if isinstance(epochs, int) else None)

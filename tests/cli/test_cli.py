@@ -98,7 +98,12 @@ def test_existing_study_name_is_refused(stores, write_config):
     path = write_config(small_config("twice", stores, trials=1))
     assert invoke("run", str(path)).exit_code == 0
     res = invoke("run", str(path))
-    assert res.exit_code == 2 and "already exists" in res.output
+    # Before Ray or a store starts: the one line, no study header or progress bar.
+    assert res.exit_code == 2 and res.output.strip().splitlines() == [
+        f"error: study: 'twice' already exists in {stores.optuna_url}; choose another name "
+        "(--set study=NAME) or another --storage, or continue it: hypersweep resume twice "
+        "[--trials N]"]
+    assert len(optuna.load_study(study_name="twice", storage=stores.optuna_url).trials) == 1
 
 
 def test_validate_and_models():
