@@ -62,7 +62,16 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     s = _study(study, storage)
     cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri,
                         trials=trials)
-    done = sum(t.state.is_finished() and not t.user_attrs.get("interrupted") for t in s.trials)
+    from search.driver import ENDED, trials_run
+    done = trials_run(s)
+    if done >= cfg.search.trials and s.user_attrs.get(ENDED) == "FINISHED" \
+            and all(t.state.is_finished() for t in s.trials):
+        # The budget is spent and the study was closed in both stores: no Ray, no
+        # store opened, nothing rewritten.
+        out.print(f"study [bold]{cfg.study}[/bold]: {done} of {cfg.search.trials} trials "
+                  "finished, nothing to resume (--trials N raises the budget)")
+        print_best(s, cfg)
+        return
     out.print(f"resuming study [bold]{cfg.study}[/bold]: {done} of {cfg.search.trials} "
               "trials finished")
     drive(cfg, resume=True, done=done)

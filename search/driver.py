@@ -166,10 +166,7 @@ class StudyDriver:
         self.parent_recorded = resume       # reopen_study puts it on the study
         self.counts.update(_counts(study))
         target = cfg.search.trials or 1
-        # Trials a crash or Ctrl-C cut short do not use up the budget.
-        launched = sum(1 for t in study.trials if t.state.is_finished()
-                       and not t.user_attrs.get("interrupted")
-                       and "warm_start_from" not in t.user_attrs)   # learnt from, not run
+        launched = trials_run(study)
         held: list[tuple[int, TrialResult]] = []
         heap.release()          # the start-up is over: trials make what is collected
         with stops_as_interrupt() as stops:         # SIGTERM stops the study as Ctrl-C does
@@ -342,6 +339,19 @@ class StudyDriver:
             metrics.update(importance_metrics(self.importances))
             files["param_importance.png"] = Drawing(importance_figure, (self.importances,))
         self.tracker.end_study(self.parent, files, metrics=metrics, tags=tags, status=status)
+        self.study.set_user_attr(ENDED, status)
+
+
+# Study user attr: how the study's last run ended (FINISHED, KILLED); cleared when
+# it is resumed, so a study that still holds it was closed in both stores.
+ENDED = "ended"
+
+
+def trials_run(study: optuna.Study) -> int:
+    """The trials that count against the budget: finished ones, less those a crash
+    or Ctrl-C cut short and those learnt from another study (not run here)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished()
+               and not t.user_attrs.get("interrupted") and "warm_start_from" not in t.user_attrs)
 
 
 def _counts(study: optuna.Study) -> dict[str, int]:

@@ -20,7 +20,7 @@ from models.errors import UserError, first_line
 from models.trial import TrialSpec
 from search.config import (StudyConfig, apply_overrides, check_semantics, check_unmasked,
                            parse_config, without_password)
-from search.driver import trial_seed
+from search.driver import ENDED, trial_seed
 from search.executors import failed
 from search.strategies import make_pruner, make_sampler
 from search.tracking import MlflowTracker
@@ -123,6 +123,7 @@ def reopen_study(cfg: StudyConfig, tracker: MlflowTracker) -> tuple[optuna.Study
     parent = tracker.resolve(tracker.start_study(cfg.study, cfg.to_yaml(),
                                                  tags={"strategy": cfg.search.strategy}))
     study.set_user_attr("mlflow_parent_run_id", parent)
+    study.set_user_attr(ENDED, None)        # open again, until this run ends
     children = tracker.trial_runs(parent)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         runs = children.get(t.number, [])

@@ -102,6 +102,34 @@ def test_sigkill_then_resume_adds_up(stores, write_config):
     assert {"study.yaml", "trials.csv", "optimization_history.png"} <= arts
 
 
+def test_resume_of_a_finished_study_starts_nothing_unless_the_end_went_unwritten(stores):
+    """A study that ran its budget and was closed in both stores: `resume` says so
+    and opens nothing (no Ray, no parent run reopened). One whose end was never
+    written (the driver died after its last trial) is closed by `resume`; and
+    `--trials` still adds trials to a finished one."""
+    run_study(small_config("done", stores, trials=2))
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    parent, _ = study_runs(stores.mlflow_uri, "done")
+    res = invoke("resume", "done", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("study done: 2 of 2 trials finished, nothing to resume")
+    assert "best trials" in res.output
+    assert client.get_run(parent.info.run_id).info.end_time == parent.info.end_time
+
+    # As if the driver died between the last trial's end and the study's end.
+    study = optuna.load_study(study_name="done", storage=stores.optuna_url)
+    study.set_user_attr("ended", None)
+    client.update_run(parent.info.run_id, status="RUNNING")
+    res = invoke("resume", "done", "--storage", stores.optuna_url)
+    assert res.exit_code == 0 and "resuming study done: 2 of 2" in res.output, res.output
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    assert study.user_attrs["ended"] == "FINISHED"
+
+    res = invoke("resume", "done", "--storage", stores.optuna_url, "--trials", "3")
+    assert res.exit_code == 0 and "resuming study done: 2 of 3" in res.output, res.output
+    assert len(optuna.load_study(study_name="done", storage=stores.optuna_url).trials) == 3
+
+
 def test_resume_retries_interrupted_trials_with_their_params(stores):
     """A study stopped with a trial RUNNING (as after a crash) is resumed with
     on_interrupt: retry; the retry is a new trial with the same parameters."""
