@@ -291,7 +291,11 @@ def with_default_space(raw: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _one_line(err: ValidationError) -> str:
-    first = err.errors()[0]
+    errors = err.errors()
+    # A key that takes one of several types (resources.parallel: an int or 'auto')
+    # fails once per type. The deepest failure is in the type the input meant
+    # (a mapping with a wrong key inside); failures side by side list the types.
+    first = max(errors, key=lambda e: len(e["loc"]))
     loc = _readable_loc(first["loc"])
     key = ".".join(loc) or "config"
     if first["type"] == "extra_forbidden":
@@ -301,7 +305,27 @@ def _one_line(err: ValidationError) -> str:
         return f"{key}: unknown key{hint}; valid: {', '.join(valid)}"
     if first["type"] == "missing":
         return f"{key}: required key is missing"
-    return f"{key}: {first['msg']}, got {first.get('input')!r}"
+    got = f", got {first.get('input')!r}"
+    alternatives = [e for e in errors if e["loc"][:-1] == first["loc"][:-1]
+                    and _is_type_tag(str(e["loc"][-1]))]
+    if len(alternatives) > 1:
+        return f"{key}: expected {' or '.join(_expected(e) for e in alternatives)}{got}"
+    if first["type"] in _EXPECTED:      # a wrong type: pydantic's words name our classes
+        return f"{key}: expected {_EXPECTED[first['type']]}{got}"
+    return f"{key}: {first['msg'].removeprefix('Value error, ')}{got}"
+
+
+_EXPECTED = {"int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer",
+             "float_parsing": "a number", "float_type": "a number", "string_type": "a string",
+             "bool_parsing": "true or false", "bool_type": "true or false",
+             "model_type": "a mapping", "dict_type": "a mapping", "list_type": "a list"}
+
+
+def _expected(error: Mapping[str, Any]) -> str:
+    """What one type of a key that takes several wanted, in a few words."""
+    if error["type"] == "literal_error":
+        return error["ctx"]["expected"]
+    return _EXPECTED.get(error["type"], error["msg"][:1].lower() + error["msg"][1:])
 
 
 def _readable_loc(loc: tuple) -> list[str]:
@@ -312,7 +336,8 @@ def _readable_loc(loc: tuple) -> list[str]:
         if isinstance(part, int):
             out[-1:] = [f"{out[-1]}[{part}]"] if out else [str(part)]
         elif model is None:
-            out.append(str(part))           # a key inside a free-form mapping
+            if not _is_type_tag(str(part)):     # a type of a key that takes several
+                out.append(str(part))           # a key inside a free-form mapping
         elif part in model.model_fields:
             out.append(part)
             model = _submodel(model.model_fields[part].annotation)

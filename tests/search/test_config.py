@@ -91,6 +91,24 @@ def test_seeds_outside_what_numpy_takes(write_config, key, value, bound):
     load_config(write_config(with_(key, 2 ** 32 - 1)))      # the largest is valid
 
 
+@pytest.mark.parametrize("key,value,message", [
+    # A key that takes several types: each is named, not pydantic's tag for it.
+    ("resources.parallel", "abc", "resources.parallel: expected an integer or 'auto', got 'abc'"),
+    ("search.objective", 5, "search.objective: expected a mapping or a list, got 5"),
+    # The type the input meant: the error inside it.
+    ("search.objective", [5], "search.objective[0]: expected a mapping, got 5"),
+    ("search.objective", {"metrik": "val_loss"},
+     "search.objective.metrik: unknown key (did you mean 'metric'?); valid: metric, direction"),
+    # Plain words, not pydantic's (its class names, its "Value error, ").
+    ("search.pruner", 5, "search.pruner: expected a mapping, got 5"),
+    ("search.deterministic", "maybe", "search.deterministic: expected true or false, got 'maybe'"),
+    ("search.trials", 1.5, "search.trials: expected an integer, got 1.5"),
+    ("resources.parallel", 0, "resources.parallel: must be >= 1 or 'auto', got 0"),
+])
+def test_type_errors_name_the_key_and_the_types_it_takes(write_config, key, value, message):
+    assert error_for(write_config, with_(key, value)) == message
+
+
 def test_bad_choice_for_a_literal_hyperparameter(write_config):
     msg = error_for(write_config, with_("params.activation", "relu6"))
     assert msg.startswith("params.activation: unknown value 'relu6' (did you mean 'relu'?)")
