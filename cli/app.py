@@ -9,6 +9,7 @@ from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 from rich.table import Table
 
 from models.errors import UserError
@@ -44,8 +45,11 @@ def natural_width(table: Table) -> int:
     return out.measure(table, options=out.options.update(max_width=10 ** 6)).maximum
 
 
-out = WideWhenPiped()
-err = WideWhenPiped(stderr=True)
+# No markup by default: messages carry user text (paths, exception messages such as
+# "shape [64, 10]") that rich would read as tags and drop. The few styled lines
+# ask for markup and escape what they interpolate.
+out = WideWhenPiped(markup=False)
+err = WideWhenPiped(stderr=True, markup=False)
 
 ConfigArg = typer.Argument(..., help="Study config (YAML).", show_default=False)
 SetOpt = typer.Option(None, "--set", help="Override any key: --set params.epochs=5 (repeatable).")
@@ -58,10 +62,12 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False,
+                      soft_wrap=True)
             raise typer.Exit(2) from None
         except TrackingError as e:      # the MLflow store failed: not bad input
-            err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False,
+                      soft_wrap=True)
             raise typer.Exit(1) from None
     return wrapper
 
@@ -106,9 +112,9 @@ def run(config: Path = ConfigArg,
 
         warm = warm_start_trials(cfg)       # an incompatible study fails before any store opens
         check_name_free(cfg)
-        out.print(f"study [bold]{cfg.study}[/bold]: {cfg.model} on {cfg.data.name}, "
+        out.print(f"study [bold]{escape(cfg.study)}[/bold]: {cfg.model} on {cfg.data.name}, "
                   f"{cfg.search.strategy} search, {cfg.search.trials} trials, "
-                  f"{cfg.resources.executor} executor")
+                  f"{cfg.resources.executor} executor", markup=True)
         with StudyProgress(out, cfg) as progress:
             executor = make_executor(cfg)       # a bad Ray address fails before any store opens
             print_notes(executor)
@@ -162,7 +168,7 @@ def show_builder(b) -> None:
     from models.train import training_hparams
     from spaces.defaults import default_space
     out.print(f"[bold]{b.name}[/bold]  task: {b.task}  family: {b.family}  "
-              f"variants: {', '.join(b.variants) or '-'}\n")
+              f"variants: {', '.join(b.variants) or '-'}\n", markup=True)
     out.print(b.doc, highlight=False)
     for title, hps in (("hyperparameters", b.hyperparameters()),
                        ("training options", training_hparams())):
@@ -171,7 +177,7 @@ def show_builder(b) -> None:
             table.add_row(h.name, h.type_name, repr(h.default))
         out.print(table)
     space = default_space(b.name)
-    out.print("[bold]default space[/bold] (searched when a study gives no space):")
+    out.print("[bold]default space[/bold] (searched when a study gives no space):", markup=True)
     lines = [f"  {k}: {yaml.safe_dump(v, default_flow_style=True, sort_keys=False).strip()}"
              for k, v in space.items()]
     out.print("\n".join(lines) or "  (none)", highlight=False, markup=False, soft_wrap=True)

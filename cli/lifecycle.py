@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cli.app import SetOpt, app, err, out, print_best, print_notes, stopped, user_errors
@@ -68,12 +69,12 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
             and all(t.state.is_finished() for t in s.trials):
         # The budget is spent and the study was closed in both stores: no Ray, no
         # store opened, nothing rewritten.
-        out.print(f"study [bold]{cfg.study}[/bold]: {done} of {cfg.search.trials} trials "
-                  "finished, nothing to resume (--trials N raises the budget)")
+        out.print(f"study [bold]{escape(cfg.study)}[/bold]: {done} of {cfg.search.trials} "
+                  "trials finished, nothing to resume (--trials N raises the budget)", markup=True)
         print_best(s, cfg)
         return
-    out.print(f"resuming study [bold]{cfg.study}[/bold]: {done} of {cfg.search.trials} "
-              "trials finished")
+    out.print(f"resuming study [bold]{escape(cfg.study)}[/bold]: {done} of "
+              f"{cfg.search.trials} trials finished", markup=True)
     drive(cfg, resume=True, done=done)
 
 
@@ -91,8 +92,8 @@ def rerun(source: str = typer.Argument(..., help="Study config file, study name,
     cfg = config_from_source(source, storage, tracking_uri, tuple(set_ or ()))
     new = name or derived_name(cfg.study, cfg.tracking.storage)
     cfg = cfg.model_copy(update={"study": new})
-    out.print(f"rerun of [bold]{source}[/bold] as study [bold]{new}[/bold] "
-              f"(seed {cfg.search.seed}, {cfg.search.trials} trials)")
+    out.print(f"rerun of [bold]{escape(source)}[/bold] as study [bold]{escape(new)}[/bold] "
+              f"(seed {cfg.search.seed}, {cfg.search.trials} trials)", markup=True)
     drive(cfg)
 
 

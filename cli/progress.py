@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from models.trial import TrialState
@@ -32,5 +33,5 @@ class StudyProgress:
             status += f"  best {self.metric} {event.best:.4f}"
         self._progress.update(self._task, advance=1, status=status)
         if event.state is TrialState.FAIL and event.reason:
-            self._progress.console.print(f"[red]trial {event.number} failed:[/] {event.reason}",
-                                         highlight=False)
+            self._progress.console.print(f"[red]trial {event.number} failed:[/] "
+                                         f"{escape(event.reason)}", markup=True, highlight=False)

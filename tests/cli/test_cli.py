@@ -204,3 +204,29 @@ def test_ui_refuses_a_port_in_use_and_otherwise_takes_the_next_free_one():
     assert res.exit_code == 2
     assert res.output.strip().startswith(f"error: --port: {first} is in use on 127.0.0.1")
     assert "MLflow UI:" not in res.output
+
+
+def test_user_text_with_brackets_is_printed_as_it_is(write_config):
+    """rich reads "[...]" as a style tag and drops it: error messages ("expected
+    [low, high]") and trial failure reasons (torch's "shape [64, 10]") lost words."""
+    import io
+
+    from rich.console import Console
+
+    from cli.app import WideWhenPiped
+    from cli.progress import StudyProgress
+    from search.config import parse_config
+    from search.driver import TrialEvent
+    from models.trial import TrialState
+
+    res = invoke("validate", str(write_config(quickstart())), "--set", "space.lr={uniform: [a, b]}")
+    assert res.exit_code == 2
+    assert res.output.strip() == "error: space.lr.uniform: expected [low, high], got ['a', 'b']"
+
+    buf = io.StringIO()
+    console: Console = WideWhenPiped(file=buf, markup=False)
+    reason = "RuntimeError: shape [64, 10] is invalid for input of size [8]"
+    with StudyProgress(console, parse_config(quickstart())) as progress:
+        progress.update(TrialEvent(3, TrialState.FAIL, None, reason,
+                                   {"COMPLETE": 0, "PRUNED": 0, "FAIL": 1}, None))
+    assert f"trial 3 failed: {reason}" in buf.getvalue()
