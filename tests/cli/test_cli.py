@@ -188,19 +188,20 @@ def test_the_printed_mlflow_ui_command_runs_from_where_it_was_printed(tmp_path, 
     assert ui_command("http://127.0.0.1:5000") == "open http://127.0.0.1:5000"
 
 
-def test_ui_refuses_a_port_in_use_and_otherwise_takes_the_next_free_one():
+def test_ui_refuses_a_port_in_use_and_otherwise_takes_the_next_free_one(stores):
     """The UI would fail to bind after printing its URL, and the URL would show
     whatever holds the port."""
     import socket
 
     from cli.lifecycle import _ui_port
+    MlflowClient(tracking_uri=stores.mlflow_uri).search_experiments()      # a store to serve
     first = _ui_port(None)
     assert 5000 <= first < 5100
     with socket.socket() as held:
         held.bind(("127.0.0.1", first))
         held.listen()
         assert _ui_port(None) > first
-        res = CliRunner().invoke(app, ["ui", "--port", str(first)])
+        res = CliRunner().invoke(app, ["ui", "--port", str(first), "--tracking-uri", stores.mlflow_uri])
     assert res.exit_code == 2
     assert res.output.strip().startswith(f"error: --port: {first} is in use on 127.0.0.1")
     assert "MLflow UI:" not in res.output
