@@ -16,6 +16,8 @@ from models.errors import UserError
 
 def read_text(path: str, max_chars: int) -> str:
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise UserError(f"data.options.path: {path} is a directory; name a text file in it")
     if not p.is_file():
         raise UserError(f"data.options.path: no such text file: {path}")
     try:

@@ -79,10 +79,12 @@ def test_text_windows_are_shifted_by_one(tmp_path):
     assert "".join(raw.class_names[i] for i in raw.x[0]) == "abcdefgh"
 
 
-def test_text_options_and_missing_file():
+def test_text_options_and_missing_file(tmp_path):
     assert set(dataset_options("text")) == {"path", "window", "max_chars"}
     with pytest.raises(UserError, match="^data.options.path: no such text file: /nowhere"):
         load_dataset("text", path="/nowhere/at/all.txt")
+    with pytest.raises(UserError, match=f"^data.options.path: {tmp_path} is a directory; name a "):
+        load_dataset("text", path=str(tmp_path))
     with pytest.raises(UserError, match="^data.options.window:"):
         load_dataset("text", window=1)
 
