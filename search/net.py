@@ -26,3 +26,30 @@ def http_unreachable(url: str) -> str | None:
     except ValueError:          # a port that is not a number: the client will say so
         return None
     return unreachable(parts.hostname, port)
+
+
+# HTTP/2's client connection preface and an empty SETTINGS frame (RFC 9113, 3.4).
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def not_grpc(host: str, port: int, timeout: float = 5.0) -> bool:
+    """Whether the server at host:port answers, but not in HTTP/2, the protocol
+    of gRPC, which a Ray cluster's GCS and Ray Client's server speak: a port that
+    takes connections in another protocol (Ray's dashboard and job API on 8265,
+    a web server) would leave `ray.init` retrying for minutes. An HTTP/2 server's
+    first frame is its SETTINGS (type 4). False when that comes, or when nothing
+    comes within `timeout` (a slow server: Ray's own connect decides)."""
+    try:
+        with socket.create_connection((host or "127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(_H2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    break               # closed on us: not an HTTP/2 server
+                head += chunk
+    except socket.timeout:
+        return False
+    except OSError:
+        return True                 # reset by the peer, mid-handshake
+    return len(head) < 9 or head[3] != 4

@@ -46,7 +46,7 @@ from models.errors import UserError, first_line
 from models.figures import Drawing, artifact_bytes
 from models.trial import TrialResult, TrialSpec
 from search.executors import OnReport, TrainFn, failed, run_guarded
-from search.net import unreachable
+from search.net import not_grpc, unreachable
 
 Placement = dict[str, str]         # {"node": ..., "host": ..., "device": ...}
 Reports = list[tuple[int, dict[str, float]]]     # (step, metrics), in the order made
@@ -234,6 +234,12 @@ def _check_reachable(address: str) -> None:
     why = unreachable(host, int(port))
     if why:
         raise UserError(f"resources.address: cannot reach a Ray cluster at {address}: {why}")
+    # A TLS cluster (RAY_USE_TLS) starts with a TLS handshake: the probe cannot tell.
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", "") \
+            and not_grpc(host, int(port)):
+        raise UserError(f"resources.address: {address} answers, but not as a Ray cluster; give "
+                        "the head node's GCS address (`ray start --head` prints it; port 6379 "
+                        "unless --port), not the dashboard's (8265)")
 
 
 def check_fits(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,

@@ -72,12 +72,25 @@ def test_trials_spread_over_two_nodes(two_node_cluster, stores, tmp_path):
     assert [t.state.name for t in trials] == ["COMPLETE"] * 6
 
 
-def test_bad_ray_address_is_a_user_error(stores, tmp_path):
+@pytest.mark.parametrize("listening", [False, True], ids=["closed port", "web server"])
+def test_bad_ray_address_is_a_user_error(stores, tmp_path, listening):
+    """Nothing at the address, or a server that is not Ray's (its dashboard's port
+    8265 is the usual mistake): one line, at once. Ray retried either for minutes."""
+    import http.server
+    import threading
+
     path = write_study(tmp_path, stores, "nowhere", epochs=1, trials=1)
-    res = subprocess.run([HYPERSWEEP, "run", str(path), "--ray-address", "127.0.0.1:1"],
-                         capture_output=True, text=True, timeout=300)
+    web = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{web.server_address[1]}" if listening else "127.0.0.1:1"
+    try:
+        res = subprocess.run([HYPERSWEEP, "run", str(path), "--ray-address", address],
+                             capture_output=True, text=True, timeout=300)
+    finally:
+        web.shutdown()
     assert res.returncode == 2
     assert res.stderr.strip().startswith("error: resources.address:")
+    assert ("answers, but not as a Ray cluster" if listening else "Connection refused") in res.stderr
     assert "Traceback" not in res.stderr
     assert stores.untouched()
 
