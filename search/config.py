@@ -273,7 +273,14 @@ def with_trial_budget(cfg: StudyConfig) -> StudyConfig:
     else:
         from spaces import grid_size, parse_space
 
-        size = len(s.enqueue) + grid_size(parse_space(cfg.space, key="space"), s.grid_points)
+        from search.strategies import SHUFFLED_GRID
+
+        points = grid_size(parse_space(cfg.space, key="space"), s.grid_points)
+        if s.trials is None and points > SHUFFLED_GRID:
+            raise UserError(f"search.trials: the grid has {points:,} points ({s.grid_points} per "
+                            "continuous range, search.grid_points); set search.trials to run a "
+                            "uniform sample of them, or use fewer grid points")
+        size = len(s.enqueue) + points
         trials = min(s.trials or size, size)
     return cfg.model_copy(update={"search": s.model_copy(update={"trials": trials})})
 

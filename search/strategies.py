@@ -15,7 +15,7 @@ import optuna
 
 from models.errors import UserError, unknown
 from search.config import PrunerConfig, SearchConfig
-from spaces import Fixed, Space, distributions, grid, walk
+from spaces import Fixed, Space, distributions, grid, grid_point, grid_size, walk
 
 SamplerFactory = Callable[[SearchConfig], optuna.samplers.BaseSampler]
 PrunerFactory = Callable[[PrunerConfig, "int | None"], optuna.pruners.BasePruner]
@@ -126,15 +126,31 @@ def check_pruner(p: PrunerConfig, max_epochs: int | None) -> None:
 
 # ---------------------------------------------------------------- grid and warm start
 
-def grid_points(space: Space, cfg: SearchConfig) -> list[dict[str, Any]]:
-    """The grid in a seeded order, so a budget smaller than the grid is a uniform
-    subset of it rather than the corner where the first parameter is smallest.
-    Fixed names are left out: they are never suggested, so never enqueued."""
+# Grids up to this size are shuffled whole, as they always were (a rerun of an older
+# study gets its points in the same order); larger ones are sampled point by point.
+SHUFFLED_GRID = 100_000
+
+
+def grid_points(space: Space, cfg: SearchConfig, count: int) -> list[dict[str, Any]]:
+    """`count` points of the grid in a seeded order, so a budget smaller than the
+    grid is a uniform subset of it rather than the corner where the first
+    parameter is smallest. A grid too large to list (billions of points, with a
+    budget of a few hundred) is sampled by index. Fixed names are left out: they
+    are never suggested, so never enqueued."""
     fixed = {name for name, p, _, _ in walk(space) if isinstance(p, Fixed)}
-    points = [{k: v for k, v in point.items() if k not in fixed}
-              for point in grid(space, cfg.grid_points)]
-    random.Random(cfg.seed).shuffle(points)
-    return points
+    size = grid_size(space, cfg.grid_points)
+    if size <= SHUFFLED_GRID:
+        points = grid(space, cfg.grid_points)
+        random.Random(cfg.seed).shuffle(points)
+        points = points[:count]
+    else:
+        # Distinct indices in the order drawn (random.sample cannot take a range
+        # beyond 2**63; with a budget far below the grid, repeats are rare).
+        rng, indices = random.Random(cfg.seed), dict[int, None]()
+        while len(indices) < min(count, size):
+            indices.setdefault(rng.randrange(size))
+        points = [grid_point(space, cfg.grid_points, i) for i in indices]
+    return [{k: v for k, v in point.items() if k not in fixed} for point in points]
 
 
 def enqueue_initial(study: optuna.Study, space: Space, cfg: SearchConfig) -> None:
@@ -144,7 +160,7 @@ def enqueue_initial(study: optuna.Study, space: Space, cfg: SearchConfig) -> Non
     for params in cfg.enqueue[:budget]:
         study.enqueue_trial(dict(params), user_attrs={"enqueued": True})
     if cfg.strategy == "grid":
-        for params in grid_points(space, cfg)[:max(0, budget - len(cfg.enqueue))]:
+        for params in grid_points(space, cfg, max(0, budget - len(cfg.enqueue))):
             study.enqueue_trial(params)
 
 

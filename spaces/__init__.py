@@ -1,6 +1,6 @@
 """The search-space language: YAML `space:` -> typed params -> Optuna suggest calls and grids."""
 from spaces.check import check_against
-from spaces.grid import axis, grid, grid_size
+from spaces.grid import axis, grid, grid_point, grid_size
 from spaces.language import (
     KINDS,
     Categorical,
@@ -21,6 +21,6 @@ from spaces.optuna_bridge import distributions, suggest
 
 __all__ = [
     "KINDS", "Categorical", "Conditional", "Fixed", "Float", "Int", "Param", "Space",
-    "axis", "check_against", "describe", "distributions", "grid", "grid_size", "kind_name",
+    "axis", "check_against", "describe", "distributions", "grid", "grid_point", "grid_size", "kind_name",
     "param_names", "parse_space", "suggest", "to_raw", "walk",
 ]

@@ -30,6 +30,15 @@ def grid_size(space: Space, grid_points: int) -> int:
     return _size(space, grid_points)
 
 
+def grid_point(space: Space, grid_points: int, index: int) -> Point:
+    """grid(space, grid_points)[index], without building the grid: a grid of
+    billions of points can still be sampled."""
+    _check_points(grid_points)
+    if not 0 <= index < _size(space, grid_points):
+        raise IndexError(index)
+    return _point(space, grid_points, index)
+
+
 def axis(param: Param, grid_points: int) -> list[Any]:
     """The grid values of one non-conditional parameter."""
     if isinstance(param, Float):
@@ -60,6 +69,28 @@ def _param_grid(name: str, p: Param, n: int) -> list[Point]:
     return [{name: branch, **sub}
             for branch, branch_space in p.branches.items()
             for sub in _grid(branch_space, n)]
+
+
+def _point(space: Space, n: int, index: int) -> Point:
+    """The index-th point of `_grid`: its product order is a mixed-radix number,
+    the first parameter its most significant digit."""
+    out: Point = {}
+    sizes = [_param_size(p, n) for p in space.values()]
+    for k, (name, p) in enumerate(space.items()):
+        digit, index = divmod(index, math.prod(sizes[k + 1:]))
+        out.update(_param_point(name, p, n, digit))
+    return out
+
+
+def _param_point(name: str, p: Param, n: int, i: int) -> Point:
+    if not isinstance(p, Conditional):
+        return {name: axis(p, n)[i]}
+    for branch, branch_space in p.branches.items():     # branch by branch, as _param_grid
+        size = _size(branch_space, n)
+        if i < size:
+            return {name: branch, **_point(branch_space, n, i)}
+        i -= size
+    raise IndexError(i)
 
 
 def _merge(parts: tuple[Point, ...]) -> Point:

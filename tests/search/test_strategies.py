@@ -170,6 +170,23 @@ def test_grid_order_is_seeded_so_a_small_budget_is_a_spread_subset(stores):
     assert len({dict(p)["optimizer"] for p in got}) > 1     # not just the first branch
 
 
+def test_a_grid_too_large_to_list_is_sampled_within_the_budget(stores):
+    """Ten parameters of 1,000 values: 10**30 points, which used to be listed (and
+    shuffled) whole before the first trial, for a budget of 5. Sampled by index:
+    distinct points of the grid, seeded. Without a budget it is a one-line error."""
+    from search.strategies import grid_points
+    from spaces import axis, parse_space
+    space = {f"p{i}": {"uniform": [0.0, 1.0]} for i in range(10)}
+    cfg, outcome = drive(config("huge", stores, space, strategy="grid", grid_points=1000, trials=5))
+    got = [t.params for t in outcome.study.trials]
+    values = set(axis(parse_space(space)["p0"], 1000))
+    assert len(got) == 5 and len({tuple(sorted(p.items())) for p in got}) == 5
+    assert all(set(p) == set(space) and set(p.values()) <= values for p in got)
+    assert got == grid_points(parse_space(space), cfg.search, 5)        # seeded: the same again
+    with pytest.raises(UserError, match=r"^search.trials: the grid has 1,000,000,000,000,000,"):
+        parse_config(config("huge2", stores, space, strategy="grid", grid_points=1000))
+
+
 # ---------------------------------------------------------------- random
 
 def test_random_log_range_is_log_uniform_and_linear_uniform():

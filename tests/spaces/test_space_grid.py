@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from models.errors import UserError
-from spaces import grid, grid_size, parse_space
+from spaces import grid, grid_point, grid_size, parse_space
 from tests.conftest import DESIGN_SPACE
 
 
@@ -118,3 +118,22 @@ def test_empty_space_is_one_empty_point():
 def test_grid_points_must_be_at_least_two(bad):
     with pytest.raises(UserError, match=r"search.grid_points: needs an integer >= 2"):
         grid(space_of("lr: {uniform: [0, 1]}"), bad)
+
+
+@pytest.mark.parametrize("text", [DESIGN_SPACE, """
+model:
+  choice:
+    cnn:
+      block: {choice: {plain: {}, residual: {k: {int: [1, 3]}}}}
+      width: {int: [8, 16], step: 8}
+    mlp: {width: {int: [8, 16], step: 8}}
+lr: {loguniform: [1.0e-4, 1.0e-1]}
+"""])
+def test_grid_point_is_the_point_at_that_index_of_the_grid(text):
+    """Indexing the grid without building it: the same points, in the same order,
+    conditionals branch by branch."""
+    space = space_of(text)
+    points = grid(space, 3)
+    assert [grid_point(space, 3, i) for i in range(len(points))] == points
+    with pytest.raises(IndexError):
+        grid_point(space, 3, len(points))
