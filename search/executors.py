@@ -64,6 +64,7 @@ class SerialExecutor:
         self._train = train
         self._threads = threads
         self._queue: list[TrialSpec] = []
+        self.notes: list[str] = []      # for the user: what the study asked that this does not do
 
     def submit(self, spec: TrialSpec) -> None:
         self._queue.append(spec)
@@ -87,7 +88,12 @@ def make_executor(cfg) -> Executor:
     """The executor a study config asks for."""
     if cfg.resources.executor == "serial":
         threads = max(1, int(cfg.resources.cpus_per_trial))
-        return SerialExecutor(threads=threads)
+        executor = SerialExecutor(threads=threads)
+        if cfg.resources.parallel != "auto" and cfg.resources.parallel > 1:     # auto: as many as it can
+            executor.notes.append(
+                f"resources.parallel: {cfg.resources.parallel} applies to the ray executor; "
+                "the serial executor runs one trial at a time")
+        return executor
     if cfg.resources.executor == "ray":
         from search.ray_executor import RayExecutor    # the only module importing Ray
         from search.strategies import can_prune

@@ -84,3 +84,18 @@ def test_nonfinite_objective_fails_the_trial(stores):
     assert outcome.counts["FAIL"] == 2
     study = optuna.load_study(study_name="nan-objective", storage=stores.optuna_url)
     assert study.trials[0].user_attrs["reason"] == "objective val_accuracy is nan"
+
+
+def test_the_serial_executor_says_it_runs_one_trial_at_a_time(stores):
+    """`parallel: 2` with `executor: serial` ran one trial at a time without a word."""
+    from search.executors import make_executor
+    cfg = small_config("one-at-a-time", stores)
+    notes = {}
+    for parallel in (1, 2, "auto"):
+        cfg["resources"] = {"executor": "serial", "parallel": parallel}
+        executor = make_executor(parse_config(cfg))
+        notes[parallel] = (executor.capacity, executor.notes)
+    assert notes[1] == (1, [])
+    assert notes[2] == (1, ["resources.parallel: 2 applies to the ray executor; the serial "
+                            "executor runs one trial at a time"])
+    assert notes["auto"] == (1, [])        # as many as it can run: one
