@@ -164,10 +164,12 @@ def _fetch(url: str, dest: Path) -> bool:
     """Download `url` to `dest` atomically; False (not an error) when offline."""
     tmp = dest.with_name(dest.name + ".part")
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as r, open(tmp, "wb") as f:
-            while chunk := r.read(1 << 20):
-                f.write(chunk)
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as r:
+            # Only once the server answers: offline, no empty data directory is left.
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                while chunk := r.read(1 << 20):
+                    f.write(chunk)
         tmp.replace(dest)
         return True
     except OSError:    # URLError, timeouts and disk errors are all OSErrors
