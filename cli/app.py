@@ -51,7 +51,7 @@ def natural_width(table: Table) -> int:
 out = WideWhenPiped(markup=False)
 err = WideWhenPiped(stderr=True, markup=False)
 
-ConfigArg = typer.Argument(..., help="Study config (YAML).", show_default=False)
+ConfigArg = typer.Argument(..., help="Study config (YAML).", show_default=False, metavar="CONFIG")
 SetOpt = typer.Option(None, "--set", help="Override any key: --set params.epochs=5 (repeatable).")
 
 
@@ -144,7 +144,7 @@ def validate(config: Path = ConfigArg, set_: Optional[List[str]] = SetOpt) -> No
 
 @app.command()
 @user_errors
-def models(name: Optional[str] = typer.Argument(None, help="A builder: show it in full.",
+def models(name: Optional[str] = typer.Argument(None, help="A builder: show it in full.", metavar="NAME",
                                                  show_default=False)) -> None:
     """List the model builders (task, variants, hyperparameters), or show one in full."""
     from models.registry import builder_names, get_builder

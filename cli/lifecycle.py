@@ -18,10 +18,11 @@ from models.errors import UserError
 from search.config import StudyConfig, TrackingConfig, without_password
 
 DEFAULT = TrackingConfig()
-StorageOpt = typer.Option(None, help=f"Optuna storage URL [default: {DEFAULT.storage}].")
-UriOpt = typer.Option(None, help="MLflow tracking URI [default: the study's, else "
-                                 f"{DEFAULT.uri}].")
-StudyArg = typer.Argument(..., help="Study name.", show_default=False)
+# Defaults shown by typer (show_default): brackets in help text are read as markup.
+StorageOpt = typer.Option(None, help="Optuna storage URL.", show_default=DEFAULT.storage)
+UriOpt = typer.Option(None, help="MLflow tracking URI.",
+                      show_default=f"the study's, else {DEFAULT.uri}")
+StudyArg = typer.Argument(..., help="Study name.", show_default=False, metavar="STUDY")
 
 
 def _study(name: str, storage: Optional[str]):
@@ -81,8 +82,10 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
 @app.command()
 @user_errors
 def rerun(source: str = typer.Argument(..., help="Study config file, study name, or "
-                                               "MLflow parent run id.", show_default=False),
-          name: Optional[str] = typer.Option(None, help="New study name [default: NAME-rerun-N]."),
+                                               "MLflow parent run id.", show_default=False,
+                                       metavar="SOURCE"),
+          name: Optional[str] = typer.Option(None, help="New study name.",
+                                             show_default="NAME-rerun-N"),
           set_: Optional[List[str]] = SetOpt,
           storage: Optional[str] = StorageOpt, tracking_uri: Optional[str] = UriOpt) -> None:
     """Re-execute a study from its stored config into a new study, same seeds."""
@@ -99,7 +102,8 @@ def rerun(source: str = typer.Argument(..., help="Study config file, study name,
 
 @app.command()
 @user_errors
-def replay(run_id: str = typer.Argument(..., help="A trial's MLflow run id.", show_default=False),
+def replay(run_id: str = typer.Argument(..., help="A trial's MLflow run id.", show_default=False,
+                                        metavar="RUN_ID"),
            tracking_uri: Optional[str] = UriOpt) -> None:
     """Retrain one trial from its trial.yaml; exit 1 if its metrics differ."""
     from search.lifecycle import replay_run
@@ -205,10 +209,10 @@ def export(study: str = StudyArg,
 
 @app.command()
 @user_errors
-def ui(tracking_uri: Optional[str] = typer.Option(None, help=f"MLflow tracking URI [default: "
-                                                  f"{DEFAULT.uri}]."),
-       port: Optional[int] = typer.Option(
-           None, help="Port on 127.0.0.1 [default: 5000, or the next free one].")) -> None:
+def ui(tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI.",
+                                                  show_default=DEFAULT.uri),
+       port: Optional[int] = typer.Option(None, help="Port on 127.0.0.1.",
+                                          show_default="5000, or the next free one")) -> None:
     """Start the MLflow UI on 127.0.0.1 for a store and print its URL."""
     from search.tracking import check_store_exists, ui_argv
     uri = tracking_uri or DEFAULT.uri

@@ -231,3 +231,17 @@ def test_user_text_with_brackets_is_printed_as_it_is(write_config):
         progress.update(TrialEvent(3, TrialState.FAIL, None, reason,
                                    {"COMPLETE": 0, "PRUNED": 0, "FAIL": 1}, None))
     assert f"trial 3 failed: {reason}" in buf.getvalue()
+
+
+def test_help_shows_the_store_defaults():
+    """The defaults were written into the help as "[default: ...]", which the help's
+    markup took for a tag and dropped ("Optuna storage URL ."); typer shows them now."""
+    wide = CliRunner(env={"COLUMNS": "200"})
+    for command in ("resume", "rerun", "export", "best", "studies", "final"):
+        res = wide.invoke(app, [command, "--help"])
+        assert res.exit_code == 0
+        assert "Optuna storage URL. [default: (sqlite:///optuna.db)]" in res.output, command
+    res = wide.invoke(app, ["ui", "--help"])
+    assert "[default: (5000, or the next free one)]" in res.output
+    assert "[default: (sqlite:///mlflow.db)]" in res.output
+    assert "[default: (NAME-rerun-N)]" in wide.invoke(app, ["rerun", "--help"]).output
