@@ -56,12 +56,23 @@ def trials_frame(study: optuna.Study, tracking_uri: str) -> pd.DataFrame:
     df = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration",
                                        "user_attrs"))
     df = df.rename(columns=lambda c: c.replace("user_attrs_", "attr_"))
+    # Seconds, not "0 days 00:00:01.350430": a column to sort and plot.
+    df.insert(df.columns.get_loc("duration"), "duration_s", df.pop("duration").dt.total_seconds())
+    if len(study.directions) > 1:       # values_0, values_1 -> value_<metric>
+        metrics = [o["metric"] for o in _objectives(study)]
+        if len(metrics) == len(study.directions):
+            df = df.rename(columns={f"values_{i}": f"value_{m}" for i, m in enumerate(metrics)})
     tracker = MlflowTracker(tracking_uri, create=False)
-    parent = study.user_attrs.get("mlflow_parent_run_id") or tracker.find_parent(study.study_name)
-    rows = []
-    if parent is not None:
-        for number, metrics in tracker.trial_metrics(parent).items():
-            rows.append({"number": number, **{f"metric_{k}": v for k, v in metrics.items()}})
+    # By name in this store: the run id the study recorded may be another store's.
+    parent = tracker.parent_of(study.study_name)
+    rows = [{"number": number, **{f"metric_{k}": v for k, v in metrics.items()}}
+            for number, metrics in tracker.trial_metrics(parent).items()]
     if rows:
         df = df.merge(pd.DataFrame(rows), on="number", how="left")
     return df.sort_values("number").reset_index(drop=True)
+
+
+def _objectives(study: optuna.Study) -> list[dict[str, Any]]:
+    """The objectives of the study's stored config, as mappings (metric, direction)."""
+    objective = ((study.user_attrs.get("config") or {}).get("search") or {}).get("objective") or []
+    return objective if isinstance(objective, list) else [objective]

@@ -206,10 +206,7 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False) -> di
                         f"(run {previous['run_id']}, {previous['at']}); "
                         "a second look is a tweak on test data — pass --force to override")
     tracker = MlflowTracker(cfg.tracking.uri, create=False)
-    parent = tracker.find_parent(cfg.study)     # before the test set is touched
-    if parent is None:
-        raise UserError(f"study '{cfg.study}': no parent run in "
-                        f"{without_password(cfg.tracking.uri)}; pass the --tracking-uri the study ran with")
+    parent = tracker.parent_of(cfg.study)       # before the test set is touched
     spec = best_spec(study, cfg)
     result = train_final(spec)
     run_id, version = tracker.log_final(parent, spec.params,

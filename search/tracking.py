@@ -109,6 +109,15 @@ class MlflowTracker:
         self.client.log_text(parent, config_yaml, "study.yaml")
         return parent
 
+    def parent_of(self, name: str) -> str:
+        """The parent run of study `name` in this store, or a one-line error (the
+        study ran with another store)."""
+        parent = self.find_parent(name)
+        if parent is None:
+            raise UserError(f"study '{name}': no parent run in {without_password(self.uri)}; "
+                            "pass the --tracking-uri the study ran with")
+        return parent
+
     def find_parent(self, name: str) -> str | None:
         exp = self.client.get_experiment_by_name(name)
         if exp is None:

@@ -119,3 +119,32 @@ def test_reading_commands_do_not_create_a_missing_mlflow_store(stores, tmp_path)
             f"error: {'--tracking-uri' if args[0] == 'ui' else 'tracking.uri'}: "
             f"no MLflow store at {missing} (no such file)"], args
         assert not missing.exists() and not (tmp_path / "x.csv").exists()
+
+
+def test_export_names_each_objective_and_finds_the_runs_by_the_study(stores, tmp_path):
+    """A multi-objective study's values are value_<metric> (Optuna says values_0,
+    values_1); the duration is in seconds; a store that does not hold the study's
+    runs is one line, not a traceback."""
+    raw = small_config("two-goals", stores, trials=2)
+    raw["search"].update(strategy="nsga2", objective=[
+        {"metric": "val_accuracy", "direction": "maximize"},
+        {"metric": "param_count", "direction": "minimize"}])
+    cfg = parse_config(raw)
+    StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run()
+    path = tmp_path / "two.csv"
+    res = invoke("export", "two-goals", "-o", str(path), "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(path)
+    study = optuna.load_study(study_name="two-goals", storage=stores.optuna_url)
+    assert list(df["value_val_accuracy"]) == [t.values[0] for t in study.trials]
+    assert list(df["value_param_count"]) == [t.values[1] for t in study.trials]
+    assert list(df["metric_final_param_count"]) == list(df["value_param_count"])
+    assert df["duration_s"].dtype == float and (df["duration_s"] > 0).all()
+
+    other = tmp_path / "other.db"
+    MlflowTracker(f"sqlite:///{other}").client.search_experiments()     # a store, not this study's
+    res = invoke("export", "two-goals", "-o", str(path), "--storage", stores.optuna_url,
+                 "--tracking-uri", f"sqlite:///{other}")
+    assert res.exit_code == 2 and res.output.strip().splitlines() == [
+        f"error: study 'two-goals': no parent run in sqlite:///{other}; "
+        "pass the --tracking-uri the study ran with"]
