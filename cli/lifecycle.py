@@ -74,6 +74,8 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
                   "trials finished, nothing to resume (--trials N raises the budget)", markup=True)
         print_best(s, cfg)
         return
+    from search.tracking import check_store_exists
+    check_store_exists(cfg.tracking.uri)    # moved or mistyped: not a new store, a second parent run
     out.print(f"resuming study [bold]{escape(cfg.study)}[/bold]: {done} of "
               f"{cfg.search.trials} trials finished", markup=True)
     drive(cfg, resume=True, done=done)

@@ -100,7 +100,8 @@ def test_tables_keep_names_whole_in_a_pipe_and_a_narrow_terminal(stores, monkeyp
 def test_reading_commands_do_not_create_a_missing_mlflow_store(stores, tmp_path):
     """A wrong path to the MLflow store (a typo, another directory) is one line,
     exit 2: reading commands used to create an empty store there and then report
-    a run not found, or (`ui`) serve the empty store."""
+    a run not found, or (`ui`) serve the empty store; `resume` made a second
+    parent run there."""
     cfg = parse_config(small_config("here", stores, trials=1))
     StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run()
     missing = tmp_path / "typo" / "mlflow.db"
@@ -112,7 +113,9 @@ def test_reading_commands_do_not_create_a_missing_mlflow_store(stores, tmp_path)
                  ["replay", run_id, "--tracking-uri", uri],
                  ["export", "here", "-o", str(tmp_path / "x.csv"), "--storage", stores.optuna_url,
                   "--tracking-uri", uri],
-                 ["final", "here", "--storage", stores.optuna_url, "--tracking-uri", uri]):
+                 ["final", "here", "--storage", stores.optuna_url, "--tracking-uri", uri],
+                 ["resume", "here", "--storage", stores.optuna_url, "--tracking-uri", uri,
+                  "--trials", "2"]):
         res = invoke(*args)
         assert res.exit_code == 2, (args, res.output)
         assert res.output.strip().splitlines() == [
