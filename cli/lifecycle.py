@@ -141,7 +141,7 @@ def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     for k, v in sorted(record["metrics"].items()):
         table.add_row(k, f"{v:.4f}")
     out.print(table)
-    out.print(f"registered model '{study}' version {record['model_version']} "
+    out.print(f"registered model '{record['model_name']}' version {record['model_version']} "
               f"(run {record['run_id']})")
 
 

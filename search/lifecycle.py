@@ -23,7 +23,7 @@ from search.config import (StudyConfig, apply_overrides, check_semantics, check_
 from search.driver import ENDED, trial_seed
 from search.executors import failed
 from search.strategies import make_pruner, make_sampler
-from search.tracking import MlflowTracker
+from search.tracking import MlflowTracker, model_name_for
 
 INTERRUPTED = "interrupted: the driver stopped while this trial ran; failed on resume"
 FINAL_ATTR = "final_test"                 # Optuna study user attr and parent run tag prefix
@@ -211,10 +211,11 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False) -> di
     result = train_final(spec)
     run_id, version = tracker.log_final(parent, spec.params,
                                         {**result.test_metrics, **result.train_metrics},
-                                        result.artifacts, model_name=cfg.study,
+                                        result.artifacts, model_name=model_name_for(cfg.study),
                                         best_trial=spec.trial_number)
     evaluations = (previous or {}).get("evaluations", 0) + 1
-    record = {"run_id": run_id, "model_version": version, "trial": spec.trial_number,
+    record = {"run_id": run_id, "model_name": model_name_for(cfg.study), "model_version": version,
+              "trial": spec.trial_number,
               "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "metrics": dict(result.test_metrics), "evaluations": evaluations}
     study.set_user_attr(FINAL_ATTR, record)

@@ -254,6 +254,12 @@ class MlflowTracker:
             self.client.log_artifacts(run_id, tmp)
 
 
+def model_name_for(study: str) -> str:
+    """The registered model a study's final model is a version of: the study's
+    name, less what MLflow refuses in model names ('/' and ':' become '-')."""
+    return study.replace("/", "-").replace(":", "-")
+
+
 def ui_command(uri: str) -> str:
     """The command that opens the MLflow UI on this store, on 127.0.0.1."""
     if uri.startswith(("http://", "https://")):

@@ -250,3 +250,18 @@ def test_resume_from_another_directory_keeps_to_the_study_stores(tmp_path):
     parent, children = study_runs(f"sqlite:///{here / 'mlflow.db'}", "moved")
     assert len(children) == 3
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+
+
+@pytest.mark.slow
+def test_final_registers_a_study_whose_name_mlflow_refuses_for_models(stores):
+    """MLflow allows '/' in experiment names but not in model names: `final` traced
+    back after it had logged its run, and so without recording the evaluation."""
+    run_study(small_config("team/digits:v1", stores, trials=1))
+    res = invoke("final", "team/digits:v1", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    assert "registered model 'team-digits-v1' version 1" in res.output
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    assert [v.version for v in client.search_model_versions("name='team-digits-v1'")] == [1]
+    record = optuna.load_study(study_name="team/digits:v1", storage=stores.optuna_url).user_attrs[
+        "final_test"]
+    assert record["model_name"] == "team-digits-v1" and record["evaluations"] == 1
