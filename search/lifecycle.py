@@ -24,6 +24,7 @@ from search.driver import ENDED, trial_seed
 from search.executors import failed
 from search.strategies import make_pruner, make_sampler
 from search.tracking import MlflowTracker, model_name_for
+from search.writer import TrackingError
 
 INTERRUPTED = "interrupted: the driver stopped while this trial ran; failed on resume"
 FINAL_ATTR = "final_test"                 # Optuna study user attr and parent run tag prefix
@@ -209,16 +210,21 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False) -> di
     parent = tracker.parent_of(cfg.study)       # before the test set is touched
     spec = best_spec(study, cfg)
     result = train_final(spec)
-    run_id, version = tracker.log_final(parent, spec.params,
-                                        {**result.test_metrics, **result.train_metrics},
-                                        result.artifacts, model_name=model_name_for(cfg.study),
-                                        best_trial=spec.trial_number)
+    model_name = model_name_for(cfg.study)
+    run_id, version, unregistered = tracker.log_final(
+        parent, spec.params, {**result.test_metrics, **result.train_metrics}, result.artifacts,
+        model_name=model_name, best_trial=spec.trial_number)
     evaluations = (previous or {}).get("evaluations", 0) + 1
-    record = {"run_id": run_id, "model_name": model_name_for(cfg.study), "model_version": version,
+    record = {"run_id": run_id, "model_name": model_name, "model_version": version,
               "trial": spec.trial_number,
               "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "metrics": dict(result.test_metrics), "evaluations": evaluations}
+    # Recorded whatever the registry said: the test set has been looked at.
     study.set_user_attr(FINAL_ATTR, record)
     tracker.set_tags(parent, {f"{FINAL_ATTR}.run_id": run_id,
                               f"{FINAL_ATTR}.evaluations": record["evaluations"]})
+    if unregistered:
+        raise TrackingError(f"tracking.uri: the final run {run_id} is logged and its test "
+                            f"evaluation recorded, but the model registry refused model "
+                            f"'{model_name}': {unregistered}")
     return record

@@ -215,9 +215,13 @@ class MlflowTracker:
         self.client.log_batch(run_id, tags=[self._e.RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_final(self, parent: str, params: Mapping[str, Any], metrics: Mapping[str, float],
-                  files: Mapping[str, bytes], model_name: str, best_trial: int) -> tuple[str, str]:
+                  files: Mapping[str, bytes], model_name: str,
+                  best_trial: int) -> tuple[str, str | None, str | None]:
         """The final model: a `final` run nested under the study, its checkpoint
-        registered as a new version of the registered model `model_name`."""
+        registered as a new version of the registered model `model_name`.
+        (run id, model version, None), or (run id, None, why) when the run was
+        logged but the registry refused the model: the test set was looked at
+        either way, which the caller records."""
         exp = self.client.get_run(parent).info.experiment_id
         run = self.client.create_run(exp, run_name="final", tags={
             "mlflow.parentRunId": parent, ROLE_TAG: "final", "best_trial": str(best_trial)})
@@ -229,13 +233,16 @@ class MlflowTracker:
                                  for k, v in files.items()})
         self.client.set_terminated(run_id, status="FINISHED")
         try:
-            self.client.get_registered_model(model_name)
-        except Exception:  # noqa: BLE001 - not registered yet
-            self.client.create_registered_model(model_name)
-        version = self.client.create_model_version(
-            model_name, source=f"{run.info.artifact_uri}/model", run_id=run_id,
-            tags={k: str(v) for k, v in metrics.items() if k.startswith("test_")})
-        return run_id, str(version.version)
+            try:
+                self.client.get_registered_model(model_name)
+            except Exception:  # noqa: BLE001 - not registered yet
+                self.client.create_registered_model(model_name)
+            version = self.client.create_model_version(
+                model_name, source=f"{run.info.artifact_uri}/model", run_id=run_id,
+                tags={k: str(v) for k, v in metrics.items() if k.startswith("test_")})
+        except Exception as e:  # noqa: BLE001 - e.g. a server without a model registry
+            return run_id, None, first_line(e)
+        return run_id, str(version.version), None
 
     def _log_files(self, run_id: str, files: Mapping[str, bytes | str]) -> None:
         if not files:

@@ -253,9 +253,10 @@ def test_resume_from_another_directory_keeps_to_the_study_stores(tmp_path):
 
 
 @pytest.mark.slow
-def test_final_registers_a_study_whose_name_mlflow_refuses_for_models(stores):
+def test_final_registers_a_study_whose_name_mlflow_refuses_for_models(stores, monkeypatch):
     """MLflow allows '/' in experiment names but not in model names: `final` traced
-    back after it had logged its run, and so without recording the evaluation."""
+    back after it had logged its run, and so without recording the evaluation.
+    Whatever the registry refuses, the evaluation is recorded."""
     run_study(small_config("team/digits:v1", stores, trials=1))
     res = invoke("final", "team/digits:v1", "--storage", stores.optuna_url)
     assert res.exit_code == 0, res.output
@@ -265,3 +266,13 @@ def test_final_registers_a_study_whose_name_mlflow_refuses_for_models(stores):
     record = optuna.load_study(study_name="team/digits:v1", storage=stores.optuna_url).user_attrs[
         "final_test"]
     assert record["model_name"] == "team-digits-v1" and record["evaluations"] == 1
+
+    import search.lifecycle
+    monkeypatch.setattr(search.lifecycle, "model_name_for", lambda name: name)     # refused
+    res = invoke("final", "team/digits:v1", "--storage", stores.optuna_url, "--force")
+    assert res.exit_code == 1
+    assert res.output.startswith("error: tracking.uri: the final run ") and "refused model " \
+        "'team/digits:v1': Invalid model name" in res.output
+    record = optuna.load_study(study_name="team/digits:v1", storage=stores.optuna_url).user_attrs[
+        "final_test"]
+    assert record["evaluations"] == 2 and record["model_version"] is None
