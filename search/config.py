@@ -152,15 +152,24 @@ def check_unmasked(cfg: StudyConfig) -> None:
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{path}: a directory; give a study config file (YAML)")
     if not p.is_file():
         raise UserError(f"{path}: no such study config file")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file; a study config is YAML (UTF-8)") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it: {e.strerror or e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise UserError(f"{path}: malformed YAML{where}: {problem}") from None
+    if raw is None:
+        raise UserError(f"{path}: the file is empty; a study config is a YAML mapping "
+                        "(see studies/quickstart.yaml)")
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a study config must be a YAML mapping, got {type(raw).__name__}")
     return raw

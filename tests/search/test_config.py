@@ -1,6 +1,8 @@
 """Study config validation: one-line errors naming the key and what is valid."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from models.errors import UserError
@@ -149,6 +151,16 @@ def test_missing_file_and_malformed_yaml(tmp_path, write_config):
     bad = write_config("study: x\nmodel: [mlp\n", name="bad.yaml")
     with pytest.raises(UserError, match=r"malformed YAML \(line \d+, column \d+\)"):
         load_config(bad)
+    # A directory, a binary file, an empty file: named as such (the binary traced back).
+    binary = tmp_path / "model.pt"
+    binary.write_bytes(bytes(range(256)))
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    for path, message in ((tmp_path, "a directory; give a study config file (YAML)"),
+                          (binary, "not a text file; a study config is YAML (UTF-8)"),
+                          (empty, "the file is empty; a study config is a YAML mapping")):
+        with pytest.raises(UserError, match="^" + re.escape(f"{path}: {message}")):
+            load_config(path)
 
 
 def test_overrides_parse_values_as_yaml():
