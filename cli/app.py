@@ -105,13 +105,13 @@ def run(config: Path = ConfigArg,
                     parallel=_parallel(parallel), ray_address=ray_address,
                     warm_start=warm_start)
         from cli.progress import StudyProgress
-        from search.driver import StudyDriver, check_name_free
+        from search.driver import StudyDriver, check_stores
         from search.executors import make_executor
         from search.tracking import ui_command
         from search.warmstart import warm_start_trials
 
         warm = warm_start_trials(cfg)       # an incompatible study fails before any store opens
-        check_name_free(cfg)
+        check_stores(cfg)
         out.print(f"study [bold]{escape(cfg.study)}[/bold]: {cfg.model} on {cfg.data.name}, "
                   f"{cfg.search.strategy} search, {cfg.search.trials} trials, "
                   f"{cfg.resources.executor} executor", markup=True)

@@ -216,12 +216,14 @@ def ui(tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking UR
        port: Optional[int] = typer.Option(None, help="Port on 127.0.0.1.",
                                           show_default="5000, or the next free one")) -> None:
     """Start the MLflow UI on 127.0.0.1 for a store and print its URL."""
+    from search.store_template import check_kind
     from search.tracking import check_store_exists, ui_argv
     uri = tracking_uri or DEFAULT.uri
     if uri.startswith(("http://", "https://")):
         out.print(f"the store is an MLflow server already: {without_password(uri)}")
         return
     check_store_exists(uri, "--tracking-uri")       # not an empty store, served as if it were one
+    check_kind(uri, "mlflow")                       # MLflow would migrate an Optuna file
     port = _ui_port(port)
     out.print(f"MLflow UI: http://127.0.0.1:{port}  (Ctrl-C stops it)", soft_wrap=True)
     sys.stdout.flush()

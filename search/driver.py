@@ -93,15 +93,18 @@ def _taken(cfg: StudyConfig) -> UserError:
                      f"hypersweep resume {cfg.study} [--trials N]")
 
 
-def check_name_free(cfg: StudyConfig) -> None:
-    """Fail at once when the study exists already, before Ray starts (seconds) and
-    the progress bar shows. A quick look that never writes: no schema check, no
-    tables created, a SQLite file not there is not created. Whatever this cannot
-    read, `create_study` opens properly and reports."""
+def check_stores(cfg: StudyConfig) -> None:
+    """Fail at once, before Ray starts (seconds) and the progress bar shows, when a
+    store file is the other kind of store (the MLflow and Optuna files sit side by
+    side) or the study exists already. A quick look that never writes: no schema
+    check, no tables created, a SQLite file not there is not created. Whatever
+    this cannot read, `create_study` opens properly and reports."""
+    store_template.check_kind(cfg.tracking.uri, "mlflow")
     url = cfg.tracking.storage
     db = store_template.sqlite_file(url)
     if db is not None and not db.exists():
         return
+    store_template.check_kind(url, "optuna")
     try:
         storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True,
                                              skip_table_creation=True)
@@ -126,6 +129,8 @@ def create_study(cfg: StudyConfig) -> optuna.Study:
                 optuna.storages.RDBStorage(url, skip_compatibility_check=True,
                                            skip_table_creation=True) if copied else url)
         existing = [s.study_name for s in storage.get_all_studies()]
+    except UserError:
+        raise                       # the file is another kind of store (new_store)
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
         raise UserError(f"tracking.storage: cannot open {without_password(url)!r}: "
                         f"{first_line(e)}") from None

@@ -36,11 +36,12 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 def study_names(storage: str) -> list[str]:
     """The studies in a storage, or a one-line error when it cannot be opened. A
     SQLite file that is not there holds no study, and is not created by looking."""
-    from search.store_template import sqlite_file
+    from search.store_template import check_kind, sqlite_file
 
     db = sqlite_file(storage)
     if db is not None and not db.exists():
         return []
+    check_kind(storage, "optuna")
     try:
         return optuna.study.get_all_study_names(storage)
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server

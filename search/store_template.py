@@ -43,12 +43,44 @@ def template_path(kind: str) -> Path:
     return cache_dir() / f"{kind}-{version}-empty.db"
 
 
+# kind -> (its config key, the tables that mark a store of that kind)
+_MARKS = {"optuna": ("tracking.storage", {"studies", "version_info"}),
+          "mlflow": ("tracking.uri", {"experiments", "runs"})}
+_NAMES = {"optuna": "an Optuna storage", "mlflow": "an MLflow store"}
+
+
+def check_kind(uri: str, kind: str) -> None:
+    """A one-line error when `uri` is an existing SQLite file that is not a `kind`
+    store: the MLflow and Optuna files sit side by side, and the library would
+    add its tables to the other's database (and then fail on its schema)."""
+    from models.errors import UserError
+
+    db = sqlite_file(uri)
+    if db is None or is_new(db):
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)) as c:
+            tables = {row[0] for row in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as e:
+        key, _ = _MARKS[kind]
+        raise UserError(f"{key}: {db.absolute()} is not a SQLite database ({e})") from None
+    key, marks = _MARKS[kind]
+    if not tables or marks <= tables:
+        return
+    other = next((k for k, (_, m) in _MARKS.items() if k != kind and m <= tables), None)
+    what = _NAMES[other] if other else f"a database of other tables ({', '.join(sorted(tables)[:4])}, ...)"
+    raise UserError(f"{key}: {db.absolute()} is {what}, not {_NAMES[kind]}; give the {kind} file "
+                    f"({'sqlite:///optuna.db' if kind == 'optuna' else 'sqlite:///mlflow.db'} by default)")
+
+
 @contextlib.contextmanager
 def new_store(uri: str, kind: str) -> Iterator[bool]:
     """Around the code that first opens the `kind` store at `uri`: a SQLite file that
     does not exist yet starts as a copy of the template (the block is told whether
     it did: then its schema is the installed version's); one the library creates
-    from nothing inside the block is saved as the template after it."""
+    from nothing inside the block is saved as the template after it. A file of
+    another kind is refused (`check_kind`)."""
+    check_kind(uri, kind)
     db = sqlite_file(uri)
     new = is_new(db)
     seeded = new and seed(db, kind)

@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 
 from models.errors import UserError, first_line
+from search import store_template
 from search.config import StudyConfig, without_password
 from search.strategies import describe_distribution, in_distribution
 from spaces import Space, distributions, parse_space
@@ -43,6 +44,7 @@ def warm_start_trials(cfg: StudyConfig, space: Space | None = None) -> list[optu
 def _load(name: str, storage: str, key: str) -> optuna.Study:
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
         raise UserError(f"{key} {name}: no study storage at {without_password(storage)}")   # don't create one
+    store_template.check_kind(storage, "optuna")
     try:
         names = optuna.study.get_all_study_names(storage)
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server

@@ -31,7 +31,7 @@ import traceback
 from typing import Any, BinaryIO, Callable, Iterator
 
 from models.errors import UserError
-from search import heap
+from search import heap, store_template
 from search.config import without_password
 from search.net import http_unreachable
 
@@ -76,6 +76,7 @@ class TrackingWriter:
         or, with `wait`, now: a UserError naming `tracking.uri`, before the caller
         writes anything elsewhere."""
         self.uri = uri
+        store_template.check_kind(uri, "mlflow")     # here: the child would only wrap it
         if wait:            # MLflow's client retries a dead server for minutes
             why = http_unreachable(uri)
             if why:

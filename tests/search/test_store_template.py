@@ -111,3 +111,52 @@ def test_only_sqlite_files_are_seeded() -> None:
     for uri in ("sqlite:///:memory:", "http://127.0.0.1:5000", "postgresql://u@h/db",
                 "file:///tmp/mlruns"):
         assert store_template.sqlite_file(uri) is None
+
+
+def test_a_store_of_the_other_kind_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """The MLflow and Optuna files sit side by side: given the MLflow file as the
+    Optuna storage (or the other way round), the library added its tables to it
+    and then failed on the other's schema version. Now one line, before it opens."""
+    import subprocess
+    import sys
+
+    import optuna
+
+    from models.errors import UserError
+
+    mlflow_db, optuna_db, other = (tmp_path / n for n in ("mlflow.db", "optuna.db", "other.db"))
+    MlflowTracker(f"sqlite:///{mlflow_db}").client.search_experiments()
+    optuna.storages.RDBStorage(f"sqlite:///{optuna_db}")
+    with sqlite3.connect(other) as c:
+        c.execute("CREATE TABLE notes (text)")
+    (tmp_path / "junk.db").write_bytes(b"not a database, but not empty either" * 100)
+
+    def tables(db: Path) -> set[str]:
+        with sqlite3.connect(db) as c:
+            return {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    before = {db: tables(db) for db in (mlflow_db, optuna_db)}
+    store_template.check_kind(f"sqlite:///{mlflow_db}", "mlflow")        # the right kinds pass
+    store_template.check_kind(f"sqlite:///{optuna_db}", "optuna")
+    store_template.check_kind(f"sqlite:///{tmp_path / 'new.db'}", "optuna")
+    for uri, kind, message in (
+            (f"sqlite:///{mlflow_db}", "optuna",
+             f"tracking.storage: {mlflow_db} is an MLflow store, not an Optuna storage"),
+            (f"sqlite:///{optuna_db}", "mlflow",
+             f"tracking.uri: {optuna_db} is an Optuna storage, not an MLflow store"),
+            (f"sqlite:///{other}", "optuna",
+             f"tracking.storage: {other} is a database of other tables (notes, ...)"),
+            (f"sqlite:///{tmp_path / 'junk.db'}", "mlflow",
+             f"tracking.uri: {tmp_path / 'junk.db'} is not a SQLite database")):
+        with pytest.raises(UserError) as e:
+            store_template.check_kind(uri, kind)
+        assert str(e.value).startswith(message)
+
+    # As the commands meet it: one line, exit 2, both files as they were.
+    exe = str(Path(sys.executable).with_name("hypersweep"))
+    for args in (["studies", "--storage", f"sqlite:///{mlflow_db}"],
+                 ["ui", "--tracking-uri", f"sqlite:///{optuna_db}"]):
+        res = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+        assert " is an " in res.stderr and "Traceback" not in res.stderr
+    assert {db: tables(db) for db in (mlflow_db, optuna_db)} == before
