@@ -93,6 +93,10 @@ def make_executor(cfg) -> Executor:
             executor.notes.append(
                 f"resources.parallel: {cfg.resources.parallel} applies to the ray executor; "
                 "the serial executor runs one trial at a time")
+        if cfg.resources.gpus_per_trial > 0:
+            executor.notes.append(
+                f"resources.gpus_per_trial: {cfg.resources.gpus_per_trial:g} applies to the ray "
+                "executor; the serial executor trains on the CPU")
         return executor
     if cfg.resources.executor == "ray":
         from search.ray_executor import RayExecutor    # the only module importing Ray

@@ -86,8 +86,9 @@ def test_nonfinite_objective_fails_the_trial(stores):
     assert study.trials[0].user_attrs["reason"] == "objective val_accuracy is nan"
 
 
-def test_the_serial_executor_says_it_runs_one_trial_at_a_time(stores):
-    """`parallel: 2` with `executor: serial` ran one trial at a time without a word."""
+def test_the_serial_executor_says_it_runs_one_trial_at_a_time_on_the_cpu(stores):
+    """`parallel: 2` or `gpus_per_trial` with `executor: serial` were ignored without
+    a word: it runs one trial at a time, on the CPU."""
     from search.executors import make_executor
     cfg = small_config("one-at-a-time", stores)
     notes = {}
@@ -99,3 +100,7 @@ def test_the_serial_executor_says_it_runs_one_trial_at_a_time(stores):
     assert notes[2] == (1, ["resources.parallel: 2 applies to the ray executor; the serial "
                             "executor runs one trial at a time"])
     assert notes["auto"] == (1, [])        # as many as it can run: one
+    cfg["resources"] = {"executor": "serial", "gpus_per_trial": 0.5}
+    assert make_executor(parse_config(cfg)).notes == [
+        "resources.gpus_per_trial: 0.5 applies to the ray executor; the serial executor "
+        "trains on the CPU"]
