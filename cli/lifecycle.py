@@ -32,13 +32,15 @@ def _study(name: str, storage: Optional[str]):
 
 def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
     """Run (or resume, `done` trials in) a study with the progress display, then
-    print the best trials."""
+    print the best trials. A new study is a rerun's, named by --name."""
     from cli.progress import StudyProgress
-    from search.driver import StudyDriver
+    from search.driver import StudyDriver, check_stores
     from search.executors import make_executor
     from search.tracking import ui_command
     from search.writer import TrackingWriter
 
+    if not resume:
+        check_stores(cfg, rename="--name NAME")     # a taken name fails before Ray starts
     with TrackingWriter(cfg.tracking.uri) as tracker:
         with StudyProgress(out, cfg, done=done) as progress:
             executor = make_executor(cfg)

@@ -86,19 +86,20 @@ def data_dict(cfg: StudyConfig) -> dict[str, Any]:
     return {**{k: v for k, v in d.items() if k != "options"}, **d["options"]}
 
 
-def _taken(cfg: StudyConfig) -> UserError:
+def _taken(cfg: StudyConfig, rename: str = "--set study=NAME") -> UserError:
     return UserError(f"study: '{cfg.study}' already exists in "
                      f"{without_password(cfg.tracking.storage)}; choose another name "
-                     f"(--set study=NAME) or another --storage, or continue it: "
+                     f"({rename}) or another --storage, or continue it: "
                      f"hypersweep resume {cfg.study} [--trials N]")
 
 
-def check_stores(cfg: StudyConfig) -> None:
+def check_stores(cfg: StudyConfig, rename: str = "--set study=NAME") -> None:
     """Fail at once, before Ray starts (seconds) and the progress bar shows, when a
     store file is the other kind of store (the MLflow and Optuna files sit side by
     side) or the study exists already. A quick look that never writes: no schema
     check, no tables created, a SQLite file not there is not created. Whatever
-    this cannot read, `create_study` opens properly and reports."""
+    this cannot read, `create_study` opens properly and reports. `rename`: how the
+    command changes the study's name."""
     store_template.check_kind(cfg.tracking.uri, "mlflow")
     url = cfg.tracking.storage
     db = store_template.sqlite_file(url)
@@ -115,7 +116,7 @@ def check_stores(cfg: StudyConfig) -> None:
     except Exception:  # noqa: BLE001 - create_study reports it, with the full check
         return
     if cfg.study in names:
-        raise _taken(cfg)
+        raise _taken(cfg, rename)
 
 
 def create_study(cfg: StudyConfig) -> optuna.Study:

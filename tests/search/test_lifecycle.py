@@ -167,6 +167,11 @@ def test_rerun_by_name_and_by_run_id_reproduces_every_trial(stores, write_config
     assert len({str(p) for p, _, _ in first}) == 3
     for name in ("orig-rerun-1", "orig-rerun-2"):
         assert curves(stores.mlflow_uri, name, stores.optuna_url) == first
+    # A name taken already: refused before anything starts, naming rerun's option.
+    res = invoke("rerun", "orig", "--storage", stores.optuna_url, "--name", "orig-rerun-1")
+    assert res.exit_code == 2
+    assert res.output.splitlines()[-1].startswith(
+        "error: study: 'orig-rerun-1' already exists in ") and "(--name NAME)" in res.output
 
 
 def test_replay_reproduces_a_trial_exactly(stores):
