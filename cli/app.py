@@ -123,7 +123,8 @@ def run(config: Path = ConfigArg,
                                  on_trial_end=progress.update, warm_trials=warm)
             outcome = driver.run()
         print_best(outcome.study, cfg)
-        print_importances(outcome.importances)
+        print_importances(outcome.importances, sum(
+            t.state.name == "COMPLETE" for t in outcome.study.get_trials(deepcopy=False)))
         out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}",
                   soft_wrap=True)
     stopped(outcome)
@@ -216,11 +217,17 @@ def print_best(study, cfg, top: int = 5) -> None:
     out.print(table)
 
 
-def print_importances(importances: dict[str, dict[str, float]]) -> None:
-    """fANOVA importances, one table per objective (already sorted, largest first)."""
+FEW_TRIALS = 10     # fANOVA's forest over fewer complete trials than this is a rough guide
+
+
+def print_importances(importances: dict[str, dict[str, float]], complete: int) -> None:
+    """fANOVA importances, one table per objective (already sorted, largest first),
+    saying over how many complete trials: over a handful the shares are noise."""
+    few = f"; a rough guide below {FEW_TRIALS}" if complete < FEW_TRIALS else ""
     for metric, per in importances.items():
         # A title would wrap to the narrow table's width; a header line does not.
-        out.print(f"\nparameter importance ({metric}, fANOVA):")
+        out.print(f"\nparameter importance ({metric}, fANOVA over {complete} complete "
+                  f"trials{few}):")
         table = Table("parameter", "importance")
         for name, share in per.items():
             table.add_row(name, f"{share:.3f}")
