@@ -424,6 +424,13 @@ def check_objectives(cfg: StudyConfig, metrics: list[str], single_only: set[str]
     objs, listed = cfg.search.objectives, isinstance(cfg.search.objective, list)
     if not objs:
         raise UserError("search.objective: an empty list; give a metric and a direction")
+    if "objective" not in cfg.search.model_fields_set and objs[0].metric not in metrics:
+        # The default is classification's: say so, rather than blame a key not written.
+        loss = "val_loss" if "val_loss" in metrics else metrics[0]
+        raise UserError(f"search.objective: not set, and the default ({objs[0].metric}) is not "
+                        f"a metric of this model's task; set one, e.g. search.objective: "
+                        f"{{metric: {loss}, direction: minimize}}; valid metrics: "
+                        f"{', '.join(metrics)}")
     for i, obj in enumerate(objs):
         key = "search.objective" + (f"[{i}]" if listed else "")
         if obj.metric not in metrics:

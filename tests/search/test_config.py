@@ -294,3 +294,16 @@ def test_relative_files_are_made_absolute_where_the_command_runs(write_config, t
         assert absolute_url(url) == url
     assert absolute_url("sqlite+pysqlite:///x.db") == f"sqlite+pysqlite:///{tmp_path}/x.db"
     assert absolute_url("file:mlruns") == absolute_url("./mlruns") == (tmp_path / "mlruns").as_uri()
+
+
+def test_a_missing_objective_for_a_task_without_accuracy_says_it_was_not_set(write_config):
+    """The default objective is classification's val_accuracy: for another task the
+    error named a key the config does not have."""
+    raw = {"study": "ae", "model": "autoencoder", "data": {"name": "digits"}, "params": {"epochs": 1}}
+    msg = error_for(write_config, raw)
+    assert msg.startswith("search.objective: not set, and the default (val_accuracy) is not a "
+                          "metric of this model's task; set one, e.g. search.objective: "
+                          "{metric: val_loss, direction: minimize}; valid metrics: ")
+    assert "val_mse" in msg
+    raw["search"] = {"objective": {"metric": "val_loss", "direction": "minimize"}}
+    assert load_config(write_config(raw)).search.objectives[0].metric == "val_loss"
