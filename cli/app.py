@@ -145,8 +145,8 @@ def validate(config: Path = ConfigArg, set_: Optional[List[str]] = SetOpt) -> No
 
 @app.command()
 @user_errors
-def models(name: Optional[str] = typer.Argument(None, help="A builder: show it in full.", metavar="NAME",
-                                                 show_default=False)) -> None:
+def models(name: Optional[str] = typer.Argument(None, help="A builder: show it in full.",
+                                                 metavar="NAME", show_default=False)) -> None:
     """List the model builders (task, variants, hyperparameters), or show one in full."""
     from models.registry import builder_names, get_builder
     if name is not None:

@@ -77,7 +77,8 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
         print_best(s, cfg)
         return
     from search.tracking import check_store_exists
-    check_store_exists(cfg.tracking.uri)    # moved or mistyped: not a new store, a second parent run
+    # Moved or mistyped: not a new store with a second parent run in it.
+    check_store_exists(cfg.tracking.uri)
     out.print(f"resuming study [bold]{escape(cfg.study)}[/bold]: {done} of "
               f"{cfg.search.trials} trials finished", markup=True)
     drive(cfg, resume=True, done=done)

@@ -89,7 +89,8 @@ def make_executor(cfg) -> Executor:
     if cfg.resources.executor == "serial":
         threads = max(1, int(cfg.resources.cpus_per_trial))
         executor = SerialExecutor(threads=threads)
-        if cfg.resources.parallel != "auto" and cfg.resources.parallel > 1:     # auto: as many as it can
+        # auto: as many as it can run, which is one
+        if cfg.resources.parallel != "auto" and cfg.resources.parallel > 1:
             executor.notes.append(
                 f"resources.parallel: {cfg.resources.parallel} applies to the ray executor; "
                 "the serial executor runs one trial at a time")

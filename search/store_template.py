@@ -59,8 +59,10 @@ def check_kind(uri: str, kind: str) -> None:
     if db is None or is_new(db):
         return
     try:
-        with contextlib.closing(sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)) as c:
-            tables = {row[0] for row in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        read_only = f"{db.absolute().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(read_only, uri=True)) as c:
+            tables = {row[0] for row in
+                      c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as e:
         key, _ = _MARKS[kind]
         raise UserError(f"{key}: {db.absolute()} is not a SQLite database ({e})") from None
@@ -68,9 +70,11 @@ def check_kind(uri: str, kind: str) -> None:
     if not tables or marks <= tables:
         return
     other = next((k for k, (_, m) in _MARKS.items() if k != kind and m <= tables), None)
-    what = _NAMES[other] if other else f"a database of other tables ({', '.join(sorted(tables)[:4])}, ...)"
-    raise UserError(f"{key}: {db.absolute()} is {what}, not {_NAMES[kind]}; give the {kind} file "
-                    f"({'sqlite:///optuna.db' if kind == 'optuna' else 'sqlite:///mlflow.db'} by default)")
+    what = (_NAMES[other] if other
+            else f"a database of other tables ({', '.join(sorted(tables)[:4])}, ...)")
+    default = "sqlite:///optuna.db" if kind == "optuna" else "sqlite:///mlflow.db"
+    raise UserError(f"{key}: {db.absolute()} is {what}, not {_NAMES[kind]}; give the {kind} "
+                    f"file ({default} by default)")
 
 
 @contextlib.contextmanager

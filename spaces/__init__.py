@@ -21,6 +21,6 @@ from spaces.optuna_bridge import distributions, suggest
 
 __all__ = [
     "KINDS", "Categorical", "Conditional", "Fixed", "Float", "Int", "Param", "Space",
-    "axis", "check_against", "describe", "distributions", "grid", "grid_point", "grid_size", "kind_name",
-    "param_names", "parse_space", "suggest", "to_raw", "walk",
+    "axis", "check_against", "describe", "distributions", "grid", "grid_point", "grid_size",
+    "kind_name", "param_names", "parse_space", "suggest", "to_raw", "walk",
 ]
