@@ -125,6 +125,12 @@ def platform_overhead(trials: int, epochs: int, repeat: int = 3) -> dict:
             "ratios": [a / b for a, b in zip(hs, plain)]}
 
 
+def _seconds(rest_s: float) -> str:
+    """The per-study part of the split; below zero it is within the rounds' noise
+    (the per-epoch part, from the longer runs, took all the extra time and more)."""
+    return f"{rest_s:.1f} s" if rest_s >= 0 else f"none measurable ({rest_s:.1f} s: within the noise)"
+
+
 def split_overhead(short: dict, long: dict, trials: int, epochs: tuple[int, int]) -> dict:
     """Extra seconds = fixed + trials * (per_trial + epochs * per_epoch); with two
     lengths and the per-trial part taken as epoch-free, solve for both parts."""
@@ -322,7 +328,7 @@ def run(quick: bool = False) -> str:
         |---|---|---|
         {overhead_row(short, epochs[0])}
         {overhead_row(long, epochs[1])}
-        | overhead split: per study (start-up, stores, report) + per trial, and per epoch | {split['rest_s']:.1f} s for the study and its {n} trials; {split['per_epoch_ms']:.1f} ms per epoch | |
+        | overhead split: per study (start-up, stores, report) + per trial, and per epoch | {_seconds(split['rest_s'])} for the study and its {n} trials; {split['per_epoch_ms']:.1f} ms per epoch | |
         | parallel scaling: `parallel: 2` (Ray) vs serial, {scale_n} trials x {epochs[0]} epochs, end to end (each in a new process; serial from its executor's start, imports included; Ray after its start-up, {scale['ray_startup_s']:.1f} s) | {scale['speedup']:.2f}x ({scale['serial_s']:.1f} s / {scale['ray_s']:.1f} s) | >= 1.7x |
         | parallel scaling, steady state (after each worker's first trial) | {scale['steady_speedup']:.2f}x ({scale['ray_steady_per_s']:.2f} vs {scale['serial_steady_per_s']:.2f} trials/s) | >= 1.7x |
         | parallel scaling, {scale_n} trials x {scale_long_epochs} epochs, end to end | {scale_long['speedup']:.2f}x ({scale_long['serial_s']:.1f} s / {scale_long['ray_s']:.1f} s); steady state {scale_long['steady_speedup']:.2f}x | >= 1.7x |
