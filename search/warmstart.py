@@ -7,8 +7,6 @@ incompatible, which is a user error before anything is written.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import optuna
 
 from models.errors import UserError, first_line
@@ -42,8 +40,9 @@ def warm_start_trials(cfg: StudyConfig, space: Space | None = None) -> list[optu
 
 
 def _load(name: str, storage: str, key: str) -> optuna.Study:
-    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
-        raise UserError(f"{key} {name}: no study storage at {without_password(storage)}")   # don't create one
+    db = store_template.sqlite_file(storage)
+    if db is not None and not db.is_file():         # not created by looking
+        raise UserError(f"{key} {name}: no study storage at {without_password(storage)}")
     store_template.check_kind(storage, "optuna")
     try:
         names = optuna.study.get_all_study_names(storage)

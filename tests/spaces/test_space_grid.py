@@ -90,15 +90,18 @@ def test_branches_cross_the_other_params_but_not_each_other():
     assert grid(space, 3) == points
 
 
+NESTED_SPACE = """
+model:
+  choice:
+    cnn:
+      block: {choice: {plain: {}, residual: {k: {int: [1, 3]}}}}
+      width: {int: [8, 16], step: 8}
+    mlp: {width: {int: [8, 16], step: 8}}
+"""
+
+
 def test_nested_conditionals_and_shared_branch_names():
-    space = space_of("""
-    model:
-      choice:
-        cnn:
-          block: {choice: {plain: {}, residual: {k: {int: [1, 3]}}}}
-          width: {int: [8, 16], step: 8}
-        mlp: {width: {int: [8, 16], step: 8}}
-    """)
+    space = space_of(NESTED_SPACE)
     # cnn: (1 + 3) blocks x 2 widths = 8; mlp: 2 widths.
     assert grid_size(space, 4) == len(grid(space, 4)) == 10
 
@@ -120,15 +123,8 @@ def test_grid_points_must_be_at_least_two(bad):
         grid(space_of("lr: {uniform: [0, 1]}"), bad)
 
 
-@pytest.mark.parametrize("text", [DESIGN_SPACE, """
-model:
-  choice:
-    cnn:
-      block: {choice: {plain: {}, residual: {k: {int: [1, 3]}}}}
-      width: {int: [8, 16], step: 8}
-    mlp: {width: {int: [8, 16], step: 8}}
-lr: {loguniform: [1.0e-4, 1.0e-1]}
-"""])
+@pytest.mark.parametrize("text", [DESIGN_SPACE,
+                                  NESTED_SPACE + "lr: {loguniform: [1.0e-4, 1.0e-1]}\n"])
 def test_grid_point_is_the_point_at_that_index_of_the_grid(text):
     """Indexing the grid without building it: the same points, in the same order,
     conditionals branch by branch."""
