@@ -67,6 +67,8 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri,
                         trials=trials)
     from search.driver import ENDED, trials_run
+    from search.lease import check_not_running
+    check_not_running(s)        # its running trials are not a crash's
     done = trials_run(s)
     if done >= cfg.search.trials and s.user_attrs.get(ENDED) == "FINISHED" \
             and all(t.state.is_finished() for t in s.trials):

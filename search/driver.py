@@ -24,6 +24,7 @@ from search.executors import Executor, failed
 from search.exit import stops_as_interrupt
 from search.importance import Importances, importance_figure, importance_metrics, param_importances
 from search.intermediate import Pending
+from search.lease import Lease
 from search.report import study_files
 from search.strategies import can_prune, enqueue_initial, make_pruner, make_sampler
 from search.tracking import MlflowTracker   # or search.writer.TrackingWriter: same methods
@@ -175,7 +176,8 @@ class StudyDriver:
         launched = trials_run(study)
         held: list[tuple[int, TrialResult]] = []
         heap.release()          # the start-up is over: trials make what is collected
-        with stops_as_interrupt() as stops:         # SIGTERM stops the study as Ctrl-C does
+        # The lease tells `resume` elsewhere that this study is being run.
+        with Lease(study), stops_as_interrupt() as stops:   # SIGTERM stops it as Ctrl-C does
             try:
                 try:
                     self._run_trials(target, launched, held)

@@ -281,3 +281,35 @@ def test_final_registers_a_study_whose_name_mlflow_refuses_for_models(stores, mo
     record = optuna.load_study(study_name="team/digits:v1", storage=stores.optuna_url).user_attrs[
         "final_test"]
     assert record["evaluations"] == 2 and record["model_version"] is None
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_study_that_is_still_running(stores, write_config):
+    """`resume` while the driver still runs the study (another terminal, a job
+    thought dead) failed its running trial and ran trials beside it; the first
+    driver then died in Optuna's "Trial#0 has already finished"."""
+    cfg = small_config("live", stores, trials=3)
+    cfg["params"].update(epochs=400, batch_size=32)     # a few seconds a trial
+    proc = subprocess.Popen([sys.executable, "-m", "cli.app", "run", str(write_config(cfg))],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            try:
+                trials = optuna.load_study(study_name="live", storage=stores.optuna_url).trials
+            except KeyError:
+                continue
+            if any(t.state == RUNNING for t in trials):
+                break
+        res = invoke("resume", "live", "--storage", stores.optuna_url)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert res.exit_code == 2
+    assert res.output.startswith("error: study 'live' is running: its driver (pid ")
+    assert proc.returncode == 0, err[-2000:]
+    study = optuna.load_study(study_name="live", storage=stores.optuna_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert study.user_attrs["driver"] is None and study.user_attrs["ended"] == "FINISHED"
