@@ -73,7 +73,7 @@ def measure(trials: list[int], repeat: int) -> list[dict[str, float]]:
                 "trials": n,
                 "figures s": timed(lambda: study_figures(study), repeat),
                 "reopen s": timed(lambda: reopen_study(cfg, MlflowTracker(cfg.tracking.uri)), repeat),
-                "export s": timed(lambda: trials_frame(study, cfg.tracking.uri), repeat)})
+                "export s": timed(lambda: trials_frame(study, cfg), repeat)})
     return rows
 
 

@@ -203,7 +203,7 @@ def export(study: str = StudyArg,
         raise UserError(f"--output: {output}: no directory {output.parent}")
     s = _study(study, storage)
     cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri)
-    df = trials_frame(s, cfg.tracking.uri)
+    df = trials_frame(s, cfg)
     try:
         if output.suffix == ".csv":
             df.to_csv(output, index=False)

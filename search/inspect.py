@@ -7,6 +7,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from search.config import StudyConfig
 from search.tracking import MlflowTracker
 
 
@@ -51,18 +52,18 @@ def best_trials(study: optuna.Study) -> list[dict[str, Any]]:
              "mlflow_run_id": t.user_attrs.get("mlflow_run_id")} for t in trials]
 
 
-def trials_frame(study: optuna.Study, tracking_uri: str) -> pd.DataFrame:
-    """Params, state, objective(s), and each child run's last metric values."""
+def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
+    """Params, state, objective(s), and each child run's last metric values, from
+    the MLflow store `cfg` names (the study's config, with the command's overrides)."""
     df = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration",
                                        "user_attrs"))
     df = df.rename(columns=lambda c: c.replace("user_attrs_", "attr_"))
     # Seconds, not "0 days 00:00:01.350430": a column to sort and plot.
     df.insert(df.columns.get_loc("duration"), "duration_s", df.pop("duration").dt.total_seconds())
     if len(study.directions) > 1:       # values_0, values_1 -> value_<metric>
-        metrics = [o["metric"] for o in _objectives(study)]
-        if len(metrics) == len(study.directions):
-            df = df.rename(columns={f"values_{i}": f"value_{m}" for i, m in enumerate(metrics)})
-    tracker = MlflowTracker(tracking_uri, create=False)
+        df = df.rename(columns={f"values_{i}": f"value_{o.metric}"
+                                for i, o in enumerate(cfg.search.objectives)})
+    tracker = MlflowTracker(cfg.tracking.uri, create=False)
     # By name in this store: the run id the study recorded may be another store's.
     parent = tracker.parent_of(study.study_name)
     rows = [{"number": number, **{f"metric_{k}": v for k, v in metrics.items()}}
@@ -70,9 +71,3 @@ def trials_frame(study: optuna.Study, tracking_uri: str) -> pd.DataFrame:
     if rows:
         df = df.merge(pd.DataFrame(rows), on="number", how="left")
     return df.sort_values("number").reset_index(drop=True)
-
-
-def _objectives(study: optuna.Study) -> list[dict[str, Any]]:
-    """The objectives of the study's stored config, as mappings (metric, direction)."""
-    objective = ((study.user_attrs.get("config") or {}).get("search") or {}).get("objective") or []
-    return objective if isinstance(objective, list) else [objective]
