@@ -61,13 +61,14 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
            ) -> None:
     """Continue an interrupted study up to its trial count, in the same stores."""
     from search import heap
+    from search.driver import ENDED, trials_run
+    from search.lease import check_not_running
     from search.lifecycle import stored_config
+    from search.tracking import check_store_exists
     heap.hold()         # released when the trials start (search/heap.py)
     s = _study(study, storage)
     cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri,
                         trials=trials)
-    from search.driver import ENDED, trials_run
-    from search.lease import check_not_running
     check_not_running(s)        # its running trials are not a crash's
     done = trials_run(s)
     if done >= cfg.search.trials and s.user_attrs.get(ENDED) == "FINISHED" \
@@ -78,7 +79,6 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
                   "trials finished, nothing to resume (--trials N raises the budget)", markup=True)
         print_best(s, cfg)
         return
-    from search.tracking import check_store_exists
     # Moved or mistyped: not a new store with a second parent run in it.
     check_store_exists(cfg.tracking.uri)
     out.print(f"resuming study [bold]{escape(cfg.study)}[/bold]: {done} of "
