@@ -52,7 +52,15 @@ out = WideWhenPiped(markup=False)
 err = WideWhenPiped(stderr=True, markup=False)
 
 ConfigArg = typer.Argument(..., help="Study config (YAML).", show_default=False, metavar="CONFIG")
-SetOpt = typer.Option(None, "--set", help="Override any key: --set params.epochs=5 (repeatable).")
+
+
+def opt(metavar: str, help: str, *names: str, **kwargs):
+    """An option with no default of its own (the config's value stands), shown in the
+    help as `--trials N` rather than as its Python type."""
+    return typer.Option(None, *names, metavar=metavar, help=help, **kwargs)
+
+
+SetOpt = opt("KEY=VALUE", "Override any key: --set params.epochs=5 (repeatable).", "--set")
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -81,17 +89,17 @@ def _load(config: Path, sets: list[str] | None, **named):
 @user_errors
 def run(config: Path = ConfigArg,
         set_: Optional[List[str]] = SetOpt,
-        trials: Optional[int] = typer.Option(None, help="Number of trials (search.trials)."),
-        strategy: Optional[str] = typer.Option(None, help="Search strategy (search.strategy)."),
-        seed: Optional[int] = typer.Option(None, help="Study seed (search.seed)."),
-        tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (tracking.uri)."),
-        storage: Optional[str] = typer.Option(None, help="Optuna storage URL (tracking.storage)."),
-        executor: Optional[str] = typer.Option(None, help="serial or ray (resources.executor)."),
-        parallel: Optional[str] = typer.Option(None, help="Trials at once, or auto (resources.parallel)."),
-        ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join (resources.address)."),
-        warm_start: Optional[str] = typer.Option(
-            None, "--warm-start", metavar="STUDY",
-            help="Seed the search with STUDY's finished trials (search.warm_start)."),
+        trials: Optional[int] = opt("N", "Number of trials (search.trials)."),
+        strategy: Optional[str] = opt("NAME", "Search strategy (search.strategy)."),
+        seed: Optional[int] = opt("N", "Study seed (search.seed)."),
+        tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI (tracking.uri)."),
+        storage: Optional[str] = opt("URL", "Optuna storage URL (tracking.storage)."),
+        executor: Optional[str] = opt("serial|ray", "Executor (resources.executor)."),
+        parallel: Optional[str] = opt("N|auto", "Trials at once (resources.parallel)."),
+        ray_address: Optional[str] = opt("ADDR", "Ray cluster to join (resources.address)."),
+        warm_start: Optional[str] = opt(
+            "STUDY", "Seed the search with STUDY's finished trials (search.warm_start).",
+            "--warm-start"),
         ) -> None:
     """Run a study: search its space, tracking every trial in MLflow."""
     from search import heap
@@ -263,11 +271,30 @@ def main() -> None:
     from search.exit import exit_code, exit_now
 
     try:
-        app(prog_name="hypersweep")
-        code = 0
+        # Not standalone: click's usage errors come here, to be printed as ours are.
+        code = app(prog_name="hypersweep", standalone_mode=False)
+        code = code if isinstance(code, int) else 0     # typer.Exit's code, or None
+    except typer.TyperException as e:     # click's, vendored by typer
+        if type(e).__name__ != "NoArgsIsHelpError":     # else the help is printed
+            err.print(usage_error(e), highlight=False, soft_wrap=True)
+        code = e.exit_code
+    except typer.Abort:
+        err.print("aborted", highlight=False)
+        code = 1
     except SystemExit as e:
         code = exit_code(e)
     exit_now(code)
+
+
+def usage_error(e: typer.TyperException) -> str:
+    """A usage error (an unknown option or command, a missing argument, a value of
+    the wrong type) in one line, as bad input in a config is, with where to look:
+    `error: no such option: --bogus (see hypersweep run --help)`."""
+    message = " ".join(e.format_message().split())
+    message = message[:1].lower() + message[1:]
+    ctx = getattr(e, "ctx", None)
+    see = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    return f"error: {message.rstrip('.')}{see}"
 
 
 if __name__ == "__main__":

@@ -13,15 +13,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.app import SetOpt, app, err, out, print_best, print_notes, stopped, user_errors
+from cli.app import (SetOpt, app, err, opt, out, print_best, print_notes, stopped,
+                     user_errors)
 from models.errors import UserError
 from search.config import StudyConfig, TrackingConfig, without_password
 
 DEFAULT = TrackingConfig()
 # Defaults shown by typer (show_default): brackets in help text are read as markup.
-StorageOpt = typer.Option(None, help="Optuna storage URL.", show_default=DEFAULT.storage)
-UriOpt = typer.Option(None, help="MLflow tracking URI.",
-                      show_default=f"the study's, else {DEFAULT.uri}")
+StorageOpt = opt("URL", "Optuna storage URL.", show_default=DEFAULT.storage)
+UriOpt = opt("URI", "MLflow tracking URI.", show_default=f"the study's, else {DEFAULT.uri}")
 StudyArg = typer.Argument(..., help="Study name.", show_default=False, metavar="STUDY")
 
 
@@ -57,7 +57,7 @@ def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
 @user_errors
 def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
            tracking_uri: Optional[str] = UriOpt,
-           trials: Optional[int] = typer.Option(None, help="Raise the trial budget."),
+           trials: Optional[int] = opt("N", "Raise the trial budget."),
            ) -> None:
     """Continue an interrupted study up to its trial count, in the same stores."""
     from search import heap
@@ -91,8 +91,7 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
 def rerun(source: str = typer.Argument(..., help="Study config file, study name, or "
                                                "MLflow parent run id.", show_default=False,
                                        metavar="SOURCE"),
-          name: Optional[str] = typer.Option(None, help="New study name.",
-                                             show_default="NAME-rerun-N"),
+          name: Optional[str] = opt("NAME", "New study name.", show_default="NAME-rerun-N"),
           set_: Optional[List[str]] = SetOpt,
           storage: Optional[str] = StorageOpt, tracking_uri: Optional[str] = UriOpt) -> None:
     """Re-execute a study from its stored config into a new study, same seeds."""
@@ -134,7 +133,8 @@ def replay(run_id: str = typer.Argument(..., help="A trial's MLflow run id.", sh
 @user_errors
 def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
           tracking_uri: Optional[str] = UriOpt,
-          force: bool = typer.Option(False, help="Evaluate on test again (recorded).")) -> None:
+          force: bool = typer.Option(False, metavar="",      # a flag: no type shown
+                                     help="Evaluate on test again (recorded).")) -> None:
     """Retrain the best trial on train+val, evaluate once on test, register the model."""
     from search.lifecycle import final_test, stored_config
     s = _study(study, storage)
@@ -178,7 +178,7 @@ def _best(row: dict) -> str:
 @app.command()
 @user_errors
 def best(study: str = StudyArg, storage: Optional[str] = StorageOpt,
-         as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+         as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON.")) -> None:
     """The best trial of a study (the Pareto front for several objectives)."""
     from search.inspect import best_trials
     from search.lifecycle import stored_config
@@ -192,7 +192,8 @@ def best(study: str = StudyArg, storage: Optional[str] = StorageOpt,
 @app.command()
 @user_errors
 def export(study: str = StudyArg,
-           output: Path = typer.Option(..., "-o", "--output", help="FILE.csv or FILE.parquet."),
+           output: Path = typer.Option(..., "-o", "--output", metavar="FILE",
+                                       help="FILE.csv or FILE.parquet."),
            storage: Optional[str] = StorageOpt, tracking_uri: Optional[str] = UriOpt) -> None:
     """One row per trial: params, state, objective, and summary metrics from MLflow."""
     from search.inspect import trials_frame
@@ -216,10 +217,9 @@ def export(study: str = StudyArg,
 
 @app.command()
 @user_errors
-def ui(tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI.",
-                                                  show_default=DEFAULT.uri),
-       port: Optional[int] = typer.Option(None, help="Port on 127.0.0.1.",
-                                          show_default="5000, or the next free one")) -> None:
+def ui(tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI.", show_default=DEFAULT.uri),
+       port: Optional[int] = opt("PORT", "Port on 127.0.0.1.",
+                                 show_default="5000, or the next free one")) -> None:
     """Start the MLflow UI on 127.0.0.1 for a store and print its URL."""
     from search.store_template import check_kind
     from search.tracking import check_store_exists, ui_argv

@@ -152,6 +152,31 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["run", "--bogus", "x"], "error: no such option: --bogus (see hypersweep run --help)"),
+    (["runn"], "error: no such command 'runn'. Did you mean 'run', 'rerun'? (see hypersweep --help)"),
+    (["run"], "error: missing argument 'CONFIG' (see hypersweep run --help)"),
+    (["best"], "error: missing argument 'STUDY' (see hypersweep best --help)"),
+    (["run", "x.yaml", "--trials", "many"], "error: invalid value for '--trials': "),
+])
+def test_usage_errors_are_one_line_with_exit_code_2(args, message):
+    """Mistyped options and commands read as bad input in a config does: one line
+    naming what was wrong and where to look, not a usage block and a box."""
+    proc = subprocess.run([sys.executable, "-m", "cli.app", *args], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_help_and_no_command_still_print_the_help():
+    for args, code in (["--help"], 0), ([], 2):
+        proc = subprocess.run([sys.executable, "-m", "cli.app", *args], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == code
+        assert "Usage: hypersweep" in proc.stdout and proc.stderr == ""
+
+
 def test_the_command_ends_with_its_stores_closed_and_its_exit_code(stores, write_config):
     """`hypersweep` ends without the interpreter's teardown: the SQLite stores are
     closed first (no write-ahead log is left beside them), the output is all
@@ -245,3 +270,18 @@ def test_help_shows_the_store_defaults():
     assert "[default: (5000, or the next free one)]" in res.output
     assert "[default: (sqlite:///mlflow.db)]" in res.output
     assert "[default: (NAME-rerun-N)]" in wide.invoke(app, ["rerun", "--help"]).output
+
+
+def test_help_shows_what_each_option_takes():
+    """`--trials N`, not the Python type (`<int>`, `<list[str]>`); flags take nothing."""
+    import re
+    wide = CliRunner(env={"COLUMNS": "200"})
+    text = wide.invoke(app, ["run", "--help"]).output
+    for option, metavar in (("--set", "KEY=VALUE"), ("--trials", "N"), ("--strategy", "NAME"),
+                            ("--tracking-uri", "URI"), ("--storage", "URL"),
+                            ("--executor", "serial|ray"), ("--parallel", "N|auto"),
+                            ("--ray-address", "ADDR"), ("--warm-start", "STUDY")):
+        assert re.search(rf"{re.escape(option)}\s+{re.escape(metavar)}\s", text), option
+    assert "<list[str]>" not in text and "<int>" not in text
+    assert "<bool>  Evaluate on test again" not in wide.invoke(app, ["final", "--help"]).output
+    assert re.search(r"--output\s+-o\s+FILE\s", wide.invoke(app, ["export", "--help"]).output)
