@@ -64,7 +64,8 @@ SetOpt = opt("KEY=VALUE", "Override any key: --set params.epochs=5 (repeatable).
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Bad input: one line on stderr, exit code 2, no traceback."""
+    """Bad input: one line on stderr, exit code 2, no traceback. A store failing in
+    use: one line, exit code 1. Ctrl-C: one line, exit code 130."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -77,6 +78,9 @@ def user_errors(fn: Callable) -> Callable:
             err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False,
                       soft_wrap=True)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:   # a command that has nothing of its own to stop (`run` has)
+            err.print("interrupted", highlight=False)
+            raise typer.Exit(130) from None
     return wrapper
 
 

@@ -169,6 +169,21 @@ def test_usage_errors_are_one_line_with_exit_code_2(args, message):
     assert proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
 
 
+def test_ctrl_c_in_a_command_without_trials_says_so_and_exits_130():
+    import typer
+
+    from cli.app import user_errors
+    small = typer.Typer()
+
+    @small.command()
+    @user_errors
+    def final() -> None:
+        raise KeyboardInterrupt
+
+    res = CliRunner().invoke(small, [])
+    assert res.exit_code == 130 and res.output == "interrupted\n"
+
+
 def test_help_and_no_command_still_print_the_help():
     for args, code in (["--help"], 0), ([], 2):
         proc = subprocess.run([sys.executable, "-m", "cli.app", *args], capture_output=True,
