@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.errors import UserError, check_at_least, check_fraction
+from models.errors import OutOfRange, UserError, check_at_least, check_fraction
 from models.registry import register
 
 Padding = Literal["same", "valid"]
@@ -220,7 +220,7 @@ def inception(*, input_shape: tuple[int, ...], n_outputs: int, channels: int = 1
     check_common(channels=channels, modules=modules, kernel=kernel, stride=stride,
                  dropout=dropout)
     if not 0.0 < reduction <= 1.0:
-        raise UserError(f"params.reduction: must be in (0, 1], got {reduction}")
+        raise OutOfRange(f"params.reduction: must be in (0, 1], got {reduction}")
     g = image_grid(input_shape, "inception")
     layers, g = conv(g, channels, kernel, stride=stride, padding=padding,
                      batch_norm=batch_norm, where=" of inception's stem")

@@ -9,6 +9,12 @@ class UserError(ValueError):
     """Bad input from the user. The CLI prints it as one line and exits 2."""
 
 
+class OutOfRange(UserError):
+    """A hyperparameter's value outside the values it takes, whatever the data
+    (a dropout of 1.5, a negative depth): a searched range that reaches one is
+    refused before the study starts."""
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message (its type's name when it has none):
     what a one-line error quotes of a library's multi-line one."""
@@ -20,14 +26,14 @@ def check_at_least(low: float, key_prefix: str = "params", **values: float) -> N
     """`params.KEY: must be >= LOW, got V` for the first of `values` below `low`."""
     for key, value in values.items():
         if value < low:
-            raise UserError(f"{key_prefix}.{key}: must be >= {low:g}, got {value}")
+            raise OutOfRange(f"{key_prefix}.{key}: must be >= {low:g}, got {value}")
 
 
 def check_fraction(key_prefix: str = "params", **values: float) -> None:
     """`params.KEY: must be in [0, 1), got V` (dropout rates and the like)."""
     for key, value in values.items():
         if not 0.0 <= value < 1.0:
-            raise UserError(f"{key_prefix}.{key}: must be in [0, 1), got {value}")
+            raise OutOfRange(f"{key_prefix}.{key}: must be in [0, 1), got {value}")
 
 
 def unknown(kind: str, name: object, valid: Iterable[object], key: str | None = None) -> UserError:

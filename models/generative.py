@@ -86,10 +86,14 @@ class Generation:
         self.scorer: Scorer | None = None
         self._batches, self._last_g = 0, 0.0
 
-    def prepare(self, splits: Splits) -> Splits:
+    @staticmethod
+    def check_data(splits: Splits) -> None:
         if splits.task != "classification":
             raise UserError(f"data.name: generation is scored by a classifier of the data, so "
                             f"it needs a labelled dataset; '{splits.name}' is {splits.task}")
+
+    def prepare(self, splits: Splits) -> Splits:
+        self.check_data(splits)
         self.scorer = scorer_for(splits.x_train, splits.y_train, splits.n_outputs)
         return splits
 

@@ -39,6 +39,9 @@ class Task(Protocol):
 
     # Optional hooks, for tasks whose model is more than a function of x (see
     # models.generative); the loop calls each one, when defined, instead of its default:
+    #   check_data(splits) -> None                     UserError when the task cannot
+    #                                                  use this dataset (also run by
+    #                                                  `validate`, before any trial)
     #   prepare(splits) -> Splits                      once, before training
     #   train_batch(model, x, y, update) -> {stat: v}  a batch with its own steps;
     #                                                  update(loss, module=None)
@@ -72,6 +75,7 @@ class Classification(Supervised):
     figure_name: ClassVar[str] = "confusion_matrix.png"
 
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        _check_per_sample(output, y, self.name)
         # float(): bf16 logits lose too much precision inside log-softmax.
         return F.cross_entropy(output.float(), y, label_smoothing=self.label_smoothing)
 
@@ -149,6 +153,7 @@ class Regression(Supervised):
     figure_name: ClassVar[str] = "predicted_vs_true.png"
 
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        _check_per_sample(output, y, self.name)
         return F.mse_loss(output.float(), y.float().view_as(output))
 
     def metrics(self, output: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -168,6 +173,14 @@ class Regression(Supervised):
         ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)   # perfect predictions
         ax.set(xlabel="true", ylabel="predicted", title="predicted vs true (validation)")
         return to_png(fig)
+
+
+def _check_per_sample(output: torch.Tensor, y: torch.Tensor, task: str) -> None:
+    # A many-to-many model on a per-sequence dataset would otherwise fail deep in the loss.
+    if output.dim() == 3 and y.dim() < 3:
+        raise UserError(f"model: {task} needs one output per sample for targets of shape "
+                        f"{tuple(y.shape)}; the model gives one per time step, "
+                        f"{tuple(output.shape)} (for rnn/lstm/gru set head: many_to_one)")
 
 
 def _check_per_step(output: torch.Tensor, y: torch.Tensor, task: str) -> None:

@@ -15,14 +15,14 @@ import random
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Collection, Iterator, Literal, Mapping
+from typing import Any, Callable, Collection, Iterable, Iterator, Literal, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from models.data import Splits, load_dataset
-from models.errors import UserError, unknown
+from models.errors import OutOfRange, UserError, unknown
 from models.figures import Drawing, learning_curve
 from models.registry import HParam, check_value, get_builder, hparams_of
 from models.tasks import Task, get_task
@@ -81,7 +81,7 @@ class TrainOptions:
     def __post_init__(self) -> None:
         for name, ok, rule in _RULES:
             if not ok(getattr(self, name)):
-                raise UserError(f"params.{name}: must be {rule}, got {getattr(self, name)!r}")
+                raise OutOfRange(f"params.{name}: must be {rule}, got {getattr(self, name)!r}")
 
 
 _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
@@ -483,12 +483,14 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     mismatch of builder and data (an error keyed `model`) counts."""
     builder, splits = get_builder(model), loaded_splits(data)
     task = get_task(_task_name(builder.task, splits.task))
+    check_data = getattr(task, "check_data", None)
+    if check_data is not None:
+        check_data(splits)
     kwargs, opts = split_params(model, params)
     _check_augment(opts, splits)
     strict = not set(searched) & set(builder.hyperparameters())
     try:
-        net = builder.build(input_shape=splits.input_shape, n_outputs=splits.n_outputs,
-                            **kwargs)
+        net = _build_in_memory(builder, splits, kwargs)
     except UserError as e:
         if strict or str(e).startswith("model:"):
             raise
@@ -504,6 +506,53 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     except Exception:  # noqa: BLE001 - anything else is the trial's to report, with context
         pass
     return task.name
+
+
+def _build_in_memory(builder: Any, splits: Splits, kwargs: Mapping[str, Any]) -> nn.Module:
+    """The model, or a UserError when its weights do not fit in memory (a width of
+    a hundred million): torch's allocator error is a traceback otherwise."""
+    shapes = {"input_shape": splits.input_shape, "n_outputs": splits.n_outputs}
+    try:
+        return builder.build(**shapes, **kwargs)
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+    with torch.device("meta"):      # shapes only: counts the weights without storing them
+        n = sum(p.numel() for p in builder.build(**shapes, **kwargs).parameters())
+    raise UserError(f"params: {builder.name} with these params has {n:,} weights "
+                    f"({n * 4 / 1e9:.1f} GB as float32), more than this machine's memory holds")
+
+
+def check_range_ends(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
+                     ends: Iterable[tuple[str, str, Any, Mapping[str, Any]]]) -> None:
+    """Each end of a searched numeric range is a value its hyperparameter takes.
+    `ends`: (name, key, value, the branch values that lead to it). Each value is set
+    alone over the fixed params and the branch's values, and checked as a trial
+    would check it: by the training options' rules, or by building the model (on
+    the meta device: shapes only, no memory). A UserError about that name comes
+    back keyed by the range's key (`space.dropout: must be in [0, 1), got 1.5`)
+    when it is `OutOfRange`; anything else (a kernel too large for these images,
+    which other values may fit) is left to check_fit and the trials."""
+    builder, shapes = get_builder(model), None
+    own = builder.hyperparameters()
+    for name, key, value, branch in ends:
+        prefix = f"params.{name}: "
+        try:
+            kwargs, _ = split_params(model, {**params, **branch, name: value})
+            if name in own:
+                shapes = shapes or _shapes(data)
+                with torch.device("meta"):
+                    builder.build(**shapes, **kwargs)
+        except OutOfRange as e:
+            if str(e).startswith(prefix):
+                raise UserError(f"{key}: {str(e)[len(prefix):]}") from None
+        except Exception:  # noqa: BLE001, S112 - not a range error: check_fit or the trial says
+            continue
+
+
+def _shapes(data: Mapping[str, Any]) -> dict[str, Any]:
+    splits = loaded_splits(data)
+    return {"input_shape": splits.input_shape, "n_outputs": splits.n_outputs}
 
 
 def _check_augment(opts: TrainOptions, splits: Splits) -> None:

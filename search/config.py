@@ -390,9 +390,9 @@ def check_semantics(cfg: StudyConfig) -> None:
     # Imported here so that `search.config` stays importable without torch for tooling.
     from models.data import dataset_names
     from models.registry import check_value, get_builder
-    from models.train import check_fit, hyperparameters
+    from models.train import check_fit, check_range_ends, hyperparameters
     from search.strategies import PRUNERS, SAMPLERS, SINGLE_OBJECTIVE_ONLY, check_enqueue, check_pruner
-    from spaces import check_against, param_names, parse_space
+    from spaces import check_against, param_names, parse_space, range_ends, walk
 
     get_builder(cfg.model)
     if cfg.data.name not in dataset_names():
@@ -404,9 +404,9 @@ def check_semantics(cfg: StudyConfig) -> None:
         check_value(hparams[name], value, key=f"params.{name}")
     space = parse_space(cfg.space, key="space")
     check_against(space, hparams, key="space")
-    both = sorted(set(cfg.params) & set(cfg.space))
-    if both:
-        raise UserError(f"params.{both[0]}: fixed in params and searched in space; keep one")
+    for name, _, where, _ in walk(space):       # branches too: a branch's value would win
+        if name in cfg.params:
+            raise UserError(f"params.{name}: fixed in params and searched in {where}; keep one")
     if cfg.search.strategy not in SAMPLERS:
         raise unknown("strategy", cfg.search.strategy, SAMPLERS, key="search.strategy")
     if cfg.search.pruner.name not in PRUNERS:
@@ -416,6 +416,7 @@ def check_semantics(cfg: StudyConfig) -> None:
     check_enqueue(cfg.search.enqueue, space)
     # Loads the dataset (cached, which checks data.options) and tries the model on
     # it; the task the trials will train decides the valid objectives.
+    check_range_ends(cfg.model, cfg.data.model_dump(), cfg.params, range_ends(space))
     task = check_fit(cfg.model, cfg.data.model_dump(), cfg.params, searched=param_names(space))
     check_objectives(cfg, objective_metrics(task), SINGLE_OBJECTIVE_ONLY)
 

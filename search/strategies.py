@@ -119,8 +119,12 @@ def check_pruner(p: PrunerConfig, max_epochs: int | None) -> None:
             takes = ", ".join(allowed) or "no settings"
             raise UserError(f"search.pruner.{name}: not a setting of pruner {p.name}; "
                             f"{p.name} takes: {takes}")
-    if p.min_resource is not None and max_epochs is not None and p.min_resource >= max_epochs:
-        raise UserError(f"search.pruner.min_resource: {p.min_resource} must be below "
+    min_resource = p.min_resource
+    if min_resource is None and "min_resource" in allowed:
+        min_resource = 1        # asha's and hyperband's default
+    if min_resource is not None and max_epochs is not None and min_resource >= max_epochs:
+        given = "" if p.min_resource is not None else " (the default)"
+        raise UserError(f"search.pruner.min_resource: {min_resource}{given} must be below "
                         f"params.epochs ({max_epochs}), or no trial is ever pruned")
 
 

@@ -14,6 +14,7 @@ from spaces.language import (
     kind_name,
     param_names,
     parse_space,
+    range_ends,
     to_raw,
     walk,
 )
@@ -22,5 +23,5 @@ from spaces.optuna_bridge import distributions, suggest
 __all__ = [
     "KINDS", "Categorical", "Conditional", "Fixed", "Float", "Int", "Param", "Space",
     "axis", "check_against", "describe", "distributions", "grid", "grid_point", "grid_size",
-    "kind_name", "param_names", "parse_space", "suggest", "to_raw", "walk",
+    "kind_name", "param_names", "parse_space", "range_ends", "suggest", "to_raw", "walk",
 ]

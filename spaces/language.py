@@ -267,6 +267,15 @@ def _check_definitions(space: Space, key: str) -> None:
 
 # ------------------------------------------------------------------ helpers
 
+def range_ends(space: Space) -> Iterator[tuple[str, str, Any, dict[str, Choice]]]:
+    """Both ends of every numeric range, branches included: (name, key, value, the
+    branch values that lead to it)."""
+    for name, param, where, path in walk(space):
+        if isinstance(param, (Float, Int)):
+            for value in (param.low, param.high):
+                yield name, where, value, dict(path)
+
+
 def param_names(space: Space) -> set[str]:
     """Every name the space can set, in all branches."""
     return {name for name, _, _, _ in walk(space, "")}

@@ -307,3 +307,51 @@ def test_a_missing_objective_for_a_task_without_accuracy_says_it_was_not_set(wri
     assert "val_mse" in msg
     raw["search"] = {"objective": {"metric": "val_loss", "direction": "minimize"}}
     assert load_config(write_config(raw)).search.objectives[0].metric == "val_loss"
+
+
+def test_a_parameter_fixed_and_searched_inside_a_branch(write_config):
+    """The branch's value would silently win over the fixed one."""
+    msg = error_for(write_config, quickstart(),
+                    "space.optimizer={choice: {adam: {epochs: {int: [3, 4]}}, sgd: {}}}")
+    assert msg == ("params.epochs: fixed in params and searched in "
+                   "space.optimizer.choice.adam.epochs; keep one")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("space.dropout={uniform: [0.1, 1.5]}", "space.dropout: must be in [0, 1), got 1.5"),
+    ("space.depth={int: [-3, 2]}", "space.depth: must be >= 0, got -3"),
+    ("space.width={intlog: [1, 8]}", None),                 # a valid range stays valid
+    ("space.lr={uniform: [0.0, 0.1]}", "space.lr: must be > 0, got 0.0"),
+    ("space.optimizer={choice: {momentum: {momentum: {uniform: [0.5, 1.2]}}, adam: {}}}",
+     "space.optimizer.choice.momentum.momentum: must be in [0, 1), got 1.2"),
+])
+def test_each_end_of_a_searched_range_is_a_value_the_hyperparameter_takes(
+        write_config, override, message):
+    """Out-of-range ends were accepted and failed the trials that drew them."""
+    if message is None:
+        load_config(write_config(quickstart()), [override])
+    else:
+        assert error_for(write_config, quickstart(), override) == message
+
+
+def lr_only() -> dict:
+    """Quickstart with only the learning rate searched, and no builder params fixed."""
+    return {**quickstart(), "params": {"epochs": 2}, "space": {"lr": {"loguniform": [1e-3, 1e-2]}}}
+
+
+def test_a_model_too_large_for_memory_is_one_line(write_config):
+    msg = error_for(write_config, lr_only(), "params.width=1000000000", "params.depth=1")
+    assert msg == ("params: mlp with these params has 75,000,000,010 weights (300.0 GB as "
+                   "float32), more than this machine's memory holds")
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["data.name=seq_digits", "model=rnn", "params.head=many_to_many"],
+     "model: classification needs one output per sample for targets of shape (2,); the model "
+     "gives one per time step, (2, 8, 10) (for rnn/lstm/gru set head: many_to_one)"),
+    (["data.name=diabetes", "model=gan", "search.objective={metric: val_fid, direction: minimize}"],
+     "data.name: generation is scored by a classifier of the data, so it needs a labelled "
+     "dataset; 'diabetes' is regression"),
+])
+def test_a_model_its_data_cannot_train_is_refused_before_any_trial(write_config, sets, message):
+    assert error_for(write_config, lr_only(), *sets) == message

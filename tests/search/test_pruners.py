@@ -119,3 +119,14 @@ def test_asha_prunes_a_real_digits_search_with_patience_alongside(stores):
     _, children = study_runs(stores.mlflow_uri, "digits-asha")
     pruned = [c for c in children if c.data.tags["state"] == "PRUNED"]
     assert all(int(c.data.tags["pruned_at_epoch"]) < 6 for c in pruned)
+
+
+@pytest.mark.parametrize("name", ["asha", "hyperband"])
+def test_the_default_min_resource_is_checked_against_epochs_too(stores, name):
+    """`pruner: hyperband` on one epoch never prunes, as `min_resource: 1` would not."""
+    raw = small_config("bad", stores, pruner={"name": name})
+    raw["params"]["epochs"] = 1
+    with pytest.raises(UserError) as e:
+        check_semantics(parse_config(raw))
+    assert str(e.value) == ("search.pruner.min_resource: 1 (the default) must be below "
+                            "params.epochs (1), or no trial is ever pruned")
