@@ -8,6 +8,7 @@ order, so the same Python version always gives the same text.
 from __future__ import annotations
 
 import ast
+import codecs
 import sysconfig
 from pathlib import Path
 
@@ -21,10 +22,25 @@ def read_text(path: str, max_chars: int) -> str:
     if not p.is_file():
         raise UserError(f"data.options.path: no such text file: {path}")
     try:
-        with p.open(encoding="utf-8", errors="replace") as f:
-            return f.read(max_chars)
+        with p.open("rb") as f:
+            data = f.read(4 * max_chars)    # a UTF-8 character is at most 4 bytes
     except OSError as e:
         raise UserError(f"data.options.path: cannot read {path}: {e}") from None
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0   # not text
+    try:
+        # Incremental: a character cut in two by the read limit is not an error.
+        text = codecs.getincrementaldecoder("utf-8")().decode(
+            data[bom:], final=len(data) < 4 * max_chars)
+    except UnicodeDecodeError as e:
+        text = data[bom:bom + e.start].decode("utf-8")
+        if len(text) < max_chars:    # past the characters used, a bad byte does no harm
+            at = bom + e.start
+            raise UserError(f"data.options.path: {path} is not UTF-8: byte 0x{data[at]:02x} "
+                            f"at offset {at} does not decode; the file must be UTF-8 "
+                            f"text") from None
+    if not text:
+        raise UserError(f"data.options.path: {path} is empty")
+    return text[:max_chars]
 
 
 def stdlib_docstrings(max_chars: int) -> str:

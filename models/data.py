@@ -9,6 +9,7 @@ a study sees the same train/val/test rows.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -75,12 +76,14 @@ def load_dataset(name: str, *, val_fraction: float = 0.2, test_fraction: float =
                  split_seed: int = 0, **options: Any) -> Splits:
     loader = _loader(name)
     _check_fractions(val_fraction, test_fraction)
-    raw = loader(**_checked_options(name, options))
+    options = _checked_options(name, options)
+    raw = loader(**options)
     if raw.unsplit:
         every = np.arange(len(raw.y))
         train, val, test = every, every, every
     else:
-        train, val, test = _split(raw, val_fraction, test_fraction, split_seed)
+        train, val, test = _split(raw, val_fraction, test_fraction, split_seed,
+                                  _size_of(name, options))
     take = lambda a, idx: torch.from_numpy(np.ascontiguousarray(a[idx]))  # noqa: E731
     n_outputs = len(raw.class_names) if raw.class_names else (
         1 if raw.y.ndim == 1 else raw.y.shape[1])
@@ -118,9 +121,11 @@ def _checked_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _split(raw: RawData, val_fraction: float, test_fraction: float,
-           seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Index arrays (sorted) of a stratified train/val/test split for classification."""
+def _split(raw: RawData, val_fraction: float, test_fraction: float, seed: int,
+           size: tuple[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Index arrays (sorted) of a stratified train/val/test split for classification.
+    `size`: the key that sets how many samples there are (`data.options.limit`,
+    `data.options.n`, else the dataset itself) and its value, for the errors."""
     from sklearn.model_selection import train_test_split
 
     n = len(raw.y)
@@ -129,6 +134,8 @@ def _split(raw: RawData, val_fraction: float, test_fraction: float,
         raise UserError(f"data.val_fraction: {val_fraction} (with test_fraction "
                         f"{test_fraction}) leaves an empty split of {n} samples")
     stratify = raw.y if raw.task == "classification" else None
+    if stratify is not None:
+        _check_stratifiable(raw, (val_fraction, test_fraction), size)
     rest, test = np.arange(n), np.arange(0)
     try:
         if n_test:
@@ -136,10 +143,85 @@ def _split(raw: RawData, val_fraction: float, test_fraction: float,
                                           stratify=stratify)
         train, val = train_test_split(rest, test_size=n_val, random_state=seed,
                                       stratify=None if stratify is None else stratify[rest])
-    except ValueError as e:    # e.g. too few samples to hold every class in each split
-        raise UserError(f"data.val_fraction: cannot split {n} samples "
-                        f"({val_fraction} val, {test_fraction} test): {e}") from None
+    except ValueError:   # a class of 2 split 1 + 1 by the test split: 1 left for val
+        labels, counts = np.unique(raw.y, return_counts=True)
+        rare = _class_name(raw, labels[counts.argmin()])
+        raise UserError(f"{size[0]}: {n} samples are too few to stratify into train, val and "
+                        f"test: class {rare} has only {counts.min()} (give each class at least "
+                        f"3); {_more_data(size)}") from None
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _check_stratifiable(raw: RawData, fractions: tuple[float, float],
+                        size: tuple[str, int]) -> None:
+    """The splits sklearn cannot stratify, explained in the study's own keys: a class
+    with a single sample, or a split too small to hold one sample of every class."""
+    labels, counts = np.unique(raw.y, return_counts=True)
+    n, k = len(raw.y), len(labels)
+    if counts.min() < 2:
+        lone = [_class_name(raw, c) for c in labels[counts < 2]]
+        shown = ", ".join(lone[:5]) + (f" and {len(lone) - 5} more" if len(lone) > 5 else "")
+        which = f"classes {shown}" if len(lone) > 1 else f"class {shown}"
+        raise UserError(f"{size[0]}: {n} samples leave {which} with a single sample; a "
+                        f"stratified split needs at least 2 of each class; {_more_data(size)}")
+    sizes = _split_sizes(n, *fractions)
+    small = next((split for split in ("test", "val", "train") if 0 < sizes[split] < k), None)
+    if small is None:
+        return
+    fixes = [f"raise data.{small}_fraction" if small != "train"
+             else "lower data.val_fraction or data.test_fraction"]
+    key = "data.val_fraction" if small == "train" else f"data.{small}_fraction"
+    enough = _samples_for(k, fractions)
+    if size[0] in ("data.options.limit", "data.options.n"):
+        key = size[0]
+        fixes.insert(0, f"raise {size[0]} to at least {enough}")
+    elif size[0] == "data.options.root":
+        fixes.append(f"use files with at least {enough} samples")
+    raise UserError(f"{key}: a {small} split of {sizes[small]} (of {n} samples) is fewer than "
+                    f"the {k} classes; {' or '.join(fixes)}")
+
+
+def _samples_for(k: int, fractions: tuple[float, float]) -> int:
+    """The fewest samples whose val, test (if any) and train splits hold k each."""
+    val_fraction, test_fraction = fractions
+    smallest = min(f for f in (val_fraction, test_fraction, 1 - val_fraction - test_fraction)
+                   if f > 0)
+    n = math.ceil(k / smallest)
+    while any(m < k for split, m in _split_sizes(n, *fractions).items()
+              if split != "test" or test_fraction > 0):
+        n += 1
+    return n
+
+
+def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
+    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+    return {"val": n_val, "test": n_test, "train": n - n_val - n_test}
+
+
+def _class_name(raw: RawData, label: int) -> str:
+    names = raw.class_names
+    if 0 <= label < len(names) and names[label] != str(label):
+        return f"{label} ({names[label]})"
+    return str(label)
+
+
+def _more_data(size: tuple[str, int]) -> str:
+    key, value = size
+    if key == "data.options.root":
+        return "use files with more samples of each class"
+    if key == "data.name":
+        return "this dataset is too small to split"
+    return f"raise {key} (now {value})"
+
+
+def _size_of(name: str, options: dict[str, Any]) -> tuple[str, int]:
+    """The option that sets how many samples there are and its value: `limit` or `n`
+    when set, else `root` for data read from files, else the dataset's name."""
+    valid = dataset_options(name)
+    for key in ("limit", "n"):
+        if options.get(key):
+            return f"data.options.{key}", options[key]
+    return ("data.options.root", 0) if "root" in valid else ("data.name", 0)
 
 
 # ---------------------------------------------------------------- datasets

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from models.data import RawData, _frozen, dataset
-from models.errors import UserError
+from models.errors import UserError, first_line
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -74,15 +74,13 @@ def cifar10(root: str = "", download: bool = True, limit: int = 0) -> RawData:
         found = _cifar_folder(folder)
     if found is None:
         raise _missing("cifar10", folder, CIFAR_FILES + ("(or cifar-10-batches-py/ holding them)",))
+    classes = _cifar_classes(found / "batches.meta")
     xs, ys = [], []
     for name in CIFAR_FILES:
-        batch = _unpickle(found / name)
-        xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
-    meta = found / "batches.meta"
-    classes = CIFAR_CLASSES
-    if meta.is_file():
-        classes = tuple(n.decode() for n in _unpickle(meta)[b"label_names"])
+        x, y = _cifar_batch(found / name)
+        _check_labels("cifar10", found / name, y, classes)
+        xs.append(x)
+        ys.append(y)
     return _raw(np.concatenate(xs), np.concatenate(ys), classes, limit)
 
 
@@ -97,19 +95,34 @@ def _idx_dataset(name: str, root: str, download: bool, limit: int,
     missing = [f"{f}[.gz]" for f, p in paths.items() if p is None]
     if missing:
         raise _missing(name, folder, missing)
-    x = np.concatenate([read_idx(paths[IDX_FILES[0]]), read_idx(paths[IDX_FILES[2]])])
-    y = np.concatenate([read_idx(paths[IDX_FILES[1]]), read_idx(paths[IDX_FILES[3]])])
+    train = _idx_pair(name, paths[IDX_FILES[0]], paths[IDX_FILES[1]], classes)
+    test = _idx_pair(name, paths[IDX_FILES[2]], paths[IDX_FILES[3]], classes)
+    if train[0].shape[1:] != test[0].shape[1:]:
+        raise UserError(f"data.options.root: the images in {paths[IDX_FILES[0]]} are "
+                        f"{train[0].shape[1:]}, those in {paths[IDX_FILES[2]]} "
+                        f"{test[0].shape[1:]}; they must match")
+    x, y = np.concatenate([train[0], test[0]]), np.concatenate([train[1], test[1]])
+    return _raw(x[:, None], y, classes, limit)
+
+
+def _idx_pair(name: str, images: Path, labels: Path,
+              classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    x, y = read_idx(images), read_idx(labels)
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-        raise UserError(f"data.options.root: the IDX files in {folder} hold {x.shape} "
-                        f"images and {y.shape} labels; expected (n, rows, cols) and (n,)")
-    return _raw(x[:, None], y.astype(np.int64), classes, limit)
+        raise UserError(f"data.options.root: {images} holds {x.shape} images and {labels} "
+                        f"{y.shape} labels; expected (n, rows, cols) and (n,)")
+    _check_labels(name, labels, y, classes)
+    return x, y
 
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (LeCun's format: zero bytes, dtype code, rank, big-endian sizes)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:   # EOFError: a gzip file cut short
+        raise UserError(f"data.options.root: cannot read {path}: {first_line(e)}") from None
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in dtypes:
         raise UserError(f"data.options.root: {path} is not an IDX file")
@@ -137,16 +150,82 @@ def _cifar_folder(folder: Path) -> Path | None:
     return None
 
 
-def _unpickle(path: Path) -> dict:
+def _unpickle(path: Path, what: str) -> dict:
     # The official format is a pickle; load only files you fetched from the source.
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="bytes")
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f, encoding="bytes")
+    except OSError as e:
+        raise UserError(f"data.options.root: cannot read {path}: {e.strerror or e}") from None
+    except Exception as e:   # a pickle of anything can fail in any way: say which file
+        raise UserError(f"data.options.root: {path} is not {what} "
+                        f"(unpickling it failed: {first_line(e)})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"data.options.root: {path} is not {what} "
+                        f"(it holds a {type(obj).__name__}, not a dict)")
+    return obj
+
+
+def _entry(batch: dict, key: str, path: Path, what: str):
+    """`batch[b'key']` (the official bytes keys), or `batch['key']`."""
+    for k in (key.encode(), key):
+        if k in batch:
+            return batch[k]
+    raise UserError(f"data.options.root: {path} is not {what} (it has no '{key}' entry)")
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's images (n, 3, 32, 32) uint8 and labels (n,) int64."""
+    what = "a CIFAR-10 python batch"
+    batch = _unpickle(path, what)
+    data, labels = _entry(batch, "data", path, what), _entry(batch, "labels", path, what)
+    try:
+        x = np.asarray(data, dtype=np.uint8)
+        y = np.asarray(labels)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise UserError(f"data.options.root: {path} is not {what} "
+                        f"({first_line(e)})") from None
+    if x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
+        raise UserError(f"data.options.root: {path} is not {what}: its data has shape "
+                        f"{x.shape}; expected (n, 3072), rows of 3x32x32 bytes")
+    if y.ndim != 1 or len(y) != len(x):
+        raise UserError(f"data.options.root: {path} is not {what}: it holds {len(x)} "
+                        f"images and {y.shape} labels; expected ({len(x)},)")
+    return x.reshape(-1, 3, 32, 32), y
+
+
+def _cifar_classes(meta: Path) -> tuple[str, ...]:
+    if not meta.is_file():
+        return CIFAR_CLASSES
+    what = "a CIFAR-10 batches.meta file"
+    names = _entry(_unpickle(meta, what), "label_names", meta, what)
+    try:
+        classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    except (TypeError, UnicodeDecodeError) as e:
+        raise UserError(f"data.options.root: {meta} is not {what} "
+                        f"(label_names: {first_line(e)})") from None
+    if not classes:
+        raise UserError(f"data.options.root: {meta} is not {what} (label_names is empty)")
+    return classes
+
+
+def _check_labels(name: str, path: Path, y: np.ndarray, classes: tuple[str, ...]) -> None:
+    """Labels must index the classes: a label of 10 with 10 classes would fail every
+    trial later, far from the file at fault."""
+    if y.size and y.dtype.kind not in "iu":
+        raise UserError(f"data.options.root: labels in {path} are {y.dtype} values, "
+                        f"not class numbers 0-{len(classes) - 1}")
+    if y.size and (y.min() < 0 or y.max() >= len(classes)):
+        span = f"from {y.min()} to {y.max()}" if y.min() < 0 else f"to {y.max()}"
+        raise UserError(f"data.options.root: labels in {path} run {span}; {name} has "
+                        f"classes 0-{len(classes) - 1}")
 
 
 def _raw(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], limit: int) -> RawData:
     if limit:
         x, y = x[:limit], y[:limit]
-    return _frozen(RawData((x / 255.0).astype(np.float32), y, class_names=classes))
+    return _frozen(RawData((x / 255.0).astype(np.float32), y.astype(np.int64),
+                           class_names=classes))
 
 
 def _check_limit(limit: int) -> None:

@@ -91,3 +91,27 @@ def test_noisy_xor_cloud_is_split_and_fixed():
 def test_cached_arrays_are_read_only():
     with pytest.raises(ValueError):
         digits().x[0, 0, 0, 0] = 1.0
+
+
+def message(**kwargs) -> str:
+    name = kwargs.pop("name", "digits")
+    with pytest.raises(UserError) as e:
+        load_dataset(name, **kwargs)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_splits_too_small_for_the_classes_say_which_key_to_change():
+    assert message(val_fraction=0.001) == (
+        "data.val_fraction: a val split of 2 (of 1797 samples) is fewer than the 10 classes; "
+        "raise data.val_fraction")
+    assert message(val_fraction=0.5, test_fraction=0.497) == (
+        "data.val_fraction: a train split of 6 (of 1797 samples) is fewer than the 10 classes; "
+        "lower data.val_fraction or data.test_fraction")
+    # xor's n=3 points are the corners 00, 01, 10: class 0 has one of them.
+    assert message(name="xor", n=3) == (
+        "data.options.n: 3 samples leave class 0 with a single sample; a stratified split "
+        "needs at least 2 of each class; raise data.options.n (now 3)")
+    assert message(name="xor", n=6, test_fraction=0.1) == (
+        "data.options.n: a test split of 1 (of 6 samples) is fewer than the 2 classes; raise "
+        "data.options.n to at least 20 or raise data.test_fraction")

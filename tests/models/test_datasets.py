@@ -103,3 +103,38 @@ def test_options_change_the_data():
     assert load_dataset("adding", length=10).input_shape == (10, 2)
     assert load_dataset("reverse", length=4, vocab=5).input_shape == (4, 5)
     assert load_dataset("copy", delay=3, symbols=2).input_shape == (7, 10)
+
+
+def text_error(path) -> str:
+    with pytest.raises(UserError) as e:
+        load_dataset("text", path=str(path), window=8)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_an_empty_text_file_is_named(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert text_error(tmp_path / "empty.txt") == f"data.options.path: {tmp_path}/empty.txt is empty"
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf")    # a byte-order mark, no text
+    assert text_error(tmp_path / "bom.txt") == f"data.options.path: {tmp_path}/bom.txt is empty"
+
+
+def test_a_text_file_that_is_not_utf8_is_an_error_with_the_offset(tmp_path):
+    (tmp_path / "latin.txt").write_bytes(("café " * 500).encode("latin-1"))
+    assert text_error(tmp_path / "latin.txt") == (
+        f"data.options.path: {tmp_path}/latin.txt is not UTF-8: byte 0xe9 at offset 3 does not "
+        "decode; the file must be UTF-8 text")
+
+
+def test_utf8_text_is_read_up_to_max_chars_only(tmp_path):
+    f = tmp_path / "t.txt"
+    # A BOM, 'é' (2 bytes) and '€' (3 bytes): characters, not bytes, are counted.
+    f.write_bytes(b"\xef\xbb\xbf" + ("ab\u00e9\u20ac" * 100).encode() + b"\xff never read")
+    raw = text(path=str(f), window=8, max_chars=100)
+    assert raw.class_names == ("a", "b", "\u00e9", "\u20ac")
+    assert raw.x.shape == (12, 8)
+    assert "".join(raw.class_names[i] for i in raw.x[0]) == "ab\u00e9\u20acab\u00e9\u20ac"
+    # A bad byte past the characters used does no harm, even within the bytes read.
+    g = tmp_path / "u.txt"    # another name: loaders are cached by their options
+    g.write_bytes(b"abcd" * 30 + b"\xff")
+    assert text(path=str(g), window=8, max_chars=100).class_names == tuple("abcd")

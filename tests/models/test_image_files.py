@@ -169,3 +169,121 @@ def test_a_failed_download_leaves_no_partial_file(tmp_path, mirror, monkeypatch)
     with pytest.raises(UserError, match="mnist files not found"):
         load_dataset("mnist", root=str(tmp_path / "data"))
     assert not (tmp_path / "data").exists()         # not even an empty directory
+
+
+# ------------------------------------------------- files that are not what they claim
+
+CIFAR_NAMES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def write_batches(folder: Path, rows: int = 10, labels=None, data=None, drop: str = "",
+                  content=None) -> Path:
+    """Six CIFAR batches; `labels(i)`/`data(i)` override batch i's entries, `drop` leaves
+    one out, `content` replaces data_batch_1 by that object (bytes: the raw file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(CIFAR_NAMES):
+        batch = {b"data": data(i) if data else np.zeros((rows, 3072), np.uint8),
+                 b"labels": labels(i) if labels else [j % 10 for j in range(rows)]}
+        batch.pop(drop.encode(), None)
+        if content is not None and i == 0:
+            if isinstance(content, bytes):
+                (folder / name).write_bytes(content)
+                continue
+            batch = content
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    return folder / CIFAR_NAMES[0]
+
+
+def cifar_error(folder: Path) -> str:
+    with pytest.raises(UserError) as e:
+        load_dataset("cifar10", root=str(folder), download=False)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_a_file_that_is_not_a_cifar_batch_is_named(tmp_path):
+    first = write_batches(tmp_path / "junk", content=b"not a pickle")
+    assert cifar_error(tmp_path / "junk") == (
+        f"data.options.root: {first} is not a CIFAR-10 python batch (unpickling it failed: "
+        "invalid load key, 'n'.)")
+    first = write_batches(tmp_path / "list", content=[1, 2, 3])
+    assert cifar_error(tmp_path / "list") == (
+        f"data.options.root: {first} is not a CIFAR-10 python batch (it holds a list, not a "
+        "dict)")
+    folder = tmp_path / "meta"
+    write_batches(folder)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"num_cases_per_batch": 10}, f)
+    assert cifar_error(folder) == (f"data.options.root: {folder / 'batches.meta'} is not a "
+                                   "CIFAR-10 batches.meta file (it has no 'label_names' entry)")
+    with open(folder / "batches.meta", "wb") as f:   # 5 names, labels 0-9
+        pickle.dump({b"label_names": [b"a", b"b", b"c", b"d", b"e"]}, f)
+    assert cifar_error(folder) == (f"data.options.root: labels in {folder / 'data_batch_1'} "
+                                   "run to 9; cifar10 has classes 0-4")
+
+
+def test_cifar_batches_with_wrong_rows_or_labels_are_named(tmp_path):
+    first = write_batches(tmp_path / "rows", data=lambda i: np.zeros((30, 100), np.uint8),
+                          rows=30)
+    assert cifar_error(tmp_path / "rows") == (
+        f"data.options.root: {first} is not a CIFAR-10 python batch: its data has shape "
+        "(30, 100); expected (n, 3072), rows of 3x32x32 bytes")
+    first = write_batches(tmp_path / "nolabels", drop="labels")
+    assert cifar_error(tmp_path / "nolabels") == (
+        f"data.options.root: {first} is not a CIFAR-10 python batch (it has no 'labels' entry)")
+    first = write_batches(tmp_path / "count", labels=lambda i: list(range(9)))
+    assert cifar_error(tmp_path / "count") == (
+        f"data.options.root: {first} is not a CIFAR-10 python batch: it holds 10 images and "
+        "(9,) labels; expected (10,)")
+
+
+def test_labels_outside_the_classes_are_named(tmp_path):
+    write_batches(tmp_path / "c", labels=lambda i: [j % 11 for j in range(20)], rows=20)
+    assert cifar_error(tmp_path / "c") == (
+        f"data.options.root: labels in {tmp_path / 'c' / 'data_batch_1'} run to 10; cifar10 "
+        "has classes 0-9")
+    write_batches(tmp_path / "neg", labels=lambda i: [-1] + [1] * 9)
+    assert cifar_error(tmp_path / "neg") == (
+        f"data.options.root: labels in {tmp_path / 'neg' / 'data_batch_1'} run from -1 to 1; "
+        "cifar10 has classes 0-9")
+
+    folder = tmp_path / "mnist"
+    write_mnist(folder, gz=False)
+    write_idx(folder / IDX_FILES[3], np.arange(20) % 11, gz=False)
+    with pytest.raises(UserError) as e:
+        load_dataset("mnist", root=str(folder), download=False)
+    assert str(e.value) == (f"data.options.root: labels in {folder / IDX_FILES[3]} run to 10; "
+                            "mnist has classes 0-9")
+
+
+def test_an_unreadable_gzip_file_is_named(tmp_path):
+    folder = tmp_path / "mnist"
+    write_mnist(folder, gz=True)
+    (folder / f"{IDX_FILES[0]}.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(UserError) as e:
+        load_dataset("mnist", root=str(folder), download=False)
+    assert str(e.value) == (f"data.options.root: cannot read {folder / IDX_FILES[0]}.gz: "
+                            "Not a gzipped file (b'no')")
+
+
+def test_too_few_samples_per_class_say_what_to_raise(tmp_path):
+    write_mnist(tmp_path / "m", gz=False)
+    with pytest.raises(UserError) as e:
+        load_dataset("mnist", root=str(tmp_path / "m"), download=False, limit=30)
+    assert str(e.value) == (
+        "data.options.limit: a test split of 6 (of 30 samples) is fewer than the 10 classes; "
+        "raise data.options.limit to at least 50 or raise data.test_fraction")
+    # Class 9 (truck) once in 60 images: no limit to raise, the files are too small.
+    write_batches(tmp_path / "lone", labels=lambda i: [j % (9 if i < 5 else 10)
+                                                       for j in range(10)])
+    assert cifar_error(tmp_path / "lone") == (
+        "data.options.root: 60 samples leave class 9 (truck) with a single sample; a stratified "
+        "split needs at least 2 of each class; use files with more samples of each class")
+    # Class 9 twice: the test split takes one, leaving one for train and val.
+    write_batches(tmp_path / "two", labels=lambda i: [0 if j == 9 and i < 4 else j
+                                                      for j in range(10)])
+    assert cifar_error(tmp_path / "two") == (
+        "data.options.root: 60 samples are too few to stratify into train, val and test: "
+        "class 9 (truck) has only 2 (give each class at least 3); use files with more samples "
+        "of each class")
