@@ -135,8 +135,7 @@ def run(config: Path = ConfigArg,
                                  on_trial_end=progress.update, warm_trials=warm)
             outcome = driver.run()
         print_best(outcome.study, cfg)
-        print_importances(outcome.importances, sum(
-            t.state.name == "COMPLETE" for t in outcome.study.get_trials(deepcopy=False)))
+        print_importances(outcome.importances, outcome.study, cfg)
         out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}",
                   soft_wrap=True)
     stopped(outcome)
@@ -232,18 +231,33 @@ def print_best(study, cfg, top: int = 5) -> None:
 FEW_TRIALS = 10     # fANOVA's forest over fewer complete trials than this is a rough guide
 
 
-def print_importances(importances: dict[str, dict[str, float]], complete: int) -> None:
+def print_importances(importances: dict[str, dict[str, float]], study, cfg) -> None:
     """fANOVA importances, one table per objective (already sorted, largest first),
-    saying over how many complete trials: over a handful the shares are noise."""
-    few = f"; a rough guide below {FEW_TRIALS}" if complete < FEW_TRIALS else ""
-    for metric, per in importances.items():
+    saying over how many complete trials: over a handful the shares are noise. An
+    objective without them says why."""
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    few = f"; a rough guide below {FEW_TRIALS}" if len(complete) < FEW_TRIALS else ""
+    for i, metric in enumerate(o.metric for o in cfg.search.objectives):
+        per = importances.get(metric)
+        if not per:
+            out.print(f"\nparameter importance ({metric}): none; {_no_importance(complete, i)}")
+            continue
         # A title would wrap to the narrow table's width; a header line does not.
-        out.print(f"\nparameter importance ({metric}, fANOVA over {complete} complete "
+        out.print(f"\nparameter importance ({metric}, fANOVA over {len(complete)} complete "
                   f"trials{few}):")
         table = Table("parameter", "importance")
         for name, share in per.items():
             table.add_row(name, f"{share:.3f}")
         out.print(table)
+
+
+def _no_importance(complete: list, objective: int) -> str:
+    if len(complete) < 2:
+        return f"fANOVA needs 2 complete trials, and {len(complete)} completed"
+    if len({t.values[objective] for t in complete}) == 1:
+        return (f"the {len(complete)} complete trials all have the same value, so there is "
+                "no variance to split among the parameters")
+    return "no searched parameter is set in every complete trial"
 
 
 def print_notes(executor) -> None:

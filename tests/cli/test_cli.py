@@ -300,3 +300,21 @@ def test_help_shows_what_each_option_takes():
     assert "<list[str]>" not in text and "<int>" not in text
     assert "<bool>  Evaluate on test again" not in wide.invoke(app, ["final", "--help"]).output
     assert re.search(r"--output\s+-o\s+FILE\s", wide.invoke(app, ["export", "--help"]).output)
+
+
+def test_an_objective_without_importances_says_why(capsys, write_config):
+    """Nothing was printed when fANOVA had nothing to split: it looked like a fault."""
+    from cli.app import print_importances
+    from search.config import load_config
+    cfg = load_config(write_config(quickstart()))
+    study = optuna.create_study(direction="maximize")
+    for lr in (0.01, 0.02):
+        t = study.ask()
+        t.suggest_float("lr", 1e-3, 1e-1)
+        study.tell(t, 0.5)
+    print_importances({}, study, cfg)
+    assert capsys.readouterr().out.strip() == (
+        "parameter importance (val_accuracy): none; the 2 complete trials all have the same "
+        "value, so there is no variance to split among the parameters")
+    print_importances({}, optuna.create_study(), cfg)
+    assert "fANOVA needs 2 complete trials, and 0 completed" in capsys.readouterr().out
