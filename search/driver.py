@@ -230,7 +230,7 @@ class StudyDriver:
     def _reopen(self) -> tuple[optuna.Study, str]:
         from search.lifecycle import reopen_study
         study, parent = reopen_study(self.cfg, self.tracker)
-        self.tracker.log_files(parent, study_files(study))
+        self.tracker.log_files(parent, study_files(study, [o.metric for o in self.objectives]))
         return study, parent
 
     def _launch(self, trial: optuna.trial.Trial) -> None:
@@ -339,9 +339,11 @@ class StudyDriver:
         if best is not None:
             metrics["best_value"] = best
             tags["best_trial"] = str(self.study.best_trial.number)
+        elif len(self.objectives) > 1 and self.counts.get("COMPLETE"):
+            metrics["pareto_front_size"] = len(self.study.best_trials)
         metrics.update({f"trials_{k.lower()}": v for k, v in self.counts.items()})
         self._record_parent()               # not yet if the study ran no trial
-        files = study_files(self.study)
+        files = study_files(self.study, [o.metric for o in self.objectives])
         self.importances = param_importances(self.study, self.objectives, self.cfg.search.seed)
         if self.importances:
             metrics.update(importance_metrics(self.importances))

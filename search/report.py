@@ -31,11 +31,12 @@ def varying_params(study: optuna.Study) -> list[str]:
     return sorted(k for k, values in seen.items() if len(values) > 1)
 
 
-def study_files(study: optuna.Study) -> dict[str, Drawing | str]:
-    """The parent run's artifacts: the trials table, the figures and the best trial.
-    The table and the figures are `Drawing`s of a snapshot of the trials, so that
-    the tracking process makes them (off the driver's path, on a spare core); a
-    figure Optuna cannot draw comes out as None and is left out."""
+def study_files(study: optuna.Study, metrics: Sequence[str] = ()) -> dict[str, Drawing | str]:
+    """The parent run's artifacts: the trials table, the figures and the best trial
+    (with several objectives, `metrics`, the Pareto front and its plot). The table
+    and the figures are `Drawing`s of a snapshot of the trials, so that the
+    tracking process makes them (off the driver's path, on a spare core); a figure
+    Optuna cannot draw comes out as None and is left out."""
     trials = tuple(study.get_trials(deepcopy=False))
     directions = tuple(study.directions)
     files: dict[str, Drawing | str] = {"trials.csv": Drawing(trials_csv, (trials, directions))}
@@ -52,12 +53,21 @@ def study_files(study: optuna.Study) -> dict[str, Drawing | str]:
                                                "params": best.params,
                                                "mlflow_run_id": best.user_attrs.get("mlflow_run_id")},
                                               indent=2)
+    else:
+        names = list(metrics) or [f"objective_{i}" for i in range(len(directions))]
+        files["pareto_front.json"] = json.dumps([
+            {"number": t.number, "values": dict(zip(names, t.values)), "params": t.params,
+             "mlflow_run_id": t.user_attrs.get("mlflow_run_id")} for t in study.best_trials],
+            indent=2)
+        if len(directions) <= 3:        # Optuna plots fronts of two or three objectives
+            files["pareto_front.png"] = Drawing(figure_png, ("pareto", trials, directions),
+                                                {"target_names": names})
     return files
 
 
-def study_figures(study: optuna.Study) -> dict[str, bytes | str]:
+def study_figures(study: optuna.Study, metrics: Sequence[str] = ()) -> dict[str, bytes | str]:
     """The figures and the best trial of `study_files`, drawn here."""
-    drawn = {name: artifact_bytes(content) for name, content in study_files(study).items()
+    drawn = {name: artifact_bytes(content) for name, content in study_files(study, metrics).items()
              if name != "trials.csv"}
     return {name: content for name, content in drawn.items() if content is not None}
 
@@ -68,7 +78,8 @@ def trials_csv(trials: Sequence[optuna.trial.FrozenTrial],
     return _snapshot(trials, directions).trials_dataframe().to_csv(index=False)
 
 
-_PLOTS = {"history": "plot_optimization_history", "parallel": "plot_parallel_coordinate"}
+_PLOTS = {"history": "plot_optimization_history", "parallel": "plot_parallel_coordinate",
+          "pareto": "plot_pareto_front"}
 
 
 def figure_png(kind: str, trials: Sequence[optuna.trial.FrozenTrial],

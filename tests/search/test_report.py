@@ -32,6 +32,24 @@ def test_figures_of_a_finished_study():
     assert best["number"] == study.best_trial.number and best["params"] == study.best_params
 
 
+def test_a_study_of_two_objectives_has_its_pareto_front():
+    """No single best trial: the front, each trial's values by metric, and its plot."""
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    for x, y in ((0.9, 5.0), (0.5, 1.0), (0.4, 3.0), (0.95, 9.0)):
+        t = study.ask()
+        t.suggest_float("lr", 1e-4, 1e-1, log=True)
+        t.set_user_attr("mlflow_run_id", f"run{t.number}")
+        study.tell(t, (x, y))
+    files = study_figures(study, ["val_accuracy", "param_count"])
+    assert set(files) == {"pareto_front.json", "pareto_front.png"}
+    assert files["pareto_front.png"].startswith(PNG)
+    front = json.loads(files["pareto_front.json"])
+    assert [t["number"] for t in front] == [0, 1, 3]      # trial 2 is dominated by trial 1
+    assert front[1]["values"] == {"val_accuracy": 0.5, "param_count": 1.0}
+    assert front[1]["mlflow_run_id"] == "run1" and set(front[1]["params"]) == {"lr"}
+
+
 def test_the_study_figures_leave_the_process_style_as_it_was():
     """Optuna's plots switch matplotlib to its ggplot style; the trial figures a
     process draws after them (the tracking process draws both) keep the default."""
@@ -80,6 +98,6 @@ def test_a_study_with_two_objectives_gets_its_table_but_no_single_objective_figu
         t = study.ask()
         study.tell(t, [t.suggest_float("x", 0, 1), x * 2])
     files = study_files(study)
-    assert set(files) == {"trials.csv"}
+    assert set(files) == {"trials.csv", "pareto_front.json", "pareto_front.png"}
     table = files["trials.csv"].render()
     assert table == study.trials_dataframe().to_csv(index=False) and "values_1" in table

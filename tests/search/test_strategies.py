@@ -6,6 +6,7 @@ driver with real SQLite stores for grid, enqueue and warm start.
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -289,6 +290,15 @@ def test_multi_objective_nsga2_logs_pareto_front(stores):
     assert outcome.importances["param_count"]["width"] > outcome.importances["param_count"]["lr"]
     for per in outcome.importances.values():
         assert sum(per.values()) == pytest.approx(1.0)
+    from mlflow.tracking import MlflowClient
+    parent, _ = study_runs(stores.mlflow_uri, "moo")
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    files = {f.path for f in client.list_artifacts(parent.info.run_id)}
+    assert {"pareto_front.json", "pareto_front.png"} <= files
+    front = json.load(open(client.download_artifacts(parent.info.run_id, "pareto_front.json")))
+    assert [t["number"] for t in front] == [t.number for t in outcome.study.best_trials]
+    assert set(front[0]["values"]) == {"val_accuracy", "param_count"}
+    assert parent.data.metrics["pareto_front_size"] == len(front)
 
 
 def test_infinite_objective_fails_the_trial(stores):
