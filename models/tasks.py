@@ -220,6 +220,8 @@ class LanguageModelling(Supervised):
         ax = fig.subplots()
         fig.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.9)
         ax.plot(range(1, y.shape[1] + 1), (nll.mean(0) / math.log(2)).cpu().numpy())
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xlabel="position in window", ylabel="bits per character",
                title="bits per character by context length (validation)")
         return to_png(fig)
@@ -292,22 +294,27 @@ class SequenceTransduction(Supervised):
                              transform=text_ax.transAxes)
         pos_ax.bar(range(1, y.shape[1] + 1), (pred == y).float().mean(0).numpy())
         pos_ax.set(xlabel="position", ylim=(0, 1), title="token accuracy")
+        from matplotlib.ticker import MaxNLocator
+        pos_ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # no position 2.5
         return to_png(fig)
 
     def artifacts(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                   class_names: Sequence[str]) -> dict[str, bytes]:
-        """decoded_examples.txt: greedy and beam-search decodes of validation inputs."""
-        if not hasattr(model, "decode"):
-            return {}
-        names = list(class_names)
+        """decoded_examples.txt: validation inputs, their targets, and the model's
+        greedy and beam-search decodes (seq2seq), or its output at each step (an
+        RNN with one output per step, which does not decode)."""
+        names = list(class_names) or [str(i) for i in range(int(y.max()) + 1)]
         show = lambda ids: " ".join(names[i] for i in ids.tolist())  # noqa: E731
         xs, ys = x[:20], y[:20]
-        greedy, beam = model.decode(xs, "greedy"), model.decode(xs, "beam")
+        if hasattr(model, "decode"):
+            decodes = {"greedy": model.decode(xs, "greedy"), "beam": model.decode(xs, "beam")}
+        else:
+            decodes = {"output": model(xs).argmax(-1)}
         lines = []
         for i in range(len(ys)):
             src = show(xs[i].argmax(-1)) if xs.dim() == 3 else show(xs[i])
-            lines += [f"input:  {src}", f"target: {show(ys[i])}", f"greedy: {show(greedy[i])}",
-                      f"beam:   {show(beam[i])}", ""]
+            lines += [f"input:  {src}", f"target: {show(ys[i])}",
+                      *(f"{k + ':':<7} {show(v[i])}" for k, v in decodes.items()), ""]
         return {"decoded_examples.txt": "\n".join(lines).encode()}
 
 

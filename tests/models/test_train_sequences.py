@@ -47,6 +47,18 @@ def test_seq2seq_trial_logs_greedy_and_beam_decodes(run):
     assert 0 <= result.metrics["val_sequence_accuracy"] <= result.metrics["val_token_accuracy"]
 
 
+def test_an_rnn_with_an_output_per_step_logs_its_outputs_as_text_too(run):
+    """The README's task table promises decoded_examples.txt for every transduction
+    model; an RNN does not decode, so its text shows its output at each step."""
+    result = run("gru", {"name": "copy", "options": {"n": 200}}, epochs=1,
+                 head="many_to_many")
+    text = result.artifacts["decoded_examples.txt"].decode()
+    assert text.count("input:") == text.count("target:") == text.count("output:") == 20
+    assert "greedy:" not in text
+    first = text.splitlines()[:3]
+    assert len({len(line.split()) for line in first[1:]}) == 1   # target and output align
+
+
 def test_many_to_one_rnn_on_a_per_step_dataset_fails_the_trial_with_the_fix(run):
     with pytest.raises(UserError, match="head: many_to_many"):
         run("gru", "copy", epochs=1)
