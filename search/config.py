@@ -246,7 +246,7 @@ def with_absolute_paths(cfg: StudyConfig) -> StudyConfig:
     MLflow store, and a second parent run in it."""
     tracking = cfg.tracking.model_copy(update={"uri": absolute_url(cfg.tracking.uri),
                                                "storage": absolute_url(cfg.tracking.storage)})
-    options = {k: str(Path(v).expanduser().absolute()) if k in PATH_OPTIONS
+    options = {k: str(_absolute(v)) if k in PATH_OPTIONS
                and isinstance(v, str) and v else v for k, v in cfg.data.options.items()}
     return cfg.model_copy(update={"tracking": tracking,
                                   "data": cfg.data.model_copy(update={"options": options})})
@@ -264,13 +264,19 @@ def absolute_url(url: str) -> str:
         relative = path[1:]          # after the third slash; a fourth starts an absolute path
         if path.startswith("/") and relative and not relative.startswith("/") \
                 and relative != ":memory:" and not relative.startswith("file:"):
-            return f"{scheme}:///{Path(relative).absolute().as_posix()}{q}{query}"
+            return f"{scheme}:///{_absolute(relative).as_posix()}{q}{query}"
         return url
     if url.startswith("file:") and not url.startswith("file:/"):
-        return Path(url[len("file:"):]).absolute().as_uri()
+        return _absolute(url[len("file:"):]).as_uri()
     if not sep and url.startswith((".", "~")):      # a local path, as MLflow takes one
-        return Path(url).expanduser().absolute().as_uri()
+        return _absolute(url).as_uri()
     return url
+
+
+def _absolute(path: str) -> Path:
+    """The file's absolute path, `..` and symbolic links resolved: the name stored
+    is the file opened (`runs/../data/x` would be stored as written otherwise)."""
+    return Path(path).expanduser().resolve()
 
 
 def with_trial_budget(cfg: StudyConfig) -> StudyConfig:

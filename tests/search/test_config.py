@@ -294,6 +294,11 @@ def test_relative_files_are_made_absolute_where_the_command_runs(write_config, t
         assert absolute_url(url) == url
     assert absolute_url("sqlite+pysqlite:///x.db") == f"sqlite+pysqlite:///{tmp_path}/x.db"
     assert absolute_url("file:mlruns") == absolute_url("./mlruns") == (tmp_path / "mlruns").as_uri()
+    # `..` resolved: the name stored is the file opened
+    (tmp_path / "runs").mkdir()
+    assert absolute_url("sqlite:///runs/../x.db") == f"sqlite:///{tmp_path}/x.db"
+    cfg = load_config(path, ["data.options.path=runs/../corpus.txt"])
+    assert cfg.data.options["path"] == str(tmp_path / "corpus.txt")
 
 
 def test_a_missing_objective_for_a_task_without_accuracy_says_it_was_not_set(write_config):
