@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -33,8 +34,11 @@ class DataConfig(_Strict):
 
 
 class Objective(_Strict):
-    metric: str = "val_accuracy"
-    direction: Literal["maximize", "minimize"] = "maximize"
+    """A metric and its direction; the direction has no default: a metric named
+    without one (`{metric: val_loss}`) would be maximized, a loss too."""
+
+    metric: str
+    direction: Literal["maximize", "minimize"]
 
 
 class PrunerConfig(_Strict):
@@ -55,7 +59,8 @@ class SearchConfig(_Strict):
     strategy: str = "tpe"
     trials: int | None = Field(default=None, ge=1)     # None: the grid size (grid), else 20
     seed: int = Field(default=0, ge=0, le=SEED_MAX)
-    objective: Objective | list[Objective] = Objective()
+    objective: Objective | list[Objective] = Objective(metric="val_accuracy",
+                                                       direction="maximize")
     pruner: PrunerConfig = PrunerConfig()
     grid_points: int = Field(default=4, ge=2)
     enqueue: list[dict[str, Any]] = Field(default_factory=list)   # parameter sets tried first
@@ -317,7 +322,9 @@ def _one_line(err: ValidationError) -> str:
     # A key that takes one of several types (resources.parallel: an int or 'auto')
     # fails once per type. The deepest failure is in the type the input meant
     # (a mapping with a wrong key inside); failures side by side list the types.
-    first = max(errors, key=lambda e: len(e["loc"]))
+    # Among the deepest, an unknown key comes first: a misspelt one ("metrik") also
+    # leaves the key it meant missing, and the did-you-mean says both.
+    first = max(errors, key=lambda e: (len(e["loc"]), e["type"] == "extra_forbidden"))
     loc = _readable_loc(first["loc"])
     key = ".".join(loc) or "config"
     if first["type"] == "extra_forbidden":
@@ -326,7 +333,8 @@ def _one_line(err: ValidationError) -> str:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"{key}: unknown key{hint}; valid: {', '.join(valid)}"
     if first["type"] == "missing":
-        return f"{key}: required key is missing"
+        values = _literal_values(loc)
+        return f"{key}: required key is missing" + (f"; valid: {', '.join(values)}" if values else "")
     got = f", got {first.get('input')!r}"
     alternatives = [e for e in errors if e["loc"][:-1] == first["loc"][:-1]
                     and _is_type_tag(str(e["loc"][-1]))]
@@ -380,6 +388,17 @@ def _submodel(ann: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+def _literal_values(loc: list[str]) -> list[str]:
+    """The values a key takes, when its type lists them (`direction`)."""
+    model: type[BaseModel] | None = StudyConfig
+    for part in loc[:-1]:
+        model = _submodel(model.model_fields[part.split("[")[0]].annotation) if model else None
+    field = model.model_fields.get(loc[-1]) if model and loc else None
+    if field is None or typing.get_origin(field.annotation) is not Literal:
+        return []
+    return [str(v) for v in typing.get_args(field.annotation)]
 
 
 def _fields_at(loc: list[str]) -> list[str]:

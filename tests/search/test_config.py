@@ -360,3 +360,21 @@ def test_a_model_too_large_for_memory_is_one_line(write_config):
 ])
 def test_a_model_its_data_cannot_train_is_refused_before_any_trial(write_config, sets, message):
     assert error_for(write_config, lr_only(), *sets) == message
+
+
+@pytest.mark.parametrize("objective, key", [
+    ("{metric: val_loss}", "search.objective.direction"),
+    ("[{metric: val_loss}, {metric: param_count, direction: minimize}]",
+     "search.objective[0].direction"),
+])
+def test_an_objective_needs_its_direction(write_config, objective, key):
+    """`{metric: val_loss}` was maximized: the best trial was the worst one."""
+    msg = error_for(write_config, quickstart(), f"search.objective={objective}")
+    assert msg == f"{key}: required key is missing; valid: maximize, minimize"
+
+
+def test_without_an_objective_a_study_maximizes_val_accuracy(write_config):
+    raw = quickstart()
+    del raw["search"]["objective"]
+    (objective,) = load_config(write_config(raw)).search.objectives
+    assert (objective.metric, objective.direction) == ("val_accuracy", "maximize")

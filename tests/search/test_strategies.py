@@ -89,12 +89,14 @@ def test_multi_objective_strategies(strategy):
 
 
 @pytest.mark.parametrize("objective, strategy, message", [
-    ([{"metric": "val_accuracy"}, {"metric": "param_count", "direction": "minimize"}], "cmaes",
+    ([{"metric": "val_accuracy", "direction": "maximize"},
+      {"metric": "param_count", "direction": "minimize"}], "cmaes",
      "search.strategy: cmaes optimises a single objective; for a list of objectives use nsga2"),
-    ([{"metric": "val_accuracy"}, {"metric": "val_accuracy", "direction": "minimize"}], "tpe",
+    ([{"metric": "val_accuracy", "direction": "maximize"},
+      {"metric": "val_accuracy", "direction": "minimize"}], "tpe",
      "search.objective[1].metric: 'val_accuracy' is already an objective"),
     ([], "tpe", "search.objective: an empty list; give a metric and a direction"),
-    ({"metric": "val_acc"}, "tpe",
+    ({"metric": "val_acc", "direction": "maximize"}, "tpe",
      "search.objective.metric: unknown metric 'val_acc' (did you mean 'val_accuracy'?)"),
 ])
 def test_bad_objectives(stores, objective, strategy, message):
