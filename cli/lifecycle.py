@@ -57,7 +57,7 @@ def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
 @user_errors
 def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
            tracking_uri: Optional[str] = UriOpt,
-           trials: Optional[int] = opt("N", "Raise the trial budget."),
+           trials: Optional[int] = opt("N", "A new trial budget, kept as the study's."),
            ) -> None:
     """Continue an interrupted study up to its trial count, in the same stores."""
     from search import heap
@@ -71,12 +71,19 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
                         trials=trials)
     check_not_running(s)        # its running trials are not a crash's
     done = trials_run(s)
+    if trials is not None and trials < done:
+        raise UserError(f"--trials: {trials} is fewer than the {done} trials study '{study}' "
+                        f"has run; give more than {done} to run more")
     if done >= cfg.search.trials and s.user_attrs.get(ENDED) == "FINISHED" \
             and all(t.state.is_finished() for t in s.trials):
         # The budget is spent and the study was closed in both stores: no Ray, no
         # store opened, nothing rewritten.
+        if cfg.search.strategy == "grid" and (trials or 0) > cfg.search.trials:
+            more = f"its grid of {cfg.search.trials} points is exhausted"
+        else:
+            more = "--trials N raises the budget"
         out.print(f"study [bold]{escape(cfg.study)}[/bold]: {done} of {cfg.search.trials} "
-                  "trials finished, nothing to resume (--trials N raises the budget)", markup=True)
+                  f"trials finished, nothing to resume ({more})", markup=True)
         print_best(s, cfg)
         return
     # Moved or mistyped: not a new store with a second parent run in it.

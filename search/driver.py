@@ -230,7 +230,15 @@ class StudyDriver:
     def _reopen(self) -> tuple[optuna.Study, str]:
         from search.lifecycle import reopen_study
         study, parent = reopen_study(self.cfg, self.tracker)
-        self.tracker.log_files(parent, study_files(study, [o.metric for o in self.objectives]))
+        files: dict = study_files(study, [o.metric for o in self.objectives])
+        stored = study.user_attrs.get("config") or {}
+        if stored.get("search", {}).get("trials") != self.cfg.search.trials:
+            # `resume --trials N`: the new budget is the study's from now on (a later
+            # resume, a rerun), in both stores.
+            stored = {**stored, "search": {**stored["search"], "trials": self.cfg.search.trials}}
+            study.set_user_attr("config", stored)
+            files["study.yaml"] = yaml.safe_dump(stored, sort_keys=False)
+        self.tracker.log_files(parent, files)
         return study, parent
 
     def _launch(self, trial: optuna.trial.Trial) -> None:

@@ -130,6 +130,27 @@ def test_resume_of_a_finished_study_starts_nothing_unless_the_end_went_unwritten
     assert len(optuna.load_study(study_name="done", storage=stores.optuna_url).trials) == 3
 
 
+def test_a_budget_raised_by_resume_is_the_study_s_from_then_on(stores):
+    """`resume --trials N` then a plain `resume` (after a Ctrl-C, say) or a `rerun`:
+    the raised budget was lost ("3 of 2 trials finished, nothing to resume")."""
+    run_study(small_config("grow", stores, trials=2))
+    res = invoke("resume", "grow", "--storage", stores.optuna_url, "--trials", "3")
+    assert res.exit_code == 0, res.output
+    study = optuna.load_study(study_name="grow", storage=stores.optuna_url)
+    assert study.user_attrs["config"]["search"]["trials"] == 3
+    parent, _ = study_runs(stores.mlflow_uri, "grow")
+    stored = MlflowClient(tracking_uri=stores.mlflow_uri).download_artifacts(
+        parent.info.run_id, "study.yaml")
+    assert yaml.safe_load(Path(stored).read_text())["search"]["trials"] == 3
+    res = invoke("resume", "grow", "--storage", stores.optuna_url)
+    assert res.output.startswith("study grow: 3 of 3 trials finished, nothing to resume")
+
+    res = invoke("resume", "grow", "--storage", stores.optuna_url, "--trials", "2")
+    assert res.exit_code == 2
+    assert res.output.strip() == ("error: --trials: 2 is fewer than the 3 trials study 'grow' "
+                                  "has run; give more than 3 to run more")
+
+
 def test_resume_retries_interrupted_trials_with_their_params(stores):
     """A study stopped with a trial RUNNING (as after a crash) is resumed with
     on_interrupt: retry; the retry is a new trial with the same parameters."""
