@@ -199,7 +199,9 @@ def _parallel(value: str | None) -> int | str | None:
     return int(value) if value is not None and value.isdigit() else value
 
 
-def print_best(study, cfg, top: int = 5) -> None:
+def print_best(study, cfg, top: int | None = 5) -> None:
+    """The `top` best trials (the Pareto front's first `top`, for several objectives);
+    `top=None`: the best only, every trial tied at the best value, or the whole front."""
     import optuna
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
@@ -209,11 +211,16 @@ def print_best(study, cfg, top: int = 5) -> None:
     if len(objs) == 1:
         sign = -1 if objs[0].direction == "maximize" else 1
         done.sort(key=lambda t: sign * t.values[0])
+        if top is None:
+            done = [t for t in done if t.values[0] == done[0].values[0]]
     else:
         done = study.best_trials
-    done = done[:top]
+    front = len(done)
+    done = done if top is None else done[:top]
     names = sorted({k for t in done for k in t.params})
     title = "best trials" if len(objs) == 1 else "Pareto front"
+    if len(objs) > 1 and len(done) < front:
+        title += f" ({len(done)} of {front})"
     rows = [(o.metric, [f"{t.values[i]:.4g}" for t in done]) for i, o in enumerate(objs)]
     rows += [(n, [_fmt(t.params.get(n)) for t in done]) for n in names]
     table = Table("trial", *(name for name, _ in rows), title=title)

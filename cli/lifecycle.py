@@ -186,14 +186,15 @@ def _best(row: dict) -> str:
 @user_errors
 def best(study: str = StudyArg, storage: Optional[str] = StorageOpt,
          as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON.")) -> None:
-    """The best trial of a study (the Pareto front for several objectives)."""
+    """The best trial of a study (all tied at the best value; the Pareto front for
+    several objectives)."""
     from search.inspect import best_trials
     from search.lifecycle import stored_config
     s = _study(study, storage)
     if as_json:
         print(json.dumps(best_trials(s), indent=2))
         return
-    print_best(s, stored_config(s, storage=storage or DEFAULT.storage), top=1)
+    print_best(s, stored_config(s, storage=storage or DEFAULT.storage), top=None)
 
 
 @app.command()

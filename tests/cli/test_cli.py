@@ -318,3 +318,33 @@ def test_an_objective_without_importances_says_why(capsys, write_config):
         "value, so there is no variance to split among the parameters")
     print_importances({}, optuna.create_study(), cfg)
     assert "fANOVA needs 2 complete trials, and 0 completed" in capsys.readouterr().out
+
+
+def test_best_shows_every_trial_tied_at_the_best_and_the_whole_front(capsys, write_config):
+    """`best` showed one trial where `best --json` listed two (a tie, a front of two)."""
+    from cli.app import print_best
+    from search.config import load_config
+
+    def study_of(directions, values):
+        study = optuna.create_study(directions=directions)
+        for v in values:
+            t = study.ask()
+            t.suggest_float("lr", 1e-3, 1e-1)
+            study.tell(t, v)
+        return study
+
+    path = write_config(quickstart())
+    print_best(study_of(["maximize"], [0.5, 0.9, 0.9]), load_config(path), top=None)
+    rows = [line.split()[1] for line in capsys.readouterr().out.splitlines() if "0.9 " in line]
+    assert rows == ["1", "2"]
+
+    cfg = load_config(path, ["search.objective=[{metric: val_accuracy, direction: maximize}, "
+                             "{metric: param_count, direction: minimize}]"])
+    front = study_of(["maximize", "minimize"], [(0.9, 5.0), (0.5, 1.0), (0.95, 9.0), (0.4, 3.0)])
+    print_best(front, cfg, top=None)
+    text = capsys.readouterr().out
+    assert "Pareto front" in text and "of 3)" not in text
+    assert all(f"│ {n} " in text for n in (0, 1, 2))
+    assert "│ 3 " not in text
+    print_best(front, cfg, top=2)
+    assert "Pareto front (2 of 3)" in capsys.readouterr().out
