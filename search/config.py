@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -155,6 +156,37 @@ def check_unmasked(cfg: StudyConfig) -> None:
 
 # ---------------------------------------------------------------- loading
 
+class ConfigLoader(yaml.SafeLoader):
+    """YAML as a study config is read: `1e-4` is a float (YAML 1.1, PyYAML's, wants
+    `1.0e-4` and reads `1e-4` as a string, which `params` then refused), and a key
+    given twice in one mapping is an error rather than the last one silently
+    winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
@@ -162,7 +194,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise UserError(f"{path}: no such study config file")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = load_yaml(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text file; a study config is YAML (UTF-8)") from None
     except OSError as e:
@@ -190,7 +222,7 @@ def apply_overrides(raw: Mapping[str, Any], sets: Sequence[str] = (),
         if not sep or not key.strip():
             raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. params.epochs=5")
         try:
-            pairs.append((key.strip(), yaml.safe_load(value)))
+            pairs.append((key.strip(), load_yaml(value)))
         except yaml.YAMLError:
             raise UserError(f"--set {key}: value {value!r} is not valid YAML") from None
     pairs += [(k, v) for k, v in named.items() if v is not None]

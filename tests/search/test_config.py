@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 from models.errors import UserError
 from search.config import apply_overrides, load_config, parse_config
@@ -378,3 +379,21 @@ def test_without_an_objective_a_study_maximizes_val_accuracy(write_config):
     del raw["search"]["objective"]
     (objective,) = load_config(write_config(raw)).search.objectives
     assert (objective.metric, objective.direction) == ("val_accuracy", "maximize")
+
+
+def test_numbers_in_scientific_notation_are_numbers(write_config):
+    """PyYAML reads `1e-4` as a string (YAML 1.1 wants `1.0e-4`): `params` refused it
+    while `space` took it."""
+    path = write_config("study: sci\nmodel: mlp\nparams: {epochs: 1, weight_decay: 1e-4, lr: 3E-3}\n"
+                        "space: {dropout: {uniform: [0, 5e-1]}}\n", name="sci.yaml")
+    cfg = load_config(path, ["params.l1=2e-5"])
+    assert (cfg.params["weight_decay"], cfg.params["lr"], cfg.params["l1"]) == (1e-4, 3e-3, 2e-5)
+    assert cfg.space["dropout"] == {"uniform": [0, 0.5]}
+
+
+def test_a_key_given_twice_is_an_error(write_config):
+    path = write_config("study: a\nmodel: mlp\nmodel: cnn\n", name="twice.yaml")
+    with pytest.raises(UserError) as e:
+        load_config(path)
+    assert str(e.value) == (f"{path}: malformed YAML (line 3, column 1): key 'model' appears "
+                            "twice in one mapping")
