@@ -268,7 +268,19 @@ def parse_config(raw: Mapping[str, Any]) -> StudyConfig:
         cfg = StudyConfig.model_validate(raw)
     except ValidationError as e:
         raise UserError(_one_line(e)) from None
-    return with_trial_budget(with_absolute_paths(cfg))
+    cfg = with_absolute_paths(cfg)
+    check_two_stores(cfg.tracking)
+    return with_trial_budget(cfg)
+
+
+def check_two_stores(tracking: TrackingConfig) -> None:
+    """The MLflow store and the Optuna storage are two databases: one SQLite file
+    given as both would be made an MLflow store, then refused as Optuna storage."""
+    uri, storage = (u.split("?", 1)[0] for u in (tracking.uri, tracking.storage))
+    if uri.startswith("sqlite:///") and uri == storage:
+        raise UserError(f"tracking.storage: the same file as tracking.uri ({uri}); the Optuna "
+                        "storage and the MLflow store are two files (by default "
+                        "sqlite:///optuna.db and sqlite:///mlflow.db)")
 
 
 # Dataset options that name a file or a directory (models/data.py, models/image_files.py).

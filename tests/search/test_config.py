@@ -397,3 +397,13 @@ def test_a_key_given_twice_is_an_error(write_config):
         load_config(path)
     assert str(e.value) == (f"{path}: malformed YAML (line 3, column 1): key 'model' appears "
                             "twice in one mapping")
+
+
+def test_one_sqlite_file_cannot_be_both_stores(write_config, tmp_path, monkeypatch):
+    """It was made an MLflow store, then refused as Optuna storage: a file left behind."""
+    monkeypatch.chdir(tmp_path)
+    msg = error_for(write_config, quickstart(), "tracking.storage=sqlite:///./mlflow.db?timeout=5")
+    assert msg.startswith(f"tracking.storage: the same file as tracking.uri "
+                          f"(sqlite:///{tmp_path}/mlflow.db); the Optuna storage and the MLflow "
+                          "store are two files")
+    assert not (tmp_path / "mlflow.db").exists()
