@@ -386,6 +386,9 @@ def _one_line(err: ValidationError) -> str:
         return f"{key}: expected {' or '.join(_expected(e) for e in alternatives)}{got}"
     if first["type"] in _EXPECTED:      # a wrong type: pydantic's words name our classes
         return f"{key}: expected {_EXPECTED[first['type']]}{got}"
+    if first["type"] in _BOUNDS:        # in the words the models' own checks use
+        bound = next(iter(first["ctx"].values()))
+        return f"{key}: must be {_BOUNDS[first['type']]} {bound}{got}"
     return f"{key}: {first['msg'].removeprefix('Value error, ')}{got}"
 
 
@@ -393,6 +396,10 @@ _EXPECTED = {"int_parsing": "an integer", "int_type": "an integer", "int_from_fl
              "float_parsing": "a number", "float_type": "a number", "string_type": "a string",
              "bool_parsing": "true or false", "bool_type": "true or false",
              "model_type": "a mapping", "dict_type": "a mapping", "list_type": "a list"}
+
+
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+           "less_than": "<"}
 
 
 def _expected(error: Mapping[str, Any]) -> str:

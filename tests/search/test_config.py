@@ -407,3 +407,13 @@ def test_one_sqlite_file_cannot_be_both_stores(write_config, tmp_path, monkeypat
                           f"(sqlite:///{tmp_path}/mlflow.db); the Optuna storage and the MLflow "
                           "store are two files")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("search.trials=0", "search.trials: must be >= 1, got 0"),
+    ("search.grid_points=1", "search.grid_points: must be >= 2, got 1"),
+    ("data.split_seed=4294967296", "data.split_seed: must be <= 4294967295, got 4294967296"),
+])
+def test_bounds_read_as_the_model_checks_read(write_config, override, message):
+    """Not pydantic's "Input should be greater than or equal to 1"."""
+    assert error_for(write_config, quickstart(), override) == message

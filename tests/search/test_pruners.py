@@ -95,7 +95,7 @@ def test_no_pruner_prunes_nothing(stores):
     ({"name": "none", "reduction_factor": 3},
      "search.pruner.reduction_factor: not a setting of pruner none; none takes: no settings"),
     ({"name": "asha", "min_resource": 3}, "search.pruner.min_resource: 3 must be below params.epochs (3)"),
-    ({"name": "hyperband", "reduction_factor": 1}, "search.pruner.reduction_factor: Input should be greater than or equal to 2"),
+    ({"name": "hyperband", "reduction_factor": 1}, "search.pruner.reduction_factor: must be >= 2, got 1"),
     ({"name": "ashaa"}, "search.pruner: unknown pruner 'ashaa' (did you mean 'asha'?)"),
     ({"name": "asha", "min_resources": 2}, "search.pruner.min_resources: unknown key (did you mean 'min_resource'?)"),
 ])
