@@ -1,0 +1,90 @@
+"""Warm start: the source study's objectives must be this study's, and a
+warm-started study proposes points the source has not tried (real SQLite stores)."""
+from __future__ import annotations
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from cli.app import app
+from models.errors import UserError
+from tests.conftest import small_config
+from tests.search.test_strategies import config, drive
+
+SPACE = {"lr": {"loguniform": [1e-4, 1e-1]}, "depth": {"int": [1, 3]},
+         "dropout": {"uniform": [0.0, 0.5]}}
+ACCURACY = {"metric": "val_accuracy", "direction": "maximize"}
+
+
+def nothing_written_for(stores, name: str) -> bool:
+    return (name not in optuna.study.get_all_study_names(stores.optuna_url)
+            and MlflowClient(tracking_uri=stores.mlflow_uri).get_experiment_by_name(name) is None)
+
+
+@pytest.mark.parametrize("objective, ours", [
+    ({"metric": "val_loss", "direction": "maximize"}, "val_loss (maximize)"),
+    ({"metric": "val_accuracy", "direction": "minimize"}, "val_accuracy (minimize)"),
+    ([{"metric": "param_count", "direction": "minimize"}, ACCURACY],
+     "param_count (minimize), val_accuracy (maximize)"),
+])
+def test_other_objectives_are_refused_before_writing(stores, objective, ours):
+    first = [ACCURACY, {"metric": "param_count", "direction": "minimize"}]
+    drive(config("first", stores, SPACE, strategy="random", trials=2, objective=first[:1]))
+    drive(config("pair", stores, SPACE, strategy="random", trials=2, objective=first))
+    source = "pair" if isinstance(objective, list) else "first"
+    theirs = ("val_accuracy (maximize), param_count (minimize)" if source == "pair"
+              else "val_accuracy (maximize)")
+    with pytest.raises(UserError) as e:
+        drive(config("second", stores, SPACE, strategy="nsga2", trials=1,
+                     objective=objective, warm_start=source))
+    assert str(e.value) == (f"search.warm_start: study '{source}' optimizes {theirs}, this "
+                            f"study {ours}; warm start needs the same objectives")
+    assert nothing_written_for(stores, "second")
+
+
+def test_other_metric_exits_2_in_one_line(stores, write_config):
+    runner = CliRunner()
+    first = write_config(small_config("first", stores, strategy="random", trials=1), "a.yaml")
+    assert runner.invoke(app, ["run", str(first)]).exit_code == 0
+    second = write_config(small_config("second", stores, trials=1), "b.yaml")
+    res = runner.invoke(app, ["run", str(second), "--warm-start", "first", "--set",
+                              "search.objective={metric: val_loss, direction: maximize}"])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines() == [
+        "error: search.warm_start: study 'first' optimizes val_accuracy (maximize), this study "
+        "val_loss (maximize); warm start needs the same objectives"]
+    assert nothing_written_for(stores, "second")
+
+
+def new_points(study: optuna.Study) -> list[dict]:
+    return [t.params for t in study.trials if "warm_start_from" not in t.user_attrs]
+
+
+@pytest.mark.xfail(strict=True, reason="needs search/driver.py: the sampler reseeded once the "
+                                       "warm trials are added (StudyDriver._open)")
+@pytest.mark.parametrize("strategy", ["random", "tpe"])
+def test_warm_started_study_proposes_new_points(stores, strategy):
+    """Seeded as the source was, the sampler would replay the source's first points
+    (TPE samples at random for its first 10 trials, whatever the study holds)."""
+    _, source = drive(config("first", stores, SPACE, strategy=strategy, trials=3))
+    tried = [t.params for t in source.study.trials]
+    _, a = drive(config("second", stores, SPACE, strategy=strategy, trials=3, warm_start="first"))
+    _, b = drive(config("third", stores, SPACE, strategy=strategy, trials=3, warm_start="first"))
+    assert [t.params for t in a.study.trials[:3]] == tried
+    assert not [p for p in new_points(a.study) if p in tried]
+    assert new_points(a.study) == new_points(b.study)       # still reproducible
+
+
+@pytest.mark.xfail(strict=True, reason="needs search/strategies.py (enqueue_initial, grid_points) "
+                                       "and the grid budget to leave out points the warm trials ran")
+def test_warm_started_grid_runs_only_the_points_not_run(stores):
+    space = {"lr": {"loguniform": [1e-3, 1e-1]}, "depth": {"int": [1, 2]}}   # 3 x 2 points
+    _, source = drive(config("first", stores, space, strategy="grid", grid_points=3, trials=4))
+    _, second = drive(config("second", stores, space, strategy="grid", grid_points=3,
+                             warm_start="first"))
+    ran = [tuple(sorted(p.items())) for p in new_points(second.study)]
+    tried = {tuple(sorted(t.params.items())) for t in source.study.trials}
+    assert len(ran) == 2 and not tried & set(ran)
+    assert tried | set(ran) == {(("depth", d), ("lr", lr)) for d in (1, 2)
+                                for lr in (0.001, 0.01, 0.1)}
