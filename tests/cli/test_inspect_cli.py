@@ -151,3 +151,28 @@ def test_export_names_each_objective_and_finds_the_runs_by_the_study(stores, tmp
     assert res.exit_code == 2 and res.output.strip().splitlines() == [
         f"error: study 'two-goals': no parent run in sqlite:///{other}; "
         "pass the --tracking-uri the study ran with"]
+
+
+def test_export_keeps_integer_columns_in_rows_without_them(stores, tmp_path):
+    """Warm-started trials have no seed nor epochs: the columns stay integers, with
+    empty cells, not floats (`1002604896.0`)."""
+    for name, search in (("alpha", {"trials": 2}), ("beta", {"trials": 1, "warm_start": "alpha"})):
+        cfg = parse_config(small_config(name, stores, **search))
+        StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run()
+    beta = optuna.load_study(study_name="beta", storage=stores.optuna_url)
+    trained = beta.trials[2]
+
+    csv, parquet = tmp_path / "beta.csv", tmp_path / "beta.parquet"
+    for path in (csv, parquet):
+        res = invoke("export", "beta", "-o", str(path), "--storage", stores.optuna_url)
+        assert res.exit_code == 0, res.output
+    rows = csv.read_text().splitlines()
+    header = rows[0].split(",")
+    cells = [dict(zip(header, row.split(","))) for row in rows[1:]]
+    assert [(c["attr_seed"], c["attr_epochs"]) for c in cells] == [
+        ("", ""), ("", ""), (str(trained.user_attrs["seed"]), "3")]
+    assert [c["params_depth"] for c in cells] == [str(t.params["depth"]) for t in beta.trials]
+    df = pd.read_parquet(parquet)
+    assert str(df["attr_seed"].dtype) == "Int64" and str(df["attr_epochs"].dtype) == "Int64"
+    assert df["attr_seed"].isna().tolist() == [True, True, False]
+    assert df["attr_seed"][2] == trained.user_attrs["seed"]
