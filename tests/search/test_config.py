@@ -82,9 +82,9 @@ def test_wrong_type_in_schema(write_config):
 
 
 @pytest.mark.parametrize("key,value,bound", [
-    ("search.seed", -1, "greater than or equal to 0"),
-    ("search.seed", 2 ** 32, "less than or equal to 4294967295"),
-    ("data.split_seed", -1, "greater than or equal to 0"),
+    ("search.seed", -1, "must be >= 0, got -1"),
+    ("search.seed", 2 ** 32, "must be <= 4294967295, got 4294967296"),
+    ("data.split_seed", -1, "must be >= 0, got -1"),
 ])
 def test_seeds_outside_what_numpy_takes(write_config, key, value, bound):
     """A seed numpy's samplers or scikit-learn's split refuse is bad input, named by
