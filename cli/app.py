@@ -16,6 +16,7 @@ from models.errors import UserError
 from search.writer import TrackingError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Hyperparameter search for deep learning: Optuna strategies, "
                        "Ray scheduling, MLflow tracking.")
 PIPE_WIDTH = 160      # columns of output into a pipe or a file, where COLUMNS is not set
@@ -50,6 +51,33 @@ def natural_width(table: Table) -> int:
 # ask for markup and escape what they interpolate.
 out = WideWhenPiped(markup=False)
 err = WideWhenPiped(stderr=True, markup=False)
+
+def versions() -> str:
+    """This package's version and those of the libraries it drives (for bug
+    reports), read from their metadata: nothing heavy is imported."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+    libraries = ", ".join(f"{n} {of(n)}" for n in ("optuna", "mlflow", "ray", "torch"))
+    return f"hypersweep {of('hypersweep')} ({libraries}; Python {sys.version.split()[0]})"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(versions(), highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", metavar="", is_eager=True,
+                                          callback=_print_version,
+                                          help="Print the versions and exit.")) -> None:
+    pass
+
 
 ConfigArg = typer.Argument(..., help="Study config (YAML).", show_default=False, metavar="CONFIG")
 

@@ -117,7 +117,8 @@ def rerun(source: str = typer.Argument(..., help="Study config file, study name,
 @user_errors
 def replay(run_id: str = typer.Argument(..., help="A trial's MLflow run id.", show_default=False,
                                         metavar="RUN_ID"),
-           tracking_uri: Optional[str] = UriOpt) -> None:
+           tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI of the run.",
+                                             show_default=DEFAULT.uri)) -> None:
     """Retrain one trial from its trial.yaml; exit 1 if its metrics differ."""
     from search.lifecycle import replay_run
     r = replay_run(run_id, tracking_uri or DEFAULT.uri)
@@ -186,8 +187,7 @@ def _best(row: dict) -> str:
 @user_errors
 def best(study: str = StudyArg, storage: Optional[str] = StorageOpt,
          as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON.")) -> None:
-    """The best trial of a study (all tied at the best value; the Pareto front for
-    several objectives)."""
+    """The best trial of a study (ties included), or its Pareto front."""
     from search.inspect import best_trials
     from search.lifecycle import stored_config
     s = _study(study, storage)

@@ -348,3 +348,14 @@ def test_best_shows_every_trial_tied_at_the_best_and_the_whole_front(capsys, wri
     assert "│ 3 " not in text
     print_best(front, cfg, top=2)
     assert "Pareto front (2 of 3)" in capsys.readouterr().out
+
+
+def test_version_and_short_help():
+    proc = subprocess.run([sys.executable, "-m", "cli.app", "--version"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0
+    from importlib.metadata import version
+    assert proc.stdout.startswith(f"hypersweep {version('hypersweep')} (optuna "
+                                  f"{version('optuna')}, mlflow {version('mlflow')}, ray ")
+    res = CliRunner().invoke(app, ["run", "-h"])
+    assert res.exit_code == 0 and "Usage: root run [OPTIONS]" in res.output
