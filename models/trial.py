@@ -33,6 +33,25 @@ class TrialSpec:
     device: str = "cpu"            # "cpu" or "cuda[:N]"
     threads: int | None = None      # torch intra-op threads; None leaves torch's default
 
+    def record(self) -> dict[str, Any]:
+        """The spec as `trial.yaml` stores it: what replays the trial alone. `threads`
+        (only when set) belongs to it: on CPU the thread count changes the last bits
+        of the sums, and so the curves."""
+        out = {"study": self.study, "trial_number": self.trial_number, "seed": self.seed,
+               "threads": self.threads, "model": self.model, "data": dict(self.data),
+               "params": dict(self.params)}
+        return {k: v for k, v in out.items() if not (k == "threads" and v is None)}
+
+    @classmethod
+    def from_record(cls, raw: Mapping[str, Any], **changes: Any) -> "TrialSpec":
+        """A spec from a stored `trial.yaml` (one written before `threads` was
+        recorded has none), with `changes` applied."""
+        threads = raw.get("threads")
+        fields = {"model": raw["model"], "data": raw["data"], "params": raw["params"],
+                  "seed": int(raw["seed"]), "trial_number": int(raw["trial_number"]),
+                  "study": raw["study"], "threads": int(threads) if threads else None}
+        return cls(**{**fields, **changes})
+
 
 @dataclass(frozen=True)
 class TrialResult:

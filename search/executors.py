@@ -11,6 +11,7 @@ import socket
 import traceback
 from typing import Callable, Mapping, Protocol
 
+from models.errors import UserError
 from models.trial import TrialResult, TrialSpec, TrialState
 
 OnReport = Callable[[int, int, Mapping[str, float]], bool]
@@ -48,9 +49,18 @@ def run_guarded(train: TrainFn, spec: TrialSpec, report: Callable) -> TrialResul
     try:
         return train(spec, recording_report)
     except Exception as e:  # noqa: BLE001 - any fault inside a trial fails that trial only
-        where = traceback.extract_tb(e.__traceback__)[-1]
-        reason = f"{type(e).__name__}: {e} ({where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
-        return failed(reason, tuple(history))
+        return failed(failure_reason(e), tuple(history))
+
+
+def failure_reason(e: Exception) -> str:
+    """A trial's failure reason. A `UserError` is about the user's input (a value out
+    of range): its message alone. Any other exception is a fault: its type and the
+    file and line that raised it, for whoever debugs it."""
+    if isinstance(e, UserError):
+        return str(e)
+    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    at = f" ({where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
+    return f"{type(e).__name__}: {e}{at}"
 
 
 class SerialExecutor:

@@ -159,22 +159,71 @@ class Replay:
 
 
 def replay_run(run_id: str, tracking_uri: str) -> Replay:
-    """Retrain one trial alone from its `trial.yaml` artifact (pruning off: it
-    trains as many epochs as the recorded run did)."""
+    """Retrain one trial alone from its `trial.yaml` artifact, on the torch thread
+    count it trained with, for as many epochs as its curves recorded (pruning off)."""
     from models.train import train_trial
 
     tracker = MlflowTracker(tracking_uri, create=False)
+    run = _trial_run(tracker, run_id)
     raw = yaml.safe_load(tracker.read_text(run_id, "trial.yaml"))
-    spec = TrialSpec(model=raw["model"], data=raw["data"], params=raw["params"],
-                     seed=int(raw["seed"]), trial_number=int(raw["trial_number"]),
-                     study=raw["study"])
-    epochs = int(tracker.client.get_run(run_id).data.tags.get("epochs", 0))
+    spec = TrialSpec.from_record(raw)
+    if spec.threads is None:    # a trial.yaml that does not say: the study's cpus_per_trial
+        spec = TrialSpec.from_record(raw, threads=_study_threads(tracker, run))
+    history = _recorded_history(tracker, run)
+    # The last recorded step says how far the trial got (pruned, stopped early,
+    # interrupted); the `epochs` tag only where nothing was recorded.
+    epochs = max((m.step for ms in history.values() for m in ms), default=0) \
+        or int(run.data.tags.get("epochs", 0) or 0)
     result = train_trial(spec, lambda step, metrics: bool(epochs) and step >= epochs)
     replayed = {k: [float(h[k]) for h in result.history] for k in result.history[0]} \
         if result.history else {}
-    recorded = {k: [m.value for m in sorted(tracker.client.get_metric_history(run_id, k),
-                                            key=lambda m: m.step)] for k in replayed}
+    recorded = {k: [m.value for m in history.get(k, [])] for k in replayed}
     return Replay(spec, recorded, replayed)
+
+
+def _trial_run(tracker: MlflowTracker, run_id: str) -> Any:
+    """The MLflow run `run_id`, or a one-line error when there is none or it is not a
+    trial's (a study's parent run, a final run)."""
+    from mlflow.exceptions import MlflowException
+
+    from search.tracking import ROLE_TAG
+    where = without_password(tracker.uri)
+    try:
+        run = tracker.client.get_run(run_id)
+    except MlflowException as e:
+        if e.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise TrackingError(f"{where}: {first_line(e)}") from None
+        raise UserError(f"RUN_ID: no run {run_id} in {where}; replay takes a trial's run id "
+                        "(hypersweep best STUDY --json)") from None
+    role, name = run.data.tags.get(ROLE_TAG), run.info.run_name
+    if role == "study":
+        raise UserError(f"RUN_ID: run {run_id} is the study {name}'s parent run, not a trial; "
+                        f"replay takes a trial's run id (hypersweep best {name} --json)")
+    if role == "final":
+        study = tracker.client.get_experiment(run.info.experiment_id).name
+        raise UserError(f"RUN_ID: run {run_id} is the study {study}'s final run, not a trial; "
+                        f"replay takes a trial's run id (hypersweep best {study} --json)")
+    return run
+
+
+def _study_threads(tracker: MlflowTracker, run: Any) -> int:
+    """The torch threads a trial of this run's study trained with, for a trial.yaml
+    that does not record them: `resources.cpus_per_trial` of the parent's study.yaml,
+    as both executors apply it."""
+    parent = run.data.tags.get("mlflow.parentRunId")
+    cpus: Any = 1
+    if parent:
+        study = yaml.safe_load(tracker.read_text(parent, "study.yaml")) or {}
+        cpus = (study.get("resources") or {}).get("cpus_per_trial", 1)
+    return max(1, int(float(cpus)))
+
+
+def _recorded_history(tracker: MlflowTracker, run: Any) -> dict[str, list[Any]]:
+    """The run's per-epoch metrics by name, in step order (the `final_*` summaries
+    aside)."""
+    return {k: sorted(tracker.client.get_metric_history(run.info.run_id, k),
+                      key=lambda m: m.step)
+            for k in run.data.metrics if not k.startswith("final_")}
 
 
 # ---------------------------------------------------------------- final test
