@@ -6,6 +6,7 @@ Optuna storage happens here, and every write to MLflow is made or sent from here
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -56,6 +57,7 @@ class _Running:
     spec: TrialSpec
     recorded: bool = False       # the MLflow run id is on the Optuna trial
     pending: Pending | None = None   # intermediate values kept for a batch (no pruner)
+    epochs: int = 0              # the last epoch it reported
 
 
 @dataclass
@@ -76,10 +78,9 @@ def trial_seed(study_seed: int, number: int) -> int:
 
 
 def trial_yaml(spec: TrialSpec) -> str:
-    """Everything needed to replay one trial alone."""
-    return yaml.safe_dump({"study": spec.study, "trial_number": spec.trial_number,
-                           "seed": spec.seed, "model": spec.model, "data": dict(spec.data),
-                           "params": dict(spec.params)}, sort_keys=False)
+    """Everything needed to replay one trial alone (its torch thread count too: the
+    same trial on another count differs in the last digits)."""
+    return yaml.safe_dump(spec.record(), sort_keys=False)
 
 
 def data_dict(cfg: StudyConfig) -> dict[str, Any]:
@@ -245,7 +246,8 @@ class StudyDriver:
         params = {**self.cfg.params, **suggest(self.space, trial)}
         spec = TrialSpec(model=self.cfg.model, data=data_dict(self.cfg), params=params,
                          seed=trial_seed(self.cfg.search.seed, trial.number),
-                         trial_number=trial.number, study=self.cfg.study)
+                         trial_number=trial.number, study=self.cfg.study,
+                         threads=max(1, int(self.cfg.resources.cpus_per_trial)))
         trial.set_user_attr("seed", spec.seed)
         run_id = self.tracker.start_trial(self.parent, trial.number,
                                           {**params, "trial_number": trial.number, "seed": spec.seed})
@@ -275,6 +277,7 @@ class StudyDriver:
 
     def _on_report(self, number: int, step: int, metrics: Mapping[str, float]) -> bool:
         r = self.running[number]
+        r.epochs = step
         self.tracker.log_metrics(r.run_id, step, metrics)
         if not r.recorded:
             self._record_run_id(r)
@@ -329,9 +332,10 @@ class StudyDriver:
             self._finish(*held.pop(0))
 
     def _abort(self, reason: str) -> None:
-        for number in list(self.running):
-            self.running[number].trial.set_user_attr("interrupted", True)
-            self._finish(number, failed(reason))
+        for number, r in list(self.running.items()):
+            r.trial.set_user_attr("interrupted", True)
+            # The epochs it trained before the stop, as its curves in MLflow show.
+            self._finish(number, dataclasses.replace(failed(reason), epochs=r.epochs))
 
     def _best(self) -> float | None:
         if len(self.objectives) > 1:

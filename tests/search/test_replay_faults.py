@@ -2,6 +2,8 @@
 that are not a trial's; failure reasons of trials."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -143,10 +145,19 @@ def test_a_fault_in_a_trial_keeps_its_type_and_place():
     assert result.epochs == 1
 
 
-@pytest.mark.xfail(strict=True, reason="needs search/driver.py: `_abort` fails the running "
-                   "trials with failed(reason), which has no history, so epochs=0")
 def test_an_interrupted_trial_records_the_epochs_it_trained(stores):
     out = run_study(small_config("epochs", stores, trials=1),
                     SerialExecutor(train=ctrl_c_after_two, threads=1))
     assert out.study.trials[0].user_attrs["epochs"] == 2
     assert study_runs(stores.mlflow_uri, "epochs")[1][0].data.tags["epochs"] == "2"
+
+
+def test_trial_yaml_records_the_thread_count_the_trial_trained_on(stores):
+    """Replay reads it there: the parent's study.yaml may have changed on a resume."""
+    cfg = small_config("threads", stores, trials=1)
+    cfg["resources"]["cpus_per_trial"] = 2
+    run_study(cfg, SerialExecutor(threads=2))
+    _, children = study_runs(stores.mlflow_uri, "threads")
+    path = MlflowClient(tracking_uri=stores.mlflow_uri).download_artifacts(
+        children[0].info.run_id, "trial.yaml")
+    assert yaml.safe_load(Path(path).read_text())["threads"] == 2
