@@ -3,9 +3,11 @@ export, ui. Registered on the app in cli/app.py; thin like the rest of cli/."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -240,10 +242,53 @@ def ui(tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI.", show_def
     port = _ui_port(port)
     out.print(f"MLflow UI: http://127.0.0.1:{port}  (Ctrl-C stops it)", soft_wrap=True)
     sys.stdout.flush()
+    raise typer.Exit(serve(ui_argv(uri, port)))
+
+
+def serve(argv: list[str], grace_s: float = 15.0) -> int:
+    """Run a server until it exits, or until Ctrl-C or SIGTERM here; then stop it
+    and everything it started, and wait for them. The server runs in a process
+    group of its own: a Ctrl-C in the terminal reaches this process only, not the
+    MLflow UI's job runners, which printed a KeyboardInterrupt traceback each; and
+    a SIGTERM here no longer leaves the UI serving after this process is gone. The
+    group gets SIGTERM, then SIGKILL after `grace_s`. 0 when stopped here."""
+    import signal
+
+    from search.exit import stops_as_interrupt
+
+    proc = subprocess.Popen(argv, start_new_session=True)
     try:
-        raise typer.Exit(subprocess.call(ui_argv(uri, port)))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+        with stops_as_interrupt():
+            return proc.wait()
+    except KeyboardInterrupt:       # Ctrl-C, or SIGTERM (search.exit.Terminated)
+        pass
+    deadline = time.monotonic() + grace_s
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        _signal_group(proc.pid, sig)
+        while _group_alive(proc) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not _group_alive(proc):
+            break
+    proc.wait()
+    return 0
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(proc: subprocess.Popen) -> bool:
+    """Whether any process of the server's group is left (its leader reaped first:
+    a zombie still counts as one)."""
+    proc.poll()
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _port_free(port: int) -> bool:
