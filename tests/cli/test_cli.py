@@ -359,3 +359,38 @@ def test_version_and_short_help():
                                   f"{version('optuna')}, mlflow {version('mlflow')}, ray ")
     res = CliRunner().invoke(app, ["run", "-h"])
     assert res.exit_code == 0 and "Usage: root run [OPTIONS]" in res.output
+
+
+def test_ui_server_and_what_it_started_stop_with_the_command(tmp_path):
+    """SIGTERM to `hypersweep ui` left `mlflow ui` and its job runners serving; a
+    Ctrl-C reached the job runners too, each printing a traceback. `serve` runs
+    the server in its own process group and stops the whole group."""
+    import os
+    import signal
+    import time
+
+    pids = tmp_path / "pids"
+    server = ("import os, subprocess, sys, time\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+              f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+              "time.sleep(600)\n")
+    command = ("import sys; from cli.lifecycle import serve; "
+               f"sys.exit(serve([sys.executable, '-c', {server!r}], grace_s=5))")
+    ui = subprocess.Popen([sys.executable, "-c", command], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (pids.exists() and len(pids.read_text().split()) == 2):
+        assert time.monotonic() < deadline and ui.poll() is None
+        time.sleep(0.1)
+    server_pid, child_pid = map(int, pids.read_text().split())
+    assert os.getpgid(server_pid) == server_pid != os.getpgid(ui.pid)   # a group of its own
+    ui.send_signal(signal.SIGTERM)
+    assert ui.wait(timeout=30) == 0
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    assert gone(server_pid) and gone(child_pid)        # nothing left serving
+    assert "Traceback" not in ui.stderr.read()
