@@ -485,6 +485,11 @@ def check_semantics(cfg: StudyConfig) -> None:
             raise UserError(f"params.{name}: fixed in params and searched in {where}; keep one")
     if cfg.search.strategy not in SAMPLERS:
         raise unknown("strategy", cfg.search.strategy, SAMPLERS, key="search.strategy")
+    if cfg.search.warm_start and cfg.search.strategy == "grid":
+        raise UserError("search.warm_start: grid search learns nothing from earlier trials, so "
+                        f"it would run the points of '{cfg.search.warm_start}' again; warm-start "
+                        "tpe, gp, cmaes, nsga2, random or qmc, or continue that study with "
+                        "hypersweep resume")
     if cfg.search.pruner.name not in PRUNERS:
         raise unknown("pruner", cfg.search.pruner.name, PRUNERS, key="search.pruner")
     epochs = cfg.params.get("epochs")

@@ -218,7 +218,13 @@ class StudyDriver:
             from search.warmstart import warm_start_trials
             warm = warm_start_trials(cfg, self.space)
         study = create_study(cfg)
-        study.add_trials(warm)
+        if warm:
+            study.add_trials(warm)
+            # Seeded as the source study was, the sampler would propose the source's
+            # first points again (random search, TPE's random start-up); it is seeded
+            # by the trials the study starts with, as a resumed study's is.
+            seed = trial_seed(cfg.search.seed, len(warm))
+            study.sampler = make_sampler(cfg.search.model_copy(update={"seed": seed}))
         enqueue_initial(study, self.space, cfg.search)
         tags = {"strategy": cfg.search.strategy, "pruner": cfg.search.pruner.name}
         if warm:

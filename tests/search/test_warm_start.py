@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from models.errors import UserError
+from search.config import check_semantics, parse_config
 from tests.conftest import small_config
 from tests.search.test_strategies import config, drive
 
@@ -61,8 +62,6 @@ def new_points(study: optuna.Study) -> list[dict]:
     return [t.params for t in study.trials if "warm_start_from" not in t.user_attrs]
 
 
-@pytest.mark.xfail(strict=True, reason="needs search/driver.py: the sampler reseeded once the "
-                                       "warm trials are added (StudyDriver._open)")
 @pytest.mark.parametrize("strategy", ["random", "tpe"])
 def test_warm_started_study_proposes_new_points(stores, strategy):
     """Seeded as the source was, the sampler would replay the source's first points
@@ -76,15 +75,12 @@ def test_warm_started_study_proposes_new_points(stores, strategy):
     assert new_points(a.study) == new_points(b.study)       # still reproducible
 
 
-@pytest.mark.xfail(strict=True, reason="needs search/strategies.py (enqueue_initial, grid_points) "
-                                       "and the grid budget to leave out points the warm trials ran")
-def test_warm_started_grid_runs_only_the_points_not_run(stores):
-    space = {"lr": {"loguniform": [1e-3, 1e-1]}, "depth": {"int": [1, 2]}}   # 3 x 2 points
-    _, source = drive(config("first", stores, space, strategy="grid", grid_points=3, trials=4))
-    _, second = drive(config("second", stores, space, strategy="grid", grid_points=3,
-                             warm_start="first"))
-    ran = [tuple(sorted(p.items())) for p in new_points(second.study)]
-    tried = {tuple(sorted(t.params.items())) for t in source.study.trials}
-    assert len(ran) == 2 and not tried & set(ran)
-    assert tried | set(ran) == {(("depth", d), ("lr", lr)) for d in (1, 2)
-                                for lr in (0.001, 0.01, 0.1)}
+def test_grid_search_is_not_warm_started(stores):
+    """It learns nothing from earlier trials: it ran every source point again."""
+    space = {"lr": {"loguniform": [1e-3, 1e-1]}, "depth": {"int": [1, 2]}}
+    drive(config("first", stores, space, strategy="grid", grid_points=3, trials=4))
+    with pytest.raises(UserError) as e:        # `validate` too: no store is read
+        check_semantics(parse_config(config("second", stores, space, strategy="grid",
+                                            grid_points=3, warm_start="first")))
+    assert str(e.value).startswith("search.warm_start: grid search learns nothing from "
+                                   "earlier trials, so it would run the points of 'first' again")
