@@ -378,7 +378,8 @@ def _one_line(err: ValidationError) -> str:
         return f"{key}: unknown key{hint}; valid: {', '.join(valid)}"
     if first["type"] == "missing":
         values = _literal_values(loc)
-        return f"{key}: required key is missing" + (f"; valid: {', '.join(values)}" if values else "")
+        valid = f"; valid: {', '.join(values)}" if values else ""
+        return f"{key}: required key is missing{valid}"
     got = f", got {first.get('input')!r}"
     alternatives = [e for e in errors if e["loc"][:-1] == first["loc"][:-1]
                     and _is_type_tag(str(e["loc"][-1]))]

@@ -35,12 +35,13 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 def study_names(storage: str) -> list[str]:
     """The studies in a storage, or a one-line error when it cannot be opened. A
-    SQLite file that is not there holds no study, and is not created by looking."""
+    SQLite file that is not there is a wrong path (a typo, another directory), and
+    is not created by looking."""
     from search.store_template import check_kind, sqlite_file
 
     db = sqlite_file(storage)
     if db is not None and not db.exists():
-        return []
+        raise UserError(f"--storage: no Optuna storage at {db.absolute()} (no such file)")
     check_kind(storage, "optuna")
     try:
         return optuna.study.get_all_study_names(storage)
@@ -96,8 +97,14 @@ def config_from_source(source: str, storage: str | None, tracking_uri: str | Non
 
 
 def _is_study(name: str, storage: str | None) -> bool:
+    from search.store_template import sqlite_file
+
+    storage = storage or "sqlite:///optuna.db"
+    db = sqlite_file(storage)
+    if db is not None and not db.exists():      # not created by looking
+        return False
     try:
-        return name in optuna.study.get_all_study_names(storage or "sqlite:///optuna.db")
+        return name in optuna.study.get_all_study_names(storage)
     except Exception:  # noqa: BLE001 - no store there: not a study name either
         return False
 

@@ -176,3 +176,15 @@ def test_export_keeps_integer_columns_in_rows_without_them(stores, tmp_path):
     assert str(df["attr_seed"].dtype) == "Int64" and str(df["attr_epochs"].dtype) == "Int64"
     assert df["attr_seed"].isna().tolist() == [True, True, False]
     assert df["attr_seed"][2] == trained.user_attrs["seed"]
+
+
+def test_a_storage_file_that_is_not_there_is_a_wrong_path(tmp_path, monkeypatch):
+    """`studies` said "no studies in sqlite:///typo.db" and exited 0; nothing is created."""
+    monkeypatch.chdir(tmp_path)
+    for args in (["studies", "--storage", "sqlite:///typo.db"], ["best", "x"],
+                 ["export", "x", "-o", "x.csv"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, args
+        name = "typo.db" if "typo" in args[-1] else "optuna.db"
+        assert res.output == f"error: --storage: no Optuna storage at {tmp_path / name} (no such file)\n"
+    assert list(tmp_path.iterdir()) == []
