@@ -10,7 +10,7 @@ from models.trial import TrialState
 
 class StudyProgress:
     def __init__(self, console: Console, cfg, done: int = 0) -> None:
-        self.cfg = cfg
+        self.cfg, self._done = cfg, done
         self.metric = cfg.search.objectives[0].metric if len(cfg.search.objectives) == 1 else None
         self._progress = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
@@ -22,7 +22,11 @@ class StudyProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is not None and self._progress.tasks[0].completed == self._done:
+            # Stopped before any trial (bad input found at start-up: a Ray address,
+            # resources the cluster lacks): the bar goes, the error line says it all.
+            self._progress.live.transient = True
         self._progress.stop()
 
     def update(self, event) -> None:

@@ -394,3 +394,14 @@ def test_ui_server_and_what_it_started_stop_with_the_command(tmp_path):
         return False
     assert gone(server_pid) and gone(child_pid)        # nothing left serving
     assert "Traceback" not in ui.stderr.read()
+
+
+def test_bad_input_found_at_start_up_leaves_no_progress_bar(stores, write_config):
+    """The bar ("trials 0/2 starting") stayed above the error line."""
+    raw = small_config("unreachable", stores, trials=2)
+    raw["tracking"]["uri"] = "http://127.0.0.1:1"
+    res = CliRunner().invoke(app, ["run", str(write_config(raw))])
+    assert res.exit_code == 2
+    assert "trials" not in res.output.replace("2 trials", "")
+    assert res.output.strip().splitlines()[-1] == ("error: tracking.uri: cannot reach "
+                                                   "http://127.0.0.1:1: Connection refused")
