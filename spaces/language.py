@@ -22,6 +22,13 @@ Choice = Union[None, bool, int, float, str]
 _CHOICE_TYPES = (bool, int, float, str, type(None))
 
 KINDS = ("choice", "fixed", "int", "intlog", "loguniform", "uniform")
+# Names other tools give these (Optuna, Ray Tune, W&B sweeps, hyperopt), for the
+# did-you-mean: spelling alone takes `integer` for `intlog`.
+ALIASES = {"integer": "int", "randint": "int", "int_uniform": "int", "qrandint": "int",
+           "float": "uniform", "real": "uniform", "log_uniform": "loguniform",
+           "log_uniform_values": "loguniform", "reciprocal": "loguniform", "lograndint": "intlog",
+           "categorical": "choice", "values": "choice", "grid_search": "choice",
+           "constant": "fixed", "value": "fixed"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,9 @@ def _parse_spec(spec: Mapping, key: str) -> Param:
         raise UserError(f"{key}: give exactly one distribution, got {', '.join(map(str, kinds))}")
     if not kinds:
         first = next((k for k in spec if k != "step"), "step")
+        if str(first).lower() in ALIASES:        # another library's name for one of ours
+            raise UserError(f"{key}: unknown distribution '{first}' (did you mean "
+                            f"'{ALIASES[str(first).lower()]}'?); valid: {', '.join(KINDS)}")
         raise unknown("distribution", first, KINDS, key=key)
     kind = kinds[0]
     for extra in spec:

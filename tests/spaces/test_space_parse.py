@@ -132,6 +132,12 @@ def test_round_trip_and_describe():
     ({"width": {"intlg": [16, 512]}},
      "space.width: unknown distribution 'intlg' (did you mean 'intlog'?); "
      "valid: choice, fixed, int, intlog, loguniform, uniform"),
+    ({"depth": {"integer": [1, 3]}},       # closer in spelling to intlog
+     "space.depth: unknown distribution 'integer' (did you mean 'int'?); "
+     "valid: choice, fixed, int, intlog, loguniform, uniform"),
+    ({"act": {"categorical": ["relu", "tanh"]}},
+     "space.act: unknown distribution 'categorical' (did you mean 'choice'?); "
+     "valid: choice, fixed, int, intlog, loguniform, uniform"),
     ({"lr": {"loguniform": "abc"}},
      "space.lr.loguniform: expected [low, high], got 'abc'"),
     ({"lr": {"loguniform": [1e-4]}},
