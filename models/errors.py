@@ -40,6 +40,9 @@ def unknown(kind: str, name: object, valid: Iterable[object], key: str | None = 
     """`unknown builder 'mpl' (did you mean 'mlp'?); valid: linear, mlp`."""
     choices = sorted(str(v) for v in valid)
     close = difflib.get_close_matches(str(name), choices, n=1)
+    if not close:                   # `MLP` for `mlp`
+        lower = {c.lower(): c for c in choices}
+        close = [lower[c] for c in difflib.get_close_matches(str(name).lower(), lower, n=1)]
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     where = f"{key}: " if key else ""
     return UserError(f"{where}unknown {kind} '{name}'{hint}; valid: {', '.join(choices)}")

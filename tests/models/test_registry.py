@@ -47,3 +47,9 @@ def test_training_hparams_are_the_train_options():
 def test_linear_has_no_hyperparameters_of_its_own():
     assert get_builder("linear").hyperparameters() == {}
     assert set(hyperparameters("linear")) == set(training_hparams())
+
+
+def test_a_name_in_other_case_gets_its_did_you_mean():
+    from models.errors import unknown
+    assert str(unknown("builder", "MLP", ["mlp", "lenet"], key="model")) == (
+        "model: unknown builder 'MLP' (did you mean 'mlp'?); valid: lenet, mlp")
