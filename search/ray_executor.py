@@ -30,13 +30,16 @@ it force-cancels the task (killing its worker) and fails the trial.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import socket
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import ray
@@ -197,13 +200,38 @@ def connect(address: str | None) -> bool:
     if address:
         _check_reachable(address)
     # "local" starts a new instance even when another `ray start` runs on this machine.
+    before = descendants()
     try:
         ray.init(address=address or "local", include_dashboard=False,
                  logging_level=logging.ERROR, log_to_driver=True)   # keep the CLI quiet
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise UserError(f"resources.address: cannot connect to Ray at {address!r}: "
                         f"{first_line(e)}") from None
+    except KeyboardInterrupt:
+        # Ctrl-C while Ray starts: `ray.shutdown` knows nothing of the processes
+        # started so far, and Ray's agents outlived this process by minutes.
+        for pid in descendants() - before:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        raise
     return True
+
+
+def descendants() -> set[int]:
+    """The ids of this process's descendants (from /proc; none where there is none)."""
+    parents: dict[int, int] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError, ValueError):
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                    parents[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    found: set[int] = set()
+    level = {os.getpid()}
+    while level:
+        level = {pid for pid, parent in parents.items() if parent in level} - found
+        found |= level
+    return found
 
 
 _stopping: threading.Thread | None = None

@@ -172,3 +172,41 @@ def test_ctrl_c_or_sigterm_fails_running_trials_and_exits_cleanly(stores, tmp_pa
     assert parent.info.status == "KILLED"
     assert [c.info.status for c in children] == ["FAILED"] * len(trials)
     assert all(c.data.tags["state"] == "FAIL" for c in children)
+
+
+def session_processes(sid: int) -> list[str]:
+    """The live processes of a session (Linux /proc), by command line."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found.append(Path(f"/proc/{entry}/cmdline").read_text().replace("\0", " "))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_ctrl_c_while_ray_starts_leaves_no_ray_process(tmp_path):
+    """Ray's dashboard and runtime-env agents, started before ray.init returned,
+    outlived a driver stopped there by minutes: nothing knew to stop them."""
+    code = ("from search.ray_executor import connect; connect(None); print('started', flush=True)\n"
+            "import time; time.sleep(60)")
+    from tests.conftest import ROOT
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not any("DashboardAgent" in c for c in session_processes(proc.pid)):
+            assert time.monotonic() < deadline and proc.poll() is None, "Ray never started"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)             # the agents are up; ray.init is not done
+        out = proc.communicate(timeout=60)[0]
+        deadline = time.monotonic() + 10
+        while session_processes(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert session_processes(proc.pid) == [], out
+    finally:
+        stop_group(proc)
