@@ -52,6 +52,7 @@ def natural_width(table: Table) -> int:
 out = WideWhenPiped(markup=False)
 err = WideWhenPiped(stderr=True, markup=False)
 
+
 def versions() -> str:
     """This package's version and those of the libraries it drives (for bug
     reports), read from their metadata: nothing heavy is imported."""
