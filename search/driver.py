@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import optuna
@@ -342,6 +342,8 @@ class StudyDriver:
             r.trial.set_user_attr("interrupted", True)
             # The epochs it trained before the stop, as its curves in MLflow show.
             self._finish(number, dataclasses.replace(failed(reason), epochs=r.epochs))
+        # One Optuna had made RUNNING when the stop came, before it was launched.
+        self.counts["FAIL"] += len(fail_running(self.study, reason))
 
     def _best(self) -> float | None:
         if len(self.objectives) > 1:
@@ -368,6 +370,25 @@ class StudyDriver:
             files["param_importance.png"] = Drawing(importance_figure, (self.importances,))
         self.tracker.end_study(self.parent, files, metrics=metrics, tags=tags, status=status)
         self.study.set_user_attr(ENDED, status)
+
+
+def fail_running(study: optuna.Study, reason: str,
+                 run_ids: Mapping[int, Sequence[str]] | None = None) -> list[int]:
+    """Mark FAIL, as interrupted with `reason`, the study's trials in state RUNNING
+    (no executor runs them: a crash left them, or a stop came between Optuna
+    making a trial and its launch); `run_ids` are their MLflow runs by trial
+    number, recorded on them. The numbers of those failed."""
+    failed_numbers = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        # Private storage handle: Optuna's public API sets user attrs on live trials only.
+        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        study._storage.set_trial_user_attr(t._trial_id, "reason", reason)
+        runs = (run_ids or {}).get(t.number)
+        if runs:    # the stop may have come before the run id was stored on the trial
+            study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", runs[0])
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        failed_numbers.append(t.number)
+    return failed_numbers
 
 
 # Study user attr: how the study's last run ended (FINISHED, KILLED); cleared when

@@ -20,7 +20,7 @@ from models.errors import UserError, first_line
 from models.trial import TrialSpec
 from search.config import (StudyConfig, apply_overrides, check_semantics, check_unmasked,
                            parse_config, without_password)
-from search.driver import ENDED, trial_seed
+from search.driver import ENDED, fail_running, trial_seed
 from search.executors import failed
 from search.strategies import make_pruner, make_sampler
 from search.tracking import MlflowTracker, model_name_for
@@ -134,18 +134,11 @@ def reopen_study(cfg: StudyConfig, tracker: MlflowTracker) -> tuple[optuna.Study
     study.set_user_attr("mlflow_parent_run_id", parent)
     study.set_user_attr(ENDED, None)        # open again, until this run ends
     children = tracker.trial_runs(parent)
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        runs = children.get(t.number, [])
-        # Private storage handle: Optuna's public API sets user attrs on live trials only.
-        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        study._storage.set_trial_user_attr(t._trial_id, "reason", INTERRUPTED)
-        if runs:   # the crash may have come before the run id was stored on the trial
-            study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", runs[0])
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        for run_id in runs:
+    for number in fail_running(study, INTERRUPTED, children):
+        for run_id in children.get(number, []):
             tracker.end_trial(run_id, failed(INTERRUPTED), {})
         if cfg.search.on_interrupt == "retry":
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            study.enqueue_trial(study.trials[number].params, user_attrs={"retry_of": number})
     return study, parent
 
 

@@ -334,3 +334,24 @@ def test_resume_refuses_a_study_that_is_still_running(stores, write_config):
     study = optuna.load_study(study_name="live", storage=stores.optuna_url)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     assert study.user_attrs["driver"] is None and study.user_attrs["ended"] == "FINISHED"
+
+
+class StoppedAtLaunch(MlflowTracker):
+    """A Ctrl-C that lands after Optuna made trial 1 RUNNING, before it is launched."""
+
+    def start_trial(self, parent, number, params):
+        if number == 1:
+            raise KeyboardInterrupt
+        return super().start_trial(parent, number, params)
+
+
+def test_a_stop_between_asking_a_trial_and_launching_it_leaves_nothing_running(stores):
+    """Trial 1 stayed RUNNING (with no MLflow run), though the message said the
+    running trials were marked FAIL."""
+    cfg = parse_config(small_config("between", stores, trials=3))
+    outcome = StudyDriver(cfg, SerialExecutor(), StoppedAtLaunch(cfg.tracking.uri)).run()
+    assert outcome.interrupted and outcome.exit_code == 130
+    study = optuna.load_study(study_name="between", storage=stores.optuna_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
+    assert study.trials[1].user_attrs["reason"] == "interrupted by the user (Ctrl-C)"
+    assert outcome.counts["FAIL"] == 1
