@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.app import (SetOpt, app, err, opt, out, print_best, print_notes, stopped,
+from cli.app import (SetOpt, _parallel, app, err, opt, out, print_best, print_notes, stopped,
                      user_errors)
 from models.errors import UserError
 from search.config import StudyConfig, TrackingConfig, without_password
@@ -60,6 +60,10 @@ def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
 def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
            tracking_uri: Optional[str] = UriOpt,
            trials: Optional[int] = opt("N", "A new trial budget, kept as the study's."),
+           executor: Optional[str] = opt("serial|ray", "Executor, for this run only."),
+           parallel: Optional[str] = opt("N|auto", "Trials at once, for this run only."),
+           ray_address: Optional[str] = opt(
+               "ADDR", "Ray cluster to join, for this run only (the study's may be gone)."),
            ) -> None:
     """Continue an interrupted study up to its trial count, in the same stores."""
     from search import heap
@@ -69,8 +73,17 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     from search.tracking import check_store_exists
     heap.hold()         # released when the trials start (search/heap.py)
     s = _study(study, storage)
-    cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri,
-                        trials=trials)
+    # The serial executor joins no cluster and stops no trial on time: the study's
+    # Ray address and trial timeout do not apply to this run.
+    serial = ("resources.address=null", "resources.trial_timeout=null") \
+        if executor == "serial" else ()
+    cfg = stored_config(s, serial, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri,
+                        trials=trials, executor=executor, parallel=_parallel(parallel),
+                        ray_address=ray_address)
+    timeout = ((s.user_attrs.get("config") or {}).get("resources") or {}).get("trial_timeout")
+    if serial and timeout:
+        out.print(f"note: the study's trial_timeout ({timeout:g} s) does not apply under the "
+                  "serial executor")
     check_not_running(s)        # its running trials are not a crash's
     done = trials_run(s)
     if trials is not None and trials < done:

@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import optuna
 import yaml
@@ -61,13 +61,14 @@ def load_study(name: str, storage: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def stored_config(study: optuna.Study, **named: Any) -> StudyConfig:
-    """The study's config snapshot, with store overrides (tracking_uri, storage...)."""
+def stored_config(study: optuna.Study, sets: Sequence[str] = (), **named: Any) -> StudyConfig:
+    """The study's config snapshot, with overrides (`--set` ones, and named ones:
+    tracking_uri, storage...)."""
     raw = study.user_attrs.get("config")
     if raw is None:
         raise UserError(f"study '{study.study_name}': no config snapshot stored; "
                         "it was not created by hypersweep")
-    return validated(apply_overrides(raw, (), **named))
+    return validated(apply_overrides(raw, sets, **named))
 
 
 def validated(raw: Mapping[str, Any]) -> StudyConfig:

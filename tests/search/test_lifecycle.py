@@ -355,3 +355,21 @@ def test_a_stop_between_asking_a_trial_and_launching_it_leaves_nothing_running(s
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
     assert study.trials[1].user_attrs["reason"] == "interrupted by the user (Ctrl-C)"
     assert outcome.counts["FAIL"] == 1
+
+
+def test_resume_on_another_executor_when_the_study_s_cluster_is_gone(stores):
+    """`resume` had no way past a stored Ray address that no longer answers."""
+    run_study(small_config("gone", stores, trials=2))
+    study = optuna.load_study(study_name="gone", storage=stores.optuna_url)
+    config = study.user_attrs["config"]
+    config["resources"].update(executor="ray", address="127.0.0.1:1", trial_timeout=600)
+    study.set_user_attr("config", config)
+    res = invoke("resume", "gone", "--storage", stores.optuna_url, "--trials", "3")
+    assert res.exit_code == 2 and "resources.address: cannot reach" in res.output, res.output
+    res = invoke("resume", "gone", "--storage", stores.optuna_url, "--trials", "3",
+                 "--executor", "serial")
+    assert res.exit_code == 0, res.output
+    assert "note: the study's trial_timeout (600 s) does not apply under the serial" in res.output
+    study = optuna.load_study(study_name="gone", storage=stores.optuna_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert study.user_attrs["config"]["resources"]["address"] == "127.0.0.1:1"   # this run only
