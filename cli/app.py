@@ -94,11 +94,13 @@ SetOpt = opt("KEY=VALUE", "Override any key: --set params.epochs=5 (repeatable).
 
 def user_errors(fn: Callable) -> Callable:
     """Bad input: one line on stderr, exit code 2, no traceback. A store failing in
-    use: one line, exit code 1. Ctrl-C: one line, exit code 130."""
+    use: one line, exit code 1. Ctrl-C (SIGTERM): one line, exit code 130 (143)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from search.exit import Terminated, stops_as_interrupt
         try:
-            return fn(*args, **kwargs)
+            with stops_as_interrupt():      # SIGTERM as Ctrl-C, also while Ray starts
+                return fn(*args, **kwargs)
         except UserError as e:
             err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False,
                       soft_wrap=True)
@@ -107,9 +109,10 @@ def user_errors(fn: Callable) -> Callable:
             err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False,
                       soft_wrap=True)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:   # a command that has nothing of its own to stop (`run` has)
-            err.print("interrupted", highlight=False)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as stop:   # before a study's trials (they have their own)
+            by_sigterm = isinstance(stop, Terminated)
+            err.print("stopped by SIGTERM" if by_sigterm else "interrupted", highlight=False)
+            raise typer.Exit(143 if by_sigterm else 130) from None
     return wrapper
 
 

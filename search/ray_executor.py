@@ -49,6 +49,7 @@ from models.errors import UserError, first_line
 from models.figures import Drawing, artifact_bytes
 from models.trial import TrialResult, TrialSpec
 from search.executors import OnReport, TrainFn, failed, run_guarded
+from search.exit import Terminated
 from search.net import not_grpc, unreachable
 
 Placement = dict[str, str]         # {"node": ..., "host": ..., "device": ...}
@@ -201,18 +202,29 @@ def connect(address: str | None) -> bool:
         _check_reachable(address)
     # "local" starts a new instance even when another `ray start` runs on this machine.
     before = descendants()
+    handler = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=address or "local", include_dashboard=False,
                  logging_level=logging.ERROR, log_to_driver=True)   # keep the CLI quiet
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            # Ray's own SIGTERM handler exits at once with status 15, with nothing
+            # cleaned up; this process's (search.exit) stops the study instead.
+            signal.signal(signal.SIGTERM, handler)
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise UserError(f"resources.address: cannot connect to Ray at {address!r}: "
                         f"{first_line(e)}") from None
-    except KeyboardInterrupt:
-        # Ctrl-C while Ray starts: `ray.shutdown` knows nothing of the processes
+    except (KeyboardInterrupt, SystemExit) as stop:
+        # Ray's own SIGTERM handler, set as ray.init starts, ends the process with
+        # status 15: a SIGTERM here is stopped as this process stops one (search.exit).
+        if isinstance(stop, SystemExit) and stop.code != signal.SIGTERM:
+            raise
+        # Stopped while Ray starts: `ray.shutdown` knows nothing of the processes
         # started so far, and Ray's agents outlived this process by minutes.
         for pid in descendants() - before:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+        if isinstance(stop, SystemExit):
+            raise Terminated() from None
         raise
     return True
 

@@ -189,24 +189,28 @@ def session_processes(sid: int) -> list[str]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-def test_ctrl_c_while_ray_starts_leaves_no_ray_process(tmp_path):
+@pytest.mark.parametrize("sig, code, message", [(signal.SIGINT, 130, "interrupted"),
+                                                 (signal.SIGTERM, 143, "stopped by SIGTERM")])
+def test_a_stop_while_ray_starts_leaves_no_process(stores, tmp_path, sig, code, message):
     """Ray's dashboard and runtime-env agents, started before ray.init returned,
-    outlived a driver stopped there by minutes: nothing knew to stop them."""
-    code = ("from search.ray_executor import connect; connect(None); print('started', flush=True)\n"
-            "import time; time.sleep(60)")
-    from tests.conftest import ROOT
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    outlived a driver stopped there by minutes; and a SIGTERM there met Ray's own
+    handler: exit status 15, no message."""
+    study = write_study(tmp_path, stores, "starting", epochs=3, trials=2)
+    proc = subprocess.Popen([HYPERSWEEP, "run", str(study)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 90
         while not any("DashboardAgent" in c for c in session_processes(proc.pid)):
             assert time.monotonic() < deadline and proc.poll() is None, "Ray never started"
             time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)             # the agents are up; ray.init is not done
-        out = proc.communicate(timeout=60)[0]
+        proc.send_signal(sig)                       # the agents are up; ray.init is not done
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == code, err
+        assert err.strip().splitlines()[-1].startswith(message), err
         deadline = time.monotonic() + 10
         while session_processes(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert session_processes(proc.pid) == [], out
+        assert session_processes(proc.pid) == []
     finally:
         stop_group(proc)
