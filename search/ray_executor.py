@@ -211,8 +211,11 @@ def connect(address: str | None) -> bool:
             # cleaned up; this process's (search.exit) stops the study instead.
             signal.signal(signal.SIGTERM, handler)
     except (ConnectionError, ValueError, RuntimeError) as e:
+        token = "" if os.environ.get("RAY_AUTH_MODE") == "token" else (
+            " (a cluster that requires a token, e.g. started where ~/.ray/auth_token exists, "
+            "needs RAY_AUTH_MODE=token set for hypersweep too)")
         raise UserError(f"resources.address: cannot connect to Ray at {address!r}: "
-                        f"{first_line(e)}") from None
+                        f"{first_line(e)}{token if address else ''}") from None
     except (KeyboardInterrupt, SystemExit) as stop:
         # Ray's own SIGTERM handler, set as ray.init starts, ends the process with
         # status 15: a SIGTERM here is stopped as this process stops one (search.exit).
