@@ -343,8 +343,8 @@ class RayExecutor:
         if train is None:
             from models.train import train_trial as train
         self._owns_ray = connect(resources.address)
-        where = ("this machine's Ray instance" if self._owns_ray
-                 else f"the Ray cluster at {resources.address}" if resources.address
+        where = (f"the Ray cluster at {resources.address}" if resources.address
+                 else "this machine's Ray instance" if self._owns_ray
                  else "the Ray cluster")         # joined in this process already
         nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         try:
@@ -492,8 +492,10 @@ class RayExecutor:
     def _crash_reason(self, task: _Task, e: Exception) -> str:
         if isinstance(e, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                           ray.exceptions.OutOfMemoryError)):
-            return (f"worker died ({type(e).__name__}) in each of {max(task.attempts, 1)} "
-                    f"attempts (resources.max_retries: {self._retries})")
+            attempts = max(task.attempts, 1)
+            each = f"in each of {attempts} attempts" if attempts > 1 else "in its only attempt"
+            return (f"worker died ({type(e).__name__}) {each} "
+                    f"(resources.max_retries: {self._retries})")
         first = str(e).strip().splitlines()
         return f"{type(e).__name__}: {first[0] if first else ''}"[:2000]
 
