@@ -297,3 +297,11 @@ def _now_ms() -> int:
 
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow prints two lines for each run it ends on a server ("View run ... at: URL"),
+# the URL with its user:password when the tracking URI has them.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# A server that died or hangs: MLflow retries each request 7 times with backoff
+# over about 4 minutes, at up to 120 s each, while the study waits. A study's
+# server is on the team's network: a dead one is said in well under a minute.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
