@@ -17,7 +17,7 @@ import yaml
 
 import search.sqlite  # noqa: F401 - SQLite stores in WAL mode
 from search import heap, store_template
-from models.errors import UserError, first_line
+from models.errors import UserError
 from models.figures import Drawing
 from models.trial import TrialResult, TrialSpec, TrialState
 from search.config import StudyConfig, without_password
@@ -135,8 +135,7 @@ def create_study(cfg: StudyConfig) -> optuna.Study:
     except UserError:
         raise                       # the file is another kind of store (new_store)
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
-        raise UserError(f"tracking.storage: cannot open {without_password(url)!r}: "
-                        f"{first_line(e)}") from None
+        raise store_template.cannot_open("tracking.storage", url, e) from None
     if cfg.study in existing:
         raise _taken(cfg)
     directions = [o.direction for o in cfg.search.objectives]

@@ -37,7 +37,7 @@ def study_names(storage: str) -> list[str]:
     """The studies in a storage, or a one-line error when it cannot be opened. A
     SQLite file that is not there is a wrong path (a typo, another directory), and
     is not created by looking."""
-    from search.store_template import check_kind, sqlite_file
+    from search.store_template import cannot_open, check_kind, sqlite_file
 
     db = sqlite_file(storage)
     if db is not None and not db.exists():
@@ -46,8 +46,7 @@ def study_names(storage: str) -> list[str]:
     try:
         return optuna.study.get_all_study_names(storage)
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
-        raise UserError(f"--storage: cannot open {without_password(storage)!r}: "
-                        f"{first_line(e)}") from None
+        raise cannot_open("--storage", storage, e) from None
 
 
 def load_study(name: str, storage: str) -> optuna.Study:

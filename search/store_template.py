@@ -34,7 +34,23 @@ _EMPTY = {
 
 def cache_dir() -> Path:
     root = os.environ.get("HYPERSWEEP_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "hypersweep") / "stores"
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "hypersweep") / "stores"
+
+
+def cannot_open(key: str, url: str, e: BaseException) -> Exception:
+    """`KEY: cannot open URL: why` as a UserError; a database driver that is not
+    installed is named, with the package that brings it (Optuna says only "Failed
+    to import DB access module")."""
+    from models.errors import UserError, first_line
+    from search.config import without_password
+
+    why, cause = first_line(e), e
+    while cause is not None and not isinstance(cause, ModuleNotFoundError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None:
+        why = (f"its database driver ({cause.name}) is not installed; for PostgreSQL, "
+               "pip install 'hypersweep[postgres]'")
+    return UserError(f"{key}: cannot open {without_password(url)!r}: {why}")
 
 
 def template_path(kind: str) -> Path:

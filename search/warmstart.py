@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import optuna
 
-from models.errors import UserError, first_line
+from models.errors import UserError
 from search import store_template
 from search.config import StudyConfig, without_password
 from search.strategies import describe_distribution, in_distribution
@@ -45,8 +45,7 @@ def _load(name: str, storage: str, key: str) -> optuna.Study:
     try:
         names = optuna.study.get_all_study_names(storage)
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
-        raise UserError(f"tracking.storage: cannot open {without_password(storage)!r}: "
-                        f"{first_line(e)}") from None
+        raise store_template.cannot_open("tracking.storage", storage, e) from None
     if name not in names:
         from models.errors import unknown
         raise unknown("study", name, names, key=key)

@@ -101,7 +101,8 @@ def postgres_cluster() -> Iterator[str]:
         run(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w",
             "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
         try:
-            yield f"postgresql+psycopg2://hypersweep@127.0.0.1:{port}/postgres"
+            # The plain scheme, as the README writes it: the driver is SQLAlchemy's choice.
+            yield f"postgresql://hypersweep@127.0.0.1:{port}/postgres"
         finally:
             run(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "-w", "stop")
     finally:

@@ -49,6 +49,8 @@ def test_study_logs_to_an_mlflow_server(stores, tmp_path, write_config):
         assert res.exit_code == 0 and "identical" in res.output, res.output
         res = invoke("final", "remote", "--storage", stores.optuna_url, "--tracking-uri", url)
         assert res.exit_code == 0, res.output
+        # MLflow's "View run ... at: URL" lines, with user:password when the URI has them
+        assert "View run" not in res.output and "View experiment" not in res.output
         assert client.get_model_version("remote", "1").run_id
 
 
@@ -104,3 +106,13 @@ def test_store_passwords_are_kept_out_of_what_the_study_stores(stores, write_con
             f"error: tracking.storage: the study stored {stored} without its password; pass "
             "--storage with it (or leave it out of the URL: PGPASSWORD / ~/.pgpass, "
             "MLFLOW_TRACKING_PASSWORD)")
+
+
+def test_a_storage_whose_driver_is_not_installed_names_the_package(tmp_path, monkeypatch):
+    """Optuna said only "Failed to import DB access module for the specified storage URL"."""
+    monkeypatch.chdir(tmp_path)
+    res = invoke("studies", "--storage", "mysql://u@127.0.0.1:1/optuna")
+    assert res.exit_code == 2
+    assert res.output.strip() == ("error: --storage: cannot open 'mysql://u@127.0.0.1:1/optuna': "
+                                  "its database driver (MySQLdb) is not installed; for PostgreSQL, "
+                                  "pip install 'hypersweep[postgres]'")
