@@ -43,10 +43,11 @@ def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
 
     if not resume:
         check_stores(cfg, rename="--name NAME")     # a taken name fails before Ray starts
-    with TrackingWriter(cfg.tracking.uri) as tracker:
+    with TrackingWriter() as tracker:
         with StudyProgress(out, cfg, done=done) as progress:
             executor = make_executor(cfg)
             print_notes(executor)
+            tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
             driver = StudyDriver(cfg, executor, tracker, on_trial_end=progress.update)
             outcome = driver.run(resume=resume)
         print_best(outcome.study, cfg)

@@ -68,10 +68,34 @@ class MlflowTracker:
         logging.getLogger("alembic").setLevel(logging.WARNING)
         with store_template.new_store(uri, "mlflow"):
             self.client = MlflowClient(tracking_uri=uri)    # opens (creates) the store
+        if uri.startswith(("http://", "https://")):
+            self._check_server()
         self._e = entities           # Metric, Param, RunTag
         self._pending: dict[str, list[entities.Metric]] = {}
         self._last_flush: dict[str, float] = {}
         self.experiment_id: str | None = None
+
+    def _check_server(self) -> None:
+        """One request, before the study writes anywhere: a server that answers but
+        is not MLflow's, a wrong path, or refused credentials are bad input, not a
+        study left half-created when its first run is refused."""
+        from mlflow.exceptions import MlflowException
+        where = without_password(self.uri)
+        try:
+            self.client.search_experiments(max_results=1)
+        except MlflowException as e:
+            status = getattr(e, "get_http_status_code", lambda: None)()
+            text = str(e)
+            if status in (401, 403) or " 401 " in text or " 403 " in text:
+                why = ("the server refused the credentials; set MLFLOW_TRACKING_USERNAME and "
+                       "MLFLOW_TRACKING_PASSWORD (or user:password@ in the URI)")
+            elif " 404 " in text or "!= 200" in text:
+                why = "no MLflow tracking server answers at this URI (a wrong port or path?)"
+            else:
+                why = first_line(e)
+            raise UserError(f"tracking.uri: {where}: {why}") from None
+        except Exception as e:  # noqa: BLE001 - TLS to a plain server, a reset connection
+            raise UserError(f"tracking.uri: {where}: {type(e).__name__}: {first_line(e)}") from None
 
     def resolve(self, run_id: str) -> str:
         return run_id

@@ -87,6 +87,8 @@ class TrackingWriter:
                 self._wait(seq)
             except TrackingError as e:
                 reason = str(e).removeprefix(f"{_where(uri)}: ")
+                if reason.startswith("tracking.uri: "):
+                    raise UserError(reason) from None
                 raise UserError(f"tracking.uri: cannot open {without_password(uri)!r}: "
                                 f"{reason}") from None
 
@@ -310,7 +312,9 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> int:
             try:
                 tracker = MlflowTracker(uri)
             except Exception as e:  # noqa: BLE001 - reported to the driver, not raised here
-                failure = _describe(uri, e)
+                # Bad input (a server that is not MLflow's, refused credentials) as it
+                # was said: `open` raises it again as one.
+                failure = f"{_where(uri)}: {e}" if isinstance(e, UserError) else _describe(uri, e)
                 answer(0, False, failure)
                 continue
             if kwargs.get("answer"):

@@ -116,3 +116,24 @@ def test_a_storage_whose_driver_is_not_installed_names_the_package(tmp_path, mon
     assert res.output.strip() == ("error: --storage: cannot open 'mysql://u@127.0.0.1:1/optuna': "
                                   "its database driver (MySQLdb) is not installed; for PostgreSQL, "
                                   "pip install 'hypersweep[postgres]'")
+
+
+def test_a_server_that_is_not_mlflow_is_bad_input_before_the_study_is_made(stores, write_config):
+    """A web server at the tracking URI (a wrong port, the wrong service): the study was
+    created in Optuna, then its first run refused, and a retry said the name was taken."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        res = invoke("run", str(write_config(small_config("web", stores, trials=2))),
+                     "--tracking-uri", url)
+    finally:
+        server.shutdown()
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == (
+        f"error: tracking.uri: {url}: no MLflow tracking server answers at this URI "
+        "(a wrong port or path?)")
+    assert stores.untouched()
