@@ -167,7 +167,8 @@ def run(config: Path = ConfigArg,
                                  on_trial_end=progress.update, warm_trials=warm)
             outcome = driver.run()
         print_best(outcome.study, cfg)
-        print_importances(outcome.importances, outcome.study, cfg)
+        if not outcome.interrupted:     # a stopped study computes none
+            print_importances(outcome.importances, outcome.study, cfg)
         out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}",
                   soft_wrap=True)
     stopped(outcome)

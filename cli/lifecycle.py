@@ -249,6 +249,10 @@ def ui(tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI.", show_def
     from search.tracking import check_store_exists, ui_argv
     uri = tracking_uri or DEFAULT.uri
     if uri.startswith(("http://", "https://")):
+        from search.net import http_unreachable
+        why = http_unreachable(uri)
+        if why:
+            raise UserError(f"--tracking-uri: cannot reach {without_password(uri)}: {why}")
         out.print(f"the store is an MLflow server already: {without_password(uri)}")
         return
     check_store_exists(uri, "--tracking-uri")       # not an empty store, served as if it were one

@@ -274,8 +274,18 @@ def parse_config(raw: Mapping[str, Any]) -> StudyConfig:
 
 
 def check_two_stores(tracking: TrackingConfig) -> None:
-    """The MLflow store and the Optuna storage are two databases: one SQLite file
-    given as both would be made an MLflow store, then refused as Optuna storage."""
+    """The Optuna storage is a database URL, and the MLflow store and it are two
+    databases: one SQLite file given as both would be made an MLflow store, then
+    refused as Optuna storage. Checked before either store is opened."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        make_url(tracking.storage)
+    except ArgumentError:
+        hint = f"; for a SQLite file: sqlite:///{tracking.storage}" \
+            if "://" not in tracking.storage else ""
+        raise UserError(f"tracking.storage: {without_password(tracking.storage)!r} is not a "
+                        f"database URL{hint}") from None
     uri, storage = (u.split("?", 1)[0] for u in (tracking.uri, tracking.storage))
     if uri.startswith("sqlite:///") and uri == storage:
         raise UserError(f"tracking.storage: the same file as tracking.uri ({uri}); the Optuna "

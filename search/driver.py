@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -92,7 +94,16 @@ def _taken(cfg: StudyConfig, rename: str = "--set study=NAME") -> UserError:
     return UserError(f"study: '{cfg.study}' already exists in "
                      f"{without_password(cfg.tracking.storage)}; choose another name "
                      f"({rename}) or another --storage, or continue it: "
-                     f"hypersweep resume {cfg.study} [--trials N]")
+                     f"hypersweep resume {cfg.study}{_storage_option(cfg)} [--trials N]")
+
+
+def _storage_option(cfg: StudyConfig) -> str:
+    """` --storage URL` where the study's storage is not the default one of the
+    directory the command runs in, where commands that take a study look."""
+    url = without_password(cfg.tracking.storage)
+    if url == "sqlite:///" + str(Path("optuna.db").resolve()):
+        return ""
+    return f" --storage {shlex.quote(url)}"
 
 
 def check_stores(cfg: StudyConfig, rename: str = "--set study=NAME") -> None:

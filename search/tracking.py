@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -300,7 +301,7 @@ def ui_command(uri: str) -> str:
     if not exe:     # not on PATH: the one installed beside this interpreter (e.g. .venv/bin)
         rel = os.path.relpath(argv[0])
         exe = argv[0] if rel.startswith("..") else rel      # from inside the project: short
-    return " ".join([exe, *argv[1:]])
+    return shlex.join([exe, *argv[1:]])     # a path with a space stays one argument
 
 
 def ui_argv(uri: str, port: int) -> list[str]:

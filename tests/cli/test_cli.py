@@ -102,7 +102,7 @@ def test_existing_study_name_is_refused(stores, write_config):
     assert res.exit_code == 2 and res.output.strip().splitlines() == [
         f"error: study: 'twice' already exists in {stores.optuna_url}; choose another name "
         "(--set study=NAME) or another --storage, or continue it: hypersweep resume twice "
-        "[--trials N]"]
+        f"--storage {stores.optuna_url} [--trials N]"]     # not the default storage here
     assert len(optuna.load_study(study_name="twice", storage=stores.optuna_url).trials) == 1
 
 
@@ -226,6 +226,10 @@ def test_the_printed_mlflow_ui_command_runs_from_where_it_was_printed(tmp_path, 
     monkeypatch.chdir(tmp_path)
     assert ui_command("sqlite:///mlflow.db").startswith(f"{exe} ui ")
     assert ui_command("http://127.0.0.1:5000") == "open http://127.0.0.1:5000"
+    # A path with a space, pasted into a shell, stays one argument.
+    import shlex
+    argv = shlex.split(ui_command("sqlite:////tmp/dir with space/ml flow.db"))
+    assert argv[argv.index("--backend-store-uri") + 1] == "sqlite:////tmp/dir with space/ml flow.db"
 
 
 def test_ui_refuses_a_port_in_use_and_otherwise_takes_the_next_free_one(stores):
@@ -405,3 +409,14 @@ def test_bad_input_found_at_start_up_leaves_no_progress_bar(stores, write_config
     assert "trials" not in res.output.replace("2 trials", "")
     assert res.output.strip().splitlines()[-1] == ("error: tracking.uri: cannot reach "
                                                    "http://127.0.0.1:1: Connection refused")
+
+
+def test_ui_of_a_server_nothing_answers_at_is_an_error():
+    """It said "the store is an MLflow server already" and exited 0."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]           # free once closed: nothing listens there
+    res = CliRunner().invoke(app, ["ui", "--tracking-uri", f"http://127.0.0.1:{port}"])
+    assert res.exit_code == 2
+    assert res.output == f"error: --tracking-uri: cannot reach http://127.0.0.1:{port}: Connection refused\n"

@@ -417,3 +417,13 @@ def test_one_sqlite_file_cannot_be_both_stores(write_config, tmp_path, monkeypat
 def test_bounds_read_as_the_model_checks_read(write_config, override, message):
     """Not pydantic's "Input should be greater than or equal to 1"."""
     assert error_for(write_config, quickstart(), override) == message
+
+
+def test_a_storage_that_is_not_a_database_url_is_refused_before_any_store(write_config,
+                                                                           tmp_path, monkeypatch):
+    """The MLflow store had been made before Optuna refused `--storage optuna.db`."""
+    monkeypatch.chdir(tmp_path)
+    msg = error_for(write_config, quickstart(), "tracking.storage=optuna.db")
+    assert msg == ("tracking.storage: 'optuna.db' is not a database URL; for a SQLite file: "
+                   "sqlite:///optuna.db")
+    assert not (tmp_path / "mlflow.db").exists()
