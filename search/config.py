@@ -6,6 +6,7 @@ and reported as one `UserError` line that names the key and what is valid.
 from __future__ import annotations
 
 import copy
+import os
 import difflib
 import re
 import typing
@@ -269,14 +270,15 @@ def parse_config(raw: Mapping[str, Any]) -> StudyConfig:
     except ValidationError as e:
         raise UserError(_one_line(e)) from None
     cfg = with_absolute_paths(cfg)
-    check_two_stores(cfg.tracking)
+    check_store_urls(cfg.tracking)
     return with_trial_budget(cfg)
 
 
-def check_two_stores(tracking: TrackingConfig) -> None:
-    """The Optuna storage is a database URL, and the MLflow store and it are two
-    databases: one SQLite file given as both would be made an MLflow store, then
-    refused as Optuna storage. Checked before either store is opened."""
+def check_store_urls(tracking: TrackingConfig) -> None:
+    """Store URLs that would fail once a store was made, checked before either is
+    opened: the Optuna storage is a database URL; the MLflow store is not a bare
+    file name, nor a file store MLflow 3 refuses; and they are two databases (one
+    SQLite file given as both was made an MLflow store, then refused by Optuna)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
     try:
@@ -286,6 +288,16 @@ def check_two_stores(tracking: TrackingConfig) -> None:
             if "://" not in tracking.storage else ""
         raise UserError(f"tracking.storage: {without_password(tracking.storage)!r} is not a "
                         f"database URL{hint}") from None
+    uri = tracking.uri
+    if "://" not in uri and not uri.startswith(("file:", "databricks")):
+        if uri.endswith((".db", ".sqlite", ".sqlite3")):
+            raise UserError(f"tracking.uri: {uri!r} is a file name; a SQLite store's URI is "
+                            f"sqlite:///{uri}")
+    if (uri.startswith("file:") or "://" not in uri and not uri.startswith("databricks")) and \
+            os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
+        raise UserError(f"tracking.uri: {uri!r} is an MLflow file store, which MLflow 3 "
+                        "refuses unless MLFLOW_ALLOW_FILE_STORE=true is set; a SQLite store "
+                        "(sqlite:///mlflow.db, the default) has every feature")
     uri, storage = (u.split("?", 1)[0] for u in (tracking.uri, tracking.storage))
     if uri.startswith("sqlite:///") and uri == storage:
         raise UserError(f"tracking.storage: the same file as tracking.uri ({uri}); the Optuna "

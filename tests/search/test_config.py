@@ -427,3 +427,22 @@ def test_a_storage_that_is_not_a_database_url_is_refused_before_any_store(write_
     assert msg == ("tracking.storage: 'optuna.db' is not a database URL; for a SQLite file: "
                    "sqlite:///optuna.db")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("mlflow.db", "tracking.uri: 'mlflow.db' is a file name; a SQLite store's URI is "
+                  "sqlite:///mlflow.db"),
+    ("./mlruns", "tracking.uri: 'file://{tmp}/mlruns' is an MLflow file store, which MLflow 3 "
+                 "refuses unless MLFLOW_ALLOW_FILE_STORE=true is set; a SQLite store "
+                 "(sqlite:///mlflow.db, the default) has every feature"),
+])
+def test_tracking_uris_mlflow_would_refuse_are_one_line(write_config, tmp_path, monkeypatch,
+                                                        uri, message):
+    """MLflow's five-sentence refusal of file stores, after the header was printed."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    msg = error_for(write_config, quickstart(), f"tracking.uri={uri}")
+    assert msg == message.format(tmp=tmp_path)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")      # the user's choice stands
+    if uri.startswith("./"):
+        assert load_config(write_config(quickstart()), [f"tracking.uri={uri}"])
