@@ -210,7 +210,7 @@ def best(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     if as_json:
         print(json.dumps(best_trials(s), indent=2))
         return
-    print_best(s, stored_config(s, storage=storage or DEFAULT.storage), top=None)
+    print_best(s, stored_config(s, check=False, storage=storage or DEFAULT.storage), top=None)
 
 
 @app.command()
@@ -227,7 +227,8 @@ def export(study: str = StudyArg,
     if not output.parent.is_dir():
         raise UserError(f"--output: {output}: no directory {output.parent}")
     s = _study(study, storage)
-    cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri)
+    cfg = stored_config(s, check=False, storage=storage or DEFAULT.storage,
+                        tracking_uri=tracking_uri)
     df = trials_frame(s, cfg)
     try:
         if output.suffix == ".csv":
