@@ -109,11 +109,32 @@ def user_errors(fn: Callable) -> Callable:
             err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False,
                       soft_wrap=True)
             raise typer.Exit(1) from None
+        except Exception as e:
+            failure = _storage_failure(e)
+            if failure is None:
+                raise
+            err.print(f"error: tracking.storage: the Optuna storage failed in use: {failure}; "
+                      "once it is back, hypersweep resume STUDY marks the trials it left "
+                      "running as failed", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt as stop:   # before a study's trials (they have their own)
             by_sigterm = isinstance(stop, Terminated)
             err.print("stopped by SIGTERM" if by_sigterm else "interrupted", highlight=False)
             raise typer.Exit(143 if by_sigterm else 130) from None
     return wrapper
+
+
+def _storage_failure(e: BaseException) -> str | None:
+    """What went wrong, when `e` is the Optuna storage's database failing (a
+    PostgreSQL server stopped mid-study: Optuna's chained tracebacks ran to 190
+    lines), else None."""
+    from models.errors import first_line
+    seen = e
+    while seen is not None:
+        if type(seen).__module__.split(".")[0] == "sqlalchemy":
+            return first_line(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _load(config: Path, sets: list[str] | None, **named):

@@ -420,3 +420,28 @@ def test_ui_of_a_server_nothing_answers_at_is_an_error():
     res = CliRunner().invoke(app, ["ui", "--tracking-uri", f"http://127.0.0.1:{port}"])
     assert res.exit_code == 2
     assert res.output == f"error: --tracking-uri: cannot reach http://127.0.0.1:{port}: Connection refused\n"
+
+
+def test_the_optuna_storage_failing_in_use_is_one_line_with_exit_1():
+    """A PostgreSQL server stopped mid-study: three chained tracebacks, 190 lines."""
+    import sqlalchemy.exc
+    import typer
+
+    from cli.app import user_errors
+    small = typer.Typer()
+
+    @small.command()
+    @user_errors
+    def run() -> None:
+        try:
+            raise sqlalchemy.exc.OperationalError(
+                "UPDATE trials", {}, Exception("server closed the connection unexpectedly"))
+        except sqlalchemy.exc.OperationalError as e:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the "
+                                                         "commit.") from e
+
+    res = CliRunner().invoke(small, [])
+    assert res.exit_code == 1
+    assert res.output.startswith("error: tracking.storage: the Optuna storage failed in use: "
+                                 "(builtins.Exception) server closed the connection unexpectedly")
+    assert res.output.count("\n") == 1
