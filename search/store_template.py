@@ -134,6 +134,9 @@ def seed(db: Path, kind: str) -> bool:
     os.close(fd)
     try:
         _copy(template, Path(tmp))
+        # mkstemp's 0600: the mode SQLite gives a file it creates (0666 less the
+        # umask), so that who can read a new store does not depend on the cache.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.link(tmp, db)                # fails if another process created it meanwhile
     except OSError:
         return False
@@ -141,6 +144,12 @@ def seed(db: Path, kind: str) -> bool:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     return True
+
+
+def _umask() -> int:
+    mask = os.umask(0)      # read it the only way there is, and put it back
+    os.umask(mask)
+    return mask
 
 
 def save(db: Path, kind: str) -> None:

@@ -51,6 +51,8 @@ def test_the_first_new_store_is_saved_empty_and_later_ones_are_copies_of_it(
     (two,) = rows(second, "SELECT name, artifact_location, creation_time FROM experiments")
     assert two[:2] == one == ("Default", str(tmp_path / "mlruns" / "0"))
     assert two[2] >= before_ms - 1000
+    # with the mode SQLite gives a file it creates (mkstemp's was 0600)
+    assert second.stat().st_mode & 0o777 == first.stat().st_mode & 0o777
     # and it takes runs like any store
     tracker.start_study("s", "study: s\n")
     assert [e.name for e in tracker.client.search_experiments()] == ["s", "Default"]
