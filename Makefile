@@ -12,10 +12,15 @@ $(BIN)/hypersweep: pyproject.toml
 	touch $@
 
 # Runs the quickstart study into ./runs (MLflow + Optuna SQLite stores).
+# A second `make demo` reruns the study under a new name (quickstart-digits-mlp-rerun-N).
+DEMO_STORES = --tracking-uri sqlite:///runs/mlflow.db --storage sqlite:///runs/optuna.db
 demo: $(BIN)/hypersweep
 	mkdir -p runs
-	$(BIN)/hypersweep run studies/quickstart.yaml \
-		--tracking-uri sqlite:///runs/mlflow.db --storage sqlite:///runs/optuna.db
+	if [ -f runs/optuna.db ]; then \
+		$(BIN)/hypersweep rerun studies/quickstart.yaml $(DEMO_STORES); \
+	else \
+		$(BIN)/hypersweep run studies/quickstart.yaml $(DEMO_STORES); \
+	fi
 
 test: $(BIN)/hypersweep
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
