@@ -138,11 +138,19 @@ def reopen_study(cfg: StudyConfig, tracker: MlflowTracker) -> tuple[optuna.Study
     study.set_user_attr("mlflow_parent_run_id", parent)
     study.set_user_attr(ENDED, None)        # open again, until this run ends
     children = tracker.trial_runs(parent)
-    for number in fail_running(study, INTERRUPTED, children):
+    interrupted = fail_running(study, INTERRUPTED, children)
+    for number in interrupted:
         for run_id in children.get(number, []):
             tracker.end_trial(run_id, failed(INTERRUPTED), {})
         if cfg.search.on_interrupt == "retry":
             study.enqueue_trial(study.trials[number].params, user_attrs={"retry_of": number})
+    # Runs of trials Optuna saw end but the MLflow store did not (its server was
+    # down then): closed, so that nothing is left RUNNING in either store.
+    for number, run_ids in tracker.unended_trial_runs(parent).items():
+        if number in interrupted or number >= len(study.trials):
+            continue
+        for run_id in run_ids:
+            tracker.end_lost_run(run_id, study.trials[number].state.name)
     return study, parent
 
 

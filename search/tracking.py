@@ -27,6 +27,7 @@ ROLE_TAG = "hypersweep.role"
 STATE_TAG = "state"
 FLUSH_SECONDS = 2.0          # batch metric writes; curves still grow live in the UI
 
+LOST_TAG = "lost_end"        # on a child run closed by resume (tracking.end_lost_run)
 _STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED",
            TrialState.FAIL: "FAILED"}
 
@@ -214,6 +215,21 @@ class MlflowTracker:
         for number, run in self._children(parent):
             out.setdefault(number, []).append(run.info.run_id)
         return out
+
+    def unended_trial_runs(self, parent: str) -> dict[int, list[str]]:
+        """Child run ids still RUNNING, by Optuna trial number."""
+        out: dict[int, list[str]] = {}
+        for number, run in self._children(parent):
+            if run.info.status == "RUNNING":
+                out.setdefault(number, []).append(run.info.run_id)
+        return out
+
+    def end_lost_run(self, run_id: str, state: str) -> None:
+        """A trial's run whose end the store never took (its server was down when the
+        trial ended): KILLED, with the state Optuna recorded for the trial."""
+        self.set_tags(run_id, {LOST_TAG: f"the MLflow store did not take this run's end; "
+                                         f"its Optuna trial is {state}"})
+        self.client.set_terminated(run_id, status="KILLED")
 
     def trial_metrics(self, parent: str) -> dict[int, dict[str, float]]:
         """Each trial's last metric values, from one search (not a request per run)."""

@@ -35,9 +35,9 @@ from search import heap, store_template
 from search.config import without_password
 from search.net import http_unreachable
 
-_READS = frozenset({"find_parent", "trial_runs", "trial_metrics", "read_text", "log_final",
-                    "resolve", "sync"})
-_WRITES = frozenset({"start_study", "start_trial", "flush", "end_trial",
+_READS = frozenset({"find_parent", "trial_runs", "unended_trial_runs", "trial_metrics",
+                    "read_text", "log_final", "resolve", "sync"})
+_WRITES = frozenset({"start_study", "start_trial", "flush", "end_trial", "end_lost_run",
                      "end_study", "log_files", "set_tags"})     # and log_metrics, held
 HOLD_SECONDS = 0.5      # how long metrics may wait in the driver for the next pipe write
 _CREATES = frozenset({"start_study", "start_trial"})     # answer with the new run id

@@ -373,3 +373,21 @@ def test_resume_on_another_executor_when_the_study_s_cluster_is_gone(stores):
     study = optuna.load_study(study_name="gone", storage=stores.optuna_url)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     assert study.user_attrs["config"]["resources"]["address"] == "127.0.0.1:1"   # this run only
+
+
+def test_resume_closes_trial_runs_whose_end_the_mlflow_store_never_took(stores):
+    """The MLflow server down when a trial ended: Optuna had it COMPLETE, its run
+    stayed RUNNING for good, and resume left it so."""
+    run_study(small_config("lost", stores, trials=2))
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    parent, children = study_runs(stores.mlflow_uri, "lost")
+    client.update_run(children[0].info.run_id, status="RUNNING")    # its end never landed
+    study = optuna.load_study(study_name="lost", storage=stores.optuna_url)
+    study.set_user_attr("ended", None)
+    res = invoke("resume", "lost", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    run = client.get_run(children[0].info.run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["lost_end"] == ("the MLflow store did not take this run's end; its "
+                                         "Optuna trial is COMPLETE")
+    assert client.get_run(children[1].info.run_id).info.status == "FINISHED"
