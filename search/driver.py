@@ -23,7 +23,7 @@ from models.errors import UserError
 from models.figures import Drawing
 from models.trial import TrialResult, TrialSpec, TrialState
 from search.config import StudyConfig, without_password
-from search.executors import Executor, failed
+from search.executors import Executor, failed, trial_threads
 from search.exit import stops_as_interrupt
 from search.importance import Importances, importance_figure, importance_metrics, param_importances
 from search.intermediate import Pending
@@ -77,6 +77,14 @@ class StudyOutcome:
 def trial_seed(study_seed: int, number: int) -> int:
     """A per-trial seed that depends only on the study seed and the trial number."""
     return int(np.random.SeedSequence([study_seed, number]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def sampler_after(cfg: StudyConfig, trials: int) -> optuna.samplers.BaseSampler:
+    """The sampler of a study that holds `trials` trials already (resumed, or warm
+    started): seeded by `search.seed` and that count, so that it neither proposes
+    the first points again nor loses reproducibility."""
+    return make_sampler(cfg.search.model_copy(
+        update={"seed": trial_seed(cfg.search.seed, trials)}))
 
 
 def trial_yaml(spec: TrialSpec) -> str:
@@ -231,10 +239,8 @@ class StudyDriver:
         if warm:
             study.add_trials(warm)
             # Seeded as the source study was, the sampler would propose the source's
-            # first points again (random search, TPE's random start-up); it is seeded
-            # by the trials the study starts with, as a resumed study's is.
-            seed = trial_seed(cfg.search.seed, len(warm))
-            study.sampler = make_sampler(cfg.search.model_copy(update={"seed": seed}))
+            # first points again (random search, TPE's random start-up).
+            study.sampler = sampler_after(cfg, len(warm))
         enqueue_initial(study, self.space, cfg.search)
         tags = {"strategy": cfg.search.strategy, "pruner": cfg.search.pruner.name}
         if warm:
@@ -263,7 +269,7 @@ class StudyDriver:
         spec = TrialSpec(model=self.cfg.model, data=data_dict(self.cfg), params=params,
                          seed=trial_seed(self.cfg.search.seed, trial.number),
                          trial_number=trial.number, study=self.cfg.study,
-                         threads=max(1, int(self.cfg.resources.cpus_per_trial)))
+                         threads=trial_threads(self.cfg.resources.cpus_per_trial))
         trial.set_user_attr("seed", spec.seed)
         run_id = self.tracker.start_trial(self.parent, trial.number,
                                           {**params, "trial_number": trial.number, "seed": spec.seed})

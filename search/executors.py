@@ -94,11 +94,15 @@ class SerialExecutor:
         self._queue.clear()
 
 
+def trial_threads(cpus_per_trial: float) -> int:
+    """The torch threads a trial trains on: its CPUs, whole, at least one."""
+    return max(1, int(cpus_per_trial))
+
+
 def make_executor(cfg) -> Executor:
     """The executor a study config asks for."""
     if cfg.resources.executor == "serial":
-        threads = max(1, int(cfg.resources.cpus_per_trial))
-        executor = SerialExecutor(threads=threads)
+        executor = SerialExecutor(threads=trial_threads(cfg.resources.cpus_per_trial))
         # auto: as many as it can run, which is one
         if cfg.resources.parallel != "auto" and cfg.resources.parallel > 1:
             executor.notes.append(

@@ -20,9 +20,9 @@ from models.errors import UserError, first_line
 from models.trial import TrialSpec
 from search.config import (StudyConfig, apply_overrides, check_semantics, check_unmasked,
                            parse_config, without_password)
-from search.driver import ENDED, fail_running, trial_seed
-from search.executors import failed
-from search.strategies import make_pruner, make_sampler
+from search.driver import ENDED, fail_running, sampler_after, trial_seed
+from search.executors import failed, trial_threads
+from search.strategies import make_pruner
 from search.tracking import MlflowTracker, model_name_for
 from search.writer import TrackingError
 
@@ -128,10 +128,7 @@ def derived_name(name: str, storage: str) -> str:
 def reopen_study(cfg: StudyConfig, tracker: MlflowTracker) -> tuple[optuna.Study, str]:
     """Reopen a study and its parent run; fail (or retry) trials a crash left RUNNING."""
     study = load_study(cfg.study, cfg.tracking.storage)
-    # A fresh sampler seeded like the first run would re-propose the first trials'
-    # points; seed it by how far the study got, so resuming stays reproducible.
-    seed = trial_seed(cfg.search.seed, len(study.trials))
-    study.sampler = make_sampler(cfg.search.model_copy(update={"seed": seed}))
+    study.sampler = sampler_after(cfg, len(study.trials))
     study.pruner = make_pruner(cfg.search)
     parent = tracker.resolve(tracker.start_study(cfg.study, cfg.to_yaml(),
                                                  tags={"strategy": cfg.search.strategy}))
@@ -227,7 +224,7 @@ def _study_threads(tracker: MlflowTracker, run: Any) -> int:
     if parent:
         study = yaml.safe_load(tracker.read_text(parent, "study.yaml")) or {}
         cpus = (study.get("resources") or {}).get("cpus_per_trial", 1)
-    return max(1, int(float(cpus)))
+    return trial_threads(float(cpus))
 
 
 def _recorded_history(tracker: MlflowTracker, run: Any) -> dict[str, list[Any]]:

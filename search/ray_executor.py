@@ -48,7 +48,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from models.errors import UserError, first_line
 from models.figures import Drawing, artifact_bytes
 from models.trial import TrialResult, TrialSpec
-from search.executors import OnReport, TrainFn, failed, run_guarded
+from search.executors import OnReport, TrainFn, failed, run_guarded, trial_threads
 from search.exit import Terminated
 from search.net import not_grpc, unreachable
 
@@ -374,7 +374,7 @@ class RayExecutor:
         self._remote = ray.remote(run_trial).options(
             **slot, max_retries=resources.max_retries, retry_exceptions=False)
         self._train = ray.put(train)
-        self._threads = max(1, int(resources.cpus_per_trial))
+        self._threads = trial_threads(resources.cpus_per_trial)
         self._prunes = prunes
         self._tasks: dict[ray.ObjectRef, _Task] = {}
         self._by_number: dict[int, _Task] = {}
