@@ -6,8 +6,8 @@ and reported as one `UserError` line that names the key and what is valid.
 from __future__ import annotations
 
 import copy
-import os
 import difflib
+import os
 import re
 import typing
 from pathlib import Path
@@ -289,12 +289,11 @@ def check_store_urls(tracking: TrackingConfig) -> None:
         raise UserError(f"tracking.storage: {without_password(tracking.storage)!r} is not a "
                         f"database URL{hint}") from None
     uri = tracking.uri
-    if "://" not in uri and not uri.startswith(("file:", "databricks")):
-        if uri.endswith((".db", ".sqlite", ".sqlite3")):
-            raise UserError(f"tracking.uri: {uri!r} is a file name; a SQLite store's URI is "
-                            f"sqlite:///{uri}")
-    if (uri.startswith("file:") or "://" not in uri and not uri.startswith("databricks")) and \
-            os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
+    local = uri.startswith("file:") or "://" not in uri and not uri.startswith("databricks")
+    if local and uri.endswith((".db", ".sqlite", ".sqlite3")):
+        raise UserError(f"tracking.uri: {uri!r} is a file name; a SQLite store's URI is "
+                        f"sqlite:///{uri.removeprefix('file:')}")
+    if local and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
         raise UserError(f"tracking.uri: {uri!r} is an MLflow file store, which MLflow 3 "
                         "refuses unless MLFLOW_ALLOW_FILE_STORE=true is set; a SQLite store "
                         "(sqlite:///mlflow.db, the default) has every feature")
@@ -466,9 +465,7 @@ def _submodel(ann: Any) -> type[BaseModel] | None:
 
 def _literal_values(loc: list[str]) -> list[str]:
     """The values a key takes, when its type lists them (`direction`)."""
-    model: type[BaseModel] | None = StudyConfig
-    for part in loc[:-1]:
-        model = _submodel(model.model_fields[part.split("[")[0]].annotation) if model else None
+    model = _model_at(loc[:-1])
     field = model.model_fields.get(loc[-1]) if model and loc else None
     if field is None or typing.get_origin(field.annotation) is not Literal:
         return []
@@ -476,10 +473,16 @@ def _literal_values(loc: list[str]) -> list[str]:
 
 
 def _fields_at(loc: list[str]) -> list[str]:
+    model = _model_at(loc)
+    return list(model.model_fields) if model else []
+
+
+def _model_at(loc: list[str]) -> type[BaseModel] | None:
+    """The config section at `loc` (["search", "objective"]), None past a mapping."""
     model: type[BaseModel] | None = StudyConfig
     for part in loc:
         model = _submodel(model.model_fields[part.split("[")[0]].annotation) if model else None
-    return list(model.model_fields) if model else []
+    return model
 
 
 # ---------------------------------------------------------------- semantics
