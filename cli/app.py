@@ -185,7 +185,8 @@ def run(config: Path = ConfigArg,
             print_notes(executor)
             tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
             driver = StudyDriver(cfg, executor, tracker,
-                                 on_trial_end=progress.update, warm_trials=warm)
+                                 on_trial_end=progress.update, warm_trials=warm,
+                                 on_trial_start=progress.started)
             outcome = driver.run()
         print_best(outcome.study, cfg)
         if not outcome.interrupted:     # a stopped study computes none

@@ -1,4 +1,4 @@
-"""Live progress for `hypersweep run`: trials done / pruned / failed, best so far."""
+"""Live progress for `hypersweep run`: trials running / done / pruned / failed, best so far."""
 from __future__ import annotations
 
 from rich.console import Console
@@ -17,6 +17,8 @@ class StudyProgress:
                                   console=console, transient=False)
         self._task = self._progress.add_task("trials", total=cfg.search.trials,
                                              completed=done, status="starting")
+        self._counts: dict[str, int] | None = None      # none until a trial ends
+        self._best: float | None = None
 
     def __enter__(self) -> "StudyProgress":
         self._progress.start()
@@ -29,13 +31,24 @@ class StudyProgress:
             self._progress.live.transient = True
         self._progress.stop()
 
+    def started(self, number: int, running: int) -> None:
+        """A trial was handed to the executor; `running` counts it."""
+        self._progress.update(self._task, status=self._status(running))
+
     def update(self, event) -> None:
-        c = event.counts
-        status = (f"[green]{c['COMPLETE']} done[/] [yellow]{c['PRUNED']} pruned[/] "
-                  f"[red]{c['FAIL']} failed[/]")
-        if event.best is not None:
-            status += f"  best {self.metric} {event.best:.4f}"
-        self._progress.update(self._task, advance=1, status=status)
+        self._counts, self._best = dict(event.counts), event.best
+        self._progress.update(self._task, advance=1, status=self._status(event.running))
         if event.state is TrialState.FAIL and event.reason:
             self._progress.console.print(f"[red]trial {event.number} failed:[/] "
                                          f"{escape(event.reason)}", markup=True, highlight=False)
+
+    def _status(self, running: int) -> str:
+        parts = [f"[cyan]{running} running[/]"] if running else []
+        if self._counts is not None:        # pruned and failed once there are any:
+            c = self._counts                # the bar's line stays short enough for 80 columns
+            parts.append(f"[green]{c['COMPLETE']} done[/]")
+            parts += [f"[{colour}]{c[state]} {word}[/]" for state, word, colour in
+                      (("PRUNED", "pruned", "yellow"), ("FAIL", "failed", "red")) if c[state]]
+            if self._best is not None:
+                parts.append(f" best {self.metric} {self._best:.4f}")
+        return " ".join(parts)

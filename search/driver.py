@@ -50,6 +50,7 @@ class TrialEvent:
     reason: str | None
     counts: Mapping[str, int]            # COMPLETE / PRUNED / FAIL so far
     best: float | None                   # best objective so far (single objective)
+    running: int = 0                     # trials still running after this one's end
 
 
 @dataclass
@@ -168,13 +169,17 @@ def create_study(cfg: StudyConfig) -> optuna.Study:
 class StudyDriver:
     def __init__(self, cfg: StudyConfig, executor: Executor, tracker: MlflowTracker,
                  on_trial_end: Callable[[TrialEvent], None] | None = None,
-                 warm_trials: list[optuna.trial.FrozenTrial] | None = None) -> None:
+                 warm_trials: list[optuna.trial.FrozenTrial] | None = None,
+                 on_trial_start: Callable[[int, int], None] | None = None) -> None:
         """`warm_trials`: `search.warm_start`'s trials when the caller loaded them
-        already (to fail before opening any store); loaded here otherwise."""
+        already (to fail before opening any store); loaded here otherwise.
+        `on_trial_start(number, running)` is called as each trial is handed to the
+        executor, with the count of trials running, that one included."""
         self.cfg = cfg
         self.executor = executor
         self.tracker = tracker
         self.on_trial_end = on_trial_end or (lambda event: None)
+        self.on_trial_start = on_trial_start or (lambda number, running: None)
         self.space = parse_space(cfg.space)
         self.objectives = cfg.search.objectives
         self.prunes = can_prune(cfg.search)
@@ -277,6 +282,7 @@ class StudyDriver:
                                               pending=None if self.prunes else Pending())
         self._record_run_id(self.running[trial.number])
         self.executor.submit(spec)
+        self.on_trial_start(trial.number, len(self.running))
 
     def _record_run_id(self, r: _Running, wait: bool = False) -> None:
         """Put the trial's MLflow run id on its Optuna trial as soon as the tracker
@@ -344,7 +350,8 @@ class StudyDriver:
         self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)}, tags=tags)
         self.counts[result.state.value] += 1
         self.on_trial_end(TrialEvent(number, result.state, tuple(values) if values else None,
-                                     result.reason, dict(self.counts), self._best()))
+                                     result.reason, dict(self.counts), self._best(),
+                                     running=len(self.running)))
 
     def _finish_all(self, held: list[tuple[int, TrialResult]]) -> None:
         """Tell finished trials in trial order; popped one by one so that a Ctrl-C

@@ -277,6 +277,35 @@ def test_user_text_with_brackets_is_printed_as_it_is(write_config):
     assert f"trial 3 failed: {reason}" in buf.getvalue()
 
 
+def test_progress_shows_the_trials_running():
+    """Before any trial ends the bar said "starting" for the whole first trial; it
+    now counts the trials running, beside those done, pruned and failed."""
+    import io
+
+    from rich.console import Console
+
+    from cli.app import WideWhenPiped
+    from cli.progress import StudyProgress
+    from search.config import parse_config
+    from search.driver import TrialEvent
+    from models.trial import TrialState
+
+    console: Console = WideWhenPiped(file=io.StringIO(), markup=False)
+    with StudyProgress(console, parse_config(quickstart())) as progress:
+        status = lambda: progress._progress.tasks[0].fields["status"]  # noqa: E731
+        assert status() == "starting"
+        progress.started(0, 1)
+        progress.started(1, 2)
+        assert status() == "[cyan]2 running[/]"
+        progress.update(TrialEvent(0, TrialState.COMPLETE, (0.9,), None,
+                                   {"COMPLETE": 1, "PRUNED": 0, "FAIL": 0}, 0.9, running=1))
+        # None pruned or failed yet: not shown, so that the line fits 80 columns.
+        assert status() == "[cyan]1 running[/] [green]1 done[/]  best val_accuracy 0.9000"
+        progress.update(TrialEvent(1, TrialState.PRUNED, None, None,
+                                   {"COMPLETE": 1, "PRUNED": 1, "FAIL": 0}, 0.9, running=0))
+        assert status() == "[green]1 done[/] [yellow]1 pruned[/]  best val_accuracy 0.9000"
+
+
 def test_help_shows_the_store_defaults():
     """The defaults were written into the help as "[default: ...]", which the help's
     markup took for a tag and dropped ("Optuna storage URL ."); typer shows them now."""

@@ -16,10 +16,12 @@ from search.tracking import MlflowTracker
 from tests.conftest import small_config, study_runs
 
 
-def run(cfg_dict, train=None, events=None):
+def run(cfg_dict, train=None, events=None, starts=None):
     cfg = parse_config(cfg_dict)
     driver = StudyDriver(cfg, SerialExecutor(train=train), MlflowTracker(cfg.tracking.uri),
-                         on_trial_end=(events.append if events is not None else None))
+                         on_trial_end=(events.append if events is not None else None),
+                         on_trial_start=(None if starts is None else
+                                         lambda number, running: starts.append((number, running))))
     return cfg, driver.run()
 
 
@@ -34,9 +36,13 @@ def test_trial_faults_fail_only_that_trial(stores):
             return train_trial(dataclasses.replace(spec, params=params), report)
         return train_trial(spec, report)
 
-    events = []
-    cfg, outcome = run(small_config("faults", stores, trials=5), train=flaky, events=events)
+    events, starts = [], []
+    cfg, outcome = run(small_config("faults", stores, trials=5), train=flaky, events=events,
+                       starts=starts)
     assert outcome.counts == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 2}
+    # One at a time: each trial starts alone and leaves none running when it ends.
+    assert starts == [(n, 1) for n in range(5)]
+    assert [e.running for e in events] == [0] * 5
     assert [e.state for e in events][1:3] == [TrialState.FAIL, TrialState.FAIL]
 
     study = optuna.load_study(study_name="faults", storage=stores.optuna_url)

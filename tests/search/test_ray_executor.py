@@ -22,9 +22,10 @@ def ray_config(study: str, stores: Stores, resources: dict | None = None, **sear
     return cfg
 
 
-def run_study(cfg_dict: dict, executor_for):
+def run_study(cfg_dict: dict, executor_for, on_trial_start=None):
     cfg = parse_config(cfg_dict)
-    driver = StudyDriver(cfg, executor_for(cfg), MlflowTracker(cfg.tracking.uri))
+    driver = StudyDriver(cfg, executor_for(cfg), MlflowTracker(cfg.tracking.uri),
+                         on_trial_start=on_trial_start)
     return driver.run()
 
 
@@ -188,8 +189,14 @@ def test_eight_trials_at_once_on_sqlite(ray_local, stores):
     cfg = ray_config("eight", stores, {"parallel": 8, "cpus_per_trial": 0.25},
                      strategy="random", trials=16)
     cfg["params"]["epochs"] = 4
-    outcome = run_study(cfg, lambda c: RayExecutor(c.resources, train=trainers.by_number))
+    starts: list[tuple[int, int]] = []
+    outcome = run_study(cfg, lambda c: RayExecutor(c.resources, train=trainers.by_number),
+                        on_trial_start=lambda number, running: starts.append((number, running)))
     assert outcome.counts["COMPLETE"] + outcome.counts["PRUNED"] == 16
+    # The progress display's running count: eight at once, never more.
+    assert [n for n, _ in starts] == list(range(16))
+    assert [r for _, r in starts[:8]] == list(range(1, 9))
+    assert max(r for _, r in starts) == 8
     trials, _, children = trials_and_runs(stores, "eight")
     assert len(children) == 16
     client = MlflowClient(tracking_uri=stores.mlflow_uri)
