@@ -61,6 +61,8 @@ def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
     _keep_integers(df, study.get_trials(deepcopy=False))
     # Seconds, not "0 days 00:00:01.350430": a column to sort and plot.
     df.insert(df.columns.get_loc("duration"), "duration_s", df.pop("duration").dt.total_seconds())
+    if "attr_warm_start_from" in df.columns:    # added whole, not run here: no duration
+        df.loc[df["attr_warm_start_from"].notna(), "duration_s"] = float("nan")
     if len(study.directions) > 1:       # values_0, values_1 -> value_<metric>
         df = df.rename(columns={f"values_{i}": f"value_{o.metric}"
                                 for i, o in enumerate(cfg.search.objectives)})

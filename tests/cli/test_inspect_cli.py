@@ -176,6 +176,11 @@ def test_export_keeps_integer_columns_in_rows_without_them(stores, tmp_path):
     assert str(df["attr_seed"].dtype) == "Int64" and str(df["attr_epochs"].dtype) == "Int64"
     assert df["attr_seed"].isna().tolist() == [True, True, False]
     assert df["attr_seed"][2] == trained.user_attrs["seed"]
+    # Their duration is unknown here (Optuna stamps an added trial's start and end
+    # alike): empty, not 0.0 seconds.
+    assert [c["duration_s"] for c in cells][:2] == ["", ""]
+    assert df["duration_s"].isna().tolist() == [True, True, False]
+    assert df["duration_s"][2] > 0
 
 
 def test_a_storage_file_that_is_not_there_is_a_wrong_path(tmp_path, monkeypatch):
