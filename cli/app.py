@@ -186,7 +186,7 @@ def run(config: Path = ConfigArg,
             tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
             driver = StudyDriver(cfg, executor, tracker,
                                  on_trial_end=progress.update, warm_trials=warm,
-                                 on_trial_start=progress.started)
+                                 on_trial_start=progress.started, on_notice=progress.note)
             outcome = driver.run()
         print_best(outcome.study, cfg)
         if not outcome.interrupted:     # a stopped study computes none

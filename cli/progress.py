@@ -42,6 +42,10 @@ class StudyProgress:
             self._progress.console.print(f"[red]trial {event.number} failed:[/] "
                                          f"{escape(event.reason)}", markup=True, highlight=False)
 
+    def note(self, line: str) -> None:
+        """A line from the executor as trials go (a trial retried), above the bar."""
+        self._progress.console.print(f"[yellow]{escape(line)}[/]", markup=True, highlight=False)
+
     def _status(self, running: int) -> str:
         parts = [f"[cyan]{running} running[/]"] if running else []
         if self._counts is not None:        # pruned and failed once there are any:

@@ -170,16 +170,19 @@ class StudyDriver:
     def __init__(self, cfg: StudyConfig, executor: Executor, tracker: MlflowTracker,
                  on_trial_end: Callable[[TrialEvent], None] | None = None,
                  warm_trials: list[optuna.trial.FrozenTrial] | None = None,
-                 on_trial_start: Callable[[int, int], None] | None = None) -> None:
+                 on_trial_start: Callable[[int, int], None] | None = None,
+                 on_notice: Callable[[str], None] | None = None) -> None:
         """`warm_trials`: `search.warm_start`'s trials when the caller loaded them
         already (to fail before opening any store); loaded here otherwise.
         `on_trial_start(number, running)` is called as each trial is handed to the
-        executor, with the count of trials running, that one included."""
+        executor, with the count of trials running, that one included; `on_notice`
+        with each of the executor's lines for the user (a trial retried)."""
         self.cfg = cfg
         self.executor = executor
         self.tracker = tracker
         self.on_trial_end = on_trial_end or (lambda event: None)
         self.on_trial_start = on_trial_start or (lambda number, running: None)
+        self.on_notice = on_notice or (lambda line: None)
         self.space = parse_space(cfg.space)
         self.objectives = cfg.search.objectives
         self.prunes = can_prune(cfg.search)
@@ -230,6 +233,9 @@ class StudyDriver:
                     self._launch(study.ask())
                     launched += 1
             held += self.executor.wait(self._on_report)
+            notices = getattr(self.executor, "notices", None)
+            while notices:
+                self.on_notice(notices.pop(0))
             if cfg.search.deterministic and len(held) < len(self.running):
                 continue            # the batch is told together, in trial order
             self._finish_all(held)

@@ -30,7 +30,8 @@ class Executor(Protocol):
     def shutdown(self) -> None: ...
 
     # Optional: `where(number) -> {"node", "host", "device"}`, the trial's placement,
-    # which the driver records as child-run tags.
+    # which the driver records as child-run tags; `notices`, a list of lines for the
+    # user (a trial retried), which the driver takes after each `wait`.
 
 
 def failed(reason: str, history: tuple = ()) -> TrialResult:

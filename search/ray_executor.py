@@ -24,8 +24,10 @@ in the workers they will run on, while the driver opens the study.
 Faults: an exception or NaN inside a trial is caught in the worker (`run_guarded`,
 the training loop). A worker process that dies is Ray's to retry (task
 `max_retries`); a retried attempt re-reports epochs the driver has already seen,
-and those are not forwarded twice. `trial_timeout` is enforced by the driver:
-it force-cancels the task (killing its worker) and fails the trial.
+and those are not forwarded twice. Each retry is a line in `notices` (naming the
+trial), in place of Ray's own console lines about the dead worker.
+`trial_timeout` is enforced by the driver: it force-cancels the task (killing
+its worker) and fails the trial.
 """
 from __future__ import annotations
 
@@ -206,6 +208,7 @@ def connect(address: str | None) -> bool:
     try:
         ray.init(address=address or "local", include_dashboard=False,
                  logging_level=logging.ERROR, log_to_driver=True)   # keep the CLI quiet
+        quiet_trial_crashes()
         if handler is not None and threading.current_thread() is threading.main_thread():
             # Ray's own SIGTERM handler exits at once with status 15, with nothing
             # cleaned up; this process's (search.exit) stops the study instead.
@@ -230,6 +233,41 @@ def connect(address: str | None) -> bool:
             raise Terminated() from None
         raise
     return True
+
+
+# Ray's console lines (from the raylet) about a trial's worker that died: a
+# paragraph of ids, then the retry. The executor says both in one line instead.
+_SAID_BY_THE_EXECUTOR = ("A worker died or was killed while executing a task",
+                         f"Task {run_trial.__name__} failed. There are ")
+
+
+def quiet_trial_crashes() -> None:
+    """Keep Ray's own lines about a trial's dead worker off the console (the executor
+    reports each retry and failure by trial); every other line of Ray's and of the
+    workers still reaches it. Ray prints them from its error listener through
+    `ray._private.worker.print_to_stdstream`, which Ray does not document: where it
+    is not found (another Ray version), nothing changes."""
+    try:
+        from ray._private import worker
+    except ImportError:
+        return
+    printer = getattr(worker, "print_to_stdstream", None)
+    if printer is not None and not getattr(printer, "quiet", False):
+        worker.print_to_stdstream = _without_trial_crashes(printer)
+
+
+def _without_trial_crashes(printer: Any) -> Any:
+    def print_to_stdstream(data: dict, *args: Any, **kwargs: Any) -> None:
+        lines = data.get("lines")
+        if data.get("pid") == "raylet" and lines:
+            kept = [line for line in lines
+                    if not any(said in line for said in _SAID_BY_THE_EXECUTOR)]
+            if not kept:
+                return
+            data = {**data, "lines": kept}
+        printer(data, *args, **kwargs)
+    print_to_stdstream.quiet = True         # type: ignore[attr-defined]
+    return print_to_stdstream
 
 
 def descendants() -> set[int]:
@@ -343,6 +381,7 @@ class RayExecutor:
         if train is None:
             from models.train import train_trial as train
         self._owns_ray = connect(resources.address)
+        quiet_trial_crashes()       # also where Ray was started before (once per handler)
         where = (f"the Ray cluster at {resources.address}" if resources.address
                  else "this machine's Ray instance" if self._owns_ray
                  else "the Ray cluster")         # joined in this process already
@@ -364,6 +403,7 @@ class RayExecutor:
                 "(parallel: auto fills the cluster)")
         self._timeout = resources.trial_timeout
         self._retries = resources.max_retries
+        self.notices: list[str] = []        # lines for the user as trials go (retries)
         here = ray.get_runtime_context().get_node_id()
         self._broker = ReportBroker.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
@@ -453,6 +493,10 @@ class RayExecutor:
                 if task is not None:
                     task.started, task.where = time.monotonic(), dict(rest[0])
                     task.attempts += 1
+                    if task.attempts > 1:       # Ray retries a task whose worker died only
+                        self.notices.append(
+                            f"trial {number}: its worker died; retrying it (attempt "
+                            f"{task.attempts} of {self._retries + 1}, resources.max_retries)")
                 continue
             step, metrics = rest
             if task is None or task.done:

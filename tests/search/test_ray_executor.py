@@ -22,10 +22,10 @@ def ray_config(study: str, stores: Stores, resources: dict | None = None, **sear
     return cfg
 
 
-def run_study(cfg_dict: dict, executor_for, on_trial_start=None):
+def run_study(cfg_dict: dict, executor_for, on_trial_start=None, on_notice=None):
     cfg = parse_config(cfg_dict)
     driver = StudyDriver(cfg, executor_for(cfg), MlflowTracker(cfg.tracking.uri),
-                         on_trial_start=on_trial_start)
+                         on_trial_start=on_trial_start, on_notice=on_notice)
     return driver.run()
 
 
@@ -213,7 +213,9 @@ def test_faults_fail_only_their_trial(ray_local, stores, tmp_path):
     cfg = ray_config("faults", stores, {"max_retries": 1, "trial_timeout": 10},
                      strategy="random", trials=7)
     train = functools.partial(trainers.faulty, marker_dir=str(tmp_path))
-    outcome = run_study(cfg, lambda c: RayExecutor(c.resources, train=train))
+    notices: list[str] = []
+    outcome = run_study(cfg, lambda c: RayExecutor(c.resources, train=train),
+                        on_notice=notices.append)
     trials, parent, children = trials_and_runs(stores, "faults")
     states = [c.data.tags["state"] for c in children]
     assert states == ["COMPLETE", "FAIL", "FAIL", "COMPLETE", "FAIL", "FAIL", "COMPLETE"]
@@ -224,6 +226,10 @@ def test_faults_fail_only_their_trial(ray_local, stores, tmp_path):
     assert "nan" in reasons[2] or "inf" in reasons[2]
     assert "worker died" in reasons[4] and "2 attempts" in reasons[4]
     assert "timed out after 10 s" in reasons[5]
+    # Each retry is said once, by trial, in place of Ray's lines about the worker.
+    assert sorted(notices) == [
+        f"trial {n}: its worker died; retrying it (attempt 2 of 2, resources.max_retries)"
+        for n in (3, 4)]
     assert children[4].data.tags["failure_reason"] == reasons[4]
     # The retried trial's epoch 1 was reported by both attempts but logged once.
     client = MlflowClient(tracking_uri=stores.mlflow_uri)
@@ -231,6 +237,35 @@ def test_faults_fail_only_their_trial(ray_local, stores, tmp_path):
     assert steps == [1, 2, 3]
     assert trials[3].intermediate_values.keys() == {1, 2, 3}
     assert_nothing_running(stores, "faults")
+
+
+def test_rays_lines_about_a_trials_dead_worker_leave_the_console():
+    """Ray printed a paragraph of ids per dead worker, then "Task run_trial failed.
+    There are 1 retries remaining..." (the executor now says it by trial); Ray's
+    other lines, and the workers' own output, still reach the console."""
+    from ray._private import worker
+
+    from search.ray_executor import quiet_trial_crashes
+
+    printed: list[dict] = []
+    real = worker.print_to_stdstream        # what Ray's error listener prints with
+    worker.print_to_stdstream = lambda data, ignore_prefix: printed.append(data)
+    try:
+        quiet_trial_crashes()
+        quiet_trial_crashes()           # once, however often it is called
+        died = ("A worker died or was killed while executing a task by an unexpected "
+                "system error. To troubleshoot the problem, check the logs for the dead "
+                "worker. Worker PID: 16418 Worker exit type: SYSTEM_ERROR")
+        retry = ("Task run_trial failed. There are 1 retries remaining, so the task will "
+                 "be retried. Error: ")
+        low = "Task was killed due to the node running low on memory."
+        for data in ({"pid": "raylet", "lines": [died]}, {"pid": "raylet", "lines": [retry]},
+                     {"pid": "raylet", "lines": [died, low]},
+                     {"pid": 1234, "lines": [died]}):    # a trial's own output, as it is
+            worker.print_to_stdstream(data, ignore_prefix=False)
+    finally:
+        worker.print_to_stdstream = real
+    assert printed == [{"pid": "raylet", "lines": [low]}, {"pid": 1234, "lines": [died]}]
 
 
 def test_splits_are_loaded_and_placed_once_per_process():
