@@ -118,12 +118,15 @@ def _storage_option(cfg: StudyConfig) -> str:
 def check_stores(cfg: StudyConfig, rename: str = "--set study=NAME") -> None:
     """Fail at once, before Ray starts (seconds) and the progress bar shows, when a
     store file is the other kind of store (the MLflow and Optuna files sit side by
-    side) or the study exists already. A quick look that never writes: no schema
+    side), a SQLite store's directory is not writable, or the study exists already. A quick look that never writes: no schema
     check, no tables created, a SQLite file not there is not created. Whatever
     this cannot read, `create_study` opens properly and reports. `rename`: how the
     command changes the study's name."""
     store_template.check_kind(cfg.tracking.uri, "mlflow")
     url = cfg.tracking.storage
+    for key, uri in (("tracking.uri", cfg.tracking.uri), ("tracking.storage", url)):
+        if (path := store_template.sqlite_file(uri)) is not None:
+            store_template.check_writable(path, key)     # before either store is made
     db = store_template.sqlite_file(url)
     if db is not None and not db.exists():
         return

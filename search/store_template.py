@@ -44,6 +44,9 @@ def cannot_open(key: str, url: str, e: BaseException) -> Exception:
     from models.errors import UserError, first_line
     from search.config import without_password
 
+    db = sqlite_file(url)
+    if db is not None:
+        check_writable(db, key)     # the clearer reason, where it is the reason
     why, cause = first_line(e), e
     while cause is not None and not isinstance(cause, ModuleNotFoundError):
         cause = cause.__cause__ or cause.__context__
@@ -81,6 +84,7 @@ def check_kind(uri: str, kind: str) -> None:
                       c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as e:
         key, _ = _MARKS[kind]
+        check_writable(db, key)     # SQLite writes beside the file (its WAL) even to read
         raise UserError(f"{key}: {db.absolute()} is not a SQLite database ({e})") from None
     key, marks = _MARKS[kind]
     if not tables or marks <= tables:
@@ -103,10 +107,24 @@ def new_store(uri: str, kind: str) -> Iterator[bool]:
     check_kind(uri, kind)
     db = sqlite_file(uri)
     new = is_new(db)
+    if db is not None:
+        check_writable(db, _MARKS[kind][0])
     seeded = new and seed(db, kind)
     yield seeded
     if new and not seeded and db.is_file():
         save(db, kind)
+
+
+def check_writable(db: Path, key: str) -> None:
+    """A one-line error when the directory of a SQLite store cannot be written:
+    SQLite creates the file, and its journal beside it, there."""
+    from models.errors import UserError
+
+    where = db.absolute().parent
+    if where.is_dir() and not os.access(where, os.W_OK):
+        what = "create" if is_new(db) else "write"
+        raise UserError(f"{key}: cannot {what} {db.absolute()}: its directory is not writable "
+                        f"(SQLite keeps its journal beside the file); choose another path")
 
 
 def sqlite_file(uri: str) -> Path | None:

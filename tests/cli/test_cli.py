@@ -474,3 +474,61 @@ def test_the_optuna_storage_failing_in_use_is_one_line_with_exit_1():
     assert res.output.startswith("error: tracking.storage: the Optuna storage failed in use: "
                                  "(builtins.Exception) server closed the connection unexpectedly")
     assert res.output.count("\n") == 1
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path):
+    """A directory this process cannot write, holding `optuna.db` (an empty Optuna
+    storage): by its mode, or, for root (whom modes do not stop), a tmpfs mounted
+    read-only."""
+    import os
+    import shutil
+
+    d = tmp_path / "read-only"
+    d.mkdir()
+    storage = f"sqlite:///{d / 'optuna.db'}"
+    optuna.storages.RDBStorage(storage).engine.dispose()
+    d.chmod(0o555)
+    if not os.access(d, os.W_OK):
+        yield d
+        d.chmod(0o755)
+        return
+    d.chmod(0o755)
+    kept = tmp_path / "kept.db"
+    shutil.move(str(d / "optuna.db"), kept)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(d)],
+                           capture_output=True)
+    if mount.returncode != 0:
+        pytest.skip(f"running as root without a read-only mount: {mount.stderr.decode()}")
+    try:
+        shutil.copy(kept, d / "optuna.db")
+        subprocess.run(["mount", "-o", "remount,ro", str(d)], check=True)
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+
+
+def test_a_store_in_a_directory_that_cannot_be_written(read_only_dir, tmp_path, monkeypatch):
+    """It named an internal temp file (`OSError: [Errno 30] Read-only file system:
+    '.../.mlflow.db.ne1dn39a' (tempfile.py:256)`), after the other store was made;
+    an existing store there read "is not a SQLite database"."""
+    monkeypatch.chdir(tmp_path)
+    args = ("run", str(STUDIES / "quickstart.yaml"), "--executor", "serial",
+            "--trials", "1", "--set", "params.epochs=1")
+    res = invoke(*args, "--storage", f"sqlite:///{read_only_dir / 'new.db'}")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == (
+        f"error: tracking.storage: cannot create {read_only_dir / 'new.db'}: its directory "
+        "is not writable (SQLite keeps its journal beside the file); choose another path")
+    assert not (tmp_path / "mlflow.db").exists()        # nothing made before the check
+    res = invoke(*args, "--tracking-uri", f"sqlite:///{read_only_dir / 'mlflow.db'}")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1].startswith(
+        f"error: tracking.uri: cannot create {read_only_dir / 'mlflow.db'}: its directory")
+    res = invoke("resume", "quickstart-digits-mlp",
+                 "--storage", f"sqlite:///{read_only_dir / 'optuna.db'}")
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        f"error: --storage: cannot write {read_only_dir / 'optuna.db'}: its directory "
+        "is not writable (SQLite keeps its journal beside the file); choose another path")
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna.db").exists()
