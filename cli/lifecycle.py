@@ -1,5 +1,5 @@
-"""Lifecycle and inspection commands: resume, rerun, replay, final, studies, best,
-export, ui. Registered on the app in cli/app.py; thin like the rest of cli/."""
+"""Lifecycle and inspection commands: resume, rerun, replay, final, delete, studies,
+best, export, ui. Registered on the app in cli/app.py; thin like the rest of cli/."""
 from __future__ import annotations
 
 import json
@@ -173,6 +173,39 @@ def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     out.print(table)
     out.print(f"registered model '{record['model_name']}' version {record['model_version']} "
               f"(run {record['run_id']})")
+
+
+@app.command()
+@user_errors
+def delete(study: str = StudyArg, storage: Optional[str] = StorageOpt,
+           tracking_uri: Optional[str] = UriOpt,
+           yes: bool = typer.Option(False, "--yes", "-y", metavar="",
+                                    help="Delete without asking.")) -> None:
+    """Delete a study from both stores: its Optuna study, and its MLflow experiment
+    (to MLflow's trash, renamed, so that the name is free for a new study)."""
+    from search.lifecycle import delete_study, plan_deletion
+    plan = plan_deletion(study, storage or DEFAULT.storage, tracking_uri)
+    out.print(f"delete study {study}:", highlight=False)
+    for line in plan.lines():
+        out.print(f"  {line}", highlight=False, soft_wrap=True)
+    if not yes:
+        try:
+            sure = typer.confirm("delete?", default=False, err=True)
+        except typer.Abort:         # no answer (end of input)
+            err.print()
+            sure = False
+        if not sure:
+            err.print("nothing deleted", highlight=False)
+            raise typer.Exit(1)
+    from search.tracking import gc_command
+    trash = delete_study(plan)
+    out.print(f"deleted study {study}", highlight=False)
+    if trash:
+        out.print(f"  its MLflow experiment is in MLflow's trash as '{trash[0]}', runs and "
+                  f"artifacts kept until this removes them: {gc_command(plan.uri, trash[1])}",
+                  highlight=False, soft_wrap=True)
+    if plan.registered_model:
+        out.print(f"  the registered model '{study}' (from `final`) is kept", highlight=False)
 
 
 @app.command()

@@ -118,8 +118,9 @@ def _storage_option(cfg: StudyConfig) -> str:
 def check_stores(cfg: StudyConfig, rename: str = "--set study=NAME") -> None:
     """Fail at once, before Ray starts (seconds) and the progress bar shows, when a
     store file is the other kind of store (the MLflow and Optuna files sit side by
-    side), a SQLite store's directory is not writable, or the study exists already. A quick look that never writes: no schema
-    check, no tables created, a SQLite file not there is not created. Whatever
+    side), a SQLite store's directory is not writable, or the study exists
+    already. A quick look that never writes: no schema check, no tables created,
+    a SQLite file not there is not created. Whatever
     this cannot read, `create_study` opens properly and reports. `rename`: how the
     command changes the study's name."""
     store_template.check_kind(cfg.tracking.uri, "mlflow")
@@ -249,6 +250,7 @@ class StudyDriver:
         if warm is None:            # checked before anything is written
             from search.warmstart import warm_start_trials
             warm = warm_start_trials(cfg, self.space)
+        self._check_no_parent()
         study = create_study(cfg)
         if warm:
             study.add_trials(warm)
@@ -263,6 +265,30 @@ class StudyDriver:
         parent = self.tracker.start_study(cfg.study, cfg.to_yaml(), tags=tags)
         study.set_user_attr("config", cfg.snapshot())
         return study, parent
+
+    def _check_no_parent(self) -> None:
+        """A new study whose name has a parent run in the MLflow store already (its
+        Optuna study deleted, or another Optuna storage) would add its trials to
+        that run, beside the old ones of the same numbers: refused, before either
+        store is written."""
+        cfg = self.cfg
+        store = without_password(cfg.tracking.uri)
+        uri = shlex.quote(store)
+        if self.tracker.experiment_state(cfg.study) == "deleted":
+            raise UserError(
+                f"study: the MLflow experiment '{cfg.study}' in {store}"
+                f" is deleted (in MLflow's trash), and MLflow keeps its name taken; choose "
+                f"another study name, or free the name: hypersweep delete {cfg.study} "
+                f"--tracking-uri {uri}")
+        old = self.tracker.find_parent(cfg.study)
+        if old is None:
+            return
+        raise UserError(
+            f"study: '{cfg.study}' has a parent run in the MLflow store "
+            f"{store} (run {old}) but no study in "
+            f"{without_password(cfg.tracking.storage)}; choose another study name, "
+            f"give the --storage it ran with, or delete its runs: "
+            f"hypersweep delete {cfg.study} --tracking-uri {uri}")
 
     def _reopen(self) -> tuple[optuna.Study, str]:
         from search.lifecycle import reopen_study

@@ -56,8 +56,10 @@ class Lease:
                 self._write()
 
 
-def check_not_running(study: optuna.Study, stale_s: float = STALE_S) -> None:
-    """A one-line error when a live driver holds the study's lease."""
+def check_not_running(study: optuna.Study, stale_s: float = STALE_S,
+                      before: str = "resuming") -> None:
+    """A one-line error when a live driver holds the study's lease (`before`: what
+    the command would do to the study)."""
     lease = study.user_attrs.get(LEASE)
     if not lease:
         return
@@ -68,7 +70,7 @@ def check_not_running(study: optuna.Study, stale_s: float = STALE_S) -> None:
     if live:
         raise UserError(f"study '{study.study_name}' is running: its driver (pid {lease.get('pid')} "
                         f"on {lease.get('host')}) renewed its lease {age:.0f} s ago; stop it "
-                        "(Ctrl-C or SIGTERM) or let it finish before resuming")
+                        f"(Ctrl-C or SIGTERM) or let it finish before {before}")
 
 
 def _exists(pid: int) -> bool:

@@ -42,7 +42,7 @@ def study_names(storage: str) -> list[str]:
     db = sqlite_file(storage)
     if db is not None and not db.exists():
         raise UserError(f"--storage: no Optuna storage at {db.absolute()} (no such file)")
-    check_kind(storage, "optuna")
+    check_kind(storage, "optuna", key="--storage")
     try:
         return optuna.study.get_all_study_names(storage)
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
@@ -287,3 +287,80 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False) -> di
                             f"evaluation recorded, but the model registry refused model "
                             f"'{model_name}': {unregistered}")
     return record
+
+
+# ---------------------------------------------------------------- deleting a study
+
+@dataclass
+class Deletion:
+    """What `hypersweep delete` would delete: the Optuna study (None: not in the
+    storage) and the MLflow experiment ((stage, runs); None: not in the store)."""
+
+    name: str
+    storage: str
+    uri: str
+    study: optuna.Study | None
+    experiment: tuple[str, int] | None
+    tracker: MlflowTracker | None
+    registered_model: bool = False
+
+    def lines(self) -> list[str]:
+        storage, uri = without_password(self.storage), without_password(self.uri)
+        if self.study is None:
+            out = [f"Optuna: no study '{self.name}' in {storage}"]
+        else:
+            states = _state_counts(self.study)
+            out = [f"Optuna: study '{self.name}' in {storage}, {len(self.study.trials)} trials"
+                   + (f" ({states})" if states else "")]
+        if self.experiment is None:
+            out.append(f"MLflow: no experiment '{self.name}' in {uri}")
+        else:
+            stage, runs = self.experiment
+            trash = " (in MLflow's trash already)" if stage == "deleted" else ""
+            out.append(f"MLflow: experiment '{self.name}' in {uri}, {runs} runs{trash}")
+        return out
+
+
+def _state_counts(study: optuna.Study) -> str:
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return ", ".join(f"{n} {state.lower()}" for state, n in counts.items())
+
+
+def plan_deletion(name: str, storage: str, tracking_uri: str | None) -> Deletion:
+    """Find study `name` in both stores: the MLflow store is `tracking_uri`, else
+    the one the study ran with, else the default. A SQLite store that is not there
+    holds nothing to delete. A one-line error when neither store has the study, or
+    when its driver is running it."""
+    from search.config import TrackingConfig
+    from search.lease import check_not_running
+    from search.store_template import sqlite_file
+
+    db = sqlite_file(storage)
+    names = [] if db is not None and not db.exists() else study_names(storage)
+    study = optuna.load_study(study_name=name, storage=storage) if name in names else None
+    if study is not None:
+        check_not_running(study, before="deleting it")
+    stored = ((study.user_attrs.get("config") or {}).get("tracking") or {}) if study else {}
+    uri = tracking_uri or stored.get("uri") or TrackingConfig().uri
+    mlflow_db = sqlite_file(uri)
+    tracker = experiment = None
+    registered = False
+    if mlflow_db is None or mlflow_db.exists():
+        tracker = MlflowTracker(uri, create=False)
+        experiment = tracker.experiment_runs(name)
+        registered = tracker.has_registered_model(model_name_for(name))
+    if study is None and experiment is None:
+        raise UserError(f"STUDY: no study '{name}' in {without_password(storage)}, and no "
+                        f"MLflow experiment of that name in {without_password(uri)}")
+    return Deletion(name, storage, uri, study, experiment, tracker, registered)
+
+
+def delete_study(plan: Deletion) -> tuple[str, str] | None:
+    """Delete what `plan` found: the MLflow experiment first (to MLflow's trash,
+    renamed), then the Optuna study. The experiment's (name in the trash, id), if any."""
+    trash = plan.tracker.delete_study(plan.name) if plan.experiment and plan.tracker else None
+    if plan.study is not None:
+        optuna.delete_study(study_name=plan.name, storage=plan.storage)
+    return trash

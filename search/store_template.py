@@ -68,7 +68,7 @@ _MARKS = {"optuna": ("tracking.storage", {"studies", "version_info"}),
 _NAMES = {"optuna": "an Optuna storage", "mlflow": "an MLflow store"}
 
 
-def check_kind(uri: str, kind: str) -> None:
+def check_kind(uri: str, kind: str, key: str | None = None) -> None:
     """A one-line error when `uri` is an existing SQLite file that is not a `kind`
     store: the MLflow and Optuna files sit side by side, and the library would
     add its tables to the other's database (and then fail on its schema)."""
@@ -83,10 +83,11 @@ def check_kind(uri: str, kind: str) -> None:
             tables = {row[0] for row in
                       c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as e:
-        key, _ = _MARKS[kind]
+        key = key or _MARKS[kind][0]
         check_writable(db, key)     # SQLite writes beside the file (its WAL) even to read
         raise UserError(f"{key}: {db.absolute()} is not a SQLite database ({e})") from None
-    key, marks = _MARKS[kind]
+    named, marks = _MARKS[kind]
+    key = key or named
     if not tables or marks <= tables:
         return
     other = next((k for k, (_, m) in _MARKS.items() if k != kind and m <= tables), None)

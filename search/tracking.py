@@ -144,6 +144,46 @@ class MlflowTracker:
                             "pass the --tracking-uri the study ran with")
         return parent
 
+    def experiment_state(self, name: str) -> str | None:
+        """"active" or "deleted" (in MLflow's trash, still holding the name) for the
+        experiment of study `name`; None when there is none."""
+        exp = self.client.get_experiment_by_name(name)
+        return None if exp is None else exp.lifecycle_stage
+
+    def experiment_runs(self, name: str) -> tuple[str, int] | None:
+        """(lifecycle stage, number of runs, deleted ones included) of the experiment
+        of study `name`; None when there is none."""
+        from mlflow.entities import ViewType
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            return None
+        runs = self.client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL,
+                                       max_results=50000)
+        return exp.lifecycle_stage, len(runs)
+
+    def delete_study(self, name: str) -> tuple[str, str] | None:
+        """Move the experiment of study `name`, with its runs, to MLflow's trash,
+        renamed `NAME.deleted-YYYYmmdd-HHMMSS` first so that the name is free for a
+        new study (MLflow keeps a deleted experiment's name taken): (the new name,
+        the experiment id), or None when there is no such experiment. `mlflow gc`
+        removes it for good (`gc_command`)."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            return None
+        trash = f"{name}.deleted-{time.strftime('%Y%m%d-%H%M%S')}"
+        if exp.lifecycle_stage == "deleted":        # MLflow renames active ones only
+            self.client.restore_experiment(exp.experiment_id)
+        self.client.rename_experiment(exp.experiment_id, trash)
+        self.client.delete_experiment(exp.experiment_id)
+        return trash, exp.experiment_id
+
+    def has_registered_model(self, name: str) -> bool:
+        try:
+            self.client.get_registered_model(name)
+        except Exception:  # noqa: BLE001 - not registered, or no registry on a server
+            return False
+        return True
+
     def find_parent(self, name: str) -> str | None:
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
@@ -306,6 +346,15 @@ def model_name_for(study: str) -> str:
     """The registered model a study's final model is a version of: the study's
     name, less what MLflow refuses in model names ('/' and ':' become '-')."""
     return study.replace("/", "-").replace(":", "-")
+
+
+def gc_command(uri: str, experiment_id: str) -> str:
+    """The `mlflow gc` command that removes a deleted experiment of the store at
+    `uri` for good: run where its database is (a server's, on the server)."""
+    shown = shlex.quote(without_password(uri))
+    backend = "STORE_OF_THE_SERVER" if uri.startswith(("http://", "https://")) else shown
+    return (f"mlflow gc --backend-store-uri {backend} --tracking-uri {shown} "
+            f"--experiment-ids {experiment_id}")
 
 
 def ui_command(uri: str) -> str:

@@ -1,0 +1,129 @@
+"""`hypersweep delete`, and a new study whose name the MLflow store holds already,
+on real MLflow and Optuna SQLite stores."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import optuna
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from cli.app import app
+from search.config import parse_config
+from search.driver import StudyDriver
+from search.executors import SerialExecutor
+from search.lease import LEASE
+from search.tracking import MlflowTracker
+from tests.conftest import small_config, study_runs
+
+runner = CliRunner()
+
+
+def invoke(*args: str, input: str | None = None):
+    return runner.invoke(app, list(args), input=input, catch_exceptions=False)
+
+
+def run(stores, name: str = "alpha", trials: int = 2):
+    cfg = parse_config(small_config(name, stores, trials=trials))
+    return StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run()
+
+
+def names(stores) -> list[str]:
+    return optuna.study.get_all_study_names(stores.optuna_url)
+
+
+def test_delete_asks_then_removes_the_study_from_both_stores_and_frees_its_name(stores):
+    run(stores)
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    exp_id = client.get_experiment_by_name("alpha").experiment_id
+
+    res = invoke("delete", "alpha", *stores.cli_args(), input="n\n")
+    assert res.exit_code == 1
+    assert "Optuna: study 'alpha' in" in res.output and "2 trials (2 complete)" in res.output
+    assert "MLflow: experiment 'alpha' in" in res.output and "3 runs" in res.output
+    assert "nothing deleted" in res.output
+    res = invoke("delete", "alpha", *stores.cli_args())        # no answer at all
+    assert res.exit_code == 1 and "nothing deleted" in res.output
+    assert names(stores) == ["alpha"]
+    assert client.get_experiment_by_name("alpha").lifecycle_stage == "active"
+
+    res = invoke("delete", "alpha", *stores.cli_args(), input="y\n")
+    assert res.exit_code == 0, res.output
+    assert names(stores) == []
+    assert client.get_experiment_by_name("alpha") is None     # the name is free
+    trash = client.get_experiment(exp_id)
+    assert trash.lifecycle_stage == "deleted" and trash.name.startswith("alpha.deleted-")
+    assert len(client.search_runs([exp_id], run_view_type=ViewType.ALL)) == 3
+    assert (f"mlflow gc --backend-store-uri {stores.mlflow_uri} --tracking-uri "
+            f"{stores.mlflow_uri} --experiment-ids {exp_id}") in " ".join(res.output.split())
+
+    run(stores, trials=1)                       # a new study of that name, from scratch
+    parent, children = study_runs(stores.mlflow_uri, "alpha")
+    assert [c.info.run_name for c in children] == ["trial-0000"]
+    assert client.get_experiment_by_name("alpha").experiment_id != exp_id
+
+
+def test_a_new_study_is_not_added_to_an_old_parent_run_of_its_name(stores):
+    """The Optuna study deleted (or another --storage) and the MLflow store kept: a
+    new study of that name reused the old parent run, and its trials sat beside
+    the old ones of the same numbers (two trial-0000 runs under one parent)."""
+    run(stores)
+    optuna.delete_study(study_name="alpha", storage=stores.optuna_url)
+    res = invoke("run", str(write_study(stores)), *stores.cli_args())
+    assert res.exit_code == 2
+    line = " ".join(res.output.split())
+    assert "error: study: 'alpha' has a parent run in the MLflow store" in line
+    assert f"hypersweep delete alpha --tracking-uri {stores.mlflow_uri}" in line
+    assert names(stores) == []                  # nothing written on either side
+    _, children = study_runs(stores.mlflow_uri, "alpha")
+    assert len(children) == 2
+
+    res = invoke("delete", "alpha", *stores.cli_args(), "--yes")   # the MLflow side only
+    assert res.exit_code == 0, res.output
+    assert "Optuna: no study 'alpha' in" in res.output
+    res = invoke("run", str(write_study(stores)), *stores.cli_args())
+    assert res.exit_code == 0, res.output
+    _, children = study_runs(stores.mlflow_uri, "alpha")
+    assert [c.info.run_name for c in children] == ["trial-0000"]
+
+
+def test_an_experiment_in_mlflows_trash_holds_its_name_until_delete_frees_it(stores):
+    run(stores)
+    optuna.delete_study(study_name="alpha", storage=stores.optuna_url)
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    client.delete_experiment(client.get_experiment_by_name("alpha").experiment_id)  # as the UI does
+    res = invoke("run", str(write_study(stores)), *stores.cli_args())
+    assert res.exit_code == 2
+    assert "is deleted (in MLflow's trash), and MLflow keeps its name taken" in \
+        " ".join(res.output.split())
+    res = invoke("delete", "alpha", *stores.cli_args(), "-y")
+    assert res.exit_code == 0, res.output
+    assert "(in MLflow's trash already)" in res.output
+    assert client.get_experiment_by_name("alpha") is None
+    assert invoke("run", str(write_study(stores)), *stores.cli_args()).exit_code == 0
+
+
+def test_delete_refuses_an_unknown_study_and_a_running_one(stores):
+    run(stores)
+    res = invoke("delete", "beta", *stores.cli_args(), "-y")
+    assert res.exit_code == 2
+    assert res.output.strip() == (f"error: STUDY: no study 'beta' in {stores.optuna_url}, and no "
+                                  f"MLflow experiment of that name in {stores.mlflow_uri}")
+    study = optuna.load_study(study_name="alpha", storage=stores.optuna_url)
+    study.set_user_attr(LEASE, {"host": socket.gethostname(), "pid": os.getpid(),
+                                "beat": time.time()})
+    res = invoke("delete", "alpha", *stores.cli_args(), "-y")
+    assert res.exit_code == 2 and "study 'alpha' is running" in res.output
+    assert res.output.strip().endswith("or let it finish before deleting it")
+    assert names(stores) == ["alpha"]
+
+
+def write_study(stores):
+    import yaml
+    path = stores.dir.parent / "alpha.yaml"
+    cfg = small_config("alpha", stores, trials=1)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
