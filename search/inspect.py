@@ -8,6 +8,7 @@ import optuna
 import pandas as pd
 
 from search.config import StudyConfig
+from search.report import keep_integers
 from search.tracking import MlflowTracker
 
 
@@ -58,7 +59,7 @@ def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
     df = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration",
                                        "user_attrs"))
     df = df.rename(columns=lambda c: c.replace("user_attrs_", "attr_"))
-    _keep_integers(df, study.get_trials(deepcopy=False))
+    keep_integers(df, study.get_trials(deepcopy=False), attrs="attr_")
     # Seconds, not "0 days 00:00:01.350430": a column to sort and plot.
     df.insert(df.columns.get_loc("duration"), "duration_s", df.pop("duration").dt.total_seconds())
     if "attr_warm_start_from" in df.columns:    # added whole, not run here: no duration
@@ -74,18 +75,3 @@ def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
     if rows:
         df = df.merge(pd.DataFrame(rows), on="number", how="left")
     return df.sort_values("number").reset_index(drop=True)
-
-
-def _keep_integers(df: pd.DataFrame, trials: list[optuna.trial.FrozenTrial]) -> None:
-    """Integer params and attributes stay integers in rows that lack them (a
-    warm-started trial has no seed, a trial of one branch not another branch's
-    params): pandas would widen the column to float (`2.0`); a nullable integer
-    column leaves those cells empty instead."""
-    values: dict[str, dict[int, Any]] = {}
-    for t in trials:
-        for prefix, named in (("params_", t.params), ("attr_", t.user_attrs)):
-            for name, value in named.items():
-                values.setdefault(prefix + name, {})[t.number] = value
-    for column, by_number in values.items():
-        if column in df.columns and all(type(v) is int for v in by_number.values()):
-            df[column] = pd.array([by_number.get(n) for n in df["number"]], dtype="Int64")

@@ -12,7 +12,7 @@ import io
 import json
 import logging
 import warnings
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import optuna
 
@@ -74,8 +74,30 @@ def study_figures(study: optuna.Study, metrics: Sequence[str] = ()) -> dict[str,
 
 def trials_csv(trials: Sequence[optuna.trial.FrozenTrial],
                directions: Sequence[optuna.study.StudyDirection]) -> str:
-    """Optuna's trials table of the study these trials come from."""
-    return _snapshot(trials, directions).trials_dataframe().to_csv(index=False)
+    """Optuna's trials table of the study these trials come from, its integer
+    columns kept integers (`keep_integers`)."""
+    df = _snapshot(trials, directions).trials_dataframe()
+    keep_integers(df, trials)
+    return df.to_csv(index=False)
+
+
+def keep_integers(df: Any, trials: Sequence[optuna.trial.FrozenTrial],
+                  attrs: str = "user_attrs_") -> None:
+    """Integer params and attributes (columns `params_*` and `{attrs}*` of Optuna's
+    trials table) stay integers in rows that lack them (a warm-started trial has
+    no seed, a trial of one branch not another branch's params): pandas would
+    widen the column to float (`2.0`); a nullable integer column leaves those
+    cells empty instead."""
+    import pandas as pd
+
+    values: dict[str, dict[int, Any]] = {}
+    for t in trials:
+        for prefix, named in (("params_", t.params), (attrs, t.user_attrs)):
+            for name, value in named.items():
+                values.setdefault(prefix + name, {})[t.number] = value
+    for column, by_number in values.items():
+        if column in df.columns and all(type(v) is int for v in by_number.values()):
+            df[column] = pd.array([by_number.get(n) for n in df["number"]], dtype="Int64")
 
 
 _PLOTS = {"history": "plot_optimization_history", "parallel": "plot_parallel_coordinate",

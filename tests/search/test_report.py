@@ -6,7 +6,7 @@ import json
 import optuna
 
 from models.figures import Drawing
-from search.report import study_figures, study_files, varying_params
+from search.report import keep_integers, study_figures, study_files, varying_params
 
 PNG = b"\x89PNG"
 
@@ -87,7 +87,10 @@ def test_the_table_and_figures_are_drawings_of_a_snapshot_made_elsewhere():
     study.tell(t, state=optuna.trial.TrialState.FAIL)
     files = pickle.loads(pickle.dumps(study_files(study)))
     assert isinstance(files["trials.csv"], Drawing) and isinstance(files["best_trial.json"], str)
-    assert files["trials.csv"].render() == study.trials_dataframe().to_csv(index=False)
+    table = study.trials_dataframe()
+    keep_integers(table, study.trials)      # as `export` writes them
+    assert files["trials.csv"].render() == table.to_csv(index=False)
+    assert ",3,0.0044" in files["trials.csv"].render()      # depth 3, not 3.0
     for name in ("optimization_history.png", "parallel_coordinates.png"):
         assert files[name].render().startswith(PNG)
 
@@ -101,3 +104,27 @@ def test_a_study_with_two_objectives_gets_its_table_but_no_single_objective_figu
     assert set(files) == {"trials.csv", "pareto_front.json", "pareto_front.png"}
     table = files["trials.csv"].render()
     assert table == study.trials_dataframe().to_csv(index=False) and "values_1" in table
+
+
+def test_trials_csv_keeps_integer_params_of_one_branch_integers():
+    """A param of one conditional branch (absent from the other's trials) was
+    written `44.0` by pandas; `export` wrote 44. Both keep the integer now."""
+    import io
+
+    import pandas as pd
+
+    from search.report import trials_csv
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    widths = []
+    for i in range(4):
+        t = study.ask()
+        if t.suggest_categorical("optimizer", ["adam", "sgd"]) == "adam":
+            widths.append(t.suggest_int("width", 16, 64))
+        t.set_user_attr("seed", 1000 + i)
+        study.tell(t, float(i))
+    assert 0 < len(widths) < 4, "the seed gives both branches"
+    text = trials_csv(study.get_trials(), study.directions)
+    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    assert [w for w in df["params_width"] if w] == [str(w) for w in widths]
+    assert list(df["user_attrs_seed"]) == ["1000", "1001", "1002", "1003"]
