@@ -163,11 +163,16 @@ def create_study(cfg: StudyConfig) -> optuna.Study:
     if cfg.study in existing:
         raise _taken(cfg)
     directions = [o.direction for o in cfg.search.objectives]
-    epochs = cfg.params.get("epochs")
-    pruner = make_pruner(cfg.search, epochs if isinstance(epochs, int) else None)
     return optuna.create_study(study_name=cfg.study, storage=storage,
-                               sampler=make_sampler(cfg.search), pruner=pruner,
+                               sampler=make_sampler(cfg.search), pruner=study_pruner(cfg),
                                directions=directions)
+
+
+def study_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
+    """The study's pruner, bounded by its fixed `params.epochs` (hyperband's brackets),
+    for a new study and a resumed one alike."""
+    epochs = cfg.params.get("epochs")
+    return make_pruner(cfg.search, epochs if isinstance(epochs, int) else None)
 
 
 class StudyDriver:

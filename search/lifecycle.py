@@ -20,9 +20,8 @@ from models.errors import UserError, first_line
 from models.trial import TrialSpec
 from search.config import (StudyConfig, apply_overrides, check_semantics, check_unmasked,
                            parse_config, without_password)
-from search.driver import ENDED, fail_running, sampler_after, trial_seed
+from search.driver import ENDED, fail_running, sampler_after, study_pruner, trial_seed
 from search.executors import failed, trial_threads
-from search.strategies import make_pruner
 from search.tracking import MlflowTracker, model_name_for
 from search.writer import TrackingError
 
@@ -129,7 +128,7 @@ def reopen_study(cfg: StudyConfig, tracker: MlflowTracker) -> tuple[optuna.Study
     """Reopen a study and its parent run; fail (or retry) trials a crash left RUNNING."""
     study = load_study(cfg.study, cfg.tracking.storage)
     study.sampler = sampler_after(cfg, len(study.trials))
-    study.pruner = make_pruner(cfg.search)
+    study.pruner = study_pruner(cfg)
     parent = tracker.resolve(tracker.start_study(cfg.study, cfg.to_yaml(),
                                                  tags={"strategy": cfg.search.strategy}))
     study.set_user_attr("mlflow_parent_run_id", parent)

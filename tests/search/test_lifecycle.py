@@ -172,6 +172,21 @@ def test_resume_retries_interrupted_trials_with_their_params(stores):
     assert len(children) == 4 and children[0].info.status == "FAILED"
 
 
+def test_a_resumed_study_s_hyperband_is_bounded_by_its_epochs_as_a_new_one_is(stores):
+    """`resume` rebuilt hyperband with `max_resource="auto"` (inferred from the trials
+    that completed) where `run` gave it `params.epochs`."""
+    from search.lifecycle import reopen_study
+
+    cfg = parse_config(small_config("hb", stores, trials=2, pruner={"name": "hyperband"}))
+    cfg = cfg.model_copy(update={"params": {**cfg.params, "epochs": 9}})
+    new = StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri))
+    study, _ = new._open()
+    assert study.pruner._max_resource == 9
+    reopened, _ = reopen_study(cfg, MlflowTracker(cfg.tracking.uri))
+    assert type(reopened.pruner) is type(study.pruner)
+    assert reopened.pruner._max_resource == 9 and reopened.pruner._min_resource == 1
+
+
 def test_rerun_by_name_and_by_run_id_reproduces_every_trial(stores, write_config):
     cfg = small_config("orig", stores, trials=3)
     run_study(cfg)
