@@ -382,6 +382,12 @@ class StudyDriver:
         if result.reason:
             r.trial.set_user_attr("reason", result.reason)
         r.trial.set_user_attr("epochs", result.epochs)
+        if result.state is TrialState.COMPLETE and r.spec.params.get("patience"):
+            # Early stopping ended the trial on the weights and metrics of its first
+            # epoch of lowest val_loss (models/train.py); `final` trains that long.
+            losses = [h.get("val_loss", math.inf) for h in result.history]
+            if losses:
+                r.trial.set_user_attr("best_epoch", 1 + losses.index(min(losses)))
         self.study.tell(r.trial, values, state=_OPTUNA_STATE[result.state])
         tags = {"pruned_at_epoch": str(result.epochs)} if result.state is TrialState.PRUNED else {}
         where = getattr(self.executor, "where", None)     # node/device the worker reported

@@ -247,9 +247,14 @@ def best_spec(study: optuna.Study, cfg: StudyConfig) -> TrialSpec:
         best = study.best_trial
     except ValueError:
         raise UserError(f"study '{cfg.study}': no trial completed, nothing to retrain") from None
-    # Early stopping chose the number of epochs on validation; keep that choice.
-    epochs = int(best.user_attrs.get("epochs") or cfg.params.get("epochs", 0)) or None
+    # Early stopping chose the number of epochs on validation (the epoch it ended
+    # on, not the `patience` epochs it trained past it): keep that choice. There
+    # is no validation split left to stop on, so none in the final run's params.
+    attrs = best.user_attrs
+    epochs = int(attrs.get("best_epoch") or attrs.get("epochs") or cfg.params.get("epochs", 0))
     params = {**cfg.params, **best.params, **({"epochs": epochs} if epochs else {})}
+    if params.get("patience"):
+        params["patience"] = 0
     seed = best.user_attrs.get("seed", trial_seed(cfg.search.seed, best.number))
     return TrialSpec(model=cfg.model, data=data_dict(cfg), params=params, seed=int(seed),
                      trial_number=best.number, study=cfg.study)

@@ -260,6 +260,30 @@ def test_final_tests_once_registers_and_refuses_a_second_look(stores):
     assert again["metrics"] == record["metrics"]          # same seed, same data: same model
 
 
+def test_final_trains_for_the_epoch_early_stopping_ended_on(stores):
+    """`final` trained the epochs the best trial ran, `patience` past its best epoch
+    included (21 where early stopping had chosen 19), and logged `patience`,
+    which the final run does not use."""
+    cfg = small_config("stop", stores, trials=2)
+    cfg["params"].update({"epochs": 40, "patience": 2})
+    cfg["space"]["lr"] = {"loguniform": [0.05, 0.2]}
+    cfg["space"]["optimizer"] = {"choice": {"adam": {}}}
+    run_study(cfg)
+    study = optuna.load_study(study_name="stop", storage=stores.optuna_url)
+    best = study.best_trial
+    losses = [m.value for m in MlflowClient(tracking_uri=stores.mlflow_uri).get_metric_history(
+        best.user_attrs["mlflow_run_id"], "val_loss")]
+    assert best.user_attrs["epochs"] == len(losses) < 40, "early stopping stopped it"
+    assert best.user_attrs["best_epoch"] == 1 + losses.index(min(losses))
+    assert best.user_attrs["epochs"] - best.user_attrs["best_epoch"] == 2
+    res = invoke("final", "stop", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    run = MlflowClient(tracking_uri=stores.mlflow_uri).get_run(
+        study.user_attrs["final_test"]["run_id"])
+    assert run.data.params["epochs"] == str(best.user_attrs["best_epoch"])
+    assert run.data.params["patience"] == "0"
+
+
 def test_unknown_study_is_one_line(stores):
     run_study(small_config("known", stores, trials=1))
     for cmd in ("resume", "final", "best"):
