@@ -170,7 +170,7 @@ def _driver_seconds(cfg_dict: dict, train=None,
     import optuna
 
     from search.config import parse_config
-    from search.driver import StudyDriver
+    from search.driver import StudyDriver, StudyEvents
     from search.executors import SerialExecutor
     from search.tracking import MlflowTracker
     from search.writer import TrackingWriter
@@ -193,16 +193,17 @@ def _driver_seconds(cfg_dict: dict, train=None,
     ended: list[float] = []     # up to the last trial's end: not the shutdown of Ray
     written: list[float] = []
 
-    def on_trial_end(event) -> None:
-        ended.append(time.perf_counter() - built)
-        if cpu is not None:
-            cpu.append(time.process_time() + _cpu_seconds(tracker._proc.pid))
-        if len(ended) == cfg.search.trials:     # the last trial: wait until it is written
-            tracker.sync()
-            written.append(time.perf_counter() - built)
+    class Timing(StudyEvents):
+        def trial_ended(self, event) -> None:
+            ended.append(time.perf_counter() - built)
+            if cpu is not None:
+                cpu.append(time.process_time() + _cpu_seconds(tracker._proc.pid))
+            if len(ended) == cfg.search.trials:     # the last trial: wait until it is written
+                tracker.sync()
+                written.append(time.perf_counter() - built)
 
     with tracker:
-        StudyDriver(cfg, executor, tracker, on_trial_end=on_trial_end).run()
+        StudyDriver(cfg, executor, tracker, events=Timing()).run()
     return built - start, ended, written[0]
 
 

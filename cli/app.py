@@ -184,9 +184,7 @@ def run(config: Path = ConfigArg,
             executor = make_executor(cfg)       # a bad Ray address fails before any store opens
             print_notes(executor)
             tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
-            driver = StudyDriver(cfg, executor, tracker,
-                                 on_trial_end=progress.update, warm_trials=warm,
-                                 on_trial_start=progress.started, on_notice=progress.note)
+            driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)
             outcome = driver.run()
         print_best(outcome.study, cfg)
         if not outcome.interrupted:     # a stopped study computes none

@@ -48,8 +48,7 @@ def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
             executor = make_executor(cfg)
             print_notes(executor)
             tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
-            driver = StudyDriver(cfg, executor, tracker, on_trial_end=progress.update,
-                                 on_trial_start=progress.started, on_notice=progress.note)
+            driver = StudyDriver(cfg, executor, tracker, events=progress)
             outcome = driver.run(resume=resume)
         print_best(outcome.study, cfg)
         out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}",

@@ -3,22 +3,31 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task,
+                           TextColumn, TimeElapsedColumn)
+from rich.table import Column
+from rich.text import Text
 
 from models.trial import TrialState
+from search.driver import StudyEvents, TrialEvent
 
 
-class StudyProgress:
+class StudyProgress(StudyEvents):
     def __init__(self, console: Console, cfg, done: int = 0) -> None:
         self.cfg, self._done = cfg, done
         self.metric = cfg.search.objectives[0].metric if len(cfg.search.objectives) == 1 else None
-        self._progress = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+        self._progress = Progress(TextColumn("[bold]trials"), BarColumn(bar_width=15),
+                                  MofNCompleteColumn(),
+                                  _StatusColumn(), TimeElapsedColumn(),
                                   console=console, transient=False)
         self._task = self._progress.add_task("trials", total=cfg.search.trials,
                                              completed=done, status="starting")
         self._counts: dict[str, int] | None = None      # none until a trial ends
         self._best: float | None = None
+        self._running = 0
+        self._epochs: dict[int, int] = {}       # the last epoch each running trial reported
+        epochs = cfg.params.get("epochs")
+        self._of = f"/{epochs}" if isinstance(epochs, int) else ""
 
     def __enter__(self) -> "StudyProgress":
         self._progress.start()
@@ -31,28 +40,54 @@ class StudyProgress:
             self._progress.live.transient = True
         self._progress.stop()
 
-    def started(self, number: int, running: int) -> None:
-        """A trial was handed to the executor; `running` counts it."""
-        self._progress.update(self._task, status=self._status(running))
+    def trial_started(self, number: int, running: int) -> None:
+        self._running = running
+        self._progress.update(self._task, status=self._status())
 
-    def update(self, event) -> None:
+    def epoch(self, number: int, step: int) -> None:
+        self._epochs[number] = step
+        self._progress.update(self._task, status=self._status())
+
+    def trial_ended(self, event: TrialEvent) -> None:
         self._counts, self._best = dict(event.counts), event.best
-        self._progress.update(self._task, advance=1, status=self._status(event.running))
+        self._running = event.running
+        self._epochs.pop(event.number, None)
+        self._progress.update(self._task, advance=1, status=self._status())
         if event.state is TrialState.FAIL and event.reason:
             self._progress.console.print(f"[red]trial {event.number} failed:[/] "
                                          f"{escape(event.reason)}", markup=True, highlight=False)
 
-    def note(self, line: str) -> None:
-        """A line from the executor as trials go (a trial retried), above the bar."""
+    def notice(self, line: str) -> None:        # above the bar
         self._progress.console.print(f"[yellow]{escape(line)}[/]", markup=True, highlight=False)
 
-    def _status(self, running: int) -> str:
-        parts = [f"[cyan]{running} running[/]"] if running else []
-        if self._counts is not None:        # pruned and failed once there are any:
-            c = self._counts                # the bar's line stays short enough for 80 columns
+    def _status(self) -> str:
+        running, parts = self._running, []
+        if running:
+            steps = sorted(self._epochs.values(), reverse=True)
+            at = ", ".join(map(str, steps)) if len(steps) <= 3 else f"{steps[-1]}-{steps[0]}"
+            word = "epoch" if len(steps) == 1 else "epochs"
+            parts.append(f"[cyan]{running} running[/]" +
+                         (f" ({word} {at}{self._of})" if steps else ""))
+        c = self._counts
+        # Done, pruned and failed once some are pruned or failed (until then the
+        # count of trials finished says it): the line stays within 80 columns.
+        if c is not None and (c["PRUNED"] or c["FAIL"]):
             parts.append(f"[green]{c['COMPLETE']} done[/]")
             parts += [f"[{colour}]{c[state]} {word}[/]" for state, word, colour in
                       (("PRUNED", "pruned", "yellow"), ("FAIL", "failed", "red")) if c[state]]
-            if self._best is not None:
-                parts.append(f" best {self.metric} {self._best:.4f}")
+        if self._best is not None:
+            parts.append(f"best {self.metric} {self._best:.4f}")
         return " ".join(parts)
+
+
+class _StatusColumn(ProgressColumn):
+    """The status text, the one column a narrow terminal shortens (cut with "…"):
+    the bar, the count and the elapsed time keep their width."""
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=False))    # so the table may narrow it
+
+    def render(self, task: Task) -> Text:
+        text = Text.from_markup(task.fields["status"])
+        text.no_wrap, text.overflow = True, "ellipsis"
+        return text

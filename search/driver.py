@@ -53,6 +53,23 @@ class TrialEvent:
     running: int = 0                     # trials still running after this one's end
 
 
+class StudyEvents:
+    """What a driver tells as its study goes, to the CLI's progress display or a
+    benchmark: each method here does nothing, a subclass takes what it needs."""
+
+    def trial_started(self, number: int, running: int) -> None:
+        """Trial `number` was handed to the executor; `running` counts it."""
+
+    def epoch(self, number: int, step: int) -> None:
+        """A running trial reported epoch `step`."""
+
+    def trial_ended(self, event: TrialEvent) -> None:
+        """A trial ended and was told to both stores."""
+
+    def notice(self, line: str) -> None:
+        """A line for the user from the executor as trials go (a trial retried)."""
+
+
 @dataclass
 class _Running:
     trial: optuna.trial.Trial
@@ -177,21 +194,15 @@ def study_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
 
 class StudyDriver:
     def __init__(self, cfg: StudyConfig, executor: Executor, tracker: MlflowTracker,
-                 on_trial_end: Callable[[TrialEvent], None] | None = None,
-                 warm_trials: list[optuna.trial.FrozenTrial] | None = None,
-                 on_trial_start: Callable[[int, int], None] | None = None,
-                 on_notice: Callable[[str], None] | None = None) -> None:
-        """`warm_trials`: `search.warm_start`'s trials when the caller loaded them
-        already (to fail before opening any store); loaded here otherwise.
-        `on_trial_start(number, running)` is called as each trial is handed to the
-        executor, with the count of trials running, that one included; `on_notice`
-        with each of the executor's lines for the user (a trial retried)."""
+                 events: "StudyEvents | None" = None,
+                 warm_trials: list[optuna.trial.FrozenTrial] | None = None) -> None:
+        """`events`: told as the study goes (the CLI's progress display).
+        `warm_trials`: `search.warm_start`'s trials when the caller loaded them
+        already (to fail before opening any store); loaded here otherwise."""
         self.cfg = cfg
         self.executor = executor
         self.tracker = tracker
-        self.on_trial_end = on_trial_end or (lambda event: None)
-        self.on_trial_start = on_trial_start or (lambda number, running: None)
-        self.on_notice = on_notice or (lambda line: None)
+        self.events = events or StudyEvents()
         self.space = parse_space(cfg.space)
         self.objectives = cfg.search.objectives
         self.prunes = can_prune(cfg.search)
@@ -244,7 +255,7 @@ class StudyDriver:
             held += self.executor.wait(self._on_report)
             notices = getattr(self.executor, "notices", None)
             while notices:
-                self.on_notice(notices.pop(0))
+                self.events.notice(notices.pop(0))
             if cfg.search.deterministic and len(held) < len(self.running):
                 continue            # the batch is told together, in trial order
             self._finish_all(held)
@@ -322,7 +333,7 @@ class StudyDriver:
                                               pending=None if self.prunes else Pending())
         self._record_run_id(self.running[trial.number])
         self.executor.submit(spec)
-        self.on_trial_start(trial.number, len(self.running))
+        self.events.trial_started(trial.number, len(self.running))
 
     def _record_run_id(self, r: _Running, wait: bool = False) -> None:
         """Put the trial's MLflow run id on its Optuna trial as soon as the tracker
@@ -347,6 +358,7 @@ class StudyDriver:
         r = self.running[number]
         r.epochs = step
         self.tracker.log_metrics(r.run_id, step, metrics)
+        self.events.epoch(number, step)
         if not r.recorded:
             self._record_run_id(r)
         if len(self.objectives) > 1:
@@ -395,7 +407,7 @@ class StudyDriver:
             tags.update(where(number))
         self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)}, tags=tags)
         self.counts[result.state.value] += 1
-        self.on_trial_end(TrialEvent(number, result.state, tuple(values) if values else None,
+        self.events.trial_ended(TrialEvent(number, result.state, tuple(values) if values else None,
                                      result.reason, dict(self.counts), self._best(),
                                      running=len(self.running)))
 

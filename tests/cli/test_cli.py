@@ -272,14 +272,15 @@ def test_user_text_with_brackets_is_printed_as_it_is(write_config):
     console: Console = WideWhenPiped(file=buf, markup=False)
     reason = "RuntimeError: shape [64, 10] is invalid for input of size [8]"
     with StudyProgress(console, parse_config(quickstart())) as progress:
-        progress.update(TrialEvent(3, TrialState.FAIL, None, reason,
+        progress.trial_ended(TrialEvent(3, TrialState.FAIL, None, reason,
                                    {"COMPLETE": 0, "PRUNED": 0, "FAIL": 1}, None))
     assert f"trial 3 failed: {reason}" in buf.getvalue()
 
 
 def test_progress_shows_the_trials_running():
     """Before any trial ends the bar said "starting" for the whole first trial; it
-    now counts the trials running, beside those done, pruned and failed."""
+    now counts the trials running and the epoch each is at, beside those done,
+    pruned and failed."""
     import io
 
     from rich.console import Console
@@ -291,19 +292,30 @@ def test_progress_shows_the_trials_running():
     from models.trial import TrialState
 
     console: Console = WideWhenPiped(file=io.StringIO(), markup=False)
-    with StudyProgress(console, parse_config(quickstart())) as progress:
+    with StudyProgress(console, parse_config(quickstart())) as progress:     # 20 epochs
         status = lambda: progress._progress.tasks[0].fields["status"]  # noqa: E731
         assert status() == "starting"
-        progress.started(0, 1)
-        progress.started(1, 2)
-        assert status() == "[cyan]2 running[/]"
-        progress.update(TrialEvent(0, TrialState.COMPLETE, (0.9,), None,
-                                   {"COMPLETE": 1, "PRUNED": 0, "FAIL": 0}, 0.9, running=1))
-        # None pruned or failed yet: not shown, so that the line fits 80 columns.
-        assert status() == "[cyan]1 running[/] [green]1 done[/]  best val_accuracy 0.9000"
-        progress.update(TrialEvent(1, TrialState.PRUNED, None, None,
-                                   {"COMPLETE": 1, "PRUNED": 1, "FAIL": 0}, 0.9, running=0))
-        assert status() == "[green]1 done[/] [yellow]1 pruned[/]  best val_accuracy 0.9000"
+        progress.trial_started(0, 1)
+        assert status() == "[cyan]1 running[/]"
+        progress.epoch(0, 1)
+        progress.epoch(0, 2)
+        assert status() == "[cyan]1 running[/] (epoch 2/20)"
+        progress.trial_started(1, 2)
+        progress.epoch(1, 1)
+        assert status() == "[cyan]2 running[/] (epochs 2, 1/20)"
+        progress.trial_ended(TrialEvent(0, TrialState.COMPLETE, (0.9,), None,
+                                        {"COMPLETE": 1, "PRUNED": 0, "FAIL": 0}, 0.9, running=1))
+        # None pruned or failed yet: the count of trials finished says it all, and
+        # the line fits 80 columns.
+        assert status() == "[cyan]1 running[/] (epoch 1/20) best val_accuracy 0.9000"
+        for n in range(2, 6):
+            progress.trial_started(n, n)
+            progress.epoch(n, 3 * n)
+        assert status().startswith("[cyan]5 running[/] (epochs 1-15/20)")
+        progress.trial_ended(TrialEvent(1, TrialState.PRUNED, None, None,
+                                        {"COMPLETE": 1, "PRUNED": 1, "FAIL": 0}, 0.9, running=4))
+        assert status() == ("[cyan]4 running[/] (epochs 6-15/20) [green]1 done[/] "
+                            "[yellow]1 pruned[/] best val_accuracy 0.9000")
 
 
 def test_help_shows_the_store_defaults():
@@ -532,3 +544,35 @@ def test_a_store_in_a_directory_that_cannot_be_written(read_only_dir, tmp_path, 
         f"error: --storage: cannot write {read_only_dir / 'optuna.db'}: its directory "
         "is not writable (SQLite keeps its journal beside the file); choose another path")
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna.db").exists()
+
+
+def test_a_narrow_terminal_cuts_the_progress_status_not_the_time():
+    """In 80 columns the elapsed time was cut to "0:0…" (and the bar to 3 cells)
+    to make room for the status; the status is what gets cut now."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from cli.progress import StudyProgress
+    from search.config import parse_config
+    from search.driver import TrialEvent
+    from models.trial import TrialState
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=80, force_terminal=True, color_system=None)
+    with StudyProgress(console, parse_config(quickstart())) as progress:
+        for n in range(4):
+            progress.trial_started(n, n + 1)
+            progress.epoch(n, 10 + n)
+        progress.trial_ended(TrialEvent(0, TrialState.FAIL, None, None,
+                                        {"COMPLETE": 0, "PRUNED": 0, "FAIL": 1}, None, running=3))
+        progress.trial_ended(TrialEvent(1, TrialState.COMPLETE, (0.91234,), None,
+                                        {"COMPLETE": 1, "PRUNED": 0, "FAIL": 1}, 0.91234,
+                                        running=2))
+    shown = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", buf.getvalue()).replace("\r", "\n")
+    last = shown.rstrip().splitlines()[-1].rstrip()
+    assert len(last) <= 80
+    assert re.search(r" \d:\d\d:\d\d$", last), last           # the time whole
+    # The status's end cut: "best val_accuracy 0.9123" does not fit.
+    assert "2/20 2 running (epochs 13, 12/20) 1 done 1 fail… 0:00:" in last

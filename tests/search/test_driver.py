@@ -14,14 +14,13 @@ from search.driver import StudyDriver
 from search.executors import SerialExecutor
 from search.tracking import MlflowTracker
 from tests.conftest import small_config, study_runs
+from tests.search.events import Recorder
 
 
-def run(cfg_dict, train=None, events=None, starts=None):
+def run(cfg_dict, train=None, events: Recorder | None = None):
     cfg = parse_config(cfg_dict)
     driver = StudyDriver(cfg, SerialExecutor(train=train), MlflowTracker(cfg.tracking.uri),
-                         on_trial_end=(events.append if events is not None else None),
-                         on_trial_start=(None if starts is None else
-                                         lambda number, running: starts.append((number, running))))
+                         events=events)
     return cfg, driver.run()
 
 
@@ -36,14 +35,19 @@ def test_trial_faults_fail_only_that_trial(stores):
             return train_trial(dataclasses.replace(spec, params=params), report)
         return train_trial(spec, report)
 
-    events, starts = [], []
-    cfg, outcome = run(small_config("faults", stores, trials=5), train=flaky, events=events,
-                       starts=starts)
+    recorder = Recorder()
+    cfg, outcome = run(small_config("faults", stores, trials=5), train=flaky, events=recorder)
     assert outcome.counts == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 2}
     # One at a time: each trial starts alone and leaves none running when it ends.
-    assert starts == [(n, 1) for n in range(5)]
+    events = recorder.ended
+    assert recorder.started == [(n, 1) for n in range(5)]
     assert [e.running for e in events] == [0] * 5
     assert [e.state for e in events][1:3] == [TrialState.FAIL, TrialState.FAIL]
+    # Every epoch each trial reported, in order (the raising trial reported none).
+    assert [n for n, _ in recorder.epochs] == sorted(n for n, _ in recorder.epochs)
+    assert [s for n, s in recorder.epochs if n == 0] == [1, 2, 3]
+    assert not [s for n, s in recorder.epochs if n == 1]
+    assert recorder.notices == []
 
     study = optuna.load_study(study_name="faults", storage=stores.optuna_url)
     states = [t.state for t in study.trials]

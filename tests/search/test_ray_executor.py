@@ -14,6 +14,7 @@ from search.ray_executor import RayExecutor, auto_parallel, check_fits, device_f
 from search.tracking import MlflowTracker
 from tests.conftest import ROOT, Stores, small_config, study_runs
 from tests.search import trainers
+from tests.search.events import Recorder
 
 
 def ray_config(study: str, stores: Stores, resources: dict | None = None, **search) -> dict:
@@ -22,10 +23,9 @@ def ray_config(study: str, stores: Stores, resources: dict | None = None, **sear
     return cfg
 
 
-def run_study(cfg_dict: dict, executor_for, on_trial_start=None, on_notice=None):
+def run_study(cfg_dict: dict, executor_for, events=None):
     cfg = parse_config(cfg_dict)
-    driver = StudyDriver(cfg, executor_for(cfg), MlflowTracker(cfg.tracking.uri),
-                         on_trial_start=on_trial_start, on_notice=on_notice)
+    driver = StudyDriver(cfg, executor_for(cfg), MlflowTracker(cfg.tracking.uri), events=events)
     return driver.run()
 
 
@@ -189,9 +189,10 @@ def test_eight_trials_at_once_on_sqlite(ray_local, stores):
     cfg = ray_config("eight", stores, {"parallel": 8, "cpus_per_trial": 0.25},
                      strategy="random", trials=16)
     cfg["params"]["epochs"] = 4
-    starts: list[tuple[int, int]] = []
+    recorder = Recorder()
     outcome = run_study(cfg, lambda c: RayExecutor(c.resources, train=trainers.by_number),
-                        on_trial_start=lambda number, running: starts.append((number, running)))
+                        events=recorder)
+    starts = recorder.started
     assert outcome.counts["COMPLETE"] + outcome.counts["PRUNED"] == 16
     # The progress display's running count: eight at once, never more.
     assert [n for n, _ in starts] == list(range(16))
@@ -213,9 +214,9 @@ def test_faults_fail_only_their_trial(ray_local, stores, tmp_path):
     cfg = ray_config("faults", stores, {"max_retries": 1, "trial_timeout": 10},
                      strategy="random", trials=7)
     train = functools.partial(trainers.faulty, marker_dir=str(tmp_path))
-    notices: list[str] = []
-    outcome = run_study(cfg, lambda c: RayExecutor(c.resources, train=train),
-                        on_notice=notices.append)
+    recorder = Recorder()
+    outcome = run_study(cfg, lambda c: RayExecutor(c.resources, train=train), events=recorder)
+    notices = recorder.notices
     trials, parent, children = trials_and_runs(stores, "faults")
     states = [c.data.tags["state"] for c in children]
     assert states == ["COMPLETE", "FAIL", "FAIL", "COMPLETE", "FAIL", "FAIL", "COMPLETE"]
