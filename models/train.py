@@ -389,8 +389,10 @@ def train_final(spec: TrialSpec) -> FinalResult:
         train = train_epoch(fit)
         if fit.schedule is not None:
             fit.schedule.step()
+    # Evaluated as validation is in the search: generation's scores and a penalized
+    # reconstruction loss need the model, not only its outputs.
+    test = {f"test_{k}": v for k, v in evaluate(fit, s.x_test, s.y_test).items()}
     out = predict(fit, s.x_test)
-    test = {f"test_{k}": v for k, v in fit.task.metrics(out, s.y_test).items()}
     artifacts = {"model.pt": _state_bytes(fit.model)}
     figure = fit.task.figure(out, s.y_test, class_names=s.class_names)
     if figure is not None:

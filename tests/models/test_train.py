@@ -294,3 +294,33 @@ def test_train_final_tests_once_on_the_held_out_split():
     with pytest.raises(UserError, match="test_fraction"):
         train_final(TrialSpec(model="mlp", data={"name": "digits", "test_fraction": 0.0},
                               params={"epochs": 1}, seed=0))
+
+
+FINAL_CASES = [
+    ("mlp", {"name": "digits"}, {}),
+    ("mlp", {"name": "diabetes"}, {}),
+    ("rnn", {"name": "seq_digits"}, {}),
+    ("rnn", {"name": "adding"}, {}),
+    ("gru", {"name": "copy", "options": {"n": 200}}, {"head": "many_to_many"}),
+    ("seq2seq", {"name": "reverse", "options": {"length": 4, "n": 200}}, {}),
+    ("char_lm", {"name": "text", "options": {"max_chars": 3000, "window": 32}}, {"hidden": 16}),
+    ("autoencoder", {"name": "digits"}, {"variant": "contractive"}),
+    ("vae", {"name": "digits"}, {"latent_size": 4}),
+    ("gan", {"name": "digits"}, {"width": 16, "latent_size": 4}),
+]
+
+
+@pytest.mark.parametrize("model,data,params", FINAL_CASES,
+                         ids=[f"{m}-{d['name']}" for m, d, _ in FINAL_CASES])
+def test_train_final_reports_on_test_what_validation_reports(run, model, data, params):
+    """Every task's test metrics are its validation metrics, also those that need the
+    model (generation's scores and losses, a penalized reconstruction loss)."""
+    from models.train import train_final
+    from models.trial import TrialSpec
+
+    params = {"epochs": 1, **params}
+    val = {k[4:] for k in run(model, data, **params).history[-1] if k.startswith("val_")}
+    final = train_final(TrialSpec(model=model, data=data, params=params, seed=0, threads=1))
+    assert set(final.test_metrics) == {f"test_{k}" for k in val}
+    assert all(v == v for v in final.test_metrics.values())     # no NaN
+    assert "model.pt" in final.artifacts
