@@ -2,8 +2,9 @@
 
 Besides the Task surface they use the optional hooks of models.tasks.Task that
 the training loop calls when a task defines them: `prepare` (see the data once),
-`train_batch` (take its own optimizer steps), `evaluate` and `artifacts`
-(need the model, not only its outputs on a split).
+`train_batch` (take its own optimizer steps), `train_metrics` (an epoch's training
+metrics from its batches' losses), `evaluate` and `artifacts` (need the model, not
+only its outputs on a split).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from models.tasks import Supervised
 # parameters move (the discriminator's step must leave the generator alone).
 Update = Callable[..., None]
 SAMPLES = 1000     # generated images scored per evaluation (at most)
+CHUNK = 1024       # samples per forward pass when evaluating a split: bounds memory
 
 
 class Reconstruction(Supervised):
@@ -56,8 +58,45 @@ class Reconstruction(Supervised):
         return F.binary_cross_entropy(output.float(), y.float().clamp(0, 1))
 
     def metrics(self, output: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """What the outputs alone give: `loss` is their bce, without the variant's
+        penalty, which needs the model (train_metrics and evaluate add it)."""
         bce = self.loss(output, y).item()
         return {"loss": bce, "mse": F.mse_loss(output.float(), y.float()).item(), "bce": bce}
+
+    def train_metrics(self, output: torch.Tensor, y: torch.Tensor,
+                      losses: Sequence[torch.Tensor], sizes: Sequence[int]) -> dict[str, float]:
+        """The training batches' metrics: `loss` is bce plus the mean penalty that
+        training_step added to each batch's loss (a batch's loss less its bce), so
+        that it is bce exactly where the variant has no penalty."""
+        metrics = self.metrics(output, y)
+        bces = [self.loss(o, t) for o, t in zip(output.split(sizes), y.split(sizes))]
+        penalties = (torch.stack(losses) - torch.stack(bces)).tolist()
+        metrics["loss"] += sum(p * n for p, n in zip(penalties, sizes)) / max(sum(sizes), 1)
+        return metrics
+
+    def evaluate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """mse and bce of the reconstructions of the clean inputs; `loss` adds the
+        model's penalty on them, computed as in training (`penalized`)."""
+        out = torch.cat([model(c) for c in x.split(CHUNK)]).float()
+        metrics = self.metrics(out, y)
+        penalized = getattr(model, "penalized", None)
+        if penalized is not None:
+            metrics["loss"] += self._penalty(penalized, x)
+        return metrics
+
+    @staticmethod
+    def _penalty(penalized: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+                 x: torch.Tensor) -> float:
+        """The mean penalty over `x`. The contractive one differentiates the code, so
+        gradients are on (the loop evaluates under no_grad); the random draws
+        (contractive's probe vectors, denoising's noise) come from a fixed seed on a
+        forked stream: the same model scores the same every epoch, and training's
+        random numbers are left as they were."""
+        devices = [] if x.device.type == "cpu" else [x.device]
+        with torch.enable_grad(), torch.random.fork_rng(devices, device_type=x.device.type):
+            torch.manual_seed(0)
+            total = sum(len(c) * penalized(c)[1].item() for c in x.split(CHUNK))
+        return total / max(len(x), 1)
 
     def figure(self, output: torch.Tensor, y: torch.Tensor, *,
                class_names: Sequence[str] = ()) -> bytes | None:

@@ -237,6 +237,51 @@ def a_model_params(result) -> list[torch.Tensor]:
     return [v for k, v in state.items() if k.endswith("weight")]
 
 
+def test_reconstruction_loss_is_bce_plus_the_variants_penalty(run):
+    """The README's loss, bce plus the variant's penalty, on training batches (as
+    optimised), on validation and on test; without a penalty it is bce."""
+    import io
+
+    from models.data import load_dataset
+    from models.train import train_final
+    from models.trial import TrialSpec
+
+    h = run("autoencoder", variant="contractive", epochs=1, contraction=0.5).history[-1]
+    assert h["train_loss"] > h["train_bce"] and h["val_loss"] > h["val_bce"]
+    r = run("autoencoder", variant="sparse", epochs=1, sparsity=0.5)
+    h = r.history[-1]
+    assert h["train_loss"] > h["train_bce"]
+    # The sparse penalty draws no noise: validation's is the trained model's exactly.
+    model = get_builder("autoencoder").build(input_shape=(1, 8, 8), variant="sparse",
+                                             sparsity=0.5)
+    model.load_state_dict(torch.load(io.BytesIO(r.artifacts["model.pt"]), weights_only=True))
+    with torch.no_grad():
+        penalty = model.eval().penalized(load_dataset("digits").x_val)[1].item()
+    assert h["val_loss"] == pytest.approx(h["val_bce"] + penalty, rel=1e-6)
+    spec = TrialSpec(model="autoencoder", data={"name": "digits"}, seed=0, threads=1,
+                     params={"variant": "sparse", "sparsity": 0.5, "epochs": 1})
+    test = train_final(spec).test_metrics
+    assert test["test_loss"] > test["test_bce"]
+    for variant in ("undercomplete", "denoising"):
+        h = run("autoencoder", variant=variant, epochs=1).history[-1]
+        assert h["train_loss"] == h["train_bce"] and h["val_loss"] == h["val_bce"], variant
+
+
+def test_contractive_penalty_is_evaluated_under_no_grad_and_leaves_the_rng_alone():
+    """The loop evaluates under no_grad, but the Jacobian penalty needs gradients; its
+    probe vectors come from a fixed seed, so a model scores the same every time and
+    evaluation does not move training's random stream."""
+    torch.manual_seed(0)
+    model = get_builder("autoencoder").build(input_shape=(1, 8, 8), variant="contractive",
+                                             contraction=1.0).eval()
+    task, x, state = Reconstruction(), torch.rand(64, 1, 8, 8), torch.get_rng_state()
+    with torch.no_grad():
+        first, second = task.evaluate(model, x, x), task.evaluate(model, x, x)
+    assert first == second and first["loss"] > first["bce"]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(p.grad is None for p in model.parameters())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model,params", [
     ("autoencoder", {"arch": "conv", "variant": "contractive"}),
