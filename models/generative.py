@@ -2,9 +2,9 @@
 
 Besides the Task surface they use the optional hooks of models.tasks.Task that
 the training loop calls when a task defines them: `prepare` (see the data once),
-`train_batch` (take its own optimizer steps), `train_metrics` (an epoch's training
-metrics from its batches' losses), `evaluate` and `artifacts` (need the model, not
-only its outputs on a split).
+`train_batch` (take its own optimizer steps), `epoch_metrics` (an epoch's training
+metrics from its batches' stats), `train_metrics` (from its batches' losses),
+`evaluate` and `artifacts` (need the model, not only its outputs on a split).
 """
 from __future__ import annotations
 
@@ -123,7 +123,8 @@ class Generation:
         # for real images is 1 - label_smoothing; generated ones stay at 0.
         self.real_target = 1.0 - label_smoothing
         self.scorer: Scorer | None = None
-        self._batches, self._last_g = 0, 0.0
+        self._batches = 0
+        self._last_g: float | None = None    # the generator's latest loss, once it steps
 
     @staticmethod
     def check_data(splits: Splits) -> None:
@@ -143,16 +144,28 @@ class Generation:
             update(loss)
             return stats
         # Goodfellow et al.'s algorithm 1: a discriminator step on every real batch,
-        # a generator step after every `d_steps` of them.
+        # a generator step after every `d_steps` of them. The GAN's `loss` is the
+        # epoch's (epoch_metrics).
         self._batches += 1
         stats = {"d_loss": self._discriminator_step(model, x, update)}
         if self._batches % model.d_steps == 0:
             stats["g_loss"] = self._last_g = self._generator_step(model, len(x), x.device,
                                                                   update)
-        # Every batch reports `loss` (with the latest generator loss), so an epoch
-        # shorter than d_steps batches still has one.
-        stats["loss"] = stats["d_loss"] + self._last_g
         return stats
+
+    def epoch_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        """An epoch's training metrics from its train_batch stats, each averaged over
+        the batches that reported it. A GAN's `loss` is the epoch's d_loss + g_loss,
+        as on validation: the generator steps on one batch in d_steps, so no sum per
+        batch averages to it. An epoch without a generator step (fewer batches than
+        d_steps) carries the generator's latest loss; before its first step there is
+        none, and the loss is d_loss alone."""
+        if "d_loss" not in means:      # a VAE: each batch reports its loss
+            return means
+        g = means.get("g_loss", self._last_g)
+        if g is None:
+            return {**means, "loss": means["d_loss"]}
+        return {**means, "g_loss": g, "loss": means["d_loss"] + g}
 
     def _discriminator_step(self, model: nn.Module, x: torch.Tensor, update: Update) -> float:
         with torch.no_grad():

@@ -286,7 +286,9 @@ def train_epoch(fit: Fit) -> dict[str, float]:
         if from_batches is not None:
             losses.append(loss.detach())
     if own_steps is not None:
-        return _weighted_means(stats)
+        summary = getattr(fit.task, "epoch_metrics", None)    # e.g. a GAN's epoch loss
+        means = _weighted_means(stats)
+        return means if summary is None else summary(means)
     output, target = torch.cat(outputs), torch.cat(targets)
     if from_batches is not None:
         return from_batches(output, target, losses, [len(t) for t in targets])

@@ -237,6 +237,23 @@ def a_model_params(result) -> list[torch.Tensor]:
     return [v for k, v in state.items() if k.endswith("weight")]
 
 
+def test_gan_loss_is_the_epochs_d_loss_plus_g_loss(run):
+    """With d_steps > 1 the generator steps on one batch in d_steps, so its g_loss is
+    a mean over fewer batches: the epoch's loss is d_loss + g_loss, as on validation."""
+    r = run("gan", epochs=2, width=16, latent_size=4, d_steps=3, batch_size=128)
+    for h in r.history:
+        assert h["train_loss"] == h["train_d_loss"] + h["train_g_loss"]
+        assert h["val_loss"] == h["val_d_loss"] + h["val_g_loss"]
+    # Two batches an epoch, a generator step every fifth: in epoch 3 only. Before it
+    # the loss is d_loss alone; after it, the latest g_loss carries over.
+    r = run("gan", epochs=4, width=16, latent_size=4, d_steps=5, batch_size=1024)
+    assert [("train_g_loss" in h) for h in r.history] == [False, False, True, True]
+    assert all(h["train_loss"] == h["train_d_loss"] for h in r.history[:2])
+    third, fourth = r.history[2:]
+    assert fourth["train_g_loss"] == third["train_g_loss"]
+    assert all(h["train_loss"] == h["train_d_loss"] + h["train_g_loss"] for h in (third, fourth))
+
+
 def test_reconstruction_loss_is_bce_plus_the_variants_penalty(run):
     """The README's loss, bce plus the variant's penalty, on training batches (as
     optimised), on validation and on test; without a penalty it is bce."""
