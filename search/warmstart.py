@@ -2,10 +2,14 @@
 
 The old trials are re-created with the new space's distributions, so the sampler
 treats them exactly like its own; a trial that does not fit the new space (a
-parameter the space lacks, or a value outside its range) makes the spaces
-incompatible, which is a user error before anything is written.
+parameter the space lacks, a value outside its range, or no value of a parameter
+the space would ask it for) makes the spaces incompatible, which is a user error before anything is written.
 """
 from __future__ import annotations
+
+import re
+import warnings
+from typing import Any
 
 import optuna
 
@@ -13,7 +17,7 @@ from models.errors import UserError
 from search import store_template
 from search.config import StudyConfig, without_password
 from search.strategies import describe_distribution, in_distribution
-from spaces import Space, distributions, parse_space
+from spaces import Space, distributions, parse_space, suggest
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
@@ -29,12 +33,77 @@ def warm_start_trials(cfg: StudyConfig,
     key = "--warm-start"
     old = _load(name, storage, key)
     _check_objectives(old, cfg)
+    trained = _check_same_training(old, cfg, key)
     dists = distributions(space)
     finished = old.get_trials(deepcopy=False, states=FINISHED)
-    trials = [_rebuilt(t, dists, name, key) for t in finished]
+    trials = [_rebuilt(t, _completed(t, space, trained, name, key), dists, name, key)
+              for t in finished]
     if not trials:
         raise UserError(f"{key} {name}: the study has no finished trials to start from")
     return trials
+
+
+def _check_same_training(old: optuna.Study, cfg: StudyConfig, key: str) -> dict[str, Any]:
+    """The old trials' values must come from the same training as this study's
+    would: the same model and data, and the same value of every hyperparameter
+    that neither study searches (`params.epochs: 600` there and 3 here made the
+    600-epoch trials the best, and `final` retrained them for 3). What the old
+    study fixed (its `params`), for `_completed`; nothing is checked, and nothing
+    known, for a study without a config snapshot."""
+    from models.train import hyperparameters
+
+    theirs = old.user_attrs.get("config") or {}
+    if not theirs:
+        return {}
+    ours = cfg.snapshot()
+    for part in ("model", "data"):
+        if theirs.get(part) != ours.get(part):
+            raise UserError(f"{key} {old.study_name}: its trials trained {part} "
+                            f"{_shown(theirs.get(part))}, this study's {_shown(ours.get(part))}; "
+                            f"warm start needs the same {part}")
+    defaults = {n: hp.default for n, hp in hyperparameters(cfg.model).items()}
+    fixed_there, fixed_here = theirs.get("params") or {}, cfg.params
+    searched = set(distributions(parse_space(theirs.get("space") or {}))) | set(
+        distributions(parse_space(cfg.space)))
+    differ = [f"params.{n}: {fixed_there.get(n, defaults.get(n))!r} there, "
+              f"{fixed_here.get(n, defaults.get(n))!r} here"
+              for n in sorted((set(fixed_there) | set(fixed_here)) - searched)
+              if fixed_there.get(n, defaults.get(n)) != fixed_here.get(n, defaults.get(n))]
+    if differ:
+        raise UserError(f"{key} {old.study_name}: its trials trained with other fixed "
+                        f"hyperparameters ({'; '.join(differ[:3])}"
+                        f"{'; ...' if len(differ) > 3 else ''}); warm start needs the same")
+    return {n: fixed_there.get(n, v) for n, v in defaults.items()}
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if not isinstance(value, dict) else \
+        "{" + ", ".join(f"{k}: {v!r}" for k, v in value.items()) + "}"
+
+
+def _completed(t: optuna.trial.FrozenTrial, space: Space, trained: dict[str, Any],
+               study: str, key: str) -> dict[str, Any]:
+    """The trial's params, with a value of every parameter this study's space would
+    ask it for (by the branches its own values take): a parameter this study
+    searches and the old one fixed gets the value the trial trained with (in
+    `trained`: the old study's `params`, else the builder's default), which
+    `_rebuilt` then checks against this study's range."""
+    params = dict(t.params)
+    for _ in range(len(trained) + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")     # values out of range: _rebuilt says it
+                suggest(space, optuna.trial.FixedTrial(params, number=t.number))
+            return params
+        except ValueError as e:
+            missing = re.search(r"parameter '([^']+)' is not found", str(e))
+            if missing is None or missing.group(1) not in trained:
+                what = f"'{missing.group(1)}'" if missing else f"its params ({e})"
+                raise UserError(f"{key} {study}: trial {t.number} has no value of {what}, "
+                                f"which this study searches; the spaces are not compatible"
+                                ) from None
+            params[missing.group(1)] = trained[missing.group(1)]
+    return params
 
 
 def _load(name: str, storage: str, key: str) -> optuna.Study:
@@ -83,18 +152,20 @@ def _objectives(pairs: list[tuple[str | None, str]]) -> str:
                      for metric, direction in pairs)
 
 
-def _rebuilt(t: optuna.trial.FrozenTrial, dists: dict, study: str,
+def _rebuilt(t: optuna.trial.FrozenTrial, params: dict[str, Any], dists: dict, study: str,
              key: str) -> optuna.trial.FrozenTrial:
-    for pname, value in t.params.items():
+    """The trial as one of this study's, with `params` (`_completed`)."""
+    for pname, value in params.items():
         if pname not in dists:
             raise UserError(f"{key} {study}: trial {t.number} has parameter '{pname}', which "
                             f"this study does not search; the spaces are not compatible")
         if not in_distribution(dists[pname], value):
-            raise UserError(f"{key} {study}: trial {t.number} has {pname}={value!r}, outside "
+            has = "has" if pname in t.params else "trained with (fixed there)"
+            raise UserError(f"{key} {study}: trial {t.number} {has} {pname}={value!r}, outside "
                             f"this study's space ({describe_distribution(dists[pname])}); "
                             f"the spaces are not compatible")
     return optuna.trial.create_trial(
         state=t.state, values=t.values if t.state == optuna.trial.TrialState.COMPLETE else None,
-        params=dict(t.params), distributions={p: dists[p] for p in t.params},
+        params=params, distributions={p: dists[p] for p in params},
         intermediate_values=dict(t.intermediate_values),
         user_attrs={"warm_start_from": f"{study}#{t.number}"})

@@ -251,7 +251,8 @@ def test_warm_start_seeds_the_new_study(stores):
     assert len(trials) == 8
     assert [t.user_attrs.get("warm_start_from") for t in trials[:5]] == [f"first#{i}" for i in range(5)]
     old = optuna.load_study(study_name="first", storage=stores.optuna_url)
-    assert [t.params for t in trials[:5]] == [t.params for t in old.trials]
+    # dropout, searched here, was the builder's default there: the warm trials hold it.
+    assert [t.params for t in trials[:5]] == [{**t.params, "dropout": 0.0} for t in old.trials]
     parent, children = study_runs(stores.mlflow_uri, "second")
     assert len(children) == 3                       # only the new trials are trained
     assert parent.data.tags["warm_start"] == "first (5 trials)"
@@ -261,7 +262,8 @@ def test_incompatible_warm_start_is_refused_before_writing(stores):
     from mlflow.tracking import MlflowClient
 
     space = {"lr": {"loguniform": [1e-4, 1e-1]}, "depth": {"int": [1, 3]}}
-    drive(config("first", stores, space, strategy="random", trials=6, seed=0))
+    first = config("first", stores, space, strategy="random", trials=6, seed=0)
+    drive({**first, "params": {**first["params"], "width": 256}})
     cases = [
         ({**space, "lr": {"loguniform": [1e-2, 1e-1]}}, "first",
          "outside this study's space ([0.01, 0.1] log); the spaces are not compatible"),
@@ -269,9 +271,29 @@ def test_incompatible_warm_start_is_refused_before_writing(stores):
          "has parameter 'depth', which this study does not search; the spaces are not compatible"),
         (space, "frist", "--warm-start: unknown study 'frist' (did you mean 'first'?)"),
     ]
-    for new_space, warm, message in cases:
+    def second(new_space, warm="first", **changes):
+        raw = config("second", stores, new_space, trials=2, warm_start=warm)
+        fixed = {} if "width" in new_space else {"width": 256}      # as the first study's
+        return {**raw, "params": {**raw["params"], **fixed}, **changes}
+
+    cases += [
+        # width, searched here, was fixed there at 256: outside [8, 64].
+        ({**space, "width": {"int": [8, 64]}}, "first",
+         "trial 0 trained with (fixed there) width=256, outside this study's space ([8, 64]); "
+         "the spaces are not compatible"),
+    ]
+    raws = [second(new_space, warm) for new_space, warm, _ in cases]
+    messages = [message for _, _, message in cases]
+    raws += [second(space, params={"epochs": 3, "width": 256}),
+             second({}, model="linear", params={"epochs": 1})]
+    messages += [
+        "--warm-start first: its trials trained with other fixed hyperparameters "
+        "(params.epochs: 1 there, 3 here); warm start needs the same",
+        "--warm-start first: its trials trained model 'mlp', this study's 'linear'; "
+        "warm start needs the same model"]
+    for raw, message in zip(raws, messages):
         with pytest.raises(UserError) as e:
-            drive(config("second", stores, new_space, trials=2, warm_start=warm))
+            drive(raw)
         assert message in str(e.value)
         assert optuna.study.get_all_study_names(stores.optuna_url) == ["first"]
         assert MlflowClient(tracking_uri=stores.mlflow_uri).get_experiment_by_name("second") is None
