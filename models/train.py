@@ -205,6 +205,7 @@ def train_trial(spec: TrialSpec, report: Report) -> TrialResult:
         diverged = next((k for k in ("train_loss", "val_loss")
                          if not math.isfinite(metrics[k])), None)
         if diverged:
+            report(epoch, dict(metrics))    # its curves show the epoch it diverged in
             return TrialResult(TrialState.FAIL, metrics, tuple(history), epoch,
                                reason=f"{diverged} became {metrics[diverged]} at epoch {epoch}",
                                artifacts={"learning_curve.png": _curve(fit, history)})

@@ -8,6 +8,7 @@ snapshot each study stores (Optuna study user attr `config`, the parent run's
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,9 +162,13 @@ class Replay:
     TIMINGS = ("epoch_time",)
 
     def differences(self) -> list[str]:
-        """Curves that differ, timings aside (they are measurements, not results)."""
+        """Curves that differ, timings aside (they are measurements, not results); a
+        NaN (a diverged epoch) is the same as a NaN."""
+        def same(a: list[float] | None, b: list[float]) -> bool:
+            return a is not None and len(a) == len(b) and all(
+                x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b))
         return sorted(k for k, v in self.replayed.items()
-                      if k not in self.TIMINGS and self.recorded.get(k) != v)
+                      if k not in self.TIMINGS and not same(self.recorded.get(k), v))
 
 
 def replay_run(run_id: str, tracking_uri: str) -> Replay:

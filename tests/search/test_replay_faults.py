@@ -104,6 +104,23 @@ def test_replay_of_an_interrupted_trial_trains_the_epochs_it_recorded(stores):
     assert r.differences() == [] and len(r.replayed["val_loss"]) == 2
 
 
+def test_a_trial_that_diverges_in_its_first_epoch_logs_it_and_replays_identical(stores):
+    """A loss NaN at epoch 1 failed the trial before reporting the epoch: its run
+    had no curves, and replay called every curve different (NaN recorded)."""
+    cfg = small_config("diverged", stores, trials=1)
+    cfg["params"].update(optimizer="sgd", lr=1e8)
+    cfg["space"] = {"dropout": {"uniform": [0.0, 0.1]}}
+    run_study(cfg, SerialExecutor(threads=1))
+    run = study_runs(stores.mlflow_uri, "diverged")[1][0]
+    assert run.data.tags["state"] == "FAIL" and "at epoch 1" in run.data.tags["failure_reason"]
+    history = MlflowClient(tracking_uri=stores.mlflow_uri).get_metric_history(
+        run.info.run_id, "train_loss")
+    assert [m.step for m in history] == [1]
+    r = replay_run(run.info.run_id, stores.mlflow_uri)
+    assert r.differences() == []
+    assert len(r.replayed["train_loss"]) == 1
+
+
 def test_replay_of_a_parent_run_is_one_line(stores):
     run_study(small_config("parented", stores, trials=1))
     parent = study_runs(stores.mlflow_uri, "parented")[0].info.run_id
