@@ -387,6 +387,10 @@ class StudyDriver:
             if bad is not None:
                 result = failed(f"objective {bad[0]} is {bad[1]}", result.history)
                 values = None
+        if result.epochs < r.epochs:
+            # A result made without the trial's history (timed out, its worker dead):
+            # the epochs it reported, as its curves show.
+            result = dataclasses.replace(result, epochs=r.epochs)
         if not r.recorded:
             self._record_run_id(r, wait=True)
         if r.pending is not None:
@@ -421,8 +425,7 @@ class StudyDriver:
     def _abort(self, reason: str) -> None:
         for number, r in list(self.running.items()):
             r.trial.set_user_attr("interrupted", True)
-            # The epochs it trained before the stop, as its curves in MLflow show.
-            self._finish(number, dataclasses.replace(failed(reason), epochs=r.epochs))
+            self._finish(number, failed(reason))      # with the epochs it reported
         # One Optuna had made RUNNING when the stop came, before it was launched.
         self.counts["FAIL"] += len(fail_running(self.study, reason))
 
@@ -454,21 +457,25 @@ class StudyDriver:
 
 
 def fail_running(study: optuna.Study, reason: str,
-                 run_ids: Mapping[int, Sequence[str]] | None = None) -> list[int]:
+                 run_ids: Mapping[int, Sequence[str]] | None = None,
+                 epochs: Callable[[str], int] | None = None) -> dict[int, int]:
     """Mark FAIL, as interrupted with `reason`, the study's trials in state RUNNING
     (no executor runs them: a crash left them, or a stop came between Optuna
     making a trial and its launch); `run_ids` are their MLflow runs by trial
-    number, recorded on them. The numbers of those failed."""
-    failed_numbers = []
+    number, recorded on them, and `epochs(run id)` the epochs each run logged,
+    recorded as the trial's. The epochs of each trial failed, by number."""
+    failed_numbers: dict[int, int] = {}
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        runs = (run_ids or {}).get(t.number)
+        trained = epochs(runs[0]) if runs and epochs else 0
         # Private storage handle: Optuna's public API sets user attrs on live trials only.
         study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
         study._storage.set_trial_user_attr(t._trial_id, "reason", reason)
-        runs = (run_ids or {}).get(t.number)
+        study._storage.set_trial_user_attr(t._trial_id, "epochs", trained)
         if runs:    # the stop may have come before the run id was stored on the trial
             study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", runs[0])
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        failed_numbers.append(t.number)
+        failed_numbers[t.number] = trained
     return failed_numbers
 
 

@@ -7,6 +7,7 @@ snapshot each study stores (Optuna study user attr `config`, the parent run's
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -135,10 +136,10 @@ def reopen_study(cfg: StudyConfig, tracker: MlflowTracker) -> tuple[optuna.Study
     study.set_user_attr("mlflow_parent_run_id", parent)
     study.set_user_attr(ENDED, None)        # open again, until this run ends
     children = tracker.trial_runs(parent)
-    interrupted = fail_running(study, INTERRUPTED, children)
-    for number in interrupted:
+    interrupted = fail_running(study, INTERRUPTED, children, epochs=tracker.epochs_logged)
+    for number, epochs in interrupted.items():
         for run_id in children.get(number, []):
-            tracker.end_trial(run_id, failed(INTERRUPTED), {})
+            tracker.end_trial(run_id, dataclasses.replace(failed(INTERRUPTED), epochs=epochs), {})
         if cfg.search.on_interrupt == "retry":
             study.enqueue_trial(study.trials[number].params, user_attrs={"retry_of": number})
     # Runs of trials Optuna saw end but the MLflow store did not (its server was

@@ -271,6 +271,14 @@ class MlflowTracker:
                                          f"its Optuna trial is {state}"})
         self.client.set_terminated(run_id, status="KILLED")
 
+    def epochs_logged(self, run_id: str) -> int:
+        """The last epoch a trial's run has metrics of (0: none)."""
+        run = self.client.get_run(run_id)
+        key = next((k for k in run.data.metrics if not k.startswith("final_")), None)
+        if key is None:
+            return 0
+        return max((m.step for m in self.client.get_metric_history(run_id, key)), default=0)
+
     def trial_metrics(self, parent: str) -> dict[int, dict[str, float]]:
         """Each trial's last metric values, from one search (not a request per run)."""
         return {number: dict(run.data.metrics) for number, run in self._children(parent)}

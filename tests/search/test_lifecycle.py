@@ -97,6 +97,11 @@ def test_sigkill_then_resume_adds_up(stores, write_config):
     crashed = children[killed.number]
     assert crashed.info.status == "FAILED" and crashed.data.tags["state"] == "FAIL"
     assert "interrupted" in crashed.data.tags["failure_reason"]
+    # The epochs it logged before the kill (if any reached the store) are its epochs.
+    logged = MlflowClient(tracking_uri=stores.mlflow_uri).get_metric_history(
+        crashed.info.run_id, "val_loss")
+    assert int(crashed.data.tags["epochs"]) == trials[killed.number].user_attrs["epochs"] \
+        == max((m.step for m in logged), default=0)
     assert all(c.info.status != "RUNNING" for c in children)
     arts = {a.path for a in MlflowClient(tracking_uri=stores.mlflow_uri).list_artifacts(parent.info.run_id)}
     assert {"study.yaml", "trials.csv", "optimization_history.png"} <= arts
@@ -185,6 +190,27 @@ def test_a_resumed_study_s_hyperband_is_bounded_by_its_epochs_as_a_new_one_is(st
     reopened, _ = reopen_study(cfg, MlflowTracker(cfg.tracking.uri))
     assert type(reopened.pruner) is type(study.pruner)
     assert reopened.pruner._max_resource == 9 and reopened.pruner._min_resource == 1
+
+
+def test_resume_records_the_epochs_an_interrupted_trial_logged(stores):
+    """Closed by resume, a trial that had logged three epochs said `epochs: 0`."""
+    cfg = parse_config(small_config("logged", stores, trials=2))
+    tracker = MlflowTracker(cfg.tracking.uri)
+    driver = StudyDriver(cfg, SerialExecutor(), tracker)
+    study, parent = driver._open()
+    driver.study, driver.parent = study, parent
+    trial = study.ask()
+    driver._launch(trial)                 # created in both stores, then three epochs
+    run_id = driver.running[trial.number].run_id
+    for step in (1, 2, 3):
+        tracker.log_metrics(run_id, step, {"val_loss": 1.0 / step, "val_accuracy": 0.3})
+    tracker.flush(run_id)                 # ... and the "crash"
+
+    StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run(resume=True)
+    interrupted = optuna.load_study(study_name="logged", storage=stores.optuna_url).trials[0]
+    assert interrupted.user_attrs["interrupted"] and interrupted.user_attrs["epochs"] == 3
+    run = MlflowClient(tracking_uri=stores.mlflow_uri).get_run(run_id)
+    assert run.data.tags["epochs"] == "3" and run.info.status == "FAILED"
 
 
 def test_rerun_by_name_and_by_run_id_reproduces_every_trial(stores, write_config):

@@ -227,6 +227,12 @@ def test_faults_fail_only_their_trial(ray_local, stores, tmp_path):
     assert "nan" in reasons[2] or "inf" in reasons[2]
     assert "worker died" in reasons[4] and "2 attempts" in reasons[4]
     assert "timed out after 10 s" in reasons[5]
+    # The epochs a timed-out or crashed trial reported are its epochs, not 0.
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    for n in (4, 5):
+        logged = len(client.get_metric_history(children[n].info.run_id, "val_loss"))
+        assert int(children[n].data.tags["epochs"]) == trials[n].user_attrs["epochs"] == logged
+    assert trials[5].user_attrs["epochs"] > 10      # 0.2 s each for 10 s
     # Each retry is said once, by trial, in place of Ray's lines about the worker.
     assert sorted(notices) == [
         f"trial {n}: its worker died; retrying it (attempt 2 of 2, resources.max_retries)"
