@@ -169,10 +169,7 @@ def run(config: Path = ConfigArg,
                     tracking_uri=tracking_uri, storage=storage, executor=executor,
                     parallel=_parallel(parallel), ray_address=ray_address,
                     warm_start=warm_start)
-        from cli.progress import StudyProgress
-        from search.driver import StudyDriver, check_stores
-        from search.executors import make_executor
-        from search.tracking import ui_command
+        from search.driver import check_stores
         from search.warmstart import warm_start_trials
 
         warm = warm_start_trials(cfg)       # an incompatible study fails before any store opens
@@ -180,18 +177,31 @@ def run(config: Path = ConfigArg,
         out.print(f"study [bold]{escape(cfg.study)}[/bold]: {cfg.model} on {cfg.data.name}, "
                   f"{cfg.search.strategy} search, {cfg.search.trials} trials, "
                   f"{cfg.resources.executor} executor", markup=True)
-        with StudyProgress(out, cfg) as progress:
-            executor = make_executor(cfg)       # a bad Ray address fails before any store opens
-            print_notes(executor)
-            tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
-            driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)
-            outcome = driver.run()
-        print_best(outcome.study, cfg)
-        if not outcome.interrupted:     # a stopped study computes none
-            print_importances(outcome.importances, outcome.study, cfg)
-        out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}",
-                  soft_wrap=True)
-    stopped(outcome)
+        outcome = drive(cfg, tracker, warm=warm)
+    stopped(outcome, cfg)
+
+
+def drive(cfg, tracker, resume: bool = False, done: int = 0, warm=None):
+    """Run (or resume, `done` trials in) a study with the progress display, tracked
+    by `tracker` (a TrackingWriter, opened here); then print its best trials, the
+    parameters' importances and the command that opens the MLflow UI on its store.
+    `warm`: the trials of `search.warm_start`, loaded already. The outcome."""
+    from cli.progress import StudyProgress
+    from search.driver import StudyDriver
+    from search.executors import make_executor
+    from search.tracking import ui_command
+
+    with StudyProgress(out, cfg, done=done) as progress:
+        executor = make_executor(cfg)       # a bad Ray address fails before any store opens
+        print_notes(executor)
+        tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
+        driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)
+        outcome = driver.run(resume=resume)
+    print_best(outcome.study, cfg)
+    if not outcome.interrupted:     # a stopped study computes none
+        print_importances(outcome.importances, outcome.study, cfg)
+    out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}", soft_wrap=True)
+    return outcome
 
 
 @app.command()
@@ -326,11 +336,14 @@ def print_notes(executor) -> None:
         err.print(f"note: {note}", soft_wrap=True, highlight=False)
 
 
-def stopped(outcome, hint: str = "") -> None:
-    """After a study stopped by Ctrl-C or SIGTERM: say so, and exit 130 or 143."""
+def stopped(outcome, cfg) -> None:
+    """After a study stopped by Ctrl-C or SIGTERM: say so, and how to continue it,
+    and exit 130 or 143."""
     if outcome.interrupted:
+        from search.driver import storage_option
         by = "stopped by SIGTERM" if outcome.exit_code == 143 else "interrupted"
-        err.print(f"{by}: running trials were marked FAIL{hint}", soft_wrap=True)
+        err.print(f"{by}: running trials were marked FAIL; continue with: hypersweep resume "
+                  f"{cfg.study}{storage_option(cfg)}", soft_wrap=True, highlight=False)
         raise typer.Exit(outcome.exit_code)
 
 

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.app import (SetOpt, _parallel, app, err, opt, out, print_best, print_notes, stopped,
+from cli.app import (SetOpt, _parallel, app, err, opt, out, print_best, stopped,
                      user_errors)
 from models.errors import UserError
 from search.config import StudyConfig, TrackingConfig, without_password
@@ -33,27 +33,17 @@ def _study(name: str, storage: Optional[str]):
 
 
 def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
-    """Run (or resume, `done` trials in) a study with the progress display, then
-    print the best trials. A new study is a rerun's, named by --name."""
-    from cli.progress import StudyProgress
-    from search.driver import StudyDriver, check_stores
-    from search.executors import make_executor
-    from search.tracking import ui_command
+    """Run (or resume, `done` trials in) a study as `run` does. A new study is a
+    rerun's, named by --name."""
+    from cli.app import drive as run_study
+    from search.driver import check_stores
     from search.writer import TrackingWriter
 
     if not resume:
         check_stores(cfg, rename="--name NAME")     # a taken name fails before Ray starts
     with TrackingWriter() as tracker:
-        with StudyProgress(out, cfg, done=done) as progress:
-            executor = make_executor(cfg)
-            print_notes(executor)
-            tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
-            driver = StudyDriver(cfg, executor, tracker, events=progress)
-            outcome = driver.run(resume=resume)
-        print_best(outcome.study, cfg)
-        out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}",
-                  soft_wrap=True)
-    stopped(outcome, hint=f"; continue with: hypersweep resume {cfg.study}")
+        outcome = run_study(cfg, tracker, resume=resume, done=done)
+    stopped(outcome, cfg)
 
 
 @app.command()

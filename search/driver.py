@@ -120,10 +120,10 @@ def _taken(cfg: StudyConfig, rename: str = "--set study=NAME") -> UserError:
     return UserError(f"study: '{cfg.study}' already exists in "
                      f"{without_password(cfg.tracking.storage)}; choose another name "
                      f"({rename}) or another --storage, or continue it: "
-                     f"hypersweep resume {cfg.study}{_storage_option(cfg)} [--trials N]")
+                     f"hypersweep resume {cfg.study}{storage_option(cfg)} [--trials N]")
 
 
-def _storage_option(cfg: StudyConfig) -> str:
+def storage_option(cfg: StudyConfig) -> str:
     """` --storage URL` where the study's storage is not the default one of the
     directory the command runs in, where commands that take a study look."""
     url = without_password(cfg.tracking.storage)

@@ -435,6 +435,7 @@ def test_resume_on_another_executor_when_the_study_s_cluster_is_gone(stores):
                  "--executor", "serial")
     assert res.exit_code == 0, res.output
     assert "note: the study's trial_timeout (600 s) does not apply under the serial" in res.output
+    assert "parameter importance (val_accuracy" in res.output      # as after `run`
     study = optuna.load_study(study_name="gone", storage=stores.optuna_url)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     assert study.user_attrs["config"]["resources"]["address"] == "127.0.0.1:1"   # this run only

@@ -164,7 +164,9 @@ def test_ctrl_c_or_sigterm_fails_running_trials_and_exits_cleanly(stores, tmp_pa
     assert not leftovers, "Ray processes outlived the driver"
     assert proc.returncode == code, err[-3000:]
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1].endswith("running trials were marked FAIL")
+    assert err.strip().splitlines()[-1].endswith(
+        "running trials were marked FAIL; continue with: hypersweep resume interrupted "
+        f"--storage {stores.optuna_url}")
     trials = optuna.load_study(study_name="interrupted", storage=stores.optuna_url).trials
     assert trials and all(t.state == optuna.trial.TrialState.FAIL for t in trials)
     assert all(reason in t.user_attrs["reason"] for t in trials)
