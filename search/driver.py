@@ -156,10 +156,25 @@ def check_stores(cfg: StudyConfig, rename: str = "--set study=NAME") -> None:
             names = [s.study_name for s in storage.get_all_studies()]
         finally:
             storage.engine.dispose()
-    except Exception:  # noqa: BLE001 - create_study reports it, with the full check
+    except Exception as e:  # noqa: BLE001 - create_study reports the rest, fully checked
+        if _unreachable(e):         # before the MLflow store is made
+            raise store_template.cannot_open("tracking.storage", url, e) from None
         return
     if cfg.study in names:
         raise _taken(cfg, rename)
+
+
+def _unreachable(e: BaseException) -> bool:
+    """Whether opening a database failed for want of a connection (a server not
+    there, credentials refused) or of its driver, not for tables a new database
+    does not have yet."""
+    from sqlalchemy.exc import OperationalError
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, (OperationalError, ModuleNotFoundError)):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def create_study(cfg: StudyConfig) -> optuna.Study:

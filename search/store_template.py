@@ -49,6 +49,8 @@ def cannot_open(key: str, url: str, e: BaseException) -> Exception:
         check_writable(db, key)     # the clearer reason, where it is the reason
     why, cause = first_line(e), e
     while cause is not None and not isinstance(cause, ModuleNotFoundError):
+        if type(cause).__name__ == "OperationalError":  # the database's own reason, not
+            why = first_line(cause)                     # Optuna's wrapper around it
         cause = cause.__cause__ or cause.__context__
     if cause is not None:
         why = (f"its database driver ({cause.name}) is not installed; for PostgreSQL, "
@@ -117,12 +119,15 @@ def new_store(uri: str, kind: str) -> Iterator[bool]:
 
 
 def check_writable(db: Path, key: str) -> None:
-    """A one-line error when the directory of a SQLite store cannot be written:
-    SQLite creates the file, and its journal beside it, there."""
+    """A one-line error when the directory of a SQLite store is not there or cannot
+    be written: SQLite creates the file, and its journal beside it, there."""
     from models.errors import UserError
 
     where = db.absolute().parent
-    if where.is_dir() and not os.access(where, os.W_OK):
+    if not where.is_dir():
+        why = "is not a directory" if where.exists() else "does not exist"
+        raise UserError(f"{key}: cannot create {db.absolute()}: {where} {why}")
+    if not os.access(where, os.W_OK):
         what = "create" if is_new(db) else "write"
         raise UserError(f"{key}: cannot {what} {db.absolute()}: its directory is not writable "
                         f"(SQLite keeps its journal beside the file); choose another path")

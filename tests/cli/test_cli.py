@@ -89,8 +89,9 @@ def test_a_tracking_store_that_cannot_be_opened_exits_2_and_touches_nothing(
     res = invoke("run", str(path), "--tracking-uri", f"sqlite:///{blocker}/mlflow.db")
     assert res.exit_code == 2
     errors = [line for line in res.output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and errors[0].startswith("error: tracking.uri: cannot open ")
-    assert "Traceback" not in res.output
+    assert errors == [f"error: tracking.uri: cannot create {blocker}/mlflow.db: {blocker} is "
+                      "not a directory"]
+    assert res.output.strip().splitlines() == errors    # before the study's header too
     assert stores.untouched()           # the Optuna store was not created either
 
 
@@ -576,3 +577,20 @@ def test_a_narrow_terminal_cuts_the_progress_status_not_the_time():
     assert re.search(r" \d:\d\d:\d\d$", last), last           # the time whole
     # The status's end cut: "best val_accuracy 0.9123" does not fit.
     assert "2/20 2 running (epochs 13, 12/20) 1 done 1 fail… 0:00:" in last
+
+
+def test_a_storage_that_cannot_be_opened_leaves_no_mlflow_store(tmp_path, monkeypatch):
+    """A --storage under a file, in a directory not there, or on a server that
+    refuses: exit 2, but the MLflow store (opened first) had been made already."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "study.yaml").write_text("not a directory")
+    args = ("run", str(STUDIES / "quickstart.yaml"), "--executor", "serial", "--trials", "1")
+    for storage, why in (
+            ("sqlite:///study.yaml/optuna.db", f"{tmp_path / 'study.yaml'} is not a directory"),
+            ("sqlite:///runs/optuna.db", f"{tmp_path / 'runs'} does not exist"),
+            ("postgresql://hs@127.0.0.1:1/x", "Connection refused")):
+        res = invoke(*args, "--storage", storage)
+        assert res.exit_code == 2, res.output
+        assert res.output.strip().startswith("error: tracking.storage: cannot ")
+        assert why in res.output and len(res.output.strip().splitlines()) == 1, res.output
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
