@@ -174,17 +174,19 @@ def run(config: Path = ConfigArg,
 
         warm = warm_start_trials(cfg)       # an incompatible study fails before any store opens
         check_stores(cfg)
-        out.print(f"study [bold]{escape(cfg.study)}[/bold]: {cfg.model} on {cfg.data.name}, "
-                  f"{cfg.search.strategy} search, {cfg.search.trials} trials, "
-                  f"{cfg.resources.executor} executor", markup=True)
-        outcome = drive(cfg, tracker, warm=warm)
+        outcome = drive(cfg, tracker, f"study [bold]{escape(cfg.study)}[/bold]: {cfg.model} "
+                        f"on {cfg.data.name}, {cfg.search.strategy} search, "
+                        f"{cfg.search.trials} trials, {cfg.resources.executor} executor",
+                        warm=warm)
     stopped(outcome, cfg)
 
 
-def drive(cfg, tracker, resume: bool = False, done: int = 0, warm=None):
+def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=None):
     """Run (or resume, `done` trials in) a study with the progress display, tracked
     by `tracker` (a TrackingWriter, opened here); then print its best trials, the
     parameters' importances and the command that opens the MLflow UI on its store.
+    `header` (rich markup) is printed once the executor has started: bad input
+    found while it starts (resources the Ray cluster lacks) is then one line alone.
     `warm`: the trials of `search.warm_start`, loaded already. The outcome."""
     from cli.progress import StudyProgress
     from search.driver import StudyDriver
@@ -193,6 +195,7 @@ def drive(cfg, tracker, resume: bool = False, done: int = 0, warm=None):
 
     with StudyProgress(out, cfg, done=done) as progress:
         executor = make_executor(cfg)       # a bad Ray address fails before any store opens
+        progress.print(header)
         print_notes(executor)
         tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
         driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)

@@ -36,8 +36,11 @@ class StudyProgress(StudyEvents):
     def __exit__(self, kind, value, tb) -> None:
         if kind is not None and self._progress.tasks[0].completed == self._done:
             # Stopped before any trial (bad input found at start-up: a Ray address,
-            # resources the cluster lacks): the bar goes, the error line says it all.
+            # resources the cluster lacks): the bar goes, the error line says it all
+            # (the Live display alone: rich's Progress adds an empty line in a pipe).
             self._progress.live.transient = True
+            self._progress.live.stop()
+            return
         self._progress.stop()
 
     def trial_started(self, number: int, running: int) -> None:
@@ -56,6 +59,10 @@ class StudyProgress(StudyEvents):
         if event.state is TrialState.FAIL and event.reason:
             self._progress.console.print(f"[red]trial {event.number} failed:[/] "
                                          f"{escape(event.reason)}", markup=True, highlight=False)
+
+    def print(self, markup: str) -> None:
+        """A line of rich markup above the bar."""
+        self._progress.console.print(markup, markup=True)
 
     def notice(self, line: str) -> None:        # above the bar
         self._progress.console.print(f"[yellow]{escape(line)}[/]", markup=True, highlight=False)

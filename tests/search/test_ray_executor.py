@@ -98,6 +98,21 @@ def test_a_trial_no_node_can_hold_is_a_user_error():
         check_fits([{"CPU": 4.0}, {"CPU": 1.0, "GPU": 1.0}], cpus_per_trial=4, gpus_per_trial=1)
 
 
+def test_resources_the_cluster_lacks_are_one_line_alone_on_the_console(ray_local, stores,
+                                                                        write_config):
+    """The study's header (and, in a pipe, an empty line) came before the error."""
+    from typer.testing import CliRunner
+
+    from cli.app import app
+    cfg = ray_config("lacking", stores, {"cpus_per_trial": 64})
+    res = CliRunner().invoke(app, ["run", str(write_config(cfg))], catch_exceptions=False)
+    assert res.exit_code == 2
+    assert res.output.splitlines() == [
+        "error: resources.cpus_per_trial: 64 CPUs per trial, but the Ray cluster has at most "
+        "2 CPUs on one node; valid: up to 2"]
+    assert stores.untouched()
+
+
 def test_resources_keys_are_validated(stores):
     from models.errors import UserError
     cfg = small_config("bad", stores)
