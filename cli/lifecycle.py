@@ -32,9 +32,9 @@ def _study(name: str, storage: Optional[str]):
     return load_study(name, storage or DEFAULT.storage)
 
 
-def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
-    """Run (or resume, `done` trials in) a study as `run` does. A new study is a
-    rerun's, named by --name."""
+def drive(cfg: StudyConfig, header: str, resume: bool = False, done: int = 0) -> None:
+    """Run (or resume, `done` trials in) a study as `run` does, under `header` (rich
+    markup). A new study is a rerun's, named by --name."""
     from cli.app import drive as run_study
     from search.driver import check_stores
     from search.writer import TrackingWriter
@@ -42,7 +42,7 @@ def drive(cfg: StudyConfig, resume: bool = False, done: int = 0) -> None:
     if not resume:
         check_stores(cfg, rename="--name NAME")     # a taken name fails before Ray starts
     with TrackingWriter() as tracker:
-        outcome = run_study(cfg, tracker, resume=resume, done=done)
+        outcome = run_study(cfg, tracker, header, resume=resume, done=done)
     stopped(outcome, cfg)
 
 
@@ -94,9 +94,8 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
         return
     # Moved or mistyped: not a new store with a second parent run in it.
     check_store_exists(cfg.tracking.uri)
-    out.print(f"resuming study [bold]{escape(cfg.study)}[/bold]: {done} of "
-              f"{cfg.search.trials} trials finished", markup=True)
-    drive(cfg, resume=True, done=done)
+    drive(cfg, f"resuming study [bold]{escape(cfg.study)}[/bold]: {done} of "
+               f"{cfg.search.trials} trials finished", resume=True, done=done)
 
 
 @app.command()
@@ -114,9 +113,8 @@ def rerun(source: str = typer.Argument(..., help="Study config file, study name,
     cfg = config_from_source(source, storage, tracking_uri, tuple(set_ or ()))
     new = name or derived_name(cfg.study, cfg.tracking.storage)
     cfg = cfg.model_copy(update={"study": new})
-    out.print(f"rerun of [bold]{escape(source)}[/bold] as study [bold]{escape(new)}[/bold] "
-              f"(seed {cfg.search.seed}, {cfg.search.trials} trials)", markup=True)
-    drive(cfg)
+    drive(cfg, f"rerun of [bold]{escape(source)}[/bold] as study [bold]{escape(new)}[/bold] "
+               f"(seed {cfg.search.seed}, {cfg.search.trials} trials)")
 
 
 @app.command()
