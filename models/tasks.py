@@ -50,8 +50,10 @@ class Task(Protocol):
     #                                                  metrics, given each batch's
     #                                                  loss and size too
     #   artifacts(model, x, y, class_names) -> {file name: bytes}  at the end, on
-    #                                                  validation data: what needs the
-    #                                                  model itself (samples, decodes)
+    #                                                  validation (a trial) or test (the
+    #                                                  final run, as test_<file name>):
+    #                                                  what needs the model itself
+    #                                                  (samples, decodes)
 
 
 class Supervised:

@@ -355,16 +355,25 @@ def finish(fit: Fit, state: TrialState, metrics: Mapping[str, float],
     final = {**metrics, "inference_ms": inference_ms,
              "param_count": float(sum(p.numel() for p in fit.model.parameters()
                                       if p.requires_grad))}
-    artifacts = {"model.pt": _state_bytes(fit.model), "learning_curve.png": _curve(fit, history)}
-    figure = fit.task.figure(val_out, fit.splits.y_val, class_names=fit.splits.class_names)
+    artifacts = {"model.pt": _state_bytes(fit.model), "learning_curve.png": _curve(fit, history),
+                 **shown_on(fit, val_out, fit.splits.x_val, fit.splits.y_val)}
+    return TrialResult(state, final, tuple(history), len(history), reason, artifacts)
+
+
+def shown_on(fit: Fit, out: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """What the task shows of the model on one split (a trial's validation, the final
+    run's test), by artifact name: its figure of the outputs `out`, and the files
+    its `artifacts` hook makes from the model itself (samples, decodes), which a
+    GAN's or VAE's figure of outputs cannot show."""
+    shown: dict[str, Any] = {}
+    figure = fit.task.figure(out, y, class_names=fit.splits.class_names)
     if figure is not None:
-        artifacts[fit.task.figure_name] = figure
-    if hasattr(fit.task, "artifacts"):    # what needs the model itself: samples, decodes
+        shown[fit.task.figure_name] = figure
+    if hasattr(fit.task, "artifacts"):
         fit.model.eval()
         with torch.no_grad():
-            artifacts.update(fit.task.artifacts(fit.model, fit.splits.x_val, fit.splits.y_val,
-                                                fit.splits.class_names))
-    return TrialResult(state, final, tuple(history), len(history), reason, artifacts)
+            shown.update(fit.task.artifacts(fit.model, x, y, fit.splits.class_names))
+    return shown
 
 
 # ---------------------------------------------------------------- the final model
@@ -373,12 +382,16 @@ def finish(fit: Fit, state: TrialState, metrics: Mapping[str, float],
 class FinalResult:
     test_metrics: Mapping[str, float]      # `test_` + the task's metrics, evaluated once
     train_metrics: Mapping[str, float]     # the last epoch's, on train+validation
-    artifacts: Mapping[str, Any]           # model.pt and the task's figure (or Drawing) on test
+    artifacts: Mapping[str, Any]           # model.pt and, as test_<name>, what shown_on shows
 
 
 def train_final(spec: TrialSpec) -> FinalResult:
     """Retrain `spec` on train+validation for `epochs` (no early stopping: there is no
-    validation split left to stop on), then evaluate on the test split exactly once."""
+    validation split left to stop on), then evaluate on the test split exactly once.
+    The artifacts are those a trial shows of validation, made on test and named
+    `test_<name>` (test_confusion_matrix.png, test_samples.png, ...), so that a
+    final run is read as its trials are; the learning curve, which plots
+    validation, is left out."""
     fit = setup(dataclasses.replace(spec, params={**spec.params, "patience": 0}))
     s = fit.splits
     if len(s.y_test) == 0:
@@ -396,10 +409,8 @@ def train_final(spec: TrialSpec) -> FinalResult:
     # reconstruction loss need the model, not only its outputs.
     test = {f"test_{k}": v for k, v in evaluate(fit, s.x_test, s.y_test).items()}
     out = predict(fit, s.x_test)
-    artifacts = {"model.pt": _state_bytes(fit.model)}
-    figure = fit.task.figure(out, s.y_test, class_names=s.class_names)
-    if figure is not None:
-        artifacts[f"test_{fit.task.figure_name}"] = figure
+    artifacts = {"model.pt": _state_bytes(fit.model),
+                 **{f"test_{k}": v for k, v in shown_on(fit, out, s.x_test, s.y_test).items()}}
     return FinalResult(test, {f"train_{k}": v for k, v in train.items()}, artifacts)
 
 

@@ -320,8 +320,35 @@ def test_train_final_reports_on_test_what_validation_reports(run, model, data, p
     from models.trial import TrialSpec
 
     params = {"epochs": 1, **params}
-    val = {k[4:] for k in run(model, data, **params).history[-1] if k.startswith("val_")}
+    trial = run(model, data, **params)
+    val = {k[4:] for k in trial.history[-1] if k.startswith("val_")}
     final = train_final(TrialSpec(model=model, data=data, params=params, seed=0, threads=1))
     assert set(final.test_metrics) == {f"test_{k}" for k in val}
     assert all(v == v for v in final.test_metrics.values())     # no NaN
-    assert "model.pt" in final.artifacts
+    # The task's figure and its `artifacts` hook's files (samples, decodes), on test;
+    # the learning curve is the search's (there is no validation split left).
+    shown = {f"test_{k}" for k in trial.artifacts if k not in ("model.pt", "learning_curve.png")}
+    assert set(final.artifacts) == {"model.pt", *shown}
+
+
+@pytest.mark.parametrize("model,data,params,name", [
+    ("gan", {"name": "digits"}, {"width": 16, "latent_size": 4}, "samples.png"),
+    ("seq2seq", {"name": "reverse", "options": {"length": 4, "n": 200}}, {},
+     "decoded_examples.txt"),
+], ids=["gan", "seq2seq"])
+def test_train_final_artifacts_come_from_the_final_model_on_test(model, data, params, name):
+    """What the `artifacts` hook makes of the retrained model (its checkpoint) and the
+    test split: GAN samples, seq2seq decodes of test inputs."""
+    from models.tasks import get_task
+    from models.train import loaded_splits, train_final, trial_task
+    from models.trial import TrialSpec
+
+    final = train_final(TrialSpec(model=model, data=data, params={"epochs": 1, **params},
+                                  seed=0, threads=1))
+    s = loaded_splits(data)
+    net = get_builder(model).build(input_shape=s.input_shape, n_outputs=s.n_outputs, **params)
+    net.load_state_dict(torch.load(io.BytesIO(final.artifacts["model.pt"]), weights_only=True))
+    task = get_task(trial_task(model, data))
+    with torch.no_grad():
+        expected = task.artifacts(net.eval(), s.x_test, s.y_test, s.class_names)[name]
+    assert final.artifacts[f"test_{name}"] == expected
