@@ -518,14 +518,26 @@ def check_semantics(cfg: StudyConfig) -> None:
                         "hypersweep resume")
     if cfg.search.pruner.name not in PRUNERS:
         raise unknown("pruner", cfg.search.pruner.name, PRUNERS, key="search.pruner")
-    epochs = cfg.params.get("epochs")
-    check_pruner(cfg.search.pruner, epochs if isinstance(epochs, int) else None)
+    check_pruner(cfg.search.pruner, fixed_epochs(cfg), by_default="epochs" not in cfg.params)
     check_enqueue(cfg.search.enqueue, space)
     # Loads the dataset (cached, which checks data.options) and tries the model on
     # it; the task the trials will train decides the valid objectives.
     check_range_ends(cfg.model, cfg.data.model_dump(), cfg.params, range_ends(space))
     task = check_fit(cfg.model, cfg.data.model_dump(), cfg.params, searched=param_names(space))
     check_objectives(cfg, objective_metrics(task), SINGLE_OBJECTIVE_ONLY)
+
+
+def fixed_epochs(cfg: StudyConfig) -> int | None:
+    """The epochs every trial trains (at most): `params.epochs`, else, where the space
+    does not search it, the training options' default; None where it is searched.
+    What bounds the pruners' resources (asha's and hyperband's)."""
+    from models.train import hyperparameters
+    from spaces import param_names, parse_space
+
+    epochs = cfg.params.get("epochs")
+    if epochs is None and "epochs" not in param_names(parse_space(cfg.space)):
+        epochs = hyperparameters(cfg.model)["epochs"].default
+    return epochs if isinstance(epochs, int) else None
 
 
 def check_objectives(cfg: StudyConfig, metrics: list[str], single_only: set[str]) -> None:

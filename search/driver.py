@@ -22,7 +22,7 @@ from search import heap, store_template
 from models.errors import UserError
 from models.figures import Drawing
 from models.trial import TrialResult, TrialSpec, TrialState
-from search.config import StudyConfig, without_password
+from search.config import StudyConfig, fixed_epochs, without_password
 from search.executors import Executor, failed, trial_threads
 from search.exit import stops_as_interrupt
 from search.importance import Importances, importance_figure, importance_metrics, param_importances
@@ -201,10 +201,9 @@ def create_study(cfg: StudyConfig) -> optuna.Study:
 
 
 def study_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
-    """The study's pruner, bounded by its fixed `params.epochs` (hyperband's brackets),
-    for a new study and a resumed one alike."""
-    epochs = cfg.params.get("epochs")
-    return make_pruner(cfg.search, epochs if isinstance(epochs, int) else None)
+    """The study's pruner, bounded by the epochs its trials train (hyperband's
+    brackets), for a new study and a resumed one alike."""
+    return make_pruner(cfg.search, fixed_epochs(cfg))
 
 
 class StudyDriver:

@@ -111,8 +111,9 @@ def make_pruner(cfg: SearchConfig, max_epochs: int | None = None) -> optuna.prun
     return PRUNERS[cfg.pruner.name](cfg.pruner, max_epochs)
 
 
-def check_pruner(p: PrunerConfig, max_epochs: int | None) -> None:
-    """Settings that do not belong to the chosen pruner, or cannot work, are errors."""
+def check_pruner(p: PrunerConfig, max_epochs: int | None, by_default: bool = False) -> None:
+    """Settings that do not belong to the chosen pruner, or cannot work, are errors
+    (`by_default`: `max_epochs` is the training options' default epochs)."""
     allowed = PRUNER_SETTINGS[p.name]
     for name in PrunerConfig.model_fields:
         if name != "name" and getattr(p, name) is not None and name not in allowed:
@@ -124,8 +125,9 @@ def check_pruner(p: PrunerConfig, max_epochs: int | None) -> None:
         min_resource = 1        # asha's and hyperband's default
     if min_resource is not None and max_epochs is not None and min_resource >= max_epochs:
         given = "" if p.min_resource is not None else " (the default)"
+        epochs = f"{max_epochs}, the default" if by_default else max_epochs
         raise UserError(f"search.pruner.min_resource: {min_resource}{given} must be below "
-                        f"params.epochs ({max_epochs}), or no trial is ever pruned")
+                        f"params.epochs ({epochs}), or no trial is ever pruned")
 
 
 # ---------------------------------------------------------------- grid and warm start

@@ -130,3 +130,22 @@ def test_the_default_min_resource_is_checked_against_epochs_too(stores, name):
         check_semantics(parse_config(raw))
     assert str(e.value) == ("search.pruner.min_resource: 1 (the default) must be below "
                             "params.epochs (1), or no trial is ever pruned")
+
+
+def test_min_resource_is_checked_against_the_default_epochs_and_bounds_hyperband(stores):
+    """With no `params.epochs` the check was skipped (trials train the default 10, so
+    `min_resource: 10` never pruned) and hyperband's maximum was Optuna's "auto"."""
+    from search.driver import study_pruner
+
+    raw = small_config("default-epochs", stores, pruner={"name": "hyperband", "min_resource": 10})
+    del raw["params"]["epochs"]
+    with pytest.raises(UserError) as e:
+        check_semantics(parse_config(raw))
+    assert str(e.value) == ("search.pruner.min_resource: 10 must be below params.epochs "
+                            "(10, the default), or no trial is ever pruned")
+    raw["search"]["pruner"]["min_resource"] = 3
+    cfg = parse_config(raw)
+    check_semantics(cfg)
+    assert study_pruner(cfg)._max_resource == 10
+    raw["space"]["epochs"] = {"int": [5, 20]}       # searched: no fixed maximum
+    assert study_pruner(parse_config(raw))._max_resource == "auto"
