@@ -1,10 +1,12 @@
 """The reconstruction and generation tasks (autoencoders; VAEs and GANs).
 
 Besides the Task surface they use the optional hooks of models.tasks.Task that
-the training loop calls when a task defines them: `prepare` (see the data once),
-`train_batch` (take its own optimizer steps), `epoch_metrics` (an epoch's training
-metrics from its batches' stats), `train_metrics` (from its batches' losses),
-`evaluate` and `artifacts` (need the model, not only its outputs on a split).
+the training loop calls when a task defines them: `check_data` (refuse a dataset
+before any trial), `prepare` (see the data once), `train_batch` (take its own
+optimizer steps), `epoch_metrics` (an epoch's training metrics from its batches'
+stats), `train_metrics` (from its batches' losses), `evaluate` and `artifacts`
+(need the model, not only its outputs on a split); and the optional attribute
+`train_metric_names` (generation's scores are not training metrics).
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from models.figures import Drawing, confusion, new_figure, to_png
 class Task(Protocol):
     name: str
     # Metrics besides "loss", which every task reports; the loop logs each as
-    # train_<name> and val_<name>.
+    # val_<name> and, unless train_metric_names (below) says otherwise, train_<name>.
     metric_names: tuple[str, ...]
     figure_name: str                # the artifact name of `figure`'s PNG
 
@@ -45,15 +45,29 @@ class Task(Protocol):
     #   prepare(splits) -> Splits                      once, before training
     #   train_batch(model, x, y, update) -> {stat: v}  a batch with its own steps;
     #                                                  update(loss, module=None)
+    #   epoch_metrics(means) -> metrics                with train_batch: an epoch's
+    #                                                  training metrics from its
+    #                                                  batches' stats, each the mean
+    #                                                  (weighted by batch size) over the
+    #                                                  batches that reported it; by
+    #                                                  default the means themselves
+    #                                                  (a GAN's loss is d_loss + g_loss)
     #   evaluate(model, x, y) -> metrics               instead of metrics(model(x), y)
     #   train_metrics(output, y, losses, sizes) -> metrics   an epoch's training
     #                                                  metrics, given each batch's
-    #                                                  loss and size too
+    #                                                  loss and size too (not called
+    #                                                  with train_batch)
     #   artifacts(model, x, y, class_names) -> {file name: bytes}  at the end, on
     #                                                  validation (a trial) or test (the
     #                                                  final run, as test_<file name>):
     #                                                  what needs the model itself
     #                                                  (samples, decodes)
+    # and an optional attribute, which the config reads for the objectives a study
+    # may name:
+    #   train_metric_names: tuple[str, ...]            the metrics besides "loss" that
+    #                                                  training reports (train_<name>);
+    #                                                  metric_names by default
+    #                                                  (generation: none)
 
 
 class Supervised:

@@ -69,3 +69,25 @@ def test_figure_is_a_png():
 def test_unknown_task():
     with pytest.raises(UserError, match="unknown task 'clasification'"):
         get_task("clasification")
+
+
+def test_the_optional_hooks_documented_are_those_the_code_looks_up():
+    """Task's comment lists every hook that the training loop (or the config, for
+    train_metric_names) looks up on a task by name, and no other: a task author reads
+    there what a task may define, and a hook missing from it is never implemented."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    import models.tasks
+    from models.tasks import Task, task_names
+
+    root = Path(models.tasks.__file__).parents[1]
+    looked_up = {m for package in ("models", "search") for path in (root / package).glob("*.py")
+                 for m in re.findall(r'(?:getattr|hasattr)\((?:\w+\.)?task, "(\w+)"',
+                                     path.read_text())}
+    documented = set(re.findall(r"#   (\w+)[(:]", inspect.getsource(Task)))
+    assert {"prepare", "train_batch", "epoch_metrics", "artifacts"} <= looked_up
+    assert documented == looked_up
+    for hook in documented:     # each one is some task's, as documented
+        assert any(hasattr(get_task(name), hook) for name in task_names()), hook
