@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,13 +92,21 @@ def config_from_source(source: str, storage: str | None, tracking_uri: str | Non
     named = {"storage": storage, "tracking_uri": tracking_uri}
     if Path(source).is_file():
         raw = read_yaml(source)
+    elif source.endswith((".yaml", ".yml")) or os.sep in source:
+        # A path, not a name: a study name could hold a "/", but a file that is not
+        # there is the likelier slip, said as such rather than as an unknown study.
+        if not _is_study(source, storage):
+            why = "is a directory" if Path(source).is_dir() else "no such file"
+            raise UserError(f"SOURCE: {source}: {why} (a study config file, a study name, "
+                            f"or an MLflow parent run id)")
+        raw = load_study(source, storage or "sqlite:///optuna.db").user_attrs.get("config")
     elif _RUN_ID.match(source) and not _is_study(source, storage):
         tracker = MlflowTracker(tracking_uri or "sqlite:///mlflow.db", create=False)
         raw = yaml.safe_load(tracker.read_text(source, "study.yaml"))
     else:
         raw = load_study(source, storage or "sqlite:///optuna.db").user_attrs.get("config")
-        if raw is None:
-            raise UserError(f"study '{source}': no config snapshot stored")
+    if raw is None:
+        raise UserError(f"study '{source}': no config snapshot stored")
     return validated(apply_overrides(raw, sets, **named))
 
 

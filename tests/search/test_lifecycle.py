@@ -319,6 +319,20 @@ def test_unknown_study_is_one_line(stores):
             "error: STUDY: unknown study 'knwon' (did you mean 'known'?); valid: known"]
 
 
+def test_rerun_of_a_config_file_that_is_not_there_says_so(stores, tmp_path, monkeypatch):
+    """It said "--storage: no Optuna storage at ..." (no optuna.db here) or
+    "STUDY: unknown study 'nosuch.yaml'" (with one)."""
+    monkeypatch.chdir(tmp_path)
+    message = ("error: SOURCE: {}: no such file (a study config file, a study name, or an "
+               "MLflow parent run id)")
+    for args in (["nosuch.yaml"], ["nosuch.yaml", "--storage", stores.optuna_url],
+                 ["configs/study"]):
+        res = invoke("rerun", *args)
+        assert res.exit_code == 2
+        assert res.output.strip().splitlines() == [message.format(args[0])]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stores"]
+
+
 @pytest.mark.slow
 def test_resume_from_another_directory_keeps_to_the_study_stores(tmp_path):
     """A study whose config names its stores relative to where it ran
