@@ -146,12 +146,14 @@ def replay(run_id: str = typer.Argument(..., help="A trial's MLflow run id.", sh
 def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
           tracking_uri: Optional[str] = UriOpt,
           force: bool = typer.Option(False, metavar="",      # a flag: no type shown
-                                     help="Evaluate on test again (recorded).")) -> None:
+                                     help="Evaluate on test again (recorded)."),
+          trial: Optional[int] = opt("N", "Retrain trial N (several objectives: one of "
+                                          "the Pareto front).", show_default="the best")) -> None:
     """Retrain the best trial on train+val, evaluate once on test, register the model."""
     from search.lifecycle import final_test, stored_config
     s = _study(study, storage)
     cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri)
-    record = final_test(s, cfg, force=force)
+    record = final_test(s, cfg, force=force, number=trial)
     out.print(f"final model of {study} (trial {record['trial']}), on the test split:",
               highlight=False)
     table = Table("metric", "test")

@@ -251,17 +251,29 @@ def _recorded_history(tracker: MlflowTracker, run: Any) -> dict[str, list[Any]]:
 
 # ---------------------------------------------------------------- final test
 
-def best_spec(study: optuna.Study, cfg: StudyConfig) -> TrialSpec:
-    """The best trial as a spec: its params, seed, and the epochs it actually trained."""
+def best_spec(study: optuna.Study, cfg: StudyConfig, number: int | None = None) -> TrialSpec:
+    """The best trial (or trial `number`) as a spec: its params, seed, and the epochs
+    it actually trained. A study of several objectives has no one best trial: the
+    caller names one, of its Pareto front or not."""
     from search.driver import data_dict
 
-    if len(cfg.search.objectives) > 1:
-        raise UserError(f"study '{cfg.study}': final needs a single objective; "
-                        "this study has a Pareto front")
-    try:
+    complete = {t.number: t for t in study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
+    if not complete:
+        raise UserError(f"study '{cfg.study}': no trial completed, nothing to retrain")
+    if number is not None:
+        if number not in complete:
+            state = (f"is {study.trials[number].state.name}" if 0 <= number < len(study.trials)
+                     else "does not exist")
+            raise UserError(f"--trial: trial {number} of study '{cfg.study}' {state}; give a "
+                            f"complete one, e.g. the best: {_best_numbers(study)}")
+        best = complete[number]
+    elif len(cfg.search.objectives) > 1:
+        raise UserError(f"study '{cfg.study}' has several objectives, so no one best trial; "
+                        f"choose one with --trial N, e.g. of its Pareto front: "
+                        f"{_best_numbers(study)}")
+    else:
         best = study.best_trial
-    except ValueError:
-        raise UserError(f"study '{cfg.study}': no trial completed, nothing to retrain") from None
     # Early stopping chose the number of epochs on validation (the epoch it ended
     # on, not the `patience` epochs it trained past it): keep that choice. There
     # is no validation split left to stop on, so none in the final run's params.
@@ -275,8 +287,15 @@ def best_spec(study: optuna.Study, cfg: StudyConfig) -> TrialSpec:
                      trial_number=best.number, study=cfg.study)
 
 
-def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False) -> dict[str, Any]:
-    """Retrain the best trial on train+val, test once, register the model."""
+def _best_numbers(study: optuna.Study) -> str:
+    """The best trials' numbers (the Pareto front's, for several objectives)."""
+    return ", ".join(str(t.number) for t in sorted(study.best_trials, key=lambda t: t.number))
+
+
+def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False,
+               number: int | None = None) -> dict[str, Any]:
+    """Retrain the best trial (or trial `number`) on train+val, test once, register
+    the model."""
     from models.train import train_final
 
     previous = study.user_attrs.get(FINAL_ATTR)
@@ -286,7 +305,7 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False) -> di
                         "a second look is a tweak on test data — pass --force to override")
     tracker = MlflowTracker(cfg.tracking.uri, create=False)
     parent = tracker.parent_of(cfg.study)       # before the test set is touched
-    spec = best_spec(study, cfg)
+    spec = best_spec(study, cfg, number)
     result = train_final(spec)
     model_name = model_name_for(cfg.study)
     run_id, version, unregistered = tracker.log_final(

@@ -286,6 +286,30 @@ def test_final_tests_once_registers_and_refuses_a_second_look(stores):
     assert again["metrics"] == record["metrics"]          # same seed, same data: same model
 
 
+def test_final_of_a_study_of_several_objectives_takes_a_trial_of_its_front(stores):
+    """`final` refused any study of several objectives; `--trial N` now names which."""
+    cfg = small_config("front", stores, trials=3)
+    cfg["search"]["strategy"] = "nsga2"
+    cfg["search"]["objective"] = [{"metric": "val_accuracy", "direction": "maximize"},
+                                  {"metric": "param_count", "direction": "minimize"}]
+    run_study(cfg)
+    study = optuna.load_study(study_name="front", storage=stores.optuna_url)
+    front = sorted(t.number for t in study.best_trials)
+    res = invoke("final", "front", "--storage", stores.optuna_url)
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        "error: study 'front' has several objectives, so no one best trial; choose one with "
+        f"--trial N, e.g. of its Pareto front: {', '.join(map(str, front))}")
+    res = invoke("final", "front", "--storage", stores.optuna_url, "--trial", "7")
+    assert res.exit_code == 2
+    assert res.output.strip().startswith("error: --trial: trial 7 of study 'front' does not exist")
+    res = invoke("final", "front", "--storage", stores.optuna_url, "--trial", str(front[-1]))
+    assert res.exit_code == 0, res.output
+    record = optuna.load_study(study_name="front", storage=stores.optuna_url).user_attrs[
+        "final_test"]
+    assert record["trial"] == front[-1] and "test_accuracy" in record["metrics"]
+
+
 def test_final_trains_for_the_epoch_early_stopping_ended_on(stores):
     """`final` trained the epochs the best trial ran, `patience` past its best epoch
     included (21 where early stopping had chosen 19), and logged `patience`,
