@@ -233,10 +233,16 @@ def models(name: Optional[str] = typer.Argument(None, help="A builder: show it i
     for b in map(get_builder, builder_names()):
         hps = "\n".join(f"{h.name}: {h.type_name} = {h.default!r}"
                          for h in b.hyperparameters().values())
-        table.add_row(b.name, b.task, ", ".join(b.variants) or "-", hps or "-")
+        table.add_row(b.name, task_shown(b.task), ", ".join(b.variants) or "-", hps or "-")
     out.print(table)
     out.print("Training options every builder shares (optimizer, lr, epochs, augment, ...): "
               "see hypersweep models NAME.")
+
+
+def task_shown(task: str) -> str:
+    """A builder's task as `models` shows it: a supervised builder trains whatever
+    task its dataset poses (an rnn classifies seq_digits and regresses adding)."""
+    return "supervised (the dataset's)" if task in ("classification", "regression") else task
 
 
 def show_builder(b) -> None:
@@ -245,7 +251,7 @@ def show_builder(b) -> None:
 
     from models.train import training_hparams
     from spaces.defaults import default_space
-    out.print(f"[bold]{b.name}[/bold]  task: {b.task}  family: {b.family}  "
+    out.print(f"[bold]{b.name}[/bold]  task: {task_shown(b.task)}  family: {b.family}  "
               f"variants: {', '.join(b.variants) or '-'}\n", markup=True)
     out.print(b.doc, highlight=False)
     for title, hps in (("hyperparameters", b.hyperparameters()),
