@@ -132,6 +132,33 @@ def split_params(model: str, params: Mapping[str, Any]) -> tuple[dict[str, Any],
     return kwargs, TrainOptions(**train)
 
 
+def resolved_params(model: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Every hyperparameter of `model` (hyperparameters(model): the builder's, then
+    the training options) with the value a trial on `params` trains with: the given
+    one as split_params checks it (an int given for a float becomes a float), else
+    what split_params resolves it to (momentum 0.0 for sgd and rmsprop), else its
+    default. A run that records these says everything it trained with, defaults
+    included, which a later change of a default cannot alter; training on them is
+    training on `params`. Each value is a plain bool, int, float or str, which YAML
+    and JSON write (a numpy scalar would not be). Refuses what split_params
+    refuses, with its one-line error."""
+    kwargs, opts = split_params(model, params)
+    hparams = hyperparameters(model)
+    values = {**{k: h.default for k, h in hparams.items()}, **kwargs, **dataclasses.asdict(opts)}
+    return {k: _plain(values[k]) for k in hparams}
+
+
+def _plain(value: Any) -> Any:
+    """The builtin scalar of `value`: numpy's (np.int64 among a Literal's ints) and
+    subclasses (np.float64, np.str_) included; None, for an optional keyword, as is."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    for kind in (bool, int, float, str):     # bool first: it is an int too
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
 # ---------------------------------------------------------------- optimisation
 
 def weight_params(model: nn.Module) -> list[nn.Parameter]:

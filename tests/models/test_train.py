@@ -221,6 +221,69 @@ def test_split_params_separates_builder_and_training():
     assert opts.lr == 1.0 and isinstance(opts.lr, float) and opts.epochs == 4
 
 
+def test_resolved_params_name_every_hyperparameter_with_the_value_training_uses():
+    """Every builder's and training option's value: given, else its default, else what
+    split_params makes of it (plain SGD/RMSprop without a momentum); each a plain
+    scalar that YAML and JSON write and read back as it is."""
+    import json
+
+    import numpy as np
+    import yaml
+
+    from models.registry import builder_names
+    from models.train import hyperparameters, resolved_params
+
+    for model in builder_names():
+        hps = hyperparameters(model)
+        resolved = resolved_params(model, {})
+        assert list(resolved) == list(hps), model
+        assert resolved == {k: h.default for k, h in hps.items()}, model
+    resolved = resolved_params("mlp", {"optimizer": np.str_("sgd"), "lr": np.float64(0.05),
+                                       "depth": 3, "dropout": 0, "nesterov": True})
+    assert {k: resolved[k] for k in ("optimizer", "lr", "depth", "dropout", "momentum")} == \
+        {"optimizer": "sgd", "lr": 0.05, "depth": 3, "dropout": 0.0, "momentum": 0.0}
+    assert resolved["width"] == 128 and resolved["epochs"] == 10 and resolved["beta1"] == 0.9
+    assert {type(v) for v in resolved.values()} <= {bool, int, float, str}
+    assert type(resolved["dropout"]) is float and type(resolved["optimizer"]) is str
+    assert type(resolved["nesterov"]) is bool and type(resolved["lr"]) is float
+    assert yaml.safe_load(yaml.safe_dump(resolved)) == resolved
+    assert json.loads(json.dumps(resolved)) == resolved
+    assert resolved_params("mlp", {"optimizer": "rmsprop"})["momentum"] == 0.0
+    assert resolved_params("mlp", {"optimizer": "sgd", "momentum": 0.5})["momentum"] == 0.5
+    assert resolved_params("mlp", {"optimizer": "momentum"})["momentum"] == 0.9
+    assert resolved_params("mlp", {})["momentum"] == 0.9      # adam: unused, its default
+
+
+@pytest.mark.parametrize("params", [{"dept": 3}, {"depth": "3"}, {"optimizer": "adamm"},
+                                    {"lr": -1.0}])
+def test_resolved_params_refuse_what_split_params_refuses_with_its_one_line(params):
+    from models.train import resolved_params
+
+    with pytest.raises(UserError) as expected:
+        split_params("mlp", params)
+    with pytest.raises(UserError) as got:
+        resolved_params("mlp", params)
+    assert str(got.value) == str(expected.value) and "\n" not in str(got.value)
+
+
+@pytest.mark.parametrize("model,params", [
+    ("mlp", {"optimizer": "sgd", "lr": 0.05, "width": 16, "batch_size": 128}),
+    ("gan", {"optimizer": "rmsprop", "lr": 1e-3, "width": 16, "latent_size": 4}),
+], ids=["mlp", "gan"])
+def test_training_on_resolved_params_is_training_on_the_params(run, model, params):
+    """A trial logged with its resolved params replays as it ran: the same history,
+    bit for bit, and the same weights."""
+    from models.train import resolved_params
+
+    params = {"epochs": 2, **params}
+    given = run(model, seed=3, **params)
+    resolved = run(model, seed=3, **resolved_params(model, params))
+    assert without_time(resolved.history) == without_time(given.history)
+    weights = [torch.load(io.BytesIO(r.artifacts["model.pt"]), weights_only=True)
+               for r in (given, resolved)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_weight_params_are_matrices_only():
     model = get_builder("mlp").build(input_shape=(1, 8, 8), n_outputs=10, batch_norm=True,
                                      activation="prelu")
