@@ -1,9 +1,12 @@
 """Warm start: seed a new study with a previous study's finished trials.
 
 The old trials are re-created with the new space's distributions, so the sampler
-treats them exactly like its own; a trial that does not fit the new space (a
-parameter the space lacks, a value outside its range, or no value of a parameter
-the space would ask it for) makes the spaces incompatible, which is a user error before anything is written.
+treats them exactly like its own. A parameter the new study searches and the old
+one fixed gets the value the trials trained with. A trial that does not fit the
+new space (a parameter the space lacks, a value outside its range) makes the
+spaces incompatible, and a source that trained another model, data or fixed
+hyperparameters, or optimized other objectives, is refused: user errors, before
+anything is written.
 """
 from __future__ import annotations
 

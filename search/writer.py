@@ -35,7 +35,8 @@ from search import heap, store_template
 from search.config import without_password
 from search.net import http_unreachable
 
-_READS = frozenset({"find_parent", "experiment_state", "epochs_logged", "trial_runs", "unended_trial_runs", "trial_metrics",
+_READS = frozenset({"find_parent", "experiment_state", "epochs_logged", "trial_runs",
+                    "unended_trial_runs", "trial_metrics",
                     "read_text", "log_final", "resolve", "sync"})
 _WRITES = frozenset({"start_study", "start_trial", "flush", "end_trial", "end_lost_run",
                      "end_study", "log_files", "set_tags"})     # and log_metrics, held
