@@ -2,14 +2,18 @@
 best, export, ui. Registered on the app in cli/app.py; thin like the rest of cli/."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import IO, List, Optional, TextIO
 
 import typer
 from rich.markup import escape
@@ -19,6 +23,7 @@ from cli.app import (SetOpt, _parallel, app, err, opt, out, print_best, stopped,
                      user_errors)
 from models.errors import UserError
 from search.config import StudyConfig, TrackingConfig, without_password
+from search.writer import TrackingError
 
 DEFAULT = TrackingConfig()
 # Defaults shown by typer (show_default): brackets in help text are read as markup.
@@ -268,7 +273,7 @@ def export(study: str = StudyArg,
 def ui(tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI.", show_default=DEFAULT.uri),
        port: Optional[int] = opt("PORT", "Port on 127.0.0.1.",
                                  show_default="5000, or the next free one")) -> None:
-    """Start the MLflow UI on 127.0.0.1 for a store and print its URL."""
+    """Start the MLflow UI on 127.0.0.1 for a store and print its URL once it answers."""
     from search.store_template import check_kind
     from search.tracking import check_store_exists, ui_argv
     uri = tracking_uri or DEFAULT.uri
@@ -282,37 +287,185 @@ def ui(tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI.", show_def
     check_store_exists(uri, "--tracking-uri")       # not an empty store, served as if it were one
     check_kind(uri, "mlflow")                       # MLflow would migrate an Optuna file
     port = _ui_port(port)
-    out.print(f"MLflow UI: http://127.0.0.1:{port}  (Ctrl-C stops it)", soft_wrap=True)
+    url = f"http://127.0.0.1:{port}"
+    out.print(f"starting the MLflow UI on {url} ...", soft_wrap=True)
     sys.stdout.flush()
-    raise typer.Exit(serve(ui_argv(uri, port)))
+    try:
+        code = serve(ui_argv(uri, port), port, f"MLflow UI: {url}  (Ctrl-C stops it)")
+    except NotServing as e:
+        raise _ui_failure(e, uri, url) from None
+    raise typer.Exit(code)
 
 
-def serve(argv: list[str], grace_s: float = 15.0) -> int:
-    """Run a server until it exits, or until Ctrl-C or SIGTERM here; then stop it
-    and everything it started, and wait for them. The server runs in a process
-    group of its own: a Ctrl-C in the terminal reaches this process only, not the
-    MLflow UI's job runners, which printed a KeyboardInterrupt traceback each; and
-    a SIGTERM here no longer leaves the UI serving after this process is gone. The
-    group gets SIGTERM, then SIGKILL after `grace_s`. 0 when stopped here."""
-    import signal
+class NotServing(RuntimeError):
+    """The server exited, or was still not answering, before it answered; it and what
+    it started are stopped. `code`: its exit status when it exited by itself, else
+    None. `said`: the line of its stderr that tends to say why (see _Relay.said)."""
 
+    def __init__(self, why: str, code: int | None, said: str) -> None:
+        super().__init__(why)
+        self.why, self.code, self.said = why, code, said
+
+
+# The last line of a traceback that ends in an exception of MLflow's own.
+_MLFLOW_REFUSED = re.compile(r"mlflow(?:\.\w+)+:\s+(?P<message>.+)")
+
+
+def _ui_failure(e: NotServing, uri: str, url: str) -> Exception:
+    """The error for a UI that never answered. A store MLflow refuses (its schema
+    needs `mlflow db upgrade`, a scheme it does not know) is bad input: the UI
+    then exits with an exception of MLflow's own as its last line. Anything else
+    (a crash, a port taken in the meantime, a database that does not answer)
+    failed on this machine."""
+    refused = _MLFLOW_REFUSED.fullmatch(e.said) if e.code is not None else None
+    if refused:
+        return UserError(f"--tracking-uri: MLflow cannot serve {without_password(uri)}: "
+                         f"{refused['message']}")
+    said = f"; it said: {e.said}" if e.said else ""
+    return TrackingError(f"the MLflow UI on {url} {e.why}{said}")
+
+
+def serve(argv: list[str], port: int, ready: str, grace_s: float = 15.0,
+          start_s: float = 120.0) -> int:
+    """Run a server, print `ready` once it answers HTTP on 127.0.0.1:`port`, and
+    serve until it exits, or until Ctrl-C or SIGTERM here; then stop it and
+    everything it started, and wait for them. 0 when stopped here.
+
+    The URL used to be printed at once: on a busy machine the MLflow UI answered
+    28 s later, and the URL opened before that was "connection refused". What
+    the server writes while it starts is held back, and written before `ready`;
+    a server that exits first, or still does not answer after `start_s`, raises
+    NotServing with the line of its stderr that says why: one line for the user,
+    not the traceback above a URL that does not answer.
+
+    The server runs in a process group of its own: a Ctrl-C in the terminal
+    reaches this process only, not the MLflow UI's job runners, which printed a
+    KeyboardInterrupt traceback each; and a SIGTERM here no longer leaves the UI
+    serving after this process is gone. The group gets SIGTERM, then SIGKILL
+    after `grace_s`."""
     from search.exit import stops_as_interrupt
 
-    proc = subprocess.Popen(argv, start_new_session=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    relays = _Relay(proc.stdout, sys.stdout), _Relay(proc.stderr, sys.stderr)
+    why, code = None, 0
     try:
         with stops_as_interrupt():
-            return proc.wait()
+            why = _not_answering(proc, port, start_s)
+            if why is None:
+                for relay in relays:
+                    relay.release()
+                out.print(ready, soft_wrap=True)
+                sys.stdout.flush()
+                code = proc.wait()
     except KeyboardInterrupt:       # Ctrl-C, or SIGTERM (search.exit.Terminated)
         pass
+    exited = proc.returncode        # before _stop: None unless it exited by itself
+    _stop(proc, grace_s)
+    for relay in relays:
+        relay.join(timeout=5)       # its last lines: the pipes close with the group
+    if why is not None:
+        raise NotServing(why, exited, relays[1].said)
+    return code
+
+
+def _not_answering(proc: subprocess.Popen, port: int, start_s: float) -> str | None:
+    """None once the server answers; else why not: it exited first, or `start_s`
+    passed."""
+    deadline = time.monotonic() + start_s
+    while True:
+        if proc.poll() is not None:
+            code = proc.returncode
+            if code < 0:
+                return (f"was killed by signal {-code} ({signal.strsignal(-code)}) "
+                        "before answering")
+            return f"exited with code {code} before answering"
+        if _answers(port):
+            return None
+        if time.monotonic() >= deadline:
+            return f"was still not answering after {start_s:g} s and was stopped"
+        time.sleep(0.25)
+
+
+def _answers(port: int, timeout: float = 3.0) -> bool:
+    """Whether GET /health on 127.0.0.1:`port` answers 200. A short timeout: while
+    the MLflow UI starts, its port may take connections that no worker reads yet.
+    http.client, not urllib: an http_proxy in the environment is not asked."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/health")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+# A traceback's last line, unindented: the exception, by its (dotted) class name.
+_RAISED = re.compile(r"[A-Za-z_][\w.]*(?:Error|Exception)\b")
+
+
+class _Relay(threading.Thread):
+    """Copies a server's output (a pipe) to ours line by line, holding it back until
+    `release`. It reads to the end even when ours is closed (`| head`): a server
+    whose pipe is full stops."""
+
+    def __init__(self, source: IO[bytes], sink: TextIO) -> None:
+        super().__init__(daemon=True)
+        self._source: IO[bytes] = source
+        self._sink: TextIO | None = sink
+        self._held: list[str] | None = []
+        self._lock = threading.Lock()
+        self._last = self._raised = ""
+        self.start()
+
+    @property
+    def said(self) -> str:
+        """The last line that names an exception, else the last line that is not
+        blank: SQLAlchemy follows its exception with a line of its own ("(Background
+        on this error at: URL)"), which would say nothing."""
+        return self._raised or self._last
+
+    def run(self) -> None:
+        with self._source:
+            for raw in iter(self._source.readline, b""):
+                line = raw.decode(errors="replace")
+                with self._lock:
+                    self._last = line.strip() or self._last
+                    if _RAISED.match(line):
+                        self._raised = line.strip()
+                    if self._held is None:
+                        self._write(line)
+                    else:
+                        self._held.append(line)
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held or [], None
+            for line in held:
+                self._write(line)
+
+    def _write(self, line: str) -> None:
+        if self._sink is None:
+            return
+        try:
+            self._sink.write(line)
+            self._sink.flush()
+        except (OSError, ValueError):       # closed, or a broken pipe
+            self._sink = None
+
+
+def _stop(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM to the server's group, SIGKILL to what is left after `grace_s`; then
+    reap the server."""
     deadline = time.monotonic() + grace_s
     for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _group_alive(proc):
+            break
         _signal_group(proc.pid, sig)
         while _group_alive(proc) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not _group_alive(proc):
-            break
     proc.wait()
-    return 0
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -416,13 +416,15 @@ def test_ui_server_and_what_it_started_stop_with_the_command(tmp_path):
     import signal
     import time
 
+    from tests.servers import free_port
     pids = tmp_path / "pids"
     server = ("import os, subprocess, sys, time\n"
               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
               f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
               "time.sleep(600)\n")
-    command = ("import sys; from cli.lifecycle import serve; "
-               f"sys.exit(serve([sys.executable, '-c', {server!r}], grace_s=5))")
+    command = ("import sys; from cli.lifecycle import serve; "       # stopped before it answers
+               f"sys.exit(serve([sys.executable, '-c', {server!r}], {free_port()}, 'ready', "
+               "grace_s=5))")
     ui = subprocess.Popen([sys.executable, "-c", command], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (pids.exists() and len(pids.read_text().split()) == 2):

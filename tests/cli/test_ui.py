@@ -1,0 +1,209 @@
+"""`hypersweep ui` says it is starting and prints its URL only once the MLflow UI
+answers there: on a busy machine the first answer came 28 s after the URL, and
+the URL opened before that was "connection refused". A UI that exits first, or
+never answers, is one line of error, and nothing it started is left running."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from cli.app import app
+from cli.lifecycle import NotServing, serve
+from tests.servers import free_port
+
+EXE = str(Path(sys.executable).with_name("hypersweep"))
+FAILED = """Traceback (most recent call last):
+  File "sqlalchemy/engine/base.py", line 143, in __init__
+sqlalchemy.exc.OperationalError: (psycopg2.OperationalError) connection to server failed
+\tIs the server running on that host and accepting TCP/IP connections?
+
+(Background on this error at: https://sqlalche.me/e/21/e3q8)
+"""
+
+
+def start_ui(uri: str, port: int, stderr: Path) -> subprocess.Popen:
+    return subprocess.Popen([EXE, "ui", "--tracking-uri", uri, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=stderr.open("w"), text=True)
+
+
+def server_group(ui: subprocess.Popen, timeout: float = 60) -> int:
+    """The process group of the server `ui` started: its child that leads a group
+    (read from /proc, where the processes list their parents)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                pid = int(stat.parent.name)
+                if ppid == ui.pid and os.getpgid(pid) == pid:
+                    return pid
+            except (OSError, ValueError):       # ended meanwhile
+                continue
+        assert ui.poll() is None, "the ui command ended before it started a server"
+        time.sleep(0.1)
+    raise AssertionError(f"no server started by the ui command within {timeout} s")
+
+
+def stop(ui: subprocess.Popen, group: int | None) -> None:
+    """After a failed test: what it started, not left running."""
+    if ui.poll() is None:
+        ui.kill()
+        ui.wait()
+    if group is not None and not gone(group):
+        os.killpg(group, signal.SIGKILL)
+
+
+def gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def running_with(text: str) -> list[str]:
+    """Command lines of the processes on this machine that mention `text`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in args:
+            found.append(args)
+    return found
+
+
+@pytest.mark.slow
+def test_the_url_answers_once_printed_and_the_ui_stops_with_the_command(stores, tmp_path):
+    """The ready line comes once the URL answers: a browser opened on it at once
+    gets the page, not "connection refused"."""
+    MlflowClient(tracking_uri=stores.mlflow_uri).search_experiments()      # a store to serve
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    ui, group = start_ui(stores.mlflow_uri, port, tmp_path / "stderr"), None
+    try:
+        assert ui.stdout.readline() == f"starting the MLflow UI on {url} ...\n"
+        group = server_group(ui)
+        lines = []
+        while not lines or not lines[-1].startswith("MLflow UI:"):
+            lines.append(ui.stdout.readline())
+            assert lines[-1], f"the ui command ended: {lines}, {ui.wait()}"
+        assert answers(url)                         # the page a user opens, at once
+        assert lines[-1] == f"MLflow UI: {url}  (Ctrl-C stops it)\n"
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(timeout=60) == 0
+    finally:
+        stop(ui, group)
+    assert gone(group) and not answers(url)
+    assert "Traceback" not in (tmp_path / "stderr").read_text()
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_ui_starts_stops_it(stores, tmp_path):
+    """The server is in a process group of its own: only this process gets the
+    terminal's Ctrl-C, and it stops the group, also before the server answers."""
+    MlflowClient(tracking_uri=stores.mlflow_uri).search_experiments()
+    port = free_port()
+    ui, group = start_ui(stores.mlflow_uri, port, tmp_path / "stderr"), None
+    try:
+        assert ui.stdout.readline().startswith("starting the MLflow UI on ")
+        group = server_group(ui)
+        ui.send_signal(signal.SIGINT)               # MLflow takes seconds to answer
+        assert ui.wait(timeout=60) == 0
+    finally:
+        stop(ui, group)
+    assert gone(group)
+    assert "MLflow UI:" not in ui.stdout.read()
+    assert "Traceback" not in (tmp_path / "stderr").read_text()
+
+
+@pytest.mark.slow
+def test_a_store_mlflow_refuses_is_one_line_with_exit_2(tmp_path):
+    """MLflow refuses a store whose schema is older than its own: the UI exits
+    with a traceback before it answers. That was "connection refused" at the
+    printed URL, the traceback above it."""
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    MlflowClient(tracking_uri=uri).search_experiments()
+    with sqlite3.connect(db) as c:                  # MLflow's first schema
+        c.execute("UPDATE alembic_version SET version_num = '451aebb31d03'")
+    port = free_port()
+    res = subprocess.run([EXE, "ui", "--tracking-uri", uri, "--port", str(port)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    assert res.stdout == f"starting the MLflow UI on http://127.0.0.1:{port} ...\n"
+    assert res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith(f"error: --tracking-uri: MLflow cannot serve {uri}: "
+                                 "Detected out-of-date database schema (found version "
+                                 "451aebb31d03, but expected ")
+    assert running_with(str(db)) == []
+
+
+def test_a_server_that_exits_before_answering_is_one_line_with_exit_1(monkeypatch, tmp_path):
+    """Not a store MLflow refuses (here a PostgreSQL server that is down, as MLflow
+    gives up on it after 105 s): the exception in its stderr says what failed, not
+    SQLAlchemy's last line. What it started (a child that holds its pipes) is
+    stopped too."""
+    import search.tracking
+    pids = tmp_path / "pids"
+    server = ("import os, subprocess, sys\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+              f"open({str(pids)!r}, 'w').write(f'{{child.pid}}')\n"
+              "print('Registry store URI not provided.', flush=True)\n"
+              f"sys.stderr.write({FAILED!r})\n"
+              "sys.exit(3)\n")
+    monkeypatch.setattr(search.tracking, "ui_argv",
+                        lambda uri, port: [sys.executable, "-c", server])
+    db = tmp_path / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    port = free_port()
+    res = CliRunner().invoke(app, ["ui", "--tracking-uri", f"sqlite:///{db}",
+                                   "--port", str(port)])
+    assert res.exit_code == 1
+    assert res.stdout == f"starting the MLflow UI on http://127.0.0.1:{port} ...\n"
+    assert res.stderr == (f"error: the MLflow UI on http://127.0.0.1:{port} exited with code 3 "
+                          f"before answering; it said: {FAILED.splitlines()[2]}\n")
+    child = int(pids.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+
+
+@pytest.mark.slow
+def test_a_server_still_not_answering_is_stopped(tmp_path, capsys):
+    """A server that takes longer than the wait (a database that does not answer:
+    MLflow retries it for minutes) is stopped, with what it last said."""
+    pids = tmp_path / "pids"
+    server = ("import os, subprocess, sys, time\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+              f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+              "print('Operation will be retried in 51.1 seconds', file=sys.stderr, flush=True)\n"
+              "time.sleep(600)\n")
+    with pytest.raises(NotServing) as e:
+        serve([sys.executable, "-c", server], free_port(), "ready", grace_s=5, start_s=5)
+    assert e.value.why == "was still not answering after 5 s and was stopped"
+    assert e.value.code is None
+    assert e.value.said == "Operation will be retried in 51.1 seconds"
+    assert "ready" not in capsys.readouterr().out
+    leader, child = map(int, pids.read_text().split())
+    assert gone(leader)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
