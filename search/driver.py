@@ -6,6 +6,7 @@ Optuna storage happens here, and every write to MLflow is made or sent from here
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import shlex
@@ -335,7 +336,16 @@ class StudyDriver:
         return study, parent
 
     def _launch(self, trial: optuna.trial.Trial) -> None:
+        from models.train import resolved_params
+
         params = {**self.cfg.params, **suggest(self.space, trial)}
+        # Every hyperparameter the trial trains with, defaults included: its child
+        # run can be compared on each in the MLflow UI, and its trial.yaml replays
+        # it whatever later versions take as defaults. Params the model does not
+        # take are left as they are: a `train` function of the caller's may use
+        # them, and the built-in one fails the trial with the reason.
+        with contextlib.suppress(UserError):
+            params = resolved_params(self.cfg.model, params)
         spec = TrialSpec(model=self.cfg.model, data=data_dict(self.cfg), params=params,
                          seed=trial_seed(self.cfg.search.seed, trial.number),
                          trial_number=trial.number, study=self.cfg.study,

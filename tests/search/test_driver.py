@@ -114,3 +114,23 @@ def test_the_serial_executor_says_it_runs_one_trial_at_a_time_on_the_cpu(stores)
     assert make_executor(parse_config(cfg)).notes == [
         "resources.gpus_per_trial: 0.5 applies to the ray executor; the serial executor "
         "trains on the CPU"]
+
+
+def test_a_trial_records_every_hyperparameter_it_trained_with(stores):
+    """Only the keys of `params` and `space` were logged: the defaults a trial trained
+    with (optimizer, batch size, ...) could not be compared in the MLflow UI, and its
+    trial.yaml replayed only while the defaults stayed the same."""
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from models.train import hyperparameters
+
+    cfg, _ = run(small_config("every", stores, trials=1))
+    _, children = study_runs(stores.mlflow_uri, "every")
+    logged = children[0].data.params
+    assert set(hyperparameters("mlp")) <= set(logged)
+    assert logged["batch_size"] == "128" and logged["activation"] == "relu"     # given; default
+    record = yaml.safe_load(open(MlflowClient(tracking_uri=stores.mlflow_uri).download_artifacts(
+        children[0].info.run_id, "trial.yaml")))
+    assert set(record["params"]) == set(hyperparameters("mlp"))
+    assert record["params"]["weight_decay"] == 0.0 and record["params"]["epochs"] == 3
