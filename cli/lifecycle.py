@@ -343,14 +343,17 @@ def serve(argv: list[str], port: int, ready: str, grace_s: float = 15.0,
     KeyboardInterrupt traceback each; and a SIGTERM here no longer leaves the UI
     serving after this process is gone. The group gets SIGTERM, then SIGKILL
     after `grace_s`."""
-    from search.exit import stops_as_interrupt
+    from search.exit import stops_as_interrupt, stops_deferred
 
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    relays = _Relay(proc.stdout, sys.stdout), _Relay(proc.stderr, sys.stderr)
     why, code = None, 0
     try:
         with stops_as_interrupt():
+            # A stop while the server starts waits until it and its relays exist:
+            # raised before, it left the server running (and exited 130).
+            with stops_deferred():
+                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        start_new_session=True)
+                relays = _Relay(proc.stdout, sys.stdout), _Relay(proc.stderr, sys.stderr)
             why = _not_answering(proc, port, start_s)
             if why is None:
                 for relay in relays:

@@ -87,6 +87,25 @@ def stops_as_interrupt() -> Iterator[Stops]:
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
+@contextlib.contextmanager
+def stops_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C, or a SIGTERM that `search.exit.stops_as_interrupt` would raise,
+    that arrives inside the block until the block is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            previous[caught[0]](caught[0], None)
+
+
 def exit_now(code: int) -> NoReturn:
     """Do what the interpreter's exit does first: threading's exit hooks (which stop
     thread pools) and joining the non-daemon threads (e.g. Ray stopping), then the

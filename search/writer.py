@@ -22,17 +22,17 @@ import contextlib
 import os
 import pickle
 import select
-import signal
 import subprocess
 import sys
 import threading
 import time
 import traceback
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable
 
 from models.errors import UserError
 from search import heap, store_template
 from search.config import without_password
+from search.exit import stops_deferred
 from search.net import http_unreachable
 
 _READS = frozenset({"find_parent", "experiment_state", "epochs_logged", "trial_runs",
@@ -191,7 +191,7 @@ class TrackingWriter:
         if not data:
             return
         try:
-            with _stops_deferred():        # a frame cut in half would garble the pipe
+            with stops_deferred():         # a frame cut in half would garble the pipe
                 self._out.write(data)
                 self._out.flush()
         except (BrokenPipeError, OSError):
@@ -240,25 +240,6 @@ class TrackingWriter:
     def _raise(self) -> None:
         if self._error is not None:
             raise TrackingError(self._error)
-
-
-@contextlib.contextmanager
-def _stops_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C, or a SIGTERM that `search.exit.stops_as_interrupt` would raise,
-    that arrives inside the block until the block is done."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    held = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
-    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if caught:
-            previous[caught[0]](caught[0], None)
 
 
 # ---------------------------------------------------------------- the child
