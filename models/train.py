@@ -246,7 +246,8 @@ def train_trial(spec: TrialSpec, report: Report) -> TrialResult:
                 break
     if best is not None:    # early stopping: end on the best epoch's weights and metrics
         fit.model.load_state_dict(best[2])
-        return finish(fit, TrialState.COMPLETE, history[best[1] - 1], history)
+        return dataclasses.replace(finish(fit, TrialState.COMPLETE, history[best[1] - 1],
+                                          history), best_epoch=best[1])
     return finish(fit, TrialState.COMPLETE, history[-1], history)
 
 

@@ -62,3 +62,4 @@ class TrialResult:
     reason: str | None = None                          # why it failed / was pruned
     # file name -> content: bytes, or a models.figures.Drawing the writer draws
     artifacts: Mapping[str, Any] = field(default_factory=dict)
+    best_epoch: int | None = None      # early stopping: the epoch whose weights it ended on

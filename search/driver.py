@@ -136,11 +136,11 @@ def storage_option(cfg: StudyConfig) -> str:
 def check_stores(cfg: StudyConfig, rename: str = "--set study=NAME") -> None:
     """Fail at once, before Ray starts (seconds) and the progress bar shows, when a
     store file is the other kind of store (the MLflow and Optuna files sit side by
-    side), a SQLite store's directory is not writable, or the study exists
-    already. A quick look that never writes: no schema check, no tables created,
-    a SQLite file not there is not created. Whatever
-    this cannot read, `create_study` opens properly and reports. `rename`: how the
-    command changes the study's name."""
+    side), a SQLite store's directory is not there or not writable, a storage
+    server does not answer, or the study exists already. A quick look that never
+    writes: no schema check, no tables created, a SQLite file not there is not
+    created. Whatever else this cannot read, `create_study` opens properly and
+    reports. `rename`: how the command changes the study's name."""
     store_template.check_kind(cfg.tracking.uri, "mlflow")
     url = cfg.tracking.storage
     for key, uri in (("tracking.uri", cfg.tracking.uri), ("tracking.storage", url)):
@@ -209,7 +209,7 @@ def study_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
 
 class StudyDriver:
     def __init__(self, cfg: StudyConfig, executor: Executor, tracker: MlflowTracker,
-                 events: "StudyEvents | None" = None,
+                 events: StudyEvents | None = None,
                  warm_trials: list[optuna.trial.FrozenTrial] | None = None) -> None:
         """`events`: told as the study goes (the CLI's progress display).
         `warm_trials`: `search.warm_start`'s trials when the caller loaded them
@@ -422,12 +422,8 @@ class StudyDriver:
         if result.reason:
             r.trial.set_user_attr("reason", result.reason)
         r.trial.set_user_attr("epochs", result.epochs)
-        if result.state is TrialState.COMPLETE and r.spec.params.get("patience"):
-            # Early stopping ended the trial on the weights and metrics of its first
-            # epoch of lowest val_loss (models/train.py); `final` trains that long.
-            losses = [h.get("val_loss", math.inf) for h in result.history]
-            if losses:
-                r.trial.set_user_attr("best_epoch", 1 + losses.index(min(losses)))
+        if result.best_epoch is not None:     # the epoch early stopping chose: `final`'s
+            r.trial.set_user_attr("best_epoch", result.best_epoch)
         self.study.tell(r.trial, values, state=_OPTUNA_STATE[result.state])
         tags = {"pruned_at_epoch": str(result.epochs)} if result.state is TrialState.PRUNED else {}
         where = getattr(self.executor, "where", None)     # node/device the worker reported

@@ -185,7 +185,7 @@ def test_patience_stops_early_on_the_best_epoch(run):
     losses = [h["val_loss"] for h in r.history]
     best = losses.index(min(losses)) + 1
     assert r.state is TrialState.COMPLETE and r.epochs < 60
-    assert r.epochs == best + 3
+    assert r.epochs == best + 3 and r.best_epoch == best
     assert r.metrics["val_loss"] == min(losses)
     # The saved weights are the best epoch's: they reproduce its val_loss.
     model = get_builder("mlp").build(input_shape=(1, 8, 8), n_outputs=10, width=32)
