@@ -380,8 +380,13 @@ def plan_deletion(name: str, storage: str, tracking_uri: str | None) -> Deletion
     study = optuna.load_study(study_name=name, storage=storage) if name in names else None
     if study is not None:
         check_not_running(study, before="deleting it")
-    stored = ((study.user_attrs.get("config") or {}).get("tracking") or {}) if study else {}
-    uri = tracking_uri or stored.get("uri") or TrackingConfig().uri
+    if study is not None and study.user_attrs.get("config"):
+        # The study's snapshot, as other commands read it: a password it masks is
+        # asked for (--tracking-uri), not sent as "***".
+        uri = stored_config(study, check=False, storage=storage,
+                            tracking_uri=tracking_uri).tracking.uri
+    else:
+        uri = tracking_uri or TrackingConfig().uri
     mlflow_db = sqlite_file(uri)
     tracker = experiment = None
     registered = False
