@@ -189,15 +189,25 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
     found while it starts (resources the Ray cluster lacks) is then one line alone.
     `warm`: the trials of `search.warm_start`, loaded already. The outcome."""
     from cli.progress import StudyProgress
-    from search.driver import StudyDriver
+    from search.driver import StudyDriver, check_no_parent
     from search.executors import make_executor
+    from search.store_template import sqlite_file, is_new
     from search.tracking import ui_command
 
     with StudyProgress(out, cfg, done=done) as progress:
+        # A store there already is opened first, to refuse a name it holds before
+        # Ray starts; a new one after, so that a bad Ray address leaves none made.
+        db = sqlite_file(cfg.tracking.uri)
+        there = db is None or not is_new(db)
+        if there:
+            tracker.open(cfg.tracking.uri, wait=True)
+            if not resume:
+                check_no_parent(cfg, tracker)
         executor = make_executor(cfg)       # a bad Ray address fails before any store opens
         progress.print(header)
         print_notes(executor)
-        tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
+        if not there:
+            tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
         driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)
         outcome = driver.run(resume=resume)
     print_best(outcome.study, cfg)

@@ -29,6 +29,7 @@ from search.exit import stops_as_interrupt
 from search.importance import Importances, importance_figure, importance_metrics, param_importances
 from search.intermediate import Pending
 from search.lease import Lease
+from search.net import http_unreachable
 from search.report import study_files
 from search.strategies import can_prune, enqueue_initial, make_pruner, make_sampler
 from search.tracking import MlflowTracker   # or search.writer.TrackingWriter: same methods
@@ -142,6 +143,10 @@ def check_stores(cfg: StudyConfig, rename: str = "--set study=NAME") -> None:
     created. Whatever else this cannot read, `create_study` opens properly and
     reports. `rename`: how the command changes the study's name."""
     store_template.check_kind(cfg.tracking.uri, "mlflow")
+    why = http_unreachable(cfg.tracking.uri)    # MLflow's client retries for minutes
+    if why:
+        raise UserError(f"tracking.uri: cannot reach {without_password(cfg.tracking.uri)}: "
+                        f"{why}")
     url = cfg.tracking.storage
     for key, uri in (("tracking.uri", cfg.tracking.uri), ("tracking.storage", url)):
         if (path := store_template.sqlite_file(uri)) is not None:
@@ -176,6 +181,30 @@ def _unreachable(e: BaseException) -> bool:
             return True
         cause = cause.__cause__ or cause.__context__
     return False
+
+
+def check_no_parent(cfg: StudyConfig, tracker: MlflowTracker) -> None:
+    """A new study whose name has a parent run in the MLflow store already (its
+    Optuna study deleted, or another Optuna storage) would add its trials to
+    that run, beside the old ones of the same numbers: refused, before either
+    store is written. So is a name MLflow keeps for an experiment in its trash."""
+    store = without_password(cfg.tracking.uri)
+    uri = shlex.quote(store)
+    if tracker.experiment_state(cfg.study) == "deleted":
+        raise UserError(
+            f"study: the MLflow experiment '{cfg.study}' in {store}"
+            f" is deleted (in MLflow's trash), and MLflow keeps its name taken; choose "
+            f"another study name, or free the name: hypersweep delete {cfg.study} "
+            f"--tracking-uri {uri}")
+    old = tracker.find_parent(cfg.study)
+    if old is None:
+        return
+    raise UserError(
+        f"study: '{cfg.study}' has a parent run in the MLflow store "
+        f"{store} (run {old}) but no study in "
+        f"{without_password(cfg.tracking.storage)}; choose another study name, "
+        f"give the --storage it ran with, or delete its runs: "
+        f"hypersweep delete {cfg.study} --tracking-uri {uri}")
 
 
 def create_study(cfg: StudyConfig) -> optuna.Study:
@@ -281,7 +310,7 @@ class StudyDriver:
         if warm is None:            # checked before anything is written
             from search.warmstart import warm_start_trials
             warm = warm_start_trials(cfg, self.space)
-        self._check_no_parent()
+        check_no_parent(cfg, self.tracker)
         study = create_study(cfg)
         if warm:
             study.add_trials(warm)
@@ -296,30 +325,6 @@ class StudyDriver:
         parent = self.tracker.start_study(cfg.study, cfg.to_yaml(), tags=tags)
         study.set_user_attr("config", cfg.snapshot())
         return study, parent
-
-    def _check_no_parent(self) -> None:
-        """A new study whose name has a parent run in the MLflow store already (its
-        Optuna study deleted, or another Optuna storage) would add its trials to
-        that run, beside the old ones of the same numbers: refused, before either
-        store is written."""
-        cfg = self.cfg
-        store = without_password(cfg.tracking.uri)
-        uri = shlex.quote(store)
-        if self.tracker.experiment_state(cfg.study) == "deleted":
-            raise UserError(
-                f"study: the MLflow experiment '{cfg.study}' in {store}"
-                f" is deleted (in MLflow's trash), and MLflow keeps its name taken; choose "
-                f"another study name, or free the name: hypersweep delete {cfg.study} "
-                f"--tracking-uri {uri}")
-        old = self.tracker.find_parent(cfg.study)
-        if old is None:
-            return
-        raise UserError(
-            f"study: '{cfg.study}' has a parent run in the MLflow store "
-            f"{store} (run {old}) but no study in "
-            f"{without_password(cfg.tracking.storage)}; choose another study name, "
-            f"give the --storage it ran with, or delete its runs: "
-            f"hypersweep delete {cfg.study} --tracking-uri {uri}")
 
     def _reopen(self) -> tuple[optuna.Study, str]:
         from search.lifecycle import reopen_study

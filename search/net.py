@@ -16,13 +16,21 @@ def unreachable(host: str, port: int, timeout: float = 5.0) -> str | None:
     return None
 
 
+# Default ports by URL scheme (a database URL's dialect, before any "+driver").
+_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgres": 5432, "mysql": 3306,
+          "mariadb": 3306, "mssql": 1433}
+
+
 def http_unreachable(url: str) -> str | None:
-    """`unreachable` for an http(s) URL's host and port; None for any other URL."""
+    """`unreachable` for the host and port of a server's URL: an http(s) one, or a
+    database's (postgresql://, mysql://, ...: MLflow retries one that refuses for
+    nearly two minutes); None for any other URL (a file, a SQLite database)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    port = _PORTS.get(parts.scheme.split("+", 1)[0])
+    if port is None or not parts.hostname:
         return None
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port or port
     except ValueError:          # a port that is not a number: the client will say so
         return None
     return unreachable(parts.hostname, port)

@@ -597,3 +597,15 @@ def test_a_storage_that_cannot_be_opened_leaves_no_mlflow_store(tmp_path, monkey
         assert res.output.strip().startswith("error: tracking.storage: cannot ")
         assert why in res.output and len(res.output.strip().splitlines()) == 1, res.output
         assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
+
+
+def test_a_database_tracking_uri_that_refuses_is_one_line_at_once(tmp_path, monkeypatch):
+    """MLflow retried a refusing PostgreSQL server for 106 s, printing 45 lines of
+    warnings, after the study's header; the one line now comes before anything."""
+    monkeypatch.chdir(tmp_path)
+    res = invoke("run", str(STUDIES / "quickstart.yaml"), "--executor", "serial",
+                 "--tracking-uri", "postgresql://hs:secret@127.0.0.1:1/x")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        "error: tracking.uri: cannot reach postgresql://hs:***@127.0.0.1:1/x: Connection refused"]
+    assert list(tmp_path.iterdir()) == []      # and no MLflow retry warnings above it

@@ -74,6 +74,7 @@ def test_a_new_study_is_not_added_to_an_old_parent_run_of_its_name(stores):
     optuna.delete_study(study_name="alpha", storage=stores.optuna_url)
     res = invoke("run", str(write_study(stores)), *stores.cli_args())
     assert res.exit_code == 2
+    assert len(res.output.strip().splitlines()) == 1    # before the study's header
     line = " ".join(res.output.split())
     assert "error: study: 'alpha' has a parent run in the MLflow store" in line
     assert f"hypersweep delete alpha --tracking-uri {stores.mlflow_uri}" in line
