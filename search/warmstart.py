@@ -100,11 +100,12 @@ def _completed(t: optuna.trial.FrozenTrial, space: Space, trained: dict[str, Any
             return params
         except ValueError as e:
             missing = re.search(r"parameter '([^']+)' is not found", str(e))
-            if missing is None or missing.group(1) not in trained:
-                what = f"'{missing.group(1)}'" if missing else f"its params ({e})"
-                raise UserError(f"{key} {study}: trial {t.number} has no value of {what}, "
-                                f"which this study searches; the spaces are not compatible"
-                                ) from None
+            if missing is None:     # a value outside this space: `_rebuilt` names it
+                return params
+            if missing.group(1) not in trained:
+                raise UserError(f"{key} {study}: trial {t.number} has no value of "
+                                f"'{missing.group(1)}', which this study searches; the "
+                                f"spaces are not compatible") from None
             params[missing.group(1)] = trained[missing.group(1)]
     return params
 

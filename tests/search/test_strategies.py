@@ -281,6 +281,10 @@ def test_incompatible_warm_start_is_refused_before_writing(stores):
         ({**space, "width": {"int": [8, 64]}}, "first",
          "trial 0 trained with (fixed there) width=256, outside this study's space ([8, 64]); "
          "the spaces are not compatible"),
+        # batch_size, the default 64 there: not one of these choices (Optuna's own
+        # refusal of the value, wrapped in "no value of its params", had been shown).
+        ({**space, "batch_size": {"choice": [16, 32]}}, "first",
+         "trial 0 trained with (fixed there) batch_size=64, outside this study's space"),
     ]
     raws = [second(new_space, warm) for new_space, warm, _ in cases]
     messages = [message for _, _, message in cases]
