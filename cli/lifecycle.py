@@ -196,7 +196,8 @@ def delete(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     out.print(f"deleted study {study}", highlight=False)
     if trash:
         out.print(f"  its MLflow experiment is in MLflow's trash as '{trash[0]}', runs and "
-                  f"artifacts kept until this removes them: {gc_command(plan.uri, trash[1])}",
+                  f"artifacts kept until this removes them for good, with every other run "
+                  f"in the trash: {gc_command(plan.uri, trash[1])}",
                   highlight=False, soft_wrap=True)
     if plan.registered_model:
         out.print(f"  the registered model '{study}' (from `final`) is kept", highlight=False)

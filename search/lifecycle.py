@@ -310,7 +310,8 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False,
     model_name = model_name_for(cfg.study)
     run_id, version, unregistered = tracker.log_final(
         parent, spec.params, {**result.test_metrics, **result.train_metrics}, result.artifacts,
-        model_name=model_name, best_trial=spec.trial_number)
+        model_name=model_name, trial=spec.trial_number,
+        best=spec.trial_number in {t.number for t in study.best_trials})
     evaluations = (previous or {}).get("evaluations", 0) + 1
     record = {"run_id": run_id, "model_name": model_name, "model_version": version,
               "trial": spec.trial_number,

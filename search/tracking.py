@@ -305,7 +305,7 @@ class MlflowTracker:
 
     def log_final(self, parent: str, params: Mapping[str, Any], metrics: Mapping[str, float],
                   files: Mapping[str, bytes], model_name: str,
-                  best_trial: int) -> tuple[str, str | None, str | None]:
+                  trial: int, best: bool = True) -> tuple[str, str | None, str | None]:
         """The final model: a `final` run nested under the study, its checkpoint
         registered as a new version of the registered model `model_name`.
         (run id, model version, None), or (run id, None, why) when the run was
@@ -313,7 +313,8 @@ class MlflowTracker:
         either way, which the caller records."""
         exp = self.client.get_run(parent).info.experiment_id
         run = self.client.create_run(exp, run_name="final", tags={
-            "mlflow.parentRunId": parent, ROLE_TAG: "final", "best_trial": str(best_trial)})
+            "mlflow.parentRunId": parent, ROLE_TAG: "final", "trial": str(trial),
+            **({"best_trial": str(trial)} if best else {})})
         run_id = run.info.run_id
         now = _now_ms()
         self.client.log_batch(run_id, params=[self._e.Param(k, _param_str(v)) for k, v in params.items()],
@@ -358,10 +359,17 @@ def model_name_for(study: str) -> str:
 
 def gc_command(uri: str, experiment_id: str) -> str:
     """The `mlflow gc` command that removes a deleted experiment of the store at
-    `uri` for good: run where its database is (a server's, on the server)."""
-    shown = shlex.quote(without_password(uri))
+    `uri` for good: run where its database is (a server's, on the server), from
+    any directory. It empties MLflow's whole trash (every deleted run), as
+    `mlflow gc` does without run ids; the caller says so."""
+    from search.config import absolute_url
+
+    shown = shlex.quote(without_password(absolute_url(uri)))
     backend = "STORE_OF_THE_SERVER" if uri.startswith(("http://", "https://")) else shown
-    return (f"mlflow gc --backend-store-uri {backend} --tracking-uri {shown} "
+    exe = str(Path(sys.executable).with_name("mlflow"))     # as `ui_argv` runs it
+    env = "MLFLOW_ALLOW_FILE_STORE=true " if not backend.startswith(
+        ("STORE", "sqlite", "postgres", "mysql", "mssql")) else ""     # a file store
+    return (f"{env}{shlex.quote(exe)} gc --backend-store-uri {backend} --tracking-uri {shown} "
             f"--experiment-ids {experiment_id}")
 
 

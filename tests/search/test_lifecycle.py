@@ -308,6 +308,8 @@ def test_final_of_a_study_of_several_objectives_takes_a_trial_of_its_front(store
     record = optuna.load_study(study_name="front", storage=stores.optuna_url).user_attrs[
         "final_test"]
     assert record["trial"] == front[-1] and "test_accuracy" in record["metrics"]
+    tags = MlflowClient(tracking_uri=stores.mlflow_uri).get_run(record["run_id"]).data.tags
+    assert tags["trial"] == tags["best_trial"] == str(front[-1])    # of the front: a best one
 
 
 def test_final_trains_for_the_epoch_early_stopping_ended_on(stores):
@@ -332,6 +334,14 @@ def test_final_trains_for_the_epoch_early_stopping_ended_on(stores):
         study.user_attrs["final_test"]["run_id"])
     assert run.data.params["epochs"] == str(best.user_attrs["best_epoch"])
     assert run.data.params["patience"] == "0"
+    assert run.data.tags["trial"] == run.data.tags["best_trial"] == str(best.number)
+    other = 1 - best.number                 # not the best: not tagged as such
+    res = invoke("final", "stop", "--storage", stores.optuna_url, "--trial", str(other),
+                 "--force")
+    assert res.exit_code == 0, res.output
+    tags = MlflowClient(tracking_uri=stores.mlflow_uri).get_run(optuna.load_study(
+        study_name="stop", storage=stores.optuna_url).user_attrs["final_test"]["run_id"]).data.tags
+    assert tags["trial"] == str(other) and "best_trial" not in tags
 
 
 def test_unknown_study_is_one_line(stores):
