@@ -35,7 +35,7 @@ CHUNK = 1024       # samples per forward pass when evaluating a split: bounds me
 class Reconstruction(Supervised):
     """The target is the input: binary cross-entropy per pixel (pixels in [0, 1])
     plus the model's penalty (sparse, contractive); metrics mse and bce; figure =
-    validation images over their reconstructions."""
+    images of the split over their reconstructions."""
 
     name: ClassVar[str] = "reconstruction"
     metric_names: ClassVar[tuple[str, ...]] = ("mse", "bce")
@@ -101,10 +101,10 @@ class Reconstruction(Supervised):
         return total / max(len(x), 1)
 
     def figure(self, output: torch.Tensor, y: torch.Tensor, *,
-               class_names: Sequence[str] = ()) -> bytes | None:
+               class_names: Sequence[str] = (), split: str = "validation") -> bytes | None:
         n = min(len(y), 12)
         return image_grid(torch.cat([y[:n], output[:n]]), rows=2,
-                          title="validation images (top) and reconstructions (bottom)")
+                          title=f"{split} images (top) and reconstructions (bottom)")
 
 
 class Generation:
@@ -215,7 +215,7 @@ class Generation:
         raise TypeError("generation is evaluated through evaluate: its scores need the model")
 
     def figure(self, output: torch.Tensor, y: torch.Tensor, *,
-               class_names: Sequence[str] = ()) -> bytes | None:
+               class_names: Sequence[str] = (), split: str = "validation") -> bytes | None:
         return None
 
 

@@ -29,9 +29,10 @@ class Task(Protocol):
         """"loss" and every one of metric_names, over a whole split."""
 
     def figure(self, output: torch.Tensor, y: torch.Tensor, *,
-               class_names: Sequence[str] = ()) -> bytes | Drawing | None:
+               class_names: Sequence[str] = (),
+               split: str = "validation") -> bytes | Drawing | None:
         """A PNG (or a Drawing of one) that shows how the model does on these
-        outputs, or None."""
+        outputs of `split` (named in its title), or None."""
 
     def training_step(self, model: torch.nn.Module, x: torch.Tensor,
                       y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,10 +118,10 @@ class Classification(Supervised):
                 "f1": _macro_f1(tp, actual, predicted)}
 
     def figure(self, output: torch.Tensor, y: torch.Tensor, *,
-               class_names: Sequence[str] = ()) -> Drawing:
+               class_names: Sequence[str] = (), split: str = "validation") -> Drawing:
         n = output.shape[1]
         cm = confusion_matrix(output.float().argmax(dim=1), y, n).cpu().numpy()
-        return Drawing(confusion, (cm, list(class_names) or [str(i) for i in range(n)]))
+        return Drawing(confusion, (cm, list(class_names) or [str(i) for i in range(n)], split))
 
 
 def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -178,7 +179,7 @@ class Regression(Supervised):
         return {"loss": mse, "mse": mse, "mae": err.abs().mean().item()}
 
     def figure(self, output: torch.Tensor, y: torch.Tensor, *,
-               class_names: Sequence[str] = ()) -> bytes | None:
+               class_names: Sequence[str] = (), split: str = "validation") -> bytes | None:
         pred = output.float().reshape(len(output), -1)[:, 0].cpu().numpy()
         true = y.float().reshape(len(y), -1)[:, 0].cpu().numpy()
         fig = new_figure((4.0, 4.0))
@@ -187,7 +188,7 @@ class Regression(Supervised):
         ax.scatter(true, pred, s=8, alpha=0.6)
         lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
         ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)   # perfect predictions
-        ax.set(xlabel="true", ylabel="predicted", title="predicted vs true (validation)")
+        ax.set(xlabel="true", ylabel="predicted", title=f"predicted vs true ({split})")
         return to_png(fig)
 
 
@@ -229,7 +230,7 @@ class LanguageModelling(Supervised):
         return {"loss": loss, "bpc": loss / math.log(2)}
 
     def figure(self, output: torch.Tensor, y: torch.Tensor, *,
-               class_names: Sequence[str] = ()) -> bytes | None:
+               class_names: Sequence[str] = (), split: str = "validation") -> bytes | None:
         # Later positions see more context: the curve shows how much it helps.
         nll = F.cross_entropy(output.float().transpose(1, 2), y, reduction="none")
         fig = new_figure()
@@ -239,7 +240,7 @@ class LanguageModelling(Supervised):
         from matplotlib.ticker import MaxNLocator
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xlabel="position in window", ylabel="bits per character",
-               title="bits per character by context length (validation)")
+               title=f"bits per character by context length ({split})")
         return to_png(fig)
 
     def artifacts(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -286,7 +287,7 @@ class SequenceTransduction(Supervised):
                 "token_accuracy": right.float().mean().item()}
 
     def figure(self, output: torch.Tensor, y: torch.Tensor, *,
-               class_names: Sequence[str] = ()) -> bytes | None:
+               class_names: Sequence[str] = (), split: str = "validation") -> bytes | None:
         """Eight validation examples, target above prediction, wrong tokens in red;
         and token accuracy by position."""
         pred = output.argmax(-1).cpu()
@@ -296,7 +297,7 @@ class SequenceTransduction(Supervised):
         text_ax, pos_ax = fig.subplots(1, 2, width_ratios=[3, 2])
         fig.subplots_adjust(left=0.02, right=0.97, bottom=0.13, top=0.9, wspace=0.25)
         text_ax.set_axis_off()
-        text_ax.set_title("target / decoded (validation)", fontsize="small")
+        text_ax.set_title(f"target / decoded ({split})", fontsize="small")
         rows = min(8, len(y))
         width = max(1, y.shape[1])
         for r in range(rows):

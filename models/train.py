@@ -388,13 +388,14 @@ def finish(fit: Fit, state: TrialState, metrics: Mapping[str, float],
     return TrialResult(state, final, tuple(history), len(history), reason, artifacts)
 
 
-def shown_on(fit: Fit, out: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+def shown_on(fit: Fit, out: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+             split: str = "validation") -> dict[str, Any]:
     """What the task shows of the model on one split (a trial's validation, the final
-    run's test), by artifact name: its figure of the outputs `out`, and the files
-    its `artifacts` hook makes from the model itself (samples, decodes), which a
-    GAN's or VAE's figure of outputs cannot show."""
+    run's test; the figure's title names it), by artifact name: its figure of the
+    outputs `out`, and the files its `artifacts` hook makes from the model itself
+    (samples, decodes), which a GAN's or VAE's figure of outputs cannot show."""
     shown: dict[str, Any] = {}
-    figure = fit.task.figure(out, y, class_names=fit.splits.class_names)
+    figure = fit.task.figure(out, y, class_names=fit.splits.class_names, split=split)
     if figure is not None:
         shown[fit.task.figure_name] = figure
     if hasattr(fit.task, "artifacts"):
@@ -437,8 +438,8 @@ def train_final(spec: TrialSpec) -> FinalResult:
     # reconstruction loss need the model, not only its outputs.
     test = {f"test_{k}": v for k, v in evaluate(fit, s.x_test, s.y_test).items()}
     out = predict(fit, s.x_test)
-    artifacts = {"model.pt": _state_bytes(fit.model),
-                 **{f"test_{k}": v for k, v in shown_on(fit, out, s.x_test, s.y_test).items()}}
+    shown = shown_on(fit, out, s.x_test, s.y_test, split="test")
+    artifacts = {"model.pt": _state_bytes(fit.model), **{f"test_{k}": v for k, v in shown.items()}}
     return FinalResult(test, {f"train_{k}": v for k, v in train.items()}, artifacts)
 
 

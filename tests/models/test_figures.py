@@ -89,7 +89,7 @@ def test_a_reused_confusion_matrix_equals_a_fresh_one(k: int):
         fresh = plain_confusion(cm, labels)
         assert np.array_equal(pixels(reused), pixels(fresh))
     # The last drawing has as many count labels as the last matrix has non-zero cells.
-    template = figures._templates.kept[("confusion", tuple(labels))]
+    template = figures._templates.kept[("confusion", tuple(labels), "validation")]
     assert len(template.counts) == np.count_nonzero(matrices[-1])
 
 

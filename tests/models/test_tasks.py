@@ -66,6 +66,30 @@ def test_figure_is_a_png():
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+_G = torch.Generator().manual_seed(2)
+FIGURE_CASES = {        # task: (outputs, targets) it draws a figure of
+    "classification": (torch.randn(30, 3, generator=_G), torch.randint(0, 3, (30,), generator=_G)),
+    "regression": (torch.randn(30, 1, generator=_G), torch.randn(30, 1, generator=_G)),
+    "language_modelling": (torch.randn(4, 10, 8, generator=_G),
+                           torch.randint(0, 8, (4, 10), generator=_G)),
+    "sequence_transduction": (torch.randn(4, 5, 6, generator=_G),
+                              torch.randint(0, 6, (4, 5), generator=_G)),
+    "reconstruction": (torch.rand(6, 1, 8, 8, generator=_G), torch.rand(6, 1, 8, 8, generator=_G)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIGURE_CASES))
+def test_a_figure_names_the_split_it_shows(name):
+    """The final run draws the trials' figures on test: their titles say so. The
+    split changes only the title, so the PNGs differ; validation is the default."""
+    task, (out, y) = get_task(name), FIGURE_CASES[name]
+    png = {split: artifact_bytes(task.figure(out, y, split=split))
+           for split in ("validation", "test")}
+    assert png["test"][:8] == png["validation"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert png["test"] != png["validation"]
+    assert artifact_bytes(task.figure(out, y)) == png["validation"]
+
+
 def test_unknown_task():
     with pytest.raises(UserError, match="unknown task 'clasification'"):
         get_task("clasification")

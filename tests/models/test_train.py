@@ -355,6 +355,7 @@ def test_train_final_tests_once_on_the_held_out_split():
     assert first.test_metrics == second.test_metrics
     assert first.test_metrics["test_accuracy"] > 0.8
     assert "model.pt" in first.artifacts and "test_confusion_matrix.png" in first.artifacts
+    assert first.artifacts["test_confusion_matrix.png"].args[-1] == "test"     # its title
     with pytest.raises(UserError, match="test_fraction"):
         train_final(TrialSpec(model="mlp", data={"name": "digits", "test_fraction": 0.0},
                               params={"epochs": 1}, seed=0))
