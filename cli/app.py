@@ -370,9 +370,10 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else ("-" if v is None else str(v))
 
 
-# Lifecycle and inspection commands (resume, rerun, replay, final, studies, best,
-# export, ui) live in their own module and register themselves on `app`.
+# Lifecycle and inspection commands (resume, rerun, replay, final, delete, studies,
+# best, export) and ui live in modules of their own and register themselves on `app`.
 from cli import lifecycle as _lifecycle  # noqa: E402,F401
+from cli import ui as _ui  # noqa: E402,F401
 
 
 def main() -> None:
@@ -408,7 +409,7 @@ def usage_error(e: typer.TyperException) -> str:
 
 
 if __name__ == "__main__":
-    # `python -m cli.app`: this module runs as __main__, but cli/lifecycle.py registers
-    # its commands on the `cli.app` module's app; run that one.
+    # `python -m cli.app`: this module runs as __main__, but cli/lifecycle.py and
+    # cli/ui.py register their commands on the `cli.app` module's app; run that one.
     from cli.app import main as _main
     sys.exit(_main())

@@ -239,7 +239,7 @@ def test_ui_refuses_a_port_in_use_and_otherwise_takes_the_next_free_one(stores):
     whatever holds the port."""
     import socket
 
-    from cli.lifecycle import _ui_port
+    from cli.ui import _ui_port
     MlflowClient(tracking_uri=stores.mlflow_uri).search_experiments()      # a store to serve
     first = _ui_port(None)
     assert 5000 <= first < 5100
@@ -422,7 +422,7 @@ def test_ui_server_and_what_it_started_stop_with_the_command(tmp_path):
               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
               f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
               "time.sleep(600)\n")
-    command = ("import sys; from cli.lifecycle import serve; "       # stopped before it answers
+    command = ("import sys; from cli.ui import serve; "       # stopped before it answers
                f"sys.exit(serve([sys.executable, '-c', {server!r}], {free_port()}, 'ready', "
                "grace_s=5))")
     ui = subprocess.Popen([sys.executable, "-c", command], stderr=subprocess.PIPE, text=True)

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -18,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cli.app import app
-from cli.lifecycle import NotServing, serve
+from cli.ui import NotServing, _Console, serve
 from tests.servers import free_port
 
 EXE = str(Path(sys.executable).with_name("hypersweep"))
@@ -92,6 +93,45 @@ def running_with(text: str) -> list[str]:
     return found
 
 
+# What an MLflow 3 UI writes while it starts, serves and stops (one pipe), with
+# what the terminal should get of it marked ">".
+TRANSCRIPT = """\
+ Registry store URI not provided. Using backend store URI.
+ [MLflow] Security middleware enabled with default settings (localhost-only).
+ 2026/12/01 19:17:26 INFO mlflow.server.jobs.executor_registry: Available backends: local
+ /venv/lib/python3.11/site-packages/mlflow/server/fastapi_app.py:23: StarletteDeprecationWarning: \
+starlette.middleware.wsgi is deprecated
+   from starlette.middleware.wsgi import WSGIResponder, build_environ
+ 2026/12/01 19:17:27 INFO:     Uvicorn running on http://127.0.0.1:5417 (Press CTRL+C to quit)
+ 2026/12/01 19:18:02 INFO:     Child process [7040] died
+>2026/12/01 19:18:05 WARNING mlflow.server.handlers: Artifact root not writable
+>/venv/lib/python3.11/site-packages/mlflow/store.py:9: UserWarning: a real one
+>  warnings.warn(msg)
+>2026/12/01 19:18:09 ERROR mlflow.server: Exception on /ajax-api/2.0/mlflow/runs/search
+>Traceback (most recent call last):
+>  File "/venv/lib/python3.11/site-packages/sqlalchemy/engine/base.py", line 1967
+>    self.dialect.do_execute(
+>sqlite3.OperationalError: disk I/O error
+>
+>The above exception was the direct cause of the following exception:
+>
+>Traceback (most recent call last):
+>  File "/venv/lib/python3.11/site-packages/mlflow/server/handlers.py", line 573
+>sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) disk I/O error
+ 2026/12/01 19:18:20 INFO:     Shutting down
+ 2026/12/01 19:18:21 INFO:     Received SIGTERM, exiting.
+"""
+
+
+def test_the_terminal_gets_the_servers_warnings_and_errors_only():
+    """Not the INFO lines of each job runner's start and stop, nor deprecation
+    warnings from MLflow's libraries: a warning, an error and a traceback whole."""
+    console = _Console()
+    lines = TRANSCRIPT.splitlines(keepends=True)
+    shown = [line[1:] for line in lines if console.shows(line[1:])]
+    assert shown == [line[1:] for line in lines if line.startswith(">")]
+
+
 @pytest.mark.slow
 def test_the_url_answers_once_printed_and_the_ui_stops_with_the_command(stores, tmp_path):
     """The ready line comes once the URL answers: a browser opened on it at once
@@ -108,13 +148,19 @@ def test_the_url_answers_once_printed_and_the_ui_stops_with_the_command(stores, 
             lines.append(ui.stdout.readline())
             assert lines[-1], f"the ui command ended: {lines}, {ui.wait()}"
         assert answers(url)                         # the page a user opens, at once
-        assert lines[-1] == f"MLflow UI: {url}  (Ctrl-C stops it)\n"
+        log = Path(tempfile.gettempdir(), f"hypersweep-ui-{port}.log")
+        assert lines[-1] == f"MLflow UI: {url}  (Ctrl-C stops it; its log: {log})\n"
         ui.send_signal(signal.SIGTERM)
         assert ui.wait(timeout=60) == 0
     finally:
         stop(ui, group)
     assert gone(group) and not answers(url)
-    assert "Traceback" not in (tmp_path / "stderr").read_text()
+    # The terminal gets the two lines; the server's INFO lines (its job runners
+    # starting and stopping) and its libraries' deprecation warnings, the log.
+    assert len(lines) == 1 and ui.stdout.read() == ""
+    stderr = (tmp_path / "stderr").read_text()
+    assert "Traceback" not in stderr and " INFO" not in stderr, stderr
+    assert "Uvicorn running on" in log.read_text()
 
 
 @pytest.mark.slow
@@ -180,8 +226,12 @@ def test_a_server_that_exits_before_answering_is_one_line_with_exit_1(monkeypatc
                                    "--port", str(port)])
     assert res.exit_code == 1
     assert res.stdout == f"starting the MLflow UI on http://127.0.0.1:{port} ...\n"
+    log = Path(tempfile.gettempdir(), f"hypersweep-ui-{port}.log")
     assert res.stderr == (f"error: the MLflow UI on http://127.0.0.1:{port} exited with code 3 "
-                          f"before answering; it said: {FAILED.splitlines()[2]}\n")
+                          f"before answering; it said: {FAILED.splitlines()[2]} (its log: {log})\n")
+    # All it wrote, both pipes (whose lines two threads copy, in either order).
+    assert sorted(log.read_text().splitlines()) == sorted(
+        ["Registry store URI not provided.", *FAILED.splitlines()])
     child = int(pids.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
