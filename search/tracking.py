@@ -266,8 +266,10 @@ class MlflowTracker:
 
     def end_lost_run(self, run_id: str, state: str) -> None:
         """A trial's run whose end the store never took (its server was down when the
-        trial ended): KILLED, with the state Optuna recorded for the trial."""
-        self.set_tags(run_id, {LOST_TAG: f"the MLflow store did not take this run's end; "
+        trial ended): KILLED, with the state Optuna recorded for the trial (its
+        `state` tag too, which still said RUNNING)."""
+        self.set_tags(run_id, {STATE_TAG: state,
+                               LOST_TAG: f"the MLflow store did not take this run's end; "
                                          f"its Optuna trial is {state}"})
         self.client.set_terminated(run_id, status="KILLED")
 

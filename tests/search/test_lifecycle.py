@@ -505,3 +505,21 @@ def test_resume_closes_trial_runs_whose_end_the_mlflow_store_never_took(stores):
     assert run.data.tags["lost_end"] == ("the MLflow store did not take this run's end; its "
                                          "Optuna trial is COMPLETE")
     assert client.get_run(children[1].info.run_id).info.status == "FINISHED"
+
+
+def test_a_run_resume_closes_as_lost_takes_the_trial_s_state_from_optuna(stores):
+    """Its `state` tag still said RUNNING (set when the run started), though the
+    README has it COMPLETE, PRUNED or FAIL."""
+    run_study(small_config("lost-state", stores, trials=2))
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    _, children = study_runs(stores.mlflow_uri, "lost-state")
+    lost = children[1].info.run_id
+    client.update_run(lost, status="RUNNING")       # as start_trial left it: its end never
+    client.set_tag(lost, "state", "RUNNING")        # landed
+    optuna.load_study(study_name="lost-state", storage=stores.optuna_url).set_user_attr(
+        "ended", None)
+    res = invoke("resume", "lost-state", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    run = client.get_run(lost)
+    assert run.info.status == "KILLED" and "lost_end" in run.data.tags
+    assert run.data.tags["state"] == "COMPLETE"
