@@ -23,7 +23,6 @@ from models.data import Splits
 from models.errors import UserError
 from models.figures import new_figure, to_png
 from models.scorer import Scorer, scorer_for
-from models.tasks import Supervised
 
 # update(loss, module=None): one optimizer step on `loss`; with `module`, only its
 # parameters move (the discriminator's step must leave the generator alone).
@@ -32,7 +31,7 @@ SAMPLES = 1000     # generated images scored per evaluation (at most)
 CHUNK = 1024       # samples per forward pass when evaluating a split: bounds memory
 
 
-class Reconstruction(Supervised):
+class Reconstruction:
     """The target is the input: binary cross-entropy per pixel (pixels in [0, 1])
     plus the model's penalty (sparse, contractive); metrics mse and bce; figure =
     images of the split over their reconstructions."""
@@ -52,7 +51,8 @@ class Reconstruction(Supervised):
                       y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         penalized = getattr(model, "penalized", None)
         if penalized is None:
-            return super().training_step(model, x, y)
+            out = model(x)
+            return out, self.loss(out, y)
         out, penalty = penalized(x)
         return out, self.loss(out, y) + penalty
 

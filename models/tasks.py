@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from models.errors import UserError, unknown
 from models.figures import Drawing, confusion, new_figure, to_png
+from models.generative import Generation, Reconstruction
 
 
 class Task(Protocol):
@@ -334,9 +335,6 @@ class SequenceTransduction(Supervised):
                       *(f"{k + ':':<7} {show(v[i])}" for k, v in decodes.items()), ""]
         return {"decoded_examples.txt": "\n".join(lines).encode()}
 
-
-# Imported here: the generative tasks build on Supervised above.
-from models.generative import Generation, Reconstruction  # noqa: E402
 
 _TASKS: dict[str, Callable[..., Task]] = {
     "classification": Classification,

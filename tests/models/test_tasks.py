@@ -115,3 +115,14 @@ def test_the_optional_hooks_documented_are_those_the_code_looks_up():
     assert documented == looked_up
     for hook in documented:     # each one is some task's, as documented
         assert any(hasattr(get_task(name), hook) for name in task_names()), hook
+
+
+@pytest.mark.parametrize("first", ["models.generative", "models.tasks"])
+def test_the_task_modules_import_in_either_order(first: str):
+    """A fresh interpreter: in this one both modules are imported already."""
+    import subprocess
+    import sys
+
+    code = f"import {first}, models.generative, models.tasks"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
