@@ -43,7 +43,12 @@ class Reconstruction:
     def __init__(self, label_smoothing: float = 0.0) -> None:
         pass   # label smoothing has no meaning without labels
 
+    @staticmethod
+    def check_data(splits: Splits) -> None:
+        check_unit_range(splits, "reconstruction")
+
     def prepare(self, splits: Splits) -> Splits:
+        self.check_data(splits)
         return dataclasses.replace(splits, y_train=splits.x_train, y_val=splits.x_val,
                                    y_test=splits.x_test)
 
@@ -57,7 +62,7 @@ class Reconstruction:
         return out, self.loss(out, y) + penalty
 
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy(output.float(), y.float().clamp(0, 1))
+        return F.binary_cross_entropy(output.float(), y.float())
 
     def metrics(self, output: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """What the outputs alone give: `loss` is their bce, without the variant's
@@ -133,6 +138,7 @@ class Generation:
         if splits.task != "classification":
             raise UserError(f"data.name: generation is scored by a classifier of the data, so "
                             f"it needs a labelled dataset; '{splits.name}' is {splits.task}")
+        check_unit_range(splits, "generation")
 
     def prepare(self, splits: Splits) -> Splits:
         self.check_data(splits)
@@ -217,6 +223,18 @@ class Generation:
     def figure(self, output: torch.Tensor, y: torch.Tensor, *,
                class_names: Sequence[str] = (), split: str = "validation") -> bytes | None:
         return None
+
+
+def check_unit_range(splits: Splits, task: str) -> None:
+    """Decoders and generators end in a sigmoid and the loss is a per-pixel binary
+    cross-entropy: data outside [0, 1] (standardised features) would be modelled
+    only where it lies inside, silently, so it is refused."""
+    xs = [x for x in (splits.x_train, splits.x_val, splits.x_test) if x.numel()]
+    lo = min(x.min().item() for x in xs) if xs else 0.0
+    hi = max(x.max().item() for x in xs) if xs else 0.0
+    if lo < 0 or hi > 1:
+        raise UserError(f"data.name: {task} needs inputs in [0, 1] (images); {splits.name} "
+                        f"has values from {lo:.3g} to {hi:.3g}")
 
 
 def d_loss(model: nn.Module, real: torch.Tensor, fake: torch.Tensor,

@@ -48,6 +48,8 @@ class VAE(nn.Module):
         # Reparameterisation: z = mu + sigma * eps keeps the sample differentiable.
         z = mu + (0.5 * logvar).exp() * torch.randn_like(mu) if self.training else mu
         recon = self.decoder(z)
+        # Clamped: the data is in [0, 1] (Generation.check_data), but `input_noise` moves
+        # the training batches out of it.
         nll = F.binary_cross_entropy(recon.float(), x.float().clamp(0, 1),
                                      reduction="sum") / len(x)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum() / len(x)

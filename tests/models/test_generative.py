@@ -342,3 +342,30 @@ def test_sparse_and_contractive_penalties_do_what_they_say(run):
         j = torch.func.vmap(torch.func.jacrev(lambda v: model.encoder(v[None])[0]))(x[:64])
         return j.pow(2).flatten(1).sum(1).mean().item()
     assert jacobian_norm(contractive) < 0.5 * jacobian_norm(plain)
+
+
+@pytest.mark.parametrize("data, task", [("diabetes", "reconstruction"), ("moons", "reconstruction"),
+                                        ("moons", "generation")])
+def test_data_outside_the_unit_interval_is_refused(data, task):
+    """The decoders end in a sigmoid: standardised features could only be modelled
+    where they lie in [0, 1]."""
+    from models.data import load_dataset
+
+    splits = load_dataset(data)
+    lo, hi = (float(splits.x_train.min()), float(splits.x_train.max()))
+    for hook in (get_task(task).check_data, get_task(task).prepare):
+        with pytest.raises(UserError) as e:
+            hook(splits)
+        message = str(e.value)
+        assert message.startswith(f"data.name: {task} needs inputs in [0, 1]")
+        assert f"{data} has values from" in message and "\n" not in message
+        assert lo < 0 and hi > 1
+
+
+def test_validate_refuses_an_autoencoder_on_standardised_data():
+    from models.train import check_fit
+
+    with pytest.raises(UserError, match=r"^data.name: reconstruction needs inputs in \[0, 1\]"):
+        check_fit("autoencoder", {"name": "diabetes"}, {})
+    for model in ("autoencoder", "vae", "gan"):       # images in [0, 1] still fit
+        assert check_fit(model, {"name": "digits"}, {}) == get_builder(model).task
