@@ -1,8 +1,9 @@
 """Variational autoencoder (Kingma and Welling; the notes, chapter 20): a Gaussian
 encoder q(z|x), a Bernoulli decoder p(x|z) and a standard normal prior on z.
 
-Trained on the negative ELBO per sample, `reconstruction + beta * KL(q(z|x) || p(z))`;
-`beta` > 1 is the beta-VAE's pressure towards a factorised code.
+Trained on `reconstruction + beta * KL(q(z|x) || p(z))` per sample, the negative ELBO
+at beta = 1; `beta` > 1 is the beta-VAE's pressure towards a factorised code. The
+reported `loss` is the negative ELBO whatever beta is.
 """
 from __future__ import annotations
 
@@ -56,9 +57,11 @@ class VAE(nn.Module):
         return recon, nll, kl
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """(the training objective, recon + beta * KL; its report, where `loss` is the
+        negative ELBO, recon + KL, so that models trained with different beta compare)."""
         _, nll, kl = self.elbo_terms(x)
-        loss = nll + self.beta * kl
-        return loss, {"loss": loss.item(), "recon": nll.item(), "kl": kl.item()}
+        return nll + self.beta * kl, {"loss": (nll + kl).item(), "recon": nll.item(),
+                                      "kl": kl.item()}
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         device = next(self.parameters()).device

@@ -369,3 +369,23 @@ def test_validate_refuses_an_autoencoder_on_standardised_data():
         check_fit("autoencoder", {"name": "diabetes"}, {})
     for model in ("autoencoder", "vae", "gan"):       # images in [0, 1] still fit
         assert check_fit(model, {"name": "digits"}, {}) == get_builder(model).task
+
+
+def test_a_vae_reports_the_negative_elbo_whatever_its_beta():
+    """beta weights the KL term in training only: the reported loss is recon + KL,
+    so that trials with different beta compare."""
+    torch.manual_seed(0)
+    x = torch.rand(32, 1, 8, 8)
+    vaes = [get_builder("vae").build(input_shape=(1, 8, 8), beta=beta) for beta in (0.25, 4.0)]
+    vaes[1].load_state_dict(vaes[0].state_dict())
+    reports = []
+    for vae in vaes:
+        vae.eval()            # the posterior mean: no sampling, the same terms for both
+        objective, report = vae.loss(x)
+        assert report["loss"] == pytest.approx(report["recon"] + report["kl"], rel=1e-6)
+        assert objective.item() == pytest.approx(report["recon"] + vae.beta * report["kl"],
+                                                 rel=1e-6)
+        reports.append(report)
+    assert reports[0] == pytest.approx(reports[1]) and reports[0]["kl"] > 0
+    stats = Generation().train_batch(vaes[1], x, y=None, update=lambda loss: None)
+    assert stats["loss"] == pytest.approx(stats["recon"] + stats["kl"], rel=1e-6)
