@@ -69,3 +69,27 @@ def test_teacher_forced_models_see_the_targets_while_training():
     model.teacher_forcing = False
     task.training_step(model, x, y)
     assert not model.saw_targets
+
+
+def test_token_accuracy_leaves_out_the_positions_every_sequence_has_the_same_target():
+    """Copy's targets are blank until the recall in every sequence: a model that
+    outputs only blanks is right there, and gets none of the copied symbols."""
+    from models.data import load_dataset
+
+    task, y = get_task("sequence_transduction"), load_dataset("copy").y_val
+    blanks = F.one_hot(torch.zeros_like(y), 10).float()
+    assert (y[:, :-10] == 0).all() and task.metrics(blanks, y)["token_accuracy"] == 0.0
+    perfect = F.one_hot(y, 10).float()
+    assert task.metrics(perfect, y)["token_accuracy"] == 1.0
+    half = perfect.clone()
+    half[:, -5:] = blanks[:, -5:]             # the first half of the symbols copied
+    assert task.metrics(half, y)["token_accuracy"] == pytest.approx(0.5)
+
+
+def test_token_accuracy_counts_every_position_of_reverse():
+    from models.data import load_dataset
+
+    task, y = get_task("sequence_transduction"), load_dataset("reverse").y_val
+    guess = torch.randn(*y.shape, 10)
+    right = (guess.argmax(-1) == y).float().mean().item()
+    assert task.metrics(guess, y)["token_accuracy"] == pytest.approx(right)
