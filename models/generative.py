@@ -41,7 +41,9 @@ class Reconstruction:
     figure_name: ClassVar[str] = "reconstructions.png"
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
-        pass   # label smoothing has no meaning without labels
+        if label_smoothing:     # accepted for a uniform factory; only 0
+            raise UserError(f"params.label_smoothing: reconstruction has no class labels to "
+                            f"smooth; got {label_smoothing}, use 0")
 
     @staticmethod
     def check_data(splits: Splits) -> None:
@@ -128,6 +130,7 @@ class Generation:
     def __init__(self, label_smoothing: float = 0.0) -> None:
         # One-sided label smoothing (Salimans et al., 2016): the discriminator's target
         # for real images is 1 - label_smoothing; generated ones stay at 0.
+        self.label_smoothing = label_smoothing
         self.real_target = 1.0 - label_smoothing
         self.scorer: Scorer | None = None
         self._batches = 0
@@ -148,6 +151,9 @@ class Generation:
     def train_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     update: Update) -> dict[str, float]:
         if not hasattr(model, "discriminator"):
+            if self.label_smoothing:
+                raise UserError(f"params.label_smoothing: smooths a GAN discriminator's targets; "
+                                f"a VAE has none; got {self.label_smoothing}, use 0")
             loss, stats = model.loss(x)
             update(loss)
             return stats

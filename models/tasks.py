@@ -165,10 +165,13 @@ def mean_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> float:
 class Regression(Supervised):
     """Mean squared error; metrics mse and mae; a predicted-vs-true scatter."""
 
-    label_smoothing: float = 0.0     # accepted for a uniform factory; unused
+    label_smoothing: float = 0.0     # accepted for a uniform factory; only 0
     name: ClassVar[str] = "regression"
     metric_names: ClassVar[tuple[str, ...]] = ("mse", "mae")
     figure_name: ClassVar[str] = "predicted_vs_true.png"
+
+    def __post_init__(self) -> None:
+        refuse_label_smoothing(self.label_smoothing, self.name)
 
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         _check_per_sample(output, y, self.name)
@@ -209,8 +212,18 @@ def _check_per_step(output: torch.Tensor, y: torch.Tensor, task: str) -> None:
                         f"{tuple(output.shape)} (for rnn/lstm/gru set head: many_to_many)")
 
 
-def _token_loss(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(output.float().flatten(0, 1), y.flatten())
+def refuse_label_smoothing(label_smoothing: float, task: str) -> None:
+    """A UserError for a task without classes to smooth, where a nonzero value would
+    be accepted and do nothing."""
+    if label_smoothing:
+        raise UserError(f"params.label_smoothing: {task} has no class labels to smooth; "
+                        f"got {label_smoothing}, use 0")
+
+
+def _token_loss(output: torch.Tensor, y: torch.Tensor,
+                label_smoothing: float = 0.0) -> torch.Tensor:
+    return F.cross_entropy(output.float().flatten(0, 1), y.flatten(),
+                           label_smoothing=label_smoothing)
 
 
 @dataclass(frozen=True)
@@ -224,7 +237,7 @@ class LanguageModelling(Supervised):
 
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         _check_per_step(output, y, self.name)
-        return _token_loss(output, y)
+        return _token_loss(output, y, self.label_smoothing)
 
     def metrics(self, output: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         loss = _token_loss(output, y).item()
@@ -289,7 +302,7 @@ class SequenceTransduction(Supervised):
 
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         _check_per_step(output, y, self.name)
-        return _token_loss(output, y)
+        return _token_loss(output, y, self.label_smoothing)
 
     def metrics(self, output: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         right = output.argmax(-1) == y

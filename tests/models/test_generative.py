@@ -389,3 +389,13 @@ def test_a_vae_reports_the_negative_elbo_whatever_its_beta():
     assert reports[0] == pytest.approx(reports[1]) and reports[0]["kl"] > 0
     stats = Generation().train_batch(vaes[1], x, y=None, update=lambda loss: None)
     assert stats["loss"] == pytest.approx(stats["recon"] + stats["kl"], rel=1e-6)
+
+
+def test_label_smoothing_is_for_a_gans_discriminator_and_refused_for_a_vae():
+    x = torch.rand(16, 1, 8, 8)
+    gan = get_builder("gan").build(input_shape=(1, 8, 8), width=16, latent_size=4)
+    stats = Generation(label_smoothing=0.1).train_batch(gan, x, None, plain_update(gan))
+    assert set(stats) == {"d_loss", "g_loss"}
+    vae = get_builder("vae").build(input_shape=(1, 8, 8), width=16, latent_size=4)
+    with pytest.raises(UserError, match=r"^params.label_smoothing: .* a VAE has none"):
+        Generation(label_smoothing=0.1).train_batch(vae, x, None, plain_update(vae))

@@ -126,3 +126,21 @@ def test_the_task_modules_import_in_either_order(first: str):
     code = f"import {first}, models.generative, models.tasks"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("name", ["language_modelling", "sequence_transduction"])
+def test_label_smoothing_changes_the_token_tasks_training_loss_only(name: str):
+    y = torch.tensor([[0, 1, 2], [2, 1, 0]])
+    logits = 4 * torch.nn.functional.one_hot(y, 3).float()     # confident and right
+    plain, smooth = get_task(name), get_task(name, label_smoothing=0.2)
+    assert smooth.loss(logits, y) > plain.loss(logits, y)
+    assert smooth.metrics(logits, y) == plain.metrics(logits, y)
+
+
+@pytest.mark.parametrize("name", ["regression", "reconstruction"])
+def test_label_smoothing_is_refused_where_there_are_no_labels(name: str):
+    with pytest.raises(UserError) as e:
+        get_task(name, label_smoothing=0.1)
+    assert str(e.value).startswith(f"params.label_smoothing: {name} has no class labels")
+    assert "\n" not in str(e.value)
+    assert get_task(name, label_smoothing=0.0).name == name
