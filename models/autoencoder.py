@@ -41,6 +41,11 @@ def autoencoder(*, input_shape: tuple[int, ...], n_outputs: int = 0,
     """
     check_at_least(1, code_size=code_size, width=width, channels=channels)
     check_at_least(0, sparsity=sparsity, noise=noise, contraction=contraction)
+    n = math.prod(input_shape)
+    if variant == "undercomplete" and code_size >= n:
+        # Nothing else keeps such a code from copying the input.
+        raise UserError(f"params.code_size: an undercomplete code must be smaller than the "
+                        f"input, {n} values; got {code_size}")
     encoder, decoder = encoder_decoder(input_shape, code_size, arch=arch, depth=depth,
                                        width=width, channels=channels, activation=activation)
     weight = {"sparse": sparsity, "denoising": noise, "contractive": contraction}.get(variant, 0.0)

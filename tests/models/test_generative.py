@@ -399,3 +399,29 @@ def test_label_smoothing_is_for_a_gans_discriminator_and_refused_for_a_vae():
     vae = get_builder("vae").build(input_shape=(1, 8, 8), width=16, latent_size=4)
     with pytest.raises(UserError, match=r"^params.label_smoothing: .* a VAE has none"):
         Generation(label_smoothing=0.1).train_batch(vae, x, None, plain_update(vae))
+
+
+def test_an_undercomplete_code_must_be_smaller_than_the_input():
+    build = get_builder("autoencoder").build
+    for code_size in (64, 500):                 # digits have 64 pixels
+        with pytest.raises(UserError) as e:
+            build(input_shape=(1, 8, 8), variant="undercomplete", code_size=code_size)
+        assert str(e.value) == (f"params.code_size: an undercomplete code must be smaller "
+                                f"than the input, 64 values; got {code_size}")
+    build(input_shape=(1, 8, 8), variant="undercomplete", code_size=63)
+    build(input_shape=(1, 8, 8), variant="sparse", code_size=128)   # a penalty keeps it sparse
+
+
+def test_every_end_of_the_default_space_builds_on_digits():
+    from spaces import parse_space, range_ends
+    from spaces.defaults import default_space
+
+    builder = get_builder("autoencoder")
+    own = builder.hyperparameters()
+    for name, _, value, branch in range_ends(parse_space(default_space("autoencoder"))):
+        if name not in own:            # a training option, not the builder's
+            continue
+        for variant in own["variant"].choices:
+            params = {"variant": variant, **branch, name: value}
+            with torch.device("meta"):
+                builder.build(input_shape=(1, 8, 8), n_outputs=10, **params)
