@@ -33,6 +33,7 @@ from search.net import http_unreachable
 from search.report import study_files
 from search.strategies import can_prune, enqueue_initial, make_pruner, make_sampler
 from search.tracking import MlflowTracker   # or search.writer.TrackingWriter: same methods
+from search.writer import TrackingError
 from spaces import parse_space, suggest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -255,6 +256,9 @@ class StudyDriver:
         self.importances: Importances = {}
         self.warm_trials = warm_trials
         self.parent_recorded = False
+        # The MLflow store's failure met by a trial's report, and that trial: an
+        # executor that trains in this process would fail the trial with it.
+        self.report_failure: tuple[int, TrackingError] | None = None
 
     def run(self, resume: bool = False) -> StudyOutcome:
         """Run the study to `search.trials` trials; `resume` reopens an existing one."""
@@ -280,10 +284,16 @@ class StudyDriver:
                     self._end_study("KILLED")
                     return StudyOutcome(cfg.study, self.parent, self.counts, study,
                                         interrupted=True, exit_code=code)
+                except TrackingError as e:
+                    stops.stopping()
+                    raise self._tracking_failed(e, held) from None
             finally:
                 stops.stopping()            # trials over: a SIGTERM waits for the end to be written
                 self.executor.shutdown()
-            self._end_study("FINISHED")
+            try:
+                self._end_study("FINISHED")
+            except TrackingError as e:
+                raise self._tracking_failed(e, []) from None
         return StudyOutcome(cfg.study, self.parent, self.counts, study,
                             importances=self.importances)
 
@@ -297,6 +307,8 @@ class StudyDriver:
                     self._launch(study.ask())
                     launched += 1
             held += self.executor.wait(self._on_report)
+            if self.report_failure is not None:
+                raise self.report_failure[1]
             notices = getattr(self.executor, "notices", None)
             while notices:
                 self.events.notice(notices.pop(0))
@@ -372,21 +384,29 @@ class StudyDriver:
         run_id = self.tracker.resolve(r.run_id) if wait else self.tracker.known(r.run_id)
         if run_id is None:
             return
-        self._record_parent()       # the parent's id was answered before the trial's
+        self._record_parent(wait)   # the parent's id was answered before the trial's
         r.trial.set_user_attr("mlflow_run_id", run_id)
         r.recorded = True
 
-    def _record_parent(self) -> None:
-        """Put the parent run's MLflow id on the Optuna study, once."""
+    def _record_parent(self, wait: bool = True) -> None:
+        """Put the parent run's MLflow id on the Optuna study, once (without
+        `wait`, only if the tracker knows it already)."""
         if not self.parent_recorded:
-            self.parent = self.tracker.resolve(self.parent)
+            known = self.tracker.known(self.parent)
+            if known is None and not wait:
+                return
+            self.parent = known or self.tracker.resolve(self.parent)
             self.study.set_user_attr("mlflow_parent_run_id", self.parent)
             self.parent_recorded = True
 
     def _on_report(self, number: int, step: int, metrics: Mapping[str, float]) -> bool:
         r = self.running[number]
+        try:
+            self.tracker.log_metrics(r.run_id, step, metrics)
+        except TrackingError as e:
+            self.report_failure = (number, e)
+            raise
         r.epochs = step
-        self.tracker.log_metrics(r.run_id, step, metrics)
         self.events.epoch(number, step)
         if not r.recorded:
             self._record_run_id(r)
@@ -407,6 +427,22 @@ class StudyDriver:
         return step != last and r.trial.should_prune()
 
     def _finish(self, number: int, result: TrialResult) -> None:
+        r, result, values = self._tell(number, result)
+        tags = {"pruned_at_epoch": str(result.epochs)} if result.state is TrialState.PRUNED else {}
+        where = getattr(self.executor, "where", None)     # node/device the worker reported
+        if where:
+            tags.update(where(number))
+        self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)}, tags=tags)
+        self.counts[result.state.value] += 1
+        self.events.trial_ended(TrialEvent(number, result.state, tuple(values) if values else None,
+                                     result.reason, dict(self.counts), self._best(),
+                                     running=len(self.running)))
+
+    def _tell(self, number: int, result: TrialResult,
+              wait: bool = True) -> tuple[_Running, TrialResult, list[float] | None]:
+        """Tell a running trial's end to Optuna; the trial, its result as told (a
+        non-finite objective fails it) and its objective values. `wait`: for its
+        MLflow run id, to record it; without, it is recorded only if known."""
         r = self.running.pop(number)
         values: list[float] | None = None
         if result.state is TrialState.COMPLETE:
@@ -421,7 +457,7 @@ class StudyDriver:
             # the epochs it reported, as its curves show.
             result = dataclasses.replace(result, epochs=r.epochs)
         if not r.recorded:
-            self._record_run_id(r, wait=True)
+            self._record_run_id(r, wait=wait)
         if r.pending is not None:
             r.pending.flush(r.trial)
         if result.reason:
@@ -430,15 +466,7 @@ class StudyDriver:
         if result.best_epoch is not None:     # the epoch early stopping chose: `final`'s
             r.trial.set_user_attr("best_epoch", result.best_epoch)
         self.study.tell(r.trial, values, state=_OPTUNA_STATE[result.state])
-        tags = {"pruned_at_epoch": str(result.epochs)} if result.state is TrialState.PRUNED else {}
-        where = getattr(self.executor, "where", None)     # node/device the worker reported
-        if where:
-            tags.update(where(number))
-        self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)}, tags=tags)
-        self.counts[result.state.value] += 1
-        self.events.trial_ended(TrialEvent(number, result.state, tuple(values) if values else None,
-                                     result.reason, dict(self.counts), self._best(),
-                                     running=len(self.running)))
+        return r, result, values
 
     def _finish_all(self, held: list[tuple[int, TrialResult]]) -> None:
         """Tell finished trials in trial order; popped one by one so that a Ctrl-C
@@ -453,6 +481,39 @@ class StudyDriver:
             self._finish(number, failed(reason))      # with the epochs it reported
         # One Optuna had made RUNNING when the stop came, before it was launched.
         self.counts["FAIL"] += len(fail_running(self.study, reason))
+
+    def _tracking_failed(self, error: TrackingError,
+                         held: list[tuple[int, TrialResult]]) -> TrackingError:
+        """The MLflow store failed in use; the Optuna storage, up still, is left with
+        no trial RUNNING and the study ended FAILED, as a Ctrl-C leaves it: the trials
+        that finished are told their results, those running fail as interrupted (a
+        resume runs them again) with the store's failure as reason. Their runs are
+        for `resume` to close once the store is back. The error to raise: what
+        failed, in words, and how to continue."""
+        why = tracking_failure(self.cfg.tracking.uri, error)
+        reason = f"interrupted: {why}"
+        cut = self.report_failure[0] if self.report_failure else None
+        marked = ""
+        try:
+            held.sort(key=lambda p: p[0])
+            while held:
+                number, result = held.pop(0)
+                if number != cut:           # else a result of the failure: interrupted
+                    self._tell(number, result, wait=False)
+            running = len(self.running)
+            for number, r in list(self.running.items()):
+                r.trial.set_user_attr("interrupted", True)
+                self._tell(number, failed(reason), wait=False)
+            running += len(fail_running(self.study, reason))    # asked, not launched
+            self._record_parent(wait=False)
+            self.study.set_user_attr(ENDED, "FAILED")
+            if running:
+                marked = "the running trials were marked FAIL in the Optuna storage; "
+        except Exception:  # noqa: BLE001 - the Optuna storage failed too: resume marks them
+            pass
+        return TrackingError(f"tracking.uri: {why}; {marked}once it is back, continue with: "
+                             f"hypersweep resume {shlex.quote(self.cfg.study)}"
+                             f"{storage_option(self.cfg)}")
 
     def _best(self) -> float | None:
         if len(self.objectives) > 1:
@@ -504,9 +565,25 @@ def fail_running(study: optuna.Study, reason: str,
     return failed_numbers
 
 
-# Study user attr: how the study's last run ended (FINISHED, KILLED); cleared when
-# it is resumed, so a study that still holds it was closed in both stores.
+# Study user attr: how the study's last run ended (FINISHED, KILLED; FAILED when the
+# MLflow store failed); cleared when it is resumed, so a study that holds FINISHED
+# or KILLED was closed in both stores.
 ENDED = "ended"
+
+
+def tracking_failure(uri: str, error: BaseException) -> str:
+    """What failed, in words, when the MLflow store at `uri` failed in use with
+    `error` (MLflow's own words, after its retries, run to a long line)."""
+    where = without_password(uri)
+    down = http_unreachable(uri)
+    if down:
+        server = "MLflow server" if uri.startswith(("http://", "https://")) else \
+            "MLflow store's database server"
+        return f"the {server} at {where} stopped answering ({down})"
+    said = str(error).removeprefix(f"tracking ({where}): ")
+    if uri.startswith(("http://", "https://")):
+        return f"the MLflow server at {where} refused a write: {said}"
+    return f"the MLflow store {where} failed in use: {said}"
 
 
 def trials_run(study: optuna.Study) -> int:

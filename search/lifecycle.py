@@ -152,12 +152,20 @@ def reopen_study(cfg: StudyConfig, tracker: MlflowTracker) -> tuple[optuna.Study
         if cfg.search.on_interrupt == "retry":
             study.enqueue_trial(study.trials[number].params, user_attrs={"retry_of": number})
     # Runs of trials Optuna saw end but the MLflow store did not (its server was
-    # down then): closed, so that nothing is left RUNNING in either store.
+    # down then): closed, so that nothing is left RUNNING in either store. Those
+    # the driver failed as interrupted (the MLflow store failed under them) are
+    # closed as an interrupted trial's run is, with their reason.
     for number, run_ids in tracker.unended_trial_runs(parent).items():
         if number in interrupted or number >= len(study.trials):
             continue
+        trial = study.trials[number]
         for run_id in run_ids:
-            tracker.end_lost_run(run_id, study.trials[number].state.name)
+            if trial.state is optuna.trial.TrialState.FAIL and trial.user_attrs.get("interrupted"):
+                result = failed(trial.user_attrs.get("reason") or INTERRUPTED)
+                tracker.end_trial(run_id, dataclasses.replace(
+                    result, epochs=trial.user_attrs.get("epochs", 0)), {})
+            else:
+                tracker.end_lost_run(run_id, trial.state.name)
     return study, parent
 
 

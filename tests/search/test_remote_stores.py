@@ -2,6 +2,10 @@
 as Optuna storage, started by the tests on 127.0.0.1."""
 from __future__ import annotations
 
+import contextlib
+import os
+import shlex
+import signal
 import tempfile
 from pathlib import Path
 
@@ -12,11 +16,13 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from search.config import parse_config
-from search.driver import StudyDriver
+from search.driver import StudyDriver, StudyEvents
+from search.executors import SerialExecutor
 from search.tracking import MlflowTracker
+from search.writer import TrackingError, TrackingWriter
 from tests.conftest import small_config, study_runs
 from tests.executors import ThreadExecutor
-from tests.servers import mlflow_server, postgres_cluster
+from tests.servers import MLFLOW, free_port, mlflow_server, postgres_cluster, serving
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
@@ -137,3 +143,72 @@ def test_a_server_that_is_not_mlflow_is_bad_input_before_the_study_is_made(store
         f"error: tracking.uri: {url}: no MLflow tracking server answers at this URI "
         "(a wrong port or path?)")
     assert stores.untouched()
+
+
+class _ServerDies(StudyEvents):
+    """Stops the MLflow server at trial 1's first epoch, once all sent before has
+    landed, and has the tracking process meet it there (trial 1's metrics)."""
+
+    def __init__(self, tracker: TrackingWriter, stop) -> None:
+        self.tracker, self.stop, self.driver = tracker, stop, None
+
+    def epoch(self, number: int, step: int) -> None:
+        if (number, step) != (1, 1):
+            return
+        self.tracker.sync()
+        self.stop()
+        self.tracker.flush(self.driver.running[1].run_id)
+        with contextlib.suppress(TrackingError):
+            self.tracker.sync()
+
+
+def test_an_mlflow_server_that_dies_mid_study_leaves_nothing_running_in_optuna(
+        stores, tmp_path):
+    """The server killed mid-study: the driver exited 1 quoting MLflow's
+    'Max retries exceeded' with the Optuna storage (up) left with a trial RUNNING
+    and no `ended`; the message said neither what failed nor how to continue."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    root = tmp_path / "server"
+    argv = [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+            "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    raw = small_config("dies", stores, trials=3)
+    raw["tracking"]["uri"] = url
+    cfg = parse_config(raw)
+    with serving(argv, f"{url}/health") as server:
+        def stop() -> None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        tracker = TrackingWriter(url)
+        try:
+            events = _ServerDies(tracker, stop)
+            events.driver = StudyDriver(cfg, SerialExecutor(), tracker, events=events)
+            with pytest.raises(TrackingError) as failure:
+                events.driver.run()
+        finally:
+            with contextlib.suppress(TrackingError):
+                tracker.close()
+    why = f"the MLflow server at {url} stopped answering (Connection refused)"
+    assert str(failure.value) == (
+        f"tracking.uri: {why}; the running trials were marked FAIL in the Optuna storage; "
+        f"once it is back, continue with: hypersweep resume dies --storage "
+        f"{shlex.quote(stores.optuna_url)}")
+    study = optuna.load_study(study_name="dies", storage=stores.optuna_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
+    cut = study.trials[1].user_attrs
+    assert cut["interrupted"] and cut["reason"] == f"interrupted: {why}" and cut["epochs"] == 1
+    assert study.user_attrs["ended"] == "FAILED"
+
+    with serving(argv, f"{url}/health"):        # back, on the same port and store
+        res = invoke("resume", "dies", "--storage", stores.optuna_url)
+        assert res.exit_code == 0, res.output
+        client = MlflowClient(tracking_uri=url)
+        run = client.get_run(cut["mlflow_run_id"])
+        assert run.info.status == "FAILED" and run.data.tags["state"] == "FAIL"
+        assert run.data.tags["failure_reason"] == f"interrupted: {why}"
+        assert client.get_run(study.trials[0].user_attrs["mlflow_run_id"]).info.status == \
+            "FINISHED"
+    study = optuna.load_study(study_name="dies", storage=stores.optuna_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert study.user_attrs["ended"] == "FINISHED"
