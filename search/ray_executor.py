@@ -38,6 +38,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -321,6 +322,49 @@ def _check_reachable(address: str) -> None:
         raise UserError(f"resources.address: {address} answers, but not as a Ray cluster; give "
                         "the head node's GCS address (`ray start --head` prints it; port 6379 "
                         "unless --port), not the dashboard's (8265)")
+    if not address.startswith("ray://"):      # Ray Client's server is not the GCS
+        _check_token(f"{host}:{port}", address)
+
+
+def _check_token(gcs: str, address: str) -> None:
+    """Fail fast on a cluster that refuses this process's token (none, without
+    RAY_AUTH_MODE=token): `ray.init` asks it again every second for 20 s, a
+    line of Ray's on the console each time. One request to its GCS tells (its
+    line of Ray's kept off the console); any other outcome is `ray.init`'s to
+    report."""
+    try:
+        from ray._raylet import GcsClient      # not documented: Ray's own connect uses it
+        from ray.exceptions import AuthenticationError
+    except ImportError:
+        return
+    try:
+        with _stderr_quiet():
+            GcsClient(address=gcs)
+    except AuthenticationError:
+        if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            why = ("it requires a token: set RAY_AUTH_MODE=token for hypersweep too (a "
+                   "cluster started where ~/.ray/auth_token exists requires one)")
+        else:
+            why = ("it refused this process's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+                   "~/.ray/auth_token: the cluster's)")
+        raise UserError(f"resources.address: cannot connect to Ray at {address!r}: "
+                        f"{why}") from None
+    except Exception:  # noqa: BLE001 - ray.init connects and reports it fully
+        return
+
+
+@contextlib.contextmanager
+def _stderr_quiet():
+    """File descriptor 2 to /dev/null for a moment: Ray's C++ code writes there."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def check_fits(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,

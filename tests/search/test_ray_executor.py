@@ -497,3 +497,53 @@ def test_more_trials_at_once_than_the_cluster_runs_gets_a_note(ray_local, stores
     assert notes[3][1] == ["resources.parallel: 3 trials at once, but the Ray cluster runs 2 "
                            "at a time; the others wait in Ray's queue, and count as running "
                            "meanwhile (parallel: auto fills the cluster)"]
+
+
+def test_a_cluster_that_requires_a_token_is_one_line_at_once(stores, tmp_path, write_config):
+    """A cluster started with token auth, joined without RAY_AUTH_MODE=token: Ray's
+    connect retried for 20 s, printing a line of `Failed to get cluster ID from GCS
+    server: Unauthenticated` each second, before the one-line error."""
+    import os
+    import secrets
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from search.net import unreachable
+    from tests.servers import free_port
+
+    home = tmp_path / "home"            # the cluster's token: never the machine's ~/.ray
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
+    port = free_port()
+    temp = Path(tempfile.mkdtemp(prefix="hs-ray-", dir="/tmp"))    # short socket paths
+    head = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--port", str(port),
+         "--temp-dir", str(temp), "--num-cpus", "1", "--include-dashboard", "false",
+         "--disable-usage-stats", "--block"],
+        env={**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "token"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(600):            # until its GCS listens (or it gave up)
+            if not unreachable("127.0.0.1", port) or head.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.5"])
+        assert head.poll() is None, "ray start --head exited"
+        path = write_config(ray_config("token", stores))
+        env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+        res = subprocess.run([sys.executable, "-m", "cli.app", "run", str(path),
+                              "--ray-address", f"127.0.0.1:{port}"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)         # the head and the daemons it started
+        head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert res.stderr.strip().splitlines() == [
+        f"error: resources.address: cannot connect to Ray at '127.0.0.1:{port}': it requires "
+        "a token: set RAY_AUTH_MODE=token for hypersweep too (a cluster started where "
+        "~/.ray/auth_token exists requires one)"]
+    assert stores.untouched()
