@@ -40,16 +40,18 @@ def image_grid(input_shape: tuple[int, ...], builder: str) -> Grid:
 
 
 def conv(g: Grid, out: int, kernel: int, *, stride: int = 1, padding: Padding = "same",
-         batch_norm: bool = False, act: str = "relu",
-         where: str = "") -> tuple[list[nn.Module], Grid]:
-    """conv -> batch norm? -> activation, and the feature map it leaves."""
+         batch_norm: bool = False, act: str = "relu", where: str = "",
+         depth: str = "") -> tuple[list[nn.Module], Grid]:
+    """conv -> batch norm? -> activation, and the feature map it leaves. `depth`
+    names the hyperparameters that set how many convs come before this one, if any."""
     pad = kernel // 2 if padding == "same" else 0
     h = (g.h + 2 * pad - kernel) // stride + 1
     w = (g.w + 2 * pad - kernel) // stride + 1
     if h < 1 or w < 1:
+        fewer = f", or fewer {depth}" if depth else ""
         raise UserError(f"params.kernel: a {kernel}x{kernel} kernel (stride {stride}, padding "
                         f"{padding}) does not fit the {g.h}x{g.w} feature map{where}; use "
-                        f"padding: same, a smaller kernel or stride, or fewer layers")
+                        f"padding: same, a smaller kernel or stride{fewer}")
     layers: list[nn.Module] = [nn.Conv2d(g.channels, out, kernel, stride, pad, bias=not batch_norm)]
     if batch_norm:
         layers.append(nn.BatchNorm2d(out))
@@ -172,7 +174,8 @@ def vgg(*, input_shape: tuple[int, ...], n_outputs: int, channels: int = 16, blo
     for b in range(blocks):
         for c in range(convs_per_block):
             block, g = conv(g, channels * 2 ** b, kernel, padding=padding, batch_norm=batch_norm,
-                            where=f" of vgg's block {b + 1}, conv {c + 1}")
+                            where=f" of vgg's block {b + 1}, conv {c + 1}",
+                            depth="blocks or convs_per_block")
             layers += block
         pooled, g = pool2(g, pool)
         layers += pooled

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import random
+import re
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -524,8 +525,9 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     `params` on two samples: a builder that cannot take the dataset (a CNN on
     sequences, a many-to-one net on per-step targets, a kernel too large for the
     images) is a UserError before the study starts, not a failed trial. When builder
-    hyperparameters are searched, some sampled values may still fit, so then only a
-    mismatch of builder and data (an error keyed `model`) counts."""
+    hyperparameters are searched, the searched ones take their defaults here, and an
+    error passes only when it concerns one of them (`_knobs`), which sampled values
+    may fix; one about fixed values alone (a dropout of 1.5) fails every trial."""
     builder, splits = get_builder(model), loaded_splits(data)
     task = get_task(_task_name(builder.task, splits.task))
     check_data = getattr(task, "check_data", None)
@@ -533,11 +535,12 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
         check_data(splits)
     kwargs, opts = split_params(model, params)
     _check_augment(opts, splits)
-    strict = not set(searched) & set(builder.hyperparameters())
+    own = builder.hyperparameters()
+    tunable = set(searched) & set(own)
     try:
         net = _build_in_memory(builder, splits, kwargs)
     except UserError as e:
-        if strict or str(e).startswith("model:"):
+        if str(e).startswith("model:") or not _knobs(e, own) & tunable:
             raise
         return task.name
     try:
@@ -546,11 +549,29 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     except UserError as e:
         # A `model` error names the knob that fixes it (head: many_to_many): unless
         # that knob is searched, no trial can succeed.
-        if strict or (str(e).startswith("model:") and not any(n in str(e) for n in searched)):
+        if not _knobs(e, own) & tunable:
             raise
     except Exception:  # noqa: BLE001 - anything else is the trial's to report, with context
         pass
     return task.name
+
+
+# A shape's axes, `(channels, height, width)` or `(steps,)`: not hyperparameters.
+_AXES = re.compile(r"\((?:\w+, )*\w+,?\)")
+
+
+def _knobs(e: UserError, names: Collection[str]) -> set[str]:
+    """The hyperparameters among `names` that a build or training error concerns:
+    the one its key names (`params.kernel: ...`) and, unless it is OutOfRange (a
+    value wrong whatever the others are), those its message names (`use padding:
+    same`). A bare `params:` error (too many weights) concerns them all."""
+    key, _, text = str(e).partition(": ")
+    if key == "params":
+        return set(names)
+    knobs = {key.removeprefix("params.")} & set(names)
+    if isinstance(e, OutOfRange):
+        return knobs
+    return knobs | set(re.findall(r"\w+", _AXES.sub("", text))) & set(names)
 
 
 def _build_in_memory(builder: Any, splits: Splits, kwargs: Mapping[str, Any]) -> nn.Module:

@@ -609,3 +609,15 @@ def test_a_database_tracking_uri_that_refuses_is_one_line_at_once(tmp_path, monk
     assert res.output.strip().splitlines() == [
         "error: tracking.uri: cannot reach postgresql://hs:***@127.0.0.1:1/x: Connection refused"]
     assert list(tmp_path.iterdir()) == []      # and no MLflow retry warnings above it
+
+
+def test_a_bad_fixed_value_fails_validate_also_with_the_default_space(stores, write_config):
+    raw = quickstart()
+    raw.pop("space", None)                      # the builder's default space is searched
+    raw["params"] = {**raw.get("params", {}), "dropout": 1.5}
+    for command in ("validate", "run"):
+        args = [str(write_config(raw))] + (stores.cli_args() if command == "run" else [])
+        res = invoke(command, *args)
+        assert res.exit_code == 2, res.output
+        assert res.output.strip() == "error: params.dropout: must be in [0, 1), got 1.5"
+    assert stores.untouched()

@@ -416,3 +416,34 @@ def test_train_final_artifacts_come_from_the_final_model_on_test(model, data, pa
     with torch.no_grad():
         expected = task.artifacts(net.eval(), s.x_test, s.y_test, s.class_names)[name]
     assert final.artifacts[f"test_{name}"] == expected
+
+
+# ---------------------------------------------------------------- pre-flight (check_fit)
+
+@pytest.mark.parametrize("model,data,params,searched,message", [
+    ("mlp", "digits", {"dropout": 1.5}, {"width"}, "params.dropout: must be in [0, 1), got 1.5"),
+    ("mlp", "digits", {"maxout_pieces": 0}, {"width", "depth", "activation"},
+     "params.maxout_pieces: must be >= 1, got 0"),
+    ("inception", "digits", {"reduction": 0.0}, {"channels"},
+     "params.reduction: must be in (0, 1], got 0.0"),
+    ("vae", "digits", {"latent_size": 0}, {"width"}, "params.latent_size: must be >= 1, got 0"),
+    ("seq2seq", "reverse", {"beam_width": 0}, {"hidden"},
+     "params.beam_width: must be >= 1, got 0"),
+    ("lenet", "digits", {"kernel": 7, "padding": "valid"}, {"channels"},
+     "params.kernel: a 7x7 kernel (stride 1, padding valid) does not fit"),
+])
+def test_a_bad_fixed_value_is_refused_whatever_else_is_searched(model, data, params, searched,
+                                                                 message):
+    from models.train import check_fit
+    with pytest.raises(UserError) as e:
+        check_fit(model, {"name": data}, params, searched=searched)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("model,params,searched", [
+    ("lenet", {"padding": "valid"}, {"kernel"}),            # the error's key is searched
+    ("vgg", {"kernel": 7, "padding": "valid"}, {"blocks"}),  # its hint: fewer blocks
+])
+def test_an_error_a_searched_knob_may_fix_is_left_to_the_trials(model, params, searched):
+    from models.train import check_fit
+    assert check_fit(model, {"name": "digits"}, params, searched=searched) == "classification"
