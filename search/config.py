@@ -15,13 +15,31 @@ from typing import Any, Literal, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from models.errors import UserError, unknown
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, v: Any, info: ValidationInfo) -> Any:
+        """YAML's true and false are not numbers: pydantic took `trials: true` for 1."""
+        if isinstance(v, bool) and info.field_name is not None:
+            types = _types(cls.model_fields[info.field_name].annotation)
+            if bool not in types and types & {int, float}:
+                kind = "int_type" if int in types else "float_type"
+                raise PydanticCustomError(kind, "not a number")
+        return v
+
+
+def _types(annotation: Any) -> set:
+    """The plain types an annotation admits (`int | None` -> {int, NoneType})."""
+    args = typing.get_args(annotation)
+    return set().union(*map(_types, args)) if args else {annotation}
 
 
 SEED_MAX = 2 ** 32 - 1      # numpy's and scikit-learn's seeds: 0 .. 2**32 - 1
@@ -117,6 +135,16 @@ class StudyConfig(_Strict):
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
 
+    @field_validator("study")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        # The name is shown in tables, paths and the MLflow UI, and typed to resume.
+        if not v.strip():
+            raise ValueError("a blank name; give the study a name")
+        if any(not c.isprintable() for c in v):
+            raise ValueError("a name cannot hold control characters (a newline, a tab, ...)")
+        return v
+
     def snapshot(self) -> dict[str, Any]:
         """The config as stored with the study (Optuna) and its parent run (MLflow):
         the stores' URLs without their passwords, which anyone reading the runs
@@ -167,7 +195,9 @@ class ConfigLoader(yaml.SafeLoader):
         seen: set = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
+            if not isinstance(key, (str, int, float, bool)):
+                continue        # a list or mapping as a key: refused below, as unhashable
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key '{key}' appears twice in one mapping", key_node.start_mark)
             seen.add(key)
@@ -185,7 +215,12 @@ ConfigLoader.add_implicit_resolver(
 
 
 def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader
+    """The YAML document in `text`; yaml.YAMLError when it is malformed, also when it
+    nests too deeply to read (PyYAML recurses once per level)."""
+    try:
+        return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -401,7 +436,8 @@ def _one_line(err: ValidationError) -> str:
         values = _literal_values(loc)
         valid = f"; valid: {', '.join(values)}" if values else ""
         return f"{key}: required key is missing{valid}"
-    got = f", got {first.get('input')!r}"
+    given = first.get("input")
+    got = f", got {str(given).lower() if isinstance(given, bool) else repr(given)}"
     alternatives = [e for e in errors if e["loc"][:-1] == first["loc"][:-1]
                     and _is_type_tag(str(e["loc"][-1]))]
     if len(alternatives) > 1:

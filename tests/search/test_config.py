@@ -399,6 +399,40 @@ def test_a_key_given_twice_is_an_error(write_config):
                             "twice in one mapping")
 
 
+@pytest.mark.parametrize("text, problem", [
+    ("study: x\nmodel: mlp\nparams: {[1]: 2}\n", " (line 3, column 10): found unhashable key"),
+    ("? [a, b]\n: 1\n", " (line 1, column 3): found unhashable key"),
+    ("study: x\nmodel: mlp\ndescription: " + "[" * 2000 + "]" * 2000 + "\n", ": nested too deeply"),
+])
+def test_yaml_that_pyyaml_cannot_hold_is_malformed_yaml(write_config, text, problem):
+    """A list as a key, and nesting deeper than the reader's recursion: a traceback
+    (TypeError, RecursionError) before."""
+    path = write_config(text, name="odd.yaml")
+    with pytest.raises(UserError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}: malformed YAML{problem}"
+
+
+@pytest.mark.parametrize("key", ["search.trials", "search.seed", "search.grid_points",
+                                 "resources.parallel", "resources.cpus_per_trial",
+                                 "data.val_fraction"])
+def test_true_and_false_are_not_numbers(write_config, key):
+    """`trials: true` ran one trial: pydantic took YAML's true for 1."""
+    msg = error_for(write_config, with_(key, "true"))
+    assert msg.startswith(f"{key}: expected a") and msg.endswith(", got true")
+    assert load_config(write_config(quickstart()), ["search.deterministic=true"])  # a bool key
+
+
+@pytest.mark.parametrize("name, message", [
+    ("'   '", "study: a blank name; give the study a name, got '   '"),
+    ('"a\\nb"', "study: a name cannot hold control characters (a newline, a tab, ...), "
+                 "got 'a\\nb'"),
+])
+def test_a_study_name_is_printable(write_config, name, message):
+    """A newline in the name split `studies`' table row in two."""
+    assert error_for(write_config, with_("study", name)) == message
+
+
 def test_one_sqlite_file_cannot_be_both_stores(write_config, tmp_path, monkeypatch):
     """It was made an MLflow store, then refused as Optuna storage: a file left behind."""
     monkeypatch.chdir(tmp_path)
