@@ -184,11 +184,16 @@ def check_enqueue(points: Sequence[Mapping[str, Any]], space: Space) -> None:
             if not in_distribution(dists[name], value):
                 raise UserError(f"{key}: {value!r} is outside the space "
                                 f"({describe_distribution(dists[name])})")
-            # A name of one branch next to another branch's choice would be ignored.
-            if not any(all(point.get(c, b) == b for c, b in path) for path in paths[name]):
-                c, b = paths[name][0][-1]
+            # A name of one branch next to another branch's choice, or without the
+            # choice of its branch (which the sampler then draws), would be ignored.
+            if any(all(point.get(c) == b for c, b in path) for path in paths[name]):
+                continue
+            c, b = next((c, b) for c, b in paths[name][0] if point.get(c) != b)
+            if c in point:
                 raise UserError(f"{key}: belongs to {c}={b}, but this set chooses "
                                 f"{c}={point[c]}")
+            raise UserError(f"{key}: belongs to {c}={b}; give {c}: {b} in this set too, "
+                            "or the sampler may choose another branch and ignore it")
 
 
 def in_distribution(dist: optuna.distributions.BaseDistribution, value: Any) -> bool:

@@ -230,6 +230,10 @@ def test_enqueued_sets_run_first(stores):
     ([{"optimizer": "adam", "momentum": 0.6}],
      "search.enqueue[0].momentum: belongs to optimizer=momentum, but this set chooses optimizer=adam"),
     ([{"optimizer": "sgd"}], "search.enqueue[0].optimizer: 'sgd' is outside the space (one of"),
+    # Without its branch's choice the sampler drew another branch half the time.
+    ([{"momentum": 0.6}], "search.enqueue[0].momentum: belongs to optimizer=momentum; give "
+                          "optimizer: momentum in this set too, or the sampler may choose "
+                          "another branch and ignore it"),
 ])
 def test_bad_enqueue_is_one_line_error(stores, enqueue, message):
     from search.config import check_semantics
