@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from models.data import Splits, load_dataset
-from models.errors import OutOfRange, UserError, unknown
+from models.errors import OutOfRange, UserError, first_line, unknown
 from models.figures import Drawing, learning_curve
-from models.registry import HParam, check_value, get_builder, hparams_of
+from models.registry import HParam, builder_names, check_value, get_builder, hparams_of
 from models.tasks import Task, get_task
 from models.trial import Report, TrialResult, TrialSpec, TrialState
 
@@ -262,6 +262,7 @@ def setup(spec: TrialSpec) -> Fit:
     splits = _splits_on(spec.data, device)
     task = get_task(_task_name(builder.task, splits.task), label_smoothing=opts.label_smoothing)
     _check_augment(opts, splits)
+    _check_input_noise(opts, splits)
     model = builder.build(input_shape=splits.input_shape, n_outputs=splits.n_outputs, **kwargs)
     model.to(device)
     prepare = getattr(task, "prepare", None)     # e.g. reconstruction: targets = inputs
@@ -535,6 +536,7 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
         check_data(splits)
     kwargs, opts = split_params(model, params)
     _check_augment(opts, splits)
+    _check_input_noise(opts, splits)
     own = builder.hyperparameters()
     tunable = set(searched) & set(own)
     try:
@@ -542,7 +544,11 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     except UserError as e:
         if str(e).startswith("model:") or not _knobs(e, own) & tunable:
             raise
+        net = None
+    _check_targets(builder.name, task, splits)     # after the builder's own, sharper checks
+    if net is None:
         return task.name
+    _check_inputs(builder.name, net, splits)
     try:
         with torch.no_grad():
             task.training_step(net, splits.x_val[:2], splits.y_val[:2])
@@ -551,8 +557,12 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
         # that knob is searched, no trial can succeed.
         if not _knobs(e, own) & tunable:
             raise
-    except Exception:  # noqa: BLE001 - anything else is the trial's to report, with context
-        pass
+    except Exception as e:  # noqa: BLE001 - with searched values, the trial's to report
+        # Fixed values only, and the data's own targets (no `prepare`: this step is
+        # the trial's first): every trial would fail the same way.
+        if not tunable and not hasattr(task, "prepare"):
+            raise UserError(f"model: {model} on dataset '{splits.name}' fails its first "
+                            f"training step: {first_line(e)}") from None
     return task.name
 
 
@@ -572,6 +582,26 @@ def _knobs(e: UserError, names: Collection[str]) -> set[str]:
     if isinstance(e, OutOfRange):
         return knobs
     return knobs | set(re.findall(r"\w+", _AXES.sub("", text))) & set(names)
+
+
+def _check_targets(builder: str, task: Task, splits: Splits) -> None:
+    """A task that takes its targets from the data as they are (one without a
+    `prepare` hook, such as sequence transduction) needs a dataset that poses it."""
+    if task.name != splits.task and not hasattr(task, "prepare"):
+        raise UserError(f"model: {builder} trains {task.name}, which needs a dataset of that "
+                        f"task for its targets; '{splits.name}' is {splits.task}")
+
+
+def _check_inputs(builder: str, net: nn.Module, splits: Splits) -> None:
+    """Token ids (integer inputs) need a net that embeds them: any other one
+    multiplies them with float weights, which torch refuses."""
+    if splits.x_train.is_floating_point():
+        return
+    if not any(isinstance(m, nn.Embedding) for m in net.modules()):
+        fits = sorted(n for n in builder_names() if get_builder(n).task == splits.task)
+        raise UserError(f"model: {builder} needs float inputs; dataset '{splits.name}' gives "
+                        f"token ids, which only a builder that embeds them takes "
+                        f"({', '.join(fits) or 'none'})")
 
 
 def _build_in_memory(builder: Any, splits: Splits, kwargs: Mapping[str, Any]) -> nn.Module:
@@ -619,6 +649,12 @@ def check_range_ends(model: str, data: Mapping[str, Any], params: Mapping[str, A
 def _shapes(data: Mapping[str, Any]) -> dict[str, Any]:
     splits = loaded_splits(data)
     return {"input_shape": splits.input_shape, "n_outputs": splits.n_outputs}
+
+
+def _check_input_noise(opts: TrainOptions, splits: Splits) -> None:
+    if opts.input_noise > 0 and not splits.x_train.is_floating_point():
+        raise UserError(f"params.input_noise: Gaussian noise needs float inputs; dataset "
+                        f"'{splits.name}' gives token ids; use input_noise: 0")
 
 
 def _check_augment(opts: TrainOptions, splits: Splits) -> None:

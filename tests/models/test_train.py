@@ -6,6 +6,7 @@ import typing
 
 import pytest
 import torch
+from torch import nn
 
 from models.data import load_dataset
 from models.errors import UserError
@@ -447,3 +448,45 @@ def test_a_bad_fixed_value_is_refused_whatever_else_is_searched(model, data, par
 def test_an_error_a_searched_knob_may_fix_is_left_to_the_trials(model, params, searched):
     from models.train import check_fit
     assert check_fit(model, {"name": "digits"}, params, searched=searched) == "classification"
+
+
+@pytest.mark.parametrize("model,data,params,searched,message", [
+    ("seq2seq", "seq_digits", {}, {"hidden"},
+     "model: seq2seq trains sequence_transduction, which needs a dataset of that task"),
+    ("mlp", "text", {}, {"width"},
+     "model: mlp needs float inputs; dataset 'text' gives token ids, which only a builder "
+     "that embeds them takes (char_lm)"),
+    ("linear", "text", {}, (), "model: linear needs float inputs"),
+    ("char_lm", "text", {"input_noise": 0.1}, {"hidden"},
+     "params.input_noise: Gaussian noise needs float inputs; dataset 'text' gives token ids"),
+])
+def test_a_model_the_data_cannot_train_is_named_before_any_trial(model, data, params, searched,
+                                                                 message):
+    from models.train import check_fit
+    with pytest.raises(UserError) as e:
+        check_fit(model, {"name": data}, params, searched=searched)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_a_trial_refuses_input_noise_on_token_ids(run):
+    with pytest.raises(UserError, match=r"^params\.input_noise: Gaussian noise needs float"):
+        run("char_lm", "text", input_noise=0.1, epochs=1)
+
+
+def test_a_first_step_that_fails_with_fixed_values_only_is_a_model_error(monkeypatch):
+    """A net that fails on the data in a way no check names (here: it ignores the
+    input's size) fails every trial when nothing that builds it is searched."""
+    from models import registry
+    from models.train import check_fit
+
+    def too_narrow(*, input_shape: tuple[int, ...], n_outputs: int, width: int = 8) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(3, width), nn.Linear(width, n_outputs))
+
+    monkeypatch.setitem(registry._REGISTRY, "too_narrow",
+                        registry.Builder("too_narrow", too_narrow, "classification", "test"))
+    with pytest.raises(UserError) as e:
+        check_fit("too_narrow", {"name": "digits"}, {"width": 4}, searched={"lr"})
+    assert str(e.value).startswith("model: too_narrow on dataset 'digits' fails its first "
+                                   "training step: mat1 and mat2 shapes cannot be multiplied")
+    # With `width` searched the trials decide (and report the error with its context).
+    assert check_fit("too_narrow", {"name": "digits"}, {}, searched={"width"}) == "classification"
