@@ -54,7 +54,10 @@ class TrainOptions:
     lower val_loss and restores the best weights. 0 turns max_norm, patience and
     grad_clip off. `augment` transforms image training batches (N, C, H, W): `shift`
     translates each image by up to an eighth of its size (at least one pixel),
-    `flip` mirrors half of them left-right (for natural images, not digits).
+    `flip` mirrors half of them left-right (for natural images, not digits). A task
+    whose target is its input (reconstruction) takes the augmented image as the
+    target. `input_noise` is added after augmenting, to the input only: for
+    reconstruction, a denoising objective.
     """
 
     optimizer: Optimizer = "adam"
@@ -215,6 +218,7 @@ class Fit:
     schedule: torch.optim.lr_scheduler.LRScheduler | None
     generator: torch.Generator      # batch order, separate from dropout/noise RNG
     device: torch.device
+    target_is_input: bool = False   # reconstruction: an augmented input is its own target
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.opts.precision == "bf16":
@@ -272,7 +276,8 @@ def setup(spec: TrialSpec) -> Fit:
     # time by leaving the other's gradients unset, which torch optimizers skip.
     optimizer = make_optimizer(model, opts)
     return Fit(model, task, opts, splits, optimizer,
-               make_schedule(optimizer, opts), torch.Generator().manual_seed(spec.seed), device)
+               make_schedule(optimizer, opts), torch.Generator().manual_seed(spec.seed), device,
+               target_is_input=splits.y_train is splits.x_train)
 
 
 def run_epoch(fit: Fit) -> dict[str, float]:
@@ -302,10 +307,12 @@ def train_epoch(fit: Fit) -> dict[str, float]:
         # index_select, not x[batch]: the same rows, without advanced indexing's
         # general path (about 13 us a batch on the digits MLP, 2% of its epoch).
         xb, yb = x.index_select(0, batch), y.index_select(0, batch)
-        if o.input_noise > 0:
-            xb = xb + o.input_noise * torch.randn_like(xb)
         if o.augment != "none":
             xb = augment_images(xb, o.augment)
+            if fit.target_is_input:     # reconstruct the shifted image, not undo the shift
+                yb = xb
+        if o.input_noise > 0:           # after: a reconstruction's target stays clean
+            xb = xb + o.input_noise * torch.randn_like(xb)
         with fit.autocast():
             if own_steps is not None:
                 stats.append((len(batch), own_steps(model, xb, yb, partial(update, fit))))

@@ -490,3 +490,30 @@ def test_a_first_step_that_fails_with_fixed_values_only_is_a_model_error(monkeyp
                                    "training step: mat1 and mat2 shapes cannot be multiplied")
     # With `width` searched the trials decide (and report the error with its context).
     assert check_fit("too_narrow", {"name": "digits"}, {}, searched={"width"}) == "classification"
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.1])
+def test_an_autoencoders_target_is_its_augmented_input_without_the_noise(noise):
+    """With augment on, the reconstruction target is the shifted image (else the net
+    learns to undo the shift); input noise goes on the input only (denoising)."""
+    from models.train import setup, train_epoch
+    from models.trial import TrialSpec
+
+    spec = TrialSpec(model="autoencoder", data={"name": "digits"}, threads=1, seed=0,
+                     params={"augment": "shift", "input_noise": noise, "batch_size": 256})
+    fit = setup(spec)
+    seen = []
+
+    class Recording(type(fit.task)):
+        def training_step(self, model, x, y):
+            seen.append((x.clone(), y.clone()))
+            return super().training_step(model, x, y)
+
+    fit.task = Recording()
+    train_epoch(fit)
+    assert seen
+    for x, y in seen:       # before the fix, y was the unshifted image
+        if noise == 0:
+            assert torch.equal(x, y)
+        else:
+            assert (x - y).std().item() == pytest.approx(noise, rel=0.1)
