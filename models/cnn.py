@@ -42,17 +42,23 @@ def image_grid(input_shape: tuple[int, ...], builder: str) -> Grid:
 def conv(g: Grid, out: int, kernel: int, *, stride: int = 1, padding: Padding = "same",
          batch_norm: bool = False, act: str = "relu", where: str = "",
          depth: str = "") -> tuple[list[nn.Module], Grid]:
-    """conv -> batch norm? -> activation, and the feature map it leaves. `depth`
-    names the hyperparameters that set how many convs come before this one, if any."""
-    pad = kernel // 2 if padding == "same" else 0
-    h = (g.h + 2 * pad - kernel) // stride + 1
-    w = (g.w + 2 * pad - kernel) // stride + 1
+    """conv -> batch norm? -> activation, and the feature map it leaves. "same"
+    padding keeps the map's size (ceil(size / stride)) for odd and even kernels:
+    kernel - 1 zeros in all, the odd one after (right, bottom). `depth` names the
+    hyperparameters that set how many convs come before this one, if any."""
+    before, after = ((kernel - 1) // 2, kernel // 2) if padding == "same" else (0, 0)
+    h = (g.h + before + after - kernel) // stride + 1
+    w = (g.w + before + after - kernel) // stride + 1
     if h < 1 or w < 1:
         fewer = f", or fewer {depth}" if depth else ""
         raise UserError(f"params.kernel: a {kernel}x{kernel} kernel (stride {stride}, padding "
                         f"{padding}) does not fit the {g.h}x{g.w} feature map{where}; use "
                         f"padding: same, a smaller kernel or stride{fewer}")
-    layers: list[nn.Module] = [nn.Conv2d(g.channels, out, kernel, stride, pad, bias=not batch_norm)]
+    layers: list[nn.Module] = []
+    if before != after:
+        layers.append(nn.ZeroPad2d((before, after, before, after)))
+    layers.append(nn.Conv2d(g.channels, out, kernel, stride, before if before == after else 0,
+                            bias=not batch_norm))
     if batch_norm:
         layers.append(nn.BatchNorm2d(out))
     layers.append(nn.Tanh() if act == "tanh" else nn.ReLU())

@@ -87,3 +87,25 @@ def test_residual_block_adds_its_input():
     assert torch.equal(block(x), torch.relu(x))
     assert isinstance(block.shortcut, torch.nn.Identity)
     assert not isinstance(ResidualBlock(4, 8, 2, True, 0.0).shortcut, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("size,stride", [(8, 1), (7, 1), (8, 2), (7, 2), (9, 3)])
+def test_same_padding_keeps_the_size_for_odd_and_even_kernels(kernel, size, stride):
+    from models.cnn import Grid, conv
+    layers, g = conv(Grid(3, size, size), 4, kernel, stride=stride, padding="same")
+    out = torch.nn.Sequential(*layers)(torch.rand(2, 3, size, size))
+    expected = -(-size // stride)         # ceil(size / stride), as "same" means
+    assert out.shape == (2, 4, expected, expected) and (g.h, g.w) == (expected, expected)
+
+
+@pytest.mark.parametrize("name", ["lenet", "inception", "resnet"])
+@pytest.mark.parametrize("kernel", [3, 4])
+def test_a_same_padded_first_conv_keeps_digits_8x8(name, kernel):
+    """lenet's first conv, inception's and resnet's stems, for odd and even kernels."""
+    model = get_builder(name).build(input_shape=(1, 8, 8), n_outputs=10, kernel=kernel)
+    first = next(m for m in model.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.Tanh)))
+    shapes = []
+    first.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[2:])))
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    assert shapes[0] == (8, 8)
