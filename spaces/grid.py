@@ -52,10 +52,17 @@ def axis(param: Param, grid_points: int) -> list[Any]:
     return [param.value]
 
 
+GRID_POINTS_MAX = 10_000     # values per range: already that many trials for one parameter
+
+
 def _check_points(grid_points: int) -> None:
     if isinstance(grid_points, bool) or not isinstance(grid_points, int) or grid_points < 2:
         raise UserError(f"search.grid_points: needs an integer >= 2 (both ends of every "
                         f"range), got {grid_points!r}")
+    if grid_points > GRID_POINTS_MAX:
+        raise UserError(f"search.grid_points: at most {GRID_POINTS_MAX:,} values per range, "
+                        f"got {grid_points:,}; for a finer search use a random or Bayesian "
+                        "strategy")
 
 
 def _grid(space: Space, n: int) -> list[Point]:
@@ -107,6 +114,8 @@ def _size(space: Space, n: int) -> int:
 def _param_size(p: Param, n: int) -> int:
     if isinstance(p, Conditional):
         return sum(_size(sub, n) for sub in p.branches.values())
+    if isinstance(p, Float):
+        return n        # without listing them: ten ranges of many points each hung
     return len(axis(p, n))
 
 
@@ -121,8 +130,11 @@ def _spread(low: float, high: float, n: int, log: bool) -> list[float]:
 
 
 def _float_axis(p: Float, n: int) -> list[float]:
-    # 12 significant digits: 0.001, not 0.0010000000000000002, in logs and the MLflow UI.
-    return [float(f"{v:.12g}") for v in _spread(p.low, p.high, n, p.log)]
+    # The inner values to 12 significant digits: 0.001, not 0.0010000000000000002, in
+    # logs and the MLflow UI. Not the ends: rounded, an end of 0.1234567890124 fell
+    # outside its own range, which Optuna refused once the trials had run.
+    low, *inner, high = _spread(p.low, p.high, n, p.log)
+    return [low, *(min(max(float(f"{v:.12g}"), low), high) for v in inner), high]
 
 
 def _int_axis(p: Int, n: int) -> list[int]:

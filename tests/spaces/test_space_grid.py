@@ -133,3 +133,22 @@ def test_grid_point_is_the_point_at_that_index_of_the_grid(text):
     assert [grid_point(space, 3, i) for i in range(len(points))] == points
     with pytest.raises(IndexError):
         grid_point(space, 3, len(points))
+
+
+def test_the_ends_of_a_float_range_are_exactly_as_written():
+    """Rounded to 12 digits, 0.1234567890124 became 0.123456789012: below its own
+    range, which Optuna refused once the study's trials had run."""
+    axis_ = grid(space_of("dropout: {uniform: [0.1234567890124, 0.4]}"), 3)
+    assert [p["dropout"] for p in axis_] == [0.1234567890124, 0.261728394506, 0.4]
+    low, mid, high = (p["lr"] for p in grid(space_of("lr: {loguniform: [1.0e-4, 1.0e-2]}"), 3))
+    assert (low, mid, high) == (1e-4, 1e-3, 1e-2)       # inner values still rounded
+
+
+def test_a_grid_of_many_ranges_is_sized_without_listing_them():
+    """Ten ranges of 10,000 values each: 10**40 points, counted at once (it hung)."""
+    space = space_of("".join(f"p{i}: {{uniform: [0, 1]}}\n" for i in range(10)))
+    assert grid_size(space, 10_000) == 10 ** 40
+    assert 0 <= grid_point(space, 10_000, 10 ** 40 - 1)["p9"] <= 1
+    with pytest.raises(UserError, match=r"^search.grid_points: at most 10,000 values per range, "
+                                        r"got 100,000,000; for a finer search use a random"):
+        grid_size(space, 100_000_000)
