@@ -391,16 +391,18 @@ def with_trial_budget(cfg: StudyConfig) -> StudyConfig:
     if s.strategy != "grid":
         trials = s.trials or DEFAULT_TRIALS
     else:
-        from spaces import grid_size, parse_space
+        from spaces import grid_size, on_grid, parse_space
 
         from search.strategies import SHUFFLED_GRID
 
-        points = grid_size(parse_space(cfg.space, key="space"), s.grid_points)
+        space = parse_space(cfg.space, key="space")
+        points = grid_size(space, s.grid_points)
         if s.trials is None and points > SHUFFLED_GRID:
             raise UserError(f"search.trials: the grid has {points:,} points ({s.grid_points} per "
                             "continuous range, search.grid_points); set search.trials to run a "
                             "uniform sample of them, or use fewer grid points")
-        size = len(s.enqueue) + points
+        # An enqueued point of the grid is run once, first.
+        size = points + sum(not on_grid(space, s.grid_points, p) for p in s.enqueue)
         trials = min(s.trials or size, size)
     return cfg.model_copy(update={"search": s.model_copy(update={"trials": trials})})
 

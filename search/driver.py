@@ -31,7 +31,7 @@ from search.intermediate import Pending
 from search.lease import Lease
 from search.net import http_unreachable
 from search.report import study_files
-from search.strategies import can_prune, enqueue_initial, make_pruner, make_sampler
+from search.strategies import can_prune, make_pruner, make_sampler, queue_owed
 from search.tracking import MlflowTracker   # or search.writer.TrackingWriter: same methods
 from search.writer import TrackingError
 from spaces import parse_space, suggest
@@ -329,7 +329,7 @@ class StudyDriver:
             # Seeded as the source study was, the sampler would propose the source's
             # first points again (random search, TPE's random start-up).
             study.sampler = sampler_after(cfg, len(warm))
-        enqueue_initial(study, self.space, cfg.search)
+        queue_owed(study, self.space, cfg.search, counted=0)
         tags = {"strategy": cfg.search.strategy, "pruner": cfg.search.pruner.name}
         if warm:
             tags["warm_start"] = f"{cfg.search.warm_start} ({len(warm)} trials)"
@@ -341,6 +341,9 @@ class StudyDriver:
     def _reopen(self) -> tuple[optuna.Study, str]:
         from search.lifecycle import reopen_study
         study, parent = reopen_study(self.cfg, self.tracker)
+        # What an interruption lost, and a larger budget adds, of the enqueued points
+        # and the grid's: the grid's sampler would draw random points instead.
+        queue_owed(study, self.space, self.cfg.search, counted=trials_run(study))
         files: dict = study_files(study, [o.metric for o in self.objectives])
         stored = study.user_attrs.get("config") or {}
         if stored.get("search", {}).get("trials") != self.cfg.search.trials:

@@ -59,7 +59,7 @@ def _qmc(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
 
 
 SAMPLERS: dict[str, SamplerFactory] = {
-    # grid: the points are enqueued (see enqueue_initial); the sampler only ever
+    # grid: the points are enqueued (see queue_owed); the sampler only ever
     # fills in what no point fixes, which for a grid is nothing.
     "grid": lambda cfg: optuna.samplers.RandomSampler(seed=cfg.seed),
     "random": lambda cfg: optuna.samplers.RandomSampler(seed=cfg.seed),
@@ -137,37 +137,75 @@ def check_pruner(p: PrunerConfig, max_epochs: int | None, by_default: bool = Fal
 SHUFFLED_GRID = 100_000
 
 
-def grid_points(space: Space, cfg: SearchConfig, count: int) -> list[dict[str, Any]]:
+def grid_points(space: Space, cfg: SearchConfig, count: int,
+                skip: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
     """`count` points of the grid in a seeded order, so a budget smaller than the
     grid is a uniform subset of it rather than the corner where the first
-    parameter is smallest. A grid too large to list (billions of points, with a
-    budget of a few hundred) is sampled by index. Fixed names are left out: they
-    are never suggested, so never enqueued."""
+    parameter is smallest; a larger budget keeps the smaller one's points first. A
+    grid too large to list (billions of points, with a budget of a few hundred) is
+    sampled by index. Fixed names are left out: they are never suggested, so never
+    enqueued. Points in `skip` (the enqueued ones) are not drawn again."""
     fixed = {name for name, p, _, _ in walk(space) if isinstance(p, Fixed)}
+    skip = [dict(point) for point in skip]
     size = grid_size(space, cfg.grid_points)
     if size <= SHUFFLED_GRID:
         points = grid(space, cfg.grid_points)
         random.Random(cfg.seed).shuffle(points)
-        points = points[:count]
     else:
         # Distinct indices in the order drawn (random.sample cannot take a range
         # beyond 2**63; with a budget far below the grid, repeats are rare).
         rng, indices = random.Random(cfg.seed), dict[int, None]()
-        while len(indices) < min(count, size):
+        while len(indices) < min(count + len(skip), size):
             indices.setdefault(rng.randrange(size))
-        points = [grid_point(space, cfg.grid_points, i) for i in indices]
-    return [{k: v for k, v in point.items() if k not in fixed} for point in points]
+        points = (grid_point(space, cfg.grid_points, i) for i in indices)
+    drawn: list[dict[str, Any]] = []
+    for point in points:
+        point = {k: v for k, v in point.items() if k not in fixed}
+        if point not in skip:
+            drawn.append(point)
+        if len(drawn) == count:
+            break
+    return drawn
 
 
-def enqueue_initial(study: optuna.Study, space: Space, cfg: SearchConfig) -> None:
-    """Queue `search.enqueue` first, then (for grid search) the grid points, no more
-    than the trial budget: a queued trial left unrun would linger in the storage."""
+def owed_points(space: Space, cfg: SearchConfig) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The points a study of this budget runs whatever its sampler proposes, in order,
+    each with its trial's user attributes: `search.enqueue`, then (grid search) the
+    grid's points, no more than `search.trials` in all."""
     budget = cfg.trials if cfg.trials is not None else len(cfg.enqueue) + 1_000_000
-    for params in cfg.enqueue[:budget]:
-        study.enqueue_trial(dict(params), user_attrs={"enqueued": True})
+    owed = [(dict(point), {"enqueued": True}) for point in cfg.enqueue[:budget]]
     if cfg.strategy == "grid":
-        for params in grid_points(space, cfg, max(0, budget - len(cfg.enqueue))):
-            study.enqueue_trial(params)
+        owed += [(point, {}) for point in grid_points(space, cfg, max(0, budget - len(owed)),
+                                                      skip=cfg.enqueue)]
+    return owed
+
+
+def queue_owed(study: optuna.Study, space: Space, cfg: SearchConfig, counted: int) -> int:
+    """Queue each owed point (owed_points) that no trial of the study has taken, as
+    many as the budget has room for beside the `counted` trials already run and
+    those queued. A trial takes a point when its parameters include the point's,
+    and it finished (COMPLETE, PRUNED, or FAIL other than by an interruption) or is
+    queued. A new study queues them all; a resumed one, those an interruption
+    lost (a grid point whose trial was stopped by Ctrl-C) and those a larger
+    budget adds (`resume --trials`): the grid's sampler would otherwise have drawn
+    random points off the grid. Returns how many were queued."""
+    states = optuna.trial.TrialState
+    trials = [t for t in study.get_trials(deepcopy=False) if "warm_start_from" not in t.user_attrs]
+    waiting = [t for t in trials if t.state is states.WAITING]
+    taken = [t.system_attrs.get("fixed_params", t.params) for t in waiting]
+    taken += [t.params for t in trials if t.state.is_finished()
+              and not t.user_attrs.get("interrupted")]
+    room = (cfg.trials if cfg.trials is not None else 1_000_000) - counted - len(waiting)
+    queued = 0
+    for point, attrs in owed_points(space, cfg):
+        took = next((i for i, params in enumerate(taken)
+                     if all(k in params and params[k] == v for k, v in point.items())), None)
+        if took is not None:
+            del taken[took]         # one trial takes one point
+        elif queued < room:
+            study.enqueue_trial(point, user_attrs=attrs)
+            queued += 1
+    return queued
 
 
 def check_enqueue(points: Sequence[Mapping[str, Any]], space: Space) -> None:

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from models.errors import UserError
-from spaces.language import Categorical, Conditional, Float, Int, Param, Space
+from spaces.language import Categorical, Conditional, Fixed, Float, Int, Param, Space
 
 Point = dict[str, Any]
 
@@ -37,6 +37,36 @@ def grid_point(space: Space, grid_points: int, index: int) -> Point:
     if not 0 <= index < _size(space, grid_points):
         raise IndexError(index)
     return _point(space, grid_points, index)
+
+
+def on_grid(space: Space, grid_points: int, point: Point) -> bool:
+    """Whether `point` (values of the searched names) is a point of the grid: an
+    enqueued point that is one runs once, not twice."""
+    _check_points(grid_points)
+    named: set[str] = set()
+
+    def fits(sub: Space) -> bool:
+        for name, p in sub.items():
+            if isinstance(p, Fixed):
+                continue
+            named.add(name)
+            if name not in point:
+                return False
+            v = point[name]
+            if isinstance(p, Conditional):
+                if not any(_same(v, b) for b in p.branches) or not fits(p.branches[v]):
+                    return False
+            elif not any(_same(v, a) for a in axis(p, grid_points)):
+                return False
+        return True
+
+    return fits(space) and named == set(point)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as values of a parameter: 0 is 0.0, but true is not 1."""
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    return a == b and (numbers or type(a) is type(b))
 
 
 def axis(param: Param, grid_points: int) -> list[Any]:

@@ -19,7 +19,7 @@ from models.trial import TrialResult, TrialState
 from search.config import SearchConfig, parse_config
 from search.driver import StudyDriver
 from search.executors import SerialExecutor
-from search.strategies import SAMPLERS, enqueue_initial, in_distribution, make_sampler
+from search.strategies import SAMPLERS, in_distribution, make_sampler, queue_owed
 from search.tracking import MlflowTracker
 from spaces import distributions, parse_space, suggest
 from tests.conftest import study_runs
@@ -49,7 +49,7 @@ def ask_tell(strategy: str, seed: int, n: int, objectives: int = 1) -> list[dict
     cfg = SearchConfig(strategy=strategy, seed=seed, grid_points=2)
     study = optuna.create_study(sampler=make_sampler(cfg),
                                 directions=["maximize"] * objectives)
-    enqueue_initial(study, SPACE, cfg)
+    queue_owed(study, SPACE, cfg, counted=0)
     seen = []
     for _ in range(n):
         trial = study.ask()
@@ -171,6 +171,53 @@ def test_grid_order_is_seeded_so_a_small_budget_is_a_spread_subset(stores):
     got = [tuple(sorted(t.params.items())) for t in outcome.study.trials]
     assert len(got) == 8 and set(got) < expected_grid()
     assert len({dict(p)["optimizer"] for p in got}) > 1     # not just the first branch
+
+
+def grid_of(trials) -> list:
+    return [tuple(sorted(t.params.items())) for t in trials
+            if t.state is optuna.trial.TrialState.COMPLETE]
+
+
+def test_an_enqueued_point_of_the_grid_runs_once(stores):
+    """The budget was the grid plus every enqueued point: one on the grid ran twice."""
+    on, off = {"lr": 0.01, "depth": 1, "optimizer": "rmsprop"}, {"lr": 0.02, "depth": 1,
+                                                                 "optimizer": "rmsprop"}
+    cfg, outcome = drive(config("grid-enq", stores, GRID_SPACE, strategy="grid", grid_points=3,
+                                enqueue=[on, off]))
+    assert cfg.search.trials == 36 + 1
+    got = grid_of(outcome.study.trials)
+    assert got[:2] == [tuple(sorted(on.items())), tuple(sorted(off.items()))]     # first
+    assert len(got) == 37 and set(got) == expected_grid() | {tuple(sorted(off.items()))}
+
+
+def interrupted_at(number: int):
+    """A trainer that is stopped by Ctrl-C in trial `number`."""
+    def train(spec, report):
+        if spec.trial_number == number:
+            raise KeyboardInterrupt
+        return fake_train(spec, report)
+    return train
+
+
+@pytest.mark.parametrize("first", ["interrupted", "a smaller budget"])
+def test_resuming_a_grid_runs_the_rest_of_its_points(stores, first):
+    """Resumed, a grid study ran random points off the grid: the sampler behind a
+    grid is a random one, and only a new study queued the grid's points. Now each
+    point a trial has not taken is queued: the interrupted trial's point (its
+    trial failed), and those a larger budget adds (`resume --trials`)."""
+    raw = config("grid-resume", stores, GRID_SPACE, strategy="grid", grid_points=3,
+                 enqueue=[{"lr": 0.02, "depth": 1, "optimizer": "rmsprop"}])
+    if first == "interrupted":
+        _, outcome = drive(raw, interrupted_at(3))
+        assert outcome.interrupted and len(grid_of(outcome.study.trials)) == 3
+    else:
+        drive({**raw, "search": {**raw["search"], "trials": 5}})
+    cfg = parse_config(raw)
+    outcome = StudyDriver(cfg, SerialExecutor(train=fake_train),
+                          MlflowTracker(cfg.tracking.uri)).run(resume=True)
+    got = grid_of(outcome.study.trials)
+    assert len(got) == 37 == cfg.search.trials                      # each point once
+    assert set(got) == expected_grid() | {(("depth", 1), ("lr", 0.02), ("optimizer", "rmsprop"))}
 
 
 def test_a_grid_too_large_to_list_is_sampled_within_the_budget(stores):
