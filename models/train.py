@@ -537,11 +537,12 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     error passes only when it concerns one of them (`_knobs`), which sampled values
     may fix; one about fixed values alone (a dropout of 1.5) fails every trial."""
     builder, splits = get_builder(model), loaded_splits(data)
-    task = get_task(_task_name(builder.task, splits.task))
+    kwargs, opts = split_params(model, params)
+    # A task that has no use for label smoothing (regression) refuses a fixed one.
+    task = get_task(_task_name(builder.task, splits.task), label_smoothing=opts.label_smoothing)
     check_data = getattr(task, "check_data", None)
     if check_data is not None:
         check_data(splits)
-    kwargs, opts = split_params(model, params)
     _check_augment(opts, splits)
     _check_input_noise(opts, splits)
     own = builder.hyperparameters()

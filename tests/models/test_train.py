@@ -517,3 +517,11 @@ def test_an_autoencoders_target_is_its_augmented_input_without_the_noise(noise):
             assert torch.equal(x, y)
         else:
             assert (x - y).std().item() == pytest.approx(noise, rel=0.1)
+
+
+def test_validate_refuses_label_smoothing_where_the_task_has_no_labels():
+    """Regression has nothing to smooth: refused before the study, not by every trial."""
+    from models.train import check_fit
+    with pytest.raises(UserError, match=r"^params.label_smoothing: regression has no class"):
+        check_fit("mlp", {"name": "diabetes"}, {"label_smoothing": 0.1})
+    assert check_fit("mlp", {"name": "diabetes"}, {"label_smoothing": 0.0}) == "regression"
