@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.errors import UserError, check_at_least
+from models.errors import UserError, check_at_least, check_layers
 from models.mlp import make_activation
 from models.registry import register
 
@@ -88,6 +88,7 @@ def encoder_decoder(input_shape: tuple[int, ...], code_size: int, *, arch: str, 
         return conv_encoder(input_shape, code_size, channels, activation), \
             conv_decoder(input_shape, code_size, channels, activation)
     check_at_least(0, depth=depth)
+    check_layers(depth=depth)
     n = math.prod(input_shape)
     enc: list[nn.Module] = [nn.Flatten()]
     dec: list[nn.Module] = []

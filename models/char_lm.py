@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.errors import UserError, check_at_least, check_fraction
+from models.errors import UserError, check_at_least, check_fraction, check_layers
 from models.registry import register
 
 
@@ -74,5 +74,6 @@ def char_lm(*, input_shape: tuple[int, ...], n_outputs: int, cell: Literal["lstm
         raise UserError(f"model: char_lm needs windows of character ids (steps,); the "
                         f"dataset gives samples of shape {tuple(input_shape)} (use data: text)")
     check_at_least(1, emb=emb, hidden=hidden, layers=layers)
+    check_layers(layers=layers)
     check_fraction(dropout=dropout)
     return CharLM(n_outputs, emb, hidden, layers, cell, dropout, tie_weights)

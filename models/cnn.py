@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.errors import OutOfRange, UserError, check_at_least, check_fraction
+from models.errors import OutOfRange, UserError, check_at_least, check_fraction, check_layers
 from models.registry import register
 
 Padding = Literal["same", "valid"]
@@ -104,13 +104,18 @@ def he_init(model: nn.Module) -> nn.Module:
     return model
 
 
+LAYER_COUNTS = ("blocks", "convs_per_block", "modules", "stages", "blocks_per_stage")
+
+
 def check_common(**values: float) -> None:
-    """Sizes and counts >= 1, `dropout` in [0, 1)."""
+    """Sizes and counts >= 1 (counts of layers and blocks <= 1000), `dropout` in [0, 1)."""
     for name, value in values.items():
         if name == "dropout":
             check_fraction(dropout=value)
         else:
             check_at_least(1, **{name: value})
+            if name in LAYER_COUNTS:
+                check_layers(**{name: value})
 
 
 # ---------------------------------------------------------------- LeNet

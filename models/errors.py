@@ -29,6 +29,18 @@ def check_at_least(low: float, key_prefix: str = "params", **values: float) -> N
             raise OutOfRange(f"{key_prefix}.{key}: must be >= {low:g}, got {value}")
 
 
+MAX_LAYERS = 1000       # layers or blocks of one kind in a net
+
+
+def check_layers(key_prefix: str = "params", **values: int) -> None:
+    """`params.KEY: must be <= 1000, got V` for counts of layers or blocks (depth,
+    layers, stages, ...): a depth of a billion is a typo, and building it to check
+    it hung `validate`."""
+    for key, value in values.items():
+        if value > MAX_LAYERS:
+            raise OutOfRange(f"{key_prefix}.{key}: must be <= {MAX_LAYERS}, got {value}")
+
+
 def check_fraction(key_prefix: str = "params", **values: float) -> None:
     """`params.KEY: must be in [0, 1), got V` (dropout rates and the like)."""
     for key, value in values.items():

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from models.autoencoder import downsampled, image_shape
-from models.errors import check_at_least, check_fraction
+from models.errors import check_at_least, check_fraction, check_layers
 from models.registry import register
 
 
@@ -33,6 +33,7 @@ def gan(*, input_shape: tuple[int, ...], n_outputs: int = 0, arch: Literal["mlp"
     discriminator's hidden layers; `leak` is its leaky-ReLU slope."""
     check_at_least(1, latent_size=latent_size, width=width, channels=channels, d_steps=d_steps,
                    depth=depth)
+    check_layers(depth=depth)
     check_fraction(d_dropout=d_dropout)
     if arch == "dcgan":
         g = dcgan_generator(input_shape, latent_size, channels, batch_norm)

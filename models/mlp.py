@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.errors import check_at_least, check_fraction
+from models.errors import check_at_least, check_fraction, check_layers
 from models.registry import register
 
 Activation = Literal["relu", "leaky_relu", "prelu", "elu", "tanh", "sigmoid", "maxout", "linear"]
@@ -125,6 +125,7 @@ def init_linear(layer: nn.Linear, init: str, activation: str) -> None:
 
 def _check(*, depth: int, width: int, dropout: float, maxout_pieces: int) -> None:
     check_at_least(0, depth=depth)
+    check_layers(depth=depth)
     check_at_least(1, width=width)
     check_fraction(dropout=dropout)
     check_at_least(1, maxout_pieces=maxout_pieces)

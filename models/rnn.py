@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.errors import UserError, check_at_least, check_fraction
+from models.errors import UserError, check_at_least, check_fraction, check_layers
 from models.registry import register
 
 Cell = Literal["rnn", "lstm", "gru"]
@@ -63,6 +63,7 @@ def recurrent(input_shape: tuple[int, ...], n_outputs: int, *, cell: str, hidden
         raise UserError(f"model: {cell} needs sequences (steps, features) or images; the "
                         f"dataset gives samples of shape {tuple(input_shape)}")
     check_at_least(1, hidden=hidden, layers=layers)
+    check_layers(layers=layers)
     check_fraction(dropout=dropout)
     return Recurrent(n_features, n_outputs, cell, hidden, layers, bidirectional, dropout,
                      head, nonlinearity)

@@ -614,17 +614,33 @@ def _check_inputs(builder: str, net: nn.Module, splits: Splits) -> None:
 
 def _build_in_memory(builder: Any, splits: Splits, kwargs: Mapping[str, Any]) -> nn.Module:
     """The model, or a UserError when its weights do not fit in memory (a width of
-    a hundred million): torch's allocator error is a traceback otherwise."""
+    a hundred million): torch's allocator error is a traceback otherwise. Sizes past
+    what torch can count (2**63) are named by the hyperparameters that ask for them."""
     shapes = {"input_shape": splits.input_shape, "n_outputs": splits.n_outputs}
     try:
         return builder.build(**shapes, **kwargs)
-    except (MemoryError, RuntimeError) as e:
-        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+    except (MemoryError, RuntimeError, TypeError) as e:
+        if not isinstance(e, MemoryError) and not _too_large(e):
             raise
-    with torch.device("meta"):      # shapes only: counts the weights without storing them
-        n = sum(p.numel() for p in builder.build(**shapes, **kwargs).parameters())
+    try:
+        with torch.device("meta"):      # shapes only: counts the weights without storing them
+            n = sum(p.numel() for p in builder.build(**shapes, **kwargs).parameters())
+    except (RuntimeError, TypeError) as e:
+        if not _too_large(e):
+            raise
+        huge = [k for k, v in kwargs.items()
+                if isinstance(v, int) and not isinstance(v, bool) and v > 2**20]
+        key = f"params.{huge[0]}" if len(huge) == 1 else "params"
+        given = ", ".join(f"{k} {kwargs[k]}" for k in huge)
+        raise UserError(f"{key}: {builder.name} with {given or 'these params'} has more "
+                        "weights than torch can count") from None
     raise UserError(f"params: {builder.name} with these params has {n:,} weights "
                     f"({n * 4 / 1e9:.1f} GB as float32), more than this machine's memory holds")
+
+
+def _too_large(e: BaseException) -> bool:
+    """torch's words for a tensor it cannot allocate, or whose size overflows."""
+    return "allocate" in str(e) or "overflow" in str(e).lower()
 
 
 def check_range_ends(model: str, data: Mapping[str, Any], params: Mapping[str, Any],

@@ -153,3 +153,30 @@ def test_orthogonal_init_gives_orthogonal_rows():
 def test_bad_mlp_arguments_are_user_errors(kwargs, key):
     with pytest.raises(UserError, match=f"^params.{key}:"):
         mlp(input_shape=(1, 8, 8), n_outputs=10, **kwargs)
+
+
+LAYER_COUNTS = [("mlp", "depth"), ("autoencoder", "depth"), ("vae", "depth"), ("gan", "depth"),
+                ("rnn", "layers"), ("char_lm", "layers"), ("vgg", "blocks"),
+                ("vgg", "convs_per_block"), ("inception", "modules"), ("resnet", "stages"),
+                ("resnet", "blocks_per_stage")]
+
+
+@pytest.mark.parametrize("name,knob", LAYER_COUNTS, ids=[f"{n}-{k}" for n, k in LAYER_COUNTS])
+def test_layer_counts_stop_at_a_thousand(name, knob):
+    """A depth of a billion is a typo: building it, to check it, hung `validate`."""
+    from models.errors import OutOfRange
+    from models.train import check_fit
+    data = {"char_lm": {"name": "text", "options": {"max_chars": 3000}},
+            "rnn": {"name": "seq_digits"}}.get(name, {"name": "digits"})
+    with pytest.raises(OutOfRange, match=rf"^params.{knob}: must be <= 1000, got 1000000000$"):
+        check_fit(name, data, {knob: 10**9}, searched=("lr",))
+
+
+@pytest.mark.parametrize("width", [10**11, 10**30])
+def test_a_size_past_what_torch_counts_is_named(width):
+    """Weights past 2**63 overflowed torch's count: a traceback, or (with a builder
+    hyperparameter searched) a pass, and every trial failed."""
+    from models.train import check_fit
+    with pytest.raises(UserError, match=rf"^params.width: mlp with width {width} has more "
+                                        "weights than torch can count$"):
+        check_fit("mlp", {"name": "digits"}, {"width": width}, searched=("depth",))
