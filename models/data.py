@@ -245,12 +245,20 @@ def xor(noise: float = 0.0, n: int = 0) -> RawData:
     corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
     labels = np.array([0, 1, 1, 0], dtype=np.int64)
     check_at_least(0, "data.options", noise=noise, n=n)
+    _check_finite(noise=noise)
     if noise == 0 and n == 0:
         return _frozen(RawData(corners, labels, class_names=("0", "1"), unsplit=True))
     rng = np.random.default_rng(0)
     which = np.arange(n or 200) % 4
     x = corners[which] + rng.normal(0.0, noise, size=(len(which), 2)).astype(np.float32)
     return _frozen(RawData(x, labels[which], class_names=("0", "1")))
+
+
+def _check_finite(**values: float) -> None:
+    """An infinite noise passed `>= 0` and made every trial fail with a NaN loss."""
+    for key, value in values.items():
+        if not math.isfinite(value):
+            raise UserError(f"data.options.{key}: must be a finite number, got {value}")
 
 
 def _frozen(raw: RawData) -> RawData:
@@ -268,6 +276,7 @@ def moons(n: int = 1000, noise: float = 0.2) -> RawData:
 
     check_at_least(10, "data.options", n=n)
     check_at_least(0, "data.options", noise=noise)
+    _check_finite(noise=noise)
     x, y = make_moons(n_samples=n, noise=noise, random_state=0)
     return _frozen(RawData(x.astype(np.float32), y.astype(np.int64), class_names=("0", "1")))
 

@@ -23,9 +23,10 @@ def first_line(e: BaseException) -> str:
 
 
 def check_at_least(low: float, key_prefix: str = "params", **values: float) -> None:
-    """`params.KEY: must be >= LOW, got V` for the first of `values` below `low`."""
+    """`params.KEY: must be >= LOW, got V` for the first of `values` below `low`, or
+    NaN (which compares false to every number, so `value < low` let it through)."""
     for key, value in values.items():
-        if value < low:
+        if not value >= low:
             raise OutOfRange(f"{key_prefix}.{key}: must be >= {low:g}, got {value}")
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from models.data import dataset_names, dataset_options, digits, load_dataset
-from models.errors import UserError
+from models.errors import OutOfRange, UserError, check_at_least, check_fraction
 
 
 def rows(*xs: torch.Tensor) -> list[bytes]:
@@ -115,3 +115,13 @@ def test_splits_too_small_for_the_classes_say_which_key_to_change():
     assert message(name="xor", n=6, test_fraction=0.1) == (
         "data.options.n: a test split of 1 (of 6 samples) is fewer than the 2 classes; raise "
         "data.options.n to at least 20 or raise data.test_fraction")
+
+
+@pytest.mark.parametrize("check", [
+    lambda: check_at_least(0, "data.options", noise=float("nan")),
+    lambda: check_fraction("params", dropout=float("nan")),
+])
+def test_nan_is_out_of_range(check):
+    # NaN compares false to every number: a `value < low` test let it through.
+    with pytest.raises(OutOfRange, match=r": must be .*, got nan$"):
+        check()

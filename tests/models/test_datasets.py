@@ -138,3 +138,15 @@ def test_utf8_text_is_read_up_to_max_chars_only(tmp_path):
     g = tmp_path / "u.txt"    # another name: loaders are cached by their options
     g.write_bytes(b"abcd" * 30 + b"\xff")
     assert text(path=str(g), window=8, max_chars=100).class_names == tuple("abcd")
+
+
+@pytest.mark.parametrize("name,noise,said", [
+    ("moons", float("nan"), "must be >= 0, got nan"),    # crashed inside scikit-learn
+    ("xor", float("nan"), "must be >= 0, got nan"),      # every trial's loss was NaN
+    ("moons", float("inf"), "must be a finite number, got inf"),
+    ("xor", float("inf"), "must be a finite number, got inf"),
+])
+def test_a_noise_that_is_not_a_finite_number_is_refused(name, noise, said):
+    with pytest.raises(UserError) as e:
+        load_dataset(name, noise=noise)
+    assert str(e.value) == f"data.options.noise: {said}"
