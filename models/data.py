@@ -246,6 +246,7 @@ def xor(noise: float = 0.0, n: int = 0) -> RawData:
     labels = np.array([0, 1, 1, 0], dtype=np.int64)
     check_at_least(0, "data.options", noise=noise, n=n)
     _check_finite(noise=noise)
+    _check_memory(n or 200, 2)
     if noise == 0 and n == 0:
         return _frozen(RawData(corners, labels, class_names=("0", "1"), unsplit=True))
     rng = np.random.default_rng(0)
@@ -259,6 +260,26 @@ def _check_finite(**values: float) -> None:
     for key, value in values.items():
         if not math.isfinite(value):
             raise UserError(f"data.options.{key}: must be a finite number, got {value}")
+
+
+# Input values a generated dataset may hold (400 MB as float32; generating them takes
+# a few times that): more is a typo, and `n: 100000000000` failed with a MemoryError.
+MAX_VALUES = 100_000_000
+
+
+def _check_memory(n: int, per_sample: int, **sizes: int) -> None:
+    """Refuse, before generating anything, `n` samples of `per_sample` input values
+    that hold more than MAX_VALUES. `sizes`: the options that set a sample's size,
+    the one blamed when even the fewest samples (10) would be too many."""
+    if n * per_sample <= MAX_VALUES:
+        return
+    why = f"at most {MAX_VALUES} input values are generated, to fit in memory"
+    if sizes and 10 * per_sample > MAX_VALUES:
+        key, value = max(sizes.items(), key=lambda kv: kv[1])
+        raise UserError(f"data.options.{key}: {value} makes samples of {per_sample} values, "
+                        f"too many for 10 samples ({why})")
+    raise UserError(f"data.options.n: must be <= {MAX_VALUES // per_sample} here, got {n} "
+                    f"(a sample holds {per_sample} values; {why})")
 
 
 def _frozen(raw: RawData) -> RawData:
@@ -277,6 +298,7 @@ def moons(n: int = 1000, noise: float = 0.2) -> RawData:
     check_at_least(10, "data.options", n=n)
     check_at_least(0, "data.options", noise=noise)
     _check_finite(noise=noise)
+    _check_memory(n, 2)
     x, y = make_moons(n_samples=n, noise=noise, random_state=0)
     return _frozen(RawData(x.astype(np.float32), y.astype(np.int64), class_names=("0", "1")))
 
@@ -308,6 +330,7 @@ def adding(length: int = 50, n: int = 2000) -> RawData:
     Predicting the mean (1.0) gives an MSE of about 0.167."""
     check_at_least(2, "data.options", length=length)
     check_at_least(10, "data.options", n=n)
+    _check_memory(n, length * 2, length=length)
     rng = np.random.default_rng(0)
     values = rng.uniform(0.0, 1.0, size=(n, length))
     half = length // 2
@@ -331,6 +354,7 @@ def copy(delay: int = 10, symbols: int = 10, n: int = 2000) -> RawData:
     check_at_least(1, "data.options", symbols=symbols)
     check_at_least(10, "data.options", n=n)
     steps = symbols + delay + symbols
+    _check_memory(n, steps * len(COPY_VOCAB), delay=delay, symbols=symbols)
     rng = np.random.default_rng(0)
     seq = rng.integers(1, 9, size=(n, symbols))
     tokens = np.zeros((n, steps), dtype=np.int64)
@@ -351,6 +375,7 @@ def reverse(length: int = 8, vocab: int = 10, n: int = 4000) -> RawData:
     check_at_least(10, "data.options", n=n)
     if not 2 <= vocab <= 62:
         raise UserError(f"data.options.vocab: must be in [2, 62], got {vocab}")
+    _check_memory(n, length * vocab, length=length)
     tokens = np.random.default_rng(0).integers(0, vocab, size=(n, length))
     names = tuple("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[:vocab])
     return _frozen(RawData(_one_hot(tokens, vocab), np.ascontiguousarray(tokens[:, ::-1]),

@@ -150,3 +150,29 @@ def test_a_noise_that_is_not_a_finite_number_is_refused(name, noise, said):
     with pytest.raises(UserError) as e:
         load_dataset(name, noise=noise)
     assert str(e.value) == f"data.options.noise: {said}"
+
+
+@pytest.mark.parametrize("name,options,said", [
+    ("moons", {"n": 10**11}, "n: must be <= 50000000 here, got 100000000000 (a sample holds 2"),
+    ("xor", {"n": 10**11}, "n: must be <= 50000000 here, got 100000000000 (a sample holds 2"),
+    ("adding", {"n": 10**11}, "n: must be <= 1000000 here, got 100000000000 (a sample holds 100"),
+    ("copy", {"n": 10**11}, "n: must be <= 333333 here, got 100000000000 (a sample holds 300"),
+    ("reverse", {"n": 10**11}, "n: must be <= 1250000 here, got 100000000000 (a sample holds 80"),
+    ("adding", {"length": 10**8}, "length: 100000000 makes samples of 200000000 values, too many"),
+    ("copy", {"delay": 10**9}, "delay: 1000000000 makes samples of 10000000200 values, too many"),
+    ("reverse", {"length": 10**9}, "length: 1000000000 makes samples of 10000000000 values, too"),
+])
+def test_a_dataset_too_large_for_memory_is_refused_before_it_is_generated(name, options, said):
+    # These were MemoryError tracebacks; now one line naming the option, saying why.
+    with pytest.raises(UserError) as e:
+        load_dataset(name, **options)
+    assert str(e.value).startswith(f"data.options.{said}") and "\n" not in str(e.value)
+    assert "to fit in memory" in str(e.value)
+
+
+def test_the_memory_bound_on_n_is_exact(monkeypatch):
+    import models.data as data
+    monkeypatch.setattr(data, "MAX_VALUES", 100)
+    assert len(data.moons.__wrapped__(n=50).y) == 50      # uncached: 50 samples of 2 values
+    with pytest.raises(UserError, match=r"^data.options.n: must be <= 50 here, got 51 "):
+        data.moons.__wrapped__(n=51)
