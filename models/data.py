@@ -130,10 +130,15 @@ def _split(raw: RawData, val_fraction: float, test_fraction: float, seed: int,
 
     n = len(raw.y)
     n_test, n_val = round(n * test_fraction), round(n * val_fraction)
+    stratify = raw.y if raw.task == "classification" else None
+    if test_fraction > 0 and n_test < 1:   # else `final` says there is no test split
+        least = 1 if stratify is None else len(np.unique(stratify))   # one of each class
+        raise UserError(f"data.test_fraction: {test_fraction} of {n} samples leaves an empty "
+                        f"test split; raise it to at least {_fraction_for(least, n)}, or set "
+                        f"it to 0 for none")
     if n_val < 1 or n - n_val - n_test < 1:
         raise UserError(f"data.val_fraction: {val_fraction} (with test_fraction "
                         f"{test_fraction}) leaves an empty split of {n} samples")
-    stratify = raw.y if raw.task == "classification" else None
     if stratify is not None:
         _check_stratifiable(raw, (val_fraction, test_fraction), size)
     rest, test = np.arange(n), np.arange(0)
@@ -191,6 +196,14 @@ def _samples_for(k: int, fractions: tuple[float, float]) -> int:
               if split != "test" or test_fraction > 0):
         n += 1
     return n
+
+
+def _fraction_for(m: int, n: int) -> str:
+    """The shortest decimal fraction of `n` samples that rounds to at least `m`."""
+    digits = 3
+    while round(n * float(f"{m / n:.{digits}g}")) < m:
+        digits += 1
+    return f"{m / n:.{digits}g}"
 
 
 def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:

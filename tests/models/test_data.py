@@ -125,3 +125,26 @@ def test_nan_is_out_of_range(check):
     # NaN compares false to every number: a `value < low` test let it through.
     with pytest.raises(OutOfRange, match=r": must be .*, got nan$"):
         check()
+
+
+@pytest.mark.parametrize("name,kwargs,least", [
+    ("digits", {"test_fraction": 1e-9}, "0.00556"),    # 10 of 1797: one of each class
+    ("diabetes", {"test_fraction": 0.001}, "0.00226"),  # 1 of 442 (regression)
+    ("moons", {"n": 12, "test_fraction": 0.01}, "0.167"),  # 2 of 12
+])
+def test_a_test_fraction_that_rounds_to_no_rows_is_refused(name, kwargs, least):
+    # It gave an empty test split, which `final` then reported as test_fraction 0.
+    with pytest.raises(UserError) as e:
+        load_dataset(name, **kwargs)
+    n = {"digits": 1797, "diabetes": 442, "moons": 12}[name]
+    assert str(e.value) == (f"data.test_fraction: {kwargs['test_fraction']} of {n} samples "
+                            f"leaves an empty test split; raise it to at least {least}, or set "
+                            "it to 0 for none")
+    # The fraction it suggests is enough.
+    s = load_dataset(name, **{**kwargs, "test_fraction": float(least)})
+    assert len(s.y_test) == round(n * float(least)) >= 1
+
+
+def test_a_val_fraction_that_rounds_to_no_rows_is_refused():
+    with pytest.raises(UserError, match=r"^data.val_fraction: 0.01 .* empty split of 12 "):
+        load_dataset("moons", n=12, val_fraction=0.01)
