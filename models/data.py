@@ -131,7 +131,7 @@ def _split(raw: RawData, val_fraction: float, test_fraction: float, seed: int,
     n = len(raw.y)
     n_test, n_val = round(n * test_fraction), round(n * val_fraction)
     stratify = raw.y if raw.task == "classification" else None
-    if test_fraction > 0 and n_test < 1:   # else `final` says there is no test split
+    if n and test_fraction > 0 and n_test < 1:   # else `final` says there is no test split
         least = 1 if stratify is None else len(np.unique(stratify))   # one of each class
         raise UserError(f"data.test_fraction: {test_fraction} of {n} samples leaves an empty "
                         f"test split; raise it to at least {_fraction_for(least, n)}, or set "

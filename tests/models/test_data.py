@@ -148,3 +148,10 @@ def test_a_test_fraction_that_rounds_to_no_rows_is_refused(name, kwargs, least):
 def test_a_val_fraction_that_rounds_to_no_rows_is_refused():
     with pytest.raises(UserError, match=r"^data.val_fraction: 0.01 .* empty split of 12 "):
         load_dataset("moons", n=12, val_fraction=0.01)
+
+
+def test_no_samples_at_all_is_an_empty_split_not_a_crash():
+    from models.data import RawData, _split
+    raw = RawData(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), class_names=("0", "1"))
+    with pytest.raises(UserError, match=r"^data.val_fraction: .* empty split of 0 samples$"):
+        _split(raw, 0.2, 0.2, 0, ("data.name", 0))
