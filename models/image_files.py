@@ -17,6 +17,7 @@ scaled to [0, 1]; images are (1, 28, 28) and (3, 32, 32).
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
 import tarfile
@@ -127,13 +128,17 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in dtypes:
         raise UserError(f"data.options.root: {path} is not an IDX file")
     rank = data[3]
-    dims = np.frombuffer(data, dtype=">u4", count=rank, offset=4).astype(int)
+    header = 4 + 4 * rank              # the magic number, then one 4-byte size a dimension
+    if len(data) < header:
+        raise UserError(f"data.options.root: {path} has {len(data)} bytes, its header "
+                        f"promises at least {header}")
+    dims = [int(d) for d in np.frombuffer(data, dtype=">u4", count=rank, offset=4)]
     dtype = np.dtype(dtypes[data[2]])
-    expected = 4 + 4 * rank + int(np.prod(dims)) * dtype.itemsize
+    expected = header + math.prod(dims) * dtype.itemsize
     if len(data) != expected:
         raise UserError(f"data.options.root: {path} has {len(data)} bytes, its header "
                         f"promises {expected}")
-    return np.frombuffer(data, dtype=dtype, offset=4 + 4 * rank).reshape(dims)
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
 
 
 def _idx_path(folder: Path, stem: str) -> Path | None:

@@ -287,3 +287,17 @@ def test_too_few_samples_per_class_say_what_to_raise(tmp_path):
         "data.options.root: 60 samples are too few to stratify into train, val and test: "
         "class 9 (truck) has only 2 (give each class at least 3); use files with more samples "
         "of each class")
+
+
+@pytest.mark.parametrize("keep", [10, 6])    # in the sizes; in the first size
+@pytest.mark.parametrize("gz", [False, True])
+def test_an_idx_file_cut_off_in_its_header_is_named(tmp_path, keep, gz):
+    folder = tmp_path / "mnist"
+    write_mnist(folder, gz=gz)
+    path = folder / (IDX_FILES[0] + (".gz" if gz else ""))
+    data = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+    path.write_bytes(gzip.compress(data[:keep]) if gz else data[:keep])
+    with pytest.raises(UserError) as e:      # was numpy's "buffer is smaller than requested"
+        load_dataset("mnist", root=str(folder), download=False)
+    assert str(e.value) == (f"data.options.root: {path} has {keep} bytes, its header promises "
+                            "at least 16")
