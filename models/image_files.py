@@ -36,6 +36,7 @@ MIRRORS = {
               "https://storage.googleapis.com/cvdf-datasets/mnist/"),
     "fashion_mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
 }
+IDX_TYPES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -112,6 +113,10 @@ def _idx_pair(name: str, images: Path, labels: Path,
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
         raise UserError(f"data.options.root: {images} holds {x.shape} images and {labels} "
                         f"{y.shape} labels; expected (n, rows, cols) and (n,)")
+    if x.dtype != np.uint8:   # pixels are scaled by 1/255: other types left [0, 1] or crushed
+        raise UserError(f"data.options.root: {images} holds {x.dtype.name} pixels (IDX type "
+                        f"0x{IDX_TYPES[x.dtype.str[1:]]:02X}); images must be unsigned bytes, "
+                        "type 0x08, pixels 0-255")
     _check_labels(name, labels, y, classes)
     return x, y
 
@@ -124,7 +129,7 @@ def read_idx(path: Path) -> np.ndarray:
             data = f.read()
     except (OSError, EOFError) as e:   # EOFError: a gzip file cut short
         raise UserError(f"data.options.root: cannot read {path}: {first_line(e)}") from None
-    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    dtypes = {code: ">" + kind for kind, code in IDX_TYPES.items()}
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in dtypes:
         raise UserError(f"data.options.root: {path} is not an IDX file")
     rank = data[3]

@@ -301,3 +301,22 @@ def test_an_idx_file_cut_off_in_its_header_is_named(tmp_path, keep, gz):
         load_dataset("mnist", root=str(folder), download=False)
     assert str(e.value) == (f"data.options.root: {path} has {keep} bytes, its header promises "
                             "at least 16")
+
+
+@pytest.mark.parametrize("code,dtype,pixels,name", [
+    (0x0B, ">i2", 1000, "int16"),       # loaded as pixels up to 3.92
+    (0x0D, ">f4", 0.5, "float32"),      # loaded as 0.5 / 255
+    (0x09, ">i1", -1, "int8"),
+])
+def test_idx_images_that_are_not_unsigned_bytes_are_named(tmp_path, code, dtype, pixels, name):
+    folder = tmp_path / "mnist"
+    write_mnist(folder, gz=False)
+    x = np.full((50, 28, 28), pixels, dtype=dtype)
+    path = folder / IDX_FILES[0]
+    path.write_bytes(bytes([0, 0, code, 3]) + struct.pack(">3I", *x.shape) + x.tobytes())
+    assert read_idx(path).dtype == np.dtype(dtype)      # a valid IDX file...
+    with pytest.raises(UserError) as e:                 # ...but not of images of bytes
+        load_dataset("mnist", root=str(folder), download=False)
+    assert str(e.value) == (f"data.options.root: {path} holds {name} pixels (IDX type "
+                            f"0x{code:02X}); images must be unsigned bytes, type 0x08, "
+                            "pixels 0-255")
