@@ -190,11 +190,19 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     batch = _unpickle(path, what)
     data, labels = _entry(batch, "data", path, what), _entry(batch, "labels", path, what)
     try:
-        x = np.asarray(data, dtype=np.uint8)
+        x = np.asarray(data)
         y = np.asarray(labels)
     except (TypeError, ValueError, OverflowError) as e:
         raise UserError(f"data.options.root: {path} is not {what} "
                         f"({first_line(e)})") from None
+    # Checked before the cast to bytes, which wrapped 300 to 44 and truncated 0.7 to 0.
+    if x.size and x.dtype.kind not in "iu":
+        raise UserError(f"data.options.root: {path} is not {what}: its data are {x.dtype} "
+                        "values, not integers 0-255")
+    if x.size and (x.min() < 0 or x.max() > 255):
+        raise UserError(f"data.options.root: {path} is not {what}: its data run from "
+                        f"{x.min()} to {x.max()}, not integers 0-255")
+    x = x.astype(np.uint8)
     if x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
         raise UserError(f"data.options.root: {path} is not {what}: its data has shape "
                         f"{x.shape}; expected (n, 3072), rows of 3x32x32 bytes")

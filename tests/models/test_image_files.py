@@ -320,3 +320,26 @@ def test_idx_images_that_are_not_unsigned_bytes_are_named(tmp_path, code, dtype,
     assert str(e.value) == (f"data.options.root: {path} holds {name} pixels (IDX type "
                             f"0x{code:02X}); images must be unsigned bytes, type 0x08, "
                             "pixels 0-255")
+
+
+@pytest.mark.parametrize("data,said", [
+    (np.full((10, 3072), 300, np.int64), "run from 300 to 300"),   # loaded as 44
+    (np.full((10, 3072), -1, np.int16), "run from -1 to -1"),      # loaded as 255
+    (np.full((10, 3072), 0.7), "are float64 values"),              # loaded as 0
+    ([["a"] * 3072] * 10, "are <U1 values"),
+])
+def test_cifar_data_that_are_not_bytes_are_named(tmp_path, data, said):
+    zeros = np.zeros((10, 3072), np.uint8)
+    first = write_batches(tmp_path / "c", data=lambda i: data if i == 0 else zeros)
+    assert cifar_error(tmp_path / "c") == (
+        f"data.options.root: {first} is not a CIFAR-10 python batch: its data {said}, not "
+        "integers 0-255")
+
+
+def test_cifar_data_of_integers_0_to_255_in_any_integer_type_load(tmp_path):
+    data = np.arange(10 * 3072).reshape(10, 3072) % 256       # int64 values 0-255
+    zeros = np.zeros((10, 3072), np.uint8)
+    write_batches(tmp_path / "c", data=lambda i: data if i == 0 else zeros)
+    s = load_dataset("cifar10", root=str(tmp_path / "c"), download=False)
+    pooled = torch.cat([s.x_train, s.x_val, s.x_test])
+    assert float(pooled.max()) == 1.0 and float(pooled.min()) == 0.0
