@@ -53,6 +53,16 @@ def data_dir(name: str, root: str) -> Path:
     return Path(env) / name if env else Path.home() / ".cache" / "hypersweep" / name
 
 
+def _folder(name: str, root: str) -> Path:
+    """The data directory; one that is a file is named (not "files not found in" it)."""
+    folder = data_dir(name, root)
+    if folder.is_file():
+        key = "data.options.root" if root else "data.name"
+        raise UserError(f"{key}: {folder} is a file, not a directory; the {name} data "
+                        "directory holds its files")
+    return folder
+
+
 @dataset("mnist")
 def mnist(root: str = "", download: bool = True, limit: int = 0) -> RawData:
     """MNIST handwritten digits (70,000 28x28 images) from IDX files."""
@@ -69,7 +79,7 @@ def fashion_mnist(root: str = "", download: bool = True, limit: int = 0) -> RawD
 def cifar10(root: str = "", download: bool = True, limit: int = 0) -> RawData:
     """CIFAR-10 (60,000 32x32 colour images, 10 classes) from the python batches."""
     _check_limit(limit)
-    folder = data_dir("cifar10", root)
+    folder = _folder("cifar10", root)
     found = _cifar_folder(folder)
     if found is None and download:
         _download_cifar(folder)
@@ -83,13 +93,15 @@ def cifar10(root: str = "", download: bool = True, limit: int = 0) -> RawData:
         _check_labels("cifar10", found / name, y, classes)
         xs.append(x)
         ys.append(y)
+    if not sum(len(x) for x in xs):
+        raise UserError(f"data.options.root: the CIFAR-10 batches in {found} hold no images")
     return _raw(np.concatenate(xs), np.concatenate(ys), classes, limit)
 
 
 def _idx_dataset(name: str, root: str, download: bool, limit: int,
                  classes: tuple[str, ...]) -> RawData:
     _check_limit(limit)
-    folder = data_dir(name, root)
+    folder = _folder(name, root)
     paths = {f: _idx_path(folder, f) for f in IDX_FILES}
     if download and any(p is None for p in paths.values()):
         _download_idx(name, folder, [f for f, p in paths.items() if p is None])
@@ -104,6 +116,9 @@ def _idx_dataset(name: str, root: str, download: bool, limit: int,
                         f"{train[0].shape[1:]}, those in {paths[IDX_FILES[2]]} "
                         f"{test[0].shape[1:]}; they must match")
     x, y = np.concatenate([train[0], test[0]]), np.concatenate([train[1], test[1]])
+    if not len(x):
+        raise UserError(f"data.options.root: {paths[IDX_FILES[0]]} and "
+                        f"{paths[IDX_FILES[2]]} hold no images")
     return _raw(x[:, None], y, classes, limit)
 
 
@@ -147,16 +162,28 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def _idx_path(folder: Path, stem: str) -> Path | None:
-    for candidate in (folder / stem, folder / f"{stem}.gz"):
+    candidates = (folder / stem, folder / f"{stem}.gz")
+    for candidate in candidates:
         if candidate.is_file():
             return candidate
+    for candidate in candidates:
+        _not_a_directory(candidate, "an IDX file")
     return None
 
 
+def _not_a_directory(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise UserError(f"data.options.root: {path} is a directory; expected {what}")
+
+
 def _cifar_folder(folder: Path) -> Path | None:
-    for candidate in (folder, folder / "cifar-10-batches-py"):
+    candidates = (folder, folder / "cifar-10-batches-py")
+    for candidate in candidates:
         if all((candidate / f).is_file() for f in CIFAR_FILES):
             return candidate
+    for candidate in candidates:
+        for f in CIFAR_FILES:
+            _not_a_directory(candidate / f, "a CIFAR-10 python batch")
     return None
 
 

@@ -343,3 +343,40 @@ def test_cifar_data_of_integers_0_to_255_in_any_integer_type_load(tmp_path):
     s = load_dataset("cifar10", root=str(tmp_path / "c"), download=False)
     pooled = torch.cat([s.x_train, s.x_val, s.x_test])
     assert float(pooled.max()) == 1.0 and float(pooled.min()) == 0.0
+
+
+def test_files_that_hold_no_images_are_named(tmp_path):
+    folder = tmp_path / "mnist"
+    write_mnist(folder, gz=False, n_train=0, n_test=0)
+    with pytest.raises(UserError) as e:    # was "data.val_fraction: ... split of 0 samples"
+        load_dataset("mnist", root=str(folder), download=False)
+    assert str(e.value) == (f"data.options.root: {folder / IDX_FILES[0]} and "
+                            f"{folder / IDX_FILES[2]} hold no images")
+    write_batches(tmp_path / "c", rows=0)
+    assert cifar_error(tmp_path / "c") == (
+        f"data.options.root: the CIFAR-10 batches in {tmp_path / 'c'} hold no images")
+
+
+def test_a_directory_in_place_of_a_file_is_named(tmp_path):
+    folder = tmp_path / "mnist"
+    write_mnist(folder, gz=False)
+    (folder / IDX_FILES[2]).unlink()
+    (folder / IDX_FILES[2]).mkdir()         # was "files not found"
+    with pytest.raises(UserError) as e:
+        load_dataset("mnist", root=str(folder), download=False)
+    assert str(e.value) == (f"data.options.root: {folder / IDX_FILES[2]} is a directory; "
+                            "expected an IDX file")
+    write_batches(tmp_path / "c")
+    (tmp_path / "c" / "test_batch").unlink()
+    (tmp_path / "c" / "test_batch").mkdir()
+    assert cifar_error(tmp_path / "c") == (f"data.options.root: {tmp_path / 'c' / 'test_batch'} "
+                                           "is a directory; expected a CIFAR-10 python batch")
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_a_root_that_is_a_file_is_named(tmp_path, name):
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(UserError) as e:     # was "files not found in <the file>"
+        load_dataset(name, root=str(tmp_path / "f"), download=False)
+    assert str(e.value) == (f"data.options.root: {tmp_path / 'f'} is a file, not a directory; "
+                            f"the {name} data directory holds its files")
