@@ -76,6 +76,7 @@ def load_dataset(name: str, *, val_fraction: float = 0.2, test_fraction: float =
                  split_seed: int = 0, **options: Any) -> Splits:
     loader = _loader(name)
     _check_fractions(val_fraction, test_fraction)
+    _check_split_seed(split_seed)
     options = _checked_options(name, options)
     raw = loader(**options)
     if raw.unsplit:
@@ -107,6 +108,13 @@ def _check_fractions(val_fraction: float, test_fraction: float) -> None:
     if val_fraction + test_fraction >= 1.0:
         raise UserError(f"data.val_fraction: val_fraction + test_fraction must be < 1, "
                         f"got {val_fraction} + {test_fraction}")
+
+
+def _check_split_seed(seed: int) -> None:
+    # scikit-learn's own error for a bad seed was taken for a failed stratification.
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
+            0 <= seed < 2**32):
+        raise UserError(f"data.split_seed: must be an integer from 0 to 2**32 - 1, got {seed!r}")
 
 
 def _checked_options(name: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -155,3 +155,12 @@ def test_no_samples_at_all_is_an_empty_split_not_a_crash():
     raw = RawData(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), class_names=("0", "1"))
     with pytest.raises(UserError, match=r"^data.val_fraction: .* empty split of 0 samples$"):
         _split(raw, 0.2, 0.2, 0, ("data.name", 0))
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True])
+def test_a_bad_split_seed_is_named(seed):
+    # scikit-learn's error for the seed was reported as a failed stratification.
+    with pytest.raises(UserError) as e:
+        load_dataset("digits", split_seed=seed)
+    assert str(e.value) == (f"data.split_seed: must be an integer from 0 to 2**32 - 1, "
+                            f"got {seed!r}")
