@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -362,7 +363,8 @@ def stopped(outcome, cfg) -> None:
         from search.driver import storage_option
         by = "stopped by SIGTERM" if outcome.exit_code == 143 else "interrupted"
         err.print(f"{by}: running trials were marked FAIL; continue with: hypersweep resume "
-                  f"{cfg.study}{storage_option(cfg)}", soft_wrap=True, highlight=False)
+                  f"{shlex.quote(cfg.study)}{storage_option(cfg)}", soft_wrap=True,
+                  highlight=False)
         raise typer.Exit(outcome.exit_code)
 
 

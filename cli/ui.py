@@ -20,7 +20,7 @@ import typer
 
 from cli.app import app, opt, out, user_errors
 from models.errors import UserError
-from search.config import TrackingConfig, without_password
+from search.config import TrackingConfig, check_tracking_uri, without_password
 from search.writer import TrackingError
 
 DEFAULT_URI = TrackingConfig().uri
@@ -42,8 +42,9 @@ def ui(tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI.", show_def
             raise UserError(f"--tracking-uri: cannot reach {without_password(uri)}: {why}")
         out.print(f"the store is an MLflow server already: {without_password(uri)}")
         return
+    check_tracking_uri(uri, "--tracking-uri")       # a bare file name, a file store
     check_store_exists(uri, "--tracking-uri")       # not an empty store, served as if it were one
-    check_kind(uri, "mlflow")                       # MLflow would migrate an Optuna file
+    check_kind(uri, "mlflow", "--tracking-uri")     # MLflow would migrate an Optuna file
     port = _ui_port(port)
     url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.gettempdir(), f"hypersweep-ui-{port}.log")

@@ -323,20 +323,25 @@ def check_store_urls(tracking: TrackingConfig) -> None:
             if "://" not in tracking.storage else ""
         raise UserError(f"tracking.storage: {without_password(tracking.storage)!r} is not a "
                         f"database URL{hint}") from None
-    uri = tracking.uri
-    local = uri.startswith("file:") or "://" not in uri and not uri.startswith("databricks")
-    if local and uri.endswith((".db", ".sqlite", ".sqlite3")):
-        raise UserError(f"tracking.uri: {uri!r} is a file name; a SQLite store's URI is "
-                        f"sqlite:///{uri.removeprefix('file:')}")
-    if local and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
-        raise UserError(f"tracking.uri: {uri!r} is an MLflow file store, which MLflow 3 "
-                        "refuses unless MLFLOW_ALLOW_FILE_STORE=true is set; a SQLite store "
-                        "(sqlite:///mlflow.db, the default) has every feature")
+    check_tracking_uri(tracking.uri)
     uri, storage = (u.split("?", 1)[0] for u in (tracking.uri, tracking.storage))
     if uri.startswith("sqlite:///") and uri == storage:
         raise UserError(f"tracking.storage: the same file as tracking.uri ({uri}); the Optuna "
                         "storage and the MLflow store are two files (by default "
                         "sqlite:///optuna.db and sqlite:///mlflow.db)")
+
+
+def check_tracking_uri(uri: str, key: str = "tracking.uri") -> None:
+    """An MLflow tracking URI that is a bare file name, or a file store MLflow 3
+    refuses: a one-line error naming `key`."""
+    local = uri.startswith("file:") or "://" not in uri and not uri.startswith("databricks")
+    if local and uri.endswith((".db", ".sqlite", ".sqlite3")):
+        raise UserError(f"{key}: {uri!r} is a file name; a SQLite store's URI is "
+                        f"sqlite:///{uri.removeprefix('file:')}")
+    if local and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
+        raise UserError(f"{key}: {uri!r} is an MLflow file store, which MLflow 3 "
+                        "refuses unless MLFLOW_ALLOW_FILE_STORE=true is set; a SQLite store "
+                        "(sqlite:///mlflow.db, the default) has every feature")
 
 
 # Dataset options that name a file or a directory (models/data.py, models/image_files.py).

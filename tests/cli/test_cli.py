@@ -621,3 +621,18 @@ def test_a_bad_fixed_value_fails_validate_also_with_the_default_space(stores, wr
         assert res.exit_code == 2, res.output
         assert res.output.strip() == "error: params.dropout: must be in [0, 1), got 1.5"
     assert stores.untouched()
+
+
+def test_the_resume_hint_quotes_the_study_name(capsys):
+    """`hypersweep resume my study` does not work pasted into a shell."""
+    from types import SimpleNamespace
+
+    import typer
+
+    from cli.app import stopped
+    from search.config import parse_config
+    cfg = parse_config({**quickstart(), "study": "my study"})
+    with pytest.raises(typer.Exit) as e:
+        stopped(SimpleNamespace(interrupted=True, exit_code=130), cfg)
+    assert e.value.exit_code == 130
+    assert "continue with: hypersweep resume 'my study'" in capsys.readouterr().err

@@ -257,3 +257,19 @@ def test_a_server_still_not_answering_is_stopped(tmp_path, capsys):
     assert gone(leader)
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+def test_a_store_ui_cannot_serve_is_one_line_naming_the_option(tmp_path):
+    """The Optuna file was named `tracking.uri:` (a key of the config, which ui does
+    not read); a bare path went on to start MLflow, which printed its file-store
+    notice and served nothing."""
+    import optuna
+    optuna_db = tmp_path / "optuna.db"
+    optuna.storages.RDBStorage(f"sqlite:///{optuna_db}")
+    cases = {f"sqlite:///{optuna_db}": "--tracking-uri: ",
+             str(tmp_path / "nope" / "x.db"): f"--tracking-uri: '{tmp_path / 'nope' / 'x.db'}' is "
+                                             "a file name; a SQLite store's URI is sqlite:///"}
+    for uri, start in cases.items():
+        res = CliRunner().invoke(app, ["ui", "--tracking-uri", uri, "--port", str(free_port())])
+        assert res.exit_code == 2 and res.stdout == "", res.output
+        assert res.stderr.startswith(f"error: {start}") and res.stderr.count("\n") == 1, res.stderr
