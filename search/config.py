@@ -218,9 +218,27 @@ def load_yaml(text: str) -> Any:
     """The YAML document in `text`; yaml.YAMLError when it is malformed, also when it
     nests too deeply to read (PyYAML recurses once per level)."""
     try:
-        return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader
+        loaded = yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader
     except RecursionError:
         raise yaml.YAMLError("nested too deeply") from None
+    _check_acyclic(loaded, set(), set())
+    return loaded
+
+
+def _check_acyclic(value: Any, inside: set[int], seen: set[int]) -> None:
+    """An alias inside its own anchor (`space: &s {x: *s}`) loads as a value that
+    holds itself: nesting without end, which every later step recursed into. A
+    value met before through another alias is not walked again."""
+    if not isinstance(value, (dict, list)) or id(value) in seen:
+        return
+    if id(value) in inside:
+        raise yaml.YAMLError("an alias refers to the anchor it is inside (&name ... *name), "
+                             "which nests without end")
+    inside.add(id(value))
+    for item in value.values() if isinstance(value, dict) else value:
+        _check_acyclic(item, inside, seen)
+    inside.discard(id(value))
+    seen.add(id(value))
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -403,10 +403,14 @@ def test_a_key_given_twice_is_an_error(write_config):
     ("study: x\nmodel: mlp\nparams: {[1]: 2}\n", " (line 3, column 10): found unhashable key"),
     ("? [a, b]\n: 1\n", " (line 1, column 3): found unhashable key"),
     ("study: x\nmodel: mlp\ndescription: " + "[" * 2000 + "]" * 2000 + "\n", ": nested too deeply"),
+    ("study: x\nmodel: mlp\nspace: &s {lr: {loguniform: [0.001, 0.1]}, o: {choice: {a: *s}}}\n",
+     ": an alias refers to the anchor it is inside (&name ... *name), which nests without end"),
+    ("study: x\nmodel: mlp\ndata: &d {name: moons, options: *d}\n",
+     ": an alias refers to the anchor it is inside (&name ... *name), which nests without end"),
 ])
 def test_yaml_that_pyyaml_cannot_hold_is_malformed_yaml(write_config, text, problem):
-    """A list as a key, and nesting deeper than the reader's recursion: a traceback
-    (TypeError, RecursionError) before."""
+    """A list as a key, nesting deeper than the reader's recursion, and an alias
+    inside its own anchor: a traceback (TypeError, RecursionError) before."""
     path = write_config(text, name="odd.yaml")
     with pytest.raises(UserError) as e:
         load_config(path)
@@ -431,6 +435,15 @@ def test_true_and_false_are_not_numbers(write_config, key):
 def test_a_study_name_is_printable(write_config, name, message):
     """A newline in the name split `studies`' table row in two."""
     assert error_for(write_config, with_("study", name)) == message
+
+
+def test_an_alias_used_twice_is_read_once_each_time():
+    """Shared, not nested in itself: fine, and walked once (ten levels of ten
+    aliases each would be 10**10 values to walk)."""
+    from search.config import load_yaml
+    levels = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 11))
+    loaded = load_yaml("l0: &l0 [1]\n" + levels)
+    assert loaded["l10"][0] is loaded["l10"][9] and loaded["l1"] == [[1]] * 10
 
 
 def test_one_sqlite_file_cannot_be_both_stores(write_config, tmp_path, monkeypatch):
