@@ -148,12 +148,16 @@ class Generation:
         self.scorer = scorer_for(splits.x_train, splits.y_train, splits.n_outputs)
         return splits
 
+    def check_model(self, model: nn.Module) -> None:
+        """Label smoothing smooths a GAN discriminator's targets: a VAE has none."""
+        if self.label_smoothing and not hasattr(model, "discriminator"):
+            raise UserError(f"params.label_smoothing: smooths a GAN discriminator's targets; "
+                            f"a VAE has none; got {self.label_smoothing}, use 0")
+
     def train_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     update: Update) -> dict[str, float]:
         if not hasattr(model, "discriminator"):
-            if self.label_smoothing:
-                raise UserError(f"params.label_smoothing: smooths a GAN discriminator's targets; "
-                                f"a VAE has none; got {self.label_smoothing}, use 0")
+            self.check_model(model)
             loss, stats = model.loss(x)
             update(loss)
             return stats

@@ -44,6 +44,9 @@ class Task(Protocol):
     #   check_data(splits) -> None                     UserError when the task cannot
     #                                                  use this dataset (also run by
     #                                                  `validate`, before any trial)
+    #   check_model(model) -> None                     UserError when a fixed option
+    #                                                  does not apply to the model
+    #                                                  built (also run by `validate`)
     #   prepare(splits) -> Splits                      once, before training
     #   train_batch(model, x, y, update) -> {stat: v}  a batch with its own steps;
     #                                                  update(loss, module=None)

@@ -557,6 +557,9 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     if net is None:
         return task.name
     _check_inputs(builder.name, net, splits)
+    check_model = getattr(task, "check_model", None)
+    if check_model is not None:
+        check_model(net)
     try:
         with torch.no_grad():
             task.training_step(net, splits.x_val[:2], splits.y_val[:2])

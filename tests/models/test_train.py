@@ -525,3 +525,11 @@ def test_validate_refuses_label_smoothing_where_the_task_has_no_labels():
     with pytest.raises(UserError, match=r"^params.label_smoothing: regression has no class"):
         check_fit("mlp", {"name": "diabetes"}, {"label_smoothing": 0.1})
     assert check_fit("mlp", {"name": "diabetes"}, {"label_smoothing": 0.0}) == "regression"
+
+
+def test_validate_refuses_label_smoothing_for_a_vae():
+    """A VAE has no discriminator whose targets to smooth: every trial failed."""
+    from models.train import check_fit
+    with pytest.raises(UserError, match=r"^params.label_smoothing: smooths a GAN discrim"):
+        check_fit("vae", {"name": "digits"}, {"label_smoothing": 0.1}, searched=("lr",))
+    assert check_fit("gan", {"name": "digits"}, {"label_smoothing": 0.1}) == "generation"
