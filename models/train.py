@@ -654,20 +654,30 @@ def check_range_ends(model: str, data: Mapping[str, Any], params: Mapping[str, A
     would check it: by the training options' rules, or by building the model (on
     the meta device: shapes only, no memory). A UserError about that name comes
     back keyed by the range's key (`space.dropout: must be in [0, 1), got 1.5`)
-    when it is `OutOfRange`; anything else (a kernel too large for these images,
-    which other values may fit) is left to check_fit and the trials."""
+    when it is `OutOfRange`, or when it is about a training option the dataset
+    takes no value of but 0 (`label_smoothing` on regression, `input_noise` on
+    token ids); anything else (a kernel too large for these images, which other
+    values may fit) is left to check_fit and the trials."""
     builder, shapes = get_builder(model), None
     own = builder.hyperparameters()
     for name, key, value, branch in ends:
         prefix = f"params.{name}: "
         try:
-            kwargs, _ = split_params(model, {**params, **branch, name: value})
+            kwargs, opts = split_params(model, {**params, **branch, name: value})
             if name in own:
                 shapes = shapes or _shapes(data)
                 with torch.device("meta"):
                     builder.build(**shapes, **kwargs)
+            elif name in ("label_smoothing", "input_noise"):
+                splits = loaded_splits(data)
+                get_task(_task_name(builder.task, splits.task),
+                         label_smoothing=opts.label_smoothing)
+                _check_input_noise(opts, splits)
         except OutOfRange as e:
             if str(e).startswith(prefix):
+                raise UserError(f"{key}: {str(e)[len(prefix):]}") from None
+        except UserError as e:
+            if str(e).startswith(prefix) and name not in own:
                 raise UserError(f"{key}: {str(e)[len(prefix):]}") from None
         except Exception:  # noqa: BLE001, S112 - not a range error: check_fit or the trial says
             continue

@@ -340,6 +340,23 @@ def test_each_end_of_a_searched_range_is_a_value_the_hyperparameter_takes(
         assert error_for(write_config, quickstart(), override) == message
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["data.name=diabetes", "search.objective={metric: val_loss, direction: minimize}",
+      "space.label_smoothing={uniform: [0.0, 0.2]}"],
+     "space.label_smoothing: regression has no class labels to smooth; got 0.2, use 0"),
+    (["data.name=diabetes", "search.objective={metric: val_loss, direction: minimize}",
+      "space.label_smoothing={choice: [0.0]}"], None),      # a choice is not a range
+    (["space.label_smoothing={uniform: [0.0, 0.2]}"], None),     # classification smooths
+])
+def test_a_range_of_an_option_the_data_takes_only_at_0_is_refused(write_config, overrides,
+                                                                  message):
+    """Every trial that drew a value above 0 failed."""
+    if message is None:
+        load_config(write_config(quickstart()), overrides)
+    else:
+        assert error_for(write_config, quickstart(), *overrides) == message
+
+
 def lr_only() -> dict:
     """Quickstart with only the learning rate searched, and no builder params fixed."""
     return {**quickstart(), "params": {"epochs": 2}, "space": {"lr": {"loguniform": [1e-3, 1e-2]}}}
