@@ -256,6 +256,7 @@ class StudyDriver:
         self.importances: Importances = {}
         self.warm_trials = warm_trials
         self.parent_recorded = False
+        self.interrupted_before = 0
         # The MLflow store's failure met by a trial's report, and that trial: an
         # executor that trains in this process would fail the trial with it.
         self.report_failure: tuple[int, TrackingError] | None = None
@@ -267,6 +268,12 @@ class StudyDriver:
         self.study, self.parent = study, parent
         self.parent_recorded = resume       # reopen_study puts it on the study
         self.counts.update(_counts(study))
+        # Trials an earlier run's interruption failed: counted in the parent run's
+        # trials_fail, not in the progress shown against the budget, which they do
+        # not count against (trials_run).
+        self.interrupted_before = sum(1 for t in study.get_trials(deepcopy=False)
+                                      if t.user_attrs.get("interrupted")
+                                      and "warm_start_from" not in t.user_attrs)
         target = cfg.search.trials or 1
         launched = trials_run(study)
         held: list[tuple[int, TrialResult]] = []
@@ -437,8 +444,9 @@ class StudyDriver:
             tags.update(where(number))
         self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)}, tags=tags)
         self.counts[result.state.value] += 1
+        shown = {**self.counts, "FAIL": self.counts["FAIL"] - self.interrupted_before}
         self.events.trial_ended(TrialEvent(number, result.state, tuple(values) if values else None,
-                                     result.reason, dict(self.counts), self._best(),
+                                     result.reason, shown, self._best(),
                                      running=len(self.running)))
 
     def _tell(self, number: int, result: TrialResult,

@@ -23,6 +23,7 @@ from search.strategies import SAMPLERS, in_distribution, make_sampler, queue_owe
 from search.tracking import MlflowTracker
 from spaces import distributions, parse_space, suggest
 from tests.conftest import study_runs
+from tests.search.events import Recorder
 
 SPACE = parse_space({
     "lr": {"loguniform": [1e-4, 1e-1]},
@@ -213,10 +214,13 @@ def test_resuming_a_grid_runs_the_rest_of_its_points(stores, first):
     else:
         drive({**raw, "search": {**raw["search"], "trials": 5}})
     cfg = parse_config(raw)
-    outcome = StudyDriver(cfg, SerialExecutor(train=fake_train),
-                          MlflowTracker(cfg.tracking.uri)).run(resume=True)
+    events = Recorder()
+    outcome = StudyDriver(cfg, SerialExecutor(train=fake_train), MlflowTracker(cfg.tracking.uri),
+                          events=events).run(resume=True)
     got = grid_of(outcome.study.trials)
     assert len(got) == 37 == cfg.search.trials                      # each point once
+    # The progress shown adds up to the budget: the interrupted trial is not in it.
+    assert sum(events.ended[-1].counts.values()) == 37
     assert set(got) == expected_grid() | {(("depth", 1), ("lr", 0.02), ("optimizer", "rmsprop"))}
 
 
