@@ -68,7 +68,9 @@ class StudyProgress(StudyEvents):
         self._progress.console.print(f"[yellow]{escape(line)}[/]", markup=True, highlight=False)
 
     def _status(self) -> str:
-        running, parts = self._running, []
+        # The best value first: a terminal too narrow for the whole line cuts its end.
+        parts = [f"best {self.metric} {self._best:.4f}"] if self._best is not None else []
+        running = self._running
         if running:
             steps = sorted(self._epochs.values(), reverse=True)
             at = ", ".join(map(str, steps)) if len(steps) <= 3 else f"{steps[-1]}-{steps[0]}"
@@ -82,8 +84,6 @@ class StudyProgress(StudyEvents):
             parts.append(f"[green]{c['COMPLETE']} done[/]")
             parts += [f"[{colour}]{c[state]} {word}[/]" for state, word, colour in
                       (("PRUNED", "pruned", "yellow"), ("FAIL", "failed", "red")) if c[state]]
-        if self._best is not None:
-            parts.append(f"best {self.metric} {self._best:.4f}")
         return " ".join(parts)
 
 
