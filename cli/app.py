@@ -206,7 +206,8 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
                 check_no_parent(cfg, tracker)
         executor = make_executor(cfg)       # a bad Ray address fails before any store opens
         progress.print(header)
-        print_notes(executor)
+        for note in getattr(executor, "notes", ()):   # on the resources it got
+            progress.notice(f"note: {note}")
         if not there:
             tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
         driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)
@@ -348,12 +349,6 @@ def _no_importance(complete: list, objective: int) -> str:
         return (f"the {len(complete)} complete trials all have the same value, so there is "
                 "no variance to split among the parameters")
     return "no searched parameter is set in every complete trial"
-
-
-def print_notes(executor) -> None:
-    """The executor's remarks on the resources it got (e.g. fewer slots than asked)."""
-    for note in getattr(executor, "notes", ()):
-        err.print(f"note: {note}", soft_wrap=True, highlight=False)
 
 
 def stopped(outcome, cfg) -> None:

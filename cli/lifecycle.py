@@ -68,8 +68,8 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
                         ray_address=ray_address)
     timeout = ((s.user_attrs.get("config") or {}).get("resources") or {}).get("trial_timeout")
     if serial and timeout:
-        out.print(f"note: the study's trial_timeout ({timeout:g} s) does not apply under the "
-                  "serial executor")
+        err.print(f"note: the study's trial_timeout ({timeout:g} s) does not apply under the "
+                  "serial executor", soft_wrap=True, highlight=False)
     check_not_running(s)        # its running trials are not a crash's
     done = trials_run(s)
     if trials is not None and trials < done:
@@ -140,7 +140,7 @@ def replay(run_id: str = typer.Argument(..., help="A trial's MLflow run id.", sh
 @user_errors
 def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
           tracking_uri: Optional[str] = UriOpt,
-          force: bool = typer.Option(False, metavar="",      # a flag: no type shown
+          force: bool = typer.Option(False, "--force", metavar="",   # a flag: no type shown
                                      help="Evaluate on test again (recorded)."),
           trial: Optional[int] = opt("N", "Retrain trial N (several objectives: one of "
                                           "the Pareto front).", show_default="the best")) -> None:
@@ -165,8 +165,7 @@ def delete(study: str = StudyArg, storage: Optional[str] = StorageOpt,
            tracking_uri: Optional[str] = UriOpt,
            yes: bool = typer.Option(False, "--yes", "-y", metavar="",
                                     help="Delete without asking.")) -> None:
-    """Delete a study from both stores: its Optuna study, and its MLflow experiment
-    (to MLflow's trash, renamed, so that the name is free for a new study)."""
+    """Delete a study from both stores (its MLflow experiment to the trash, renamed)."""
     from search.lifecycle import delete_study, plan_deletion
     plan = plan_deletion(study, storage or DEFAULT.storage, tracking_uri)
     out.print(f"delete study {study}:", highlight=False)

@@ -309,15 +309,15 @@ def test_progress_shows_the_trials_running():
                                         {"COMPLETE": 1, "PRUNED": 0, "FAIL": 0}, 0.9, running=1))
         # None pruned or failed yet: the count of trials finished says it all, and
         # the line fits 80 columns.
-        assert status() == "[cyan]1 running[/] (epoch 1/20) best val_accuracy 0.9000"
+        assert status() == "best val_accuracy 0.9000 [cyan]1 running[/] (epoch 1/20)"
         for n in range(2, 6):
             progress.trial_started(n, n)
             progress.epoch(n, 3 * n)
-        assert status().startswith("[cyan]5 running[/] (epochs 1-15/20)")
+        assert status().startswith("best val_accuracy 0.9000 [cyan]5 running[/] (epochs 1-15/20)")
         progress.trial_ended(TrialEvent(1, TrialState.PRUNED, None, None,
                                         {"COMPLETE": 1, "PRUNED": 1, "FAIL": 0}, 0.9, running=4))
-        assert status() == ("[cyan]4 running[/] (epochs 6-15/20) [green]1 done[/] "
-                            "[yellow]1 pruned[/] best val_accuracy 0.9000")
+        assert status() == ("best val_accuracy 0.9000 [cyan]4 running[/] (epochs 6-15/20) "
+                            "[green]1 done[/] [yellow]1 pruned[/]")
 
 
 def test_help_shows_the_store_defaults():
@@ -345,7 +345,9 @@ def test_help_shows_what_each_option_takes():
                             ("--ray-address", "ADDR"), ("--warm-start", "STUDY")):
         assert re.search(rf"{re.escape(option)}\s+{re.escape(metavar)}\s", text), option
     assert "<list[str]>" not in text and "<int>" not in text
-    assert "<bool>  Evaluate on test again" not in wide.invoke(app, ["final", "--help"]).output
+    final = wide.invoke(app, ["final", "--help"]).output
+    assert "<bool>  Evaluate on test again" not in final
+    assert "--no-force" not in final                    # the README's flag, no pair
     assert re.search(r"--output\s+-o\s+FILE\s", wide.invoke(app, ["export", "--help"]).output)
 
 
@@ -578,8 +580,8 @@ def test_a_narrow_terminal_cuts_the_progress_status_not_the_time():
     last = shown.rstrip().splitlines()[-1].rstrip()
     assert len(last) <= 80
     assert re.search(r" \d:\d\d:\d\d$", last), last           # the time whole
-    # The status's end cut: "best val_accuracy 0.9123" does not fit.
-    assert "2/20 2 running (epochs 13, 12/20) 1 done 1 fail… 0:00:" in last
+    # The status's end cut, not the best value, which comes first.
+    assert "2/20 best val_accuracy 0.9123 2 running (epochs… 0:00:" in last
 
 
 def test_a_storage_that_cannot_be_opened_leaves_no_mlflow_store(tmp_path, monkeypatch):
@@ -636,3 +638,37 @@ def test_the_resume_hint_quotes_the_study_name(capsys):
         stopped(SimpleNamespace(interrupted=True, exit_code=130), cfg)
     assert e.value.exit_code == 130
     assert "continue with: hypersweep resume 'my study'" in capsys.readouterr().err
+
+
+def test_a_note_shows_on_its_own_line_above_the_progress_bar(tmp_path):
+    """In a terminal the executor's note was written by another console than the
+    live bar's, and ran on after a frame of the bar: `... 0:00:04note: ...`."""
+    import os
+    import re
+    import select
+    primary, secondary = os.openpty()
+    env = {**os.environ, "COLUMNS": "80", "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("hypersweep")), "run", str(STUDIES / "quickstart.yaml"),
+         "--executor", "serial", "--parallel", "2", "--trials", "1", "--set", "params.epochs=1",
+         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+         "--storage", f"sqlite:///{tmp_path / 'optuna.db'}"],
+        stdin=secondary, stdout=secondary, stderr=secondary, env=env, cwd=tmp_path)
+    os.close(secondary)
+    shown = b""
+    while True:
+        ready, _, _ = select.select([primary], [], [], 120)
+        try:
+            chunk = os.read(primary, 65536) if ready else b""
+        except OSError:         # the process closed the terminal
+            chunk = b""
+        if not chunk:
+            break
+        shown += chunk
+    assert proc.wait(timeout=60) == 0, shown.decode(errors="replace")
+    text = shown.decode(errors="replace")
+    note = "note: resources.parallel: 2 applies to the ray executor"
+    assert note in text
+    # What comes before it ends a line, or clears it (the live bar moving down).
+    before = text[:text.index(note)]
+    assert re.search(r"(\n|\x1b\[2K|\r)(\x1b\[[0-9;]*m)*$", before), repr(before[-120:])
