@@ -205,6 +205,8 @@ def studies(storage: Optional[str] = StorageOpt) -> None:
     # narrow terminal the headers and the date wrap instead.
     study_col = table.columns[0]
     study_col.no_wrap = True
+    for column in table.columns[1:]:
+        column.overflow = "fold"        # not cut with "…": a date of `2026-…` says nothing
     study_col.min_width = max((len(r["study"]) for r in rows), default=0)
     table.columns[-2].min_width = max((len(_best(r)) for r in rows), default=0)
     for r in rows:

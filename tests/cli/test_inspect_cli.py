@@ -81,6 +81,9 @@ def test_tables_keep_names_whole_in_a_pipe_and_a_narrow_terminal(stores, monkeyp
     narrow = _hypersweep("studies", "--storage", stores.optuna_url, columns=70)
     assert narrow.returncode == 0 and name in narrow.stdout
     assert max(map(len, narrow.stdout.splitlines())) <= 70
+    for columns in (70, 80, 100):           # the headers and the date fold, not cut
+        assert "…" not in _hypersweep("studies", "--storage", stores.optuna_url,
+                                      columns=columns).stdout, columns
 
     # The best trials: one column per parameter where it fits, otherwise one row each.
     res = invoke("best", name, "--storage", stores.optuna_url)
