@@ -3,6 +3,7 @@ best, export. Registered on the app in cli/app.py; thin like the rest of cli/.""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -174,6 +175,8 @@ def delete(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     if not yes:
         try:
             sure = typer.confirm("delete?", default=False, err=True)
+            if not sys.stdin.isatty():
+                err.print()         # a piped answer is not echoed: end the prompt's line
         except typer.Abort:         # no answer (end of input)
             err.print()
             sure = False

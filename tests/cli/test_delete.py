@@ -47,6 +47,15 @@ def test_delete_asks_then_removes_the_study_from_both_stores_and_frees_its_name(
     assert "nothing deleted" in res.output
     res = invoke("delete", "alpha", *stores.cli_args())        # no answer at all
     assert res.exit_code == 1 and "nothing deleted" in res.output
+    # A piped answer is not echoed: the prompt's line is ended, not run into the result.
+    import subprocess
+    import sys
+    from pathlib import Path
+    piped = subprocess.run([str(Path(sys.executable).with_name("hypersweep")), "delete", "alpha",
+                            *stores.cli_args()], input="n\n", capture_output=True, text=True)
+    assert piped.returncode == 1
+    assert [line.rstrip() for line in piped.stderr.splitlines()] == [
+        "delete? [y/N]:", "nothing deleted"], piped.stderr
     assert names(stores) == ["alpha"]
     assert client.get_experiment_by_name("alpha").lifecycle_stage == "active"
 
