@@ -7,6 +7,7 @@ snapshot each study stores (Optuna study user attr `config`, the parent run's
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import math
@@ -287,9 +288,8 @@ def best_spec(study: optuna.Study, cfg: StudyConfig, number: int | None = None) 
     # is no validation split left to stop on, so none in the final run's params.
     attrs = best.user_attrs
     epochs = int(attrs.get("best_epoch") or attrs.get("epochs") or cfg.params.get("epochs", 0))
-    params = {**cfg.params, **best.params, **({"epochs": epochs} if epochs else {})}
-    if params.get("patience"):
-        params["patience"] = 0
+    params = {**cfg.params, **best.params, **({"epochs": epochs} if epochs else {}),
+              "patience": 0}
     seed = best.user_attrs.get("seed", trial_seed(cfg.search.seed, best.number))
     return TrialSpec(model=cfg.model, data=data_dict(cfg), params=params, seed=int(seed),
                      trial_number=best.number, study=cfg.study)
@@ -316,8 +316,15 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False,
     spec = best_spec(study, cfg, number)
     result = train_final(spec)
     model_name = model_name_for(cfg.study)
+    # Every hyperparameter it trained with, defaults included, and its seed: as a
+    # trial's run records them, so the registered model's run says how it was made.
+    from models.train import resolved_params
+    logged = spec.params
+    with contextlib.suppress(UserError):
+        logged = resolved_params(cfg.model, spec.params)
     run_id, version, unregistered = tracker.log_final(
-        parent, spec.params, {**result.test_metrics, **result.train_metrics}, result.artifacts,
+        parent, {**logged, "seed": spec.seed}, {**result.test_metrics, **result.train_metrics},
+        result.artifacts,
         model_name=model_name, trial=spec.trial_number,
         best=spec.trial_number in {t.number for t in study.best_trials})
     evaluations = (previous or {}).get("evaluations", 0) + 1

@@ -334,6 +334,15 @@ def test_final_trains_for_the_epoch_early_stopping_ended_on(stores):
         study.user_attrs["final_test"]["run_id"])
     assert run.data.params["epochs"] == str(best.user_attrs["best_epoch"])
     assert run.data.params["patience"] == "0"
+    # Every hyperparameter, defaults included, and the seed: as its trial's run.
+    trial_run = MlflowClient(tracking_uri=stores.mlflow_uri).get_run(
+        best.user_attrs["mlflow_run_id"])
+    assert set(run.data.params) == set(trial_run.data.params) - {"trial_number"}
+    assert run.data.params["seed"] == str(best.user_attrs["seed"])
+    # The trial's run: the epoch early stopping chose, and its metrics as Optuna has them.
+    assert trial_run.data.tags["best_epoch"] == str(best.user_attrs["best_epoch"])
+    assert trial_run.data.metrics["final_val_accuracy"] == pytest.approx(best.value)
+    assert trial_run.data.metrics["final_val_loss"] == pytest.approx(min(losses))
     assert run.data.tags["trial"] == run.data.tags["best_trial"] == str(best.number)
     other = 1 - best.number                 # not the best: not tagged as such
     res = invoke("final", "stop", "--storage", stores.optuna_url, "--trial", str(other),
