@@ -435,10 +435,16 @@ def test_train_final_artifacts_come_from_the_final_model_on_test(model, data, pa
 ])
 def test_a_bad_fixed_value_is_refused_whatever_else_is_searched(model, data, params, searched,
                                                                  message):
+    assert check_fit_error(model, data, params, searched).startswith(message)
+
+
+def check_fit_error(model: str, data: str, params: dict, searched) -> str:
+    """check_fit's one-line refusal."""
     from models.train import check_fit
     with pytest.raises(UserError) as e:
         check_fit(model, {"name": data}, params, searched=searched)
-    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+    assert "\n" not in str(e.value)
+    return str(e.value)
 
 
 @pytest.mark.parametrize("model,params,searched", [
@@ -462,10 +468,7 @@ def test_an_error_a_searched_knob_may_fix_is_left_to_the_trials(model, params, s
 ])
 def test_a_model_the_data_cannot_train_is_named_before_any_trial(model, data, params, searched,
                                                                  message):
-    from models.train import check_fit
-    with pytest.raises(UserError) as e:
-        check_fit(model, {"name": data}, params, searched=searched)
-    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+    assert check_fit_error(model, data, params, searched).startswith(message)
 
 
 def test_a_trial_refuses_input_noise_on_token_ids(run):
