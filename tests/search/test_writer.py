@@ -29,7 +29,8 @@ def _content(uri: str, study: str) -> list[dict]:
     for c in children:
         histories = {k: [(m.step, m.value) for m in sorted(
             client.get_metric_history(c.info.run_id, k), key=lambda m: m.step)]
-            for k in c.data.metrics if k not in ("epoch_time", "final_inference_ms")}
+            for k in c.data.metrics
+            if k not in ("epoch_time", "final_epoch_time", "final_inference_ms")}    # timings
         tags = {k: v for k, v in c.data.tags.items()
                 if not k.startswith("mlflow.") and k not in ("host", "node")}
         out.append({"params": c.data.params, "metrics": histories, "tags": tags,
