@@ -49,6 +49,14 @@ def check_fraction(key_prefix: str = "params", **values: float) -> None:
             raise OutOfRange(f"{key_prefix}.{key}: must be in [0, 1), got {value}")
 
 
+def refuse_label_smoothing(label_smoothing: float, task: str) -> None:
+    """A UserError for a task without classes to smooth, where a nonzero value would
+    be accepted and do nothing."""
+    if label_smoothing:
+        raise UserError(f"params.label_smoothing: {task} has no class labels to smooth; "
+                        f"got {label_smoothing}, use 0")
+
+
 def unknown(kind: str, name: object, valid: Iterable[object], key: str | None = None) -> UserError:
     """`unknown builder 'mpl' (did you mean 'mlp'?); valid: linear, mlp`."""
     choices = sorted(str(v) for v in valid)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.data import Splits
-from models.errors import UserError
+from models.errors import UserError, refuse_label_smoothing
 from models.figures import new_figure, to_png
 from models.scorer import Scorer, scorer_for
 
@@ -41,9 +41,7 @@ class Reconstruction:
     figure_name: ClassVar[str] = "reconstructions.png"
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
-        if label_smoothing:     # accepted for a uniform factory; only 0
-            raise UserError(f"params.label_smoothing: reconstruction has no class labels to "
-                            f"smooth; got {label_smoothing}, use 0")
+        refuse_label_smoothing(label_smoothing, self.name)     # a uniform factory; only 0
 
     @staticmethod
     def check_data(splits: Splits) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.errors import UserError, unknown
+from models.errors import UserError, refuse_label_smoothing, unknown
 from models.figures import Drawing, confusion, new_figure, to_png
 from models.generative import Generation, Reconstruction
 
@@ -213,14 +213,6 @@ def _check_per_step(output: torch.Tensor, y: torch.Tensor, task: str) -> None:
         raise UserError(f"model: {task} needs one output per time step, (batch, steps, "
                         f"vocabulary), for targets of shape {tuple(y.shape)}; the model gives "
                         f"{tuple(output.shape)} (for rnn/lstm/gru set head: many_to_many)")
-
-
-def refuse_label_smoothing(label_smoothing: float, task: str) -> None:
-    """A UserError for a task without classes to smooth, where a nonzero value would
-    be accepted and do nothing."""
-    if label_smoothing:
-        raise UserError(f"params.label_smoothing: {task} has no class labels to smooth; "
-                        f"got {label_smoothing}, use 0")
 
 
 def _token_loss(output: torch.Tensor, y: torch.Tensor,
