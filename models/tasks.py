@@ -16,6 +16,16 @@ from models.figures import Drawing, confusion, new_figure, to_png
 from models.generative import Generation, Reconstruction
 
 
+# Which way each metric a task reports gets better, by its name without the split
+# (val_/train_): what a study's objective must do with it. A metric a task adds
+# needs its entry here (tests/models/test_tasks.py checks every task's).
+BETTER: dict[str, str] = {
+    **dict.fromkeys(("loss", "mse", "mae", "bce", "bpc", "fid"), "minimize"),
+    **dict.fromkeys(("accuracy", "f1", "sequence_accuracy", "token_accuracy",
+                     "confidence", "diversity"), "maximize"),
+}
+
+
 class Task(Protocol):
     name: str
     # Metrics besides "loss", which every task reports; the loop logs each as

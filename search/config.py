@@ -55,7 +55,8 @@ class DataConfig(_Strict):
 
 class Objective(_Strict):
     """A metric and its direction; the direction has no default: a metric named
-    without one (`{metric: val_loss}`) would be maximized, a loss too."""
+    without one (`{metric: val_loss}`) would be maximized, a loss too. A direction
+    against the metric (val_loss maximized) is refused: see natural_direction."""
 
     metric: str
     direction: Literal["maximize", "minimize"]
@@ -618,6 +619,11 @@ def check_objectives(cfg: StudyConfig, metrics: list[str], single_only: set[str]
             raise unknown("metric", obj.metric, metrics, key=f"{key}.metric")
         if obj.metric in [o.metric for o in objs[:i]]:
             raise UserError(f"{key}.metric: '{obj.metric}' is already an objective")
+        better = natural_direction(obj.metric)
+        if better not in (None, obj.direction):
+            raise UserError(f"{key}.direction: {obj.direction}, but a "
+                            f"{'lower' if better == 'minimize' else 'higher'} {obj.metric} "
+                            f"is better; use direction: {better}")
     ray_only = [k for k in ("address", "trial_timeout") if getattr(cfg.resources, k) is not None]
     if cfg.resources.executor == "serial" and ray_only:
         raise UserError(f"resources.{ray_only[0]}: needs executor: ray; the serial executor "
@@ -628,6 +634,16 @@ def check_objectives(cfg: StudyConfig, metrics: list[str], single_only: set[str]
     if len(objs) > 1 and cfg.search.strategy in single_only:
         raise UserError(f"search.strategy: {cfg.search.strategy} optimises a single objective; "
                         f"for a list of objectives use nsga2, tpe, gp, random, qmc or grid")
+
+
+def natural_direction(metric: str) -> str | None:
+    """The direction in which `metric` (val_loss, train_accuracy, ...) gets better,
+    or None for what is a cost to trade, not a score (param_count, inference_ms):
+    a study may minimize or maximize those."""
+    from models.tasks import BETTER
+
+    split, _, name = metric.partition("_")
+    return BETTER.get(name) if split in ("train", "val") else None
 
 
 def objective_metrics(task_name: str) -> list[str]:

@@ -144,3 +144,19 @@ def test_label_smoothing_is_refused_where_there_are_no_labels(name: str):
     assert str(e.value).startswith(f"params.label_smoothing: {name} has no class labels")
     assert "\n" not in str(e.value)
     assert get_task(name, label_smoothing=0.0).name == name
+
+
+def test_every_metric_a_task_reports_has_a_direction():
+    """An objective on a metric with no entry could be optimized the wrong way."""
+    from models.tasks import BETTER, task_names
+    from search.config import natural_direction, objective_metrics
+
+    for name in task_names():
+        for metric in objective_metrics(name):
+            if metric not in ("param_count", "inference_ms"):
+                assert natural_direction(metric) in ("minimize", "maximize"), (name, metric)
+    assert natural_direction("val_loss") == "minimize"
+    assert natural_direction("train_f1") == "maximize"
+    assert natural_direction("val_fid") == "minimize"
+    assert natural_direction("param_count") is None
+    assert set(BETTER.values()) == {"minimize", "maximize"}

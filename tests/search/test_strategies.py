@@ -99,6 +99,13 @@ def test_multi_objective_strategies(strategy):
     ([], "tpe", "search.objective: an empty list; give a metric and a direction"),
     ({"metric": "val_acc", "direction": "maximize"}, "tpe",
      "search.objective.metric: unknown metric 'val_acc' (did you mean 'val_accuracy'?)"),
+    ({"metric": "val_loss", "direction": "maximize"}, "tpe",
+     "search.objective.direction: maximize, but a lower val_loss is better; "
+     "use direction: minimize"),
+    ([{"metric": "param_count", "direction": "maximize"},
+      {"metric": "train_accuracy", "direction": "minimize"}], "nsga2",
+     "search.objective[1].direction: minimize, but a higher train_accuracy is better; "
+     "use direction: maximize"),
 ])
 def test_bad_objectives(stores, objective, strategy, message):
     from search.config import check_semantics

@@ -24,8 +24,9 @@ def nothing_written_for(stores, name: str) -> bool:
 
 
 @pytest.mark.parametrize("objective, ours", [
-    ({"metric": "val_loss", "direction": "maximize"}, "val_loss (maximize)"),
-    ({"metric": "val_accuracy", "direction": "minimize"}, "val_accuracy (minimize)"),
+    ({"metric": "val_loss", "direction": "minimize"}, "val_loss (minimize)"),
+    ([ACCURACY, {"metric": "param_count", "direction": "maximize"}],
+     "val_accuracy (maximize), param_count (maximize)"),
     ([{"metric": "param_count", "direction": "minimize"}, ACCURACY],
      "param_count (minimize), val_accuracy (maximize)"),
 ])
@@ -50,11 +51,11 @@ def test_other_metric_exits_2_in_one_line(stores, write_config):
     assert runner.invoke(app, ["run", str(first)]).exit_code == 0
     second = write_config(small_config("second", stores, trials=1), "b.yaml")
     res = runner.invoke(app, ["run", str(second), "--warm-start", "first", "--set",
-                              "search.objective={metric: val_loss, direction: maximize}"])
+                              "search.objective={metric: val_loss, direction: minimize}"])
     assert res.exit_code == 2, res.output
     assert res.output.strip().splitlines() == [
         "error: search.warm_start: study 'first' optimizes val_accuracy (maximize), this study "
-        "val_loss (maximize); warm start needs the same objectives"]
+        "val_loss (minimize); warm start needs the same objectives"]
     assert nothing_written_for(stores, "second")
 
 
