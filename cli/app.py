@@ -373,6 +373,24 @@ from cli import lifecycle as _lifecycle  # noqa: E402,F401
 from cli import ui as _ui  # noqa: E402,F401
 
 
+def _plain_help_option(cls: type) -> type:
+    """`cls` whose help option shows no value type: typer gives it one, and the
+    help screens read `--help  -h  <bool>`, as if the option took a value."""
+    class Plain(cls):
+        def get_help_option(self, ctx):
+            option = super().get_help_option(ctx)
+            if option is not None:
+                option.metavar = ""
+            return option
+    Plain.__name__ = cls.__name__
+    return Plain
+
+
+app.info.cls = _plain_help_option(typer.core.TyperGroup)
+for _command in app.registered_commands:
+    _command.cls = _plain_help_option(_command.cls or typer.core.TyperCommand)
+
+
 def main() -> None:
     """The `hypersweep` command. It ends without the interpreter's teardown (about
     a second, see search/exit.py) once its work is done and written."""

@@ -351,6 +351,20 @@ def test_help_shows_what_each_option_takes():
     assert re.search(r"--output\s+-o\s+FILE\s", wide.invoke(app, ["export", "--help"]).output)
 
 
+def test_the_help_option_shows_no_value_type():
+    """typer printed `--help  -h  <bool>` on every help screen, as if it took a value."""
+    import re
+    wide = CliRunner(env={"COLUMNS": "200"})
+    for args in ([], *([name] for name in sorted(app_commands()))):
+        text = wide.invoke(app, [*args, "--help"]).output
+        assert re.search(r"--help\s+-h\s+Show this message and exit", text), args
+        assert "<bool>" not in text, args
+
+
+def app_commands() -> list[str]:
+    return [info.name or info.callback.__name__ for info in app.registered_commands]
+
+
 def test_an_objective_without_importances_says_why(capsys, write_config):
     """Nothing was printed when fANOVA had nothing to split: it looked like a fault."""
     from cli.app import print_importances
