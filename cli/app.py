@@ -11,7 +11,7 @@ from typing import Callable, List, Optional
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from models.errors import UserError
 from search.writer import TrackingError
@@ -241,12 +241,23 @@ def models(name: Optional[str] = typer.Argument(None, help="A builder: show it i
     if name is not None:
         show_builder(get_builder(name))
         return
-    table = Table("builder", "task", "variants", "hyperparameters (type = default)")
+    rows = []
     for b in map(get_builder, builder_names()):
         hps = "\n".join(f"{h.name}: {h.type_name} = {h.default!r}"
                          for h in b.hyperparameters().values())
-        table.add_row(b.name, task_shown(b.task), ", ".join(b.variants) or "-", hps or "-")
-    out.print(table)
+        rows.append((b.name, task_shown(b.task), ", ".join(b.variants) or "-", hps or "-"))
+
+    def table(narrow: dict[str, int]) -> Table:
+        t = Table(*(Column(h, max_width=narrow.get(h)) for h in
+                    ("builder", "task", "variants", "hyperparameters (type = default)")))
+        for row in rows:
+            t.add_row(*row)
+        return t
+
+    wide = table({})
+    # The hyperparameters' lines are the longest: in a narrow terminal the task and
+    # the variants wrap first, so that most of them stay on one line each.
+    out.print(wide if natural_width(wide) <= out.width else table({"task": 14, "variants": 16}))
     out.print("Training options every builder shares (optimizer, lr, epochs, augment, ...): "
               "see hypersweep models NAME.")
 

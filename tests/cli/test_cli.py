@@ -131,6 +131,19 @@ def test_models_lists_every_builder_with_task_variants_and_hyperparameters():
             assert f"{first.name}: {first.type_name} = {first.default!r}" in rows[name]
 
 
+def test_models_at_80_columns_keeps_short_hyperparameters_on_one_line():
+    """Task and variants took as much width as the hyperparameters, and entries such
+    as `dropout: float = 0.5` broke over two lines."""
+    res = CliRunner(env={"COLUMNS": "80"}).invoke(app, ["models"], catch_exceptions=False)
+    cells = [line.split("│")[4].strip() for line in res.output.splitlines()
+             if line.count("│") == 5]
+    assert max(map(len, res.output.splitlines())) <= 80
+    for entry in ("dropout: float = 0.5", "batch_norm: bool = False", "hidden: int = 256",
+                  "tie_weights: bool = False", "latent_size: int = 32"):
+        assert entry in cells, entry
+    assert "supervised" in res.output and "(the" in res.output     # the task wraps instead
+
+
 def test_models_name_shows_one_builder_with_its_default_space():
     res = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["models", "resnet"],
                                                    catch_exceptions=False)
