@@ -550,6 +550,9 @@ class StudyDriver:
             metrics.update(importance_metrics(self.importances))
             files["param_importance.png"] = Drawing(importance_figure, (self.importances,))
         self.tracker.end_study(self.parent, files, metrics=metrics, tags=tags, status=status)
+        # Landed before the study is called ended: a store that fails on these last
+        # writes leaves it FAILED, with the one-line message (_tracking_failed).
+        self.tracker.sync()
         self.study.set_user_attr(ENDED, status)
 
 

@@ -109,6 +109,10 @@ class MlflowTracker:
         for run_id in list(self._pending):
             self.flush(run_id)
 
+    def sync(self) -> None:
+        """Every call so far has been written (as TrackingWriter.sync): they are
+        written as they are made, metrics at the latest at `close`."""
+
     def __enter__(self) -> "MlflowTracker":
         return self
 

@@ -162,11 +162,72 @@ class _ServerDies(StudyEvents):
             self.tracker.sync()
 
 
+class _ServerDiesAtTheEnd(StudyEvents):
+    """Stops the server once the last trial's writes have landed: what fails is
+    the study's own end (parent-run figures, metrics, status)."""
+
+    def __init__(self, tracker: TrackingWriter, stop, last: int) -> None:
+        self.tracker, self.stop, self.last = tracker, stop, last
+
+    def trial_ended(self, event) -> None:
+        if event.number == self.last:
+            self.tracker.sync()
+            self.stop()
+
+
+def test_an_mlflow_server_that_dies_at_the_study_end_leaves_it_failed(
+        stores, tmp_path, monkeypatch):
+    """The study's last writes failed only when the tracking process was closed,
+    after the study had been marked ended FINISHED: MLflow's raw error, and a
+    study that looked done although its parent run was still RUNNING."""
+    # A write to the dead server fails at once, not after MLflow's backoff (14 s).
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    root = tmp_path / "server"
+    argv = [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+            "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    raw = small_config("ends", stores, trials=2)
+    raw["tracking"]["uri"] = url
+    cfg = parse_config(raw)
+    with serving(argv, f"{url}/health") as server:
+        def stop() -> None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        tracker = TrackingWriter(url)
+        try:
+            driver = StudyDriver(cfg, SerialExecutor(), tracker,
+                                 events=_ServerDiesAtTheEnd(tracker, stop, last=1))
+            with pytest.raises(TrackingError) as failure:
+                driver.run()
+        finally:
+            with contextlib.suppress(TrackingError):
+                tracker.close()
+    assert str(failure.value) == (
+        f"tracking.uri: the MLflow server at {url} stopped answering (Connection refused); "
+        f"once it is back, continue with: hypersweep resume ends --storage "
+        f"{shlex.quote(stores.optuna_url)}")
+    study = optuna.load_study(study_name="ends", storage=stores.optuna_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert study.user_attrs["ended"] == "FAILED"
+
+    with serving(argv, f"{url}/health"):        # back: resume writes the end
+        res = invoke("resume", "ends", "--storage", stores.optuna_url)
+        assert res.exit_code == 0, res.output
+        parent, children = study_runs(url, "ends")
+        assert parent.info.status == "FINISHED" and "best_value" in parent.data.metrics
+        assert len(children) == 2
+    study = optuna.load_study(study_name="ends", storage=stores.optuna_url)
+    assert len(study.trials) == 2 and study.user_attrs["ended"] == "FINISHED"
+
+
 def test_an_mlflow_server_that_dies_mid_study_leaves_nothing_running_in_optuna(
-        stores, tmp_path):
+        stores, tmp_path, monkeypatch):
     """The server killed mid-study: the driver exited 1 quoting MLflow's
     'Max retries exceeded' with the Optuna storage (up) left with a trial RUNNING
     and no `ended`; the message said neither what failed nor how to continue."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")     # fail at once
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     root = tmp_path / "server"
