@@ -337,6 +337,7 @@ def print_importances(importances: dict[str, dict[str, float]], study, cfg) -> N
     """fANOVA importances, one table per objective (already sorted, largest first),
     saying over how many complete trials: over a handful the shares are noise. An
     objective without them says why."""
+    from search.importance import TRIALS_MAX
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     few = f"; a rough guide below {FEW_TRIALS}" if len(complete) < FEW_TRIALS else ""
     for i, metric in enumerate(o.metric for o in cfg.search.objectives):
@@ -345,7 +346,9 @@ def print_importances(importances: dict[str, dict[str, float]], study, cfg) -> N
             out.print(f"\nparameter importance ({metric}): none; {_no_importance(complete, i)}")
             continue
         # A title would wrap to the narrow table's width; a header line does not.
-        out.print(f"\nparameter importance ({metric}, fANOVA over {len(complete)} complete "
+        over = (f"a random {TRIALS_MAX} of {len(complete)}" if len(complete) > TRIALS_MAX
+                else str(len(complete)))
+        out.print(f"\nparameter importance ({metric}, fANOVA over {over} complete "
                   f"trials{few}):")
         table = Table("parameter", "importance")
         for name, share in per.items():

@@ -43,11 +43,14 @@ def study_files(study: optuna.Study, metrics: Sequence[str] = ()) -> dict[str, D
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
         return files
     if len(directions) == 1:
-        files["optimization_history.png"] = Drawing(figure_png, ("history", trials, directions))
+        # The objective by its metric's name, not Optuna's "Objective Value".
+        named = {"target_name": metrics[0]} if metrics else {}
+        files["optimization_history.png"] = Drawing(figure_png, ("history", trials, directions),
+                                                    named)
         params = varying_params(study)
         if params:
             files["parallel_coordinates.png"] = Drawing(
-                figure_png, ("parallel", trials, directions), {"params": params})
+                figure_png, ("parallel", trials, directions), {"params": params, **named})
         best = study.best_trial
         files["best_trial.json"] = json.dumps({"number": best.number, "value": best.value,
                                                "params": best.params,
@@ -76,7 +79,7 @@ def trials_csv(trials: Sequence[optuna.trial.FrozenTrial],
                directions: Sequence[optuna.study.StudyDirection]) -> str:
     """Optuna's trials table of the study these trials come from, its integer
     columns kept integers (`keep_integers`)."""
-    df = _snapshot(trials, directions).trials_dataframe()
+    df = snapshot(trials, directions).trials_dataframe()
     keep_integers(df, trials)
     return df.to_csv(index=False)
 
@@ -110,12 +113,13 @@ def figure_png(kind: str, trials: Sequence[optuna.trial.FrozenTrial],
     from optuna.visualization import matplotlib as ovm   # pyplot: only where drawn
 
     plot = getattr(ovm, _PLOTS[kind])
-    return _png(lambda s: plot(s, **kwargs), _snapshot(trials, directions))
+    return _png(lambda s: plot(s, **kwargs), snapshot(trials, directions))
 
 
-def _snapshot(trials: Sequence[optuna.trial.FrozenTrial],
-              directions: Sequence[optuna.study.StudyDirection]) -> optuna.Study:
-    """An in-memory study holding these trials (numbered as they were)."""
+def snapshot(trials: Sequence[optuna.trial.FrozenTrial],
+             directions: Sequence[optuna.study.StudyDirection]) -> optuna.Study:
+    """An in-memory study holding these trials, numbered from 0 in the order given:
+    as they were, for all of a study's."""
     study = _in_memory(directions)
     study.add_trials(trials)
     return study

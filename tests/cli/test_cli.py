@@ -396,6 +396,21 @@ def test_an_objective_without_importances_says_why(capsys, write_config):
     assert "fANOVA needs 2 complete trials, and 0 completed" in capsys.readouterr().out
 
 
+def test_importances_say_when_they_come_from_a_sample(capsys, write_config, monkeypatch):
+    from cli.app import print_importances
+    from search import importance
+    from search.config import load_config
+    monkeypatch.setattr(importance, "TRIALS_MAX", 3)
+    cfg = load_config(write_config(quickstart()))
+    study = optuna.create_study(direction="maximize")
+    for lr in (0.01, 0.02, 0.03, 0.04):
+        t = study.ask()
+        study.tell(t, t.suggest_float("lr", 1e-3, 1e-1))
+    print_importances({"val_accuracy": {"lr": 1.0}}, study, cfg)
+    assert ("parameter importance (val_accuracy, fANOVA over a random 3 of 4 complete trials; "
+            "a rough guide below 10):") in capsys.readouterr().out
+
+
 def test_best_shows_every_trial_tied_at_the_best_and_the_whole_front(capsys, write_config):
     """`best` showed one trial where `best --json` listed two (a tie, a front of two)."""
     from cli.app import print_best

@@ -128,3 +128,44 @@ def test_trials_csv_keeps_integer_params_of_one_branch_integers():
     df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     assert [w for w in df["params_width"] if w] == [str(w) for w in widths]
     assert list(df["user_attrs_seed"]) == ["1000", "1001", "1002", "1003"]
+
+
+def test_the_study_figures_name_the_objective_by_its_metric():
+    """Optuna labels the objective "Objective Value" unless told its name."""
+    files = study_files(study_with(8), ["val_accuracy"])
+    for name in ("optimization_history.png", "parallel_coordinates.png"):
+        drawing = files[name]
+        assert drawing.kwargs["target_name"] == "val_accuracy"
+        assert drawing.render().startswith(PNG)
+
+
+def test_importance_of_a_large_study_is_fitted_to_a_seeded_sample(monkeypatch):
+    """fANOVA's cost grows with the trials (25 s of CPU at 2,000, at the end of every
+    run and resume): past TRIALS_MAX it sees a random sample, the same for a seed."""
+    from search import importance
+    from search.config import Objective
+
+    seen: list[list[float]] = []           # the trials fitted, by their lr
+    fit = optuna.importance.get_param_importances
+
+    def spy(study, **kwargs):
+        seen.append([t.params.get("lr") for t in study.trials])
+        return fit(study, **kwargs)
+
+    monkeypatch.setattr(optuna.importance, "get_param_importances", spy)
+    monkeypatch.setattr(importance, "TRIALS_MAX", 30)
+    study = study_with(80)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    objective = [Objective(metric="val_accuracy", direction="maximize")]
+    imps = importance.param_importances(study, objective, seed=3)
+    assert max(imps["val_accuracy"], key=imps["val_accuracy"].get) == "lr"
+    again = importance.param_importances(study, objective, seed=3)
+    importance.param_importances(study, objective, seed=4)
+    assert again == imps
+    lrs = [t.params["lr"] for t in study.trials[:80]]
+    assert len(seen[0]) == 30 and len(set(seen[0])) == 30 and set(seen[0]) <= set(lrs)
+    assert seen[0] == sorted(seen[0], key=lrs.index)        # in trial order
+    assert seen[1] == seen[0] and seen[2] != seen[0]
+    monkeypatch.setattr(importance, "TRIALS_MAX", 500)
+    importance.param_importances(study, objective, seed=3)
+    assert len(seen[3]) == 81                   # every trial, the failed one too
