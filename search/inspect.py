@@ -14,11 +14,15 @@ from search.tracking import MlflowTracker
 
 def study_rows(storage: str) -> list[dict[str, Any]]:
     """One row per study: strategy, trials by state, best value, last update."""
-    from search.lifecycle import load_study, study_names
+    from search.lifecycle import study_names
 
+    names = study_names(storage)        # a one-line error where it cannot be opened
+    # One connection for them all: opening a storage checks its schema, which took
+    # 0.15 s per study (9 s for 51 studies).
+    opened = optuna.storages.get_storage(storage)
     rows = []
-    for name in study_names(storage):
-        study = load_study(name, storage)
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=opened)
         trials = study.get_trials(deepcopy=False)
         states = [t.state.name for t in trials]
         config = study.user_attrs.get("config") or {}

@@ -57,6 +57,29 @@ def test_studies_best_and_export(stores, tmp_path):
     assert res.exit_code == 2 and ".csv or .parquet" in res.output
 
 
+def test_studies_opens_the_storage_once_for_all_its_studies(tmp_path, monkeypatch):
+    """Each study was loaded through a storage of its own, and each opening checks
+    the schema: 9 s for 51 studies."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    for i in range(6):
+        study = optuna.create_study(study_name=f"s{i}", storage=url, direction="maximize")
+        study.set_user_attr("config", {"search": {"strategy": "random"}})
+        study.tell(study.ask(), i / 10)
+    opened: list[str] = []
+    init = optuna.storages.RDBStorage.__init__
+
+    def counting(self, url, *args, **kwargs):
+        opened.append(url)
+        init(self, url, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "__init__", counting)
+    res = invoke("studies", "--storage", url)
+    assert res.exit_code == 0, res.output
+    assert all(f"s{i}" in res.output for i in range(6))
+    assert "0.5" in next(line for line in res.output.splitlines() if "s5" in line)
+    assert len(opened) <= 2         # the names, then the studies
+
+
 def _hypersweep(*args: str, columns: int | None = None) -> subprocess.CompletedProcess:
     """The real command, its output into a pipe, as in a log or under `| less`."""
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
