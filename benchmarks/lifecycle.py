@@ -1,8 +1,9 @@
 """Lifecycle costs a user waits on: the parent-run figures drawn at study end and
-on resume, reopening a study on resume, and `export`, for growing numbers of
-trials. Synthetic trials (no training), real SQLite stores.
+on resume, parameter importance (fANOVA, also at every study end), reopening a
+study on resume, and `export`, for growing numbers of trials. Synthetic trials (no
+training), real SQLite stores.
 
-    python -m benchmarks.lifecycle [--trials 50 200] [--repeat 3]
+    python -m benchmarks.lifecycle [--trials 50 200 2000] [--repeat 3]
     python -m benchmarks.run --only lifecycle     # into RESULTS.md
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import optuna
 from benchmarks import markdown_table
 from models.trial import TrialResult, TrialState
 from search.config import parse_config
+from search.importance import param_importances
 from search.inspect import trials_frame
 from search.lifecycle import reopen_study
 from search.report import study_figures
@@ -72,27 +74,29 @@ def measure(trials: list[int], repeat: int) -> list[dict[str, float]]:
             rows.append({
                 "trials": n,
                 "figures s": timed(lambda: study_figures(study), repeat),
+                "importance s": timed(lambda: param_importances(study, cfg.search.objectives),
+                                      repeat),
                 "reopen s": timed(lambda: reopen_study(cfg, MlflowTracker(cfg.tracking.uri)), repeat),
                 "export s": timed(lambda: trials_frame(study, cfg), repeat)})
     return rows
 
 
 def run(quick: bool = False) -> str:
-    trials, repeat = ([20], 1) if quick else ([50, 200], 3)
+    trials, repeat = ([20], 1) if quick else ([50, 200, 2000], 3)
     return (f"Synthetic finished studies (no training), real SQLite stores; median of {repeat} "
             f"run(s). figures: every parent-run figure drawn at study end and on resume; "
+            f"importance: fANOVA's, at study end and on resume too (past 500 complete "
+            f"trials, over a random 500); "
             f"reopen: what `resume` does before its first trial; export: `hypersweep export`'s "
             f"table.\n\n" + markdown_table(measure(trials, repeat)))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--trials", type=int, nargs="+", default=[50, 200])
+    ap.add_argument("--trials", type=int, nargs="+", default=[50, 200, 2000])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    print(f"{'trials':>7} {'figures s':>10} {'reopen s':>9} {'export s':>9}")
-    for r in measure(args.trials, args.repeat):
-        print(f"{r['trials']:>7} {r['figures s']:>10.2f} {r['reopen s']:>9.2f} {r['export s']:>9.2f}")
+    print(markdown_table(measure(args.trials, args.repeat)))
 
 
 if __name__ == "__main__":
