@@ -3,6 +3,7 @@ answers. The server's whole output goes to a log file; the terminal gets only it
 warnings and errors (see _Console). Registered on the app in cli/app.py."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -14,7 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Optional, TextIO
+from typing import IO, Callable, Optional, TextIO
 
 import typer
 
@@ -45,17 +46,28 @@ def ui(tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI.", show_def
     check_tracking_uri(uri, "--tracking-uri")       # a bare file name, a file store
     check_store_exists(uri, "--tracking-uri")       # not an empty store, served as if it were one
     check_kind(uri, "mlflow", "--tracking-uri")     # MLflow would migrate an Optuna file
-    port = _ui_port(port)
-    url = f"http://127.0.0.1:{port}"
-    log = Path(tempfile.gettempdir(), f"hypersweep-ui-{port}.log")
-    out.print(f"starting the MLflow UI on {url} ...", soft_wrap=True)
-    sys.stdout.flush()
-    try:
-        code = serve(ui_argv(uri, port), port, f"MLflow UI: {url}  (Ctrl-C stops it; its log: "
-                                               f"{log})", log=log)
-    except NotServing as e:
-        raise _ui_failure(e, uri, url, log) from None
-    raise typer.Exit(code)
+    asked = port
+    for attempt in range(PORT_ATTEMPTS):
+        port = _ui_port(asked, after=port if attempt else None)
+        url = f"http://127.0.0.1:{port}"
+        log = Path(tempfile.gettempdir(), f"hypersweep-ui-{port}.log")
+        out.print(f"starting the MLflow UI on {url} ...", soft_wrap=True)
+        sys.stdout.flush()
+        try:
+            code = serve(ui_argv(uri, port), port, f"MLflow UI: {url}  (Ctrl-C stops it; its "
+                                                   f"log: {log})", log=log)
+        except NotServing as e:
+            if e.port_taken and asked is None and attempt + 1 < PORT_ATTEMPTS:
+                out.print(f"port {port} was taken by another server while this one started; "
+                          "trying the next free one", soft_wrap=True)
+                continue
+            raise _ui_failure(e, uri, url, log) from None
+        raise typer.Exit(code)
+
+
+# Ports tried, one after another, when another server takes the one chosen
+# between the check that it is free and the UI's own bind (about 10 s later).
+PORT_ATTEMPTS = 3
 
 
 class NotServing(RuntimeError):
@@ -63,9 +75,10 @@ class NotServing(RuntimeError):
     it started are stopped. `code`: its exit status when it exited by itself, else
     None. `said`: the line of its stderr that tends to say why (see _Relay.said)."""
 
-    def __init__(self, why: str, code: int | None, said: str) -> None:
+    def __init__(self, why: str, code: int | None, said: str, port_taken: bool = False) -> None:
         super().__init__(why)
         self.why, self.code, self.said = why, code, said
+        self.port_taken = port_taken        # another server holds the port
 
 
 # The last line of a traceback that ends in an exception of MLflow's own.
@@ -78,6 +91,9 @@ def _ui_failure(e: NotServing, uri: str, url: str, log: Path) -> Exception:
     then exits with an exception of MLflow's own as its last line. Anything else
     (a crash, a port taken in the meantime, a database that does not answer)
     failed on this machine."""
+    if e.port_taken:
+        return TrackingError(f"--port: {url.rsplit(':', 1)[1]} was taken by another server "
+                             f"while the MLflow UI started; choose a free one with --port")
     refused = _MLFLOW_REFUSED.fullmatch(e.said) if e.code is not None else None
     if refused:
         return UserError(f"--tracking-uri: MLflow cannot serve {without_password(uri)}: "
@@ -120,7 +136,8 @@ def serve(argv: list[str], port: int, ready: str, log: Path | None = None,
                 sink = _Log(log)
                 relays = (_Relay(proc.stdout, sys.stdout, sink),
                           _Relay(proc.stderr, sys.stderr, sink))
-            why = _not_answering(proc, port, start_s)
+            why = _not_answering(proc, port, start_s,
+                                 taken=lambda: any(r.port_taken for r in relays))
             if why is None:
                 for relay in relays:
                     relay.release()
@@ -135,22 +152,30 @@ def serve(argv: list[str], port: int, ready: str, log: Path | None = None,
         relay.join(timeout=5)       # its last lines: the pipes close with the group
     sink.close()
     if why is not None:
-        raise NotServing(why, exited, relays[1].said)
+        raise NotServing(why, exited, relays[1].said, why == _TAKEN)
     return code
 
 
-def _not_answering(proc: subprocess.Popen, port: int, start_s: float) -> str | None:
-    """None once the server answers; else why not: it exited first, or `start_s`
-    passed."""
+_TAKEN = "could not take its port: another server holds it"
+
+
+def _not_answering(proc: subprocess.Popen, port: int, start_s: float,
+                   taken: Callable[[], bool] = lambda: False) -> str | None:
+    """None once the server answers; else why not: it exited first, `start_s`
+    passed, or it said its port is taken (`taken`). What answers must be this
+    server: another one that took the port after it was found free answered too,
+    and its URL was printed as this one's (_listens)."""
     deadline = time.monotonic() + start_s
     while True:
+        if taken():
+            return _TAKEN
         if proc.poll() is not None:
             code = proc.returncode
             if code < 0:
                 return (f"was killed by signal {-code} ({signal.strsignal(-code)}) "
                         "before answering")
             return f"exited with code {code} before answering"
-        if _answers(port):
+        if _answers(port) and _listens(proc.pid, port) is not False:
             return None
         if time.monotonic() >= deadline:
             return f"was still not answering after {start_s:g} s and was stopped"
@@ -169,6 +194,35 @@ def _answers(port: int, timeout: float = 3.0) -> bool:
         return False
     finally:
         conn.close()
+
+
+def _listens(group: int, port: int) -> bool | None:
+    """Whether the socket listening on TCP `port` belongs to a process of process
+    group `group`; None where this cannot be told (no Linux /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = [line.split() for line in f.readlines()[1:]]
+        except OSError:
+            continue
+        inodes |= {row[9] for row in rows
+                   if int(row[1].rsplit(":", 1)[1], 16) == port and row[3] == "0A"}  # LISTEN
+    if not Path("/proc/net/tcp").exists():
+        return None
+    sockets = {f"socket:[{inode}]" for inode in inodes}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != group:     # pgrp
+                continue
+            fds = list((stat.parent / "fd").iterdir())
+        except (OSError, ValueError, IndexError):       # gone, or not ours to read
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in sockets:
+                    return True
+    return False
 
 
 # A traceback's last line, unindented: the exception, by its (dotted) class name.
@@ -233,6 +287,10 @@ class _Console:
         return self._shown
 
 
+# EADDRINUSE, as Python words it ([Errno 98] on Linux, 48 on macOS).
+_IN_USE = re.compile(r"\[Errno \d+\] [Aa]ddress already in use")
+
+
 class _Relay(threading.Thread):
     """Copies a server's output (a pipe) line by line to the log, and to ours what
     _Console lets through, holding that back until `release`. It reads to the end
@@ -247,6 +305,7 @@ class _Relay(threading.Thread):
         self._held: list[str] | None = []
         self._lock = threading.Lock()
         self._last = self._raised = ""
+        self.port_taken = False         # it said that another process holds its port
         self.start()
 
     @property
@@ -266,6 +325,8 @@ class _Relay(threading.Thread):
                     self._last = line.strip() or self._last
                     if _RAISED.match(line):
                         self._raised = line.strip()
+                    if _IN_USE.search(line):
+                        self.port_taken = True
                     if not shown:
                         continue
                     if self._held is None:
@@ -329,10 +390,10 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _ui_port(asked: int | None) -> int:
+def _ui_port(asked: int | None, after: int | None = None) -> int:
     """The port asked for, if free (else bad input: the UI would fail to bind after its
     URL was printed, and that URL would show whatever holds the port); without one,
-    5000 or the next free port after it."""
+    5000 (or the port after `after`) or the next free port after it."""
     if asked is not None:
         if not 1 <= asked <= 65535:
             raise UserError(f"--port: {asked} is not a port; valid: 1-65535")
@@ -340,7 +401,7 @@ def _ui_port(asked: int | None) -> int:
             raise UserError(f"--port: {asked} is in use on 127.0.0.1; choose another, "
                             "or leave --port out to take the first free one from 5000")
         return asked
-    for port in range(5000, 5100):
+    for port in range(5000 if after is None else after + 1, 5100):
         if _port_free(port):
             return port
     raise UserError("--port: 5000-5099 are all in use on 127.0.0.1; choose one with --port")

@@ -273,3 +273,99 @@ def test_a_store_ui_cannot_serve_is_one_line_naming_the_option(tmp_path):
         res = CliRunner().invoke(app, ["ui", "--tracking-uri", uri, "--port", str(free_port())])
         assert res.exit_code == 2 and res.stdout == "", res.output
         assert res.stderr.startswith(f"error: {start}") and res.stderr.count("\n") == 1, res.stderr
+
+
+# A stand-in for the MLflow UI: binds 127.0.0.1:PORT (its last argument) after a
+# moment, as the UI does after its imports, then answers /health for two seconds;
+# where the port is taken it says so as uvicorn does, and exits a while later.
+BINDING_SERVER = """
+import http.server, sys, threading, time
+time.sleep(1.0)
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers()
+    def log_message(self, *args):
+        pass
+try:
+    server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[-1])), Health)
+except OSError as e:
+    print(f"ERROR:    {e}", file=sys.stderr, flush=True)
+    time.sleep(5)
+    sys.exit(1)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+time.sleep(2.0)
+"""
+
+
+def squatter(port: int) -> subprocess.Popen:
+    """Another server on `port`, answering /health: the MLflow UI of another store."""
+    serving = BINDING_SERVER.replace("time.sleep(1.0)", "").replace("time.sleep(2.0)",
+                                                                    "time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", serving, str(port)])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the other server did not start")
+
+
+def test_a_port_another_server_takes_while_the_ui_starts_is_not_printed_as_its_url(
+        tmp_path, monkeypatch):
+    """Two `ui`s started seconds apart both found port 5000 free; the second printed
+    its URL as soon as /health answered there, which the first one's server did:
+    the URL showed another store, while the second one's server failed to bind
+    and printed tracebacks. Now the server that answers must be this one's, and
+    a port taken meanwhile moves the UI to the next free one."""
+    import cli.ui
+    from search import tracking
+    port = free_port()
+    other = squatter(port)
+    try:
+        # The race: the port was free when checked, taken before the UI bound it.
+        monkeypatch.setattr(cli.ui, "_port_free", lambda p: p == port or p > port)
+        monkeypatch.setattr(cli.ui, "_ui_port", lambda asked, after=None:
+                            port if after is None else free_port())
+        monkeypatch.setattr(tracking, "ui_argv", lambda uri, p: [sys.executable, "-c",
+                                                                 BINDING_SERVER, str(p)])
+        db = tmp_path / "mlflow.db"
+        MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+        res = CliRunner().invoke(app, ["ui", "--tracking-uri", f"sqlite:///{db}"])
+    finally:
+        other.kill()
+        other.wait()
+    lines = res.stdout.splitlines()
+    assert res.exit_code == 0, res.output
+    assert lines[:2] == [f"starting the MLflow UI on http://127.0.0.1:{port} ...",
+                         f"port {port} was taken by another server while this one started; "
+                         "trying the next free one"]
+    moved = int(lines[2].removeprefix("starting the MLflow UI on http://127.0.0.1:")
+                .removesuffix(" ..."))
+    assert moved != port
+    assert lines[3].startswith(f"MLflow UI: http://127.0.0.1:{moved}  (Ctrl-C stops it")
+    assert f"127.0.0.1:{port}  (Ctrl-C" not in res.stdout
+
+
+def test_a_port_asked_for_and_taken_while_the_ui_starts_is_one_line(tmp_path, monkeypatch):
+    import cli.ui
+    from search import tracking
+    port = free_port()
+    other = squatter(port)
+    try:
+        monkeypatch.setattr(cli.ui, "_port_free", lambda p: True)
+        monkeypatch.setattr(tracking, "ui_argv", lambda uri, p: [sys.executable, "-c",
+                                                                 BINDING_SERVER, str(p)])
+        db = tmp_path / "mlflow.db"
+        MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+        res = CliRunner().invoke(app, ["ui", "--tracking-uri", f"sqlite:///{db}",
+                                       "--port", str(port)])
+    finally:
+        other.kill()
+        other.wait()
+    assert res.exit_code == 1, res.output
+    assert res.stdout == f"starting the MLflow UI on http://127.0.0.1:{port} ...\n"
+    assert res.stderr == (f"error: --port: {port} was taken by another server while the "
+                          f"MLflow UI started; choose a free one with --port\n")
