@@ -23,6 +23,7 @@ class StudyProgress(StudyEvents):
         self._task = self._progress.add_task("trials", total=cfg.search.trials,
                                              completed=done, status="starting")
         self._counts: dict[str, int] | None = None      # none until a trial ends
+        self._interrupted = 0       # failed by Ctrl-C or SIGTERM: not against the budget
         self._best: float | None = None
         self._running = 0
         self._epochs: dict[int, int] = {}       # the last epoch each running trial reported
@@ -55,7 +56,11 @@ class StudyProgress(StudyEvents):
         self._counts, self._best = dict(event.counts), event.best
         self._running = event.running
         self._epochs.pop(event.number, None)
-        self._progress.update(self._task, advance=1, status=self._status())
+        # A trial a stop cut short does not count against the budget (a resume
+        # runs it again): the bar does not advance for it.
+        self._interrupted += event.interrupted
+        self._progress.update(self._task, advance=0 if event.interrupted else 1,
+                              status=self._status())
         if event.state is TrialState.FAIL and event.reason:
             self._progress.console.print(f"[red]trial {event.number} failed:[/] "
                                          f"{escape(event.reason)}", markup=True, highlight=False)
@@ -78,12 +83,15 @@ class StudyProgress(StudyEvents):
             parts.append(f"[cyan]{running} running[/]" +
                          (f" ({word} {at}{self._of})" if steps else ""))
         c = self._counts
-        # Done, pruned and failed once some are pruned or failed (until then the
-        # count of trials finished says it): the line stays within 80 columns.
-        if c is not None and (c["PRUNED"] or c["FAIL"]):
+        # Done, pruned and failed once some are pruned, failed or interrupted (until
+        # then the count of trials finished says it): the line stays within 80 columns.
+        if c is not None:
+            c = {**c, "FAIL": c["FAIL"] - self._interrupted, "interrupted": self._interrupted}
+        if c is not None and (c["PRUNED"] or c["FAIL"] or c["interrupted"]):
             parts.append(f"[green]{c['COMPLETE']} done[/]")
             parts += [f"[{colour}]{c[state]} {word}[/]" for state, word, colour in
-                      (("PRUNED", "pruned", "yellow"), ("FAIL", "failed", "red")) if c[state]]
+                      (("PRUNED", "pruned", "yellow"), ("FAIL", "failed", "red"),
+                       ("interrupted", "interrupted", "red")) if c[state]]
         return " ".join(parts)
 
 

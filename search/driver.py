@@ -54,6 +54,7 @@ class TrialEvent:
     counts: Mapping[str, int]            # COMPLETE / PRUNED / FAIL so far
     best: float | None                   # best objective so far (single objective)
     running: int = 0                     # trials still running after this one's end
+    interrupted: bool = False            # failed by a stop: a resume runs it again
 
 
 class StudyEvents:
@@ -437,6 +438,8 @@ class StudyDriver:
         return step != last and r.trial.should_prune()
 
     def _finish(self, number: int, result: TrialResult) -> None:
+        # Cut short by a stop (Ctrl-C, SIGTERM): not counted against the budget.
+        interrupted = bool(self.running[number].trial.user_attrs.get("interrupted"))
         r, result, values = self._tell(number, result)
         tags = {"pruned_at_epoch": str(result.epochs)} if result.state is TrialState.PRUNED else {}
         where = getattr(self.executor, "where", None)     # node/device the worker reported
@@ -447,7 +450,7 @@ class StudyDriver:
         shown = {**self.counts, "FAIL": self.counts["FAIL"] - self.interrupted_before}
         self.events.trial_ended(TrialEvent(number, result.state, tuple(values) if values else None,
                                      result.reason, shown, self._best(),
-                                     running=len(self.running)))
+                                     running=len(self.running), interrupted=interrupted))
 
     def _tell(self, number: int, result: TrialResult,
               wait: bool = True) -> tuple[_Running, TrialResult, list[float] | None]:

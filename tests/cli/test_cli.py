@@ -292,6 +292,33 @@ def test_user_text_with_brackets_is_printed_as_it_is(write_config):
     assert f"trial 3 failed: {reason}" in buf.getvalue()
 
 
+def test_progress_does_not_count_an_interrupted_trial_against_the_budget():
+    """After a Ctrl-C the bar read `1/2 0 done 1 failed`, and `resume` then said
+    0 of 2 trials finished: a trial a stop cut short is run again."""
+    import io
+
+    from cli.app import WideWhenPiped
+    from cli.progress import StudyProgress
+    from search.config import parse_config
+    from search.driver import TrialEvent
+    from models.trial import TrialState
+
+    console = WideWhenPiped(file=io.StringIO(), markup=False)
+    with StudyProgress(console, parse_config(quickstart())) as progress:
+        task = progress._progress.tasks[0]
+        progress.trial_ended(TrialEvent(0, TrialState.COMPLETE, (0.9,), None,
+                                        {"COMPLETE": 1, "PRUNED": 0, "FAIL": 0}, 0.9))
+        progress.trial_ended(TrialEvent(1, TrialState.FAIL, None, "ValueError: x",
+                                        {"COMPLETE": 1, "PRUNED": 0, "FAIL": 1}, 0.9))
+        progress.trial_ended(TrialEvent(2, TrialState.FAIL, None,
+                                        "interrupted by the user (Ctrl-C)",
+                                        {"COMPLETE": 1, "PRUNED": 0, "FAIL": 2}, 0.9,
+                                        interrupted=True))
+        assert task.completed == 2
+        assert task.fields["status"] == ("best val_accuracy 0.9000 [green]1 done[/] "
+                                         "[red]1 failed[/] [red]1 interrupted[/]")
+
+
 def test_progress_shows_the_trials_running():
     """Before any trial ends the bar said "starting" for the whole first trial; it
     now counts the trials running and the epoch each is at, beside those done,

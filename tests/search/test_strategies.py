@@ -207,6 +207,18 @@ def interrupted_at(number: int):
     return train
 
 
+def test_a_trial_cut_short_by_a_stop_is_told_as_interrupted(stores):
+    """The progress bar counted it as a trial run (1/2, 1 failed), where resume
+    runs it again: it does not count against the budget."""
+    cfg = parse_config(config("cut", stores, GRID_SPACE, strategy="random", trials=3))
+    events = Recorder()
+    outcome = StudyDriver(cfg, SerialExecutor(train=interrupted_at(1)),
+                          MlflowTracker(cfg.tracking.uri), events=events).run()
+    assert outcome.interrupted
+    assert [(e.number, e.state, e.interrupted) for e in events.ended] == [
+        (0, TrialState.COMPLETE, False), (1, TrialState.FAIL, True)]
+
+
 @pytest.mark.parametrize("first", ["interrupted", "a smaller budget"])
 def test_resuming_a_grid_runs_the_rest_of_its_points(stores, first):
     """Resumed, a grid study ran random points off the grid: the sampler behind a
