@@ -239,7 +239,7 @@ def models(name: Optional[str] = typer.Argument(None, help="A builder: show it i
     """List the model builders (task, variants, hyperparameters), or show one in full."""
     from models.registry import builder_names, get_builder
     if name is not None:
-        show_builder(get_builder(name))
+        show_builder(get_builder(name, key="NAME"))
         return
     rows = []
     for b in map(get_builder, builder_names()):

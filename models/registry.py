@@ -65,12 +65,14 @@ def register(name: str, *, task: str = "classification", family: str | None = No
     return decorate
 
 
-def get_builder(name: str) -> Builder:
+def get_builder(name: str, key: str = "model") -> Builder:
+    """The builder registered as `name`; else a one-line error naming `key` (the
+    config's `model`, or the argument a command took it from)."""
     _load_builtin()
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise unknown("builder", name, _REGISTRY, key="model") from None
+        raise unknown("builder", name, _REGISTRY, key=key) from None
 
 
 def builder_names() -> list[str]:

@@ -102,7 +102,8 @@ def config_from_source(source: str, storage: str | None, tracking_uri: str | Non
                             f"or an MLflow parent run id)")
         raw = load_study(source, storage or "sqlite:///optuna.db").user_attrs.get("config")
     elif _RUN_ID.match(source) and not _is_study(source, storage):
-        tracker = MlflowTracker(tracking_uri or "sqlite:///mlflow.db", create=False)
+        tracker = MlflowTracker(tracking_uri or "sqlite:///mlflow.db", create=False,
+                                key="--tracking-uri")
         raw = yaml.safe_load(tracker.read_text(source, "study.yaml"))
     else:
         raw = load_study(source, storage or "sqlite:///optuna.db").user_attrs.get("config")
@@ -195,7 +196,7 @@ def replay_run(run_id: str, tracking_uri: str) -> Replay:
     count it trained with, for as many epochs as its curves recorded (pruning off)."""
     from models.train import train_trial
 
-    tracker = MlflowTracker(tracking_uri, create=False)
+    tracker = MlflowTracker(tracking_uri, create=False, key="--tracking-uri")
     run = _trial_run(tracker, run_id)
     raw = yaml.safe_load(tracker.read_text(run_id, "trial.yaml"))
     spec = TrialSpec.from_record(raw)

@@ -52,32 +52,33 @@ class MlflowTracker:
     `resolve`, `known` and `close` exist so that the driver can be handed this or a
     `search.writer.TrackingWriter` alike."""
 
-    def __init__(self, uri: str, create: bool = True) -> None:
+    def __init__(self, uri: str, create: bool = True, key: str = "tracking.uri") -> None:
         """`create`: False for commands that only read what a study wrote (replay,
         export, final, rerun RUN_ID): a SQLite file that is not there is then a
-        wrong path, not a store to create empty."""
+        wrong path, not a store to create empty. `key`: what the errors name, where
+        the URI came from (a config's `tracking.uri`, or `--tracking-uri`)."""
         from mlflow import entities
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
         if not create:
-            check_store_exists(uri)
+            check_store_exists(uri, key)
         why = http_unreachable(uri)         # MLflow's client retries a dead server for minutes
         if why:
-            raise UserError(f"tracking.uri: cannot reach {without_password(uri)}: {why}")
+            raise UserError(f"{key}: cannot reach {without_password(uri)}: {why}")
         # MLflow logs migrations and warnings at INFO on first use of a store.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
         with store_template.new_store(uri, "mlflow"):
             self.client = MlflowClient(tracking_uri=uri)    # opens (creates) the store
         if uri.startswith(("http://", "https://")):
-            self._check_server()
+            self._check_server(key)
         self._e = entities           # Metric, Param, RunTag
         self._pending: dict[str, list[entities.Metric]] = {}
         self._last_flush: dict[str, float] = {}
         self.experiment_id: str | None = None
 
-    def _check_server(self) -> None:
+    def _check_server(self, key: str) -> None:
         """One request, before the study writes anywhere: a server that answers but
         is not MLflow's, a wrong path, or refused credentials are bad input, not a
         study left half-created when its first run is refused."""
@@ -95,9 +96,9 @@ class MlflowTracker:
                 why = "no MLflow tracking server answers at this URI (a wrong port or path?)"
             else:
                 why = first_line(e)
-            raise UserError(f"tracking.uri: {where}: {why}") from None
+            raise UserError(f"{key}: {where}: {why}") from None
         except Exception as e:  # noqa: BLE001 - TLS to a plain server, a reset connection
-            raise UserError(f"tracking.uri: {where}: {type(e).__name__}: {first_line(e)}") from None
+            raise UserError(f"{key}: {where}: {type(e).__name__}: {first_line(e)}") from None
 
     def resolve(self, run_id: str) -> str:
         return run_id

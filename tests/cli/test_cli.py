@@ -153,7 +153,19 @@ def test_models_name_shows_one_builder_with_its_default_space():
         assert text in res.output, text
     res = invoke("models", "resnett")
     assert res.exit_code == 2
-    assert res.output.strip().startswith("error: model: unknown builder 'resnett' (did you mean")
+    # The command's argument, not the config's `model:` key, which it does not read.
+    assert res.output.strip().startswith("error: NAME: unknown builder 'resnett' (did you mean")
+
+
+def test_replay_names_its_option_for_a_store_that_is_not_there(tmp_path):
+    """It said `tracking.uri:`, a config key; replay reads no config."""
+    missing = tmp_path / "mlflow.db"
+    res = runner.invoke(app, ["replay", "0123abcd", "--tracking-uri", f"sqlite:///{missing}"])
+    assert res.exit_code == 2
+    assert res.stderr == f"error: --tracking-uri: no MLflow store at {missing} (no such file)\n"
+    res = runner.invoke(app, ["rerun", "0123456789abcdef0123456789abcdef", "--tracking-uri",
+                              f"sqlite:///{missing}", "--storage", f"sqlite:///{tmp_path / 'o.db'}"])
+    assert res.exit_code == 2 and res.stderr.startswith("error: --tracking-uri: "), res.output
 
 
 def test_console_script_reports_errors_without_traceback(tmp_path):
