@@ -205,9 +205,11 @@ def test_every_default_space_is_valid_for_its_builder():
 ])
 def test_objectives_come_from_the_task_the_trials_train(write_config, model, data, metric,
                                                         other_task_metric):
+    from search.config import natural_direction
     raw = {"study": "s", "model": model, "data": {"name": data}, "space": {},
            "params": {"head": "many_to_many"} if model == "rnn" else {},
-           "search": {"objective": {"metric": metric, "direction": "maximize"}}}
+           "search": {"objective": {"metric": metric,
+                                    "direction": natural_direction(metric)}}}
     assert load_config(write_config(raw)).search.objectives[0].metric == metric
     msg = error_for(write_config, raw, f"search.objective.metric={other_task_metric}")
     assert msg.startswith(f"search.objective.metric: unknown metric '{other_task_metric}'")
