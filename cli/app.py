@@ -206,7 +206,8 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
                 check_no_parent(cfg, tracker)
         executor = make_executor(cfg)       # a bad Ray address fails before any store opens
         progress.print(header)
-        for note in getattr(executor, "notes", ()):   # on the resources it got
+        from search.config import config_notes
+        for note in [*config_notes(cfg), *getattr(executor, "notes", ())]:   # resources got
             progress.notice(f"note: {note}")
         if not there:
             tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
@@ -226,6 +227,9 @@ def validate(config: Path = ConfigArg, set_: Optional[List[str]] = SetOpt) -> No
     cfg = _load(config, set_)
     out.print(f"{config}: ok — study '{cfg.study}', model {cfg.model}, "
               f"{cfg.search.strategy} search, {cfg.search.trials} trials")
+    from search.config import config_notes
+    for note in config_notes(cfg):
+        out.print(f"note: {note}", highlight=False, soft_wrap=True)
     if cfg.search.strategy == "grid":
         from spaces import grid_size, parse_space
         size = grid_size(parse_space(cfg.space), cfg.search.grid_points)

@@ -636,6 +636,20 @@ def check_objectives(cfg: StudyConfig, metrics: list[str], single_only: set[str]
                         f"for a list of objectives use nsga2, tpe, gp, random, qmc or grid")
 
 
+# Objectives measured in time: their values differ from run to run.
+TIMINGS = ("inference_ms",)
+
+
+def config_notes(cfg: StudyConfig) -> list[str]:
+    """What a valid config does that its author may not expect, one line each."""
+    timed = [o.metric for o in cfg.search.objectives if o.metric in TIMINGS]
+    if not timed or cfg.search.strategy in ("grid", "random", "qmc"):
+        return []
+    return [f"search.objective: {timed[0]} is a timing, which differs from run to run: a "
+            f"rerun of this study samples other parameters once {cfg.search.strategy} "
+            f"learns from it (after its first random trials)"]
+
+
 def natural_direction(metric: str) -> str | None:
     """The direction in which `metric` (val_loss, train_accuracy, ...) gets better,
     or None for what is a cost to trade, not a score (param_count, inference_ms):

@@ -512,3 +512,31 @@ def test_tracking_uris_mlflow_would_refuse_are_one_line(write_config, tmp_path, 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")      # the user's choice stands
     if uri.startswith("./"):
         assert load_config(write_config(quickstart()), [f"tracking.uri={uri}"])
+
+
+def test_a_timing_objective_is_noted_where_it_makes_a_rerun_differ(write_config):
+    """A serial rerun reproduces every trial, but not once a strategy learns from
+    inference_ms, which differs from run to run: that was said nowhere."""
+    from search.config import config_notes
+    timed = [{"metric": "val_accuracy", "direction": "maximize"},
+             {"metric": "inference_ms", "direction": "minimize"}]
+    raw = {**quickstart(), "search": {"strategy": "nsga2", "objective": timed}}
+    assert config_notes(load_config(write_config(raw))) == [
+        "search.objective: inference_ms is a timing, which differs from run to run: a rerun "
+        "of this study samples other parameters once nsga2 learns from it (after its first "
+        "random trials)"]
+    raw["search"]["strategy"] = "random"        # samples the same whatever it is told
+    assert config_notes(load_config(write_config(raw))) == []
+    raw["search"] = {"strategy": "tpe", "objective": timed[:1]}
+    assert config_notes(load_config(write_config(raw))) == []
+
+
+def test_validate_prints_the_config_notes(write_config):
+    from typer.testing import CliRunner
+
+    from cli.app import app
+    raw = {**quickstart(), "search": {"strategy": "tpe", "objective": [
+        {"metric": "inference_ms", "direction": "minimize"}]}}
+    res = CliRunner().invoke(app, ["validate", str(write_config(raw))])
+    assert res.exit_code == 0, res.output
+    assert "note: search.objective: inference_ms is a timing" in res.output
