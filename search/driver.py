@@ -546,6 +546,11 @@ class StudyDriver:
         elif len(self.objectives) > 1 and self.counts.get("COMPLETE"):
             metrics["pareto_front_size"] = len(self.study.best_trials)
         metrics.update({f"trials_{k.lower()}": v for k, v in self.counts.items()})
+        # Trials run here, above; the best value and the front count these too.
+        warm = sum(1 for t in self.study.get_trials(deepcopy=False)
+                   if "warm_start_from" in t.user_attrs)
+        if warm:
+            metrics["trials_warm_started"] = warm
         self._record_parent()               # not yet if the study ran no trial
         files = study_files(self.study, [o.metric for o in self.objectives])
         self.importances = param_importances(self.study, self.objectives, self.cfg.search.seed)

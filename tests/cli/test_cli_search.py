@@ -5,7 +5,7 @@ import optuna
 from typer.testing import CliRunner
 
 from cli.app import app
-from tests.conftest import small_config
+from tests.conftest import small_config, study_runs
 
 runner = CliRunner()
 
@@ -38,6 +38,11 @@ def test_warm_start_and_importance(stores, write_config):
     study = optuna.load_study(study_name="second", storage=stores.optuna_url)
     assert len(study.trials) == 4
     assert sum("warm_start_from" in t.user_attrs for t in study.trials) == 3
+    # The parent run counts the trials run here and those learnt from apart: its
+    # best value may be a warm-started trial's, which trials_complete leaves out.
+    parent, _ = study_runs(stores.mlflow_uri, "second")
+    assert parent.data.metrics["trials_complete"] == 1
+    assert parent.data.metrics["trials_warm_started"] == 3
 
 
 def test_bad_warm_start_exits_2_and_writes_nothing(stores, write_config):
