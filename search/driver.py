@@ -437,9 +437,9 @@ class StudyDriver:
         last = r.spec.params.get("epochs")
         return step != last and r.trial.should_prune()
 
-    def _finish(self, number: int, result: TrialResult) -> None:
-        # Cut short by a stop (Ctrl-C, SIGTERM): not counted against the budget.
-        interrupted = bool(self.running[number].trial.user_attrs.get("interrupted"))
+    def _finish(self, number: int, result: TrialResult, interrupted: bool = False) -> None:
+        """`interrupted`: cut short by a stop (Ctrl-C, SIGTERM), which a resume runs
+        again; told so to the events (not counted against the budget)."""
         r, result, values = self._tell(number, result)
         tags = {"pruned_at_epoch": str(result.epochs)} if result.state is TrialState.PRUNED else {}
         where = getattr(self.executor, "where", None)     # node/device the worker reported
@@ -492,7 +492,8 @@ class StudyDriver:
     def _abort(self, reason: str) -> None:
         for number, r in list(self.running.items()):
             r.trial.set_user_attr("interrupted", True)
-            self._finish(number, failed(reason))      # with the epochs it reported
+            # With the epochs it reported.
+            self._finish(number, failed(reason), interrupted=True)
         # One Optuna had made RUNNING when the stop came, before it was launched.
         self.counts["FAIL"] += len(fail_running(self.study, reason))
 
