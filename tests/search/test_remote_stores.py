@@ -175,11 +175,10 @@ class _ServerDiesAtTheEnd(StudyEvents):
             self.stop()
 
 
-def test_an_mlflow_server_that_dies_at_the_study_end_leaves_it_failed(
-        stores, tmp_path, monkeypatch):
-    """The study's last writes failed only when the tracking process was closed,
-    after the study had been marked ended FINISHED: MLflow's raw error, and a
-    study that looked done although its parent run was still RUNNING."""
+def _until_the_server_dies(stores, tmp_path, monkeypatch, name: str, trials: int, events_for):
+    """Run study `name` against a real `mlflow server`, which the events made by
+    `events_for(tracker, stop)` kill with `stop()`. What the run raised, the
+    server's URL, and its argv to start it again on the same port and store."""
     # A write to the dead server fails at once, not after MLflow's backoff (14 s).
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     port = free_port()
@@ -188,7 +187,7 @@ def test_an_mlflow_server_that_dies_at_the_study_end_leaves_it_failed(
     argv = [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
             "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    raw = small_config("ends", stores, trials=2)
+    raw = small_config(name, stores, trials=trials)
     raw["tracking"]["uri"] = url
     cfg = parse_config(raw)
     with serving(argv, f"{url}/health") as server:
@@ -197,14 +196,25 @@ def test_an_mlflow_server_that_dies_at_the_study_end_leaves_it_failed(
             server.wait()
         tracker = TrackingWriter(url)
         try:
-            driver = StudyDriver(cfg, SerialExecutor(), tracker,
-                                 events=_ServerDiesAtTheEnd(tracker, stop, last=1))
+            events = events_for(tracker, stop)
+            events.driver = StudyDriver(cfg, SerialExecutor(), tracker, events=events)
             with pytest.raises(TrackingError) as failure:
-                driver.run()
+                events.driver.run()
         finally:
             with contextlib.suppress(TrackingError):
                 tracker.close()
-    assert str(failure.value) == (
+    return str(failure.value), url, argv
+
+
+def test_an_mlflow_server_that_dies_at_the_study_end_leaves_it_failed(
+        stores, tmp_path, monkeypatch):
+    """The study's last writes failed only when the tracking process was closed,
+    after the study had been marked ended FINISHED: MLflow's raw error, and a
+    study that looked done although its parent run was still RUNNING."""
+    failure, url, argv = _until_the_server_dies(
+        stores, tmp_path, monkeypatch, "ends", 2,
+        lambda tracker, stop: _ServerDiesAtTheEnd(tracker, stop, last=1))
+    assert failure == (
         f"tracking.uri: the MLflow server at {url} stopped answering (Connection refused); "
         f"once it is back, continue with: hypersweep resume ends --storage "
         f"{shlex.quote(stores.optuna_url)}")
@@ -227,31 +237,10 @@ def test_an_mlflow_server_that_dies_mid_study_leaves_nothing_running_in_optuna(
     """The server killed mid-study: the driver exited 1 quoting MLflow's
     'Max retries exceeded' with the Optuna storage (up) left with a trial RUNNING
     and no `ended`; the message said neither what failed nor how to continue."""
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")     # fail at once
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    root = tmp_path / "server"
-    argv = [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-            "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    raw = small_config("dies", stores, trials=3)
-    raw["tracking"]["uri"] = url
-    cfg = parse_config(raw)
-    with serving(argv, f"{url}/health") as server:
-        def stop() -> None:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        tracker = TrackingWriter(url)
-        try:
-            events = _ServerDies(tracker, stop)
-            events.driver = StudyDriver(cfg, SerialExecutor(), tracker, events=events)
-            with pytest.raises(TrackingError) as failure:
-                events.driver.run()
-        finally:
-            with contextlib.suppress(TrackingError):
-                tracker.close()
+    failure, url, argv = _until_the_server_dies(stores, tmp_path, monkeypatch, "dies", 3,
+                                                _ServerDies)
     why = f"the MLflow server at {url} stopped answering (Connection refused)"
-    assert str(failure.value) == (
+    assert failure == (
         f"tracking.uri: {why}; the running trials were marked FAIL in the Optuna storage; "
         f"once it is back, continue with: hypersweep resume dies --storage "
         f"{shlex.quote(stores.optuna_url)}")
