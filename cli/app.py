@@ -6,7 +6,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -103,26 +103,38 @@ def user_errors(fn: Callable) -> Callable:
             with stops_as_interrupt():      # SIGTERM as Ctrl-C, also while Ray starts
                 return fn(*args, **kwargs)
         except UserError as e:
-            err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False,
-                      soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(_as_given(str(e), kwargs))}", markup=True,
+                      highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except TrackingError as e:      # the MLflow store failed: not bad input
-            err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False,
-                      soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(_as_given(str(e), kwargs))}", markup=True,
+                      highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except Exception as e:
             failure = _storage_failure(e)
             if failure is None:
                 raise
-            err.print(f"error: tracking.storage: the Optuna storage failed in use: {failure}; "
-                      "once it is back, hypersweep resume STUDY marks the trials it left "
-                      "running as failed", highlight=False, soft_wrap=True)
+            err.print("error: " + _as_given(
+                f"tracking.storage: the Optuna storage failed in use: {failure}; once it is "
+                "back, hypersweep resume STUDY marks the trials it left running as failed",
+                kwargs), highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as stop:   # before a study's trials (they have their own)
             by_sigterm = isinstance(stop, Terminated)
             err.print("stopped by SIGTERM" if by_sigterm else "interrupted", highlight=False)
             raise typer.Exit(143 if by_sigterm else 130) from None
     return wrapper
+
+
+def _as_given(message: str, options: dict[str, Any]) -> str:
+    """An error about a config key that a command-line option set names the option:
+    `--tracking-uri: no MLflow store at ...`, not the `tracking.uri` the user never
+    wrote. Keys set in the config file or with --set keep their dotted name."""
+    from search.config import NAMED_OVERRIDES
+    for name, key in NAMED_OVERRIDES.items():
+        if options.get(name) is not None and message.startswith(key + ":"):
+            return "--" + name.replace("_", "-") + message[len(key):]
+    return message
 
 
 def _storage_failure(e: BaseException) -> str | None:

@@ -89,7 +89,7 @@ def test_a_tracking_store_that_cannot_be_opened_exits_2_and_touches_nothing(
     res = invoke("run", str(path), "--tracking-uri", f"sqlite:///{blocker}/mlflow.db")
     assert res.exit_code == 2
     errors = [line for line in res.output.splitlines() if line.startswith("error: ")]
-    assert errors == [f"error: tracking.uri: cannot create {blocker}/mlflow.db: {blocker} is "
+    assert errors == [f"error: --tracking-uri: cannot create {blocker}/mlflow.db: {blocker} is "
                       "not a directory"]
     assert res.output.strip().splitlines() == errors    # before the study's header too
     assert stores.untouched()           # the Optuna store was not created either
@@ -166,6 +166,21 @@ def test_replay_names_its_option_for_a_store_that_is_not_there(tmp_path):
     res = runner.invoke(app, ["rerun", "0123456789abcdef0123456789abcdef", "--tracking-uri",
                               f"sqlite:///{missing}", "--storage", f"sqlite:///{tmp_path / 'o.db'}"])
     assert res.exit_code == 2 and res.stderr.startswith("error: --tracking-uri: "), res.output
+
+
+def test_an_error_names_the_option_that_set_the_key(tmp_path, stores, write_config):
+    """A bad value given as an option is named as the option the user typed; the same
+    value from the file or from --set keeps the key's dotted name."""
+    path = write_config(small_config("named", stores, trials=1))
+    for args, line in ((["--trials", "0"], "error: --trials: must be >= 1, got 0"),
+                       (["--set", "search.trials=0"], "error: search.trials: must be >= 1, got 0"),
+                       (["--executor", "slurm"],
+                        "error: --executor: Input should be 'serial' or 'ray', got 'slurm'"),
+                       (["--strategy", "anneal"], "error: --strategy: unknown strategy 'anneal'")):
+        res = invoke("run", str(path), *args)
+        assert res.exit_code == 2, (args, res.output)
+        assert res.output.strip().splitlines()[-1].startswith(line), (args, res.output)
+    assert stores.untouched()
 
 
 def test_console_script_reports_errors_without_traceback(tmp_path):
@@ -617,13 +632,13 @@ def test_a_store_in_a_directory_that_cannot_be_written(read_only_dir, tmp_path, 
     res = invoke(*args, "--storage", f"sqlite:///{read_only_dir / 'new.db'}")
     assert res.exit_code == 2
     assert res.output.strip().splitlines()[-1] == (
-        f"error: tracking.storage: cannot create {read_only_dir / 'new.db'}: its directory "
+        f"error: --storage: cannot create {read_only_dir / 'new.db'}: its directory "
         "is not writable (SQLite keeps its journal beside the file); choose another path")
     assert not (tmp_path / "mlflow.db").exists()        # nothing made before the check
     res = invoke(*args, "--tracking-uri", f"sqlite:///{read_only_dir / 'mlflow.db'}")
     assert res.exit_code == 2
     assert res.output.strip().splitlines()[-1].startswith(
-        f"error: tracking.uri: cannot create {read_only_dir / 'mlflow.db'}: its directory")
+        f"error: --tracking-uri: cannot create {read_only_dir / 'mlflow.db'}: its directory")
     res = invoke("resume", "quickstart-digits-mlp",
                  "--storage", f"sqlite:///{read_only_dir / 'optuna.db'}")
     assert res.exit_code == 2
@@ -677,7 +692,7 @@ def test_a_storage_that_cannot_be_opened_leaves_no_mlflow_store(tmp_path, monkey
             ("postgresql://hs@127.0.0.1:1/x", "Connection refused")):
         res = invoke(*args, "--storage", storage)
         assert res.exit_code == 2, res.output
-        assert res.output.strip().startswith("error: tracking.storage: cannot ")
+        assert res.output.strip().startswith("error: --storage: cannot ")
         assert why in res.output and len(res.output.strip().splitlines()) == 1, res.output
         assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
 
@@ -690,7 +705,7 @@ def test_a_database_tracking_uri_that_refuses_is_one_line_at_once(tmp_path, monk
                  "--tracking-uri", "postgresql://hs:secret@127.0.0.1:1/x")
     assert res.exit_code == 2
     assert res.output.strip().splitlines() == [
-        "error: tracking.uri: cannot reach postgresql://hs:***@127.0.0.1:1/x: Connection refused"]
+        "error: --tracking-uri: cannot reach postgresql://hs:***@127.0.0.1:1/x: Connection refused"]
     assert list(tmp_path.iterdir()) == []      # and no MLflow retry warnings above it
 
 

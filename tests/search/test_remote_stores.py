@@ -140,7 +140,7 @@ def test_a_server_that_is_not_mlflow_is_bad_input_before_the_study_is_made(store
         server.shutdown()
     assert res.exit_code == 2
     assert res.output.strip().splitlines()[-1] == (
-        f"error: tracking.uri: {url}: no MLflow tracking server answers at this URI "
+        f"error: --tracking-uri: {url}: no MLflow tracking server answers at this URI "
         "(a wrong port or path?)")
     assert stores.untouched()
 
