@@ -49,8 +49,10 @@ def study_files(study: optuna.Study, metrics: Sequence[str] = ()) -> dict[str, D
                                                     named)
         params = varying_params(study)
         if params:
+            drawn, title = best_lines(trials, directions[0])
             files["parallel_coordinates.png"] = Drawing(
-                figure_png, ("parallel", trials, directions), {"params": params, **named})
+                figure_png, ("parallel", drawn, directions),
+                {"params": params, "title": title, **named})
         best = study.best_trial
         files["best_trial.json"] = json.dumps({"number": best.number, "value": best.value,
                                                "params": best.params,
@@ -66,6 +68,25 @@ def study_files(study: optuna.Study, metrics: Sequence[str] = ()) -> dict[str, D
             files["pareto_front.png"] = Drawing(figure_png, ("pareto", trials, directions),
                                                 {"target_names": names})
     return files
+
+
+PARALLEL_LINES = 100
+
+
+def best_lines(trials: Sequence[optuna.trial.FrozenTrial],
+               direction: optuna.study.StudyDirection) -> tuple[tuple, str | None]:
+    """The trials a parallel-coordinates plot draws, and its title when they are not
+    all the complete ones: past `PARALLEL_LINES`, the lines fill the plot (2,000
+    trials drew a solid block), so it draws the best `PARALLEL_LINES` of them and
+    its title says so."""
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(done) <= PARALLEL_LINES:
+        return tuple(trials), None
+    sign = -1 if direction == optuna.study.StudyDirection.MAXIMIZE else 1
+    best = sorted(done, key=lambda t: (sign * t.value, t.number))[:PARALLEL_LINES]
+    return (tuple(sorted(best, key=lambda t: t.number)),
+            f"Parallel Coordinate Plot: the best {PARALLEL_LINES} of {len(done):,} "
+            "complete trials")
 
 
 def study_figures(study: optuna.Study, metrics: Sequence[str] = ()) -> dict[str, bytes | str]:
@@ -108,12 +129,21 @@ _PLOTS = {"history": "plot_optimization_history", "parallel": "plot_parallel_coo
 
 
 def figure_png(kind: str, trials: Sequence[optuna.trial.FrozenTrial],
-               directions: Sequence[optuna.study.StudyDirection], **kwargs) -> bytes | None:
-    """One of Optuna's plots of the study these trials come from, or None."""
+               directions: Sequence[optuna.study.StudyDirection], title: str | None = None,
+               **kwargs) -> bytes | None:
+    """One of Optuna's plots of the study these trials come from (titled `title`
+    rather than Optuna's title, if given), or None."""
     from optuna.visualization import matplotlib as ovm   # pyplot: only where drawn
 
     plot = getattr(ovm, _PLOTS[kind])
-    return _png(lambda s: plot(s, **kwargs), snapshot(trials, directions))
+
+    def draw(study: optuna.Study) -> Any:
+        ax = plot(study, **kwargs)
+        if title is not None:
+            ax.set_title(title, y=1.03)
+        return ax
+
+    return _png(draw, snapshot(trials, directions))
 
 
 def snapshot(trials: Sequence[optuna.trial.FrozenTrial],

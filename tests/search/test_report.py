@@ -139,6 +139,33 @@ def test_the_study_figures_name_the_objective_by_its_metric():
         assert drawing.render().startswith(PNG)
 
 
+def test_parallel_coordinates_of_many_trials_draw_the_best_and_say_so(monkeypatch):
+    """2,000 lines filled the plot: past PARALLEL_LINES complete trials it draws the
+    best of them (the pruned and failed ones are not drawn either way), titled so."""
+    from search import report
+
+    monkeypatch.setattr(report, "PARALLEL_LINES", 5)
+    study = study_with(12)
+    t = study.ask()
+    t.suggest_float("lr", 1e-4, 1e-1, log=True)
+    study.tell(t, state=optuna.trial.TrialState.PRUNED)
+    drawing = study_files(study, ["val_accuracy"])["parallel_coordinates.png"]
+    trials = drawing.args[1]
+    best = sorted((t.value for t in study.trials if t.value is not None), reverse=True)[:5]
+    assert sorted((t.value for t in trials), reverse=True) == best
+    assert [t.number for t in trials] == sorted(t.number for t in trials)   # in study order
+    assert drawing.kwargs["title"] == ("Parallel Coordinate Plot: the best 5 of 12 complete "
+                                       "trials")
+    assert drawing.render().startswith(PNG)
+    minimizing = optuna.create_study(direction="minimize")
+    minimizing.add_trials(study.trials)
+    lowest = sorted(t.value for t in study.trials if t.value is not None)[:5]
+    drawn = study_files(minimizing)["parallel_coordinates.png"].args[1]
+    assert sorted(t.value for t in drawn) == lowest
+    few = study_files(study_with(5))["parallel_coordinates.png"]    # all of them, Optuna's title
+    assert len(few.args[1]) == 5 and few.kwargs["title"] is None
+
+
 def test_importance_of_a_large_study_is_fitted_to_a_seeded_sample(monkeypatch):
     """fANOVA's cost grows with the trials (25 s of CPU at 2,000, at the end of every
     run and resume): past TRIALS_MAX it sees a random sample, the same for a seed."""
