@@ -52,6 +52,8 @@ class MlflowTracker:
     `resolve`, `known` and `close` exist so that the driver can be handed this or a
     `search.writer.TrackingWriter` alike."""
 
+    RUNS_PAGE = 50000       # runs a search returns at most (MLflow's own limit)
+
     def __init__(self, uri: str, create: bool = True, key: str = "tracking.uri") -> None:
         """`create`: False for commands that only read what a study wrote (replay,
         export, final, rerun RUN_ID): a SQLite file that is not there is then a
@@ -162,9 +164,14 @@ class MlflowTracker:
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             return None
-        runs = self.client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL,
-                                       max_results=50000)
-        return exp.lifecycle_stage, len(runs)
+        count, token = 0, None
+        while True:     # by pages: MLflow returns at most 50,000 runs a call
+            page = self.client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL,
+                                           max_results=self.RUNS_PAGE, page_token=token)
+            count += len(page)
+            token = page.token
+            if not token:
+                return exp.lifecycle_stage, count
 
     def delete_study(self, name: str) -> tuple[str, str] | None:
         """Move the experiment of study `name`, with its runs, to MLflow's trash,

@@ -146,3 +146,12 @@ def write_study(stores):
     cfg = small_config("alpha", stores, trials=1)
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def test_delete_counts_the_runs_past_one_page_of_search_results(stores, monkeypatch):
+    """MLflow returns at most 50,000 runs a search: a larger study was counted as
+    50,000. Pages of 2 here: the parent run and 3 trial runs make two pages."""
+    run(stores, trials=3)
+    monkeypatch.setattr(MlflowTracker, "RUNS_PAGE", 2)
+    stage, count = MlflowTracker(stores.mlflow_uri, create=False).experiment_runs("alpha")
+    assert (stage, count) == ("active", 4)
