@@ -448,9 +448,12 @@ class RayExecutor:
         self._timeout = resources.trial_timeout
         self._retries = resources.max_retries
         self.notices: list[str] = []        # lines for the user as trials go (retries)
+        # On the driver's own node, and only there: Ray placed a softly pinned broker
+        # on a worker node about half the time, and the loss of that node then
+        # ended the whole study, its runs left RUNNING.
         here = ray.get_runtime_context().get_node_id()
         self._broker = ReportBroker.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
         slot = {"num_cpus": resources.cpus_per_trial, "num_gpus": resources.gpus_per_trial}
         # Warm-ups hold the slots the first trials will take, on workers they will reuse.
         self._warming = [ray.remote(warm_up).options(**slot, max_retries=0).remote()

@@ -1,7 +1,9 @@
-"""A two-node Ray cluster on this machine, for the cluster test (run as a script).
+"""A two-node Ray cluster on this machine, for the cluster tests (run as a script).
 
 Starts a head node and one worker node with Ray's own cluster utilities, prints
-the address once both are up, and shuts both down when stdin closes.
+the address once both are up, and shuts both down when stdin closes. A line
+`remove` on stdin first removes the worker node (its raylet and workers killed,
+as when a machine is lost), and `removed` is printed once it is gone.
 """
 from __future__ import annotations
 
@@ -14,10 +16,14 @@ def main() -> None:
     cluster = Cluster(initialize_head=True,
                       head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
-        cluster.add_node(num_cpus=1)
+        worker = cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         print(cluster.address, flush=True)
-        sys.stdin.read()            # until the test closes our stdin
+        for line in sys.stdin:          # until the test closes our stdin
+            if line.strip() == "remove" and worker is not None:
+                cluster.remove_node(worker, allow_graceful=False)
+                worker = None
+                print("removed", flush=True)
     finally:
         cluster.shutdown()
 

@@ -45,7 +45,7 @@ def two_node_cluster():
     try:
         address = proc.stdout.readline().strip()
         assert address, "the cluster helper did not start"
-        yield address
+        yield proc, address
     finally:
         proc.stdin.close()          # the helper shuts its nodes down
         try:
@@ -60,9 +60,10 @@ def test_trials_spread_over_two_nodes(two_node_cluster, stores, tmp_path):
     stores are written by the driver process only. Trials of about a second: each
     node's slot opens when its worker has warmed up, and a node that warmed up
     sooner would run a handful of tiny trials alone."""
+    _, address = two_node_cluster
     path = write_study(tmp_path, stores, "cluster", epochs=300, trials=6,
                        parallel=2, cpus_per_trial=1)
-    res = subprocess.run([HYPERSWEEP, "run", str(path), "--ray-address", two_node_cluster],
+    res = subprocess.run([HYPERSWEEP, "run", str(path), "--ray-address", address],
                          capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     _, children = study_runs(stores.mlflow_uri, "cluster")
@@ -70,6 +71,48 @@ def test_trials_spread_over_two_nodes(two_node_cluster, stores, tmp_path):
     assert len({c.data.tags["node"] for c in children}) == 2
     trials = optuna.load_study(study_name="cluster", storage=stores.optuna_url).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 6
+
+
+def test_a_lost_worker_node_has_its_trial_retried_and_the_study_goes_on(two_node_cluster, stores,
+                                                                       tmp_path):
+    """The worker node is removed (its raylet and workers killed) while it trains a
+    trial: that trial runs again on the head, and the study finishes. Before, the
+    relay between workers and driver could be placed on the worker node (about
+    half the time): its loss ended the study, with its runs left RUNNING."""
+    cluster, address = two_node_cluster
+    path = write_study(tmp_path, stores, "lost-node", epochs=1500, trials=4,
+                       parallel=2, cpus_per_trial=1, max_retries=1)
+    proc = subprocess.Popen([HYPERSWEEP, "run", str(path), "--ray-address", address],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:      # until both nodes train a trial
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            try:
+                trials = optuna.load_study(study_name="lost-node",
+                                           storage=stores.optuna_url).trials
+            except Exception:  # noqa: BLE001 - the study may not exist yet
+                trials = []
+            if sum(t.state.name == "RUNNING" and bool(t.intermediate_values)
+                   for t in trials) == 2:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("two trials never trained at once")
+        cluster.stdin.write("remove\n")
+        cluster.stdin.flush()
+        assert cluster.stdout.readline().strip() == "removed"
+        out, err = proc.communicate(timeout=400)
+    finally:
+        stop_group(proc)
+    assert proc.returncode == 0, err[-3000:]
+    assert "its worker died; retrying it (attempt 2 of 2" in out + err, (out + err)[-3000:]
+    trials = optuna.load_study(study_name="lost-node", storage=stores.optuna_url).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    parent, children = study_runs(stores.mlflow_uri, "lost-node")
+    assert parent.info.status == "FINISHED"
+    assert [c.info.status for c in children] == ["FINISHED"] * 4
 
 
 @pytest.mark.parametrize("listening", [False, True], ids=["closed port", "web server"])
