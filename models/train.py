@@ -646,21 +646,22 @@ def _too_large(e: BaseException) -> bool:
     return "allocate" in str(e) or "overflow" in str(e).lower()
 
 
-def check_range_ends(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
-                     ends: Iterable[tuple[str, str, Any, Mapping[str, Any]]]) -> None:
-    """Each end of a searched numeric range is a value its hyperparameter takes.
-    `ends`: (name, key, value, the branch values that lead to it). Each value is set
-    alone over the fixed params and the branch's values, and checked as a trial
-    would check it: by the training options' rules, or by building the model (on
-    the meta device: shapes only, no memory). A UserError about that name comes
-    back keyed by the range's key (`space.dropout: must be in [0, 1), got 1.5`)
-    when it is `OutOfRange`, or when it is about a training option the dataset
-    takes no value of but 0 (`label_smoothing` on regression, `input_noise` on
-    token ids); anything else (a kernel too large for these images, which other
-    values may fit) is left to check_fit and the trials."""
+def check_space_values(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
+                       values: Iterable[tuple[str, str, Any, Mapping[str, Any]]]) -> None:
+    """Each value the space names (a range's ends, each choice, each fixed value)
+    is one its hyperparameter takes. `values`: (name, key, value, the branch values
+    that lead to it). Each value is set alone over the fixed params and the
+    branch's values, and checked as a trial would check it: by the training
+    options' rules, or by building the model (on the meta device: shapes only, no
+    memory). A UserError about that name comes back keyed by the space's key
+    (`space.dropout: must be in [0, 1), got 1.5`) when it is `OutOfRange`, or when
+    it is about a training option the dataset refuses whatever the rest (a
+    `label_smoothing` on regression, an `input_noise` on token ids, an `augment`
+    of images on vectors); anything else (a kernel too large for these images,
+    which other values may fit) is left to check_fit and the trials."""
     builder, shapes = get_builder(model), None
     own = builder.hyperparameters()
-    for name, key, value, branch in ends:
+    for name, key, value, branch in values:
         prefix = f"params.{name}: "
         try:
             kwargs, opts = split_params(model, {**params, **branch, name: value})
@@ -668,18 +669,19 @@ def check_range_ends(model: str, data: Mapping[str, Any], params: Mapping[str, A
                 shapes = shapes or _shapes(data)
                 with torch.device("meta"):
                     builder.build(**shapes, **kwargs)
-            elif name in ("label_smoothing", "input_noise"):
+            elif name in ("label_smoothing", "input_noise", "augment"):
                 splits = loaded_splits(data)
                 get_task(_task_name(builder.task, splits.task),
                          label_smoothing=opts.label_smoothing)
                 _check_input_noise(opts, splits)
+                _check_augment(opts, splits)
         except OutOfRange as e:
             if str(e).startswith(prefix):
                 raise UserError(f"{key}: {str(e)[len(prefix):]}") from None
         except UserError as e:
             if str(e).startswith(prefix) and name not in own:
                 raise UserError(f"{key}: {str(e)[len(prefix):]}") from None
-        except Exception:  # noqa: BLE001, S112 - not a range error: check_fit or the trial says
+        except Exception:  # noqa: BLE001, S112 - not a value error: check_fit or the trial says
             continue
 
 

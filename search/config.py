@@ -554,9 +554,9 @@ def check_semantics(cfg: StudyConfig) -> None:
     # Imported here so that `search.config` stays importable without torch for tooling.
     from models.data import dataset_names
     from models.registry import check_value, get_builder
-    from models.train import check_fit, check_range_ends, hyperparameters
+    from models.train import check_fit, check_space_values, hyperparameters
     from search.strategies import PRUNERS, SAMPLERS, SINGLE_OBJECTIVE_ONLY, check_enqueue, check_pruner
-    from spaces import check_against, param_names, parse_space, range_ends, walk
+    from spaces import check_against, param_names, parse_space, space_values, walk
 
     get_builder(cfg.model)
     if cfg.data.name not in dataset_names():
@@ -584,7 +584,7 @@ def check_semantics(cfg: StudyConfig) -> None:
     check_enqueue(cfg.search.enqueue, space)
     # Loads the dataset (cached, which checks data.options) and tries the model on
     # it; the task the trials will train decides the valid objectives.
-    check_range_ends(cfg.model, cfg.data.model_dump(), cfg.params, range_ends(space))
+    check_space_values(cfg.model, cfg.data.model_dump(), cfg.params, space_values(space))
     task = check_fit(cfg.model, cfg.data.model_dump(), cfg.params, searched=param_names(space))
     check_objectives(cfg, objective_metrics(task), SINGLE_OBJECTIVE_ONLY)
 

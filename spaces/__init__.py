@@ -14,7 +14,7 @@ from spaces.language import (
     kind_name,
     param_names,
     parse_space,
-    range_ends,
+    space_values,
     to_raw,
     walk,
 )
@@ -23,5 +23,5 @@ from spaces.optuna_bridge import distributions, suggest
 __all__ = [
     "KINDS", "Categorical", "Conditional", "Fixed", "Float", "Int", "Param", "Space",
     "axis", "check_against", "describe", "distributions", "grid", "grid_point", "grid_size",
-    "kind_name", "on_grid", "param_names", "parse_space", "range_ends", "suggest", "to_raw", "walk",
+    "kind_name", "on_grid", "param_names", "parse_space", "space_values", "suggest", "to_raw", "walk",
 ]

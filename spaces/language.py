@@ -277,13 +277,22 @@ def _check_definitions(space: Space, key: str) -> None:
 
 # ------------------------------------------------------------------ helpers
 
-def range_ends(space: Space) -> Iterator[tuple[str, str, Any, dict[str, Choice]]]:
-    """Both ends of every numeric range, branches included: (name, key, value, the
-    branch values that lead to it)."""
+def space_values(space: Space) -> Iterator[tuple[str, str, Any, dict[str, Choice]]]:
+    """Every value the space names for a hyperparameter, branches included: both
+    ends of each numeric range, each choice, each fixed value (a branch's name is
+    checked as a name, by `check_against`): (name, key, value, the branch values
+    that lead to it)."""
     for name, param, where, path in walk(space):
         if isinstance(param, (Float, Int)):
-            for value in (param.low, param.high):
-                yield name, where, value, dict(path)
+            values: tuple = (param.low, param.high)
+        elif isinstance(param, Categorical):
+            values = param.values
+        elif isinstance(param, Fixed):
+            values = (param.value,)
+        else:
+            continue
+        for value in values:
+            yield name, where, value, dict(path)
 
 
 def param_names(space: Space) -> set[str]:

@@ -413,12 +413,12 @@ def test_an_undercomplete_code_must_be_smaller_than_the_input():
 
 
 def test_every_end_of_the_default_space_builds_on_digits():
-    from spaces import parse_space, range_ends
+    from spaces import parse_space, space_values
     from spaces.defaults import default_space
 
     builder = get_builder("autoencoder")
     own = builder.hyperparameters()
-    for name, _, value, branch in range_ends(parse_space(default_space("autoencoder"))):
+    for name, _, value, branch in space_values(parse_space(default_space("autoencoder"))):
         if name not in own:            # a training option, not the builder's
             continue
         for variant in own["variant"].choices:

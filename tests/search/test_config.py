@@ -332,10 +332,19 @@ def test_a_parameter_fixed_and_searched_inside_a_branch(write_config):
     ("space.lr={uniform: [0.0, 0.1]}", "space.lr: must be > 0, got 0.0"),
     ("space.optimizer={choice: {momentum: {momentum: {uniform: [0.5, 1.2]}}, adam: {}}}",
      "space.optimizer.choice.momentum.momentum: must be in [0, 1), got 1.2"),
+    # each choice, each fixed value, each value a branch fixes
+    ("space.dropout={choice: [0.0, 1.5]}", "space.dropout: must be in [0, 1), got 1.5"),
+    ("space.lr={choice: [0.01, -0.01]}", "space.lr: must be > 0, got -0.01"),
+    ("space.dropout={fixed: 1.5}", "space.dropout: must be in [0, 1), got 1.5"),
+    ("space.dropout=1.5", "space.dropout: must be in [0, 1), got 1.5"),
+    ("space.optimizer={choice: {adam: {beta2: 1.5}, momentum: {}}}",
+     "space.optimizer.choice.adam.beta2: must be in [0, 1), got 1.5"),
+    ("space.dropout={choice: [0.0, 0.5]}", None),
 ])
-def test_each_end_of_a_searched_range_is_a_value_the_hyperparameter_takes(
+def test_each_value_the_space_names_is_one_the_hyperparameter_takes(
         write_config, override, message):
-    """Out-of-range ends were accepted and failed the trials that drew them."""
+    """Out-of-range range ends, choices and fixed values were accepted, and failed
+    every trial that drew them."""
     if message is None:
         load_config(write_config(quickstart()), [override])
     else:
@@ -349,6 +358,9 @@ def test_each_end_of_a_searched_range_is_a_value_the_hyperparameter_takes(
     (["data.name=diabetes", "search.objective={metric: val_loss, direction: minimize}",
       "space.label_smoothing={choice: [0.0]}"], None),      # a choice is not a range
     (["space.label_smoothing={uniform: [0.0, 0.2]}"], None),     # classification smooths
+    (["data.name=moons", "space.augment={choice: [none, flip]}"],
+     "space.augment: 'flip' needs images (channels, height, width); dataset 'moons' gives (2,)"),
+    (["space.augment={choice: [none, flip]}"], None),            # digits are images
 ])
 def test_a_range_of_an_option_the_data_takes_only_at_0_is_refused(write_config, overrides,
                                                                   message):
