@@ -335,6 +335,8 @@ def check_store_urls(tracking: TrackingConfig) -> None:
     SQLite file given as both was made an MLflow store, then refused by Optuna)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
+    for key, url in (("tracking.storage", tracking.storage), ("tracking.uri", tracking.uri)):
+        _check_sqlite_slashes(url, key)
     try:
         make_url(tracking.storage)
     except ArgumentError:
@@ -348,6 +350,25 @@ def check_store_urls(tracking: TrackingConfig) -> None:
         raise UserError(f"tracking.storage: the same file as tracking.uri ({uri}); the Optuna "
                         "storage and the MLflow store are two files (by default "
                         "sqlite:///optuna.db and sqlite:///mlflow.db)")
+
+
+_SQLITE = re.compile(r"(sqlite(?:\+\w+)?):(/*)([^?]*)(.*)", re.DOTALL)
+
+
+def _check_sqlite_slashes(url: str, key: str) -> None:
+    """A SQLite URL with other than three slashes before a relative file
+    (`sqlite://optuna.db`, `sqlite:/optuna.db`): SQLAlchemy reads the name as a
+    host, or not at all, and the error said nothing of the slashes. `sqlite://`
+    alone is an in-memory database; four slashes start an absolute path."""
+    match = _SQLITE.fullmatch(url)
+    if match is None:
+        return
+    scheme, slashes, path, query = match.groups()
+    if len(slashes) >= 3 or (slashes == "//" and not path):
+        return
+    raise UserError(f"{key}: {url!r} is not a SQLite URL; a SQLite file's URL has three "
+                    "slashes before a relative path (four before an absolute one): "
+                    f"{scheme}:///{path}{query}")
 
 
 def check_tracking_uri(uri: str, key: str = "tracking.uri") -> None:

@@ -507,6 +507,26 @@ def test_a_storage_that_is_not_a_database_url_is_refused_before_any_store(write_
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.parametrize("override, fixed", [
+    ("tracking.storage=sqlite://optuna.db", "sqlite:///optuna.db"),
+    ("tracking.storage=sqlite:/optuna.db", "sqlite:///optuna.db"),
+    ("tracking.uri=sqlite://mlflow.db", "sqlite:///mlflow.db"),
+    ("tracking.uri=sqlite+pysqlite://runs/m.db?timeout=5",
+     "sqlite+pysqlite:///runs/m.db?timeout=5"),
+])
+def test_a_sqlite_url_without_three_slashes_is_refused_before_any_store(
+        write_config, tmp_path, monkeypatch, override, fixed):
+    """`sqlite://optuna.db` passed validate (SQLAlchemy reads optuna.db as a host);
+    run then made the MLflow store before the storage refused it, and
+    `sqlite:/optuna.db` got the hint sqlite:///sqlite:/optuna.db."""
+    monkeypatch.chdir(tmp_path)
+    key, _, url = override.partition("=")
+    msg = error_for(write_config, quickstart(), override)
+    assert msg == (f"{key}: {url!r} is not a SQLite URL; a SQLite file's URL has three slashes "
+                   f"before a relative path (four before an absolute one): {fixed}")
+    assert not any(p.suffix == ".db" for p in tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("uri, message", [
     ("mlflow.db", "tracking.uri: 'mlflow.db' is a file name; a SQLite store's URI is "
                   "sqlite:///mlflow.db"),
