@@ -40,13 +40,14 @@ def http_unreachable(url: str) -> str | None:
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
-def not_grpc(host: str, port: int, timeout: float = 5.0) -> bool:
-    """Whether the server at host:port answers, but not in HTTP/2, the protocol
-    of gRPC, which a Ray cluster's GCS and Ray Client's server speak: a port that
-    takes connections in another protocol (Ray's dashboard and job API on 8265,
-    a web server) would leave `ray.init` retrying for minutes. An HTTP/2 server's
-    first frame is its SETTINGS (type 4). False when that comes, or when nothing
-    comes within `timeout` (a slow server: Ray's own connect decides)."""
+def http2_answer(host: str, port: int, timeout: float = 5.0) -> str:
+    """How the server at host:port answers a client that opens in HTTP/2, the
+    protocol of gRPC, which a Ray cluster's GCS and Ray Client's server speak:
+    "http2" (its first frame is its SETTINGS, type 4), "other" (another protocol:
+    Ray's dashboard and job API on 8265, a web server, which would leave
+    `ray.init` retrying for minutes) or "silent" (it takes the connection and
+    sends nothing within `timeout`: a stalled tunnel or port-forward, a wedged
+    process; `ray.init` waited on it without end)."""
     try:
         with socket.create_connection((host or "127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(_H2_PREFACE)
@@ -57,7 +58,7 @@ def not_grpc(host: str, port: int, timeout: float = 5.0) -> bool:
                     break               # closed on us: not an HTTP/2 server
                 head += chunk
     except socket.timeout:
-        return False
+        return "silent"
     except OSError:
-        return True                 # reset by the peer, mid-handshake
-    return len(head) < 9 or head[3] != 4
+        return "other"              # reset by the peer, mid-handshake
+    return "http2" if len(head) == 9 and head[3] == 4 else "other"

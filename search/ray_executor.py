@@ -53,11 +53,12 @@ from models.figures import Drawing, artifact_bytes
 from models.trial import TrialResult, TrialSpec
 from search.executors import OnReport, TrainFn, failed, run_guarded, trial_threads
 from search.exit import Terminated
-from search.net import not_grpc, unreachable
+from search.net import http2_answer, unreachable
 
 Placement = dict[str, str]         # {"node": ..., "host": ..., "device": ...}
 Reports = list[tuple[int, dict[str, float]]]     # (step, metrics), in the order made
 POST_SECONDS = 1.0                 # a worker that need not wait posts this often at most
+PROBE_SECONDS = 5.0                # a cluster address's first answer comes within this
 
 
 # ---------------------------------------------------------------- the broker
@@ -317,11 +318,16 @@ def _check_reachable(address: str) -> None:
     if why:
         raise UserError(f"resources.address: cannot reach a Ray cluster at {address}: {why}")
     # A TLS cluster (RAY_USE_TLS) starts with a TLS handshake: the probe cannot tell.
-    if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", "") \
-            and not_grpc(host, int(port)):
+    answer = "http2" if os.environ.get("RAY_USE_TLS", "0").lower() not in ("0", "false", "") \
+        else http2_answer(host, int(port), PROBE_SECONDS)
+    if answer == "other":
         raise UserError(f"resources.address: {address} answers, but not as a Ray cluster; give "
                         "the head node's GCS address (`ray start --head` prints it; port 6379 "
                         "unless --port), not the dashboard's (8265)")
+    if answer == "silent":
+        raise UserError(f"resources.address: {address} takes connections but sent nothing in "
+                        f"{PROBE_SECONDS:g} s, where a Ray cluster answers at once (a stalled "
+                        "tunnel or port-forward, or a process that hangs?)")
     if not address.startswith("ray://"):      # Ray Client's server is not the GCS
         _check_token(f"{host}:{port}", address)
 

@@ -543,7 +543,7 @@ def test_a_cluster_that_requires_a_token_is_one_line_at_once(stores, tmp_path, w
         shutil.rmtree(temp, ignore_errors=True)
     assert res.returncode == 2, res.stderr[-3000:]
     assert res.stderr.strip().splitlines() == [
-        f"error: resources.address: cannot connect to Ray at '127.0.0.1:{port}': it requires "
+        f"error: --ray-address: cannot connect to Ray at '127.0.0.1:{port}': it requires "
         "a token: set RAY_AUTH_MODE=token for hypersweep too (a cluster started where "
         "~/.ray/auth_token exists requires one)"]
     assert stores.untouched()
