@@ -310,14 +310,15 @@ def _parallel(value: str | None) -> int | str | None:
     return int(value) if value is not None and value.isdigit() else value
 
 
-def print_best(study, cfg, top: int | None = 5) -> None:
+def print_best(study, cfg, top: int | None = 5) -> list:
     """The `top` best trials (the Pareto front's first `top`, for several objectives);
-    `top=None`: the best only, every trial tied at the best value, or the whole front."""
+    `top=None`: the best only, every trial tied at the best value, or the whole front.
+    Returns the trials shown."""
     import optuna
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
         out.print("no trial completed")
-        return
+        return []
     objs = cfg.search.objectives
     if len(objs) == 1:
         sign = -1 if objs[0].direction == "maximize" else 1
@@ -344,6 +345,7 @@ def print_best(study, cfg, top: int | None = 5) -> None:
         for name, values in rows:
             table.add_row(name, *values)
     out.print(table)
+    return done
 
 
 FEW_TRIALS = 10     # fANOVA's forest over fewer complete trials than this is a rough guide

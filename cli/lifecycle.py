@@ -3,6 +3,7 @@ best, export. Registered on the app in cli/app.py; thin like the rest of cli/.""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -230,10 +231,34 @@ def best(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     from search.inspect import best_trials
     from search.lifecycle import stored_config
     s = _study(study, storage)
+    cfg = stored_config(s, check=False, storage=storage or DEFAULT.storage)
     if as_json:
-        print(json.dumps(best_trials(s), indent=2))
+        print(json.dumps(best_trials(s, cfg), indent=2))
         return
-    print_best(s, stored_config(s, check=False, storage=storage or DEFAULT.storage), top=None)
+    shown = print_best(s, cfg, top=None)
+    if shown:
+        print_what_they_trained(s.study_name, cfg, shown)
+
+
+def print_what_they_trained(name: str, cfg, trials) -> None:
+    """Under `best`'s table: what every trial shared (the model, the data, the fixed
+    params), and where each shown trial's every hyperparameter and weights are."""
+    shared = [f"{k} {v}" for k, v in cfg.params.items()]
+    data = cfg.data.name + "".join(f", {k} {v}" for k, v in cfg.data.options.items())
+    out.print(f"every trial: {cfg.model} on {data}"
+              f"{'; fixed: ' + ', '.join(shared) if shared else ''}; the others not "
+              f"searched: the defaults (hypersweep models {cfg.model})", highlight=False,
+              soft_wrap=True)
+    runs = [(t.number, t.user_attrs.get("mlflow_run_id")) for t in trials]
+    for number, run_id in runs:
+        if run_id:
+            out.print(f"trial {number}: MLflow run {run_id} (trial.yaml: every "
+                      "hyperparameter; model.pt: the weights)", highlight=False, soft_wrap=True)
+    if any(run_id for _, run_id in runs):
+        several = len(cfg.search.objectives) > 1
+        out.print("train one again: hypersweep replay RUN_ID; on train + validation, tested "
+                  f"once: hypersweep final {shlex.quote(name)}{' --trial N' if several else ''}",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()

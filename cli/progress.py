@@ -62,15 +62,19 @@ class StudyProgress(StudyEvents):
         self._progress.update(self._task, advance=0 if event.interrupted else 1,
                               status=self._status())
         if event.state is TrialState.FAIL and event.reason:
+            # One line each, however long: a log is searched by line (a terminal
+            # wraps it for the eye).
             self._progress.console.print(f"[red]trial {event.number} failed:[/] "
-                                         f"{escape(event.reason)}", markup=True, highlight=False)
+                                         f"{escape(event.reason)}", markup=True, highlight=False,
+                                         soft_wrap=True)
 
     def print(self, markup: str) -> None:
         """A line of rich markup above the bar."""
         self._progress.console.print(markup, markup=True)
 
     def notice(self, line: str) -> None:        # above the bar
-        self._progress.console.print(f"[yellow]{escape(line)}[/]", markup=True, highlight=False)
+        self._progress.console.print(f"[yellow]{escape(line)}[/]", markup=True, highlight=False,
+                                     soft_wrap=True)
 
     def _status(self) -> str:
         # The best value first: a terminal too narrow for the whole line cuts its end.

@@ -41,7 +41,21 @@ def test_studies_best_and_export(stores, tmp_path):
     study = optuna.load_study(study_name="alpha", storage=stores.optuna_url)
     assert best[0]["number"] == study.best_trial.number
     assert best[0]["values"] == [study.best_value] and best[0]["params"] == study.best_params
-    assert invoke("best", "alpha", "--storage", stores.optuna_url).exit_code == 0
+    # What it shared with every trial, for a user to build it again
+    assert best[0]["metrics"] == {"val_accuracy": study.best_value}
+    assert best[0]["model"] == "mlp" and best[0]["data"]["name"] == "digits"
+    assert best[0]["fixed"] == {"epochs": 3, "batch_size": 128, "width": 32}
+    run_id = study.best_trial.user_attrs["mlflow_run_id"]
+    assert best[0]["mlflow_run_id"] == run_id
+    res = invoke("best", "alpha", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert ("every trial: mlp on digits; fixed: epochs 3, batch_size 128, width 32; the others "
+            "not searched: the defaults (hypersweep models mlp)") in lines
+    assert (f"trial {study.best_trial.number}: MLflow run {run_id} (trial.yaml: every "
+            "hyperparameter; model.pt: the weights)") in lines
+    assert lines[-1] == ("train one again: hypersweep replay RUN_ID; on train + validation, "
+                         "tested once: hypersweep final alpha")
 
     for suffix, read in ((".csv", pd.read_csv), (".parquet", pd.read_parquet)):
         path = tmp_path / f"alpha{suffix}"
