@@ -15,7 +15,7 @@ import optuna
 
 from models.errors import UserError, unknown
 from search.config import PrunerConfig, SearchConfig
-from spaces import Fixed, Space, distributions, grid, grid_point, grid_size, walk
+from spaces import Conditional, Fixed, Space, distributions, grid, grid_point, grid_size, walk
 
 SamplerFactory = Callable[[SearchConfig], optuna.samplers.BaseSampler]
 PrunerFactory = Callable[[PrunerConfig, "int | None"], optuna.pruners.BasePruner]
@@ -145,7 +145,6 @@ def grid_points(space: Space, cfg: SearchConfig, count: int,
     grid too large to list (billions of points, with a budget of a few hundred) is
     sampled by index. Fixed names are left out: they are never suggested, so never
     enqueued. Points in `skip` (the enqueued ones) are not drawn again."""
-    fixed = {name for name, p, _, _ in walk(space) if isinstance(p, Fixed)}
     skip = [dict(point) for point in skip]
     size = grid_size(space, cfg.grid_points)
     if size <= SHUFFLED_GRID:
@@ -160,12 +159,25 @@ def grid_points(space: Space, cfg: SearchConfig, count: int,
         points = (grid_point(space, cfg.grid_points, i) for i in indices)
     drawn: list[dict[str, Any]] = []
     for point in points:
-        point = {k: v for k, v in point.items() if k not in fixed}
+        point = {k: v for k, v in point.items() if k in suggested(space, point)}
         if point not in skip:
             drawn.append(point)
         if len(drawn) == count:
             break
     return drawn
+
+
+def suggested(space: Space, point: Mapping[str, Any]) -> set[str]:
+    """The names a trial at `point` is asked for: those searched in the branches
+    the point chooses. Fixed ones are never suggested, so never enqueued (a name
+    one branch fixes and another searches is either)."""
+    names: set[str] = set()
+    for name, p in space.items():
+        if not isinstance(p, Fixed):
+            names.add(name)
+        if isinstance(p, Conditional):
+            names |= suggested(p.branches[point[name]], point)
+    return names
 
 
 def owed_points(space: Space, cfg: SearchConfig) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -212,8 +224,9 @@ def check_enqueue(points: Sequence[Mapping[str, Any]], space: Space) -> None:
     """Every enqueued value must name a searched parameter and lie inside its range."""
     dists = distributions(space)
     paths: dict[str, list] = {}
-    for name, _, _, path in walk(space):
-        paths.setdefault(name, []).append(path)
+    for name, p, _, path in walk(space):
+        if not isinstance(p, Fixed):        # where it is searched: only there is it asked
+            paths.setdefault(name, []).append(path)
     for i, point in enumerate(points):
         for name, value in point.items():
             key = f"search.enqueue[{i}].{name}"

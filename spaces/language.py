@@ -263,15 +263,21 @@ def _exclusive(a: _Path, b: _Path) -> bool:
 
 
 def _check_definitions(space: Space, key: str) -> None:
+    """A name defined more than once must sit in branches that exclude each other,
+    and be searched alike in each: Optuna keeps one distribution per name. A fixed
+    value is never suggested, so branches may fix a name each their own way, or
+    fix it where another branch searches it (`sgd: {momentum: 0.0}` beside
+    `momentum: {momentum: {uniform: [0.5, 0.99]}}`)."""
     seen: dict[str, list[tuple[Param, str, _Path]]] = {}
     for name, param, where, path in walk(space, key):
         for first, first_where, first_path in seen.get(name, []):
-            if param != first:
-                raise UserError(f"{where}: '{name}' is already defined differently at "
-                                f"{first_where}; one name is one hyperparameter")
             if not _exclusive(path, first_path):
                 raise UserError(f"{where}: '{name}' is also defined at {first_where} and "
                                 f"both can be active in one trial; define it once")
+            if param != first and not (isinstance(param, Fixed) or isinstance(first, Fixed)):
+                raise UserError(f"{where}: '{name}' is already searched differently at "
+                                f"{first_where}; one name is one hyperparameter, searched "
+                                "alike in every branch (a branch may fix it instead)")
         seen.setdefault(name, []).append((param, where, path))
 
 

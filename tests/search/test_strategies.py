@@ -173,6 +173,41 @@ def test_grid_runs_exactly_the_grid_and_stops(stores):
                                grid_points=3)).search.trials == 36
 
 
+@pytest.mark.parametrize("strategy", ["grid", "tpe"])
+def test_a_name_one_branch_fixes_and_another_searches(stores, strategy):
+    """`sgd: {momentum: 0.0}` beside a branch searching momentum: each trial trains
+    with its branch's momentum, and only the searched one is an Optuna param (the
+    grid enqueued the fixed one too, as if searched)."""
+    space = {"lr": {"choice": [0.01, 0.1]},
+             "optimizer": {"choice": {"sgd": {"momentum": 0.0},
+                                      "momentum": {"momentum": {"uniform": [0.5, 0.9]}},
+                                      "rmsprop": {"momentum": {"fixed": 0.3}}}}}
+    trained: list[dict] = []
+
+    def train(spec, report):
+        trained.append(dict(spec.params))
+        return fake_train(spec, report)
+
+    cfg, outcome = drive(config(f"fixed-{strategy}", stores, space, strategy=strategy,
+                                grid_points=2, trials=8), train)
+    trials = outcome.study.trials
+    assert len(trials) == 8 and all(t.state.name == "COMPLETE" for t in trials)
+    by_branch = {"sgd": 0.0, "rmsprop": 0.3}
+    for t, params in zip(trials, trained):
+        branch = t.params["optimizer"]
+        assert ("momentum" in t.params) == (branch == "momentum")
+        if branch == "momentum":
+            assert 0.5 <= params["momentum"] <= 0.9 and params["momentum"] == t.params["momentum"]
+        else:
+            assert params["momentum"] == by_branch[branch]
+    if strategy == "grid":          # 2 lr x (1 + 2 + 1): every point once
+        assert {tuple(sorted(t.params.items())) for t in trials} == {
+            (("lr", lr), ("optimizer", "sgd")) for lr in (0.01, 0.1)} | {
+            (("lr", lr), ("optimizer", "rmsprop")) for lr in (0.01, 0.1)} | {
+            (("lr", lr), ("momentum", m), ("optimizer", "momentum"))
+            for lr in (0.01, 0.1) for m in (0.5, 0.9)}
+
+
 def test_grid_order_is_seeded_so_a_small_budget_is_a_spread_subset(stores):
     cfg, outcome = drive(config("grid-part", stores, GRID_SPACE, strategy="grid",
                                 grid_points=3, trials=8))

@@ -54,7 +54,7 @@ def test_other_metric_exits_2_in_one_line(stores, write_config):
                               "search.objective={metric: val_loss, direction: minimize}"])
     assert res.exit_code == 2, res.output
     assert res.output.strip().splitlines() == [
-        "error: search.warm_start: study 'first' optimizes val_accuracy (maximize), this study "
+        "error: --warm-start: study 'first' optimizes val_accuracy (maximize), this study "
         "val_loss (minimize); warm start needs the same objectives"]
     assert nothing_written_for(stores, "second")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from optuna.distributions import FloatDistribution
 
 from models.errors import UserError
 from spaces import (
@@ -12,6 +13,7 @@ from spaces import (
     Float,
     Int,
     describe,
+    distributions,
     param_names,
     parse_space,
     to_raw,
@@ -225,8 +227,29 @@ def test_name_defined_differently_across_branches():
         rmsprop: {momentum: {uniform: [0.0, 0.5]}}
     """)
     assert error_of(raw) == (
-        "space.optimizer.choice.rmsprop.momentum: 'momentum' is already defined differently "
-        "at space.optimizer.choice.sgd.momentum; one name is one hyperparameter")
+        "space.optimizer.choice.rmsprop.momentum: 'momentum' is already searched differently "
+        "at space.optimizer.choice.sgd.momentum; one name is one hyperparameter, searched "
+        "alike in every branch (a branch may fix it instead)")
+
+
+def test_branches_may_fix_a_name_their_own_way_or_where_another_searches_it():
+    """The README's own idiom, `sgd: {momentum: 0.0}`, beside a branch searching
+    momentum was refused: a fixed value is never suggested, so it has no Optuna
+    distribution to disagree with."""
+    space = parse_space(yaml.safe_load("""
+    optimizer:
+      choice:
+        sgd:      {momentum: 0.0}
+        momentum: {momentum: {uniform: [0.5, 0.99]}}
+        rmsprop:  {momentum: 0.9}
+    """))
+    assert distributions(space)["momentum"] == FloatDistribution(0.5, 0.99)
+    # Fixed at the top and searched in a branch: both would be active.
+    raw = yaml.safe_load("""
+    momentum: 0.9
+    optimizer: {choice: {momentum: {momentum: {uniform: [0.5, 0.99]}}, adam: {}}}
+    """)
+    assert "both can be active in one trial" in error_of(raw)
 
 
 def test_name_active_twice_in_one_trial_is_rejected_even_if_identical():
