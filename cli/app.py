@@ -243,9 +243,15 @@ def validate(config: Path = ConfigArg, set_: Optional[List[str]] = SetOpt) -> No
     for note in config_notes(cfg):
         out.print(f"note: {note}", highlight=False, soft_wrap=True)
     if cfg.search.strategy == "grid":
-        from spaces import grid_size, parse_space
-        size = grid_size(parse_space(cfg.space), cfg.search.grid_points)
-        out.print(f"grid size: {size} points ({cfg.search.grid_points} per continuous range)")
+        from spaces import axis, grid_size, parse_space, walk
+        from spaces.language import Float, Int
+        space, n = parse_space(cfg.space), cfg.search.grid_points
+        size = grid_size(space, n)
+        # Said only where a range is spread over n values (not every value taken).
+        spread = any(isinstance(p, Float) or isinstance(p, Int) and
+                     len(axis(p, n)) < (p.high - p.low) // p.step + 1
+                     for _, p, _, _ in walk(space))
+        out.print(f"grid size: {size:,} points" + (f" ({n} values per range)" if spread else ""))
 
 
 @app.command()

@@ -35,6 +35,8 @@ def param_importances(study: optuna.Study, objectives: Sequence[Objective],
         study = snapshot(sample, study.directions)
     out: Importances = {}
     for i, obj in enumerate(objectives):
+        if len({t.values[i] for t in complete}) == 1:
+            continue        # no variance to split: fANOVA split nothing evenly (1/3 each)
         target = None if len(objectives) == 1 else (lambda t, i=i: t.values[i])
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
         try:

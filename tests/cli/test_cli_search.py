@@ -23,6 +23,11 @@ def test_validate_prints_the_grid_size(stores, write_config):
     assert "grid search, 24 trials" in res.output and "grid size: 24 points" in res.output
     res = invoke("validate", str(write_config(raw)), "--set", "search.trials=5")
     assert "grid search, 5 trials" in res.output and "grid size: 24 points" in res.output
+    assert "grid size: 24 points (3 values per range)" in res.output
+    # Only choices and ranges whose every value is taken: no range is spread
+    raw["space"] = {"depth": {"int": [1, 3]}, "optimizer": {"choice": ["adam", "sgd"]}}
+    res = invoke("validate", str(write_config(raw)))
+    assert res.output.strip().splitlines()[-1] == "grid size: 6 points"
 
 
 def test_warm_start_and_importance(stores, write_config):
