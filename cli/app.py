@@ -218,6 +218,9 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
                 check_no_parent(cfg, tracker)
         executor = make_executor(cfg)       # a bad Ray address fails before any store opens
         progress.print(header)
+        runs_on = getattr(executor, "runs_on", None)   # the Ray cluster's size, trials at once
+        if runs_on:
+            progress.print(escape(runs_on))
         from search.config import config_notes
         for note in [*config_notes(cfg), *getattr(executor, "notes", ())]:   # resources got
             progress.notice(f"note: {note}")

@@ -309,6 +309,17 @@ def wait_stopped() -> None:
         _stopping.join()
 
 
+def cluster_line(where: str, nodes: Sequence[Mapping[str, float]], capacity: int) -> str:
+    """What the study runs on, for the line under its header: `on the Ray cluster
+    at ADDR: 2 nodes, 3 CPUs, no GPU; 3 trials at once`."""
+    cpus = sum(n.get("CPU", 0) for n in nodes)
+    gpus = sum(n.get("GPU", 0) for n in nodes)
+    count = f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}"
+    gpu = "no GPU" if not gpus else f"{gpus:g} GPU{'s' if gpus != 1 else ''}"
+    return (f"on {where}: {count}, {cpus:g} CPU{'s' if cpus != 1 else ''}, {gpu}; "
+            f"{capacity} trial{'s' if capacity != 1 else ''} at once")
+
+
 def _check_reachable(address: str) -> None:
     """Fail fast on a wrong HOST:PORT: Ray itself retries a dead address for minutes."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
@@ -444,6 +455,7 @@ class RayExecutor:
             raise
         fills = auto_parallel(nodes, resources.cpus_per_trial, resources.gpus_per_trial)
         self.capacity = fills if resources.parallel == "auto" else int(resources.parallel)
+        self.runs_on = cluster_line(where, nodes, self.capacity)
         # Lines for the user: what the study asked for that the cluster does not give.
         self.notes: list[str] = []
         if self.capacity > fills:

@@ -10,7 +10,8 @@ from mlflow.tracking import MlflowClient
 from search.config import parse_config
 from search.driver import StudyDriver
 from search.executors import SerialExecutor, make_executor
-from search.ray_executor import RayExecutor, auto_parallel, check_fits, device_for, drawn
+from search.ray_executor import (RayExecutor, auto_parallel, check_fits, cluster_line, device_for,
+                                  drawn)
 from search.tracking import MlflowTracker
 from tests.conftest import ROOT, Stores, small_config, study_runs
 from tests.search import trainers
@@ -77,6 +78,15 @@ def test_auto_parallel_fills_each_node_by_its_gpus_and_cpus():
     assert auto_parallel([{"CPU": 3}, {"CPU": 3}], cpus_per_trial=2, gpus_per_trial=0) == 2
     assert auto_parallel([{"CPU": 8, "GPU": 1}, {"CPU": 8}], cpus_per_trial=1,
                          gpus_per_trial=0.5) == 2
+
+
+def test_the_line_under_the_header_says_what_the_study_runs_on():
+    assert cluster_line("the Ray cluster at h:6379", [{"CPU": 2}, {"CPU": 1}], 3) == (
+        "on the Ray cluster at h:6379: 2 nodes, 3 CPUs, no GPU; 3 trials at once")
+    assert cluster_line("this machine's Ray instance", [{"CPU": 16, "GPU": 1}], 4) == (
+        "on this machine's Ray instance: 1 node, 16 CPUs, 1 GPU; 4 trials at once")
+    assert cluster_line("x", [{"CPU": 0.5, "GPU": 2}], 1).endswith(
+        "1 node, 0.5 CPUs, 2 GPUs; 1 trial at once")
 
 
 def test_a_trial_no_node_can_hold_is_a_user_error():

@@ -66,6 +66,8 @@ def test_trials_spread_over_two_nodes(two_node_cluster, stores, tmp_path):
     res = subprocess.run([HYPERSWEEP, "run", str(path), "--ray-address", address],
                          capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert (f"on the Ray cluster at {address}: 2 nodes, 2 CPUs, no GPU; 2 trials at once"
+            in res.stdout.splitlines()), res.stdout[:2000]
     _, children = study_runs(stores.mlflow_uri, "cluster")
     assert [c.data.tags["state"] for c in children] == ["COMPLETE"] * 6
     assert len({c.data.tags["node"] for c in children}) == 2
