@@ -259,17 +259,40 @@ def quiet_trial_crashes() -> None:
 
 
 def _without_trial_crashes(printer: Any) -> Any:
+    condensed: set[str] = set()     # Ray says a node's loss twice: once here
+
     def print_to_stdstream(data: dict, *args: Any, **kwargs: Any) -> None:
         lines = data.get("lines")
         if data.get("pid") == "raylet" and lines:
-            kept = [line for line in lines
-                    if not any(said in line for said in _SAID_BY_THE_EXECUTOR)]
+            kept = []
+            for line in lines:
+                if any(said in line for said in _SAID_BY_THE_EXECUTOR):
+                    continue
+                short = _node_loss_line(line, data.get("ip"))
+                if short != line:
+                    if short in condensed:
+                        continue
+                    condensed.add(short)
+                kept.append(short)
             if not kept:
                 return
             data = {**data, "lines": kept}
         printer(data, *args, **kwargs)
     print_to_stdstream.quiet = True         # type: ignore[attr-defined]
     return print_to_stdstream
+
+
+def _node_loss_line(line: str, ip: str | None) -> str:
+    """Ray's paragraphs about a lost node, as their first sentence: a raylet that
+    stopped came with the last 20 lines of its log and a state dump (38 lines per
+    lost node, twice), a node marked dead with a list of possible causes."""
+    if line.startswith("Raylet is terminated"):
+        return (f"the raylet of a Ray node{f' ({ip})' if ip else ''} stopped unexpectedly "
+                "(killed, out of memory, or a crash): its trials are retried up to "
+                "resources.max_retries, on the nodes left")
+    if "has been marked dead" in line:
+        return line.split(" This can happen", 1)[0].split("\n", 1)[0]
+    return line
 
 
 def descendants() -> set[int]:

@@ -291,13 +291,32 @@ def test_rays_lines_about_a_trials_dead_worker_leave_the_console():
         retry = ("Task run_trial failed. There are 1 retries remaining, so the task will "
                  "be retried. Error: ")
         low = "Task was killed due to the node running low on memory."
+        # A lost node: its raylet's last log lines and state dump, then its death
+        gone = ("Raylet is terminated. Termination is unexpected. Possible reasons include: "
+                "(1) SIGKILL by the user or system OOM killer, (2) ... Last 20 lines of the "
+                "Raylet logs:\n    [state-dump] NodeManager:\n    [state-dump] Node ID: f\n")
+        dead = ("The node with node id: fcd0 and address: 192.0.2.2 and node name: 192.0.2.2 "
+                "has been marked dead because the detector has missed too many heartbeats "
+                "from it. This can happen when a \t(1) raylet crashes unexpectedly (OOM, etc.) "
+                "\n\t(2) raylet has lagging heartbeats due to slow network or busy workload.")
         for data in ({"pid": "raylet", "lines": [died]}, {"pid": "raylet", "lines": [retry]},
                      {"pid": "raylet", "lines": [died, low]},
-                     {"pid": 1234, "lines": [died]}):    # a trial's own output, as it is
+                     {"pid": 1234, "lines": [died]},     # a trial's own output, as it is
+                     {"pid": "raylet", "ip": "192.0.2.2", "lines": [gone]},
+                     {"pid": "raylet", "lines": [dead]},
+                     {"pid": "raylet", "ip": "192.0.2.2", "lines": [gone]}):    # said once
             worker.print_to_stdstream(data, ignore_prefix=False)
     finally:
         worker.print_to_stdstream = real
-    assert printed == [{"pid": "raylet", "lines": [low]}, {"pid": 1234, "lines": [died]}]
+    assert printed == [
+        {"pid": "raylet", "lines": [low]}, {"pid": 1234, "lines": [died]},
+        {"pid": "raylet", "ip": "192.0.2.2", "lines": [
+            "the raylet of a Ray node (192.0.2.2) stopped unexpectedly (killed, out of "
+            "memory, or a crash): its trials are retried up to resources.max_retries, on the "
+            "nodes left"]},
+        {"pid": "raylet", "lines": [
+            "The node with node id: fcd0 and address: 192.0.2.2 and node name: 192.0.2.2 has "
+            "been marked dead because the detector has missed too many heartbeats from it."]}]
 
 
 def test_splits_are_loaded_and_placed_once_per_process():
