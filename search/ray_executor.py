@@ -59,6 +59,7 @@ Placement = dict[str, str]         # {"node": ..., "host": ..., "device": ...}
 Reports = list[tuple[int, dict[str, float]]]     # (step, metrics), in the order made
 POST_SECONDS = 1.0                 # a worker that need not wait posts this often at most
 PROBE_SECONDS = 5.0                # a cluster address's first answer comes within this
+UNIMPLEMENTED = 12                 # gRPC's status code for a method the server lacks
 
 
 # ---------------------------------------------------------------- the broker
@@ -374,12 +375,21 @@ def _check_token(gcs: str, address: str) -> None:
     report."""
     try:
         from ray._raylet import GcsClient      # not documented: Ray's own connect uses it
-        from ray.exceptions import AuthenticationError
+        from ray.exceptions import AuthenticationError, RpcError
     except ImportError:
         return
     try:
         with _stderr_quiet():
             GcsClient(address=gcs)
+    except RpcError as e:
+        if getattr(e, "rpc_code", None) != UNIMPLEMENTED:
+            return          # ray.init connects and reports it fully
+        # gRPC, but no GCS behind it: a raylet's port, or another gRPC service;
+        # ray.init asked it again and again for 27 s, a line of Ray's each time.
+        raise UserError(f"resources.address: {address} answers gRPC, but not as a Ray "
+                        "cluster's GCS (a raylet's or another service's port?); give the head "
+                        "node's GCS address (`ray start --head` prints it; port 6379 unless "
+                        "--port)") from None
     except AuthenticationError:
         if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
             why = ("it requires a token: set RAY_AUTH_MODE=token for hypersweep too (a "

@@ -528,6 +528,25 @@ def test_more_trials_at_once_than_the_cluster_runs_gets_a_note(ray_local, stores
                            "meanwhile (parallel: auto fills the cluster)"]
 
 
+def test_a_raylets_port_is_not_taken_for_the_cluster_s(ray_local, stores, write_config):
+    """A gRPC server with no GCS behind it (a raylet's port given as the cluster's):
+    `ray.init` asked it again and again for 27 s, 21 lines of Ray's on the console."""
+    import subprocess
+    import sys
+
+    node = ray_local.nodes()[0]
+    address = f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}"
+    path = write_config(ray_config("raylet", stores))
+    res = subprocess.run([sys.executable, "-m", "cli.app", "run", str(path), "--ray-address",
+                          address], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert res.stderr.strip().splitlines() == [
+        f"error: --ray-address: {address} answers gRPC, but not as a Ray cluster's GCS (a "
+        "raylet's or another service's port?); give the head node's GCS address (`ray start "
+        "--head` prints it; port 6379 unless --port)"]
+    assert stores.untouched()
+
+
 def test_a_cluster_that_requires_a_token_is_one_line_at_once(stores, tmp_path, write_config):
     """A cluster started with token auth, joined without RAY_AUTH_MODE=token: Ray's
     connect retried for 20 s, printing a line of `Failed to get cluster ID from GCS
