@@ -91,8 +91,23 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
         return
     # Moved or mistyped: not a new store with a second parent run in it.
     check_store_exists(cfg.tracking.uri)
-    drive(cfg, f"resuming study [bold]{escape(cfg.study)}[/bold]: {done} of "
-               f"{cfg.search.trials} trials finished", resume=True, done=done)
+    header = (f"resuming study [bold]{escape(cfg.study)}[/bold]: {done} of "
+              f"{cfg.search.trials} trials finished")
+    left = [t.number for t in s.trials if t.state.name == "RUNNING"]
+    if left:        # a run that ended without closing them: a crash, a lost cluster
+        again = ", and run again" if cfg.search.on_interrupt == "retry" else ""
+        header += (f"; {_trials(left)} left running by a run that stopped "
+                   f"{'is' if len(left) == 1 else 'are'} marked FAIL (interrupted){again}")
+    drive(cfg, header, resume=True, done=done)
+
+
+def _trials(numbers: list[int]) -> str:
+    """`trial 3`, `trials 2, 4 and 5`, `12 trials (2, 4, 5, ...)`."""
+    if len(numbers) == 1:
+        return f"trial {numbers[0]}"
+    if len(numbers) <= 5:
+        return f"trials {', '.join(map(str, numbers[:-1]))} and {numbers[-1]}"
+    return f"{len(numbers)} trials ({', '.join(map(str, numbers[:3]))}, ...)"
 
 
 @app.command()

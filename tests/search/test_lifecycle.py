@@ -177,6 +177,23 @@ def test_resume_retries_interrupted_trials_with_their_params(stores):
     assert len(children) == 4 and children[0].info.status == "FAILED"
 
 
+def test_resume_says_which_trials_a_stopped_run_left_running(stores):
+    """It marked them FAIL without a word: "0 of 6 trials finished" was all."""
+    cfg = parse_config(small_config("crashed", stores, trials=3))
+    driver = StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri))
+    study, parent = driver._open()
+    driver.study, driver.parent = study, parent
+    for _ in range(2):
+        driver._launch(study.ask())       # created in both stores, then the "crash"
+    res = invoke("resume", "crashed", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0] == (
+        "resuming study crashed: 0 of 3 trials finished; trials 0 and 1 left running by a run "
+        "that stopped are marked FAIL (interrupted)")
+    trials = optuna.load_study(study_name="crashed", storage=stores.optuna_url).trials
+    assert [t.state.name for t in trials[:2]] == ["FAIL", "FAIL"]
+
+
 def test_a_resumed_study_s_hyperband_is_bounded_by_its_epochs_as_a_new_one_is(stores):
     """`resume` rebuilt hyperband with `max_resource="auto"` (inferred from the trials
     that completed) where `run` gave it `params.epochs`."""
