@@ -320,6 +320,11 @@ class StudyDriver:
             notices = getattr(self.executor, "notices", None)
             while notices:
                 self.events.notice(notices.pop(0))
+            placed = getattr(self.executor, "placed", None)   # where trials started, live
+            while placed:
+                number, where = placed.pop(0)
+                if number in self.running:
+                    self.tracker.set_tags(self.running[number].run_id, where)
             if cfg.search.deterministic and len(held) < len(self.running):
                 continue            # the batch is told together, in trial order
             self._finish_all(held)

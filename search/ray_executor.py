@@ -127,7 +127,8 @@ def _placement() -> Placement:
     ctx = ray.get_runtime_context()
     device = device_for(ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES"),
                         torch.cuda.is_available())
-    return {"node": ctx.get_node_id(), "host": socket.gethostname(), "device": device}
+    return {"node": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+            "host": socket.gethostname(), "device": device}
 
 
 def run_trial(train: TrainFn, spec: TrialSpec, broker: Any, threads: int,
@@ -499,6 +500,8 @@ class RayExecutor:
         self._timeout = resources.trial_timeout
         self._retries = resources.max_retries
         self.notices: list[str] = []        # lines for the user as trials go (retries)
+        # (trial, where its attempt started): tagged on its run while it trains
+        self.placed: list[tuple[int, Placement]] = []
         # On the driver's own node, and only there: Ray placed a softly pinned broker
         # on a worker node about half the time, and the loss of that node then
         # ended the whole study, its runs left RUNNING.
@@ -555,9 +558,12 @@ class RayExecutor:
                 return done
 
     def where(self, number: int) -> Placement:
-        """Where the trial's last attempt ran: the child run's node/device tags."""
+        """Where the trial's last attempt ran: the child run's node/device tags, and
+        `attempts` where Ray ran it more than once (its worker died)."""
         task = self._by_number.get(number)
-        return dict(task.where) if task else {}
+        if task is None:
+            return {}
+        return {**task.where, **({"attempts": str(task.attempts)} if task.attempts > 1 else {})}
 
     def shutdown(self) -> None:
         if self._warming:
@@ -591,6 +597,7 @@ class RayExecutor:
                 if task is not None:
                     task.started, task.where = time.monotonic(), dict(rest[0])
                     task.attempts += 1
+                    self.placed.append((number, self.where(number)))
                     if task.attempts > 1:       # Ray retries a task whose worker died only
                         self.notices.append(
                             f"trial {number}: its worker died; retrying it (attempt "

@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 
 from tests.conftest import Stores, small_config, study_runs
 
@@ -71,6 +72,8 @@ def test_trials_spread_over_two_nodes(two_node_cluster, stores, tmp_path):
     _, children = study_runs(stores.mlflow_uri, "cluster")
     assert [c.data.tags["state"] for c in children] == ["COMPLETE"] * 6
     assert len({c.data.tags["node"] for c in children}) == 2
+    assert all(c.data.tags["node_ip"] and c.data.tags["host"] for c in children)
+    assert not any("attempts" in c.data.tags for c in children)     # none retried
     trials = optuna.load_study(study_name="cluster", storage=stores.optuna_url).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 6
 
@@ -102,6 +105,17 @@ def test_a_lost_worker_node_has_its_trial_retried_and_the_study_goes_on(two_node
             time.sleep(0.2)
         else:
             pytest.fail("two trials never trained at once")
+        # Where each trial trains is on its run while it trains, not only at its end.
+        client = MlflowClient(tracking_uri=stores.mlflow_uri)
+        for _ in range(100):
+            _, children = study_runs(stores.mlflow_uri, "lost-node")
+            running = [c for c in children if c.info.status == "RUNNING"]
+            if len(running) == 2 and all("node" in c.data.tags for c in running):
+                break
+            time.sleep(0.1)
+        assert {len(c.data.tags.get("node", "")) for c in running} == {56}, \
+            [c.data.tags for c in running]
+        assert len({c.data.tags["node"] for c in running}) == 2    # one on each node
         cluster.stdin.write("remove\n")
         cluster.stdin.flush()
         assert cluster.stdout.readline().strip() == "removed"
@@ -117,6 +131,9 @@ def test_a_lost_worker_node_has_its_trial_retried_and_the_study_goes_on(two_node
     parent, children = study_runs(stores.mlflow_uri, "lost-node")
     assert parent.info.status == "FINISHED"
     assert [c.info.status for c in children] == ["FINISHED"] * 4
+    retried = [c for c in children if "attempts" in c.data.tags]
+    assert [c.data.tags["attempts"] for c in retried] == ["2"]      # the one the node lost
+    assert client.get_run(retried[0].info.run_id).data.tags["node_ip"]
 
 
 @pytest.mark.parametrize("listening, why", [
