@@ -257,23 +257,23 @@ def best(study: str = StudyArg, storage: Optional[str] = StorageOpt,
 
 def print_what_they_trained(name: str, cfg, trials) -> None:
     """Under `best`'s table: what every trial shared (the model, the data, the fixed
-    params), and where each shown trial's every hyperparameter and weights are."""
+    params), and where each shown trial's every hyperparameter and weights are.
+    Wrapped at words to the terminal (not soft-wrapped as a log line): lines to read."""
     shared = [f"{k} {v}" for k, v in cfg.params.items()]
     data = cfg.data.name + "".join(f", {k} {v}" for k, v in cfg.data.options.items())
     out.print(f"every trial: {cfg.model} on {data}"
               f"{'; fixed: ' + ', '.join(shared) if shared else ''}; the others not "
-              f"searched: the defaults (hypersweep models {cfg.model})", highlight=False,
-              soft_wrap=True)
+              f"searched: the defaults (hypersweep models {cfg.model})", highlight=False)
     runs = [(t.number, t.user_attrs.get("mlflow_run_id")) for t in trials]
     for number, run_id in runs:
         if run_id:
             out.print(f"trial {number}: MLflow run {run_id} (trial.yaml: every "
-                      "hyperparameter; model.pt: the weights)", highlight=False, soft_wrap=True)
+                      "hyperparameter; model.pt: the weights)", highlight=False)
     if any(run_id for _, run_id in runs):
         several = len(cfg.search.objectives) > 1
         out.print("train one again: hypersweep replay RUN_ID; on train + validation, tested "
                   f"once: hypersweep final {shlex.quote(name)}{' --trial N' if several else ''}",
-                  highlight=False, soft_wrap=True)
+                  highlight=False)
 
 
 @app.command()
