@@ -258,6 +258,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        if "'\\t'" in problem:     # PyYAML: found character '\t' that cannot start any token
+            problem += "; YAML takes spaces, not tabs, to indent (and before a # comment)"
         raise UserError(f"{path}: malformed YAML{where}: {problem}") from None
     if raw is None:
         raise UserError(f"{path}: the file is empty; a study config is a YAML mapping "

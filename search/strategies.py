@@ -72,10 +72,12 @@ SAMPLERS: dict[str, SamplerFactory] = {
 
 SINGLE_OBJECTIVE_ONLY = {"cmaes"}      # Optuna's CmaEsSampler optimises one value
 
+MEDIAN_WARMUP = 2      # median: epochs a trial is never pruned in, by default
 PRUNERS: dict[str, PrunerFactory] = {
     "none": lambda p, max_epochs: optuna.pruners.NopPruner(),
     "median": lambda p, max_epochs: optuna.pruners.MedianPruner(
-        n_startup_trials=_or(p.startup_trials, 5), n_warmup_steps=_or(p.warmup_epochs, 2)),
+        n_startup_trials=_or(p.startup_trials, 5),
+        n_warmup_steps=_or(p.warmup_epochs, MEDIAN_WARMUP)),
     "asha": lambda p, max_epochs: optuna.pruners.SuccessiveHalvingPruner(
         min_resource=_or(p.min_resource, 1), reduction_factor=_or(p.reduction_factor, 4)),
     "hyperband": lambda p, max_epochs: optuna.pruners.HyperbandPruner(
@@ -120,6 +122,14 @@ def check_pruner(p: PrunerConfig, max_epochs: int | None, by_default: bool = Fal
             takes = ", ".join(allowed) or "no settings"
             raise UserError(f"search.pruner.{name}: not a setting of pruner {p.name}; "
                             f"{p.name} takes: {takes}")
+    if p.name == "median" and max_epochs is not None:
+        # Optuna prunes from epoch warmup_epochs on, and never at the last epoch.
+        warmup = _or(p.warmup_epochs, MEDIAN_WARMUP)
+        if warmup >= max_epochs:
+            given = "" if p.warmup_epochs is not None else " (the default)"
+            epochs = f"{max_epochs}, the default" if by_default else max_epochs
+            raise UserError(f"search.pruner.warmup_epochs: {warmup}{given} must be below "
+                            f"params.epochs ({epochs}), or no trial is ever pruned")
     min_resource = p.min_resource
     if min_resource is None and "min_resource" in allowed:
         min_resource = 1        # asha's and hyperband's default

@@ -152,6 +152,12 @@ def test_missing_file_and_malformed_yaml(tmp_path, write_config):
     bad = write_config("study: x\nmodel: [mlp\n", name="bad.yaml")
     with pytest.raises(UserError, match=r"malformed YAML \(line \d+, column \d+\)"):
         load_config(bad)
+    tabbed = write_config("study: x\nparams:\n\tepochs: 2\n", name="tabbed.yaml")
+    with pytest.raises(UserError) as e:
+        load_config(tabbed)
+    assert str(e.value) == (f"{tabbed}: malformed YAML (line 3, column 1): found character "
+                            "'\\t' that cannot start any token; YAML takes spaces, not tabs, to "
+                            "indent (and before a # comment)")
     # A directory, a binary file, an empty file: named as such (the binary traced back).
     binary = tmp_path / "model.pt"
     binary.write_bytes(bytes(range(256)))

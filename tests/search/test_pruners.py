@@ -95,6 +95,11 @@ def test_no_pruner_prunes_nothing(stores):
     ({"name": "none", "reduction_factor": 3},
      "search.pruner.reduction_factor: not a setting of pruner none; none takes: no settings"),
     ({"name": "asha", "min_resource": 3}, "search.pruner.min_resource: 3 must be below params.epochs (3)"),
+    # Optuna's median pruner starts at epoch warmup_epochs; the last epoch is never pruned
+    ({"name": "median", "warmup_epochs": 3},
+     "search.pruner.warmup_epochs: 3 must be below params.epochs (3), or no trial is ever pruned"),
+    ({"name": "median", "warmup_epochs": 5},
+     "search.pruner.warmup_epochs: 5 must be below params.epochs (3)"),
     ({"name": "hyperband", "reduction_factor": 1}, "search.pruner.reduction_factor: must be >= 2, got 1"),
     ({"name": "ashaa"}, "search.pruner: unknown pruner 'ashaa' (did you mean 'asha'?)"),
     ({"name": "asha", "min_resources": 2}, "search.pruner.min_resources: unknown key (did you mean 'min_resource'?)"),
@@ -119,6 +124,18 @@ def test_asha_prunes_a_real_digits_search_with_patience_alongside(stores):
     _, children = study_runs(stores.mlflow_uri, "digits-asha")
     pruned = [c for c in children if c.data.tags["state"] == "PRUNED"]
     assert all(int(c.data.tags["pruned_at_epoch"]) < 6 for c in pruned)
+
+
+def test_the_median_pruner_s_default_warmup_is_checked_against_epochs_too(stores):
+    """2 epochs under the median pruner's default warm-up of 2 never pruned a trial."""
+    raw = small_config("median", stores, pruner={"name": "median"})
+    raw["params"]["epochs"] = 2
+    with pytest.raises(UserError) as e:
+        check_semantics(parse_config(raw))
+    assert str(e.value) == ("search.pruner.warmup_epochs: 2 (the default) must be below "
+                            "params.epochs (2), or no trial is ever pruned")
+    raw["params"]["epochs"] = 3
+    check_semantics(parse_config(raw))
 
 
 @pytest.mark.parametrize("name", ["asha", "hyperband"])
