@@ -162,9 +162,16 @@ def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
           trial: Optional[int] = opt("N", "Retrain trial N (several objectives: one of "
                                           "the Pareto front).", show_default="the best")) -> None:
     """Retrain the best trial on train+val, evaluate once on test, register the model."""
-    from search.lifecycle import final_test, stored_config
+    from search.lifecycle import final_test, stored_config, tied_best
     s = _study(study, storage)
     cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri)
+    if trial is None and len(cfg.search.objectives) == 1 and any(
+            t.state.name == "COMPLETE" for t in s.get_trials(deepcopy=False)):
+        tied = [t.number for t in tied_best(s)]
+        if len(tied) > 1:
+            err.print(f"note: {_trials(tied)} tie at the best {cfg.search.objectives[0].metric}; "
+                      f"retraining trial {tied[0]}, the first (--trial N for another)",
+                      highlight=False, soft_wrap=True)
     record = final_test(s, cfg, force=force, number=trial)
     out.print(f"final model of {study} (trial {record['trial']}), on the test split:",
               highlight=False)

@@ -283,7 +283,7 @@ def best_spec(study: optuna.Study, cfg: StudyConfig, number: int | None = None) 
                         f"choose one with --trial N, e.g. of its Pareto front: "
                         f"{_best_numbers(study)}")
     else:
-        best = study.best_trial
+        best = tied_best(study)[0]
     # Early stopping chose the number of epochs on validation (the epoch it ended
     # on, not the `patience` epochs it trained past it): keep that choice. There
     # is no validation split left to stop on, so none in the final run's params.
@@ -294,6 +294,16 @@ def best_spec(study: optuna.Study, cfg: StudyConfig, number: int | None = None) 
     seed = best.user_attrs.get("seed", trial_seed(cfg.search.seed, best.number))
     return TrialSpec(model=cfg.model, data=data_dict(cfg), params=params, seed=int(seed),
                      trial_number=best.number, study=cfg.study)
+
+
+def tied_best(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The complete trials at the best value of a one-objective study, by number:
+    `final` retrains the first (Optuna's `best_trial` picks one of them as its
+    storage orders them)."""
+    best = study.best_value
+    return sorted((t for t in study.get_trials(deepcopy=False,
+                                               states=(optuna.trial.TrialState.COMPLETE,))
+                   if t.value == best), key=lambda t: t.number)
 
 
 def _best_numbers(study: optuna.Study) -> str:

@@ -303,6 +303,23 @@ def test_final_tests_once_registers_and_refuses_a_second_look(stores):
     assert again["metrics"] == record["metrics"]          # same seed, same data: same model
 
 
+def test_final_of_tied_best_trials_retrains_the_first_and_says_so(stores):
+    """`best` listed the tied trials; `final` took one of them without a word."""
+    run_study(small_config("tied", stores, trials=2))
+    study = optuna.load_study(study_name="tied", storage=stores.optuna_url)
+    best = study.best_trial
+    study.add_trial(optuna.trial.create_trial(          # trial 2, at the same value
+        params=best.params, distributions=best.distributions, value=best.value,
+        user_attrs={"seed": 7, "epochs": 3}))
+    res = invoke("final", "tied", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    assert (f"note: trials {best.number} and 2 tie at the best val_accuracy; retraining trial "
+            f"{best.number}, the first (--trial N for another)") in res.output.splitlines()
+    record = optuna.load_study(study_name="tied", storage=stores.optuna_url).user_attrs[
+        "final_test"]
+    assert record["trial"] == best.number
+
+
 def test_final_of_a_study_of_several_objectives_takes_a_trial_of_its_front(stores):
     """`final` refused any study of several objectives; `--trial N` now names which."""
     cfg = small_config("front", stores, trials=3)
