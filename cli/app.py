@@ -155,21 +155,33 @@ def _load(config: Path, sets: list[str] | None, **named):
     return load_config(config, sets or (), **named)
 
 
+# The options of `run` that set a config key; `validate` takes them too, so that it
+# checks the very command line a user will run.
+TrialsOpt = opt("N", "Number of trials (search.trials).")
+StrategyOpt = opt("NAME", "Search strategy (search.strategy).")
+SeedOpt = opt("N", "Study seed (search.seed).")
+RunUriOpt = opt("URI", "MLflow tracking URI (tracking.uri).")
+RunStorageOpt = opt("URL", "Optuna storage URL (tracking.storage).")
+ExecutorOpt = opt("serial|ray", "Executor (resources.executor).")
+ParallelOpt = opt("N|auto", "Trials at once (resources.parallel).")
+AddressOpt = opt("ADDR", "Ray cluster to join (resources.address).")
+WarmStartOpt = opt("STUDY", "Seed the search with STUDY's finished trials (search.warm_start).",
+                   "--warm-start")
+
+
 @app.command()
 @user_errors
 def run(config: Path = ConfigArg,
         set_: Optional[List[str]] = SetOpt,
-        trials: Optional[int] = opt("N", "Number of trials (search.trials)."),
-        strategy: Optional[str] = opt("NAME", "Search strategy (search.strategy)."),
-        seed: Optional[int] = opt("N", "Study seed (search.seed)."),
-        tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI (tracking.uri)."),
-        storage: Optional[str] = opt("URL", "Optuna storage URL (tracking.storage)."),
-        executor: Optional[str] = opt("serial|ray", "Executor (resources.executor)."),
-        parallel: Optional[str] = opt("N|auto", "Trials at once (resources.parallel)."),
-        ray_address: Optional[str] = opt("ADDR", "Ray cluster to join (resources.address)."),
-        warm_start: Optional[str] = opt(
-            "STUDY", "Seed the search with STUDY's finished trials (search.warm_start).",
-            "--warm-start"),
+        trials: Optional[int] = TrialsOpt,
+        strategy: Optional[str] = StrategyOpt,
+        seed: Optional[int] = SeedOpt,
+        tracking_uri: Optional[str] = RunUriOpt,
+        storage: Optional[str] = RunStorageOpt,
+        executor: Optional[str] = ExecutorOpt,
+        parallel: Optional[str] = ParallelOpt,
+        ray_address: Optional[str] = AddressOpt,
+        warm_start: Optional[str] = WarmStartOpt,
         ) -> None:
     """Run a study: search its space, tracking every trial in MLflow."""
     from search import heap
@@ -237,9 +249,22 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
 
 @app.command()
 @user_errors
-def validate(config: Path = ConfigArg, set_: Optional[List[str]] = SetOpt) -> None:
-    """Check a study config without running it."""
-    cfg = _load(config, set_)
+def validate(config: Path = ConfigArg,
+             set_: Optional[List[str]] = SetOpt,
+             trials: Optional[int] = TrialsOpt,
+             strategy: Optional[str] = StrategyOpt,
+             seed: Optional[int] = SeedOpt,
+             tracking_uri: Optional[str] = RunUriOpt,
+             storage: Optional[str] = RunStorageOpt,
+             executor: Optional[str] = ExecutorOpt,
+             parallel: Optional[str] = ParallelOpt,
+             ray_address: Optional[str] = AddressOpt,
+             warm_start: Optional[str] = WarmStartOpt,
+             ) -> None:
+    """Check a study config, with run's options, without running it or opening a store."""
+    cfg = _load(config, set_, trials=trials, strategy=strategy, seed=seed,
+                tracking_uri=tracking_uri, storage=storage, executor=executor,
+                parallel=_parallel(parallel), ray_address=ray_address, warm_start=warm_start)
     out.print(f"{config}: ok — study '{cfg.study}', model {cfg.model}, "
               f"{cfg.search.strategy} search, {cfg.search.trials} trials")
     from search.config import config_notes

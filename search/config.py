@@ -664,13 +664,24 @@ TIMINGS = ("inference_ms",)
 
 
 def config_notes(cfg: StudyConfig) -> list[str]:
-    """What a valid config does that its author may not expect, one line each."""
+    """What a valid config does that its author may not expect, one line each
+    (`validate` and `run` print them)."""
+    notes = []
+    res = cfg.resources
+    if res.executor == "serial":
+        # auto: as many as it can run, which is one
+        if res.parallel != "auto" and res.parallel > 1:
+            notes.append(f"resources.parallel: {res.parallel} applies to the ray executor; "
+                         "the serial executor runs one trial at a time")
+        if res.gpus_per_trial > 0:
+            notes.append(f"resources.gpus_per_trial: {res.gpus_per_trial:g} applies to the ray "
+                         "executor; the serial executor trains on the CPU")
     timed = [o.metric for o in cfg.search.objectives if o.metric in TIMINGS]
-    if not timed or cfg.search.strategy in ("grid", "random", "qmc"):
-        return []
-    return [f"search.objective: {timed[0]} is a timing, which differs from run to run: a "
-            f"rerun of this study samples other parameters once {cfg.search.strategy} "
-            f"learns from it (after its first random trials)"]
+    if timed and cfg.search.strategy not in ("grid", "random", "qmc"):
+        notes.append(f"search.objective: {timed[0]} is a timing, which differs from run to "
+                     f"run: a rerun of this study samples other parameters once "
+                     f"{cfg.search.strategy} learns from it (after its first random trials)")
+    return notes
 
 
 def natural_direction(metric: str) -> str | None:

@@ -103,17 +103,8 @@ def trial_threads(cpus_per_trial: float) -> int:
 def make_executor(cfg) -> Executor:
     """The executor a study config asks for."""
     if cfg.resources.executor == "serial":
-        executor = SerialExecutor(threads=trial_threads(cfg.resources.cpus_per_trial))
-        # auto: as many as it can run, which is one
-        if cfg.resources.parallel != "auto" and cfg.resources.parallel > 1:
-            executor.notes.append(
-                f"resources.parallel: {cfg.resources.parallel} applies to the ray executor; "
-                "the serial executor runs one trial at a time")
-        if cfg.resources.gpus_per_trial > 0:
-            executor.notes.append(
-                f"resources.gpus_per_trial: {cfg.resources.gpus_per_trial:g} applies to the ray "
-                "executor; the serial executor trains on the CPU")
-        return executor
+        # What it does not do (parallel > 1, GPUs): config_notes says.
+        return SerialExecutor(threads=trial_threads(cfg.resources.cpus_per_trial))
     if cfg.resources.executor == "ray":
         from search.ray_executor import RayExecutor    # the only module importing Ray
         from search.strategies import can_prune

@@ -177,10 +177,15 @@ def test_an_error_names_the_option_that_set_the_key(tmp_path, stores, write_conf
                        (["--executor", "slurm"],
                         "error: --executor: Input should be 'serial' or 'ray', got 'slurm'"),
                        (["--strategy", "anneal"], "error: --strategy: unknown strategy 'anneal'")):
-        res = invoke("run", str(path), *args)
-        assert res.exit_code == 2, (args, res.output)
-        assert res.output.strip().splitlines()[-1].startswith(line), (args, res.output)
+        for command in ("run", "validate"):     # validate checks run's command line
+            res = invoke(command, str(path), *args)
+            assert res.exit_code == 2, (command, args, res.output)
+            assert res.output.strip().splitlines()[-1].startswith(line), (args, res.output)
     assert stores.untouched()
+    res = invoke("validate", str(path), "--executor", "serial", "--parallel", "4")
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[1] == ("note: resources.parallel: 4 applies to the ray "
+                                          "executor; the serial executor runs one trial at a time")
 
 
 def test_console_script_reports_errors_without_traceback(tmp_path):

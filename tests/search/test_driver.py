@@ -98,20 +98,22 @@ def test_nonfinite_objective_fails_the_trial(stores):
 
 def test_the_serial_executor_says_it_runs_one_trial_at_a_time_on_the_cpu(stores):
     """`parallel: 2` or `gpus_per_trial` with `executor: serial` were ignored without
-    a word: it runs one trial at a time, on the CPU."""
+    a word: it runs one trial at a time, on the CPU. Said from the config, so that
+    `validate` says it too."""
+    from search.config import config_notes
     from search.executors import make_executor
     cfg = small_config("one-at-a-time", stores)
     notes = {}
     for parallel in (1, 2, "auto"):
         cfg["resources"] = {"executor": "serial", "parallel": parallel}
-        executor = make_executor(parse_config(cfg))
-        notes[parallel] = (executor.capacity, executor.notes)
+        parsed = parse_config(cfg)
+        notes[parallel] = (make_executor(parsed).capacity, config_notes(parsed))
     assert notes[1] == (1, [])
     assert notes[2] == (1, ["resources.parallel: 2 applies to the ray executor; the serial "
                             "executor runs one trial at a time"])
     assert notes["auto"] == (1, [])        # as many as it can run: one
     cfg["resources"] = {"executor": "serial", "gpus_per_trial": 0.5}
-    assert make_executor(parse_config(cfg)).notes == [
+    assert config_notes(parse_config(cfg)) == [
         "resources.gpus_per_trial: 0.5 applies to the ray executor; the serial executor "
         "trains on the CPU"]
 
