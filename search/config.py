@@ -136,6 +136,11 @@ class StudyConfig(_Strict):
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
 
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v     # `data: digits`, as `pruner: asha`
+
     @field_validator("study")
     @classmethod
     def _printable(cls, v: str) -> str:
@@ -496,6 +501,12 @@ def _one_line(err: ValidationError) -> str:
     if first["type"] in _BOUNDS:        # in the words the models' own checks use
         bound = next(iter(first["ctx"].values()))
         return f"{key}: must be {_BOUNDS[first['type']]} {bound}{got}"
+    values = _literal_values(loc) if first["type"] == "literal_error" else []
+    if values and isinstance(given, str):
+        # As the registries say an unknown name, not "Input should be 'a' or 'b'".
+        close = difflib.get_close_matches(given, values, n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{key}: unknown value {given!r}{hint}; valid: {', '.join(values)}"
     return f"{key}: {first['msg'].removeprefix('Value error, ')}{got}"
 
 

@@ -175,7 +175,7 @@ def test_an_error_names_the_option_that_set_the_key(tmp_path, stores, write_conf
     for args, line in ((["--trials", "0"], "error: --trials: must be >= 1, got 0"),
                        (["--set", "search.trials=0"], "error: search.trials: must be >= 1, got 0"),
                        (["--executor", "slurm"],
-                        "error: --executor: Input should be 'serial' or 'ray', got 'slurm'"),
+                        "error: --executor: unknown value 'slurm'; valid: serial, ray"),
                        (["--strategy", "anneal"], "error: --strategy: unknown strategy 'anneal'")):
         for command in ("run", "validate"):     # validate checks run's command line
             res = invoke(command, str(path), *args)

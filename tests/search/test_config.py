@@ -503,6 +503,28 @@ def test_bounds_read_as_the_model_checks_read(write_config, override, message):
     assert error_for(write_config, quickstart(), override) == message
 
 
+def test_data_may_be_a_dataset_name_alone(write_config):
+    """`data: digits` was "data: expected a mapping", where `pruner: asha` works."""
+    raw = {**quickstart(), "data": "moons"}
+    assert load_config(write_config(raw)).data.name == "moons"
+    assert error_for(write_config, {**quickstart(), "data": "digts"}).startswith(
+        "data.name: unknown dataset 'digts' (did you mean 'digits'?)")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("search.objective={metric: val_accuracy, direction: max}",
+     "search.objective.direction: unknown value 'max' (did you mean 'maximize'?); valid: "
+     "maximize, minimize"),
+    ("search.on_interrupt=retri",
+     "search.on_interrupt: unknown value 'retri' (did you mean 'retry'?); valid: fail, retry"),
+    ("resources.executor=slurm", "resources.executor: unknown value 'slurm'; valid: serial, ray"),
+])
+def test_a_value_out_of_a_list_reads_as_the_registries_read(write_config, override, message):
+    """Not pydantic's "Input should be 'maximize' or 'minimize'": as an unknown
+    strategy or model is said, with the closest valid value."""
+    assert error_for(write_config, quickstart(), override) == message
+
+
 def test_a_storage_that_is_not_a_database_url_is_refused_before_any_store(write_config,
                                                                            tmp_path, monkeypatch):
     """The MLflow store had been made before Optuna refused `--storage optuna.db`."""
