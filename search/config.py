@@ -687,6 +687,11 @@ def config_notes(cfg: StudyConfig) -> list[str]:
         if res.gpus_per_trial > 0:
             notes.append(f"resources.gpus_per_trial: {res.gpus_per_trial:g} applies to the ray "
                          "executor; the serial executor trains on the CPU")
+    # Not its default (the stored snapshot of a study holds every key): set on purpose.
+    grid_default = SearchConfig.model_fields["grid_points"].default
+    if cfg.search.grid_points != grid_default and cfg.search.strategy != "grid":
+        notes.append(f"search.grid_points: {cfg.search.grid_points} applies to grid search; "
+                     f"{cfg.search.strategy} samples each range whole")
     timed = [o.metric for o in cfg.search.objectives if o.metric in TIMINGS]
     if timed and cfg.search.strategy not in ("grid", "random", "qmc"):
         notes.append(f"search.objective: {timed[0]} is a timing, which differs from run to "

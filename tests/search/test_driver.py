@@ -118,6 +118,17 @@ def test_the_serial_executor_says_it_runs_one_trial_at_a_time_on_the_cpu(stores)
         "trains on the CPU"]
 
 
+def test_grid_points_set_for_another_strategy_gets_a_note(stores):
+    """It was ignored without a word; at its default (as every stored snapshot
+    holds it) it is said nothing of."""
+    from search.config import config_notes
+    cfg = small_config("points", stores, strategy="tpe", grid_points=3)
+    assert config_notes(parse_config(cfg)) == [
+        "search.grid_points: 3 applies to grid search; tpe samples each range whole"]
+    for search in ({"strategy": "grid", "grid_points": 3}, {"strategy": "tpe", "grid_points": 4}):
+        assert config_notes(parse_config(small_config("points", stores, **search))) == []
+
+
 def test_a_trial_records_every_hyperparameter_it_trained_with(stores):
     """Only the keys of `params` and `space` were logged: the defaults a trial trained
     with (optimizer, batch size, ...) could not be compared in the MLflow UI, and its
