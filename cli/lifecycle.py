@@ -253,6 +253,9 @@ def best(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     from search.inspect import best_trials
     from search.lifecycle import stored_config
     s = _study(study, storage)
+    if as_json and not s.user_attrs.get("config"):      # an Optuna study of another tool's
+        print(json.dumps(best_trials(s), indent=2))
+        return
     cfg = stored_config(s, check=False, storage=storage or DEFAULT.storage)
     if as_json:
         print(json.dumps(best_trials(s, cfg), indent=2))

@@ -46,20 +46,23 @@ def _best_value(study: optuna.Study) -> float | None:
         return None
 
 
-def best_trials(study: optuna.Study, cfg: StudyConfig) -> list[dict[str, Any]]:
+def best_trials(study: optuna.Study, cfg: StudyConfig | None = None) -> list[dict[str, Any]]:
     """The best trial (or the Pareto front) as plain data, for `best --json`: each
     with what it shared with every trial (`model`, `data`, `fixed`: the fixed
     params; the rest are the builder's defaults), its values by metric, and its MLflow
-    run, whose `trial.yaml` holds every hyperparameter it trained with."""
+    run, whose `trial.yaml` holds every hyperparameter it trained with. Without
+    `cfg` (a study another tool made), its number, values, params and attributes."""
     try:
         trials = study.best_trials
     except ValueError:
         trials = []
-    metrics = [o.metric for o in cfg.search.objectives]
+    shared: dict[str, Any] = {}
+    if cfg is not None:
+        shared = {"model": cfg.model, "data": cfg.data.model_dump(), "fixed": dict(cfg.params)}
+    metrics = [o.metric for o in cfg.search.objectives] if cfg is not None else []
     return [{"study": study.study_name, "number": t.number, "values": t.values,
-             "metrics": dict(zip(metrics, t.values)), "params": t.params,
-             "model": cfg.model, "data": cfg.data.model_dump(), "fixed": dict(cfg.params),
-             "seed": t.user_attrs.get("seed"),
+             **({"metrics": dict(zip(metrics, t.values))} if metrics else {}),
+             "params": t.params, **shared, "seed": t.user_attrs.get("seed"),
              "mlflow_run_id": t.user_attrs.get("mlflow_run_id")} for t in trials]
 
 

@@ -55,7 +55,7 @@ from search.executors import OnReport, TrainFn, failed, run_guarded, trial_threa
 from search.exit import Terminated
 from search.net import http2_answer, unreachable
 
-Placement = dict[str, str]         # {"node": ..., "host": ..., "device": ...}
+Placement = dict[str, str]         # {"node", "node_ip", "host", "device"}: where a trial ran
 Reports = list[tuple[int, dict[str, float]]]     # (step, metrics), in the order made
 POST_SECONDS = 1.0                 # a worker that need not wait posts this often at most
 PROBE_SECONDS = 5.0                # a cluster address's first answer comes within this

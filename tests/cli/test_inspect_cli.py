@@ -71,6 +71,23 @@ def test_studies_best_and_export(stores, tmp_path):
     assert res.exit_code == 2 and ".csv or .parquet" in res.output
 
 
+def test_best_json_of_a_study_another_tool_made(tmp_path):
+    """An Optuna study with no hypersweep config in the same storage: its best trial
+    as plain data still (no model, data or fixed params to add)."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="plain", storage=url, direction="minimize")
+    for x in (0.3, 0.1):
+        t = study.ask()
+        study.tell(t, t.suggest_float("x", 0, 1) * 0 + x)
+    res = invoke("best", "plain", "--storage", url, "--json")
+    assert res.exit_code == 0, res.output
+    best = json.loads(res.output)
+    assert [(b["number"], b["values"]) for b in best] == [(1, [0.1])]
+    assert "model" not in best[0] and "metrics" not in best[0]
+    res = invoke("best", "plain", "--storage", url)      # the table needs the config
+    assert res.exit_code == 2 and "no config snapshot stored" in res.output
+
+
 def test_studies_opens_the_storage_once_for_all_its_studies(tmp_path, monkeypatch):
     """Each study was loaded through a storage of its own, and each opening checks
     the schema: 9 s for 51 studies."""

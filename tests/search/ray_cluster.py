@@ -1,7 +1,8 @@
 """A two-node Ray cluster on this machine, for the cluster tests (run as a script).
 
 Starts a head node and one worker node with Ray's own cluster utilities, prints
-the address once both are up, and shuts both down when stdin closes. A line
+the address once both are up (then the worker node's id on a line of its own), and
+shuts both down when stdin closes. A line
 `remove` on stdin first removes the worker node (its raylet and workers killed,
 as when a machine is lost), and `removed` is printed once it is gone.
 """
@@ -19,6 +20,7 @@ def main() -> None:
         worker = cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         print(cluster.address, flush=True)
+        print(worker.node_id, flush=True)
         for line in sys.stdin:          # until the test closes our stdin
             if line.strip() == "remove" and worker is not None:
                 cluster.remove_node(worker, allow_graceful=False)
