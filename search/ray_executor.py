@@ -554,7 +554,9 @@ class RayExecutor:
                 messages, self._take = ray.get(self._take), None
                 self._relay(messages, on_report)
             done = self._collect(on_report) + self._expire()
-            if done:
+            # Also with nothing done, where a trial started or was retried: the
+            # driver tags its run and says so now, not when some trial next ends.
+            if done or self.placed or self.notices:
                 return done
 
     def where(self, number: int) -> Placement:
