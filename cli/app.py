@@ -271,15 +271,10 @@ def validate(config: Path = ConfigArg,
     for note in config_notes(cfg):
         out.print(f"note: {note}", highlight=False, soft_wrap=True)
     if cfg.search.strategy == "grid":
-        from spaces import axis, grid_size, parse_space, walk
-        from spaces.language import Float, Int
+        from spaces import grid_size, parse_space, spreads_a_range
         space, n = parse_space(cfg.space), cfg.search.grid_points
-        size = grid_size(space, n)
-        # Said only where a range is spread over n values (not every value taken).
-        spread = any(isinstance(p, Float) or isinstance(p, Int) and
-                     len(axis(p, n)) < (p.high - p.low) // p.step + 1
-                     for _, p, _, _ in walk(space))
-        out.print(f"grid size: {size:,} points" + (f" ({n} values per range)" if spread else ""))
+        spread = f" ({n} values per range)" if spreads_a_range(space, n) else ""
+        out.print(f"grid size: {grid_size(space, n):,} points{spread}")
 
 
 @app.command()

@@ -169,7 +169,8 @@ def grid_points(space: Space, cfg: SearchConfig, count: int,
         points = (grid_point(space, cfg.grid_points, i) for i in indices)
     drawn: list[dict[str, Any]] = []
     for point in points:
-        point = {k: v for k, v in point.items() if k in suggested(space, point)}
+        asked = suggested(space, point)
+        point = {k: v for k, v in point.items() if k in asked}
         if point not in skip:
             drawn.append(point)
         if len(drawn) == count:

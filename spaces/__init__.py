@@ -1,6 +1,6 @@
 """The search-space language: YAML `space:` -> typed params -> Optuna suggest calls and grids."""
 from spaces.check import check_against
-from spaces.grid import axis, grid, grid_point, grid_size, on_grid
+from spaces.grid import axis, grid, grid_point, grid_size, on_grid, spreads_a_range
 from spaces.language import (
     KINDS,
     Categorical,
@@ -23,5 +23,6 @@ from spaces.optuna_bridge import distributions, suggest
 __all__ = [
     "KINDS", "Categorical", "Conditional", "Fixed", "Float", "Int", "Param", "Space",
     "axis", "check_against", "describe", "distributions", "grid", "grid_point", "grid_size",
-    "kind_name", "on_grid", "param_names", "parse_space", "space_values", "suggest", "to_raw", "walk",
+    "kind_name", "on_grid", "param_names", "parse_space", "space_values", "spreads_a_range",
+    "suggest", "to_raw", "walk",
 ]

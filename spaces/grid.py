@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from models.errors import UserError
-from spaces.language import Categorical, Conditional, Fixed, Float, Int, Param, Space
+from spaces.language import Categorical, Conditional, Fixed, Float, Int, Param, Space, walk
 
 Point = dict[str, Any]
 
@@ -167,8 +167,19 @@ def _float_axis(p: Float, n: int) -> list[float]:
     return [low, *(min(max(float(f"{v:.12g}"), low), high) for v in inner), high]
 
 
+def spreads_a_range(space: Space, grid_points: int) -> bool:
+    """Whether some range of the space is spread over `grid_points` values rather
+    than taken whole (a float range always is; an integer one with more values)."""
+    return any(isinstance(p, Float) or isinstance(p, Int) and _int_count(p) > grid_points
+               for _, p, _, _ in walk(space))
+
+
+def _int_count(p: Int) -> int:
+    return (p.high - p.low) // p.step + 1
+
+
 def _int_axis(p: Int, n: int) -> list[int]:
-    count = (p.high - p.low) // p.step + 1
+    count = _int_count(p)
     if count <= n:
         return list(range(p.low, p.high + 1, p.step))
     if p.log:   # intlog has step 1
