@@ -41,6 +41,34 @@ class WideWhenPiped(Console):
     def size(self, new_size: tuple[int, int]) -> None:
         Console.size.fset(self, new_size)
 
+    def on_broken_pipe(self) -> None:
+        """The reader went away (`hypersweep run study.yaml | head -1`): the rest of
+        this stream's output is dropped and the command goes on to its end. rich's
+        own handler exits at once with status 1, which would cut a study short mid-way."""
+        self.quiet = True
+        drop_output(self.file)
+
+
+def drop_output(stream: Any) -> None:
+    """Point the stream's file descriptor at /dev/null, for this process and the
+    processes it starts from now on: writes after its reader went away succeed."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    finally:
+        os.close(devnull)
+
+
+def reader_gone(stream: Any) -> bool:
+    """Whether the stream is a pipe whose reader has closed it."""
+    import select
+    try:
+        poll = select.poll()
+        poll.register(stream.fileno(), select.POLLERR)
+        return bool(poll.poll(0))
+    except (OSError, ValueError, AttributeError):   # no file descriptor (tests), closed
+        return False
+
 
 def natural_width(table: Table) -> int:
     """The columns a table takes when nothing in it is cut or wrapped."""
@@ -106,6 +134,13 @@ def user_errors(fn: Callable) -> Callable:
             err.print(f"[red]error:[/red] {escape(_as_given(str(e), kwargs))}", markup=True,
                       highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except BrokenPipeError:
+            # A plain print (`best --json`) into a pipe whose reader went away: the
+            # output nobody reads is dropped (click's own handler exits 1).
+            if not reader_gone(sys.stdout):
+                raise
+            drop_output(sys.stdout)
+            return None
         except TrackingError as e:      # the MLflow store failed: not bad input
             err.print(f"[red]error:[/red] {escape(_as_given(str(e), kwargs))}", markup=True,
                       highlight=False, soft_wrap=True)

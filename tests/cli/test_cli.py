@@ -1,6 +1,7 @@
 """`hypersweep` end to end, on real MLflow and Optuna SQLite stores."""
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -258,8 +259,51 @@ def test_the_command_ends_with_its_stores_closed_and_its_exit_code(stores, write
     _, children = study_runs(stores.mlflow_uri, "closed")
     assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
 
-    bad = hypersweep("run", str(write_config({**small_config("bad", stores), "bogus": 1}, "bad.yaml")))
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "bogus" in bad.stderr
+
+def test_a_study_piped_into_a_reader_that_stops_early_runs_to_its_end(stores, write_config):
+    """`hypersweep run study.yaml | head -1`: the reader goes away after the header,
+    before the failed-trial line and the summary are written. The study still runs
+    every trial and ends its runs, the output nobody reads is dropped, and the exit
+    code is the study's (rich's own handler exited 1 at the first write, mid-study)."""
+    from tests.conftest import ROOT
+
+    cfg = small_config("piped", stores, strategy="grid", trials=2)
+    cfg["params"] = {**cfg["params"], "epochs": 20, "optimizer": "momentum"}
+    cfg["space"] = {"lr": {"choice": [1.0e9, 0.05]}}    # trial 0's loss turns NaN: a line
+    proc = subprocess.Popen([sys.executable, "-m", "cli.app", "run", str(write_config(cfg))],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("study piped: mlp on digits, grid search")
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 0
+    assert proc.stderr.read() == ""
+    trials = optuna.load_study(study_name="piped", storage=stores.optuna_url).trials
+    assert sorted(t.state.name for t in trials) == ["COMPLETE", "FAIL"]
+    parent, children = study_runs(stores.mlflow_uri, "piped")
+    assert parent.info.status == "FINISHED"
+    assert [c.info.status for c in children] == [
+        {"FAIL": "FAILED", "COMPLETE": "FINISHED"}[t.state.name] for t in trials]
+
+
+def test_a_plain_print_into_a_reader_that_stops_early_exits_0():
+    """`best --json` prints with print(), not through rich: past what a pipe holds
+    (64 KiB), a reader gone after one byte makes it raise BrokenPipeError. The
+    output nobody reads is dropped: exit 0, nothing on stderr (click exited 1)."""
+    from tests.conftest import ROOT
+
+    script = ("import sys\n"
+              "from cli.app import app, main, user_errors\n"
+              "@app.command('bulk')\n"
+              "@user_errors\n"
+              "def bulk() -> None:\n"
+              "    print('x' * 200_000)\n"
+              "sys.argv = ['hypersweep', 'bulk']\n"
+              "main()\n")
+    shell = (f"{shlex.quote(sys.executable)} -c {shlex.quote(script)} | head -c 1; "
+             "echo \" status=${PIPESTATUS[0]}\"")
+    proc = subprocess.run(["bash", "-c", shell], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert (proc.stdout, proc.stderr) == ("x status=0\n", "")
+
 
 
 def test_the_printed_mlflow_ui_command_runs_from_where_it_was_printed(tmp_path, monkeypatch):
