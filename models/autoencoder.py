@@ -26,8 +26,15 @@ Arch = Literal["mlp", "conv"]
 Activation = Literal["relu", "leaky_relu", "elu", "tanh", "sigmoid"]
 
 
+MLP_ARCH = {"depth": ("arch", ("mlp",)), "width": ("arch", ("mlp",)),
+            "channels": ("arch", ("conv",))}
+
+
 @register("autoencoder", task="reconstruction", family="autoencoder",
-          variants=("undercomplete", "sparse", "denoising", "contractive"))
+          variants=("undercomplete", "sparse", "denoising", "contractive"),
+          used_when={**MLP_ARCH, "sparsity": ("variant", ("sparse",)),
+                     "noise": ("variant", ("denoising",)),
+                     "contraction": ("variant", ("contractive",))})
 def autoencoder(*, input_shape: tuple[int, ...], n_outputs: int = 0,
                 variant: Variant = "undercomplete", arch: Arch = "mlp", code_size: int = 16,
                 depth: int = 1, width: int = 128, channels: int = 16,

@@ -22,7 +22,9 @@ from models.errors import check_at_least, check_fraction, check_layers
 from models.registry import register
 
 
-@register("gan", task="generation", family="gan", variants=("mlp", "dcgan"))
+@register("gan", task="generation", family="gan", variants=("mlp", "dcgan"),
+          used_when={"depth": ("arch", ("mlp",)), "width": ("arch", ("mlp",)),
+                     "channels": ("arch", ("dcgan",))})
 def gan(*, input_shape: tuple[int, ...], n_outputs: int = 0, arch: Literal["mlp", "dcgan"] = "mlp",
         latent_size: int = 32, depth: int = 2, width: int = 256, channels: int = 32,
         d_steps: int = 1, leak: float = 0.2, batch_norm: bool = True,

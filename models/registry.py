@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import inspect
 import typing
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 from models.errors import UserError, unknown
 
@@ -40,6 +40,9 @@ class Builder:
     task: str
     family: str
     variants: tuple[str, ...] = ()
+    # A hyperparameter that only some values of another one use:
+    # {"sparsity": ("variant", ("sparse",))}.
+    used_when: Mapping[str, tuple[str, tuple[Any, ...]]] = field(default_factory=dict)
 
     @property
     def doc(self) -> str:
@@ -56,11 +59,13 @@ _REGISTRY: dict[str, Builder] = {}
 
 
 def register(name: str, *, task: str = "classification", family: str | None = None,
-             variants: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+             variants: tuple[str, ...] = (),
+             used_when: Mapping[str, tuple[str, tuple[Any, ...]]] | None = None,
+             ) -> Callable[[Callable], Callable]:
     def decorate(fn: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"builder '{name}' is already registered")
-        _REGISTRY[name] = Builder(name, fn, task, family or name, variants)
+        _REGISTRY[name] = Builder(name, fn, task, family or name, variants, dict(used_when or {}))
         return fn
     return decorate
 

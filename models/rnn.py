@@ -69,7 +69,8 @@ def recurrent(input_shape: tuple[int, ...], n_outputs: int, *, cell: str, hidden
                      head, nonlinearity)
 
 
-@register("rnn", task="classification", family="rnn", variants=("rnn", "lstm", "gru"))
+@register("rnn", task="classification", family="rnn", variants=("rnn", "lstm", "gru"),
+          used_when={"nonlinearity": ("cell", ("rnn",))})
 def rnn(*, input_shape: tuple[int, ...], n_outputs: int, cell: Cell = "rnn", hidden: int = 64,
         layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
         head: Head = "many_to_one", nonlinearity: Literal["tanh", "relu"] = "tanh") -> nn.Module:

@@ -139,7 +139,8 @@ class Seq2Seq(nn.Module):
 
 
 @register("seq2seq", task="sequence_transduction", family="seq2seq",
-          variants=("attention-additive", "attention-dot", "no-attention"))
+          variants=("attention-additive", "attention-dot", "no-attention"),
+          used_when={"beam_width": ("decode", ("beam",))})
 def seq2seq(*, input_shape: tuple[int, ...], n_outputs: int, emb: int = 32, hidden: int = 64,
             bidirectional: bool = True, attention: AttentionKind = "additive",
             decode: Decode = "greedy", beam_width: int = 3, dropout: float = 0.0) -> nn.Module:

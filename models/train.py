@@ -108,6 +108,24 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
 )
 
 
+# Training options that only some values of another option use.
+_ADAM = ("adam", "adamw")
+TRAIN_USED_WHEN: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "momentum": ("optimizer", ("sgd", "momentum", "nesterov", "rmsprop")),
+    "nesterov": ("optimizer", ("sgd", "momentum")),     # `nesterov` always is
+    "beta1": ("optimizer", _ADAM), "beta2": ("optimizer", _ADAM),
+    "step_size": ("schedule", ("step",)),
+    "gamma": ("schedule", ("step", "exponential")),
+    "restart_period": ("schedule", ("warm_restarts",)),
+}
+
+
+def used_when(model: str) -> dict[str, tuple[str, tuple[Any, ...]]]:
+    """The hyperparameters of `model` (its own and the training options) that only
+    some values of another one use: {name: (that one, the values that use it)}."""
+    return {**TRAIN_USED_WHEN, **get_builder(model).used_when}
+
+
 def training_hparams() -> dict[str, HParam]:
     return hparams_of(TrainOptions)
 

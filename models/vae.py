@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.autoencoder import Activation, Arch, encoder_decoder
+from models.autoencoder import MLP_ARCH, Activation, Arch, encoder_decoder
 from models.errors import check_at_least
 from models.registry import register
 
 
-@register("vae", task="generation", family="vae")
+@register("vae", task="generation", family="vae", used_when=MLP_ARCH)
 def vae(*, input_shape: tuple[int, ...], n_outputs: int = 0, latent_size: int = 8,
         beta: float = 1.0, arch: Arch = "mlp", depth: int = 1, width: int = 256,
         channels: int = 16, activation: Activation = "relu") -> nn.Module:

@@ -11,7 +11,7 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
@@ -460,15 +460,24 @@ def with_trial_budget(cfg: StudyConfig) -> StudyConfig:
 
 
 def with_default_space(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    """No `space:` means the builder's default space, less the names fixed in params.
+    """No `space:` means the builder's default space, less the names fixed in params
+    and those the fixed params leave unused (`arch: dcgan` leaves the MLP's `width`).
     The resolved space is what gets validated, stored and rerun."""
     if "space" in raw or not isinstance(raw.get("model"), str):
         return raw
+    from models.train import used_when
     from spaces.defaults import default_space
 
     fixed = raw.get("params") or {}
     fixed = fixed if isinstance(fixed, dict) else {}
-    return {**raw, "space": {k: v for k, v in default_space(raw["model"]).items() if k not in fixed}}
+    space = default_space(raw["model"])
+    uses = used_when(raw["model"])
+
+    def unused(name: str) -> bool:     # `params.arch: dcgan` leaves width unused
+        other, using = uses.get(name, (None, ()))
+        return other in fixed and fixed[other] not in using
+    return {**raw, "space": {k: v for k, v in space.items()
+                             if k not in fixed and not unused(k)}}
 
 
 def _one_line(err: ValidationError) -> str:
@@ -692,12 +701,50 @@ def config_notes(cfg: StudyConfig) -> list[str]:
     if cfg.search.grid_points != grid_default and cfg.search.strategy != "grid":
         notes.append(f"search.grid_points: {cfg.search.grid_points} applies to grid search; "
                      f"{cfg.search.strategy} samples each range whole")
+    notes += unused_notes(cfg)
     timed = [o.metric for o in cfg.search.objectives if o.metric in TIMINGS]
     if timed and cfg.search.strategy not in ("grid", "random", "qmc"):
         notes.append(f"search.objective: {timed[0]} is a timing, which differs from run to "
                      f"run: a rerun of this study samples other parameters once "
                      f"{cfg.search.strategy} learns from it (after its first random trials)")
     return notes
+
+
+def unused_notes(cfg: StudyConfig) -> list[str]:
+    """A searched hyperparameter that no trial uses: one that only some values of
+    another one use (`beta2`: optimizer adam or adamw), where that one never takes
+    them (a `sgd` branch, or `params.optimizer: sgd`). It only adds a dimension.
+    And a choice of one value, which is not searched at all."""
+    from models.train import hyperparameters, used_when
+    from spaces import Categorical, Fixed, parse_space, values_beside, walk
+
+    space, uses, notes = parse_space(cfg.space), used_when(cfg.model), []
+    defaults = {n: h.default for n, h in hyperparameters(cfg.model).items()}
+    for name, param, where, path in walk(space):
+        if isinstance(param, Categorical) and len(param.values) == 1:
+            notes.append(f"{where}: a choice of one value, {param.values[0]!r}, is the same in "
+                         "every trial; it is not searched")
+        if isinstance(param, Fixed) or name not in uses:
+            continue
+        other, using = uses[name]
+        values, always = values_beside(space, other, path)
+        if values is None:
+            continue
+        default = ""
+        if not always:
+            value = cfg.params.get(other, defaults.get(other))
+            default = "" if other in cfg.params or values else " (its default)"
+            values.add(value)
+        if values.isdisjoint(using):
+            notes.append(f"{where}: searched, but no trial uses it: {name} matters only with "
+                         f"{other} {_either(using)}, and {other} is {_either(values)}{default} "
+                         "here")
+    return notes
+
+
+def _either(values: Iterable[Any]) -> str:
+    shown = sorted(map(str, values))
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
 
 
 def natural_direction(metric: str) -> str | None:

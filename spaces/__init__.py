@@ -16,6 +16,7 @@ from spaces.language import (
     parse_space,
     space_values,
     to_raw,
+    values_beside,
     walk,
 )
 from spaces.optuna_bridge import distributions, suggest
@@ -24,5 +25,5 @@ __all__ = [
     "KINDS", "Categorical", "Conditional", "Fixed", "Float", "Int", "Param", "Space",
     "axis", "check_against", "describe", "distributions", "grid", "grid_point", "grid_size",
     "kind_name", "on_grid", "param_names", "parse_space", "space_values", "spreads_a_range",
-    "suggest", "to_raw", "walk",
+    "suggest", "to_raw", "values_beside", "walk",
 ]

@@ -140,9 +140,13 @@ def _parse_int(spec: Mapping, kind: str, key: str) -> Int:
         if low < 1:
             raise UserError(f"{key}: intlog needs low >= 1, got {raw[0]}")
         return Int(low, high, log=True)
-    step = spec.get("step", 1)
-    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-        raise UserError(f"{key}.step: expected a positive integer, got {step!r}")
+    given = spec.get("step", 1)
+    try:
+        step = _int(given)          # `16.0` too, as the range's ends take it
+    except TypeError:
+        step = 0
+    if step < 1:
+        raise UserError(f"{key}.step: expected a positive integer, got {given!r}")
     if (high - low) % step:
         # Optuna would silently lower `high`; say so instead of searching another range.
         fit = low + (high - low) // step * step
@@ -282,6 +286,30 @@ def _check_definitions(space: Space, key: str) -> None:
 
 
 # ------------------------------------------------------------------ helpers
+
+def values_beside(space: Space, name: str, path: _Path) -> tuple[set | None, bool]:
+    """The values `name` can take in a trial where the definition at branch path
+    `path` is active: (the values, or None where a range searches it; whether the
+    space always sets it there, else its value outside the space can hold too)."""
+    branch = dict(path)
+    if name in branch:
+        return {branch[name]}, True
+    values: set | None = set()
+    always = False
+    for other, param, _, other_path in walk(space):
+        if other != name or _exclusive(path, other_path):
+            continue
+        always = always or other_path == path[:len(other_path)]
+        if isinstance(param, Fixed):
+            values = None if values is None else values | {param.value}
+        elif isinstance(param, Categorical):
+            values = None if values is None else values | set(param.values)
+        elif isinstance(param, Conditional):
+            values = None if values is None else values | set(param.branches)
+        else:
+            values = None
+    return values, always
+
 
 def space_values(space: Space) -> Iterator[tuple[str, str, Any, dict[str, Choice]]]:
     """Every value the space names for a hyperparameter, branches included: both

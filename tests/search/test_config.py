@@ -600,3 +600,62 @@ def test_validate_prints_the_config_notes(write_config):
     res = CliRunner().invoke(app, ["validate", str(write_config(raw))])
     assert res.exit_code == 0, res.output
     assert "note: search.objective: inference_ms is a timing" in res.output
+
+
+def notes_for(write_config, raw: dict) -> list[str]:
+    from search.config import config_notes
+    return config_notes(load_config(write_config(raw)))
+
+
+def test_a_searched_name_that_no_trial_uses_is_noted(write_config):
+    """`beta2` under a `sgd` branch, or `gamma` beside schedules that ignore it, is
+    suggested in every trial and changes nothing: the search gets a dimension of
+    noise, and importance a name that means nothing. Passed without a word."""
+    raw = {**quickstart(), "space": {
+        "momentum": {"uniform": [0.5, 0.9]},        # used by the sgd trials: no note
+        "optimizer": {"choice": {"sgd": {"beta2": {"uniform": [0.9, 0.999]}},
+                                 "adam": {"gamma": {"uniform": [0.1, 0.9]}}}},
+        "schedule": {"choice": ["constant", "cosine"]},
+        "restart_period": {"int": [2, 5]}}}
+    assert notes_for(write_config, raw) == [
+        "space.optimizer.choice.sgd.beta2: searched, but no trial uses it: beta2 matters only "
+        "with optimizer adam or adamw, and optimizer is sgd here",
+        "space.optimizer.choice.adam.gamma: searched, but no trial uses it: gamma matters only "
+        "with schedule exponential or step, and schedule is constant or cosine here",
+        "space.restart_period: searched, but no trial uses it: restart_period matters only "
+        "with schedule warm_restarts, and schedule is constant or cosine here"]
+    # Fixed in params, or left at its default, the other name says the same.
+    raw = {**quickstart(), "params": {"epochs": 2, "optimizer": "rmsprop"},
+           "space": {"beta1": {"uniform": [0.8, 0.95]}, "lr": {"uniform": [0.01, 0.1]}}}
+    assert notes_for(write_config, raw) == [
+        "space.beta1: searched, but no trial uses it: beta1 matters only with optimizer adam "
+        "or adamw, and optimizer is rmsprop here"]
+    raw = {**quickstart(), "model": "autoencoder", "params": {"epochs": 2},
+           "search": {"objective": {"metric": "val_loss", "direction": "minimize"}},
+           "space": {"sparsity": {"loguniform": [1e-5, 1e-2]}}}
+    assert notes_for(write_config, raw) == [
+        "space.sparsity: searched, but no trial uses it: sparsity matters only with variant "
+        "sparse, and variant is undercomplete (its default) here"]
+    # Used in some trials (a searched or a branching other name): nothing to say.
+    raw["space"]["variant"] = {"choice": ["sparse", "denoising"]}
+    assert notes_for(write_config, raw) == []
+    raw["space"] = {"variant": {"choice": {"sparse": {}, "denoising": {}}},
+                    "sparsity": {"loguniform": [1e-5, 1e-2]}}
+    assert notes_for(write_config, raw) == []
+
+
+def test_a_choice_of_one_value_is_noted(write_config):
+    raw = {**quickstart(), "space": {"width": {"choice": [64]}, "lr": {"uniform": [0.01, 0.1]}}}
+    assert notes_for(write_config, raw) == [
+        "space.width: a choice of one value, 64, is the same in every trial; it is not searched"]
+
+
+def test_the_default_space_leaves_out_what_the_fixed_params_leave_unused(write_config):
+    """`params.arch: dcgan` with no space searched the MLP's width and depth."""
+    raw = {"study": "g", "model": "gan", "data": "digits", "params": {"arch": "dcgan"},
+           "search": {"objective": {"metric": "val_loss", "direction": "minimize"}}}
+    cfg = load_config(write_config(raw))
+    assert "width" not in cfg.space and "depth" not in cfg.space and "d_steps" in cfg.space
+    assert notes_for(write_config, raw) == []
+    raw["params"] = {"arch": "mlp"}
+    assert {"width", "depth"} <= set(load_config(write_config(raw)).space)

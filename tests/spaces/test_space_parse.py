@@ -178,6 +178,14 @@ def test_step_errors():
         "space.w: range 16..130 is not a whole number of steps of 16; use high 128 or 144")
     assert error_of({"w": {"int": [16, 128], "step": 0}}) == (
         "space.w.step: expected a positive integer, got 0")
+    for bad in (2.5, True, "16", -16.0):
+        assert error_of({"w": {"int": [16, 128], "step": bad}}) == (
+            f"space.w.step: expected a positive integer, got {bad!r}")
+
+
+def test_a_step_written_as_a_whole_float_is_taken_as_the_range_ends_are():
+    """YAML spells 16 as `16.0` or `1.6e+1` too; the range's ends take it, so does `step`."""
+    assert parse_space({"w": {"int": [16.0, 64], "step": 16.0}}) == {"w": Int(16, 64, step=16)}
 
 
 def test_spec_shape_errors():
