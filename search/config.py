@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from models.errors import UserError, unknown
+from models.registry import is_own, own_file
 
 
 class _Strict(BaseModel):
@@ -405,7 +406,11 @@ def with_absolute_paths(cfg: StudyConfig) -> StudyConfig:
                                                "storage": absolute_url(cfg.tracking.storage)})
     options = {k: str(_absolute(v)) if k in PATH_OPTIONS
                and isinstance(v, str) and v else v for k, v in cfg.data.options.items()}
-    return cfg.model_copy(update={"tracking": tracking,
+    model = cfg.model
+    file = own_file(model)
+    if file is not None:        # a builder of the study's own, FILE.py:FUNCTION
+        model = f"{_absolute(file)}:{model.rpartition(':')[2]}"
+    return cfg.model_copy(update={"tracking": tracking, "model": model,
                                   "data": cfg.data.model_copy(update={"options": options})})
 
 
@@ -702,6 +707,12 @@ def config_notes(cfg: StudyConfig) -> list[str]:
         notes.append(f"search.grid_points: {cfg.search.grid_points} applies to grid search; "
                      f"{cfg.search.strategy} samples each range whole")
     notes += unused_notes(cfg)
+    from spaces import Fixed, parse_space, walk
+    if all(isinstance(p, Fixed) for _, p, _, _ in walk(parse_space(cfg.space))):
+        own = " (a builder of your own has no default space: give one)" if is_own(cfg.model) \
+            else ""
+        notes.append(f"space: nothing is searched; the {cfg.search.trials} trials train the "
+                     f"same hyperparameters, each with its own seed{own}")
     timed = [o.metric for o in cfg.search.objectives if o.metric in TIMINGS]
     if timed and cfg.search.strategy not in ("grid", "random", "qmc"):
         notes.append(f"search.objective: {timed[0]} is a timing, which differs from run to "

@@ -53,3 +53,116 @@ def test_a_name_in_other_case_gets_its_did_you_mean():
     from models.errors import unknown
     assert str(unknown("builder", "MLP", ["mlp", "lenet"], key="model")) == (
         "model: unknown builder 'MLP' (did you mean 'mlp'?); valid: lenet, mlp")
+
+
+OWN_NETS = '''
+import os
+from typing import Literal
+
+from torch import nn
+
+MARKS = None        # a folder where each build leaves its pid
+
+
+def tiny(*, input_shape: tuple, n_outputs: int, width: int = 16,
+         act: Literal["relu", "tanh"] = "relu") -> nn.Module:
+    """Flatten, one hidden layer, a head."""
+    if MARKS:
+        open(os.path.join(MARKS, str(os.getpid())), "w").close()
+    n = 1
+    for d in input_shape:
+        n *= d
+    return nn.Sequential(nn.Flatten(), nn.Linear(n, width),
+                         nn.ReLU() if act == "relu" else nn.Tanh(), nn.Linear(width, n_outputs))
+
+
+class Conv(nn.Module):
+    def __init__(self, *, input_shape: tuple, n_outputs: int, channels: int = 4) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(input_shape[0], channels, 3, padding=1),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Linear(channels, n_outputs))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def three(*, input_shape, n_outputs, width: int = 8):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+
+
+def boom(*, input_shape, n_outputs):
+    raise RuntimeError("no kernels for this")
+
+
+def no_default(*, input_shape, n_outputs, width): ...
+def no_shapes(width: int = 3): ...
+def not_a_net(*, input_shape, n_outputs):
+    return 3
+CONST = 3
+'''
+
+
+def write_nets(folder, marks=None) -> str:
+    path = folder / "nets.py"
+    path.write_text(OWN_NETS.replace("MARKS = None", f"MARKS = {str(marks)!r}" if marks else
+                                     "MARKS = None"))
+    return str(path)
+
+
+def test_a_builder_of_the_studys_own_is_read_from_its_file(tmp_path):
+    """`model: nets.py:tiny`: a function (or an nn.Module class) written as the
+    builders are, its typed keywords with defaults the hyperparameters."""
+    nets = write_nets(tmp_path)
+    b = get_builder(f"{nets}:tiny")
+    assert (b.family, b.task) == ("own", "classification")     # fits the dataset's task
+    hp = b.hyperparameters()
+    assert list(hp) == ["width", "act"] and hp["act"].choices == ("relu", "tanh")
+    assert b.build(input_shape=(1, 8, 8), n_outputs=10, width=5)[1].out_features == 5
+    conv = get_builder(f"{nets}:Conv")
+    assert list(conv.hyperparameters()) == ["channels"]
+    assert get_builder(f"{nets}:tiny") is b         # loaded once per process
+    assert "width" in hyperparameters(f"{nets}:tiny") and "lr" in hyperparameters(f"{nets}:tiny")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("{nets}:tinny", "model: {nets}: unknown function 'tinny' (did you mean 'tiny'?); valid: "
+                     "Conv, boom, no_default, no_shapes, not_a_net, three, tiny"),
+    ("{nets}:CONST", "model: {nets}:CONST is not a function (a value of type int)"),
+    ("{nets}:no_default", "model: {nets}:no_default: hyperparameter 'width' of no_default "
+                          "needs a default, which a study that does not set it takes"),
+    ("{nets}:no_shapes", "model: no_shapes must take the keyword arguments input_shape (one "
+                         "sample's shape) and n_outputs (the classes, or targets), as every "
+                         "builder does; it lacks input_shape and n_outputs"),
+    ("{tmp}/none.py:f", "model: {tmp}/none.py: no such file (FILE.py:FUNCTION or "
+                        "MODULE:FUNCTION)"),
+    ("no_such_module:f", "model: no module named 'no_such_module' here; give the file "
+                         "(FILE.py:FUNCTION), or put its folder on PYTHONPATH"),
+    ("{tmp}/broken.py:f", "model: {tmp}/broken.py fails to import: ValueError: set up wrong"),
+    ("os:path", "model: os:path is not a function (a value of type module)"),
+    (":f", "model: ':f' is neither a builder nor FILE.py:FUNCTION or MODULE:FUNCTION"),
+])
+def test_a_builder_of_ones_own_that_cannot_be_used_is_one_line(tmp_path, name, message):
+    nets = write_nets(tmp_path)
+    (tmp_path / "broken.py").write_text("import math\nraise ValueError('set up wrong')\n")
+    with pytest.raises(UserError) as e:
+        get_builder(name.format(nets=nets, tmp=tmp_path))
+    assert str(e.value) == message.format(nets=nets, tmp=tmp_path)
+
+
+@pytest.mark.parametrize("fn, message", [
+    ("three", "model: {nets}:three gives outputs of shape (2, 3); classification on 'digits' "
+              "needs 10 scores per sample (n_outputs) on the last axis"),
+    ("boom", "model: {nets}:boom fails to build for dataset 'digits' (input_shape (1, 8, 8), "
+             "n_outputs 10): RuntimeError: no kernels for this"),
+    ("not_a_net", "model: {nets}:not_a_net returned int, not a torch.nn.Module"),
+])
+def test_a_builder_of_ones_own_that_cannot_fit_the_data_is_found_before_any_trial(
+        tmp_path, fn, message):
+    """A head of 3 classes on 10 passes a first step whose two targets are below 3."""
+    from models.train import check_fit
+
+    nets = write_nets(tmp_path)
+    with pytest.raises(UserError) as e:
+        check_fit(f"{nets}:{fn}", {"name": "digits"}, {})
+    assert str(e.value) == message.format(nets=nets)

@@ -5,6 +5,7 @@ import functools
 
 import optuna
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from search.config import parse_config
@@ -373,6 +374,35 @@ def test_workers_train_on_the_dataset_the_driver_loaded(ray_local, stores):
     run_study(cfg, lambda c: RayExecutor(c.resources, train=trainers.found_its_data))
     trials, _, _ = trials_and_runs(stores, "data")
     assert [t.value for t in trials] == [1.0] * 4
+
+
+def test_a_builder_of_the_studys_own_trains_on_the_workers(ray_local, stores, tmp_path,
+                                                          monkeypatch):
+    """`model: nets.py:tiny`, relative to where hypersweep runs: the study stores its
+    absolute path, and each Ray worker loads the file itself."""
+    import os
+
+    from search.config import load_config
+    from tests.models.test_registry import write_nets
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    write_nets(tmp_path, marks)
+    monkeypatch.chdir(tmp_path)
+    cfg = ray_config("own", stores, strategy="random", trials=3)
+    cfg["model"] = "nets.py:tiny"
+    cfg["params"] = {"epochs": 3, "batch_size": 128, "lr": 0.01}
+    cfg["space"] = {"width": {"intlog": [4, 32]}, "act": {"choice": ["relu", "tanh"]}}
+    (tmp_path / "own.yaml").write_text(yaml.safe_dump(cfg))
+    loaded = load_config(tmp_path / "own.yaml")
+    assert loaded.model == f"{tmp_path / 'nets.py'}:tiny"
+    run_study(loaded.model_dump(), lambda c: RayExecutor(c.resources))
+    trials, _, children = trials_and_runs(stores, "own")
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert all(t.value > 0.2 for t in trials)          # learnt something: 10 classes
+    assert {c.data.params["act"] for c in children} <= {"relu", "tanh"}
+    workers = {int(p.name) for p in marks.iterdir()} - {os.getpid()}
+    assert workers, "no Ray worker built the net"
 
 
 def test_a_dataset_has_one_key_with_nested_or_inline_options():
