@@ -188,8 +188,8 @@ def _check_stratifiable(raw: RawData, fractions: tuple[float, float],
     if size[0] in ("data.options.limit", "data.options.n"):
         key = size[0]
         fixes.insert(0, f"raise {size[0]} to at least {enough}")
-    elif size[0] == "data.options.root":
-        fixes.append(f"use files with at least {enough} samples")
+    elif size[0] in ("data.options.root", "data.options.path"):
+        fixes.append(f"use data of at least {enough} samples")
     raise UserError(f"{key}: a {small} split of {sizes[small]} (of {n} samples) is fewer than "
                     f"the {k} classes; {' or '.join(fixes)}")
 
@@ -228,8 +228,8 @@ def _class_name(raw: RawData, label: int) -> str:
 
 def _more_data(size: tuple[str, int]) -> str:
     key, value = size
-    if key == "data.options.root":
-        return "use files with more samples of each class"
+    if key in ("data.options.root", "data.options.path"):
+        return "the data need more samples of each class"
     if key == "data.name":
         return "this dataset is too small to split"
     return f"raise {key} (now {value})"
@@ -237,11 +237,14 @@ def _more_data(size: tuple[str, int]) -> str:
 
 def _size_of(name: str, options: dict[str, Any]) -> tuple[str, int]:
     """The option that sets how many samples there are and its value: `limit` or `n`
-    when set, else `root` for data read from files, else the dataset's name."""
+    when set, else `root` or `path` for data read from files, else the dataset's name."""
     valid = dataset_options(name)
     for key in ("limit", "n"):
         if options.get(key):
             return f"data.options.{key}", options[key]
+    for key in ("root", "path"):
+        if key in valid and options.get(key):
+            return f"data.options.{key}", 0
     return ("data.options.root", 0) if "root" in valid else ("data.name", 0)
 
 
@@ -432,3 +435,4 @@ def _one_hot(tokens: np.ndarray, vocab: int) -> np.ndarray:
 
 # Registered here so that every dataset is known once models.data is imported.
 from models import image_files  # noqa: E402,F401  (mnist, fashion_mnist, cifar10)
+from models import image_folder  # noqa: E402,F401  (images)

@@ -279,13 +279,13 @@ def test_too_few_samples_per_class_say_what_to_raise(tmp_path):
                                                        for j in range(10)])
     assert cifar_error(tmp_path / "lone") == (
         "data.options.root: 60 samples leave class 9 (truck) with a single sample; a stratified "
-        "split needs at least 2 of each class; use files with more samples of each class")
+        "split needs at least 2 of each class; the data need more samples of each class")
     # Class 9 twice: the test split takes one, leaving one for train and val.
     write_batches(tmp_path / "two", labels=lambda i: [0 if j == 9 and i < 4 else j
                                                       for j in range(10)])
     assert cifar_error(tmp_path / "two") == (
         "data.options.root: 60 samples are too few to stratify into train, val and test: "
-        "class 9 (truck) has only 2 (give each class at least 3); use files with more samples "
+        "class 9 (truck) has only 2 (give each class at least 3); the data need more samples "
         "of each class")
 
 
