@@ -436,3 +436,4 @@ def _one_hot(tokens: np.ndarray, vocab: int) -> np.ndarray:
 # Registered here so that every dataset is known once models.data is imported.
 from models import image_files  # noqa: E402,F401  (mnist, fashion_mnist, cifar10)
 from models import image_folder  # noqa: E402,F401  (images)
+from models import tables  # noqa: E402,F401  (csv, npz)

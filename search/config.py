@@ -713,12 +713,29 @@ def config_notes(cfg: StudyConfig) -> list[str]:
             else ""
         notes.append(f"space: nothing is searched; the {cfg.search.trials} trials train the "
                      f"same hyperparameters, each with its own seed{own}")
+    notes += _auto_task_note(cfg)
     timed = [o.metric for o in cfg.search.objectives if o.metric in TIMINGS]
     if timed and cfg.search.strategy not in ("grid", "random", "qmc"):
         notes.append(f"search.objective: {timed[0]} is a timing, which differs from run to "
                      f"run: a rerun of this study samples other parameters once "
                      f"{cfg.search.strategy} learns from it (after its first random trials)")
     return notes
+
+
+def _auto_task_note(cfg: StudyConfig) -> list[str]:
+    """Which task `task: auto` took from the data (csv, npz): classification or
+    regression decide the metrics and the loss."""
+    from models.data import dataset_options
+    from models.train import loaded_splits
+
+    if "task" not in dataset_options(cfg.data.name) or cfg.data.options.get("task", "auto") != \
+            "auto":
+        return []
+    splits = loaded_splits(cfg.data.model_dump())
+    what = f"{len(splits.class_names)} classes" if splits.class_names else \
+        f"{splits.n_outputs} target{'s' if splits.n_outputs > 1 else ''}"
+    return [f"data.options.task: auto reads the target as {splits.task} ({what}); set "
+            f"task: {'regression' if splits.class_names else 'classification'} for the other"]
 
 
 def unused_notes(cfg: StudyConfig) -> list[str]:
