@@ -133,6 +133,32 @@ def learning_curve(history: Sequence[Mapping[str, float]], metric: str = "val_ac
     return _templates.get(("curve",), _CurveTemplate).draw(history, metric)
 
 
+LABEL_CHARS = 18     # a class name longer than this is cut, with "…"
+
+
+def class_ticks(fig: Figure, ax: Any, labels: Sequence[str]) -> None:
+    """Class names as the ticks of both axes. Names of more than two characters
+    (folder and column values: `golden_retriever`) turn 45 degrees on the x axis,
+    where they ran into each other, and the margins grow to hold them; a name past
+    LABEL_CHARS is cut."""
+    shown = [n if len(n) <= LABEL_CHARS else n[:LABEL_CHARS - 1] + "…" for n in labels]
+    ax.set_xticklabels(shown, fontsize="small")
+    ax.set_yticklabels(shown, fontsize="small")
+    if max(map(len, shown), default=0) <= 2:
+        return
+    for text in ax.get_xticklabels():
+        text.set(rotation=45, ha="right", rotation_mode="anchor")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    renderer = canvas.get_renderer()
+    wide = max(t.get_window_extent(renderer).width for t in ax.get_yticklabels())
+    tall = max(t.get_window_extent(renderer).height for t in ax.get_xticklabels())
+    room = 2.2 * fig.dpi * 10 / 72      # the axis label and the ticks' pads, in pixels
+    fig.subplots_adjust(left=min(0.45, max(0.12, (wide + room) / fig.bbox.width)),
+                        bottom=min(0.45, max(0.12, (tall + room) / fig.bbox.height)))
+
+
 class _ConfusionTemplate:
     """Only the matrix changes between trials: the image, and the counts on it.
     Everything else (title, labels, tick labels) is drawn once and kept as pixels;
@@ -155,8 +181,7 @@ class _ConfusionTemplate:
         ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
                title=f"confusion matrix ({split})")
         ax.grid(False)      # lines across the cells, where a style turns a grid on
-        ax.set_xticklabels(labels, fontsize="small")
-        ax.set_yticklabels(labels, fontsize="small")
+        class_ticks(fig, ax, labels)
         self.counts: list[Any] = []
         self.front: list[Any] = []       # drawn over the kept pixels, in this order
         self.background: Any = None

@@ -45,8 +45,7 @@ def plain_confusion(cm: np.ndarray, labels: list[str]) -> bytes:
     ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
            title="confusion matrix (validation)")
     ax.grid(False)
-    ax.set_xticklabels(labels, fontsize="small")
-    ax.set_yticklabels(labels, fontsize="small")
+    figures.class_ticks(fig, ax, labels)
     for (i, j), count in np.ndenumerate(cm):
         if count:
             ax.text(j, i, str(count), ha="center", va="center", fontsize="x-small",
@@ -135,3 +134,27 @@ def test_threads_draw_on_their_own_templates():
         t.join()
     for drawn in got.values():
         assert all(np.array_equal(a, expected[j // 2]) for j, a in enumerate(drawn))
+
+
+BREEDS = ["golden_retriever", "labrador", "german_shepherd", "poodle", "beagle",
+          "rottweiler", "yorkshire_terrier", "boxer", "dachshund", "siberian_husky_long_name"]
+
+
+def test_long_class_names_stay_apart_and_inside_the_confusion_matrix():
+    """Folder and column values as class names: level, they ran into each other
+    along the x axis and off the figure's left edge."""
+    rng = np.random.default_rng(3)
+    cm = counts(rng, len(BREEDS))
+    assert np.array_equal(pixels(figures.confusion(cm, BREEDS)), pixels(plain_confusion(cm, BREEDS)))
+    template = figures._templates.kept[("confusion", tuple(BREEDS), "validation")]
+    fig, ax = template.fig, template.ax
+    renderer = template.canvas.get_renderer()
+    box = fig.bbox
+    for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):
+        extents = [t.get_window_extent(renderer) for t in ticks]
+        assert all(box.x0 <= e.x0 and e.x1 <= box.x1 and box.y0 <= e.y0 and e.y1 <= box.y1
+                   for e in extents)
+    # Turned labels overlap in x; their right ends, one under each cell, do not.
+    ends = [t.get_window_extent(renderer).x1 for t in ax.get_xticklabels()]
+    assert all(a + 10 < b for a, b in zip(ends, ends[1:]))
+    assert ax.get_xticklabels()[-1].get_text() == "siberian_husky_lo…"
