@@ -314,7 +314,8 @@ def validate(config: Path = ConfigArg,
 
 @app.command()
 @user_errors
-def models(name: Optional[str] = typer.Argument(None, help="A builder: show it in full.",
+def models(name: Optional[str] = typer.Argument(None, help="A builder, or one of your own "
+                                                 "(FILE.py:FUNCTION): show it in full.",
                                                  metavar="NAME", show_default=False)) -> None:
     """List the model builders (task, variants, hyperparameters), or show one in full."""
     from models.registry import builder_names, get_builder
@@ -340,6 +341,8 @@ def models(name: Optional[str] = typer.Argument(None, help="A builder: show it i
     out.print(wide if natural_width(wide) <= out.width else table({"task": 14, "variants": 16}))
     out.print("Training options every builder shares (optimizer, lr, epochs, augment, ...): "
               "see hypersweep models NAME.")
+    out.print("A model of your own: model: FILE.py:FUNCTION in a study (README: Your own "
+              "model).")
 
 
 def task_shown(task: str) -> str:
