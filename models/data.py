@@ -33,6 +33,7 @@ class Splits:
     task: str                        # a task name: "classification", "regression", ...
     name: str
     class_names: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()      # what the loader decided that the user may not expect
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,6 +47,9 @@ class RawData:
     class_names: tuple[str, ...] = ()
     # Too few samples to split (xor's four points): train = val = test = all of them.
     unsplit: bool = False
+    # What the loader decided that the user may not expect (the task `auto` took,
+    # the columns left out), one line each, keyed: `validate` and `run` note them.
+    notes: tuple[str, ...] = ()
 
 
 Loader = Callable[..., RawData]
@@ -90,7 +94,8 @@ def load_dataset(name: str, *, val_fraction: float = 0.2, test_fraction: float =
         1 if raw.y.ndim == 1 else raw.y.shape[1])
     return Splits(take(raw.x, train), take(raw.y, train), take(raw.x, val), take(raw.y, val),
                   take(raw.x, test), take(raw.y, test), input_shape=tuple(raw.x.shape[1:]),
-                  n_outputs=n_outputs, task=raw.task, name=name, class_names=raw.class_names)
+                  n_outputs=n_outputs, task=raw.task, name=name, class_names=raw.class_names,
+                  notes=raw.notes)
 
 
 def _loader(name: str) -> Loader:
@@ -125,6 +130,9 @@ def _checked_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
             if not valid:
                 raise UserError(f"data.options.{key}: dataset '{name}' takes no options")
             raise unknown("option", key, valid, key=f"data.options.{key}")
+        if valid[key].type is str and isinstance(value, list) and value and all(
+                isinstance(v, str) for v in value):
+            value = ", ".join(value)        # `features: [a, b]` as `features: "a, b"`
         out[key] = check_value(valid[key], value, key=f"data.options.{key}")
     return out
 

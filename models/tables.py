@@ -24,6 +24,7 @@ and std 1 (an MSE of 1.0 is the predict-the-mean baseline), as `diabetes`'s.
 from __future__ import annotations
 
 import codecs
+import re
 import zipfile
 from pathlib import Path
 from typing import Literal
@@ -40,20 +41,24 @@ MAX_AUTO_CLASSES = 20    # auto: integer targets with more distinct values are r
 
 @dataset("csv")
 def csv_table(path: str = "", target: str = "", features: str = "", task: Task = "auto",
-              sep: str = ",") -> RawData:
+              sep: str = ",", decimal: str = ".") -> RawData:
     """A CSV file with a header row: `target` column (default: the last), `features`
-    (comma-separated names; default: every other column), `task` auto,
-    classification or regression, `sep` the separator (one character)."""
+    (comma-separated names; default: every other column but a row index), `task`
+    auto, classification or regression, `sep` the separator and `decimal` the
+    decimal mark (one character each)."""
     file = _file(path, "a CSV file", "data/train.csv")
-    frame = _read_csv(file, _checked_sep(sep))
+    frame = _read_csv(file, _checked_sep(sep), _checked_decimal(decimal, sep))
     label = _target_column(frame, target, file, sep)
-    columns = _feature_columns(frame, features, label)
+    columns, index = _feature_columns(frame, features, label)
     _check_rows(len(frame), file, "data rows")
     for column in (*columns, label):
         _check_present(frame[column], column, file, is_target=column == label)
-    y, task_name, classes = _target(_column_values(frame[label]), task,
-                                    f"column '{label}'", "data.options.target")
-    return _frozen(RawData(_encode(frame, columns), y, task=task_name, class_names=classes))
+    y, task_name, classes, task_note = _target(_column_values(frame[label]), task,
+                                               f"column '{label}'", "data.options.target")
+    x, inputs_note = _encode(frame, columns, index)
+    notes = (task_note,) if task == "auto" else ()
+    return _frozen(RawData(x, y, task=task_name, class_names=classes,
+                           notes=notes + (inputs_note,)))
 
 
 @dataset("npz")
@@ -66,9 +71,10 @@ def npz_arrays(path: str = "", x: str = "x", y: str = "y", task: Task = "auto") 
         raise UserError(f"data.options.y: array '{y}' in {file} has {len(targets)} entries "
                         f"and '{x}' {len(inputs)} samples; they must be as many")
     _check_rows(len(inputs), file, "samples")
-    labels, task_name, classes = _target(targets, task, f"array '{y}'", "data.options.y")
+    labels, task_name, classes, task_note = _target(targets, task, f"array '{y}'",
+                                                    "data.options.y")
     return _frozen(RawData(_npz_inputs(inputs, x, file), labels, task=task_name,
-                           class_names=classes))
+                           class_names=classes, notes=(task_note,) if task == "auto" else ()))
 
 
 # ---------------------------------------------------------------- files
@@ -92,12 +98,20 @@ def _checked_sep(sep: str) -> str:
     return sep
 
 
-def _read_csv(file: Path, sep: str):
+def _checked_decimal(decimal: str, sep: str) -> str:
+    if len(decimal) != 1 or decimal == sep:
+        raise UserError(f"data.options.decimal: must be one character other than sep, such "
+                        f"as '.' or ','; got {decimal!r}")
+    return decimal
+
+
+def _read_csv(file: Path, sep: str, decimal: str = "."):
     import pandas as pd
 
     try:
         # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first name.
-        frame = pd.read_csv(file, sep=sep, encoding="utf-8-sig", low_memory=False)
+        frame = pd.read_csv(file, sep=sep, decimal=decimal, encoding="utf-8-sig",
+                            low_memory=False)
     except UnicodeDecodeError:
         raise UserError(f"data.options.path: {file} is not UTF-8: {_bad_byte(file)}; save "
                         "it as UTF-8 text") from None
@@ -135,9 +149,13 @@ def _target_column(frame, target: str, file: Path, sep: str) -> str:
     return target or names[-1]
 
 
-def _feature_columns(frame, features: str, target: str) -> list[str]:
+def _feature_columns(frame, features: str, target: str) -> tuple[list[str], list[str]]:
+    """The input columns, and the row-index columns left out of them: a column with
+    no name in the header (pandas calls it `Unnamed: 0`), as `DataFrame.to_csv`
+    writes the index. As an input, an index sorted by the target gives it away."""
     if not features.strip():
-        return [c for c in frame.columns if c != target]
+        index = [c for c in frame.columns if c != target and re.fullmatch(r"Unnamed: \d+", c)]
+        return [c for c in frame.columns if c != target and c not in index], index
     names = [f.strip() for f in features.split(",") if f.strip()]
     for name in names:
         if name not in frame.columns:
@@ -148,7 +166,7 @@ def _feature_columns(frame, features: str, target: str) -> list[str]:
     repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
     if repeated is not None:
         raise UserError(f"data.options.features: '{repeated}' is listed twice")
-    return names
+    return names, []
 
 
 def _check_rows(n: int, file: Path, what: str) -> None:
@@ -191,10 +209,16 @@ def _column_values(series) -> np.ndarray:
     return series.astype(str).to_numpy(dtype=object)
 
 
-def _encode(frame, columns: list[str]) -> np.ndarray:
-    """The inputs (n, width) float32: numeric columns standardised, others one-hot."""
+def _encode(frame, columns: list[str], index: list[str]) -> tuple[np.ndarray, str]:
+    """The inputs (n, width) float32: numeric columns standardised, others one-hot;
+    and a note that says which columns became how many inputs."""
+    if not columns:
+        raise UserError("data.options.features: no input column is left beside the target")
     values = {c: _column_values(frame[c]) for c in columns}
     numeric = {c: v.dtype.kind in "iuf" for c, v in values.items()}
+    for c in columns:
+        if values[c].dtype.kind == "O":       # text (true/false columns are categories)
+            _check_text_column(values[c], c)
     categories = {c: np.unique(v) for c, v in values.items() if not numeric[c]}
     widths = {c: len(categories[c]) if c in categories else 1 for c in columns}
     if len(frame) * sum(widths.values()) > MAX_VALUES:
@@ -216,7 +240,44 @@ def _encode(frame, columns: list[str]) -> np.ndarray:
             blocks.append(block[:, None])
         else:
             blocks.append(v[:, None] == categories[c][None, :])
-    return np.concatenate(blocks, axis=1).astype(np.float32)
+    shown = [c if numeric[c] else f"{c} (one-hot, {widths[c]})" for c in columns]
+    listed = ", ".join(shown[:8]) + (f" and {len(shown) - 8} more" if len(shown) > 8 else "")
+    width = sum(widths.values())
+    note = f"data.options.features: {width} input{'s' if width > 1 else ''} from {listed}"
+    if index:
+        note += f"; {', '.join(repr(c) for c in index)} left out (no name: a row index)"
+    return np.concatenate(blocks, axis=1).astype(np.float32), note
+
+
+NUMBER = re.compile(r"\s*[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?\s*")
+MOSTLY = 0.9          # a text column whose values are this share numbers holds numbers
+
+
+def _check_text_column(values: np.ndarray, column: str) -> None:
+    """A text column one-hot encoded must be categories: numbers that pandas read
+    as text (a decimal comma, a stray `?`) or an identifier would make an input per
+    row, which says nothing of new rows."""
+    key = f"data.options.features: column '{column}'"
+    numbers = np.array([bool(NUMBER.fullmatch(v)) for v in values])
+    if numbers.mean() >= MOSTLY:
+        comma = next((v for v in values if "," in v), None)
+        if numbers.all() and comma is not None:
+            example = comma
+            raise UserError(f"{key} holds numbers written with a decimal comma (such as "
+                            f"{example.strip()!r}); set data.options.decimal: ','")
+        row = int(np.argmin(numbers))
+        odd = sorted({v for v, ok in zip(values, numbers) if not ok})
+        shown = ", ".join(repr(v) for v in odd[:3]) + (" ..." if len(odd) > 3 else "")
+        raise UserError(f"{key} holds numbers, and text ({shown}; the first in row "
+                        f"{row + 1}), so it reads as text; fill or drop those rows, or leave "
+                        "the column out of data.options.features")
+    distinct = len(np.unique(values))
+    if distinct > max(MAX_AUTO_CLASSES, len(values) // 2):
+        what = "a different value in every row (an identifier?)" if distinct == len(values) \
+            else f"{distinct} different values in {len(values)} rows"
+        raise UserError(f"{key} holds text with {what}; one-hot, each value would be an "
+                        "input of its own that says nothing of new rows: leave it out of "
+                        "data.options.features")
 
 
 def _read_npz(file: Path, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
@@ -301,14 +362,18 @@ def _npz_inputs(x: np.ndarray, name: str, file: Path) -> np.ndarray:
 # ---------------------------------------------------------------- targets
 
 def _target(values: np.ndarray, task: str, what: str,
-            key: str) -> tuple[np.ndarray, str, tuple[str, ...]]:
-    """(y, task, class names): int64 labels of the sorted distinct values, or
-    standardised float32 targets (n, k)."""
+            key: str) -> tuple[np.ndarray, str, tuple[str, ...], str]:
+    """(y, task, class names, a note of what `auto` chose): int64 labels of the
+    sorted distinct values, or standardised float32 targets (n, k). One-hot rows
+    (0/1, one 1 each) are class labels."""
     kind = values.dtype.kind
     text = kind in "OUSb"
+    one_hot = _one_hot_rows(values)
+    if one_hot is not None and task != "regression":
+        values = one_hot
     whole = text or kind in "iu" or bool(np.all(values == np.round(values)))
     if task == "auto":
-        if text:
+        if text or one_hot is not None:
             task = "classification"
         elif values.ndim > 1 and values.shape[1] > 1:
             task = "regression"
@@ -326,12 +391,30 @@ def _target(values: np.ndarray, task: str, what: str,
             raise UserError(f"data.options.task: classification needs class labels, but "
                             f"{what} holds numbers that are not integers (such as {example:g});"
                             f" use task: regression (or auto)")
-        return _classes(values, what, key)
+        labels, task, names = _classes(values, what, key)
+        other = "" if text or one_hot is not None else "; set task: regression to regress it"
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        note = (f"data.options.task: auto reads {what} as classification, {len(names)} "
+                f"classes ({shown}){other}")
+        return labels, task, names, note
     if text:
         sort = "true/false values" if kind == "b" else f"text (such as {values[0]!r})"
         raise UserError(f"data.options.task: regression needs numbers, but {what} holds "
                         f"{sort}; use task: classification (or auto)")
-    return _standardised(values.astype(np.float64), what, key), "regression", ()
+    y = _standardised(values.astype(np.float64), what, key)
+    other = "; set task: classification to classify it" if whole and y.shape[1] == 1 else ""
+    targets = f"{y.shape[1]} targets" if y.shape[1] > 1 else "1 target"
+    note = f"data.options.task: auto reads {what} as regression, {targets}{other}"
+    return y, "regression", (), note
+
+
+def _one_hot_rows(values: np.ndarray) -> np.ndarray | None:
+    """The class of each row of one-hot targets (n, k), k > 1; else None."""
+    if values.ndim != 2 or values.shape[1] < 2 or values.dtype.kind not in "biuf":
+        return None
+    if not (np.isin(values, (0, 1)).all() and (values.sum(axis=1) == 1).all()):
+        return None
+    return values.argmax(axis=1)
 
 
 def _classes(values: np.ndarray, what: str,

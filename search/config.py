@@ -287,7 +287,9 @@ def apply_overrides(raw: Mapping[str, Any], sets: Sequence[str] = (),
         try:
             pairs.append((key.strip(), load_yaml(value)))
         except yaml.YAMLError:
-            raise UserError(f"--set {key}: value {value!r} is not valid YAML") from None
+            raise UserError(f"--set {key}: value {value!r} is not valid YAML; quote it as YAML "
+                            f"text, and the whole for the shell: --set \"{key}='{value}'\"") \
+                from None
     pairs += [(k, v) for k, v in named.items() if v is not None]
     for key, value in pairs:
         _set_path(out, key, value)
@@ -499,6 +501,8 @@ def _one_line(err: ValidationError) -> str:
         valid = _fields_at(loc[:-1])
         close = difflib.get_close_matches(loc[-1], valid, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
+        if not close and loc[:-1] == ["data"]:     # `data: {name: csv, path: x.csv}`
+            hint = f" (a dataset's own option goes under options: data.options.{loc[-1]})"
         return f"{key}: unknown key{hint}; valid: {', '.join(valid)}"
     if first["type"] == "missing":
         values = _literal_values(loc)
@@ -713,7 +717,7 @@ def config_notes(cfg: StudyConfig) -> list[str]:
             else ""
         notes.append(f"space: nothing is searched; the {cfg.search.trials} trials train the "
                      f"same hyperparameters, each with its own seed{own}")
-    notes += _auto_task_note(cfg)
+    notes += _data_notes(cfg)
     timed = [o.metric for o in cfg.search.objectives if o.metric in TIMINGS]
     if timed and cfg.search.strategy not in ("grid", "random", "qmc"):
         notes.append(f"search.objective: {timed[0]} is a timing, which differs from run to "
@@ -722,20 +726,11 @@ def config_notes(cfg: StudyConfig) -> list[str]:
     return notes
 
 
-def _auto_task_note(cfg: StudyConfig) -> list[str]:
-    """Which task `task: auto` took from the data (csv, npz): classification or
-    regression decide the metrics and the loss."""
-    from models.data import dataset_options
+def _data_notes(cfg: StudyConfig) -> list[str]:
+    """What the dataset's loader decided that the author may not expect (the task
+    `task: auto` took, the inputs a table's columns made)."""
     from models.train import loaded_splits
-
-    if "task" not in dataset_options(cfg.data.name) or cfg.data.options.get("task", "auto") != \
-            "auto":
-        return []
-    splits = loaded_splits(cfg.data.model_dump())
-    what = f"{len(splits.class_names)} classes" if splits.class_names else \
-        f"{splits.n_outputs} target{'s' if splits.n_outputs > 1 else ''}"
-    return [f"data.options.task: auto reads the target as {splits.task} ({what}); set "
-            f"task: {'regression' if splits.class_names else 'classification'} for the other"]
+    return list(loaded_splits(cfg.data.model_dump()).notes)
 
 
 def unused_notes(cfg: StudyConfig) -> list[str]:

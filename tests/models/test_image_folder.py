@@ -186,8 +186,11 @@ def test_extensions_choose_the_files_read_and_hidden_ones_are_skipped(tmp_path):
         "(default: png,jpg,jpeg,bmp,gif,webp)")
     assert error(tmp_path, extensions="png,heic").startswith(
         "data.options.extensions: Pillow cannot read 'heic' files; valid: ")
-    assert error(tmp_path, extensions=["png"]) == (
-        "data.options.extensions: expected str, got list ['png']")
+    from models.data import _checked_options                    # a YAML list too
+    assert _checked_options("images", {"extensions": ["png", "jpg"]}) == {
+        "extensions": "png, jpg"}
+    assert error(tmp_path, extensions=[1]) == (
+        "data.options.extensions: expected str, got list [1]")
 
 
 def test_a_folder_without_images_is_named(tmp_path):

@@ -121,7 +121,7 @@ def test_task_option_overrides_auto(tmp_path):
     few = write_csv(tmp_path / "few.csv", x=np.arange(20), y=[1, 2] * 10)
     raw = csv_table(path=few, task="regression")
     assert raw.task == "regression" and raw.y.shape == (20, 1)
-    assert set(dataset_options("csv")) == {"path", "target", "features", "task", "sep"}
+    assert set(dataset_options("csv")) == {"path", "target", "features", "task", "sep", "decimal"}
     assert dataset_options("csv")["task"].choices == ("auto", "classification", "regression")
 
 
@@ -213,10 +213,13 @@ def test_csv_missing_values_in_a_column_not_used_are_fine(tmp_path):
     assert csv_table(path=path, features="a").x.shape == (12, 1)
 
 
-def test_csv_a_list_of_features_is_a_type_error_naming_the_key(tmp_path):
+def test_csv_features_may_be_a_yaml_list(tmp_path):
     path = write_csv(tmp_path / "homes.csv")
+    listed = load_dataset("csv", path=path, features=["size", "rooms"])
+    assert torch.equal(listed.x_train, load_dataset("csv", path=path,
+                                                    features="size, rooms").x_train)
     with pytest.raises(UserError, match=r"^data\.options\.features: expected str, got list"):
-        load_dataset("csv", path=path, features=["size", "rooms"])
+        load_dataset("csv", path=path, features=["size", 3])
 
 
 # ---------------------------------------------------------------- npz
@@ -384,3 +387,68 @@ def test_a_study_on_a_csv_file_runs_from_the_cli(tmp_path, stores, monkeypatch):
         "error: data.options.target: unknown column 'lable' (did you mean 'label'?); valid: "
         "a, b, colour, label"]
     assert not any(empty.iterdir())
+
+
+# ------------------------------------------------- what pandas makes of a file
+
+def test_a_row_index_written_by_pandas_is_left_out_and_said(tmp_path):
+    """`DataFrame.to_csv` writes the index as a column with no name; rows sorted by
+    the target, it gave the target away (val_accuracy 1.0 on noise)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=40), "churn": ["no"] * 20 + ["yes"] * 20})
+    frame.to_csv(tmp_path / "sorted.csv")            # index=True: "Unnamed: 0"
+    raw = csv_table(path=str(tmp_path / "sorted.csv"))
+    assert raw.x.shape == (40, 1)
+    assert raw.notes == (
+        "data.options.task: auto reads column 'churn' as classification, 2 classes (no, yes)",
+        "data.options.features: 1 input from a; 'Unnamed: 0' left out (no name: a row index)")
+    # Named in features, it is taken.
+    assert csv_table(path=str(tmp_path / "sorted.csv"), features="Unnamed: 0, a").x.shape == (40, 2)
+
+
+def test_numbers_pandas_reads_as_text_are_refused_not_one_hot_encoded(tmp_path):
+    """A decimal comma or a stray `?` made each number a category of its own: 600
+    rows gave 1,208 inputs, without a word."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"income": rng.normal(1000, 10, 30).round(2), "y": [0, 1] * 15})
+    frame.to_csv(tmp_path / "eu.csv", sep=";", decimal=",", index=False)
+    assert csv_error(tmp_path, path=str(tmp_path / "eu.csv"), sep=";") == (
+        "data.options.features: column 'income' holds numbers written with a decimal comma "
+        f"(such as '{str(frame.income[0]).replace('.', ',')}'); set data.options.decimal: ','")
+    raw = csv_table(path=str(tmp_path / "eu.csv"), sep=";", decimal=",")
+    assert raw.x.shape == (30, 1) and abs(raw.x.mean()) < 1e-5
+    frame["income"] = frame["income"].astype(str)
+    frame.loc[7, "income"] = "?"
+    frame.to_csv(tmp_path / "q.csv", index=False)
+    assert csv_error(tmp_path, path=str(tmp_path / "q.csv")) == (
+        "data.options.features: column 'income' holds numbers, and text ('?'; the first in "
+        "row 8), so it reads as text; fill or drop those rows, or leave the column out of "
+        "data.options.features")
+    assert csv_error(tmp_path, path=str(tmp_path / "q.csv"), decimal=";", sep=";") == (
+        "data.options.decimal: must be one character other than sep, such as '.' or ','; "
+        "got ';'")
+
+
+def test_an_identifier_column_is_refused_as_an_input(tmp_path):
+    frame = pd.DataFrame({"id": [f"c{i}" for i in range(30)], "town": ["a", "b", "c"] * 10,
+                          "y": [0, 1] * 15})
+    frame.to_csv(tmp_path / "ids.csv", index=False)
+    assert csv_error(tmp_path, path=str(tmp_path / "ids.csv")) == (
+        "data.options.features: column 'id' holds text with a different value in every row "
+        "(an identifier?); one-hot, each value would be an input of its own that says nothing "
+        "of new rows: leave it out of data.options.features")
+    assert csv_table(path=str(tmp_path / "ids.csv"), features="town").x.shape == (30, 3)
+
+
+def test_one_hot_targets_are_class_labels(tmp_path):
+    """`y = np.eye(10)[labels]` was a regression on 10 targets, and the note's
+    `task: classification` was then refused."""
+    rng = np.random.default_rng(2)
+    labels = np.arange(40) % 4
+    np.savez(tmp_path / "oh.npz", x=rng.normal(size=(40, 3)), y=np.eye(4)[labels])
+    raw = npz_arrays(path=str(tmp_path / "oh.npz"))
+    assert raw.task == "classification" and np.array_equal(raw.y, labels)
+    assert raw.class_names == ("0", "1", "2", "3")
+    assert raw.notes == ("data.options.task: auto reads array 'y' as classification, 4 classes "
+                         "(0, 1, 2, 3)",)       # no other task offered: it would be refused
+    assert npz_arrays(path=str(tmp_path / "oh.npz"), task="regression").y.shape == (40, 4)

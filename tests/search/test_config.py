@@ -661,23 +661,24 @@ def test_the_default_space_leaves_out_what_the_fixed_params_leave_unused(write_c
     assert {"width", "depth"} <= set(load_config(write_config(raw)).space)
 
 
-def test_what_task_auto_read_the_target_as_is_noted(write_config, tmp_path):
+def test_what_the_loader_decided_is_noted(write_config, tmp_path):
     """A csv target of integers is classification up to 20 values: the task picks
-    the loss and the metrics, so the note says which was taken, and how to change it."""
+    the loss and the metrics, so the note says which was taken, and how to change
+    it; and which columns became how many inputs."""
     rows = "\n".join(f"{i % 7},{i * 0.37 % 5:.2f},{i % 3}" for i in range(60))
     (tmp_path / "t.csv").write_text("a,b,label\n" + rows + "\n")
     raw = {**quickstart(), "data": {"name": "csv", "options": {"path": str(tmp_path / "t.csv")}},
            "space": {"lr": {"uniform": [0.01, 0.1]}}}
     assert notes_for(write_config, raw) == [
-        "data.options.task: auto reads the target as classification (3 classes); set task: "
-        "regression for the other"]
+        "data.options.task: auto reads column 'label' as classification, 3 classes (0, 1, 2); "
+        "set task: regression to regress it",
+        "data.options.features: 2 inputs from a, b"]
     raw["data"]["options"]["target"] = "b"
     raw["search"] = {"objective": {"metric": "val_mse", "direction": "minimize"}}
-    assert notes_for(write_config, raw) == [
-        "data.options.task: auto reads the target as regression (1 target); set task: "
-        "classification for the other"]
-    raw["data"]["options"]["task"] = "regression"       # chosen: nothing to say
-    assert notes_for(write_config, raw) == []
+    assert notes_for(write_config, raw)[0] == (
+        "data.options.task: auto reads column 'b' as regression, 1 target")
+    raw["data"]["options"]["task"] = "regression"       # chosen: nothing to say of it
+    assert notes_for(write_config, raw) == ["data.options.features: 2 inputs from a, label"]
 
 
 def test_a_study_that_searches_nothing_is_noted(write_config):
