@@ -57,6 +57,8 @@ class Builder:
 
     @property
     def doc(self) -> str:
+        if isinstance(self.fn, type):     # its own, not torch's nn.Module docstring
+            return inspect.cleandoc(vars(self.fn).get("__doc__") or "")
         return inspect.getdoc(self.fn) or ""
 
     def hyperparameters(self) -> dict[str, HParam]:
@@ -89,6 +91,9 @@ def get_builder(name: str, key: str = "model") -> Builder:
         return _REGISTRY[name]
     if isinstance(name, str) and ":" in name:
         return _own_builder(name, key)
+    if isinstance(name, str) and (name.endswith(".py") or "/" in name):
+        raise UserError(f"{key}: '{name}' names a file; add the function that builds the net: "
+                        f"{name}:FUNCTION")
     raise unknown("builder", name, _REGISTRY, key=key)
 
 
@@ -158,6 +163,11 @@ def _own_module(where: str, key: str) -> Any:
         module_name = "hypersweep_own_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
         if module_name in sys.modules:
             return sys.modules[module_name]
+        # Its folder first on the path, as `python FILE.py` has it: the file may
+        # import the modules beside it.
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
             raise UserError(f"{key}: {path}: not a Python file ({OWN})")
@@ -173,8 +183,10 @@ def _own_module(where: str, key: str) -> Any:
         raise
     except ModuleNotFoundError as e:
         if file is None and e.name is not None and where.startswith(e.name):
-            raise UserError(f"{key}: no module named '{where}' here; give the file "
-                            f"(FILE.py:FUNCTION), or put its folder on PYTHONPATH") from None
+            here = Path(where.replace(".", "/") + ".py")
+            hint = f"give the file: {here}:FUNCTION" if here.is_file() else \
+                "give the file (FILE.py:FUNCTION), or put its folder on PYTHONPATH"
+            raise UserError(f"{key}: no module named '{where}' here; {hint}") from None
         raise UserError(f"{key}: {where} fails to import: {first_line(e)}") from None
     except Exception as e:      # noqa: BLE001 - the user's module, failing as it loads
         raise UserError(f"{key}: {where} fails to import: {type(e).__name__}: "

@@ -572,13 +572,16 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
             raise
         net = None
     except Exception as e:  # noqa: BLE001 - a builder of the study's own failing
-        if builder.family != "own" or tunable:      # searched: sampled values may fit
+        if builder.family != "own":
             raise
-        raise UserError(f"model: {model} fails to build for dataset '{splits.name}' "
-                        f"(input_shape {tuple(splits.input_shape)}, n_outputs "
-                        f"{splits.n_outputs}): {type(e).__name__}: {first_line(e)}") from None
-    if builder.family == "own" and net is not None:
-        _check_own(model, net, task, splits)
+        if not tunable:
+            raise UserError(f"model: {model} fails to build for dataset '{splits.name}' "
+                            f"(input_shape {tuple(splits.input_shape)}, n_outputs "
+                            f"{splits.n_outputs}): {type(e).__name__}: {first_line(e)}") from None
+        net = None      # at its defaults; the values sampled are the trials' to try
+    else:
+        if builder.family == "own":
+            _check_own(model, net, task, splits)
     _check_targets(builder.name, task, splits)     # after the builder's own, sharper checks
     if net is None:
         return task.name
@@ -642,22 +645,35 @@ def _check_inputs(builder: str, net: nn.Module, splits: Splits) -> None:
 
 
 def _check_own(model: str, net: Any, task: Task, splits: Splits) -> None:
-    """A builder of the study's own returns a torch module whose last output axis
-    holds a score per class (or token), as the task's loss reads it: a head of the
-    wrong size would pass a first step whose targets it happens to cover."""
+    """A builder of the study's own returns a torch module whose output the task's
+    loss reads: a score per class (or token) on the last axis, or `n_outputs`
+    values per sample for regression. A head of the wrong size would pass a first
+    step whose targets it happens to cover."""
     if not isinstance(net, nn.Module):
-        raise UserError(f"model: {model} returned {type(net).__name__}, not a torch.nn.Module")
-    if task.name not in ("classification", "language_modelling", "sequence_transduction"):
+        raise UserError(f"model: {model} returned {type(net).__name__}, not a torch.nn.Module"
+                        + (" (a missing return?)" if net is None else ""))
+    if task.name not in ("classification", "regression", "language_modelling",
+                         "sequence_transduction"):
         return
+    x = splits.x_val[:2]
     try:
         with torch.no_grad():
-            out = net(splits.x_val[:2])
+            out = net(x)
     except Exception:   # noqa: BLE001 - the first training step reports it
         return
-    if isinstance(out, torch.Tensor) and out.ndim >= 2 and out.shape[-1] != splits.n_outputs:
+    if not isinstance(out, torch.Tensor):
+        raise UserError(f"model: {model} returns {type(out).__name__} from forward, not a "
+                        "tensor of scores")
+    k = splits.n_outputs
+    if task.name == "regression":
+        if out.numel() != len(x) * k:
+            raise UserError(f"model: {model} gives outputs of shape {tuple(out.shape)}; "
+                            f"regression on '{splits.name}' needs {k} value"
+                            f"{'s' if k > 1 else ''} per sample (n_outputs)")
+    elif out.ndim < 2 or out.shape[-1] != k:
         raise UserError(f"model: {model} gives outputs of shape {tuple(out.shape)}; "
-                        f"{task.name} on '{splits.name}' needs {splits.n_outputs} scores per "
-                        f"sample (n_outputs) on the last axis")
+                        f"{task.name} on '{splits.name}' needs {k} scores per sample "
+                        "(n_outputs) on the last axis")
 
 
 def _build_in_memory(builder: Any, splits: Splits, kwargs: Mapping[str, Any]) -> nn.Module:

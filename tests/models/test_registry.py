@@ -88,7 +88,10 @@ class Conv(nn.Module):
 
 
 def three(*, input_shape, n_outputs, width: int = 8):
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    n = 1
+    for d in input_shape:
+        n *= d
+    return nn.Sequential(nn.Flatten(), nn.Linear(n, 3))
 
 
 def boom(*, input_shape, n_outputs):
@@ -99,6 +102,16 @@ def no_default(*, input_shape, n_outputs, width): ...
 def no_shapes(width: int = 3): ...
 def not_a_net(*, input_shape, n_outputs):
     return 3
+
+
+def returns_none(*, input_shape, n_outputs, width: int = 3):
+    nn.Linear(width, n_outputs)
+
+
+def only_wide(*, input_shape, n_outputs, width: int = 2):
+    if width < 4:
+        raise ValueError(f"width {width} is too narrow")
+    return tiny(input_shape=input_shape, n_outputs=n_outputs, width=width)
 CONST = 3
 '''
 
@@ -127,7 +140,8 @@ def test_a_builder_of_the_studys_own_is_read_from_its_file(tmp_path):
 
 @pytest.mark.parametrize("name, message", [
     ("{nets}:tinny", "model: {nets}: unknown function 'tinny' (did you mean 'tiny'?); valid: "
-                     "Conv, boom, no_default, no_shapes, not_a_net, three, tiny"),
+                     "Conv, boom, no_default, no_shapes, not_a_net, only_wide, returns_none, "
+                     "three, tiny"),
     ("{nets}:CONST", "model: {nets}:CONST is not a function (a value of type int)"),
     ("{nets}:no_default", "model: {nets}:no_default: hyperparameter 'width' of no_default "
                           "needs a default, which a study that does not set it takes"),
@@ -156,6 +170,8 @@ def test_a_builder_of_ones_own_that_cannot_be_used_is_one_line(tmp_path, name, m
     ("boom", "model: {nets}:boom fails to build for dataset 'digits' (input_shape (1, 8, 8), "
              "n_outputs 10): RuntimeError: no kernels for this"),
     ("not_a_net", "model: {nets}:not_a_net returned int, not a torch.nn.Module"),
+    ("returns_none", "model: {nets}:returns_none returned NoneType, not a torch.nn.Module (a "
+                     "missing return?)"),
 ])
 def test_a_builder_of_ones_own_that_cannot_fit_the_data_is_found_before_any_trial(
         tmp_path, fn, message):
@@ -166,3 +182,63 @@ def test_a_builder_of_ones_own_that_cannot_fit_the_data_is_found_before_any_tria
     with pytest.raises(UserError) as e:
         check_fit(f"{nets}:{fn}", {"name": "digits"}, {})
     assert str(e.value) == message.format(nets=nets)
+
+
+def test_a_builder_of_ones_own_failing_at_its_defaults_leaves_searched_values_to_the_trials(
+        tmp_path):
+    """`only_wide` raises at its default width 2; a study searching width from 2 to 8
+    has trials that build. Fixed, the default fails every trial: one line."""
+    from models.train import check_fit
+
+    nets = write_nets(tmp_path)
+    assert check_fit(f"{nets}:only_wide", {"name": "digits"}, {},
+                     searched={"width"}) == "classification"
+    with pytest.raises(UserError, match=r"fails to build .*ValueError: width 2 is too narrow"):
+        check_fit(f"{nets}:only_wide", {"name": "digits"}, {})
+
+
+def test_a_regression_head_of_the_wrong_size_is_found_before_any_trial(tmp_path):
+    from models.train import check_fit
+
+    nets = write_nets(tmp_path)
+    with pytest.raises(UserError) as e:
+        check_fit(f"{nets}:three", {"name": "diabetes"}, {})
+    assert str(e.value) == (f"model: {nets}:three gives outputs of shape (2, 3); regression on "
+                            "'diabetes' needs 1 value per sample (n_outputs)")
+
+
+def test_a_builder_file_imports_the_modules_beside_it(tmp_path):
+    """As `python nets.py` would: the file's folder is on the path."""
+    (tmp_path / "blocks_beside.py").write_text(
+        "from torch import nn\n\ndef head(n, k):\n    return nn.Linear(n, k)\n")
+    (tmp_path / "net_with_blocks.py").write_text(
+        "from torch import nn\nfrom blocks_beside import head\n\n"
+        "def net(*, input_shape, n_outputs, width: int = 4):\n"
+        "    return nn.Sequential(nn.Flatten(), head(64, n_outputs))\n")
+    b = get_builder(f"{tmp_path / 'net_with_blocks.py'}:net")
+    assert b.build(input_shape=(1, 8, 8), n_outputs=10)[1].out_features == 10
+
+
+def test_a_file_without_its_function_or_a_module_that_is_a_file_here_says_what_to_write(
+        tmp_path, monkeypatch):
+    import sys
+
+    write_nets(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    # Other tests' builder files put their folders on the path, where a nets.py is.
+    others = str(tmp_path.parent.parent)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if not p.startswith(others)])
+    monkeypatch.delitem(sys.modules, "nets", raising=False)
+    with pytest.raises(UserError) as e:
+        get_builder("nets.py")
+    assert str(e.value) == ("model: 'nets.py' names a file; add the function that builds the "
+                            "net: nets.py:FUNCTION")
+    with pytest.raises(UserError) as e:
+        get_builder("nets:tiny")
+    assert str(e.value) == "model: no module named 'nets' here; give the file: nets.py:FUNCTION"
+
+
+def test_a_classs_own_docstring_is_shown_not_torchs(tmp_path):
+    nets = write_nets(tmp_path)
+    assert get_builder(f"{nets}:Conv").doc == ""
+    assert get_builder(f"{nets}:tiny").doc == "Flatten, one hidden layer, a head."
