@@ -62,9 +62,12 @@ def csv_table(path: str = "", target: str = "", features: str = "", task: Task =
 
 
 @dataset("npz")
-def npz_arrays(path: str = "", x: str = "x", y: str = "y", task: Task = "auto") -> RawData:
+def npz_arrays(path: str = "", x: str = "x", y: str = "y", task: Task = "auto",
+               sequences: bool = False) -> RawData:
     """A NumPy .npz archive holding inputs `x` (n, features), (n, C, H, W) or
-    (n, H, W), and targets `y` (n,); `x` and `y` name the arrays, `task` as csv's."""
+    (n, H, W), and targets `y` (n,); `x` and `y` name the arrays, `task` as csv's.
+    `sequences`: `x` (n, steps, features) stays so, for recurrent nets, rather than
+    be read as one-channel images."""
     file = _file(path, "an .npz archive", "data/train.npz")
     inputs, targets = _read_npz(file, x, y)
     if len(targets) != len(inputs):
@@ -73,7 +76,10 @@ def npz_arrays(path: str = "", x: str = "x", y: str = "y", task: Task = "auto") 
     _check_rows(len(inputs), file, "samples")
     labels, task_name, classes, task_note = _target(targets, task, f"array '{y}'",
                                                     "data.options.y")
-    return _frozen(RawData(_npz_inputs(inputs, x, file), labels, task=task_name,
+    if sequences and inputs.ndim != 3:
+        raise UserError(f"data.options.sequences: array '{x}' in {file} is {inputs.shape}; "
+                        "sequences are (n, steps, features)")
+    return _frozen(RawData(_npz_inputs(inputs, x, file, sequences), labels, task=task_name,
                            class_names=classes, notes=(task_note,) if task == "auto" else ()))
 
 
@@ -337,7 +343,7 @@ def _array(archive, name: str, option: str, file: Path) -> np.ndarray:
     return a.astype(str) if a.dtype.kind == "S" else a
 
 
-def _npz_inputs(x: np.ndarray, name: str, file: Path) -> np.ndarray:
+def _npz_inputs(x: np.ndarray, name: str, file: Path, sequences: bool = False) -> np.ndarray:
     """(n, features) or (n, C, H, W) float32; uint8 scaled to [0, 1]."""
     if x.ndim > 4:
         raise UserError(f"data.options.x: array '{name}' in {file} is {x.shape}; expected "
@@ -349,7 +355,7 @@ def _npz_inputs(x: np.ndarray, name: str, file: Path) -> np.ndarray:
     out = x / np.float32(255.0) if x.dtype == np.uint8 else x
     if x.ndim == 1:
         out = out[:, None]
-    elif x.ndim == 3:
+    elif x.ndim == 3 and not sequences:
         out = out[:, None]          # (n, H, W): one channel
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(out, dtype=np.float32)

@@ -452,3 +452,24 @@ def test_one_hot_targets_are_class_labels(tmp_path):
     assert raw.notes == ("data.options.task: auto reads array 'y' as classification, 4 classes "
                          "(0, 1, 2, 3)",)       # no other task offered: it would be refused
     assert npz_arrays(path=str(tmp_path / "oh.npz"), task="regression").y.shape == (40, 4)
+
+
+def test_npz_sequences_stay_sequences_for_recurrent_nets(tmp_path):
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "seq.npz", x=rng.normal(size=(30, 12, 4)), y=np.arange(30) % 2)
+    assert npz_arrays(path=str(tmp_path / "seq.npz")).x.shape == (30, 1, 12, 4)     # images
+    assert npz_arrays(path=str(tmp_path / "seq.npz"), sequences=True).x.shape == (30, 12, 4)
+    np.savez(tmp_path / "flat.npz", x=rng.normal(size=(30, 4)), y=np.arange(30) % 2)
+    with pytest.raises(UserError, match=r"^data\.options\.sequences: array 'x' in .* is "
+                                        r"\(30, 4\); sequences are \(n, steps, features\)$"):
+        npz_arrays(path=str(tmp_path / "flat.npz"), sequences=True)
+
+
+def test_the_lstm_builder_trains_on_npz_sequences(tmp_path):
+    """Checked as `validate` checks a study: a first step of the built-in lstm."""
+    from models.train import check_fit
+
+    rng = np.random.default_rng(4)
+    np.savez(tmp_path / "seq.npz", x=rng.normal(size=(40, 12, 4)), y=np.arange(40) % 2)
+    data = {"name": "npz", "options": {"path": str(tmp_path / "seq.npz"), "sequences": True}}
+    assert check_fit("lstm", data, {}) == "classification"
