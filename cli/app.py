@@ -447,6 +447,11 @@ def _no_importance(complete: list, objective: int) -> str:
     if len({t.values[objective] for t in complete}) == 1:
         return (f"the {len(complete)} complete trials all have the same value, so there is "
                 "no variance to split among the parameters")
+    common = set.intersection(*(set(t.params) for t in complete))
+    if common and all(len({repr(t.params[p]) for t in complete}) == 1 for p in common):
+        shown = ", ".join(f"{p} {complete[0].params[p]}" for p in sorted(common))
+        return (f"the parameters searched in every complete trial take one value in all "
+                f"{len(complete)} ({shown}), so there is no variance to split")
     return "no searched parameter is set in every complete trial"
 
 

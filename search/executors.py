@@ -59,9 +59,21 @@ def failure_reason(e: Exception) -> str:
     file and line that raised it, for whoever debugs it."""
     if isinstance(e, UserError):
         return str(e)
-    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    frames = traceback.extract_tb(e.__traceback__) if e.__traceback__ else []
+    # The deepest line of code of this project or the study's own (a model of its
+    # own), not torch's: `nets.py:41`, where the call into the library was made.
+    ours = [f for f in frames if not _library(f.filename)]
+    where = (ours or frames)[-1] if frames else None
     at = f" ({where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
     return f"{type(e).__name__}: {e}{at}"
+
+
+def _library(filename: str) -> bool:
+    """Whether a file is an installed library's or Python's own."""
+    import sysconfig
+    paths = sysconfig.get_paths()
+    return ("site-packages" in filename or "dist-packages" in filename
+            or filename.startswith((paths["stdlib"], paths["platstdlib"])) or filename.startswith("<"))
 
 
 class SerialExecutor:

@@ -500,6 +500,16 @@ def test_an_objective_without_importances_says_why(capsys, write_config):
         "value, so there is no variance to split among the parameters")
     print_importances({}, optuna.create_study(), cfg)
     assert "fANOVA needs 2 complete trials, and 0 completed" in capsys.readouterr().out
+    # Both trials drew width 8: different values, nothing that varies to explain them.
+    study = optuna.create_study(direction="maximize")
+    for value in (0.5, 0.7):
+        t = study.ask()
+        t.suggest_int("width", 8, 8)
+        study.tell(t, value)
+    print_importances({}, study, cfg)
+    assert capsys.readouterr().out.strip() == (
+        "parameter importance (val_accuracy): none; the parameters searched in every complete "
+        "trial take one value in all 2 (width 8), so there is no variance to split")
 
 
 def test_importances_say_when_they_come_from_a_sample(capsys, write_config, monkeypatch):
