@@ -269,8 +269,10 @@ def print_what_they_trained(name: str, cfg, trials) -> None:
     """Under `best`'s table: what every trial shared (the model, the data, the fixed
     params), and where each shown trial's every hyperparameter and weights are.
     Wrapped at words to the terminal (not soft-wrapped as a log line): lines to read."""
-    shared = [f"{k} {v}" for k, v in cfg.params.items()]
-    data = cfg.data.name + "".join(f", {k} {v}" for k, v in cfg.data.options.items())
+    def plain(v) -> str:        # as the config writes it: [rooms, area], not ['rooms', 'area']
+        return json.dumps(v).replace('"', "") if isinstance(v, (list, dict)) else str(v)
+    shared = [f"{k} {plain(v)}" for k, v in cfg.params.items()]
+    data = cfg.data.name + "".join(f", {k} {plain(v)}" for k, v in cfg.data.options.items())
     out.print(f"every trial: {cfg.model} on {data}"
               f"{'; fixed: ' + ', '.join(shared) if shared else ''}; the others not "
               f"searched: the defaults (hypersweep models {cfg.model})", highlight=False)
