@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ class Splits:
     name: str
     class_names: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()      # what the loader decided that the user may not expect
+    meta: Mapping[str, Any] = field(default_factory=dict)     # RawData.meta
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +51,9 @@ class RawData:
     # What the loader decided that the user may not expect (the task `auto` took,
     # the columns left out), one line each, keyed: `validate` and `run` note them.
     notes: tuple[str, ...] = ()
+    # How the files became inputs and targets (a table's columns, means and stds,
+    # categories), as JSON: what it takes to feed the trained model new data.
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 Loader = Callable[..., RawData]
@@ -95,7 +99,7 @@ def load_dataset(name: str, *, val_fraction: float = 0.2, test_fraction: float =
     return Splits(take(raw.x, train), take(raw.y, train), take(raw.x, val), take(raw.y, val),
                   take(raw.x, test), take(raw.y, test), input_shape=tuple(raw.x.shape[1:]),
                   n_outputs=n_outputs, task=raw.task, name=name, class_names=raw.class_names,
-                  notes=raw.notes)
+                  notes=raw.notes, meta=raw.meta)
 
 
 def _loader(name: str) -> Loader:

@@ -27,7 +27,7 @@ import codecs
 import re
 import zipfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -55,10 +55,12 @@ def csv_table(path: str = "", target: str = "", features: str = "", task: Task =
         _check_present(frame[column], column, file, is_target=column == label)
     y, task_name, classes, task_note = _target(_column_values(frame[label]), task,
                                                f"column '{label}'", "data.options.target")
-    x, inputs_note = _encode(frame, columns, index)
+    x, inputs_note, layout = _encode(frame, columns, index)
     notes = (task_note,) if task == "auto" else ()
+    meta = {"inputs": layout, "target": _target_meta(label, _column_values(frame[label]),
+                                                     task_name, classes)}
     return _frozen(RawData(x, y, task=task_name, class_names=classes,
-                           notes=notes + (inputs_note,)))
+                           notes=notes + (inputs_note,), meta=meta))
 
 
 @dataset("npz")
@@ -79,8 +81,12 @@ def npz_arrays(path: str = "", x: str = "x", y: str = "y", task: Task = "auto",
     if sequences and inputs.ndim != 3:
         raise UserError(f"data.options.sequences: array '{x}' in {file} is {inputs.shape}; "
                         "sequences are (n, steps, features)")
+    scale = "divided by 255 (uint8)" if inputs.dtype == np.uint8 else "as stored"
+    meta = {"inputs": {"array": x, "values": scale},
+            "target": _target_meta(y, targets, task_name, classes)}
     return _frozen(RawData(_npz_inputs(inputs, x, file, sequences), labels, task=task_name,
-                           class_names=classes, notes=(task_note,) if task == "auto" else ()))
+                           class_names=classes, notes=(task_note,) if task == "auto" else (),
+                           meta=meta))
 
 
 # ---------------------------------------------------------------- files
@@ -215,9 +221,11 @@ def _column_values(series) -> np.ndarray:
     return series.astype(str).to_numpy(dtype=object)
 
 
-def _encode(frame, columns: list[str], index: list[str]) -> tuple[np.ndarray, str]:
+def _encode(frame, columns: list[str],
+            index: list[str]) -> tuple[np.ndarray, str, list[dict[str, Any]]]:
     """The inputs (n, width) float32: numeric columns standardised, others one-hot;
-    and a note that says which columns became how many inputs."""
+    a note that says which columns became how many inputs; and, in input order,
+    how each column became inputs (its mean and std, or its categories)."""
     if not columns:
         raise UserError("data.options.features: no input column is left beside the target")
     values = {c: _column_values(frame[c]) for c in columns}
@@ -232,7 +240,7 @@ def _encode(frame, columns: list[str], index: list[str]) -> tuple[np.ndarray, st
         raise UserError(f"data.options.features: {len(frame)} rows of {sum(widths.values())} "
                         f"inputs are more than {MAX_VALUES} values; one-hot, column "
                         f"'{widest}' alone makes {widths[widest]}: leave it out")
-    blocks = []
+    blocks, layout = [], []
     for c in columns:
         v = values[c]
         if numeric[c]:
@@ -244,15 +252,32 @@ def _encode(frame, columns: list[str], index: list[str]) -> tuple[np.ndarray, st
                 raise UserError(f"data.options.features: column '{c}' holds numbers too large "
                                 f"to standardise (up to {np.abs(v).max():g})")
             blocks.append(block[:, None])
+            layout.append({"column": c, "mean": float(v.mean()), "std": float(std) or 1.0})
         else:
             blocks.append(v[:, None] == categories[c][None, :])
+            layout.append({"column": c, "one_hot": [_plain(k) for k in categories[c]]})
     shown = [c if numeric[c] else f"{c} (one-hot, {widths[c]})" for c in columns]
     listed = ", ".join(shown[:8]) + (f" and {len(shown) - 8} more" if len(shown) > 8 else "")
     width = sum(widths.values())
     note = f"data.options.features: {width} input{'s' if width > 1 else ''} from {listed}"
     if index:
         note += f"; {', '.join(repr(c) for c in index)} left out (no name: a row index)"
-    return np.concatenate(blocks, axis=1).astype(np.float32), note
+    return np.concatenate(blocks, axis=1).astype(np.float32), note, layout
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as JSON takes it."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _target_meta(name: str, values: np.ndarray, task: str,
+                 classes: tuple[str, ...]) -> dict[str, Any]:
+    """How the target was read: its classes, in label order, or the mean and std
+    a prediction is to be scaled back with (prediction * std + mean)."""
+    if task == "classification":
+        return {"name": name, "classes": list(classes)}
+    v = values.astype(np.float64).reshape(len(values), -1)
+    return {"name": name, "mean": v.mean(axis=0).tolist(), "std": v.std(axis=0).tolist()}
 
 
 NUMBER = re.compile(r"\s*[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?\s*")

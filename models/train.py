@@ -478,6 +478,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def data_description(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What a trained model takes and gives, as JSON (the study's `data.json`): the
+    dataset and its options, one sample's shape, the task, the classes in label
+    order, and how files became inputs and targets (a table's means, stds and
+    categories: see models.tables)."""
+    s = loaded_splits(data)
+    return {"dataset": s.name, "options": dict(data.get("options") or {}), "task": s.task,
+            "input_shape": list(s.input_shape), "n_outputs": s.n_outputs,
+            "classes": list(s.class_names), **s.meta}
+
+
 def loaded_splits(data: Mapping[str, Any]) -> Splits:
     """The dataset's splits on the CPU, loaded once per process for consecutive
     trials on the same data (a serial study, a Ray worker): the tensors are shared,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import shlex
 from dataclasses import dataclass, field
@@ -348,6 +349,9 @@ class StudyDriver:
             tags["warm_start"] = f"{cfg.search.warm_start} ({len(warm)} trials)"
         # A handle from a TrackingWriter: the run id is put on the study once known.
         parent = self.tracker.start_study(cfg.study, cfg.to_yaml(), tags=tags)
+        from models.train import data_description
+        self.tracker.log_files(parent, {"data.json": json.dumps(
+            data_description(cfg.data.model_dump()), indent=2)})
         study.set_user_attr("config", cfg.snapshot())
         return study, parent
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -375,6 +377,15 @@ def test_a_study_on_a_csv_file_runs_from_the_cli(tmp_path, stores, monkeypatch):
     client = MlflowClient(tracking_uri=stores.mlflow_uri)
     stored = yaml.safe_load(open(client.download_artifacts(parent.info.run_id, "study.yaml")))
     assert stored["data"]["options"]["path"] == str(tmp_path / "train.csv")
+    # What it takes to feed the trained model a new row: in input order, each
+    # column's mean and std, or its categories; the classes in label order.
+    described = json.load(open(client.download_artifacts(parent.info.run_id, "data.json")))
+    assert described["classes"] == ["no", "yes"] and described["input_shape"] == [4]
+    assert [i["column"] for i in described["inputs"]] == ["a", "b", "colour"]
+    assert described["inputs"][0]["mean"] == pytest.approx(a.mean())
+    assert described["inputs"][1]["std"] == pytest.approx(b.std())
+    assert described["inputs"][2]["one_hot"] == ["g", "r"]
+    assert described["target"] == {"name": "label", "classes": ["no", "yes"]}
 
     bad = dict(study, data={"name": "csv", "options": {"path": "train.csv", "target": "lable"}})
     config.write_text(yaml.safe_dump(bad))
