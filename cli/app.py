@@ -35,6 +35,8 @@ class WideWhenPiped(Console):
         size = super().size
         if self._width is None and not self.is_terminal and "COLUMNS" not in os.environ:
             return ConsoleDimensions(PIPE_WIDTH, size.height)
+        if size.width < 1:      # COLUMNS=0 (`tput cols` without a terminal): rich printed nothing
+            return ConsoleDimensions(80 if self.is_terminal else PIPE_WIDTH, size.height)
         return size
 
     @size.setter

@@ -495,11 +495,12 @@ def _one_line(err: ValidationError) -> str:
     # Among the deepest, an unknown key comes first: a misspelt one ("metrik") also
     # leaves the key it meant missing, and the did-you-mean says both.
     first = max(errors, key=lambda e: (len(e["loc"]), e["type"] == "extra_forbidden"))
-    loc = _readable_loc(first["loc"])
+    loc = _readable_loc(first["loc"], unknown_key=first["type"] == "extra_forbidden")
     key = ".".join(loc) or "config"
     if first["type"] == "extra_forbidden":
         valid = _fields_at(loc[:-1])
-        close = difflib.get_close_matches(loc[-1], valid, n=1)
+        close = difflib.get_close_matches(loc[-1], valid, n=1) or [
+            v for v in valid if v.lower() == loc[-1].lower()]       # `PARAMS` for `params`
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         if not close and loc[:-1] == ["data"]:     # `data: {name: csv, path: x.csv}`
             hint = f" (a dataset's own option goes under options: data.options.{loc[-1]})"
@@ -545,12 +546,16 @@ def _expected(error: Mapping[str, Any]) -> str:
     return _EXPECTED.get(error["type"], error["msg"][:1].lower() + error["msg"][1:])
 
 
-def _readable_loc(loc: tuple) -> list[str]:
-    """Keep field names and list indices; drop the union-member tags pydantic adds."""
+def _readable_loc(loc: tuple, unknown_key: bool = False) -> list[str]:
+    """Keep field names and list indices; drop the union-member tags pydantic adds.
+    The last part of an unknown key's loc is the key as typed (`Trials`, `int`),
+    whatever it looks like."""
     out: list[str] = []
     model: type[BaseModel] | None = StudyConfig
-    for part in loc:
-        if isinstance(part, int):
+    for i, part in enumerate(loc):
+        if unknown_key and i == len(loc) - 1:
+            out.append(str(part))
+        elif isinstance(part, int):
             out[-1:] = [f"{out[-1]}[{part}]"] if out else [str(part)]
         elif model is None:
             if not _is_type_tag(str(part)):     # a type of a key that takes several

@@ -830,3 +830,19 @@ def test_a_note_shows_on_its_own_line_above_the_progress_bar(tmp_path):
     # What comes before it ends a line, or clears it (the live bar moving down).
     before = text[:text.index(note)]
     assert re.search(r"(\n|\x1b\[2K|\r)(\x1b\[[0-9;]*m)*$", before), repr(before[-120:])
+
+
+def test_columns_0_still_prints(tmp_path):
+    """`export COLUMNS=$(tput cols)` without a terminal gives 0: rich printed
+    nothing at all, error lines included, at the same exit codes."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**quickstart(), "model": "mpl"}))
+    import os
+    env = {**os.environ, "COLUMNS": "0"}
+    proc = subprocess.run([sys.executable, "-m", "cli.app", "validate", str(bad)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: model: unknown builder 'mpl' (did you mean 'mlp'?)")
+    proc = subprocess.run([sys.executable, "-m", "cli.app", "models"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "mlp" in proc.stdout

@@ -686,3 +686,17 @@ def test_a_study_that_searches_nothing_is_noted(write_config):
     assert notes_for(write_config, raw) == [
         "space: nothing is searched; the 20 trials train the same hyperparameters, each with "
         "its own seed"]
+
+
+@pytest.mark.parametrize("set_, message", [
+    ("PARAMS.epochs=2", "PARAMS: unknown key (did you mean 'params'?); valid: study, "),
+    ("Study=x", "Study: unknown key (did you mean 'study'?); valid: study, "),
+    ("int=1", "int: unknown key; valid: study, "),
+    ("search.Trials=1", "search.Trials: unknown key (did you mean 'trials'?); valid: strategy, "),
+    ("data.Name=x", "data.Name: unknown key (did you mean 'name'?); valid: name, "),
+    ("search.my-key=1", "search.my-key: unknown key; valid: strategy, "),
+])
+def test_an_unknown_key_is_named_as_typed_whatever_it_looks_like(write_config, set_, message):
+    """A capital letter, a type's name or a dash read as one of pydantic's type tags
+    and was dropped: a traceback at the top level, the section's name below it."""
+    assert error_for(write_config, quickstart(), set_).startswith(message)
