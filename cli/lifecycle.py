@@ -121,6 +121,12 @@ def rerun(source: str = typer.Argument(..., help="Study config file, study name,
     """Re-execute a study from its stored config into a new study, same seeds."""
     from search import heap
     from search.lifecycle import config_from_source, derived_name
+    from search.config import check_study_name
+    if name is not None:
+        try:
+            check_study_name(name)
+        except ValueError as e:
+            raise UserError(f"--name: {e}, got {name!r}") from None
     heap.hold()         # released when the trials start (search/heap.py)
     cfg = config_from_source(source, storage, tracking_uri, tuple(set_ or ()))
     new = name or derived_name(cfg.study, cfg.tracking.storage)

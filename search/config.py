@@ -46,6 +46,23 @@ def _types(annotation: Any) -> set:
 SEED_MAX = 2 ** 32 - 1      # numpy's and scikit-learn's seeds: 0 .. 2**32 - 1
 
 
+MAX_STUDY_NAME = 400
+
+
+def check_study_name(v: str) -> str:
+    """A study's name, or a ValueError saying what is wrong with it."""
+    # The name is shown in tables, paths and the MLflow UI, and typed to resume.
+    if not v.strip():
+        raise ValueError("a blank name; give the study a name")
+    if any(not c.isprintable() for c in v):
+        raise ValueError("a name cannot hold control characters (a newline, a tab, ...)")
+    if len(v) > MAX_STUDY_NAME:
+        # MLflow refuses an experiment name past 500, once the study had begun.
+        raise ValueError(f"at most {MAX_STUDY_NAME} characters (the MLflow experiment's "
+                         "name, with room for a rerun's suffix)")
+    return v
+
+
 class DataConfig(_Strict):
     name: str = "digits"
     val_fraction: float = 0.2
@@ -145,12 +162,7 @@ class StudyConfig(_Strict):
     @field_validator("study")
     @classmethod
     def _printable(cls, v: str) -> str:
-        # The name is shown in tables, paths and the MLflow UI, and typed to resume.
-        if not v.strip():
-            raise ValueError("a blank name; give the study a name")
-        if any(not c.isprintable() for c in v):
-            raise ValueError("a name cannot hold control characters (a newline, a tab, ...)")
-        return v
+        return check_study_name(v)
 
     def snapshot(self) -> dict[str, Any]:
         """The config as stored with the study (Optuna) and its parent run (MLflow):
@@ -510,7 +522,11 @@ def _one_line(err: ValidationError) -> str:
         valid = f"; valid: {', '.join(values)}" if values else ""
         return f"{key}: required key is missing{valid}"
     given = first.get("input")
-    got = f", got {str(given).lower() if isinstance(given, bool) else repr(given)}"
+    shown = str(given).lower() if isinstance(given, bool) else repr(given)
+    if len(shown) > 80:     # one line to read, not a 600-character name
+        shown = f"{shown[:60]}... ({len(given) if isinstance(given, str) else len(shown)} " \
+                f"characters)"
+    got = f", got {shown}"
     alternatives = [e for e in errors if e["loc"][:-1] == first["loc"][:-1]
                     and _is_type_tag(str(e["loc"][-1]))]
     if len(alternatives) > 1:

@@ -846,3 +846,11 @@ def test_columns_0_still_prints(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cli.app", "models"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "mlp" in proc.stdout
+
+
+def test_rerun_with_an_empty_name_is_refused(stores):
+    """`--name "$NAME"` with NAME unset ran as NAME-rerun-N without a word."""
+    res = CliRunner().invoke(app, ["rerun", "anything", "--name", "", *stores.cli_args()])
+    assert res.exit_code == 2
+    assert res.output == "error: --name: a blank name; give the study a name, got ''\n"
+    assert stores.untouched()

@@ -700,3 +700,11 @@ def test_an_unknown_key_is_named_as_typed_whatever_it_looks_like(write_config, s
     """A capital letter, a type's name or a dash read as one of pydantic's type tags
     and was dropped: a traceback at the top level, the section's name below it."""
     assert error_for(write_config, quickstart(), set_).startswith(message)
+
+
+def test_a_study_name_mlflow_would_refuse_is_refused_first(write_config):
+    """MLflow refuses an experiment name past 500 characters: `validate` passed it,
+    and `run` left a study it could not resume."""
+    msg = error_for(write_config, quickstart(), "study=" + "y" * 600)
+    assert msg == ("study: at most 400 characters (the MLflow experiment's name, with room for a "
+                   "rerun's suffix), got '" + "y" * 59 + "... (600 characters)")
