@@ -72,6 +72,11 @@ def reader_gone(stream: Any) -> bool:
         return False
 
 
+def counted(n: int, word: str) -> str:
+    """`1 trial`, `3 trials`."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def natural_width(table: Table) -> int:
     """The columns a table takes when nothing in it is cut or wrapped."""
     return out.measure(table, options=out.options.update(max_width=10 ** 6)).maximum
@@ -238,7 +243,7 @@ def run(config: Path = ConfigArg,
         check_stores(cfg)
         outcome = drive(cfg, tracker, f"study [bold]{escape(cfg.study)}[/bold]: {cfg.model} "
                         f"on {cfg.data.name}, {cfg.search.strategy} search, "
-                        f"{cfg.search.trials} trials, {cfg.resources.executor} executor",
+                        f"{counted(cfg.search.trials, 'trial')}, {cfg.resources.executor} executor",
                         warm=warm)
     stopped(outcome, cfg)
 
@@ -272,7 +277,7 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
             progress.print(escape(runs_on))
         from search.config import config_notes
         for note in [*config_notes(cfg), *getattr(executor, "notes", ())]:   # resources got
-            progress.notice(f"note: {note}")
+            progress.notice(f"note: {note}", err)
         if not there:
             tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
         driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)
@@ -303,10 +308,10 @@ def validate(config: Path = ConfigArg,
                 tracking_uri=tracking_uri, storage=storage, executor=executor,
                 parallel=_parallel(parallel), ray_address=ray_address, warm_start=warm_start)
     out.print(f"{config}: ok — study '{cfg.study}', model {cfg.model}, "
-              f"{cfg.search.strategy} search, {cfg.search.trials} trials")
+              f"{cfg.search.strategy} search, {counted(cfg.search.trials, 'trial')}")
     from search.config import config_notes
-    for note in config_notes(cfg):
-        out.print(f"note: {note}", highlight=False, soft_wrap=True)
+    for note in config_notes(cfg):      # on stderr, as run's: `validate 2> notes.txt`
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
     if cfg.search.strategy == "grid":
         from spaces import grid_size, parse_space, spreads_a_range
         space, n = parse_space(cfg.space), cfg.search.grid_points

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.app import (SetOpt, _parallel, app, err, opt, out, print_best, stopped,
+from cli.app import (SetOpt, _parallel, app, counted, err, opt, out, print_best, stopped,
                      user_errors)
 from models.errors import UserError
 from search.config import StudyConfig, TrackingConfig, without_password
@@ -92,7 +92,7 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     # Moved or mistyped: not a new store with a second parent run in it.
     check_store_exists(cfg.tracking.uri)
     header = (f"resuming study [bold]{escape(cfg.study)}[/bold]: {done} of "
-              f"{cfg.search.trials} trials finished")
+              f"{counted(cfg.search.trials, 'trial')} finished")
     left = [t.number for t in s.trials if t.state.name == "RUNNING"]
     if left:        # a run that ended without closing them: a crash, a lost cluster
         again = ", and run again" if cfg.search.on_interrupt == "retry" else ""
@@ -132,7 +132,7 @@ def rerun(source: str = typer.Argument(..., help="Study config file, study name,
     new = name or derived_name(cfg.study, cfg.tracking.storage)
     cfg = cfg.model_copy(update={"study": new})
     drive(cfg, f"rerun of [bold]{escape(source)}[/bold] as study [bold]{escape(new)}[/bold] "
-               f"(seed {cfg.search.seed}, {cfg.search.trials} trials)")
+               f"(seed {cfg.search.seed}, {counted(cfg.search.trials, 'trial')})")
 
 
 @app.command()
@@ -318,5 +318,5 @@ def export(study: str = StudyArg,
             df.to_parquet(output, index=False)
     except OSError as e:        # not writable, a directory of that name, a full disk
         raise UserError(f"--output: cannot write {output}: {e.strerror or e}") from None
-    out.print(f"{len(df)} trials -> {output}")
+    out.print(f"{counted(len(df), 'trial')} -> {output}")
 

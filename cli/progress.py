@@ -72,9 +72,13 @@ class StudyProgress(StudyEvents):
         """A line of rich markup above the bar."""
         self._progress.console.print(markup, markup=True)
 
-    def notice(self, line: str) -> None:        # above the bar
-        self._progress.console.print(f"[yellow]{escape(line)}[/]", markup=True, highlight=False,
-                                     soft_wrap=True)
+    def notice(self, line: str, console: Console | None = None) -> None:
+        """A line above the bar. Into a pipe or a file, on `console` where given
+        (notes on stderr, apart from the results); in a terminal always the bar's
+        own, which moves the live bar down (another ran on after a frame of it)."""
+        if console is None or self._progress.console.is_terminal:
+            console = self._progress.console
+        console.print(f"[yellow]{escape(line)}[/]", markup=True, highlight=False, soft_wrap=True)
 
     def _status(self) -> str:
         # The best value first: a terminal too narrow for the whole line cuts its end.

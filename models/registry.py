@@ -160,7 +160,8 @@ def _own_module(where: str, key: str) -> Any:
             raise UserError(f"{key}: {path}: no such file ({OWN})")
         # A name of its own per file, registered, so that the classes it defines
         # pickle and their tracebacks name the file.
-        module_name = "hypersweep_own_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+        module_name = f"hypersweep_own_{digest}"
         if module_name in sys.modules:
             return sys.modules[module_name]
         # Its folder first on the path, as `python FILE.py` has it: the file may

@@ -73,7 +73,7 @@ def _library(filename: str) -> bool:
     import sysconfig
     paths = sysconfig.get_paths()
     return ("site-packages" in filename or "dist-packages" in filename
-            or filename.startswith((paths["stdlib"], paths["platstdlib"])) or filename.startswith("<"))
+            or filename.startswith((paths["stdlib"], paths["platstdlib"], "<")))
 
 
 class SerialExecutor:

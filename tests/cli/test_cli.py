@@ -854,3 +854,20 @@ def test_rerun_with_an_empty_name_is_refused(stores):
     assert res.exit_code == 2
     assert res.output == "error: --name: a blank name; give the study a name, got ''\n"
     assert stores.untouched()
+
+
+def test_notes_go_to_stderr_apart_from_the_results(stores, write_config):
+    """`validate study.yaml 2> notes.txt` as a lint step; `run ... > results`."""
+    cfg = small_config("noted", stores, trials=1)
+    cfg["space"]["depth"] = {"choice": [1]}            # a choice of one value: a note
+    path = str(write_config(cfg))
+    proc = subprocess.run([sys.executable, "-m", "cli.app", "validate", path],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(f"{path}: ok") and "note:" not in proc.stdout
+    assert proc.stderr == ("note: space.depth: a choice of one value, 1, is the same in every "
+                           "trial; it is not searched\n")
+    proc = subprocess.run([sys.executable, "-m", "cli.app", "run", path], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and "note:" not in proc.stdout and "best trials" in proc.stdout
+    assert proc.stderr.startswith("note: space.depth: a choice of one value")

@@ -145,7 +145,8 @@ def test_long_class_names_stay_apart_and_inside_the_confusion_matrix():
     along the x axis and off the figure's left edge."""
     rng = np.random.default_rng(3)
     cm = counts(rng, len(BREEDS))
-    assert np.array_equal(pixels(figures.confusion(cm, BREEDS)), pixels(plain_confusion(cm, BREEDS)))
+    assert np.array_equal(pixels(figures.confusion(cm, BREEDS)),
+                          pixels(plain_confusion(cm, BREEDS)))
     template = figures._templates.kept[("confusion", tuple(BREEDS), "validation")]
     fig, ax = template.fig, template.ax
     renderer = template.canvas.get_renderer()
