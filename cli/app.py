@@ -307,6 +307,15 @@ def validate(config: Path = ConfigArg,
     cfg = _load(config, set_, trials=trials, strategy=strategy, seed=seed,
                 tracking_uri=tracking_uri, storage=storage, executor=executor,
                 parallel=_parallel(parallel), ray_address=ray_address, warm_start=warm_start)
+    # What run checks before it opens a store, as far as it can be told here: a
+    # SQLite store's directory, and one trial's resources on this machine.
+    from search.executors import check_fits_here
+    from search.store_template import check_writable, sqlite_file
+    for key in ("uri", "storage"):
+        db = sqlite_file(getattr(cfg.tracking, key))
+        if db is not None:
+            check_writable(db, f"tracking.{key}")
+    check_fits_here(cfg.resources)
     out.print(f"{config}: ok — study '{cfg.study}', model {cfg.model}, "
               f"{cfg.search.strategy} search, {counted(cfg.search.trials, 'trial')}")
     from search.config import config_notes

@@ -7,9 +7,10 @@ back `(trial_number, TrialResult)` pairs as trials finish.
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import traceback
-from typing import Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from models.errors import UserError
 from models.trial import TrialResult, TrialSpec, TrialState
@@ -124,3 +125,40 @@ def make_executor(cfg) -> Executor:
     from models.errors import UserError
     raise UserError(f"resources.executor: unknown executor '{cfg.resources.executor}'; "
                     f"valid: ray, serial")
+
+
+def check_fits(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,
+               gpus_per_trial: float, where: str = "the Ray cluster") -> None:
+    """Fail unless some node (its Ray resources) can hold one trial: a task that no
+    node can hold waits in Ray's queue forever, with only the autoscaler's
+    warnings to show for it. `where` names the cluster in the message."""
+    def has(node: Mapping[str, float], key: str, need: float) -> bool:
+        return node.get(key, 0.0) >= need - 1e-9
+
+    if any(has(n, "CPU", cpus_per_trial) and has(n, "GPU", gpus_per_trial) for n in nodes):
+        return
+    most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    if gpus_per_trial > most_gpus:
+        has_gpus = f"at most {most_gpus:g} GPUs on one node" if most_gpus else "no GPU"
+        raise UserError(f"resources.gpus_per_trial: {gpus_per_trial:g} GPU per trial, but {where} "
+                        f"has {has_gpus}; use gpus_per_trial: 0 to train on CPUs")
+    if cpus_per_trial > most_cpus:
+        raise UserError(f"resources.cpus_per_trial: {cpus_per_trial:g} CPUs per trial, but {where} "
+                        f"has at most {most_cpus:g} CPUs on one node; valid: up to {most_cpus:g}")
+    raise UserError(f"resources: no node of {where} has both {cpus_per_trial:g} CPUs "
+                    f"(resources.cpus_per_trial) and {gpus_per_trial:g} GPU "
+                    "(resources.gpus_per_trial) for one trial")
+
+
+def check_fits_here(resources: Any) -> None:
+    """What `validate` can tell of a study's resources without starting Ray: with
+    no cluster address, one trial must fit this machine, whose CPUs and CUDA
+    devices bound what a local Ray instance counts."""
+    if resources.executor != "ray" or resources.address:
+        return
+    import torch
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    check_fits([{"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}],
+               resources.cpus_per_trial, resources.gpus_per_trial,
+               where="this machine's Ray instance")

@@ -51,7 +51,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from models.errors import UserError, first_line
 from models.figures import Drawing, artifact_bytes
 from models.trial import TrialResult, TrialSpec
-from search.executors import OnReport, TrainFn, failed, run_guarded, trial_threads
+from search.executors import (OnReport, TrainFn, check_fits, failed, run_guarded,
+                              trial_threads)
 from search.exit import Terminated
 from search.net import http2_answer, unreachable
 
@@ -416,30 +417,6 @@ def _stderr_quiet():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def check_fits(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,
-               gpus_per_trial: float, where: str = "the Ray cluster") -> None:
-    """Fail unless some node (its Ray resources) can hold one trial: a task that no
-    node can hold waits in Ray's queue forever, with only the autoscaler's
-    warnings to show for it. `where` names the cluster in the message."""
-    def has(node: Mapping[str, float], key: str, need: float) -> bool:
-        return node.get(key, 0.0) >= need - 1e-9
-
-    if any(has(n, "CPU", cpus_per_trial) and has(n, "GPU", gpus_per_trial) for n in nodes):
-        return
-    most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
-    most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
-    if gpus_per_trial > most_gpus:
-        has_gpus = f"at most {most_gpus:g} GPUs on one node" if most_gpus else "no GPU"
-        raise UserError(f"resources.gpus_per_trial: {gpus_per_trial:g} GPU per trial, but {where} "
-                        f"has {has_gpus}; use gpus_per_trial: 0 to train on CPUs")
-    if cpus_per_trial > most_cpus:
-        raise UserError(f"resources.cpus_per_trial: {cpus_per_trial:g} CPUs per trial, but {where} "
-                        f"has at most {most_cpus:g} CPUs on one node; valid: up to {most_cpus:g}")
-    raise UserError(f"resources: no node of {where} has both {cpus_per_trial:g} CPUs "
-                    f"(resources.cpus_per_trial) and {gpus_per_trial:g} GPU "
-                    "(resources.gpus_per_trial) for one trial")
 
 
 def auto_parallel(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,

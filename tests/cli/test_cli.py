@@ -871,3 +871,20 @@ def test_notes_go_to_stderr_apart_from_the_results(stores, write_config):
                           text=True, timeout=300)
     assert proc.returncode == 0 and "note:" not in proc.stdout and "best trials" in proc.stdout
     assert proc.stderr.startswith("note: space.depth: a choice of one value")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--storage", "sqlite:////nonexistent-dir/optuna.db"],
+     "error: --storage: cannot create /nonexistent-dir/optuna.db: /nonexistent-dir does not exist"),
+    (["--tracking-uri", "sqlite:////nonexistent-dir/mlflow.db"],
+     "error: --tracking-uri: cannot create /nonexistent-dir/mlflow.db: /nonexistent-dir does not "
+     "exist"),
+    (["--executor", "ray", "--set", "resources.cpus_per_trial=4096"],
+     "error: resources.cpus_per_trial: 4096 CPUs per trial, but this machine's Ray instance has "
+     "at most "),
+])
+def test_validate_refuses_what_run_refuses_before_it_opens_a_store(write_config, args, message):
+    """validate as a CI gate: it passed these, which run then refused."""
+    res = CliRunner().invoke(app, ["validate", str(write_config(quickstart())), *args])
+    assert res.exit_code == 2
+    assert res.output.startswith(message) and res.output.count("\n") == 1, res.output
