@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -162,9 +163,11 @@ def user_errors(fn: Callable) -> Callable:
                 kwargs), highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as stop:   # before a study's trials (they have their own)
-            by_sigterm = isinstance(stop, Terminated)
-            err.print("stopped by SIGTERM" if by_sigterm else "interrupted", highlight=False)
-            raise typer.Exit(143 if by_sigterm else 130) from None
+            if isinstance(stop, Terminated):
+                err.print(f"stopped by {signal.Signals(stop.signum).name}", highlight=False)
+                raise typer.Exit(128 + stop.signum) from None
+            err.print("interrupted", highlight=False)
+            raise typer.Exit(130) from None
     return wrapper
 
 
@@ -472,11 +475,12 @@ def _no_importance(complete: list, objective: int) -> str:
 
 
 def stopped(outcome, cfg) -> None:
-    """After a study stopped by Ctrl-C or SIGTERM: say so, and how to continue it,
-    and exit 130 or 143."""
+    """After a study stopped by Ctrl-C, SIGTERM or SIGHUP: say so, and how to
+    continue it, and exit 130, 143 or 129."""
     if outcome.interrupted:
         from search.driver import storage_option
-        by = "stopped by SIGTERM" if outcome.exit_code == 143 else "interrupted"
+        by = "interrupted" if outcome.exit_code == 130 else \
+            f"stopped by {signal.Signals(outcome.exit_code - 128).name}"
         err.print(f"{by}: running trials were marked FAIL; continue with: hypersweep resume "
                   f"{shlex.quote(cfg.study)}{storage_option(cfg)}", soft_wrap=True,
                   highlight=False)

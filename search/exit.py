@@ -23,7 +23,15 @@ from typing import Iterator, NoReturn
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where a Ctrl-C would raise KeyboardInterrupt."""
+    """SIGTERM (or SIGHUP: the terminal or SSH session went away), raised where a
+    Ctrl-C would raise KeyboardInterrupt."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
+
+
+STOPPING = (signal.SIGTERM, signal.SIGHUP)     # stopped as Ctrl-C stops a study
 
 
 class Stops:
@@ -34,14 +42,17 @@ class Stops:
 
     def __init__(self, main_thread: bool) -> None:
         self._main = main_thread
-        self.sigterm = False        # a SIGTERM came in
+        self.sigterm = False        # a SIGTERM (or SIGHUP) came in
+        self.signum: int = signal.SIGTERM
 
     def stopping(self) -> None:
         if self._main:
-            signal.signal(signal.SIGTERM, self._note)
+            for signum in STOPPING:
+                if signal.getsignal(signum) != signal.SIG_IGN:      # `nohup` ignores SIGHUP
+                    signal.signal(signum, self._note)
 
     def _note(self, signum: int, frame: object) -> None:
-        self.sigterm = True
+        self.sigterm, self.signum = True, signum
 
     def why(self, stop: KeyboardInterrupt) -> tuple[str, int]:
         """The reason the stopped trials record, and the exit status (128 + the
@@ -50,7 +61,8 @@ class Stops:
         interrupts the main thread as Ctrl-C does, and Python runs the SIGINT
         handler before the SIGTERM one."""
         if isinstance(stop, Terminated) or self.sigterm:
-            return "stopped by SIGTERM", 128 + signal.SIGTERM
+            signum = stop.signum if isinstance(stop, Terminated) else self.signum
+            return f"stopped by {signal.Signals(signum).name}", 128 + signum
         return "interrupted by the user (Ctrl-C)", 128 + signal.SIGINT
 
 
@@ -67,9 +79,10 @@ def stops_as_interrupt() -> Iterator[Stops]:
         return
 
     def on_sigterm(signum: int, frame: object) -> None:
-        stops.sigterm = True        # Ray's `wait` re-raises it as a plain KeyboardInterrupt
+        # Ray's `wait` re-raises it as a plain KeyboardInterrupt: noted here too.
+        stops.sigterm, stops.signum = True, signum
         stops.stopping()
-        raise Terminated()
+        raise Terminated(signum)
 
     def on_sigint(signum: int, frame: object) -> None:
         stops.stopping()
@@ -78,7 +91,8 @@ def stops_as_interrupt() -> Iterator[Stops]:
     # A signal the process was started with ignored (e.g. SIGINT for a background
     # job of a script) stays ignored.
     previous = {signum: signal.signal(signum, handler)
-                for signum, handler in ((signal.SIGTERM, on_sigterm), (signal.SIGINT, on_sigint))
+                for signum, handler in ((signal.SIGTERM, on_sigterm), (signal.SIGHUP, on_sigterm),
+                                        (signal.SIGINT, on_sigint))
                 if signal.getsignal(signum) != signal.SIG_IGN}
     try:
         yield stops
@@ -95,7 +109,7 @@ def stops_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    held = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
+    held = [s for s in (signal.SIGINT, *STOPPING) if callable(signal.getsignal(s))]
     previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
     try:
         yield

@@ -87,3 +87,23 @@ def test_outside_the_main_thread_nothing_is_installed():
     thread.start()
     thread.join()
     assert seen == [before, before, SIGTERM]
+
+
+def test_sighup_stops_a_study_as_sigterm_does():
+    """The terminal or the SSH session went away: the study was left RUNNING in
+    both stores (exit 129, no clean-up) until a resume."""
+    with stops_as_interrupt() as stops:
+        stop = signalled(signal.SIGHUP, Terminated)
+        assert stops.why(stop) == ("stopped by SIGHUP", 129)
+        assert stops.why(KeyboardInterrupt()) == ("stopped by SIGHUP", 129)    # via Ray
+
+
+def test_under_nohup_sighup_stays_ignored():
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stops_as_interrupt() as stops:
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            stops.stopping()
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)

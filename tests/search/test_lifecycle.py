@@ -566,3 +566,35 @@ def test_a_run_resume_closes_as_lost_takes_the_trial_s_state_from_optuna(stores)
     run = client.get_run(lost)
     assert run.info.status == "KILLED" and "lost_end" in run.data.tags
     assert run.data.tags["state"] == "COMPLETE"
+
+
+def test_sighup_marks_the_running_trial_failed_and_exits_129(stores, write_config):
+    """An SSH session dropped under `hypersweep run` (no nohup): SIGHUP ended it at
+    once, leaving the trial and the parent run RUNNING in both stores."""
+    cfg = small_config("hup", stores, trials=2)
+    cfg["params"] = {**cfg["params"], "epochs": 3000}
+    proc = subprocess.Popen([sys.executable, "-m", "cli.app", "run", str(write_config(cfg))],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            try:
+                trials = optuna.load_study(study_name="hup", storage=stores.optuna_url).trials
+            except KeyError:
+                continue
+            if any(t.state == RUNNING and "mlflow_run_id" in t.user_attrs for t in trials):
+                break
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=120) == 129
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "stopped by SIGHUP: running trials were marked FAIL; continue with: hypersweep " \
+        "resume hup" in proc.stderr.read()
+    trials = optuna.load_study(study_name="hup", storage=stores.optuna_url).trials
+    assert [t.state.name for t in trials] == ["FAIL"]
+    parent, children = study_runs(stores.mlflow_uri, "hup")
+    assert parent.info.status != "RUNNING"
+    assert [c.data.tags["failure_reason"] for c in children] == ["stopped by SIGHUP"]
