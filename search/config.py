@@ -138,8 +138,13 @@ class ResourcesConfig(_Strict):
         return v
 
 
+def _default_uri() -> str:
+    # As every MLflow tool takes it: the environment's tracking server, else a file here.
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
 class TrackingConfig(_Strict):
-    uri: str = "sqlite:///mlflow.db"        # MLflow tracking URI
+    uri: str = Field(default_factory=_default_uri)     # MLflow tracking URI
     storage: str = "sqlite:///optuna.db"    # Optuna storage URL
 
 

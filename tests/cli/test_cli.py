@@ -888,3 +888,20 @@ def test_validate_refuses_what_run_refuses_before_it_opens_a_store(write_config,
     res = CliRunner().invoke(app, ["validate", str(write_config(quickstart())), *args])
     assert res.exit_code == 2
     assert res.output.startswith(message) and res.output.count("\n") == 1, res.output
+
+
+def test_mlflow_tracking_uri_in_the_environment_is_the_default_store(stores, write_config,
+                                                                      tmp_path):
+    """As every MLflow tool takes it; it was ignored without a word. A study's own
+    tracking.uri, or --tracking-uri, still wins."""
+    import os
+    cfg = small_config("env-uri", stores, trials=1)
+    del cfg["tracking"]["uri"]
+    env_store = tmp_path / "env-mlflow.db"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{env_store}"}
+    proc = subprocess.run([sys.executable, "-m", "cli.app", "run", str(write_config(cfg))],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert env_store.is_file() and not (tmp_path / "mlflow.db").exists()
+    parent, children = study_runs(f"sqlite:///{env_store}", "env-uri")
+    assert len(children) == 1
