@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 from benchmarks import markdown_table
-from models.registry import builder_names
-from models.train import train_trial
-from models.trial import TrialSpec
+from hypersweep.models.registry import builder_names
+from hypersweep.models.train import train_trial
+from hypersweep.models.trial import TrialSpec
 
 SECTION = "builders"
 TITLE = "Training throughput of every builder (one CPU thread)"

@@ -39,7 +39,7 @@ from typing import Sequence
 
 import yaml
 
-from models.trial import TrialResult, TrialSpec, TrialState
+from hypersweep.models.trial import TrialResult, TrialSpec, TrialState
 
 SECTION = "executors"
 TITLE = "Executors: platform overhead, parallel scaling, per-trial scheduling"
@@ -169,11 +169,11 @@ def _driver_seconds(cfg_dict: dict, train=None,
     are not counted)."""
     import optuna
 
-    from search.config import parse_config
-    from search.driver import StudyDriver, StudyEvents
-    from search.executors import SerialExecutor
-    from search.tracking import MlflowTracker
-    from search.writer import TrackingWriter
+    from hypersweep.search.config import parse_config
+    from hypersweep.search.driver import StudyDriver, StudyEvents
+    from hypersweep.search.executors import SerialExecutor
+    from hypersweep.search.tracking import MlflowTracker
+    from hypersweep.search.writer import TrackingWriter
 
     cfg = parse_config(cfg_dict)
     # Create both databases first: their one-off schema migrations are not per-trial cost.
@@ -184,8 +184,8 @@ def _driver_seconds(cfg_dict: dict, train=None,
     _settle(tracker._proc.pid)      # its one-off warm-up is not per-trial work
     start = time.perf_counter()
     if cfg.resources.executor == "ray":
-        from search.ray_executor import RayExecutor
-        from search.strategies import can_prune
+        from hypersweep.search.ray_executor import RayExecutor
+        from hypersweep.search.strategies import can_prune
         executor = RayExecutor(cfg.resources, train=train, prunes=can_prune(cfg.search))
     else:
         executor = SerialExecutor(train=train, threads=1)

@@ -41,8 +41,8 @@ CONFIGS: list[tuple[str, dict[str, Any]]] = [
 
 
 def scorer_cost() -> dict[str, Any]:
-    from models import scorer
-    from models.data import load_dataset
+    from hypersweep.models import scorer
+    from hypersweep.models.data import load_dataset
 
     s = load_dataset("digits")
     scorer._MEMO.clear()
@@ -55,8 +55,8 @@ def scorer_cost() -> dict[str, Any]:
 
 
 def bench(model: str, params: dict[str, Any], epochs: int) -> dict[str, Any]:
-    from models.train import train_trial
-    from models.trial import TrialSpec
+    from hypersweep.models.train import train_trial
+    from hypersweep.models.trial import TrialSpec
 
     spec = TrialSpec(model=model, data={"name": "digits"}, seed=0, threads=1,
                      params={"epochs": epochs, "lr": 1e-3, **params})

@@ -31,7 +31,7 @@ from typing import Sequence
 from benchmarks import markdown_table
 from benchmarks.bench_builders import bench
 from benchmarks.executors import _driver_seconds, study
-from models.trial import TrialResult, TrialSpec
+from hypersweep.models.trial import TrialResult, TrialSpec
 
 SECTION = "gpu"
 TITLE = "GPU: training throughput, bf16, fractional GPUs per trial"
@@ -64,7 +64,7 @@ def timed(spec: TrialSpec, report) -> TrialResult:
     """`train_trial`, reporting with each epoch the wall-clock moment the trial
     began (`began_at`) and that epoch's end (`ended_at`): the child run's last
     values span the trial, to see how many trials trained at the same time."""
-    from models.train import train_trial
+    from hypersweep.models.train import train_trial
 
     began = time.time()
     return train_trial(spec, lambda epoch, metrics: report(

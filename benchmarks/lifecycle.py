@@ -17,13 +17,13 @@ from pathlib import Path
 import optuna
 
 from benchmarks import markdown_table
-from models.trial import TrialResult, TrialState
-from search.config import parse_config
-from search.importance import param_importances
-from search.inspect import trials_frame
-from search.lifecycle import reopen_study
-from search.report import study_figures
-from search.tracking import MlflowTracker
+from hypersweep.models.trial import TrialResult, TrialState
+from hypersweep.search.config import parse_config
+from hypersweep.search.importance import param_importances
+from hypersweep.search.inspect import trials_frame
+from hypersweep.search.lifecycle import reopen_study
+from hypersweep.search.report import study_figures
+from hypersweep.search.tracking import MlflowTracker
 
 SECTION = "lifecycle"
 TITLE = "Study lifecycle: parent-run figures, reopening a study, export"

@@ -74,10 +74,10 @@ def study_config(label: str, seed: int, n: dict, store: Path) -> dict:
 
 
 def run_study(raw: dict) -> StudyRun:
-    from search.config import check_semantics, parse_config
-    from search.driver import StudyDriver
-    from search.executors import make_executor
-    from search.tracking import MlflowTracker
+    from hypersweep.search.config import check_semantics, parse_config
+    from hypersweep.search.driver import StudyDriver
+    from hypersweep.search.executors import make_executor
+    from hypersweep.search.tracking import MlflowTracker
 
     cfg = parse_config(raw)
     check_semantics(cfg)

@@ -7,9 +7,9 @@ import queue
 import random
 from concurrent.futures import ThreadPoolExecutor
 
-from models.train import train_trial
-from models.trial import TrialSpec
-from search.executors import OnReport, run_guarded
+from hypersweep.models.train import train_trial
+from hypersweep.models.trial import TrialSpec
+from hypersweep.search.executors import OnReport, run_guarded
 
 
 class ShuffledExecutor:

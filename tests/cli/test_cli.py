@@ -12,7 +12,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cli.app import app
+from hypersweep.cli.app import app
 from tests.conftest import STUDIES, quickstart, small_config, study_runs
 
 runner = CliRunner()
@@ -116,7 +116,7 @@ def test_validate_and_models():
 
 
 def test_models_lists_every_builder_with_task_variants_and_hyperparameters():
-    from models.registry import builder_names, get_builder
+    from hypersweep.models.registry import builder_names, get_builder
     wide = CliRunner(env={"COLUMNS": "400"})
     res = wide.invoke(app, ["models"], catch_exceptions=False)
     assert res.exit_code == 0
@@ -193,7 +193,7 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     """The installed entry point, in a real subprocess."""
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**quickstart(), "model": "resnet9000"}))
-    exe = [sys.executable, "-m", "cli.app"]
+    exe = [sys.executable, "-m", "hypersweep.cli.app"]
     proc = subprocess.run([*exe, "validate", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: model: unknown builder 'resnet9000'")
@@ -210,7 +210,7 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
 def test_usage_errors_are_one_line_with_exit_code_2(args, message):
     """Mistyped options and commands read as bad input in a config does: one line
     naming what was wrong and where to look, not a usage block and a box."""
-    proc = subprocess.run([sys.executable, "-m", "cli.app", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "hypersweep.cli.app", *args], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stdout == ""
@@ -220,7 +220,7 @@ def test_usage_errors_are_one_line_with_exit_code_2(args, message):
 def test_ctrl_c_in_a_command_without_trials_says_so_and_exits_130():
     import typer
 
-    from cli.app import user_errors
+    from hypersweep.cli.app import user_errors
     small = typer.Typer()
 
     @small.command()
@@ -234,7 +234,7 @@ def test_ctrl_c_in_a_command_without_trials_says_so_and_exits_130():
 
 def test_help_and_no_command_still_print_the_help():
     for args, code in (["--help"], 0), ([], 2):
-        proc = subprocess.run([sys.executable, "-m", "cli.app", *args], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "hypersweep.cli.app", *args], capture_output=True,
                               text=True, timeout=60)
         assert proc.returncode == code
         assert "Usage: hypersweep" in proc.stdout and proc.stderr == ""
@@ -247,7 +247,7 @@ def test_the_command_ends_with_its_stores_closed_and_its_exit_code(stores, write
     from tests.conftest import ROOT
 
     def hypersweep(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cli.app", *args], cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "hypersweep.cli.app", *args], cwd=ROOT,
                               capture_output=True, text=True, timeout=300)
 
     done = hypersweep("run", str(write_config(small_config("closed", stores, trials=2))))
@@ -270,7 +270,7 @@ def test_a_study_piped_into_a_reader_that_stops_early_runs_to_its_end(stores, wr
     cfg = small_config("piped", stores, strategy="grid", trials=2)
     cfg["params"] = {**cfg["params"], "epochs": 20, "optimizer": "momentum"}
     cfg["space"] = {"lr": {"choice": [1.0e9, 0.05]}}    # trial 0's loss turns NaN: a line
-    proc = subprocess.Popen([sys.executable, "-m", "cli.app", "run", str(write_config(cfg))],
+    proc = subprocess.Popen([sys.executable, "-m", "hypersweep.cli.app", "run", str(write_config(cfg))],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("study piped: mlp on digits, grid search")
     proc.stdout.close()
@@ -291,7 +291,7 @@ def test_a_plain_print_into_a_reader_that_stops_early_exits_0():
     from tests.conftest import ROOT
 
     script = ("import sys\n"
-              "from cli.app import app, main, user_errors\n"
+              "from hypersweep.cli.app import app, main, user_errors\n"
               "@app.command('bulk')\n"
               "@user_errors\n"
               "def bulk() -> None:\n"
@@ -309,7 +309,7 @@ def test_a_plain_print_into_a_reader_that_stops_early_exits_0():
 def test_the_printed_mlflow_ui_command_runs_from_where_it_was_printed(tmp_path, monkeypatch):
     """`mlflow` not on PATH: the one beside this interpreter, by a short path from
     inside the project, by its full path from anywhere else."""
-    from search.tracking import ui_command
+    from hypersweep.search.tracking import ui_command
     monkeypatch.setenv("PATH", "")
     exe = Path(sys.executable).with_name("mlflow")
     monkeypatch.chdir(exe.parent.parent)
@@ -328,7 +328,7 @@ def test_ui_refuses_a_port_in_use_and_otherwise_takes_the_next_free_one(stores):
     whatever holds the port."""
     import socket
 
-    from cli.ui import _ui_port
+    from hypersweep.cli.ui import _ui_port
     MlflowClient(tracking_uri=stores.mlflow_uri).search_experiments()      # a store to serve
     first = _ui_port(None)
     assert 5000 <= first < 5100
@@ -349,11 +349,11 @@ def test_user_text_with_brackets_is_printed_as_it_is(write_config):
 
     from rich.console import Console
 
-    from cli.app import WideWhenPiped
-    from cli.progress import StudyProgress
-    from search.config import parse_config
-    from search.driver import TrialEvent
-    from models.trial import TrialState
+    from hypersweep.cli.app import WideWhenPiped
+    from hypersweep.cli.progress import StudyProgress
+    from hypersweep.search.config import parse_config
+    from hypersweep.search.driver import TrialEvent
+    from hypersweep.models.trial import TrialState
 
     res = invoke("validate", str(write_config(quickstart())), "--set", "space.lr={uniform: [a, b]}")
     assert res.exit_code == 2
@@ -373,11 +373,11 @@ def test_progress_does_not_count_an_interrupted_trial_against_the_budget():
     0 of 2 trials finished: a trial a stop cut short is run again."""
     import io
 
-    from cli.app import WideWhenPiped
-    from cli.progress import StudyProgress
-    from search.config import parse_config
-    from search.driver import TrialEvent
-    from models.trial import TrialState
+    from hypersweep.cli.app import WideWhenPiped
+    from hypersweep.cli.progress import StudyProgress
+    from hypersweep.search.config import parse_config
+    from hypersweep.search.driver import TrialEvent
+    from hypersweep.models.trial import TrialState
 
     console = WideWhenPiped(file=io.StringIO(), markup=False)
     with StudyProgress(console, parse_config(quickstart())) as progress:
@@ -403,11 +403,11 @@ def test_progress_shows_the_trials_running():
 
     from rich.console import Console
 
-    from cli.app import WideWhenPiped
-    from cli.progress import StudyProgress
-    from search.config import parse_config
-    from search.driver import TrialEvent
-    from models.trial import TrialState
+    from hypersweep.cli.app import WideWhenPiped
+    from hypersweep.cli.progress import StudyProgress
+    from hypersweep.search.config import parse_config
+    from hypersweep.search.driver import TrialEvent
+    from hypersweep.models.trial import TrialState
 
     console: Console = WideWhenPiped(file=io.StringIO(), markup=False)
     with StudyProgress(console, parse_config(quickstart())) as progress:     # 20 epochs
@@ -483,15 +483,15 @@ def app_commands() -> list[str]:
 
 def test_an_objective_without_importances_says_why(capsys, write_config):
     """Nothing was printed when fANOVA had nothing to split: it looked like a fault."""
-    from cli.app import print_importances
-    from search.config import load_config
+    from hypersweep.cli.app import print_importances
+    from hypersweep.search.config import load_config
     cfg = load_config(write_config(quickstart()))
     study = optuna.create_study(direction="maximize")
     for lr in (0.01, 0.02):
         t = study.ask()
         t.suggest_float("lr", 1e-3, 1e-1)
         study.tell(t, 0.5)
-    from search.importance import param_importances
+    from hypersweep.search.importance import param_importances
     # fANOVA itself split the nothing evenly among the parameters
     assert param_importances(study, cfg.search.objectives) == {}
     print_importances({}, study, cfg)
@@ -513,9 +513,9 @@ def test_an_objective_without_importances_says_why(capsys, write_config):
 
 
 def test_importances_say_when_they_come_from_a_sample(capsys, write_config, monkeypatch):
-    from cli.app import print_importances
-    from search import importance
-    from search.config import load_config
+    from hypersweep.cli.app import print_importances
+    from hypersweep.search import importance
+    from hypersweep.search.config import load_config
     monkeypatch.setattr(importance, "TRIALS_MAX", 3)
     cfg = load_config(write_config(quickstart()))
     study = optuna.create_study(direction="maximize")
@@ -529,8 +529,8 @@ def test_importances_say_when_they_come_from_a_sample(capsys, write_config, monk
 
 def test_best_shows_every_trial_tied_at_the_best_and_the_whole_front(capsys, write_config):
     """`best` showed one trial where `best --json` listed two (a tie, a front of two)."""
-    from cli.app import print_best
-    from search.config import load_config
+    from hypersweep.cli.app import print_best
+    from hypersweep.search.config import load_config
 
     def study_of(directions, values):
         study = optuna.create_study(directions=directions)
@@ -558,7 +558,7 @@ def test_best_shows_every_trial_tied_at_the_best_and_the_whole_front(capsys, wri
 
 
 def test_version_and_short_help():
-    proc = subprocess.run([sys.executable, "-m", "cli.app", "--version"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "hypersweep.cli.app", "--version"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0
     from importlib.metadata import version
@@ -582,7 +582,7 @@ def test_ui_server_and_what_it_started_stop_with_the_command(tmp_path):
               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
               f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
               "time.sleep(600)\n")
-    command = ("import sys; from cli.ui import serve; "       # stopped before it answers
+    command = ("import sys; from hypersweep.cli.ui import serve; "   # stopped before it answers
                f"sys.exit(serve([sys.executable, '-c', {server!r}], {free_port()}, 'ready', "
                "grace_s=5))")
     ui = subprocess.Popen([sys.executable, "-c", command], stderr=subprocess.PIPE, text=True)
@@ -632,7 +632,7 @@ def test_the_optuna_storage_failing_in_use_is_one_line_with_exit_1():
     import sqlalchemy.exc
     import typer
 
-    from cli.app import user_errors
+    from hypersweep.cli.app import user_errors
     small = typer.Typer()
 
     @small.command()
@@ -718,10 +718,10 @@ def test_a_narrow_terminal_cuts_the_progress_status_not_the_time():
 
     from rich.console import Console
 
-    from cli.progress import StudyProgress
-    from search.config import parse_config
-    from search.driver import TrialEvent
-    from models.trial import TrialState
+    from hypersweep.cli.progress import StudyProgress
+    from hypersweep.search.config import parse_config
+    from hypersweep.search.driver import TrialEvent
+    from hypersweep.models.trial import TrialState
 
     buf = io.StringIO()
     console = Console(file=buf, width=80, force_terminal=True, color_system=None)
@@ -789,8 +789,8 @@ def test_the_resume_hint_quotes_the_study_name(capsys):
 
     import typer
 
-    from cli.app import stopped
-    from search.config import parse_config
+    from hypersweep.cli.app import stopped
+    from hypersweep.search.config import parse_config
     cfg = parse_config({**quickstart(), "study": "my study"})
     with pytest.raises(typer.Exit) as e:
         stopped(SimpleNamespace(interrupted=True, exit_code=130), cfg)
@@ -839,11 +839,11 @@ def test_columns_0_still_prints(tmp_path):
     bad.write_text(yaml.safe_dump({**quickstart(), "model": "mpl"}))
     import os
     env = {**os.environ, "COLUMNS": "0"}
-    proc = subprocess.run([sys.executable, "-m", "cli.app", "validate", str(bad)], env=env,
+    proc = subprocess.run([sys.executable, "-m", "hypersweep.cli.app", "validate", str(bad)], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: model: unknown builder 'mpl' (did you mean 'mlp'?)")
-    proc = subprocess.run([sys.executable, "-m", "cli.app", "models"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "hypersweep.cli.app", "models"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "mlp" in proc.stdout
 
@@ -861,13 +861,13 @@ def test_notes_go_to_stderr_apart_from_the_results(stores, write_config):
     cfg = small_config("noted", stores, trials=1)
     cfg["space"]["depth"] = {"choice": [1]}            # a choice of one value: a note
     path = str(write_config(cfg))
-    proc = subprocess.run([sys.executable, "-m", "cli.app", "validate", path],
+    proc = subprocess.run([sys.executable, "-m", "hypersweep.cli.app", "validate", path],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0
     assert proc.stdout.startswith(f"{path}: ok") and "note:" not in proc.stdout
     assert proc.stderr == ("note: space.depth: a choice of one value, 1, is the same in every "
                            "trial; it is not searched\n")
-    proc = subprocess.run([sys.executable, "-m", "cli.app", "run", path], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "hypersweep.cli.app", "run", path], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0 and "note:" not in proc.stdout and "best trials" in proc.stdout
     assert proc.stderr.startswith("note: space.depth: a choice of one value")
@@ -899,7 +899,7 @@ def test_mlflow_tracking_uri_in_the_environment_is_the_default_store(stores, wri
     del cfg["tracking"]["uri"]
     env_store = tmp_path / "env-mlflow.db"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{env_store}"}
-    proc = subprocess.run([sys.executable, "-m", "cli.app", "run", str(write_config(cfg))],
+    proc = subprocess.run([sys.executable, "-m", "hypersweep.cli.app", "run", str(write_config(cfg))],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert env_store.is_file() and not (tmp_path / "mlflow.db").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import optuna
 from typer.testing import CliRunner
 
-from cli.app import app
+from hypersweep.cli.app import app
 from tests.conftest import small_config, study_runs
 
 runner = CliRunner()

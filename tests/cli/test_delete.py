@@ -11,12 +11,12 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cli.app import app
-from search.config import parse_config
-from search.driver import StudyDriver
-from search.executors import SerialExecutor
-from search.lease import LEASE
-from search.tracking import MlflowTracker
+from hypersweep.cli.app import app
+from hypersweep.search.config import parse_config
+from hypersweep.search.driver import StudyDriver
+from hypersweep.search.executors import SerialExecutor
+from hypersweep.search.lease import LEASE
+from hypersweep.search.tracking import MlflowTracker
 from tests.conftest import small_config, study_runs
 
 runner = CliRunner()

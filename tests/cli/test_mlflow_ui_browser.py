@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cli.app import app
+from hypersweep.cli.app import app
 from tests.conftest import ROOT, small_config
 from tests.servers import free_port, serving
 
@@ -46,7 +46,7 @@ def test_experiment_page_lists_the_study_and_its_trials(stores, write_config):
     exp = MlflowClient(tracking_uri=stores.mlflow_uri).get_experiment_by_name("browsed")
 
     port = free_port()
-    argv = [sys.executable, "-m", "cli.app", "ui", "--tracking-uri", stores.mlflow_uri,
+    argv = [sys.executable, "-m", "hypersweep.cli.app", "ui", "--tracking-uri", stores.mlflow_uri,
             "--port", str(port)]
     with serving(argv, f"http://127.0.0.1:{port}/health"):
         runs = f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs"

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli.app import app
+from hypersweep.cli.app import app
 from tests.conftest import STUDIES, Stores, study_runs
 
 runner = CliRunner()
@@ -75,9 +75,9 @@ def test_study_runs_one_short_trial(path, shared_stores):
     # The trial's MLflow run holds the figure of the task it actually trained.
     from mlflow.tracking import MlflowClient
 
-    from models.tasks import get_task
-    from models.train import trial_task
-    from search.config import load_config
+    from hypersweep.models.tasks import get_task
+    from hypersweep.models.train import trial_task
+    from hypersweep.search.config import load_config
     cfg = load_config(path, smoke_overrides(path)[1::2])
     task = get_task(trial_task(cfg.model, cfg.data.model_dump()))
     _, [child] = study_runs(stores.mlflow_uri, name)

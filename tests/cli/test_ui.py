@@ -18,8 +18,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cli.app import app
-from cli.ui import NotServing, _Console, serve
+from hypersweep.cli.app import app
+from hypersweep.cli.ui import NotServing, _Console, serve
 from tests.servers import free_port
 
 EXE = str(Path(sys.executable).with_name("hypersweep"))
@@ -209,7 +209,8 @@ def test_a_server_that_exits_before_answering_is_one_line_with_exit_1(monkeypatc
     gives up on it after 105 s): the exception in its stderr says what failed, not
     SQLAlchemy's last line. What it started (a child that holds its pipes) is
     stopped too."""
-    import search.tracking
+    import hypersweep.search.tracking  # noqa: F401
+    from hypersweep import search
     pids = tmp_path / "pids"
     server = ("import os, subprocess, sys\n"
               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
@@ -320,8 +321,9 @@ def test_a_port_another_server_takes_while_the_ui_starts_is_not_printed_as_its_u
     the URL showed another store, while the second one's server failed to bind
     and printed tracebacks. Now the server that answers must be this one's, and
     a port taken meanwhile moves the UI to the next free one."""
-    import cli.ui
-    from search import tracking
+    import hypersweep.cli.ui  # noqa: F401
+    from hypersweep import cli
+    from hypersweep.search import tracking
     port = free_port()
     other = squatter(port)
     try:
@@ -350,8 +352,9 @@ def test_a_port_another_server_takes_while_the_ui_starts_is_not_printed_as_its_u
 
 
 def test_a_port_asked_for_and_taken_while_the_ui_starts_is_one_line(tmp_path, monkeypatch):
-    import cli.ui
-    from search import tracking
+    import hypersweep.cli.ui  # noqa: F401
+    from hypersweep import cli
+    from hypersweep.search import tracking
     port = free_port()
     other = squatter(port)
     try:

@@ -4,8 +4,8 @@ from typing import Any, Callable, Mapping
 
 import pytest
 
-from models.train import train_trial
-from models.trial import TrialResult, TrialSpec
+from hypersweep.models.train import train_trial
+from hypersweep.models.trial import TrialResult, TrialSpec
 
 
 def never_stop(epoch: int, metrics: Mapping[str, float]) -> bool:

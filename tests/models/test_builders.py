@@ -7,10 +7,10 @@ import typing
 import pytest
 import torch
 
-from models.errors import UserError
-from models.mlp import mlp
-from models.registry import builder_names, check_value, get_builder
-from models.tasks import get_task
+from hypersweep.models.errors import UserError
+from hypersweep.models.mlp import mlp
+from hypersweep.models.registry import builder_names, check_value, get_builder
+from hypersweep.models.tasks import get_task
 
 # One example batch per task: (input shape, n_outputs, target kind). A builder of a
 # new task fails here until its task gets an entry, rather than going untested.
@@ -164,8 +164,8 @@ LAYER_COUNTS = [("mlp", "depth"), ("autoencoder", "depth"), ("vae", "depth"), ("
 @pytest.mark.parametrize("name,knob", LAYER_COUNTS, ids=[f"{n}-{k}" for n, k in LAYER_COUNTS])
 def test_layer_counts_stop_at_a_thousand(name, knob):
     """A depth of a billion is a typo: building it, to check it, hung `validate`."""
-    from models.errors import OutOfRange
-    from models.train import check_fit
+    from hypersweep.models.errors import OutOfRange
+    from hypersweep.models.train import check_fit
     data = {"char_lm": {"name": "text", "options": {"max_chars": 3000}},
             "rnn": {"name": "seq_digits"}}.get(name, {"name": "digits"})
     with pytest.raises(OutOfRange, match=rf"^params.{knob}: must be <= 1000, got 1000000000$"):
@@ -176,7 +176,7 @@ def test_layer_counts_stop_at_a_thousand(name, knob):
 def test_a_size_past_what_torch_counts_is_named(width):
     """Weights past 2**63 overflowed torch's count: a traceback, or (with a builder
     hyperparameter searched) a pass, and every trial failed."""
-    from models.train import check_fit
+    from hypersweep.models.train import check_fit
     with pytest.raises(UserError, match=rf"^params.width: mlp with width {width} has more "
                                         "weights than torch can count$"):
         check_fit("mlp", {"name": "digits"}, {"width": width}, searched=("depth",))

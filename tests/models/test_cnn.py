@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.cnn import InceptionModule, ResidualBlock
-from models.errors import UserError
-from models.registry import get_builder
+from hypersweep.models.cnn import InceptionModule, ResidualBlock
+from hypersweep.models.errors import UserError
+from hypersweep.models.registry import get_builder
 from tests.models.test_builders import check_forward_and_step
 
 CNNS = ["lenet", "alexnet", "vgg", "inception", "resnet"]
@@ -92,7 +92,7 @@ def test_residual_block_adds_its_input():
 @pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5, 6])
 @pytest.mark.parametrize("size,stride", [(8, 1), (7, 1), (8, 2), (7, 2), (9, 3)])
 def test_same_padding_keeps_the_size_for_odd_and_even_kernels(kernel, size, stride):
-    from models.cnn import Grid, conv
+    from hypersweep.models.cnn import Grid, conv
     layers, g = conv(Grid(3, size, size), 4, kernel, stride=stride, padding="same")
     out = torch.nn.Sequential(*layers)(torch.rand(2, 3, size, size))
     expected = -(-size // stride)         # ceil(size / stride), as "same" means

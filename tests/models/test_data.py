@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.data import dataset_names, dataset_options, digits, load_dataset
-from models.errors import OutOfRange, UserError, check_at_least, check_fraction
+from hypersweep.models.data import dataset_names, dataset_options, digits, load_dataset
+from hypersweep.models.errors import OutOfRange, UserError, check_at_least, check_fraction
 
 
 def rows(*xs: torch.Tensor) -> list[bytes]:
@@ -151,7 +151,7 @@ def test_a_val_fraction_that_rounds_to_no_rows_is_refused():
 
 
 def test_no_samples_at_all_is_an_empty_split_not_a_crash():
-    from models.data import RawData, _split
+    from hypersweep.models.data import RawData, _split
     raw = RawData(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), class_names=("0", "1"))
     with pytest.raises(UserError, match=r"^data.val_fraction: .* empty split of 0 samples$"):
         _split(raw, 0.2, 0.2, 0, ("data.name", 0))

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.corpus import stdlib_docstrings
-from models.data import adding, copy, dataset_options, load_dataset, reverse, seq_digits, text
-from models.errors import UserError
+from hypersweep.models.corpus import stdlib_docstrings
+from hypersweep.models.data import adding, copy, dataset_options, load_dataset, reverse, seq_digits, text
+from hypersweep.models.errors import UserError
 
 SHAPES = {   # name: (input_shape, n_outputs, task, x dtype, one target's shape)
     "moons": ((2,), 2, "classification", torch.float32, ()),
@@ -38,7 +38,7 @@ def test_diabetes_target_is_standardised():
 
 
 def test_seq_digits_are_the_digit_images_row_by_row():
-    from models.data import digits
+    from hypersweep.models.data import digits
     assert np.array_equal(seq_digits().x, digits().x[:, 0])
 
 
@@ -171,7 +171,7 @@ def test_a_dataset_too_large_for_memory_is_refused_before_it_is_generated(name, 
 
 
 def test_the_memory_bound_on_n_is_exact(monkeypatch):
-    import models.data as data
+    import hypersweep.models.data as data
     monkeypatch.setattr(data, "MAX_VALUES", 100)
     assert len(data.moons.__wrapped__(n=50).y) == 50      # uncached: 50 samples of 2 values
     with pytest.raises(UserError, match=r"^data.options.n: must be <= 50 here, got 51 "):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models import figures
+from hypersweep.models import figures
 
 
 def pixels(png: bytes) -> np.ndarray:

@@ -8,10 +8,10 @@ import typing
 import pytest
 import torch
 
-from models.errors import UserError
-from models.generative import Generation, Reconstruction, image_grid
-from models.registry import builder_names, check_value, get_builder
-from models.tasks import get_task
+from hypersweep.models.errors import UserError
+from hypersweep.models.generative import Generation, Reconstruction, image_grid
+from hypersweep.models.registry import builder_names, check_value, get_builder
+from hypersweep.models.tasks import get_task
 
 GENERATIVE = ("reconstruction", "generation")
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
@@ -133,7 +133,7 @@ def test_bad_builder_values_are_one_line_user_errors():
 
 
 def test_reconstruction_targets_are_the_inputs():
-    from models.data import load_dataset
+    from hypersweep.models.data import load_dataset
 
     s = Reconstruction().prepare(load_dataset("digits"))
     assert s.y_train is s.x_train and s.y_val is s.x_val and s.y_test is s.x_test
@@ -144,7 +144,7 @@ def test_reconstruction_targets_are_the_inputs():
 def test_generation_needs_labelled_data():
     import dataclasses
 
-    from models.data import load_dataset
+    from hypersweep.models.data import load_dataset
 
     targets = dataclasses.replace(load_dataset("digits"), task="regression")
     with pytest.raises(UserError, match="data.name: generation .* labelled dataset"):
@@ -152,7 +152,7 @@ def test_generation_needs_labelled_data():
 
 
 def test_objective_metrics_of_the_generative_tasks():
-    from search.config import objective_metrics
+    from hypersweep.search.config import objective_metrics
 
     gen = objective_metrics("generation")
     assert {"val_fid", "val_confidence", "val_diversity", "train_loss", "val_loss"} <= set(gen)
@@ -259,9 +259,9 @@ def test_reconstruction_loss_is_bce_plus_the_variants_penalty(run):
     optimised), on validation and on test; without a penalty it is bce."""
     import io
 
-    from models.data import load_dataset
-    from models.train import train_final
-    from models.trial import TrialSpec
+    from hypersweep.models.data import load_dataset
+    from hypersweep.models.train import train_final
+    from hypersweep.models.trial import TrialSpec
 
     h = run("autoencoder", variant="contractive", epochs=1, contraction=0.5).history[-1]
     assert h["train_loss"] > h["train_bce"] and h["val_loss"] > h["val_bce"]
@@ -329,7 +329,7 @@ def trained_autoencoder(run, **params) -> torch.nn.Module:
 
 @pytest.mark.slow
 def test_sparse_and_contractive_penalties_do_what_they_say(run):
-    from models.data import load_dataset
+    from hypersweep.models.data import load_dataset
 
     x = load_dataset("digits").x_val
     plain = trained_autoencoder(run, variant="undercomplete")
@@ -349,7 +349,7 @@ def test_sparse_and_contractive_penalties_do_what_they_say(run):
 def test_data_outside_the_unit_interval_is_refused(data, task):
     """The decoders end in a sigmoid: standardised features could only be modelled
     where they lie in [0, 1]."""
-    from models.data import load_dataset
+    from hypersweep.models.data import load_dataset
 
     splits = load_dataset(data)
     lo, hi = (float(splits.x_train.min()), float(splits.x_train.max()))
@@ -363,7 +363,7 @@ def test_data_outside_the_unit_interval_is_refused(data, task):
 
 
 def test_validate_refuses_an_autoencoder_on_standardised_data():
-    from models.train import check_fit
+    from hypersweep.models.train import check_fit
 
     with pytest.raises(UserError, match=r"^data.name: reconstruction needs inputs in \[0, 1\]"):
         check_fit("autoencoder", {"name": "diabetes"}, {})
@@ -413,8 +413,8 @@ def test_an_undercomplete_code_must_be_smaller_than_the_input():
 
 
 def test_every_end_of_the_default_space_builds_on_digits():
-    from spaces import parse_space, space_values
-    from spaces.defaults import default_space
+    from hypersweep.spaces import parse_space, space_values
+    from hypersweep.spaces.defaults import default_space
 
     builder = get_builder("autoencoder")
     own = builder.hyperparameters()

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.data import load_dataset
-from models.errors import UserError
-from models.image_files import IDX_FILES, read_idx
+from hypersweep.models.data import load_dataset
+from hypersweep.models.errors import UserError
+from hypersweep.models.image_files import IDX_FILES, read_idx
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
@@ -141,7 +141,7 @@ def mirror(tmp_path):
 def test_missing_files_are_downloaded_from_a_mirror(tmp_path, mirror, monkeypatch):
     import tarfile
 
-    from models import image_files
+    from hypersweep.models import image_files
 
     served, url = mirror
     x, _ = write_mnist(served, gz=True)
@@ -162,7 +162,7 @@ def test_missing_files_are_downloaded_from_a_mirror(tmp_path, mirror, monkeypatc
 
 
 def test_a_failed_download_leaves_no_partial_file(tmp_path, mirror, monkeypatch):
-    from models import image_files
+    from hypersweep.models import image_files
 
     _, url = mirror
     monkeypatch.setitem(image_files.MIRRORS, "mnist", (url + "gone/",))

@@ -12,10 +12,10 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli.app import app
-from models.data import load_dataset
-from models.errors import UserError
-from models.image_folder import images
+from hypersweep.cli.app import app
+from hypersweep.models.data import load_dataset
+from hypersweep.models.errors import UserError
+from hypersweep.models.image_folder import images
 from tests.conftest import study_runs
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -186,7 +186,7 @@ def test_extensions_choose_the_files_read_and_hidden_ones_are_skipped(tmp_path):
         "(default: png,jpg,jpeg,bmp,gif,webp)")
     assert error(tmp_path, extensions="png,heic").startswith(
         "data.options.extensions: Pillow cannot read 'heic' files; valid: ")
-    from models.data import _checked_options                    # a YAML list too
+    from hypersweep.models.data import _checked_options                    # a YAML list too
     assert _checked_options("images", {"extensions": ["png", "jpg"]}) == {
         "extensions": "png, jpg"}
     assert error(tmp_path, extensions=[1]) == (

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.train import predict, setup, train_trial
-from models.trial import TrialSpec
+from hypersweep.models.train import predict, setup, train_trial
+from hypersweep.models.trial import TrialSpec
 
 DIGITS = {"name": "digits"}
 CASES = {   # id: (builder, data, params)

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.char_lm import char_lm
-from models.errors import UserError
-from models.registry import get_builder
-from models.rnn import rnn
-from models.seq2seq import seq2seq
+from hypersweep.models.char_lm import char_lm
+from hypersweep.models.errors import UserError
+from hypersweep.models.registry import get_builder
+from hypersweep.models.rnn import rnn
+from hypersweep.models.seq2seq import seq2seq
 from tests.models.test_builders import check_forward_and_step
 
 

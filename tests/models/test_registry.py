@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from models.errors import UserError
-from models.registry import builder_names, get_builder, register
-from models.train import TrainOptions, hyperparameters, training_hparams
+from hypersweep.models.errors import UserError
+from hypersweep.models.registry import builder_names, get_builder, register
+from hypersweep.models.train import TrainOptions, hyperparameters, training_hparams
 
 
 def test_builtin_builders_are_registered():
@@ -50,7 +50,7 @@ def test_linear_has_no_hyperparameters_of_its_own():
 
 
 def test_a_name_in_other_case_gets_its_did_you_mean():
-    from models.errors import unknown
+    from hypersweep.models.errors import unknown
     assert str(unknown("builder", "MLP", ["mlp", "lenet"], key="model")) == (
         "model: unknown builder 'MLP' (did you mean 'mlp'?); valid: lenet, mlp")
 
@@ -176,7 +176,7 @@ def test_a_builder_of_ones_own_that_cannot_be_used_is_one_line(tmp_path, name, m
 def test_a_builder_of_ones_own_that_cannot_fit_the_data_is_found_before_any_trial(
         tmp_path, fn, message):
     """A head of 3 classes on 10 passes a first step whose two targets are below 3."""
-    from models.train import check_fit
+    from hypersweep.models.train import check_fit
 
     nets = write_nets(tmp_path)
     with pytest.raises(UserError) as e:
@@ -188,7 +188,7 @@ def test_a_builder_of_ones_own_failing_at_its_defaults_leaves_searched_values_to
         tmp_path):
     """`only_wide` raises at its default width 2; a study searching width from 2 to 8
     has trials that build. Fixed, the default fails every trial: one line."""
-    from models.train import check_fit
+    from hypersweep.models.train import check_fit
 
     nets = write_nets(tmp_path)
     assert check_fit(f"{nets}:only_wide", {"name": "digits"}, {},
@@ -198,7 +198,7 @@ def test_a_builder_of_ones_own_failing_at_its_defaults_leaves_searched_values_to
 
 
 def test_a_regression_head_of_the_wrong_size_is_found_before_any_trial(tmp_path):
-    from models.train import check_fit
+    from hypersweep.models.train import check_fit
 
     nets = write_nets(tmp_path)
     with pytest.raises(UserError) as e:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import scorer as scoring
-from models.data import load_dataset
+from hypersweep.models import scorer as scoring
+from hypersweep.models.data import load_dataset
 
 
 @pytest.fixture(autouse=True)

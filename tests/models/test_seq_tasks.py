@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.errors import UserError
-from models.tasks import get_task, task_names
+from hypersweep.models.errors import UserError
+from hypersweep.models.tasks import get_task, task_names
 
 PNG = b"\x89PNG"
 
@@ -74,7 +74,7 @@ def test_teacher_forced_models_see_the_targets_while_training():
 def test_token_accuracy_leaves_out_the_positions_every_sequence_has_the_same_target():
     """Copy's targets are blank until the recall in every sequence: a model that
     outputs only blanks is right there, and gets none of the copied symbols."""
-    from models.data import load_dataset
+    from hypersweep.models.data import load_dataset
 
     task, y = get_task("sequence_transduction"), load_dataset("copy").y_val
     blanks = F.one_hot(torch.zeros_like(y), 10).float()
@@ -87,7 +87,7 @@ def test_token_accuracy_leaves_out_the_positions_every_sequence_has_the_same_tar
 
 
 def test_token_accuracy_counts_every_position_of_reverse():
-    from models.data import load_dataset
+    from hypersweep.models.data import load_dataset
 
     task, y = get_task("sequence_transduction"), load_dataset("reverse").y_val
     guess = torch.randn(*y.shape, 10)

@@ -14,11 +14,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cli.app import app
-from models.data import dataset_options, load_dataset
-from models.errors import UserError
-from models.tables import csv_table, npz_arrays
-from models.trial import TrialState
+from hypersweep.cli.app import app
+from hypersweep.models.data import dataset_options, load_dataset
+from hypersweep.models.errors import UserError
+from hypersweep.models.tables import csv_table, npz_arrays
+from hypersweep.models.trial import TrialState
 from tests.conftest import study_runs
 
 
@@ -478,7 +478,7 @@ def test_npz_sequences_stay_sequences_for_recurrent_nets(tmp_path):
 
 def test_the_lstm_builder_trains_on_npz_sequences(tmp_path):
     """Checked as `validate` checks a study: a first step of the built-in lstm."""
-    from models.train import check_fit
+    from hypersweep.models.train import check_fit
 
     rng = np.random.default_rng(4)
     np.savez(tmp_path / "seq.npz", x=rng.normal(size=(40, 12, 4)), y=np.arange(40) % 2)

@@ -4,9 +4,9 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from models.errors import UserError
-from models.figures import artifact_bytes
-from models.tasks import confusion_matrix, get_task, macro_f1
+from hypersweep.models.errors import UserError
+from hypersweep.models.figures import artifact_bytes
+from hypersweep.models.tasks import confusion_matrix, get_task, macro_f1
 
 
 def test_classification_metrics_match_sklearn():
@@ -103,8 +103,10 @@ def test_the_optional_hooks_documented_are_those_the_code_looks_up():
     import re
     from pathlib import Path
 
-    import models.tasks
-    from models.tasks import Task, task_names
+    import hypersweep.models.tasks  # noqa: F401
+
+    from hypersweep import models
+    from hypersweep.models.tasks import Task, task_names
 
     root = Path(models.tasks.__file__).parents[1]
     looked_up = {m for package in ("models", "search") for path in (root / package).glob("*.py")
@@ -117,13 +119,13 @@ def test_the_optional_hooks_documented_are_those_the_code_looks_up():
         assert any(hasattr(get_task(name), hook) for name in task_names()), hook
 
 
-@pytest.mark.parametrize("first", ["models.generative", "models.tasks"])
+@pytest.mark.parametrize("first", ["hypersweep.models.generative", "hypersweep.models.tasks"])
 def test_the_task_modules_import_in_either_order(first: str):
     """A fresh interpreter: in this one both modules are imported already."""
     import subprocess
     import sys
 
-    code = f"import {first}, models.generative, models.tasks"
+    code = f"import {first}, hypersweep.models.generative, hypersweep.models.tasks"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -148,8 +150,8 @@ def test_label_smoothing_is_refused_where_there_are_no_labels(name: str):
 
 def test_every_metric_a_task_reports_has_a_direction():
     """An objective on a metric with no entry could be optimized the wrong way."""
-    from models.tasks import BETTER, task_names
-    from search.config import natural_direction, objective_metrics
+    from hypersweep.models.tasks import BETTER, task_names
+    from hypersweep.search.config import natural_direction, objective_metrics
 
     for name in task_names():
         for metric in objective_metrics(name):

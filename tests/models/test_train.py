@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from models.data import load_dataset
-from models.errors import UserError
-from models.figures import Drawing, artifact_bytes
-from models.registry import get_builder
-from models.train import (TrainOptions, _batches, make_optimizer, split_params,
+from hypersweep.models.data import load_dataset
+from hypersweep.models.errors import UserError
+from hypersweep.models.figures import Drawing, artifact_bytes
+from hypersweep.models.registry import get_builder
+from hypersweep.models.train import (TrainOptions, _batches, make_optimizer, split_params,
                           weight_params)
-from models.trial import TrialState
+from hypersweep.models.trial import TrialState
 
 SMALL = {"width": 32, "batch_size": 128}     # keeps the digits runs fast
 EPOCH_METRICS = {"train_loss", "train_accuracy", "train_f1", "val_loss", "val_accuracy",
@@ -231,8 +231,8 @@ def test_resolved_params_name_every_hyperparameter_with_the_value_training_uses(
     import numpy as np
     import yaml
 
-    from models.registry import builder_names
-    from models.train import hyperparameters, resolved_params
+    from hypersweep.models.registry import builder_names
+    from hypersweep.models.train import hyperparameters, resolved_params
 
     for model in builder_names():
         hps = hyperparameters(model)
@@ -258,7 +258,7 @@ def test_resolved_params_name_every_hyperparameter_with_the_value_training_uses(
 @pytest.mark.parametrize("params", [{"dept": 3}, {"depth": "3"}, {"optimizer": "adamm"},
                                     {"lr": -1.0}])
 def test_resolved_params_refuse_what_split_params_refuses_with_its_one_line(params):
-    from models.train import resolved_params
+    from hypersweep.models.train import resolved_params
 
     with pytest.raises(UserError) as expected:
         split_params("mlp", params)
@@ -274,7 +274,7 @@ def test_resolved_params_refuse_what_split_params_refuses_with_its_one_line(para
 def test_training_on_resolved_params_is_training_on_the_params(run, model, params):
     """A trial logged with its resolved params replays as it ran: the same history,
     bit for bit, and the same weights."""
-    from models.train import resolved_params
+    from hypersweep.models.train import resolved_params
 
     params = {"epochs": 2, **params}
     given = run(model, seed=3, **params)
@@ -294,8 +294,8 @@ def test_weight_params_are_matrices_only():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_trains_on_cuda_in_bf16():
-    from models.train import train_trial
-    from models.trial import TrialSpec
+    from hypersweep.models.train import train_trial
+    from hypersweep.models.trial import TrialSpec
 
     spec = TrialSpec("mlp", {"name": "digits"}, {"epochs": 3, "precision": "bf16"}, seed=0,
                      device="cuda")
@@ -306,8 +306,8 @@ def test_trains_on_cuda_in_bf16():
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
     pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")])])
 def test_bf16_precision_runs_the_forward_pass_in_bfloat16(device):
-    from models.train import setup
-    from models.trial import TrialSpec
+    from hypersweep.models.train import setup
+    from hypersweep.models.trial import TrialSpec
 
     for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
         fit = setup(TrialSpec("mlp", {"name": "digits"}, {"epochs": 1, "precision": precision},
@@ -325,8 +325,8 @@ def test_an_epoch_on_the_gpu_copies_nothing_per_batch_from_the_host():
     an epoch's host-to-device copies do not grow with its number of batches."""
     from torch.profiler import ProfilerActivity, profile
 
-    from models.train import run_epoch, setup
-    from models.trial import TrialSpec
+    from hypersweep.models.train import run_epoch, setup
+    from hypersweep.models.trial import TrialSpec
 
     def copies(batch_size: int) -> tuple[int, list[str]]:
         fit = setup(TrialSpec("mlp", {"name": "digits"}, {"epochs": 2, "batch_size": batch_size},
@@ -346,8 +346,8 @@ def test_an_epoch_on_the_gpu_copies_nothing_per_batch_from_the_host():
 
 def test_train_final_tests_once_on_the_held_out_split():
     """Retrained on train+val, evaluated on test only: deterministic on CPU."""
-    from models.train import train_final
-    from models.trial import TrialSpec
+    from hypersweep.models.train import train_final
+    from hypersweep.models.trial import TrialSpec
 
     spec = TrialSpec(model="mlp", data={"name": "digits"}, seed=5,
                      params={"epochs": 3, "width": 32, "lr": 0.01, "patience": 2})
@@ -381,8 +381,8 @@ FINAL_CASES = [
 def test_train_final_reports_on_test_what_validation_reports(run, model, data, params):
     """Every task's test metrics are its validation metrics, also those that need the
     model (generation's scores and losses, a penalized reconstruction loss)."""
-    from models.train import train_final
-    from models.trial import TrialSpec
+    from hypersweep.models.train import train_final
+    from hypersweep.models.trial import TrialSpec
 
     params = {"epochs": 1, **params}
     trial = run(model, data, **params)
@@ -404,9 +404,9 @@ def test_train_final_reports_on_test_what_validation_reports(run, model, data, p
 def test_train_final_artifacts_come_from_the_final_model_on_test(model, data, params, name):
     """What the `artifacts` hook makes of the retrained model (its checkpoint) and the
     test split: GAN samples, seq2seq decodes of test inputs."""
-    from models.tasks import get_task
-    from models.train import loaded_splits, train_final, trial_task
-    from models.trial import TrialSpec
+    from hypersweep.models.tasks import get_task
+    from hypersweep.models.train import loaded_splits, train_final, trial_task
+    from hypersweep.models.trial import TrialSpec
 
     final = train_final(TrialSpec(model=model, data=data, params={"epochs": 1, **params},
                                   seed=0, threads=1))
@@ -440,7 +440,7 @@ def test_a_bad_fixed_value_is_refused_whatever_else_is_searched(model, data, par
 
 def check_fit_error(model: str, data: str, params: dict, searched) -> str:
     """check_fit's one-line refusal."""
-    from models.train import check_fit
+    from hypersweep.models.train import check_fit
     with pytest.raises(UserError) as e:
         check_fit(model, {"name": data}, params, searched=searched)
     assert "\n" not in str(e.value)
@@ -452,7 +452,7 @@ def check_fit_error(model: str, data: str, params: dict, searched) -> str:
     ("vgg", {"kernel": 7, "padding": "valid"}, {"blocks"}),  # its hint: fewer blocks
 ])
 def test_an_error_a_searched_knob_may_fix_is_left_to_the_trials(model, params, searched):
-    from models.train import check_fit
+    from hypersweep.models.train import check_fit
     assert check_fit(model, {"name": "digits"}, params, searched=searched) == "classification"
 
 
@@ -479,8 +479,8 @@ def test_a_trial_refuses_input_noise_on_token_ids(run):
 def test_a_first_step_that_fails_with_fixed_values_only_is_a_model_error(monkeypatch):
     """A net that fails on the data in a way no check names (here: it ignores the
     input's size) fails every trial when nothing that builds it is searched."""
-    from models import registry
-    from models.train import check_fit
+    from hypersweep.models import registry
+    from hypersweep.models.train import check_fit
 
     def too_narrow(*, input_shape: tuple[int, ...], n_outputs: int, width: int = 8) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(3, width), nn.Linear(width, n_outputs))
@@ -499,8 +499,8 @@ def test_a_first_step_that_fails_with_fixed_values_only_is_a_model_error(monkeyp
 def test_an_autoencoders_target_is_its_augmented_input_without_the_noise(noise):
     """With augment on, the reconstruction target is the shifted image (else the net
     learns to undo the shift); input noise goes on the input only (denoising)."""
-    from models.train import setup, train_epoch
-    from models.trial import TrialSpec
+    from hypersweep.models.train import setup, train_epoch
+    from hypersweep.models.trial import TrialSpec
 
     spec = TrialSpec(model="autoencoder", data={"name": "digits"}, threads=1, seed=0,
                      params={"augment": "shift", "input_noise": noise, "batch_size": 256})
@@ -524,7 +524,7 @@ def test_an_autoencoders_target_is_its_augmented_input_without_the_noise(noise):
 
 def test_validate_refuses_label_smoothing_where_the_task_has_no_labels():
     """Regression has nothing to smooth: refused before the study, not by every trial."""
-    from models.train import check_fit
+    from hypersweep.models.train import check_fit
     with pytest.raises(UserError, match=r"^params.label_smoothing: regression has no class"):
         check_fit("mlp", {"name": "diabetes"}, {"label_smoothing": 0.1})
     assert check_fit("mlp", {"name": "diabetes"}, {"label_smoothing": 0.0}) == "regression"
@@ -532,7 +532,7 @@ def test_validate_refuses_label_smoothing_where_the_task_has_no_labels():
 
 def test_validate_refuses_label_smoothing_for_a_vae():
     """A VAE has no discriminator whose targets to smooth: every trial failed."""
-    from models.train import check_fit
+    from hypersweep.models.train import check_fit
     with pytest.raises(UserError, match=r"^params.label_smoothing: smooths a GAN discrim"):
         check_fit("vae", {"name": "digits"}, {"label_smoothing": 0.1}, searched=("lr",))
     assert check_fit("gan", {"name": "digits"}, {"label_smoothing": 0.1}) == "generation"

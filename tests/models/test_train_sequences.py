@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.errors import UserError
-from models.train import augment_images, training_hparams, trial_task
+from hypersweep.models.errors import UserError
+from hypersweep.models.train import augment_images, training_hparams, trial_task
 
 
 @pytest.mark.parametrize("model,data,task", [
@@ -21,7 +21,7 @@ def test_trial_task_is_the_task_the_trial_trains(run, model, data, task):
         data = {"name": "text", "options": {"max_chars": 3000, "window": 32}}
     result = run(model, data, **params)
     assert result.state.value == "COMPLETE", result.reason
-    from models.tasks import get_task
+    from hypersweep.models.tasks import get_task
     assert {f"val_{m}" for m in get_task(task).metric_names} <= set(result.metrics)
 
 

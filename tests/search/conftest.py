@@ -15,7 +15,7 @@ def ray_local():
     import cloudpickle
     import torch
 
-    from search.ray_executor import wait_stopped
+    from hypersweep.search.ray_executor import wait_stopped
     from tests.search import trainers
 
     cloudpickle.register_pickle_by_value(trainers)   # workers need not import tests/

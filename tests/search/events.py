@@ -1,7 +1,7 @@
 """A driver's events, recorded for tests to read."""
 from __future__ import annotations
 
-from search.driver import StudyEvents, TrialEvent
+from hypersweep.search.driver import StudyEvents, TrialEvent
 
 
 class Recorder(StudyEvents):

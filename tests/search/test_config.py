@@ -6,8 +6,8 @@ import re
 import pytest
 import yaml
 
-from models.errors import UserError
-from search.config import apply_overrides, load_config, parse_config
+from hypersweep.models.errors import UserError
+from hypersweep.search.config import apply_overrides, load_config, parse_config
 from tests.conftest import quickstart
 
 
@@ -191,10 +191,10 @@ def test_no_space_means_the_builders_default_space(write_config):
 
 
 def test_every_default_space_is_valid_for_its_builder():
-    from models.registry import builder_names
-    from models.train import hyperparameters
-    from spaces import check_against, parse_space
-    from spaces.defaults import builders_with_defaults, default_space
+    from hypersweep.models.registry import builder_names
+    from hypersweep.models.train import hyperparameters
+    from hypersweep.spaces import check_against, parse_space
+    from hypersweep.spaces.defaults import builders_with_defaults, default_space
 
     assert set(builders_with_defaults()) <= set(builder_names())
     for name in builder_names():
@@ -211,7 +211,7 @@ def test_every_default_space_is_valid_for_its_builder():
 ])
 def test_objectives_come_from_the_task_the_trials_train(write_config, model, data, metric,
                                                         other_task_metric):
-    from search.config import natural_direction
+    from hypersweep.search.config import natural_direction
     raw = {"study": "s", "model": model, "data": {"name": data}, "space": {},
            "params": {"head": "many_to_many"} if model == "rnn" else {},
            "search": {"objective": {"metric": metric,
@@ -271,7 +271,7 @@ def test_a_mismatch_counts_even_when_other_knobs_are_searched(write_config):
 
 
 def test_store_urls_are_shown_and_stored_without_their_password():
-    from search.config import without_password
+    from hypersweep.search.config import without_password
     assert without_password("postgresql://u:p@ss@db.internal:5432/optuna?sslmode=require") == \
         "postgresql://u:***@db.internal:5432/optuna?sslmode=require"
     assert without_password("http://u:secret@mlflow.internal:5000") == "http://u:***@mlflow.internal:5000"
@@ -284,7 +284,7 @@ def test_relative_files_are_made_absolute_where_the_command_runs(write_config, t
     """The config is stored with the study and read back by `resume`, `rerun` and
     `final` from wherever they run: relative store files and data paths are taken
     against the directory of the command that read the config."""
-    from search.config import absolute_url
+    from hypersweep.search.config import absolute_url
     raw = quickstart()
     raw["tracking"] = {"uri": "sqlite:///runs/mlflow.db?timeout=30", "storage": "sqlite:///optuna.db"}
     raw["data"] = {"name": "text", "options": {"path": "corpus.txt"}}
@@ -477,7 +477,7 @@ def test_a_study_name_is_printable(write_config, name, message):
 def test_an_alias_used_twice_is_read_once_each_time():
     """Shared, not nested in itself: fine, and walked once (ten levels of ten
     aliases each would be 10**10 values to walk)."""
-    from search.config import load_yaml
+    from hypersweep.search.config import load_yaml
     levels = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 11))
     loaded = load_yaml("l0: &l0 [1]\n" + levels)
     assert loaded["l10"][0] is loaded["l10"][9] and loaded["l1"] == [[1]] * 10
@@ -577,7 +577,7 @@ def test_tracking_uris_mlflow_would_refuse_are_one_line(write_config, tmp_path, 
 def test_a_timing_objective_is_noted_where_it_makes_a_rerun_differ(write_config):
     """A serial rerun reproduces every trial, but not once a strategy learns from
     inference_ms, which differs from run to run: that was said nowhere."""
-    from search.config import config_notes
+    from hypersweep.search.config import config_notes
     timed = [{"metric": "val_accuracy", "direction": "maximize"},
              {"metric": "inference_ms", "direction": "minimize"}]
     raw = {**quickstart(), "search": {"strategy": "nsga2", "objective": timed}}
@@ -594,7 +594,7 @@ def test_a_timing_objective_is_noted_where_it_makes_a_rerun_differ(write_config)
 def test_validate_prints_the_config_notes(write_config):
     from typer.testing import CliRunner
 
-    from cli.app import app
+    from hypersweep.cli.app import app
     raw = {**quickstart(), "search": {"strategy": "tpe", "objective": [
         {"metric": "inference_ms", "direction": "minimize"}]}}
     res = CliRunner().invoke(app, ["validate", str(write_config(raw))])
@@ -603,7 +603,7 @@ def test_validate_prints_the_config_notes(write_config):
 
 
 def notes_for(write_config, raw: dict) -> list[str]:
-    from search.config import config_notes
+    from hypersweep.search.config import config_notes
     return config_notes(load_config(write_config(raw)))
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import optuna
 
-from search.config import parse_config
-from search.driver import StudyDriver
-from search.tracking import MlflowTracker
+from hypersweep.search.config import parse_config
+from hypersweep.search.driver import StudyDriver
+from hypersweep.search.tracking import MlflowTracker
 from tests.conftest import Stores, small_config
 from tests.executors import ShuffledExecutor
 

@@ -7,12 +7,12 @@ import math
 import optuna
 from mlflow.tracking import MlflowClient
 
-from models.train import train_trial
-from models.trial import TrialState
-from search.config import parse_config
-from search.driver import StudyDriver
-from search.executors import SerialExecutor
-from search.tracking import MlflowTracker
+from hypersweep.models.train import train_trial
+from hypersweep.models.trial import TrialState
+from hypersweep.search.config import parse_config
+from hypersweep.search.driver import StudyDriver
+from hypersweep.search.executors import SerialExecutor
+from hypersweep.search.tracking import MlflowTracker
 from tests.conftest import small_config, study_runs
 from tests.search.events import Recorder
 
@@ -84,7 +84,7 @@ def test_same_seed_same_parameters_and_metrics(tmp_path):
 
 
 def test_nonfinite_objective_fails_the_trial(stores):
-    from models.trial import TrialResult
+    from hypersweep.models.trial import TrialResult
 
     def no_objective(spec, report):
         report(1, {"val_accuracy": 0.5, "val_loss": 1.0})
@@ -100,8 +100,8 @@ def test_the_serial_executor_says_it_runs_one_trial_at_a_time_on_the_cpu(stores)
     """`parallel: 2` or `gpus_per_trial` with `executor: serial` were ignored without
     a word: it runs one trial at a time, on the CPU. Said from the config, so that
     `validate` says it too."""
-    from search.config import config_notes
-    from search.executors import make_executor
+    from hypersweep.search.config import config_notes
+    from hypersweep.search.executors import make_executor
     cfg = small_config("one-at-a-time", stores)
     notes = {}
     for parallel in (1, 2, "auto"):
@@ -121,7 +121,7 @@ def test_the_serial_executor_says_it_runs_one_trial_at_a_time_on_the_cpu(stores)
 def test_grid_points_set_for_another_strategy_gets_a_note(stores):
     """It was ignored without a word; at its default (as every stored snapshot
     holds it) it is said nothing of."""
-    from search.config import config_notes
+    from hypersweep.search.config import config_notes
     cfg = small_config("points", stores, strategy="tpe", grid_points=3)
     assert config_notes(parse_config(cfg)) == [
         "search.grid_points: 3 applies to grid search; tpe samples each range whole"]
@@ -136,7 +136,7 @@ def test_a_trial_records_every_hyperparameter_it_trained_with(stores):
     import yaml
     from mlflow.tracking import MlflowClient
 
-    from models.train import hyperparameters
+    from hypersweep.models.train import hyperparameters
 
     cfg, _ = run(small_config("every", stores, trials=1))
     _, children = study_runs(stores.mlflow_uri, "every")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from models.errors import UserError
-from search.executors import failure_reason
+from hypersweep.models.errors import UserError
+from hypersweep.search.executors import failure_reason
 
 
 def test_a_faults_reason_names_the_deepest_line_outside_the_libraries():

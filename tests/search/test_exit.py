@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from search.exit import Terminated, stops_as_interrupt
+from hypersweep.search.exit import Terminated, stops_as_interrupt
 
 CTRL_C = ("interrupted by the user (Ctrl-C)", 130)
 SIGTERM = ("stopped by SIGTERM", 143)

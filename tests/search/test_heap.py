@@ -19,7 +19,7 @@ def python(code: str) -> None:
 def test_held_start_up_objects_are_exempted_and_collection_resumes():
     python("""
         import gc
-        from search import heap
+        from hypersweep.search import heap
         heap.hold()
         assert not gc.isenabled()
         start_up = [[i] for i in range(5000)]
@@ -37,7 +37,7 @@ def test_held_start_up_objects_are_exempted_and_collection_resumes():
 def test_a_process_that_did_not_hold_is_left_alone():
     python("""
         import gc
-        from search import heap
+        from hypersweep.search import heap
         heap.release()
         assert gc.isenabled() and gc.get_freeze_count() == 0
         gc.disable()                            # the caller's own choice stays

@@ -6,7 +6,7 @@ import math
 import optuna
 import pytest
 
-from search.intermediate import Pending, write_values
+from hypersweep.search.intermediate import Pending, write_values
 from tests.conftest import small_config, study_runs
 
 
@@ -39,7 +39,7 @@ def test_a_finished_trial_takes_no_more_values(tmp_path):
 
 
 def test_flush_is_due_once_a_second(monkeypatch):
-    import search.intermediate as intermediate
+    import hypersweep.search.intermediate as intermediate
 
     now = [100.0]
     monkeypatch.setattr(intermediate.time, "monotonic", lambda: now[0])
@@ -57,10 +57,10 @@ def test_a_study_without_pruner_records_every_epoch_on_its_trials(stores):
     objective of every epoch that MLflow logged."""
     from mlflow.tracking import MlflowClient
 
-    from search.config import parse_config
-    from search.driver import StudyDriver
-    from search.executors import SerialExecutor
-    from search.tracking import MlflowTracker
+    from hypersweep.search.config import parse_config
+    from hypersweep.search.driver import StudyDriver
+    from hypersweep.search.executors import SerialExecutor
+    from hypersweep.search.tracking import MlflowTracker
 
     cfg = parse_config(small_config("batched", stores, pruner="none", trials=3))
     StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run()

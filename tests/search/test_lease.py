@@ -9,8 +9,8 @@ import time
 import optuna
 import pytest
 
-from models.errors import UserError
-from search.lease import LEASE, Lease, check_not_running
+from hypersweep.models.errors import UserError
+from hypersweep.search.lease import LEASE, Lease, check_not_running
 
 
 @pytest.fixture

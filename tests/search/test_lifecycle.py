@@ -13,12 +13,12 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cli.app import app
-from search.config import parse_config
-from search.driver import StudyDriver
-from search.executors import SerialExecutor, make_executor
-from search.lifecycle import replay_run
-from search.tracking import MlflowTracker
+from hypersweep.cli.app import app
+from hypersweep.search.config import parse_config
+from hypersweep.search.driver import StudyDriver
+from hypersweep.search.executors import SerialExecutor, make_executor
+from hypersweep.search.lifecycle import replay_run
+from hypersweep.search.tracking import MlflowTracker
 from tests.conftest import ROOT, Stores, small_config, study_runs
 
 runner = CliRunner()
@@ -48,7 +48,7 @@ def curves(uri: str, study: str, storage: str):
 def kill_mid_trial(config_path, storage: str, study: str, complete_before: int) -> None:
     """Start `hypersweep run` in a process and SIGKILL it while a trial is RUNNING
     (with its child run already created), after `complete_before` trials finished."""
-    proc = subprocess.Popen([sys.executable, "-m", "cli.app", "run", str(config_path)],
+    proc = subprocess.Popen([sys.executable, "-m", "hypersweep.cli.app", "run", str(config_path)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 300
@@ -197,7 +197,7 @@ def test_resume_says_which_trials_a_stopped_run_left_running(stores):
 def test_a_resumed_study_s_hyperband_is_bounded_by_its_epochs_as_a_new_one_is(stores):
     """`resume` rebuilt hyperband with `max_resource="auto"` (inferred from the trials
     that completed) where `run` gave it `params.epochs`."""
-    from search.lifecycle import reopen_study
+    from hypersweep.search.lifecycle import reopen_study
 
     cfg = parse_config(small_config("hb", stores, trials=2, pruner={"name": "hyperband"}))
     cfg = cfg.model_copy(update={"params": {**cfg.params, "epochs": 9}})
@@ -449,7 +449,9 @@ def test_final_registers_a_study_whose_name_mlflow_refuses_for_models(stores, mo
         "final_test"]
     assert record["model_name"] == "team-digits-v1" and record["evaluations"] == 1
 
-    import search.lifecycle
+    import hypersweep.search.lifecycle  # noqa: F401
+
+    from hypersweep import search
     monkeypatch.setattr(search.lifecycle, "model_name_for", lambda name: name)     # refused
     res = invoke("final", "team/digits:v1", "--storage", stores.optuna_url, "--force")
     assert res.exit_code == 1
@@ -467,7 +469,7 @@ def test_resume_refuses_a_study_that_is_still_running(stores, write_config):
     driver then died in Optuna's "Trial#0 has already finished"."""
     cfg = small_config("live", stores, trials=3)
     cfg["params"].update(epochs=400, batch_size=32)     # a few seconds a trial
-    proc = subprocess.Popen([sys.executable, "-m", "cli.app", "run", str(write_config(cfg))],
+    proc = subprocess.Popen([sys.executable, "-m", "hypersweep.cli.app", "run", str(write_config(cfg))],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
@@ -573,7 +575,7 @@ def test_sighup_marks_the_running_trial_failed_and_exits_129(stores, write_confi
     once, leaving the trial and the parent run RUNNING in both stores."""
     cfg = small_config("hup", stores, trials=2)
     cfg["params"] = {**cfg["params"], "epochs": 3000}
-    proc = subprocess.Popen([sys.executable, "-m", "cli.app", "run", str(write_config(cfg))],
+    proc = subprocess.Popen([sys.executable, "-m", "hypersweep.cli.app", "run", str(write_config(cfg))],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

@@ -11,12 +11,12 @@ import math
 import optuna
 import pytest
 
-from models.errors import UserError
-from models.trial import TrialResult, TrialState
-from search.config import check_semantics, parse_config
-from search.driver import StudyDriver
-from search.executors import SerialExecutor
-from search.tracking import MlflowTracker
+from hypersweep.models.errors import UserError
+from hypersweep.models.trial import TrialResult, TrialState
+from hypersweep.search.config import check_semantics, parse_config
+from hypersweep.search.driver import StudyDriver
+from hypersweep.search.executors import SerialExecutor
+from hypersweep.search.tracking import MlflowTracker
 from tests.conftest import small_config, study_runs
 
 EPOCHS = 9
@@ -152,7 +152,7 @@ def test_the_default_min_resource_is_checked_against_epochs_too(stores, name):
 def test_min_resource_is_checked_against_the_default_epochs_and_bounds_hyperband(stores):
     """With no `params.epochs` the check was skipped (trials train the default 10, so
     `min_resource: 10` never pruned) and hyperband's maximum was Optuna's "auto"."""
-    from search.driver import study_pruner
+    from hypersweep.search.driver import study_pruner
 
     raw = small_config("default-epochs", stores, pruner={"name": "hyperband", "min_resource": 10})
     del raw["params"]["epochs"]

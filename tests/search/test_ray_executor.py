@@ -8,12 +8,12 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from search.config import parse_config
-from search.driver import StudyDriver
-from search.executors import SerialExecutor, make_executor
-from search.ray_executor import (RayExecutor, auto_parallel, check_fits, cluster_line, device_for,
+from hypersweep.search.config import parse_config
+from hypersweep.search.driver import StudyDriver
+from hypersweep.search.executors import SerialExecutor, make_executor
+from hypersweep.search.ray_executor import (RayExecutor, auto_parallel, check_fits, cluster_line, device_for,
                                   drawn)
-from search.tracking import MlflowTracker
+from hypersweep.search.tracking import MlflowTracker
 from tests.conftest import ROOT, Stores, small_config, study_runs
 from tests.search import trainers
 from tests.search.events import Recorder
@@ -49,8 +49,8 @@ def assert_nothing_running(stores: Stores, study: str) -> None:
 
 def test_ray_workers_draw_their_figures_before_returning():
     """Under Ray the workers draw side by side; only bytes travel to the driver."""
-    from models.figures import Drawing, learning_curve
-    from models.trial import TrialResult, TrialState
+    from hypersweep.models.figures import Drawing, learning_curve
+    from hypersweep.models.trial import TrialResult, TrialState
 
     history = ({"train_loss": 1.0, "val_loss": 1.1, "val_accuracy": 0.5},) * 3
     result = TrialResult(TrialState.COMPLETE, {"val_accuracy": 0.5}, history, 3, artifacts={
@@ -92,7 +92,7 @@ def test_the_line_under_the_header_says_what_the_study_runs_on():
 
 def test_a_trial_no_node_can_hold_is_a_user_error():
     """Ray would queue such a task forever; the message names the key and the limit."""
-    from models.errors import UserError
+    from hypersweep.models.errors import UserError
     nodes = [{"CPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}]
     check_fits(nodes, cpus_per_trial=8, gpus_per_trial=0.25)        # the second node holds it
     check_fits(nodes, cpus_per_trial=2, gpus_per_trial=0)
@@ -114,7 +114,7 @@ def test_resources_the_cluster_lacks_are_one_line_alone_on_the_console(ray_local
     """The study's header (and, in a pipe, an empty line) came before the error."""
     from typer.testing import CliRunner
 
-    from cli.app import app
+    from hypersweep.cli.app import app
     cfg = ray_config("lacking", stores, {"cpus_per_trial": 64})
     res = CliRunner().invoke(app, ["run", str(write_config(cfg))], catch_exceptions=False)
     assert res.exit_code == 2
@@ -125,7 +125,7 @@ def test_resources_the_cluster_lacks_are_one_line_alone_on_the_console(ray_local
 
 
 def test_resources_keys_are_validated(stores):
-    from models.errors import UserError
+    from hypersweep.models.errors import UserError
     cfg = small_config("bad", stores)
     for key, value in [("max_retries", -1), ("trial_timeout", 0), ("parallel", "many"),
                        ("executor", "dask")]:
@@ -278,7 +278,7 @@ def test_rays_lines_about_a_trials_dead_worker_leave_the_console():
     other lines, and the workers' own output, still reach the console."""
     from ray._private import worker
 
-    from search.ray_executor import quiet_trial_crashes
+    from hypersweep.search.ray_executor import quiet_trial_crashes
 
     printed: list[dict] = []
     real = worker.print_to_stdstream        # what Ray's error listener prints with
@@ -325,7 +325,7 @@ def test_splits_are_loaded_and_placed_once_per_process():
     the device; other data options load anew."""
     import torch
 
-    from models.train import _splits_on
+    from hypersweep.models.train import _splits_on
 
     data = {"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2}
     meta = torch.device("meta")          # a device that is not the CPU, on any machine
@@ -382,7 +382,7 @@ def test_a_builder_of_the_studys_own_trains_on_the_workers(ray_local, stores, tm
     absolute path, and each Ray worker loads the file itself."""
     import os
 
-    from search.config import load_config
+    from hypersweep.search.config import load_config
     from tests.models.test_registry import write_nets
 
     marks = tmp_path / "marks"
@@ -406,7 +406,7 @@ def test_a_builder_of_the_studys_own_trains_on_the_workers(ray_local, stores, tm
 
 
 def test_a_dataset_has_one_key_with_nested_or_inline_options():
-    from models.train import data_key, loaded_splits
+    from hypersweep.models.train import data_key, loaded_splits
 
     nested = {"name": "adding", "val_fraction": 0.2, "options": {"length": 7, "n": 300}}
     inline = {"n": 300, "name": "adding", "length": 7, "val_fraction": 0.2}
@@ -415,7 +415,7 @@ def test_a_dataset_has_one_key_with_nested_or_inline_options():
 
 
 def test_a_worker_holding_the_dataset_does_not_fetch_it_again():
-    from models.train import loaded_splits, preload
+    from hypersweep.models.train import loaded_splits, preload
 
     data = {"name": "adding", "n": 200, "length": 5}
     held = loaded_splits(data)
@@ -428,11 +428,11 @@ def test_a_worker_holding_the_dataset_does_not_fetch_it_again():
 
 WARM_UP = """
 import gc, sys
-from search.ray_executor import warm_up
+from hypersweep.search.ray_executor import warm_up
 assert gc.isenabled() and gc.get_freeze_count() == 0
 assert warm_up() is True
-from models import figures
-print(all(m in sys.modules for m in ("torch._dynamo", "models.train", "matplotlib.backends.backend_agg")),
+from hypersweep.models import figures
+print(all(m in sys.modules for m in ("torch._dynamo", "hypersweep.models.train", "matplotlib.backends.backend_agg")),
       gc.isenabled(), gc.get_freeze_count() > 100_000, ("curve",) in figures._templates.kept)
 """
 
@@ -493,15 +493,15 @@ def test_shutdown_lets_go_of_every_ray_handle(ray_local, stores):
 
 
 def _spec(cfg):
-    from models.trial import TrialSpec
-    from search.driver import data_dict
+    from hypersweep.models.trial import TrialSpec
+    from hypersweep.search.driver import data_dict
     return TrialSpec(model=cfg.model, data=data_dict(cfg), params={**cfg.params, "epochs": 1},
                      seed=0, trial_number=0, study=cfg.study)
 
 
 def test_ray_only_keys_are_refused_with_the_serial_executor(stores):
-    from models.errors import UserError
-    from search.config import check_semantics
+    from hypersweep.models.errors import UserError
+    from hypersweep.search.config import check_semantics
 
     cfg = small_config("serial", stores)
     for key, value in [("trial_timeout", 60), ("address", "127.0.0.1:6379")]:
@@ -513,9 +513,9 @@ def test_ray_only_keys_are_refused_with_the_serial_executor(stores):
 
 STOP_THEN_START = """
 import ray
-import search.ray_executor as rx
-from search.config import ResourcesConfig
-from search.ray_executor import RayExecutor, wait_stopped
+import hypersweep.search.ray_executor as rx
+from hypersweep.search.config import ResourcesConfig
+from hypersweep.search.ray_executor import RayExecutor, wait_stopped
 first = RayExecutor(ResourcesConfig(executor="ray", parallel=1))
 first.shutdown()
 print("returned", rx._stopping.is_alive())    # still stopping: shutdown did not wait
@@ -567,7 +567,7 @@ def test_a_raylets_port_is_not_taken_for_the_cluster_s(ray_local, stores, write_
     node = ray_local.nodes()[0]
     address = f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}"
     path = write_config(ray_config("raylet", stores))
-    res = subprocess.run([sys.executable, "-m", "cli.app", "run", str(path), "--ray-address",
+    res = subprocess.run([sys.executable, "-m", "hypersweep.cli.app", "run", str(path), "--ray-address",
                           address], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2, res.stderr[-3000:]
     assert res.stderr.strip().splitlines() == [
@@ -590,7 +590,7 @@ def test_a_cluster_that_requires_a_token_is_one_line_at_once(stores, tmp_path, w
     import tempfile
     from pathlib import Path
 
-    from search.net import unreachable
+    from hypersweep.search.net import unreachable
     from tests.servers import free_port
 
     home = tmp_path / "home"            # the cluster's token: never the machine's ~/.ray
@@ -612,7 +612,7 @@ def test_a_cluster_that_requires_a_token_is_one_line_at_once(stores, tmp_path, w
         assert head.poll() is None, "ray start --head exited"
         path = write_config(ray_config("token", stores))
         env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
-        res = subprocess.run([sys.executable, "-m", "cli.app", "run", str(path),
+        res = subprocess.run([sys.executable, "-m", "hypersweep.cli.app", "run", str(path),
                               "--ray-address", f"127.0.0.1:{port}"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=300)
     finally:

@@ -14,12 +14,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cli.app import app
-from search.config import parse_config
-from search.driver import StudyDriver, StudyEvents
-from search.executors import SerialExecutor
-from search.tracking import MlflowTracker
-from search.writer import TrackingError, TrackingWriter
+from hypersweep.cli.app import app
+from hypersweep.search.config import parse_config
+from hypersweep.search.driver import StudyDriver, StudyEvents
+from hypersweep.search.executors import SerialExecutor
+from hypersweep.search.tracking import MlflowTracker
+from hypersweep.search.writer import TrackingError, TrackingWriter
 from tests.conftest import small_config, study_runs
 from tests.executors import ThreadExecutor
 from tests.servers import MLFLOW, free_port, mlflow_server, postgres_cluster, serving

@@ -10,15 +10,15 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cli.app import app
-from models.errors import check_fraction
-from models.train import train_trial
-from models.trial import TrialSpec, TrialState
-from search.config import parse_config
-from search.driver import StudyDriver
-from search.executors import SerialExecutor, make_executor, run_guarded
-from search.lifecycle import replay_run
-from search.tracking import MlflowTracker
+from hypersweep.cli.app import app
+from hypersweep.models.errors import check_fraction
+from hypersweep.models.train import train_trial
+from hypersweep.models.trial import TrialSpec, TrialState
+from hypersweep.search.config import parse_config
+from hypersweep.search.driver import StudyDriver
+from hypersweep.search.executors import SerialExecutor, make_executor, run_guarded
+from hypersweep.search.lifecycle import replay_run
+from hypersweep.search.tracking import MlflowTracker
 from tests.conftest import small_config, study_runs
 
 runner = CliRunner()

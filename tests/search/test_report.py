@@ -5,8 +5,8 @@ import json
 
 import optuna
 
-from models.figures import Drawing
-from search.report import keep_integers, study_figures, study_files, varying_params
+from hypersweep.models.figures import Drawing
+from hypersweep.search.report import keep_integers, study_figures, study_files, varying_params
 
 PNG = b"\x89PNG"
 
@@ -113,7 +113,7 @@ def test_trials_csv_keeps_integer_params_of_one_branch_integers():
 
     import pandas as pd
 
-    from search.report import trials_csv
+    from hypersweep.search.report import trials_csv
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     widths = []
@@ -142,7 +142,7 @@ def test_the_study_figures_name_the_objective_by_its_metric():
 def test_parallel_coordinates_of_many_trials_draw_the_best_and_say_so(monkeypatch):
     """2,000 lines filled the plot: past PARALLEL_LINES complete trials it draws the
     best of them (the pruned and failed ones are not drawn either way), titled so."""
-    from search import report
+    from hypersweep.search import report
 
     monkeypatch.setattr(report, "PARALLEL_LINES", 5)
     study = study_with(12)
@@ -169,8 +169,8 @@ def test_parallel_coordinates_of_many_trials_draw_the_best_and_say_so(monkeypatc
 def test_importance_of_a_large_study_is_fitted_to_a_seeded_sample(monkeypatch):
     """fANOVA's cost grows with the trials (25 s of CPU at 2,000, at the end of every
     run and resume): past TRIALS_MAX it sees a random sample, the same for a seed."""
-    from search import importance
-    from search.config import Objective
+    from hypersweep.search import importance
+    from hypersweep.search.config import Objective
 
     seen: list[list[float]] = []           # the trials fitted, by their lr
     fit = optuna.importance.get_param_importances

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from search import store_template
-from search.tracking import MlflowTracker
+from hypersweep.search import store_template
+from hypersweep.search.tracking import MlflowTracker
 
 
 def tables(db: Path) -> dict[str, str]:
@@ -84,8 +84,8 @@ def test_without_a_usable_cache_mlflow_creates_the_store_itself(
 def test_a_new_optuna_storage_is_a_copy_of_the_saved_empty_one(tmp_path: Path, cache: Path) -> None:
     import optuna
 
-    from search.config import parse_config
-    from search.driver import create_study
+    from hypersweep.search.config import parse_config
+    from hypersweep.search.driver import create_study
 
     def config(name: str) -> dict:
         d = tmp_path / name
@@ -124,7 +124,7 @@ def test_a_store_of_the_other_kind_is_refused_and_left_as_it_was(tmp_path: Path)
 
     import optuna
 
-    from models.errors import UserError
+    from hypersweep.models.errors import UserError
 
     mlflow_db, optuna_db, other = (tmp_path / n for n in ("mlflow.db", "optuna.db", "other.db"))
     MlflowTracker(f"sqlite:///{mlflow_db}").client.search_experiments()

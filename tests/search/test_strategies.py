@@ -14,14 +14,14 @@ import optuna
 import pytest
 from scipy import stats
 
-from models.errors import UserError
-from models.trial import TrialResult, TrialState
-from search.config import SearchConfig, parse_config
-from search.driver import StudyDriver
-from search.executors import SerialExecutor
-from search.strategies import SAMPLERS, in_distribution, make_sampler, queue_owed
-from search.tracking import MlflowTracker
-from spaces import distributions, parse_space, suggest
+from hypersweep.models.errors import UserError
+from hypersweep.models.trial import TrialResult, TrialState
+from hypersweep.search.config import SearchConfig, parse_config
+from hypersweep.search.driver import StudyDriver
+from hypersweep.search.executors import SerialExecutor
+from hypersweep.search.strategies import SAMPLERS, in_distribution, make_sampler, queue_owed
+from hypersweep.search.tracking import MlflowTracker
+from hypersweep.spaces import distributions, parse_space, suggest
 from tests.conftest import study_runs
 from tests.search.events import Recorder
 
@@ -108,7 +108,7 @@ def test_multi_objective_strategies(strategy):
      "use direction: maximize"),
 ])
 def test_bad_objectives(stores, objective, strategy, message):
-    from search.config import check_semantics
+    from hypersweep.search.config import check_semantics
 
     raw = config("obj", stores, {"lr": {"loguniform": [1e-4, 1e-1]}}, strategy=strategy,
                  objective=objective)
@@ -282,8 +282,8 @@ def test_a_grid_too_large_to_list_is_sampled_within_the_budget(stores):
     """Ten parameters of 1,000 values: 10**30 points, which used to be listed (and
     shuffled) whole before the first trial, for a budget of 5. Sampled by index:
     distinct points of the grid, seeded. Without a budget it is a one-line error."""
-    from search.strategies import grid_points
-    from spaces import axis, parse_space
+    from hypersweep.search.strategies import grid_points
+    from hypersweep.spaces import axis, parse_space
     space = {f"p{i}": {"uniform": [0.0, 1.0]} for i in range(10)}
     cfg, outcome = drive(config("huge", stores, space, strategy="grid", grid_points=1000, trials=5))
     got = [t.params for t in outcome.study.trials]
@@ -341,7 +341,7 @@ def test_enqueued_sets_run_first(stores):
                           "another branch and ignore it"),
 ])
 def test_bad_enqueue_is_one_line_error(stores, enqueue, message):
-    from search.config import check_semantics
+    from hypersweep.search.config import check_semantics
 
     space = {"lr": {"loguniform": [1e-4, 1e-1]},
              "optimizer": {"choice": {"momentum": {"momentum": {"uniform": [0.5, 0.9]}},

@@ -7,9 +7,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cli.app import app
-from models.errors import UserError
-from search.config import check_semantics, parse_config
+from hypersweep.cli.app import app
+from hypersweep.models.errors import UserError
+from hypersweep.search.config import check_semantics, parse_config
 from tests.conftest import small_config
 from tests.search.test_strategies import config, drive
 

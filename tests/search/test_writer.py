@@ -12,12 +12,12 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from models.trial import TrialResult, TrialState
-from search.config import parse_config
-from search.driver import StudyDriver
-from search.executors import SerialExecutor
-from search.tracking import MlflowTracker
-from search.writer import TrackingError, TrackingWriter
+from hypersweep.models.trial import TrialResult, TrialState
+from hypersweep.search.config import parse_config
+from hypersweep.search.driver import StudyDriver
+from hypersweep.search.executors import SerialExecutor
+from hypersweep.search.tracking import MlflowTracker
+from hypersweep.search.writer import TrackingError, TrackingWriter
 from tests.conftest import Stores, small_config, study_runs
 
 
@@ -110,7 +110,7 @@ def killed_driver(stores: Stores, tmp_path, study: str, writes: str) -> list[tup
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent(f"""
         import os, signal, time
-        from search.writer import HOLD_SECONDS, TrackingWriter
+        from hypersweep.search.writer import HOLD_SECONDS, TrackingWriter
         w = TrackingWriter({stores.mlflow_uri!r})
         parent = w.start_study({study!r}, "study: {study}\\n")
         child = w.start_trial(parent, 0, {{"lr": 0.1}})
@@ -170,8 +170,8 @@ def _alive(pid: int) -> bool:
 
 def test_a_tracking_server_that_does_not_answer_is_a_one_line_error_at_once(tmp_path):
     """MLflow's client would retry a dead server for minutes."""
-    from models.errors import UserError
-    from search.net import unreachable
+    from hypersweep.models.errors import UserError
+    from hypersweep.search.net import unreachable
     from tests.servers import free_port
 
     port = free_port()

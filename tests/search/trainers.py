@@ -9,8 +9,8 @@ import signal
 import time
 from pathlib import Path
 
-from models.train import train_trial
-from models.trial import TrialResult, TrialSpec, TrialState
+from hypersweep.models.train import train_trial
+from hypersweep.models.trial import TrialResult, TrialSpec, TrialState
 
 
 def by_number(spec: TrialSpec, report) -> TrialResult:
@@ -80,7 +80,7 @@ def together(spec: TrialSpec, report, marker_dir: str, expected: int) -> TrialRe
 def found_its_data(spec: TrialSpec, report) -> TrialResult:
     """val_accuracy 1 when the worker holds the trial's dataset before training
     starts (handed over by the driver), 0 when it would have to load it."""
-    from models.train import _LOADED, data_key
+    from hypersweep.models.train import _LOADED, data_key
 
     value = 1.0 if data_key(spec.data) in _LOADED else 0.0
     metrics = {"val_accuracy": value, "val_loss": 1.0 - value, "train_loss": 0.5}

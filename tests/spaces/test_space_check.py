@@ -5,9 +5,9 @@ from typing import Literal, Optional
 
 import pytest
 
-from models.errors import UserError
-from models.registry import HParam
-from spaces import check_against, parse_space
+from hypersweep.models.errors import UserError
+from hypersweep.models.registry import HParam
+from hypersweep.spaces import check_against, parse_space
 
 Activation = Literal["relu", "tanh", "elu"]
 

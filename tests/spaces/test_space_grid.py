@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from models.errors import UserError
-from spaces import grid, grid_point, grid_size, parse_space
+from hypersweep.models.errors import UserError
+from hypersweep.spaces import grid, grid_point, grid_size, parse_space
 from tests.conftest import DESIGN_SPACE
 
 

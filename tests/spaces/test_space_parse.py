@@ -5,8 +5,8 @@ import pytest
 import yaml
 from optuna.distributions import FloatDistribution
 
-from models.errors import UserError
-from spaces import (
+from hypersweep.models.errors import UserError
+from hypersweep.spaces import (
     Categorical,
     Conditional,
     Fixed,

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from spaces import distributions, grid, parse_space, suggest
+from hypersweep.spaces import distributions, grid, parse_space, suggest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -1,0 +1,322 @@
+"""Lifecycle and inspection commands: resume, rerun, replay, final, delete, studies,
+best, export. Registered on the app in cli/app.py; thin like the rest of cli/."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from hypersweep.cli.app import (SetOpt, _parallel, app, counted, err, opt, out, print_best, stopped,
+                     user_errors)
+from hypersweep.models.errors import UserError
+from hypersweep.search.config import StudyConfig, TrackingConfig, without_password
+
+DEFAULT = TrackingConfig()
+# Defaults shown by typer (show_default): brackets in help text are read as markup.
+StorageOpt = opt("URL", "Optuna storage URL.", show_default=DEFAULT.storage)
+UriOpt = opt("URI", "MLflow tracking URI.", show_default=f"the study's, else {DEFAULT.uri}")
+StudyArg = typer.Argument(..., help="Study name.", show_default=False, metavar="STUDY")
+
+
+def _study(name: str, storage: Optional[str]):
+    from hypersweep.search.lifecycle import load_study
+    return load_study(name, storage or DEFAULT.storage)
+
+
+def drive(cfg: StudyConfig, header: str, resume: bool = False, done: int = 0) -> None:
+    """Run (or resume, `done` trials in) a study as `run` does, under `header` (rich
+    markup). A new study is a rerun's, named by --name."""
+    from hypersweep.cli.app import drive as run_study
+    from hypersweep.search.driver import check_stores
+    from hypersweep.search.writer import TrackingWriter
+
+    if not resume:
+        check_stores(cfg, rename="--name NAME")     # a taken name fails before Ray starts
+    with TrackingWriter() as tracker:
+        outcome = run_study(cfg, tracker, header, resume=resume, done=done)
+    stopped(outcome, cfg)
+
+
+@app.command()
+@user_errors
+def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
+           tracking_uri: Optional[str] = UriOpt,
+           trials: Optional[int] = opt("N", "A new trial budget, kept as the study's."),
+           executor: Optional[str] = opt("serial|ray", "Executor, for this run only."),
+           parallel: Optional[str] = opt("N|auto", "Trials at once, for this run only."),
+           ray_address: Optional[str] = opt(
+               "ADDR", "Ray cluster to join, for this run only (the study's may be gone)."),
+           ) -> None:
+    """Continue an interrupted study up to its trial count, in the same stores."""
+    from hypersweep.search import heap
+    from hypersweep.search.driver import ENDED, trials_run
+    from hypersweep.search.lease import check_not_running
+    from hypersweep.search.lifecycle import stored_config
+    from hypersweep.search.tracking import check_store_exists
+    heap.hold()         # released when the trials start (search/heap.py)
+    s = _study(study, storage)
+    # The serial executor joins no cluster and stops no trial on time: the study's
+    # Ray address and trial timeout do not apply to this run.
+    serial = ("resources.address=null", "resources.trial_timeout=null") \
+        if executor == "serial" else ()
+    cfg = stored_config(s, serial, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri,
+                        trials=trials, executor=executor, parallel=_parallel(parallel),
+                        ray_address=ray_address)
+    timeout = ((s.user_attrs.get("config") or {}).get("resources") or {}).get("trial_timeout")
+    if serial and timeout:
+        err.print(f"note: the study's trial_timeout ({timeout:g} s) does not apply under the "
+                  "serial executor", soft_wrap=True, highlight=False)
+    check_not_running(s)        # its running trials are not a crash's
+    done = trials_run(s)
+    if trials is not None and trials < done:
+        raise UserError(f"--trials: {trials} is fewer than the {done} trials study '{study}' "
+                        f"has run; give more than {done} to run more")
+    if done >= cfg.search.trials and s.user_attrs.get(ENDED) == "FINISHED" \
+            and all(t.state.is_finished() for t in s.trials):
+        # The budget is spent and the study was closed in both stores: no Ray, no
+        # store opened, nothing rewritten.
+        if cfg.search.strategy == "grid" and (trials or 0) > cfg.search.trials:
+            more = f"its grid of {cfg.search.trials} points is exhausted"
+        else:
+            more = "--trials N raises the budget"
+        out.print(f"study [bold]{escape(cfg.study)}[/bold]: {done} of {cfg.search.trials} "
+                  f"trials finished, nothing to resume ({more})", markup=True)
+        print_best(s, cfg)
+        return
+    # Moved or mistyped: not a new store with a second parent run in it.
+    check_store_exists(cfg.tracking.uri)
+    header = (f"resuming study [bold]{escape(cfg.study)}[/bold]: {done} of "
+              f"{counted(cfg.search.trials, 'trial')} finished")
+    left = [t.number for t in s.trials if t.state.name == "RUNNING"]
+    if left:        # a run that ended without closing them: a crash, a lost cluster
+        again = ", and run again" if cfg.search.on_interrupt == "retry" else ""
+        header += (f"; {_trials(left)} left running by a run that stopped "
+                   f"{'is' if len(left) == 1 else 'are'} marked FAIL (interrupted){again}")
+    drive(cfg, header, resume=True, done=done)
+
+
+def _trials(numbers: list[int]) -> str:
+    """`trial 3`, `trials 2, 4 and 5`, `12 trials (2, 4, 5, ...)`."""
+    if len(numbers) == 1:
+        return f"trial {numbers[0]}"
+    if len(numbers) <= 5:
+        return f"trials {', '.join(map(str, numbers[:-1]))} and {numbers[-1]}"
+    return f"{len(numbers)} trials ({', '.join(map(str, numbers[:3]))}, ...)"
+
+
+@app.command()
+@user_errors
+def rerun(source: str = typer.Argument(..., help="Study config file, study name, or "
+                                               "MLflow parent run id.", show_default=False,
+                                       metavar="SOURCE"),
+          name: Optional[str] = opt("NAME", "New study name.", show_default="NAME-rerun-N"),
+          set_: Optional[List[str]] = SetOpt,
+          storage: Optional[str] = StorageOpt, tracking_uri: Optional[str] = UriOpt) -> None:
+    """Re-execute a study from its stored config into a new study, same seeds."""
+    from hypersweep.search import heap
+    from hypersweep.search.lifecycle import config_from_source, derived_name
+    from hypersweep.search.config import check_study_name
+    if name is not None:
+        try:
+            check_study_name(name)
+        except ValueError as e:
+            raise UserError(f"--name: {e}, got {name!r}") from None
+    heap.hold()         # released when the trials start (search/heap.py)
+    cfg = config_from_source(source, storage, tracking_uri, tuple(set_ or ()))
+    new = name or derived_name(cfg.study, cfg.tracking.storage)
+    cfg = cfg.model_copy(update={"study": new})
+    drive(cfg, f"rerun of [bold]{escape(source)}[/bold] as study [bold]{escape(new)}[/bold] "
+               f"(seed {cfg.search.seed}, {counted(cfg.search.trials, 'trial')})")
+
+
+@app.command()
+@user_errors
+def replay(run_id: str = typer.Argument(..., help="A trial's MLflow run id.", show_default=False,
+                                        metavar="RUN_ID"),
+           tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI of the run.",
+                                             show_default=DEFAULT.uri)) -> None:
+    """Retrain one trial from its trial.yaml; exit 1 if its metrics differ."""
+    from hypersweep.search.lifecycle import replay_run
+    r = replay_run(run_id, tracking_uri or DEFAULT.uri)
+    # A header line, not a title: a title wraps to the narrow table's width.
+    out.print(f"replay of trial {r.spec.trial_number} of {r.spec.study}, last epoch:",
+              highlight=False)
+    table = Table("metric", "recorded", "replayed")
+    for k in sorted(r.replayed):
+        last = r.recorded.get(k) or [float("nan")]
+        table.add_row(k, f"{last[-1]:.6g}", f"{r.replayed[k][-1]:.6g}")
+    out.print(table)
+    diff = r.differences()
+    if diff:
+        err.print(f"replay differs in {', '.join(diff)}")
+        raise typer.Exit(1)
+    out.print("identical (timings aside)")
+
+
+@app.command()
+@user_errors
+def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
+          tracking_uri: Optional[str] = UriOpt,
+          force: bool = typer.Option(False, "--force", metavar="",   # a flag: no type shown
+                                     help="Evaluate on test again (recorded)."),
+          trial: Optional[int] = opt("N", "Retrain trial N (several objectives: one of "
+                                          "the Pareto front).", show_default="the best")) -> None:
+    """Retrain the best trial on train+val, evaluate once on test, register the model."""
+    from hypersweep.search.lifecycle import final_test, stored_config, tied_best
+    s = _study(study, storage)
+    cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri)
+    if trial is None and len(cfg.search.objectives) == 1 and any(
+            t.state.name == "COMPLETE" for t in s.get_trials(deepcopy=False)):
+        tied = [t.number for t in tied_best(s)]
+        if len(tied) > 1:
+            err.print(f"note: {_trials(tied)} tie at the best {cfg.search.objectives[0].metric}; "
+                      f"retraining trial {tied[0]}, the first (--trial N for another)",
+                      highlight=False, soft_wrap=True)
+    record = final_test(s, cfg, force=force, number=trial)
+    out.print(f"final model of {study} (trial {record['trial']}), on the test split:",
+              highlight=False)
+    table = Table("metric", "test")
+    for k, v in sorted(record["metrics"].items()):
+        table.add_row(k, f"{v:.4f}")
+    out.print(table)
+    out.print(f"registered model '{record['model_name']}' version {record['model_version']} "
+              f"(run {record['run_id']})")
+
+
+@app.command()
+@user_errors
+def delete(study: str = StudyArg, storage: Optional[str] = StorageOpt,
+           tracking_uri: Optional[str] = UriOpt,
+           yes: bool = typer.Option(False, "--yes", "-y", metavar="",
+                                    help="Delete without asking.")) -> None:
+    """Delete a study from both stores (its MLflow experiment to the trash, renamed)."""
+    from hypersweep.search.lifecycle import delete_study, plan_deletion
+    plan = plan_deletion(study, storage or DEFAULT.storage, tracking_uri)
+    out.print(f"delete study {study}:", highlight=False)
+    for line in plan.lines():
+        out.print(f"  {line}", highlight=False, soft_wrap=True)
+    if not yes:
+        try:
+            sure = typer.confirm("delete?", default=False, err=True)
+            if not sys.stdin.isatty():
+                err.print()         # a piped answer is not echoed: end the prompt's line
+        except typer.Abort:         # no answer (end of input)
+            err.print()
+            sure = False
+        if not sure:
+            err.print("nothing deleted", highlight=False)
+            raise typer.Exit(1)
+    from hypersweep.search.tracking import gc_command
+    trash = delete_study(plan)
+    out.print(f"deleted study {study}", highlight=False)
+    if trash:
+        out.print(f"  its MLflow experiment is in MLflow's trash as '{trash[0]}', runs and "
+                  f"artifacts kept until this removes them for good, with every other run "
+                  f"in the trash: {gc_command(plan.uri, trash[1])}",
+                  highlight=False, soft_wrap=True)
+    if plan.registered_model:
+        out.print(f"  the registered model '{study}' (from `final`) is kept", highlight=False)
+
+
+@app.command()
+@user_errors
+def studies(storage: Optional[str] = StorageOpt) -> None:
+    """List the studies in a storage: strategy, trials by state, best value, last update."""
+    from hypersweep.search.inspect import study_rows
+    storage = storage or DEFAULT.storage
+    rows = study_rows(storage)
+    table = Table("study", "strategy", "complete", "pruned", "fail", "running", "best",
+                  "last update")
+    # The study's name is what other commands take: never cut or wrapped. In a
+    # narrow terminal the headers and the date wrap instead.
+    study_col = table.columns[0]
+    study_col.no_wrap = True
+    for column in table.columns[1:]:
+        column.overflow = "fold"        # not cut with "…": a date of `2026-…` says nothing
+    study_col.min_width = max((len(r["study"]) for r in rows), default=0)
+    table.columns[-2].min_width = max((len(_best(r)) for r in rows), default=0)
+    for r in rows:
+        table.add_row(r["study"], r["strategy"], *(str(r[k]) for k in
+                      ("COMPLETE", "PRUNED", "FAIL", "RUNNING")), _best(r), r["last_update"] or "-")
+    out.print(table if rows else f"no studies in {without_password(storage)}", soft_wrap=True)
+
+
+def _best(row: dict) -> str:
+    return "-" if row["best"] is None else f"{row['best']:.4g}"
+
+
+@app.command()
+@user_errors
+def best(study: str = StudyArg, storage: Optional[str] = StorageOpt,
+         as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON.")) -> None:
+    """The best trial of a study (ties included), or its Pareto front."""
+    from hypersweep.search.inspect import best_trials
+    from hypersweep.search.lifecycle import stored_config
+    s = _study(study, storage)
+    if as_json and not s.user_attrs.get("config"):      # an Optuna study of another tool's
+        print(json.dumps(best_trials(s), indent=2))
+        return
+    cfg = stored_config(s, check=False, storage=storage or DEFAULT.storage)
+    if as_json:
+        print(json.dumps(best_trials(s, cfg), indent=2))
+        return
+    shown = print_best(s, cfg, top=None)
+    if shown:
+        print_what_they_trained(s.study_name, cfg, shown)
+
+
+def print_what_they_trained(name: str, cfg, trials) -> None:
+    """Under `best`'s table: what every trial shared (the model, the data, the fixed
+    params), and where each shown trial's every hyperparameter and weights are.
+    Wrapped at words to the terminal (not soft-wrapped as a log line): lines to read."""
+    def plain(v) -> str:        # as the config writes it: [rooms, area], not ['rooms', 'area']
+        return json.dumps(v).replace('"', "") if isinstance(v, (list, dict)) else str(v)
+    shared = [f"{k} {plain(v)}" for k, v in cfg.params.items()]
+    data = cfg.data.name + "".join(f", {k} {plain(v)}" for k, v in cfg.data.options.items())
+    out.print(f"every trial: {cfg.model} on {data}"
+              f"{'; fixed: ' + ', '.join(shared) if shared else ''}; the others not "
+              f"searched: the defaults (hypersweep models {cfg.model})", highlight=False)
+    runs = [(t.number, t.user_attrs.get("mlflow_run_id")) for t in trials]
+    for number, run_id in runs:
+        if run_id:
+            out.print(f"trial {number}: MLflow run {run_id} (trial.yaml: every "
+                      "hyperparameter; model.pt: the weights)", highlight=False)
+    if any(run_id for _, run_id in runs):
+        several = len(cfg.search.objectives) > 1
+        out.print("train one again: hypersweep replay RUN_ID; on train + validation, tested "
+                  f"once: hypersweep final {shlex.quote(name)}{' --trial N' if several else ''}",
+                  highlight=False)
+
+
+@app.command()
+@user_errors
+def export(study: str = StudyArg,
+           output: Path = typer.Option(..., "-o", "--output", metavar="FILE",
+                                       help="FILE.csv or FILE.parquet."),
+           storage: Optional[str] = StorageOpt, tracking_uri: Optional[str] = UriOpt) -> None:
+    """One row per trial: params, state, objective, and summary metrics from MLflow."""
+    from hypersweep.search.inspect import trials_frame
+    from hypersweep.search.lifecycle import stored_config
+    if output.suffix not in (".csv", ".parquet"):
+        raise UserError(f"--output: {output.name}: the file must end in .csv or .parquet")
+    if not output.parent.is_dir():
+        raise UserError(f"--output: {output}: no directory {output.parent}")
+    s = _study(study, storage)
+    cfg = stored_config(s, check=False, storage=storage or DEFAULT.storage,
+                        tracking_uri=tracking_uri)
+    df = trials_frame(s, cfg)
+    try:
+        if output.suffix == ".csv":
+            df.to_csv(output, index=False)
+        else:
+            df.to_parquet(output, index=False)
+    except OSError as e:        # not writable, a directory of that name, a full disk
+        raise UserError(f"--output: cannot write {output}: {e.strerror or e}") from None
+    out.print(f"{counted(len(df), 'trial')} -> {output}")
+

@@ -1,0 +1,818 @@
+"""Study configs: YAML -> validated `StudyConfig`.
+
+Everything a user can get wrong is checked here, before any store is touched,
+and reported as one `UserError` line that names the key and what is valid.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Literal, Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from hypersweep.models.errors import UserError, unknown
+from hypersweep.models.registry import is_own, own_file
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, v: Any, info: ValidationInfo) -> Any:
+        """YAML's true and false are not numbers: pydantic took `trials: true` for 1."""
+        if isinstance(v, bool) and info.field_name is not None:
+            types = _types(cls.model_fields[info.field_name].annotation)
+            if bool not in types and types & {int, float}:
+                kind = "int_type" if int in types else "float_type"
+                raise PydanticCustomError(kind, "not a number")
+        return v
+
+
+def _types(annotation: Any) -> set:
+    """The plain types an annotation admits (`int | None` -> {int, NoneType})."""
+    args = typing.get_args(annotation)
+    return set().union(*map(_types, args)) if args else {annotation}
+
+
+SEED_MAX = 2 ** 32 - 1      # numpy's and scikit-learn's seeds: 0 .. 2**32 - 1
+
+
+MAX_STUDY_NAME = 400
+
+
+def check_study_name(v: str) -> str:
+    """A study's name, or a ValueError saying what is wrong with it."""
+    # The name is shown in tables, paths and the MLflow UI, and typed to resume.
+    if not v.strip():
+        raise ValueError("a blank name; give the study a name")
+    if any(not c.isprintable() for c in v):
+        raise ValueError("a name cannot hold control characters (a newline, a tab, ...)")
+    if len(v) > MAX_STUDY_NAME:
+        # MLflow refuses an experiment name past 500, once the study had begun.
+        raise ValueError(f"at most {MAX_STUDY_NAME} characters (the MLflow experiment's "
+                         "name, with room for a rerun's suffix)")
+    return v
+
+
+class DataConfig(_Strict):
+    name: str = "digits"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_seed: int = Field(default=0, ge=0, le=SEED_MAX)
+    options: dict[str, Any] = Field(default_factory=dict)   # dataset-specific, e.g. {length: 50}
+
+
+class Objective(_Strict):
+    """A metric and its direction; the direction has no default: a metric named
+    without one (`{metric: val_loss}`) would be maximized, a loss too. A direction
+    against the metric (val_loss maximized) is refused: see natural_direction."""
+
+    metric: str
+    direction: Literal["maximize", "minimize"]
+
+
+class PrunerConfig(_Strict):
+    """`pruner: asha` or `pruner: {name: asha, min_resource: 1, reduction_factor: 4}`.
+    Unset settings take the pruner's defaults (search.strategies.PRUNERS)."""
+
+    name: str = "none"
+    min_resource: int | None = Field(default=None, ge=1)      # asha, hyperband
+    reduction_factor: int | None = Field(default=None, ge=2)  # asha, hyperband
+    startup_trials: int | None = Field(default=None, ge=0)    # median
+    warmup_epochs: int | None = Field(default=None, ge=0)     # median
+
+
+DEFAULT_TRIALS = 20
+
+
+class SearchConfig(_Strict):
+    strategy: str = "tpe"
+    trials: int | None = Field(default=None, ge=1)     # None: the grid size (grid), else 20
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
+    objective: Objective | list[Objective] = Objective(metric="val_accuracy",
+                                                       direction="maximize")
+    pruner: PrunerConfig = PrunerConfig()
+    grid_points: int = Field(default=4, ge=2)
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)   # parameter sets tried first
+    warm_start: str | None = None       # a finished study in the same storage to learn from
+
+    @field_validator("pruner", mode="before")
+    @classmethod
+    def _pruner_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+    # Ask and tell in synchronous batches of resources.parallel, told in trial order,
+    # so a parallel study samples the same parameters whatever order trials finish in.
+    deterministic: bool = False
+    # On resume, trials a crash left RUNNING are failed, or failed and retried with
+    # the same parameters (as new trials).
+    on_interrupt: Literal["fail", "retry"] = "fail"
+
+    @property
+    def objectives(self) -> list[Objective]:
+        return self.objective if isinstance(self.objective, list) else [self.objective]
+
+
+class ResourcesConfig(_Strict):
+    executor: Literal["serial", "ray"] = "ray"
+    parallel: int | Literal["auto"] = 1          # trials at once; auto fills the Ray cluster
+    cpus_per_trial: float = Field(default=1, gt=0)
+    gpus_per_trial: float = Field(default=0, ge=0)   # fractions pack trials on one GPU
+    address: str | None = None                   # a Ray cluster to join; None: a local one
+    max_retries: int = Field(default=1, ge=0)    # re-runs of a trial whose worker died
+    trial_timeout: float | None = Field(default=None, gt=0)   # seconds per attempt
+
+    @field_validator("parallel")
+    @classmethod
+    def _positive(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be >= 1 or 'auto'")
+        return v
+
+
+def _default_uri() -> str:
+    # As every MLflow tool takes it: the environment's tracking server, else a file here.
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+class TrackingConfig(_Strict):
+    uri: str = Field(default_factory=_default_uri)     # MLflow tracking URI
+    storage: str = "sqlite:///optuna.db"    # Optuna storage URL
+
+
+class StudyConfig(_Strict):
+    study: str = Field(min_length=1)
+    description: str = ""
+    data: DataConfig = DataConfig()
+    model: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Any] = Field(default_factory=dict)
+    search: SearchConfig = SearchConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v     # `data: digits`, as `pruner: asha`
+
+    @field_validator("study")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        return check_study_name(v)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The config as stored with the study (Optuna) and its parent run (MLflow):
+        the stores' URLs without their passwords, which anyone reading the runs
+        would otherwise see. Commands that read a snapshot back are given the
+        storage URL anyway (to open the study); see `check_unmasked`."""
+        out = self.model_dump(mode="json")
+        out["tracking"] = {k: without_password(v) for k, v in out["tracking"].items()}
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.snapshot(), sort_keys=False)
+
+
+MASK = "***"
+
+
+def without_password(url: str) -> str:
+    """`url` with the password of its user info replaced by ***, for what is printed
+    or stored: postgresql://user:***@host/db."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"))
+
+
+def check_unmasked(cfg: StudyConfig) -> None:
+    """A config read back from a snapshot names its stores without passwords: the
+    command must have been given the real URL."""
+    for key, option in (("storage", "--storage"), ("uri", "--tracking-uri")):
+        url = getattr(cfg.tracking, key)
+        parts = urlsplit(url)
+        if parts.password == MASK:
+            raise UserError(f"tracking.{key}: the study stored {url} without its password; "
+                            f"pass {option} with it (or leave it out of the URL: "
+                            "PGPASSWORD / ~/.pgpass, MLFLOW_TRACKING_PASSWORD)")
+
+
+# ---------------------------------------------------------------- loading
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML as a study config is read: `1e-4` is a float (YAML 1.1, PyYAML's, wants
+    `1.0e-4` and reads `1e-4` as a string, which `params` then refused), and a key
+    given twice in one mapping is an error rather than the last one silently
+    winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):
+                continue        # a list or mapping as a key: refused below, as unhashable
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    """The YAML document in `text`; yaml.YAMLError when it is malformed, also when it
+    nests too deeply to read (PyYAML recurses once per level)."""
+    try:
+        loaded = yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+    _check_acyclic(loaded, set(), set())
+    return loaded
+
+
+def _check_acyclic(value: Any, inside: set[int], seen: set[int]) -> None:
+    """An alias inside its own anchor (`space: &s {x: *s}`) loads as a value that
+    holds itself: nesting without end, which every later step recursed into. A
+    value met before through another alias is not walked again."""
+    if not isinstance(value, (dict, list)) or id(value) in seen:
+        return
+    if id(value) in inside:
+        raise yaml.YAMLError("an alias refers to the anchor it is inside (&name ... *name), "
+                             "which nests without end")
+    inside.add(id(value))
+    for item in value.values() if isinstance(value, dict) else value:
+        _check_acyclic(item, inside, seen)
+    inside.discard(id(value))
+    seen.add(id(value))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{path}: a directory; give a study config file (YAML)")
+    if not p.is_file():
+        raise UserError(f"{path}: no such study config file")
+    try:
+        raw = load_yaml(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file; a study config is YAML (UTF-8)") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        if "'\\t'" in problem:     # PyYAML: found character '\t' that cannot start any token
+            problem += "; YAML takes spaces, not tabs, to indent (and before a # comment)"
+        raise UserError(f"{path}: malformed YAML{where}: {problem}") from None
+    if raw is None:
+        raise UserError(f"{path}: the file is empty; a study config is a YAML mapping "
+                        "(see studies/quickstart.yaml)")
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a study config must be a YAML mapping, got {type(raw).__name__}")
+    return raw
+
+
+def apply_overrides(raw: Mapping[str, Any], sets: Sequence[str] = (),
+                    **named: Any) -> dict[str, Any]:
+    """`--set a.b=VALUE` (VALUE parsed as YAML) and named options, e.g. trials=10."""
+    out = copy.deepcopy(dict(raw))
+    pairs: list[tuple[str, Any]] = []
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. params.epochs=5")
+        try:
+            pairs.append((key.strip(), load_yaml(value)))
+        except yaml.YAMLError:
+            raise UserError(f"--set {key}: value {value!r} is not valid YAML; quote it as YAML "
+                            f"text, and the whole for the shell: --set \"{key}='{value}'\"") \
+                from None
+    pairs += [(k, v) for k, v in named.items() if v is not None]
+    for key, value in pairs:
+        _set_path(out, key, value)
+    return out
+
+
+NAMED_OVERRIDES = {
+    "trials": "search.trials", "strategy": "search.strategy", "seed": "search.seed",
+    "tracking_uri": "tracking.uri", "storage": "tracking.storage",
+    "executor": "resources.executor", "parallel": "resources.parallel",
+    "warm_start": "search.warm_start",
+    "ray_address": "resources.address",
+}
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    dotted = NAMED_OVERRIDES.get(dotted, dotted)
+    parts = dotted.split(".")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"--set {dotted}: {'.'.join(parts[:i + 1])} is not a mapping")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path, sets: Sequence[str] = (), **named: Any) -> StudyConfig:
+    """Read, override and fully validate a study config. Touches no store."""
+    raw = apply_overrides(read_yaml(path), sets, **named)
+    cfg = parse_config(raw)
+    check_semantics(cfg)
+    return cfg
+
+
+def parse_config(raw: Mapping[str, Any]) -> StudyConfig:
+    raw = with_default_space(raw)
+    try:
+        cfg = StudyConfig.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(_one_line(e)) from None
+    cfg = with_absolute_paths(cfg)
+    check_store_urls(cfg.tracking)
+    return with_trial_budget(cfg)
+
+
+def check_store_urls(tracking: TrackingConfig) -> None:
+    """Store URLs that would fail once a store was made, checked before either is
+    opened: the Optuna storage is a database URL; the MLflow store is not a bare
+    file name, nor a file store MLflow 3 refuses; and they are two databases (one
+    SQLite file given as both was made an MLflow store, then refused by Optuna)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    for key, url in (("tracking.storage", tracking.storage), ("tracking.uri", tracking.uri)):
+        _check_sqlite_slashes(url, key)
+    try:
+        make_url(tracking.storage)
+    except ArgumentError:
+        hint = f"; for a SQLite file: sqlite:///{tracking.storage}" \
+            if "://" not in tracking.storage else ""
+        raise UserError(f"tracking.storage: {without_password(tracking.storage)!r} is not a "
+                        f"database URL{hint}") from None
+    check_tracking_uri(tracking.uri)
+    uri, storage = (u.split("?", 1)[0] for u in (tracking.uri, tracking.storage))
+    if uri.startswith("sqlite:///") and uri == storage:
+        raise UserError(f"tracking.storage: the same file as tracking.uri ({uri}); the Optuna "
+                        "storage and the MLflow store are two files (by default "
+                        "sqlite:///optuna.db and sqlite:///mlflow.db)")
+
+
+_SQLITE = re.compile(r"(sqlite(?:\+\w+)?):(/*)([^?]*)(.*)", re.DOTALL)
+
+
+def _check_sqlite_slashes(url: str, key: str) -> None:
+    """A SQLite URL with other than three slashes before a relative file
+    (`sqlite://optuna.db`, `sqlite:/optuna.db`): SQLAlchemy reads the name as a
+    host, or not at all, and the error said nothing of the slashes. `sqlite://`
+    alone is an in-memory database; four slashes start an absolute path."""
+    match = _SQLITE.fullmatch(url)
+    if match is None:
+        return
+    scheme, slashes, path, query = match.groups()
+    if len(slashes) >= 3 or (slashes == "//" and not path):
+        return
+    raise UserError(f"{key}: {url!r} is not a SQLite URL; a SQLite file's URL has three "
+                    "slashes before a relative path (four before an absolute one): "
+                    f"{scheme}:///{path}{query}")
+
+
+def check_tracking_uri(uri: str, key: str = "tracking.uri") -> None:
+    """An MLflow tracking URI that is a bare file name, or a file store MLflow 3
+    refuses: a one-line error naming `key`."""
+    local = uri.startswith("file:") or "://" not in uri and not uri.startswith("databricks")
+    if local and uri.endswith((".db", ".sqlite", ".sqlite3")):
+        raise UserError(f"{key}: {uri!r} is a file name; a SQLite store's URI is "
+                        f"sqlite:///{uri.removeprefix('file:')}")
+    if local and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
+        raise UserError(f"{key}: {uri!r} is an MLflow file store, which MLflow 3 "
+                        "refuses unless MLFLOW_ALLOW_FILE_STORE=true is set; a SQLite store "
+                        "(sqlite:///mlflow.db, the default) has every feature")
+
+
+# Dataset options that name a file or a directory (models/data.py, models/image_files.py).
+PATH_OPTIONS = ("path", "root")
+
+
+def with_absolute_paths(cfg: StudyConfig) -> StudyConfig:
+    """Relative files made absolute, against the directory the command runs in: the
+    SQLite (or file) stores and the data files. The config is stored with the
+    study, and `resume`, `rerun`, `final` and `best` read it back from wherever
+    they run: a relative `sqlite:///mlflow.db` there would open (create) another
+    MLflow store, and a second parent run in it."""
+    tracking = cfg.tracking.model_copy(update={"uri": absolute_url(cfg.tracking.uri),
+                                               "storage": absolute_url(cfg.tracking.storage)})
+    options = {k: str(_absolute(v)) if k in PATH_OPTIONS
+               and isinstance(v, str) and v else v for k, v in cfg.data.options.items()}
+    model = cfg.model
+    file = own_file(model)
+    if file is not None:        # a builder of the study's own, FILE.py:FUNCTION
+        model = f"{_absolute(file)}:{model.rpartition(':')[2]}"
+    return cfg.model_copy(update={"tracking": tracking, "model": model,
+                                  "data": cfg.data.model_copy(update={"options": options})})
+
+
+def absolute_url(url: str) -> str:
+    """A store URL whose file is named relative to the current directory, with that
+    file's absolute path instead: `sqlite:///runs/x.db` -> `sqlite:////home/me/runs/x.db`
+    (any sqlite driver, its query kept); `file:mlruns`, `./mlruns` -> `file:///...`.
+    Anything else (absolute paths, in-memory SQLite, servers, `databricks`) is
+    returned as it is."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.split("+")[0] == "sqlite":
+        path, q, query = rest.partition("?")
+        relative = path[1:]          # after the third slash; a fourth starts an absolute path
+        if path.startswith("/") and relative and not relative.startswith("/") \
+                and relative != ":memory:" and not relative.startswith("file:"):
+            return f"{scheme}:///{_absolute(relative).as_posix()}{q}{query}"
+        return url
+    if url.startswith("file:") and not url.startswith("file:/"):
+        return _absolute(url[len("file:"):]).as_uri()
+    if not sep and url.startswith((".", "~")):      # a local path, as MLflow takes one
+        return _absolute(url).as_uri()
+    return url
+
+
+def _absolute(path: str) -> Path:
+    """The file's absolute path, `..` and symbolic links resolved: the name stored
+    is the file opened (`runs/../data/x` would be stored as written otherwise)."""
+    return Path(path).expanduser().resolve()
+
+
+def with_trial_budget(cfg: StudyConfig) -> StudyConfig:
+    """Resolve `search.trials`: grid search runs its enqueued points and its grid,
+    and no more (a larger budget stops when the grid is exhausted)."""
+    s = cfg.search
+    if s.strategy != "grid":
+        trials = s.trials or DEFAULT_TRIALS
+    else:
+        from hypersweep.spaces import grid_size, on_grid, parse_space
+
+        from hypersweep.search.strategies import SHUFFLED_GRID
+
+        space = parse_space(cfg.space, key="space")
+        points = grid_size(space, s.grid_points)
+        if s.trials is None and points > SHUFFLED_GRID:
+            raise UserError(f"search.trials: the grid has {points:,} points ({s.grid_points} per "
+                            "continuous range, search.grid_points); set search.trials to run a "
+                            "uniform sample of them, or use fewer grid points")
+        # An enqueued point of the grid is run once, first.
+        size = points + sum(not on_grid(space, s.grid_points, p) for p in s.enqueue)
+        trials = min(s.trials or size, size)
+    return cfg.model_copy(update={"search": s.model_copy(update={"trials": trials})})
+
+
+def with_default_space(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """No `space:` means the builder's default space, less the names fixed in params
+    and those the fixed params leave unused (`arch: dcgan` leaves the MLP's `width`).
+    The resolved space is what gets validated, stored and rerun."""
+    if "space" in raw or not isinstance(raw.get("model"), str):
+        return raw
+    from hypersweep.models.train import used_when
+    from hypersweep.spaces.defaults import default_space
+
+    fixed = raw.get("params") or {}
+    fixed = fixed if isinstance(fixed, dict) else {}
+    space = default_space(raw["model"])
+    uses = used_when(raw["model"])
+
+    def unused(name: str) -> bool:     # `params.arch: dcgan` leaves width unused
+        other, using = uses.get(name, (None, ()))
+        return other in fixed and fixed[other] not in using
+    return {**raw, "space": {k: v for k, v in space.items()
+                             if k not in fixed and not unused(k)}}
+
+
+def _one_line(err: ValidationError) -> str:
+    errors = err.errors()
+    # A key that takes one of several types (resources.parallel: an int or 'auto')
+    # fails once per type. The deepest failure is in the type the input meant
+    # (a mapping with a wrong key inside); failures side by side list the types.
+    # Among the deepest, an unknown key comes first: a misspelt one ("metrik") also
+    # leaves the key it meant missing, and the did-you-mean says both.
+    first = max(errors, key=lambda e: (len(e["loc"]), e["type"] == "extra_forbidden"))
+    loc = _readable_loc(first["loc"], unknown_key=first["type"] == "extra_forbidden")
+    key = ".".join(loc) or "config"
+    if first["type"] == "extra_forbidden":
+        valid = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], valid, n=1) or [
+            v for v in valid if v.lower() == loc[-1].lower()]       # `PARAMS` for `params`
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        if not close and loc[:-1] == ["data"]:     # `data: {name: csv, path: x.csv}`
+            hint = f" (a dataset's own option goes under options: data.options.{loc[-1]})"
+        return f"{key}: unknown key{hint}; valid: {', '.join(valid)}"
+    if first["type"] == "missing":
+        values = _literal_values(loc)
+        valid = f"; valid: {', '.join(values)}" if values else ""
+        return f"{key}: required key is missing{valid}"
+    given = first.get("input")
+    shown = str(given).lower() if isinstance(given, bool) else repr(given)
+    if len(shown) > 80:     # one line to read, not a 600-character name
+        shown = f"{shown[:60]}... ({len(given) if isinstance(given, str) else len(shown)} " \
+                f"characters)"
+    got = f", got {shown}"
+    alternatives = [e for e in errors if e["loc"][:-1] == first["loc"][:-1]
+                    and _is_type_tag(str(e["loc"][-1]))]
+    if len(alternatives) > 1:
+        return f"{key}: expected {' or '.join(_expected(e) for e in alternatives)}{got}"
+    if first["type"] in _EXPECTED:      # a wrong type: pydantic's words name our classes
+        return f"{key}: expected {_EXPECTED[first['type']]}{got}"
+    if first["type"] in _BOUNDS:        # in the words the models' own checks use
+        bound = next(iter(first["ctx"].values()))
+        return f"{key}: must be {_BOUNDS[first['type']]} {bound}{got}"
+    values = _literal_values(loc) if first["type"] == "literal_error" else []
+    if values and isinstance(given, str):
+        # As the registries say an unknown name, not "Input should be 'a' or 'b'".
+        close = difflib.get_close_matches(given, values, n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{key}: unknown value {given!r}{hint}; valid: {', '.join(values)}"
+    return f"{key}: {first['msg'].removeprefix('Value error, ')}{got}"
+
+
+_EXPECTED = {"int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer",
+             "float_parsing": "a number", "float_type": "a number", "string_type": "a string",
+             "bool_parsing": "true or false", "bool_type": "true or false",
+             "model_type": "a mapping", "dict_type": "a mapping", "list_type": "a list"}
+
+
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+           "less_than": "<"}
+
+
+def _expected(error: Mapping[str, Any]) -> str:
+    """What one type of a key that takes several wanted, in a few words."""
+    if error["type"] == "literal_error":
+        return error["ctx"]["expected"]
+    return _EXPECTED.get(error["type"], error["msg"][:1].lower() + error["msg"][1:])
+
+
+def _readable_loc(loc: tuple, unknown_key: bool = False) -> list[str]:
+    """Keep field names and list indices; drop the union-member tags pydantic adds.
+    The last part of an unknown key's loc is the key as typed (`Trials`, `int`),
+    whatever it looks like."""
+    out: list[str] = []
+    model: type[BaseModel] | None = StudyConfig
+    for i, part in enumerate(loc):
+        if unknown_key and i == len(loc) - 1:
+            out.append(str(part))
+        elif isinstance(part, int):
+            out[-1:] = [f"{out[-1]}[{part}]"] if out else [str(part)]
+        elif model is None:
+            if not _is_type_tag(str(part)):     # a type of a key that takes several
+                out.append(str(part))           # a key inside a free-form mapping
+        elif part in model.model_fields:
+            out.append(part)
+            model = _submodel(model.model_fields[part].annotation)
+        elif not _is_type_tag(part):
+            out.append(part)                # an unknown key (extra_forbidden)
+    return out
+
+
+def _is_type_tag(part: str) -> bool:
+    return not part.isidentifier() or part[:1].isupper() or part in {"int", "str", "float", "bool"}
+
+
+def _submodel(ann: Any) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for a in getattr(ann, "__args__", ()):
+        found = _submodel(a)
+        if found is not None:
+            return found
+    return None
+
+
+def _literal_values(loc: list[str]) -> list[str]:
+    """The values a key takes, when its type lists them (`direction`)."""
+    model = _model_at(loc[:-1])
+    field = model.model_fields.get(loc[-1]) if model and loc else None
+    if field is None or typing.get_origin(field.annotation) is not Literal:
+        return []
+    return [str(v) for v in typing.get_args(field.annotation)]
+
+
+def _fields_at(loc: list[str]) -> list[str]:
+    model = _model_at(loc)
+    return list(model.model_fields) if model else []
+
+
+def _model_at(loc: list[str]) -> type[BaseModel] | None:
+    """The config section at `loc` (["search", "objective"]), None past a mapping."""
+    model: type[BaseModel] | None = StudyConfig
+    for part in loc:
+        model = _submodel(model.model_fields[part.split("[")[0]].annotation) if model else None
+    return model
+
+
+# ---------------------------------------------------------------- semantics
+
+def check_semantics(cfg: StudyConfig) -> None:
+    """Checks that need the registries: builder, dataset, names, types, strategy."""
+    # Imported here so that `search.config` stays importable without torch for tooling.
+    from hypersweep.models.data import dataset_names
+    from hypersweep.models.registry import check_value, get_builder
+    from hypersweep.models.train import check_fit, check_space_values, hyperparameters
+    from hypersweep.search.strategies import PRUNERS, SAMPLERS, SINGLE_OBJECTIVE_ONLY, check_enqueue, check_pruner
+    from hypersweep.spaces import check_against, param_names, parse_space, space_values, walk
+
+    get_builder(cfg.model)
+    if cfg.data.name not in dataset_names():
+        raise unknown("dataset", cfg.data.name, dataset_names(), key="data.name")
+    hparams = hyperparameters(cfg.model)
+    for name, value in cfg.params.items():
+        if name not in hparams:
+            raise unknown("hyperparameter", name, hparams, key=f"params.{name}")
+        check_value(hparams[name], value, key=f"params.{name}")
+    space = parse_space(cfg.space, key="space")
+    check_against(space, hparams, key="space")
+    for name, _, where, _ in walk(space):       # branches too: a branch's value would win
+        if name in cfg.params:
+            raise UserError(f"params.{name}: fixed in params and searched in {where}; keep one")
+    if cfg.search.strategy not in SAMPLERS:
+        raise unknown("strategy", cfg.search.strategy, SAMPLERS, key="search.strategy")
+    if cfg.search.warm_start and cfg.search.strategy == "grid":
+        raise UserError("search.warm_start: grid search learns nothing from earlier trials, so "
+                        f"it would run the points of '{cfg.search.warm_start}' again; warm-start "
+                        "tpe, gp, cmaes, nsga2, random or qmc, or continue that study with "
+                        "hypersweep resume")
+    if cfg.search.pruner.name not in PRUNERS:
+        raise unknown("pruner", cfg.search.pruner.name, PRUNERS, key="search.pruner")
+    check_pruner(cfg.search.pruner, fixed_epochs(cfg), by_default="epochs" not in cfg.params)
+    check_enqueue(cfg.search.enqueue, space)
+    # Loads the dataset (cached, which checks data.options) and tries the model on
+    # it; the task the trials will train decides the valid objectives.
+    check_space_values(cfg.model, cfg.data.model_dump(), cfg.params, space_values(space))
+    task = check_fit(cfg.model, cfg.data.model_dump(), cfg.params, searched=param_names(space))
+    check_objectives(cfg, objective_metrics(task), SINGLE_OBJECTIVE_ONLY)
+
+
+def fixed_epochs(cfg: StudyConfig) -> int | None:
+    """The epochs every trial trains (at most): `params.epochs`, else, where the space
+    does not search it, the training options' default; None where it is searched.
+    What bounds the pruners' resources (asha's and hyperband's)."""
+    from hypersweep.models.train import hyperparameters
+    from hypersweep.spaces import param_names, parse_space
+
+    epochs = cfg.params.get("epochs")
+    if epochs is None and "epochs" not in param_names(parse_space(cfg.space)):
+        epochs = hyperparameters(cfg.model)["epochs"].default
+    return epochs if isinstance(epochs, int) else None
+
+
+def check_objectives(cfg: StudyConfig, metrics: list[str], single_only: set[str]) -> None:
+    objs, listed = cfg.search.objectives, isinstance(cfg.search.objective, list)
+    if not objs:
+        raise UserError("search.objective: an empty list; give a metric and a direction")
+    if "objective" not in cfg.search.model_fields_set and objs[0].metric not in metrics:
+        # The default is classification's: say so, rather than blame a key not written.
+        loss = "val_loss" if "val_loss" in metrics else metrics[0]
+        raise UserError(f"search.objective: not set, and the default ({objs[0].metric}) is not "
+                        f"a metric of this model's task; set one, e.g. search.objective: "
+                        f"{{metric: {loss}, direction: minimize}}; valid metrics: "
+                        f"{', '.join(metrics)}")
+    for i, obj in enumerate(objs):
+        key = "search.objective" + (f"[{i}]" if listed else "")
+        if obj.metric not in metrics:
+            raise unknown("metric", obj.metric, metrics, key=f"{key}.metric")
+        if obj.metric in [o.metric for o in objs[:i]]:
+            raise UserError(f"{key}.metric: '{obj.metric}' is already an objective")
+        better = natural_direction(obj.metric)
+        if better not in (None, obj.direction):
+            raise UserError(f"{key}.direction: {obj.direction}, but a "
+                            f"{'lower' if better == 'minimize' else 'higher'} {obj.metric} "
+                            f"is better; use direction: {better}")
+    ray_only = [k for k in ("address", "trial_timeout") if getattr(cfg.resources, k) is not None]
+    if cfg.resources.executor == "serial" and ray_only:
+        raise UserError(f"resources.{ray_only[0]}: needs executor: ray; the serial executor "
+                        f"runs trials inside this process")
+    if len(objs) > 1 and cfg.search.pruner.name != "none":
+        raise UserError("search.pruner: pruning needs a single objective; use pruner: none "
+                        "with a list of objectives")
+    if len(objs) > 1 and cfg.search.strategy in single_only:
+        raise UserError(f"search.strategy: {cfg.search.strategy} optimises a single objective; "
+                        f"for a list of objectives use nsga2, tpe, gp, random, qmc or grid")
+
+
+# Objectives measured in time: their values differ from run to run.
+TIMINGS = ("inference_ms",)
+
+
+def config_notes(cfg: StudyConfig) -> list[str]:
+    """What a valid config does that its author may not expect, one line each
+    (`validate` and `run` print them)."""
+    notes = []
+    res = cfg.resources
+    if res.executor == "serial":
+        # auto: as many as it can run, which is one
+        if res.parallel != "auto" and res.parallel > 1:
+            notes.append(f"resources.parallel: {res.parallel} applies to the ray executor; "
+                         "the serial executor runs one trial at a time")
+        if res.gpus_per_trial > 0:
+            notes.append(f"resources.gpus_per_trial: {res.gpus_per_trial:g} applies to the ray "
+                         "executor; the serial executor trains on the CPU")
+    # Not its default (the stored snapshot of a study holds every key): set on purpose.
+    grid_default = SearchConfig.model_fields["grid_points"].default
+    if cfg.search.grid_points != grid_default and cfg.search.strategy != "grid":
+        notes.append(f"search.grid_points: {cfg.search.grid_points} applies to grid search; "
+                     f"{cfg.search.strategy} samples each range whole")
+    notes += unused_notes(cfg)
+    from hypersweep.spaces import Fixed, parse_space, walk
+    if all(isinstance(p, Fixed) for _, p, _, _ in walk(parse_space(cfg.space))):
+        own = " (a builder of your own has no default space: give one)" if is_own(cfg.model) \
+            else ""
+        notes.append(f"space: nothing is searched; the {cfg.search.trials} trials train the "
+                     f"same hyperparameters, each with its own seed{own}")
+    notes += _data_notes(cfg)
+    timed = [o.metric for o in cfg.search.objectives if o.metric in TIMINGS]
+    if timed and cfg.search.strategy not in ("grid", "random", "qmc"):
+        notes.append(f"search.objective: {timed[0]} is a timing, which differs from run to "
+                     f"run: a rerun of this study samples other parameters once "
+                     f"{cfg.search.strategy} learns from it (after its first random trials)")
+    return notes
+
+
+def _data_notes(cfg: StudyConfig) -> list[str]:
+    """What the dataset's loader decided that the author may not expect (the task
+    `task: auto` took, the inputs a table's columns made)."""
+    from hypersweep.models.train import loaded_splits
+    return list(loaded_splits(cfg.data.model_dump()).notes)
+
+
+def unused_notes(cfg: StudyConfig) -> list[str]:
+    """A searched hyperparameter that no trial uses: one that only some values of
+    another one use (`beta2`: optimizer adam or adamw), where that one never takes
+    them (a `sgd` branch, or `params.optimizer: sgd`). It only adds a dimension.
+    And a choice of one value, which is not searched at all."""
+    from hypersweep.models.train import hyperparameters, used_when
+    from hypersweep.spaces import Categorical, Fixed, parse_space, values_beside, walk
+
+    space, uses, notes = parse_space(cfg.space), used_when(cfg.model), []
+    defaults = {n: h.default for n, h in hyperparameters(cfg.model).items()}
+    for name, param, where, path in walk(space):
+        if isinstance(param, Categorical) and len(param.values) == 1:
+            notes.append(f"{where}: a choice of one value, {param.values[0]!r}, is the same in "
+                         "every trial; it is not searched")
+        if isinstance(param, Fixed) or name not in uses:
+            continue
+        other, using = uses[name]
+        values, always = values_beside(space, other, path)
+        if values is None:
+            continue
+        default = ""
+        if not always:
+            value = cfg.params.get(other, defaults.get(other))
+            default = "" if other in cfg.params or values else " (its default)"
+            values.add(value)
+        if values.isdisjoint(using):
+            notes.append(f"{where}: searched, but no trial uses it: {name} matters only with "
+                         f"{other} {_either(using)}, and {other} is {_either(values)}{default} "
+                         "here")
+    return notes
+
+
+def _either(values: Iterable[Any]) -> str:
+    shown = sorted(map(str, values))
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+
+
+def natural_direction(metric: str) -> str | None:
+    """The direction in which `metric` (val_loss, train_accuracy, ...) gets better,
+    or None for what is a cost to trade, not a score (param_count, inference_ms):
+    a study may minimize or maximize those."""
+    from hypersweep.models.tasks import BETTER
+
+    split, _, name = metric.partition("_")
+    return BETTER.get(name) if split in ("train", "val") else None
+
+
+def objective_metrics(task_name: str) -> list[str]:
+    """Metrics a trial of this task reports that can serve as an objective."""
+    from hypersweep.models.tasks import get_task
+
+    task = get_task(task_name)
+    # Generation scores its samples once per epoch, as validation metrics only.
+    train = ["loss", *getattr(task, "train_metric_names", task.metric_names)]
+    val = ["loss", *task.metric_names]
+    return ([f"train_{m}" for m in train] + [f"val_{m}" for m in val]
+            + ["param_count", "inference_ms"])

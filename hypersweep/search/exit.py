@@ -1,0 +1,151 @@
+"""Ending a process: SIGTERM handled as Ctrl-C is, and without the interpreter's teardown.
+
+A study stopped by SIGTERM (`kill`, `timeout`, a batch scheduler, `docker stop`)
+ends as one stopped by Ctrl-C: the running trials fail with the reason, both
+stores are left with nothing RUNNING, and the process exits with 128 + the
+signal's number. `stops_as_interrupt` raises `Terminated`, a KeyboardInterrupt,
+so every `except KeyboardInterrupt` on the way handles either.
+
+With torch, Optuna, MLflow and Ray loaded, Python spends about a second after the
+work is done freeing thousands of modules one by one (1.2 s for `hypersweep run`,
+0.7 s for its tracking process, on the 2-core benchmark machine). `exit_now` does
+first what a normal exit does that matters, then ends the process at once.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import sys
+import threading
+from typing import Iterator, NoReturn
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP: the terminal or SSH session went away), raised where a
+    Ctrl-C would raise KeyboardInterrupt."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
+
+
+STOPPING = (signal.SIGTERM, signal.SIGHUP)     # stopped as Ctrl-C stops a study
+
+
+class Stops:
+    """What `stops_as_interrupt` yields. Call `stopping()` once the block is
+    stopping, for whatever reason: a SIGTERM from then on is only noted, so that a
+    second one cannot cut the clean-up short (SIGKILL still ends the process).
+    `why(stop)` then says what stopped it."""
+
+    def __init__(self, main_thread: bool) -> None:
+        self._main = main_thread
+        self.sigterm = False        # a SIGTERM (or SIGHUP) came in
+        self.signum: int = signal.SIGTERM
+
+    def stopping(self) -> None:
+        if self._main:
+            for signum in STOPPING:
+                if signal.getsignal(signum) != signal.SIG_IGN:      # `nohup` ignores SIGHUP
+                    signal.signal(signum, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.sigterm, self.signum = True, signum
+
+    def why(self, stop: KeyboardInterrupt) -> tuple[str, int]:
+        """The reason the stopped trials record, and the exit status (128 + the
+        signal's number). A Ctrl-C with a SIGTERM noted counts as the SIGTERM:
+        when a whole process group gets SIGTERM, Ray's own processes stop, Ray
+        interrupts the main thread as Ctrl-C does, and Python runs the SIGINT
+        handler before the SIGTERM one."""
+        if isinstance(stop, Terminated) or self.sigterm:
+            signum = stop.signum if isinstance(stop, Terminated) else self.signum
+            return f"stopped by {signal.Signals(signum).name}", 128 + signum
+        return "interrupted by the user (Ctrl-C)", 128 + signal.SIGINT
+
+
+@contextlib.contextmanager
+def stops_as_interrupt() -> Iterator[Stops]:
+    """Inside the block, a SIGTERM raises `Terminated` in the main thread, and a
+    Ctrl-C KeyboardInterrupt as always; either handler calls `Stops.stopping` first.
+    Ray's driver installs a SIGTERM handler of its own, which prints a stack dump
+    and dies; this one replaces it for the block, and the default action follows
+    the block. Outside the main thread nothing is installed."""
+    stops = Stops(threading.current_thread() is threading.main_thread())
+    if not stops._main:
+        yield stops
+        return
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        # Ray's `wait` re-raises it as a plain KeyboardInterrupt: noted here too.
+        stops.sigterm, stops.signum = True, signum
+        stops.stopping()
+        raise Terminated(signum)
+
+    def on_sigint(signum: int, frame: object) -> None:
+        stops.stopping()
+        raise KeyboardInterrupt()
+
+    # A signal the process was started with ignored (e.g. SIGINT for a background
+    # job of a script) stays ignored.
+    previous = {signum: signal.signal(signum, handler)
+                for signum, handler in ((signal.SIGTERM, on_sigterm), (signal.SIGHUP, on_sigterm),
+                                        (signal.SIGINT, on_sigint))
+                if signal.getsignal(signum) != signal.SIG_IGN}
+    try:
+        yield stops
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def stops_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C, or a SIGTERM that `search.exit.stops_as_interrupt` would raise,
+    that arrives inside the block until the block is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = [s for s in (signal.SIGINT, *STOPPING) if callable(signal.getsignal(s))]
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            previous[caught[0]](caught[0], None)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Do what the interpreter's exit does first: threading's exit hooks (which stop
+    thread pools) and joining the non-daemon threads (e.g. Ray stopping), then the
+    atexit handlers (Ray's, logging's, MLflow's). Then close the SQLite databases,
+    flush the standard streams, and end the process with `code`."""
+    join_threads = getattr(threading, "_shutdown", None)      # CPython's own steps
+    run_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if join_threads is None or run_handlers is None:
+        sys.exit(code)              # another Python: leave it to the normal exit
+    join_threads()
+    run_handlers()
+    if "hypersweep.search.sqlite" in sys.modules:
+        sys.modules["hypersweep.search.sqlite"].close_all()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):       # closed, or a pipe with no reader
+            pass
+    os._exit(code)
+
+
+def exit_code(e: SystemExit) -> int:
+    """The status a SystemExit ends the process with (printing a message code)."""
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code
+    print(e.code, file=sys.stderr)
+    return 1

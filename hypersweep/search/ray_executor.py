@@ -1,0 +1,650 @@
+"""The Ray executor: each trial is a Ray task; the only module that imports Ray.
+
+How reports reach the single writer and prune decisions get back:
+
+    worker task --report(number, attempt, step, metrics)--> ReportBroker (async actor)
+    driver: ray.wait([broker.take(), *trial tasks]) -> on_report -> broker.answer(...)
+    the worker's blocked report call returns the driver's prune decision
+
+A study that cannot prune (no pruner, or several objectives) has no decision to
+wait for: its workers train on and post their reports in batches, at most one a
+second (an actor call per epoch cost the relay and the driver a sixth of a core
+with two workers). Posted reports may arrive out of order or after the trial's
+result, so the worker also returns every report it made, and the driver forwards
+any it has not seen before it hands the result on.
+
+The broker only relays: it holds no store and writes nothing. The driver process
+calls `on_report` for every epoch (MLflow metrics, Optuna report, should_prune), so
+every pruner works under Ray exactly as in a serial run, and the SQLite stores are
+touched by one process only, on the driver's machine.
+
+Start-up: one `warm_up` task per trial slot imports what the first trials need
+in the workers they will run on, while the driver opens the study.
+
+Faults: an exception or NaN inside a trial is caught in the worker (`run_guarded`,
+the training loop). A worker process that dies is Ray's to retry (task
+`max_retries`); a retried attempt re-reports epochs the driver has already seen,
+and those are not forwarded twice. Each retry is a line in `notices` (naming the
+trial), in place of Ray's own console lines about the dead worker.
+`trial_timeout` is enforced by the driver: it force-cancels the task (killing
+its worker) and fails the trial.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from hypersweep.models.errors import UserError, first_line
+from hypersweep.models.figures import Drawing, artifact_bytes
+from hypersweep.models.trial import TrialResult, TrialSpec
+from hypersweep.search.executors import (OnReport, TrainFn, check_fits, failed, run_guarded,
+                              trial_threads)
+from hypersweep.search.exit import Terminated
+from hypersweep.search.net import http2_answer, unreachable
+
+Placement = dict[str, str]         # {"node", "node_ip", "host", "device"}: where a trial ran
+Reports = list[tuple[int, dict[str, float]]]     # (step, metrics), in the order made
+POST_SECONDS = 1.0                 # a worker that need not wait posts this often at most
+PROBE_SECONDS = 5.0                # a cluster address's first answer comes within this
+UNIMPLEMENTED = 12                 # gRPC's status code for a method the server lacks
+
+
+# ---------------------------------------------------------------- the broker
+
+@ray.remote(num_cpus=0, max_concurrency=1000)
+class ReportBroker:
+    """Relays worker reports to the driver and the driver's decisions back."""
+
+    def __init__(self) -> None:
+        self._inbox: list[tuple] = []
+        self._new = asyncio.Event()
+        self._answers: dict[tuple[int, str, int], asyncio.Future] = {}
+
+    async def started(self, number: int, attempt: str, where: Placement) -> None:
+        self._post(("started", number, attempt, where))
+
+    async def report(self, number: int, attempt: str, step: int,
+                     metrics: Mapping[str, float]) -> bool:
+        future = asyncio.get_running_loop().create_future()
+        self._answers[(number, attempt, step)] = future
+        self._post(("report", number, attempt, step, metrics))
+        return await future
+
+    async def post(self, number: int, attempt: str, reports: Reports) -> None:
+        """Reports that need no answer (the study cannot prune)."""
+        for step, metrics in reports:
+            self._post(("report", number, attempt, step, metrics))
+
+    async def take(self) -> list[tuple]:
+        """Every message since the last take; waits for at least one."""
+        await self._new.wait()
+        self._new.clear()
+        messages, self._inbox = self._inbox, []
+        return messages
+
+    async def answer(self, decisions: Sequence[tuple[int, str, int, bool]]) -> None:
+        for number, attempt, step, stop in decisions:
+            future = self._answers.pop((number, attempt, step), None)
+            if future is not None and not future.done():
+                future.set_result(stop)
+
+    def _post(self, message: tuple) -> None:
+        self._inbox.append(message)
+        self._new.set()
+
+
+# ---------------------------------------------------------------- the worker side
+
+def device_for(gpu_ids: Sequence[Any], visible: str | None, cuda_ok: bool) -> str:
+    """The torch device for the GPUs Ray assigned to this worker.
+
+    Ray sets CUDA_VISIBLE_DEVICES to the assigned ids, so torch numbers them from 0;
+    where it does not (RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES) the id is global.
+    """
+    if not gpu_ids or not cuda_ok:
+        return "cpu"
+    first = str(gpu_ids[0])
+    listed = [v.strip() for v in (visible or "").split(",") if v.strip()]
+    return f"cuda:{listed.index(first)}" if first in listed else f"cuda:{first}"
+
+
+def _placement() -> Placement:
+    import torch
+
+    ctx = ray.get_runtime_context()
+    device = device_for(ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES"),
+                        torch.cuda.is_available())
+    return {"node": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+            "host": socket.gethostname(), "device": device}
+
+
+def run_trial(train: TrainFn, spec: TrialSpec, broker: Any, threads: int,
+              prunes: bool = True, splits: Sequence[Any] = ()) -> tuple[Placement, TrialResult, Reports]:
+    """The body of one trial's Ray task (one attempt): where it ran, its result, and
+    the reports it made (`prunes`: wait for the driver's decision at each one;
+    `splits`: [the ref of the dataset the driver loaded], fetched only by a worker
+    that does not hold it yet; empty: the worker loads it)."""
+    if splits:
+        from hypersweep.models.train import preload
+        preload(spec.data, lambda: ray.get(splits[0]))
+    attempt = uuid.uuid4().hex[:8]
+    where = _placement()
+    broker.started.remote(spec.trial_number, attempt, where)
+    spec = dataclasses.replace(spec, device=where["device"], threads=threads)
+    sent: Reports = []
+    posted, last_post = 0, time.monotonic()     # sent[:posted] are on their way
+
+    def report(step: int, metrics: Mapping[str, float]) -> bool:
+        nonlocal posted, last_post
+        sent.append((step, dict(metrics)))
+        if prunes:
+            return ray.get(broker.report.remote(spec.trial_number, attempt, step, dict(metrics)))
+        if time.monotonic() - last_post >= POST_SECONDS:
+            broker.post.remote(spec.trial_number, attempt, sent[posted:])
+            posted, last_post = len(sent), time.monotonic()
+        return False
+
+    return where, drawn(run_guarded(train, spec, report)), sent
+
+
+def warm_up() -> bool:
+    """The body of a warm-up task, one per trial slot, sent as the executor starts
+    when trials run the built-in training loop (`train_trial`; another `train`
+    function's needs are not known). It pays what a worker's first trial would
+    otherwise pay before training, while the driver opens the study, and with the
+    garbage collector held off (its passes cost a quarter of these imports, see
+    search/heap.py): torch and the training code, torch._dynamo (which torch's
+    optimizers import on first use), matplotlib and its fonts. The trials then
+    run on these warm workers, which Ray reuses. True when the worker warmed up;
+    a failure here is left to the first trial, which reports it."""
+    from hypersweep.search import heap
+
+    heap.hold()
+    try:
+        import torch._dynamo  # noqa: F401
+
+        import hypersweep.models.train  # noqa: F401
+        from hypersweep.models import figures
+        figures.warm_up()
+        return True
+    except Exception:  # noqa: BLE001 - the first trial meets it and reports it
+        return False
+    finally:
+        heap.release()
+
+
+def drawn(result: TrialResult) -> TrialResult:
+    """The result with its figures drawn here, on the worker: many workers draw
+    side by side, where the driver's tracking process would draw them one by one
+    (the serial executor leaves them to that process, on the core it has spare)."""
+    if not any(isinstance(v, Drawing) for v in result.artifacts.values()):
+        return result
+    return dataclasses.replace(result, artifacts={k: artifact_bytes(v)
+                                                  for k, v in result.artifacts.items()})
+
+
+# ---------------------------------------------------------------- the driver side
+
+def connect(address: str | None) -> bool:
+    """Join the cluster at `address`, or start a private local instance; True when
+    this process started Ray (and so must stop it)."""
+    wait_stopped()
+    if ray.is_initialized():
+        return False
+    if address:
+        _check_reachable(address)
+    # "local" starts a new instance even when another `ray start` runs on this machine.
+    before = descendants()
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        ray.init(address=address or "local", include_dashboard=False,
+                 logging_level=logging.ERROR, log_to_driver=True)   # keep the CLI quiet
+        quiet_trial_crashes()
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            # Ray's own SIGTERM handler exits at once with status 15, with nothing
+            # cleaned up; this process's (search.exit) stops the study instead.
+            signal.signal(signal.SIGTERM, handler)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        token = "" if os.environ.get("RAY_AUTH_MODE") == "token" else (
+            " (a cluster that requires a token, e.g. started where ~/.ray/auth_token exists, "
+            "needs RAY_AUTH_MODE=token set for hypersweep too)")
+        raise UserError(f"resources.address: cannot connect to Ray at {address!r}: "
+                        f"{first_line(e)}{token if address else ''}") from None
+    except (KeyboardInterrupt, SystemExit) as stop:
+        # Ray's own SIGTERM handler, set as ray.init starts, ends the process with
+        # status 15: a SIGTERM here is stopped as this process stops one (search.exit).
+        if isinstance(stop, SystemExit) and stop.code != signal.SIGTERM:
+            raise
+        # Stopped while Ray starts: `ray.shutdown` knows nothing of the processes
+        # started so far, and Ray's agents outlived this process by minutes.
+        for pid in descendants() - before:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if isinstance(stop, SystemExit):
+            raise Terminated() from None
+        raise
+    return True
+
+
+# Ray's console lines (from the raylet) about a trial's worker that died: a
+# paragraph of ids, then the retry. The executor says both in one line instead.
+_SAID_BY_THE_EXECUTOR = ("A worker died or was killed while executing a task",
+                         f"Task {run_trial.__name__} failed. There are ")
+
+
+def quiet_trial_crashes() -> None:
+    """Keep Ray's own lines about a trial's dead worker off the console (the executor
+    reports each retry and failure by trial); every other line of Ray's and of the
+    workers still reaches it. Ray prints them from its error listener through
+    `ray._private.worker.print_to_stdstream`, which Ray does not document: where it
+    is not found (another Ray version), nothing changes."""
+    try:
+        from ray._private import worker
+    except ImportError:
+        return
+    printer = getattr(worker, "print_to_stdstream", None)
+    if printer is not None and not getattr(printer, "quiet", False):
+        worker.print_to_stdstream = _without_trial_crashes(printer)
+
+
+def _without_trial_crashes(printer: Any) -> Any:
+    condensed: set[str] = set()     # Ray says a node's loss twice: once here
+
+    def print_to_stdstream(data: dict, *args: Any, **kwargs: Any) -> None:
+        lines = data.get("lines")
+        if data.get("pid") == "raylet" and lines:
+            kept = []
+            for line in lines:
+                if any(said in line for said in _SAID_BY_THE_EXECUTOR):
+                    continue
+                short = _node_loss_line(line, data.get("ip"))
+                if short != line:
+                    if short in condensed:
+                        continue
+                    condensed.add(short)
+                kept.append(short)
+            if not kept:
+                return
+            data = {**data, "lines": kept}
+        printer(data, *args, **kwargs)
+    print_to_stdstream.quiet = True         # type: ignore[attr-defined]
+    return print_to_stdstream
+
+
+def _node_loss_line(line: str, ip: str | None) -> str:
+    """Ray's paragraphs about a lost node, as their first sentence: a raylet that
+    stopped came with the last 20 lines of its log and a state dump (38 lines per
+    lost node, twice), a node marked dead with a list of possible causes."""
+    if line.startswith("Raylet is terminated"):
+        return (f"the raylet of a Ray node{f' ({ip})' if ip else ''} stopped unexpectedly "
+                "(killed, out of memory, or a crash): its trials are retried up to "
+                "resources.max_retries, on the nodes left")
+    if "has been marked dead" in line:
+        return line.split(" This can happen", 1)[0].split("\n", 1)[0]
+    return line
+
+
+def descendants() -> set[int]:
+    """The ids of this process's descendants (from /proc; none where there is none)."""
+    parents: dict[int, int] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError, ValueError):
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                    parents[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    found: set[int] = set()
+    level = {os.getpid()}
+    while level:
+        level = {pid for pid, parent in parents.items() if parent in level} - found
+        found |= level
+    return found
+
+
+_stopping: threading.Thread | None = None
+
+
+def stop_in_background() -> None:
+    """Stop the Ray instance this process started. Ray's shutdown mostly waits for
+    its processes to exit (about a second here), so that wait runs beside the end
+    of the study (figures, the last writes); the next `connect` in this process
+    waits for it, and so does the interpreter's exit (the thread is not a daemon)."""
+    global _stopping
+    wait_stopped()
+    _stopping = threading.Thread(target=ray.shutdown, name="ray-shutdown")
+    _stopping.start()
+
+
+def wait_stopped() -> None:
+    """Return once a Ray instance being stopped is down."""
+    if _stopping is not None:
+        _stopping.join()
+
+
+def cluster_line(where: str, nodes: Sequence[Mapping[str, float]], capacity: int) -> str:
+    """What the study runs on, for the line under its header: `on the Ray cluster
+    at ADDR: 2 nodes, 3 CPUs, no GPU; 3 trials at once`."""
+    cpus = sum(n.get("CPU", 0) for n in nodes)
+    gpus = sum(n.get("GPU", 0) for n in nodes)
+    count = f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}"
+    gpu = "no GPU" if not gpus else f"{gpus:g} GPU{'s' if gpus != 1 else ''}"
+    return (f"on {where}: {count}, {cpus:g} CPU{'s' if cpus != 1 else ''}, {gpu}; "
+            f"{capacity} trial{'s' if capacity != 1 else ''} at once")
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a wrong HOST:PORT: Ray itself retries a dead address for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return                      # "auto", or a form Ray resolves itself
+    why = unreachable(host, int(port))
+    if why:
+        raise UserError(f"resources.address: cannot reach a Ray cluster at {address}: {why}")
+    # A TLS cluster (RAY_USE_TLS) starts with a TLS handshake: the probe cannot tell.
+    answer = "http2" if os.environ.get("RAY_USE_TLS", "0").lower() not in ("0", "false", "") \
+        else http2_answer(host, int(port), PROBE_SECONDS)
+    if answer == "other":
+        raise UserError(f"resources.address: {address} answers, but not as a Ray cluster; give "
+                        "the head node's GCS address (`ray start --head` prints it; port 6379 "
+                        "unless --port), not the dashboard's (8265)")
+    if answer == "silent":
+        raise UserError(f"resources.address: {address} takes connections but sent nothing in "
+                        f"{PROBE_SECONDS:g} s, where a Ray cluster answers at once (a stalled "
+                        "tunnel or port-forward, or a process that hangs?)")
+    if not address.startswith("ray://"):      # Ray Client's server is not the GCS
+        _check_token(f"{host}:{port}", address)
+
+
+def _check_token(gcs: str, address: str) -> None:
+    """Fail fast on a cluster that refuses this process's token (none, without
+    RAY_AUTH_MODE=token): `ray.init` asks it again every second for 20 s, a
+    line of Ray's on the console each time. One request to its GCS tells (its
+    line of Ray's kept off the console); any other outcome is `ray.init`'s to
+    report."""
+    try:
+        from ray._raylet import GcsClient      # not documented: Ray's own connect uses it
+        from ray.exceptions import AuthenticationError, RpcError
+    except ImportError:
+        return
+    try:
+        with _stderr_quiet():
+            GcsClient(address=gcs)
+    except RpcError as e:
+        if getattr(e, "rpc_code", None) != UNIMPLEMENTED:
+            return          # ray.init connects and reports it fully
+        # gRPC, but no GCS behind it: a raylet's port, or another gRPC service;
+        # ray.init asked it again and again for 27 s, a line of Ray's each time.
+        raise UserError(f"resources.address: {address} answers gRPC, but not as a Ray "
+                        "cluster's GCS (a raylet's or another service's port?); give the head "
+                        "node's GCS address (`ray start --head` prints it; port 6379 unless "
+                        "--port)") from None
+    except AuthenticationError:
+        if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            why = ("it requires a token: set RAY_AUTH_MODE=token for hypersweep too (a "
+                   "cluster started where ~/.ray/auth_token exists requires one)")
+        else:
+            why = ("it refused this process's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+                   "~/.ray/auth_token: the cluster's)")
+        raise UserError(f"resources.address: cannot connect to Ray at {address!r}: "
+                        f"{why}") from None
+    except Exception:  # noqa: BLE001 - ray.init connects and reports it fully
+        return
+
+
+@contextlib.contextmanager
+def _stderr_quiet():
+    """File descriptor 2 to /dev/null for a moment: Ray's C++ code writes there."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def auto_parallel(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,
+                  gpus_per_trial: float) -> int:
+    """How many trials fill the cluster: on each node (its Ray resources), as many
+    as its CPUs hold and, when trials use GPUs, as many as its GPUs hold too; at
+    least one. Counted per node: two nodes of 3 CPUs hold two 2-CPU trials, not 3."""
+    def holds(node: Mapping[str, float]) -> int:
+        n = int(node.get("CPU", 0.0) / cpus_per_trial + 1e-9)
+        if gpus_per_trial > 0:
+            n = min(n, int(node.get("GPU", 0.0) / gpus_per_trial + 1e-9))
+        return n
+
+    return max(1, sum(holds(node) for node in nodes))
+
+
+@dataclasses.dataclass
+class _Task:
+    number: int
+    started: float | None = None        # monotonic time the current attempt began
+    attempts: int = 0
+    seen: set[int] = dataclasses.field(default_factory=set)   # steps forwarded to the driver
+    where: Placement = dataclasses.field(default_factory=dict)
+    done: bool = False
+
+
+class RayExecutor:
+    """Runs trials as Ray tasks with `cpus_per_trial` CPUs and `gpus_per_trial` GPUs."""
+
+    def __init__(self, resources: Any, train: TrainFn | None = None, prunes: bool = True) -> None:
+        """`prunes`: whether the study may stop a trial early (see `can_prune`);
+        when it cannot, workers do not wait on the driver after each epoch."""
+        warm = train is None        # the training loop's imports are known: warm them up
+        if train is None:
+            from hypersweep.models.train import train_trial as train
+        self._owns_ray = connect(resources.address)
+        quiet_trial_crashes()       # also where Ray was started before (once per handler)
+        where = (f"the Ray cluster at {resources.address}" if resources.address
+                 else "this machine's Ray instance" if self._owns_ray
+                 else "the Ray cluster")         # joined in this process already
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        try:
+            check_fits(nodes, resources.cpus_per_trial, resources.gpus_per_trial, where)
+        except UserError:
+            if self._owns_ray:
+                ray.shutdown()
+            raise
+        fills = auto_parallel(nodes, resources.cpus_per_trial, resources.gpus_per_trial)
+        self.capacity = fills if resources.parallel == "auto" else int(resources.parallel)
+        self.runs_on = cluster_line(where, nodes, self.capacity)
+        # Lines for the user: what the study asked for that the cluster does not give.
+        self.notes: list[str] = []
+        if self.capacity > fills:
+            self.notes.append(
+                f"resources.parallel: {self.capacity} trials at once, but {where} runs {fills} "
+                "at a time; the others wait in Ray's queue, and count as running meanwhile "
+                "(parallel: auto fills the cluster)")
+        self._timeout = resources.trial_timeout
+        self._retries = resources.max_retries
+        self.notices: list[str] = []        # lines for the user as trials go (retries)
+        # (trial, where its attempt started): tagged on its run while it trains
+        self.placed: list[tuple[int, Placement]] = []
+        # On the driver's own node, and only there: Ray placed a softly pinned broker
+        # on a worker node about half the time, and the loss of that node then
+        # ended the whole study, its runs left RUNNING.
+        here = ray.get_runtime_context().get_node_id()
+        self._broker = ReportBroker.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+        slot = {"num_cpus": resources.cpus_per_trial, "num_gpus": resources.gpus_per_trial}
+        # Warm-ups hold the slots the first trials will take, on workers they will reuse.
+        self._warming = [ray.remote(warm_up).options(**slot, max_retries=0).remote()
+                         for _ in range(self.capacity if warm else 0)]
+        self._remote = ray.remote(run_trial).options(
+            **slot, max_retries=resources.max_retries, retry_exceptions=False)
+        self._train = ray.put(train)
+        self._threads = trial_threads(resources.cpus_per_trial)
+        self._prunes = prunes
+        self._tasks: dict[ray.ObjectRef, _Task] = {}
+        self._by_number: dict[int, _Task] = {}
+        self._take: ray.ObjectRef | None = None
+        self._datasets: dict[str, list[ray.ObjectRef]] = {}
+
+    def submit(self, spec: TrialSpec) -> None:
+        ref = self._remote.remote(self._train, spec, self._broker, self._threads, self._prunes,
+                                  self._splits(spec.data))
+        self._tasks[ref] = self._by_number[spec.trial_number] = _Task(spec.trial_number)
+
+    def _splits(self, data: Mapping[str, Any]) -> list[ray.ObjectRef]:
+        """The dataset, loaded once here (validating the config loaded it already) and
+        put in Ray's object store: workers, on any node, load nothing themselves.
+        In a list, so that Ray hands the ref over unresolved and a worker that
+        holds the dataset from its last trial does not copy it again. Empty (each
+        worker loads it, and a trial fails with the reason) when it cannot be
+        loaded here."""
+        from hypersweep.models.train import data_key, loaded_splits
+
+        key = data_key(data)
+        if key not in self._datasets:
+            try:
+                self._datasets = {key: [ray.put(loaded_splits(data))]}   # one at a time
+            except Exception:  # noqa: BLE001 - the trial reports it, from the worker
+                self._datasets = {key: []}
+        return self._datasets[key]
+
+    def wait(self, on_report: OnReport) -> list[tuple[int, TrialResult]]:
+        while True:
+            if self._take is None:
+                self._take = self._broker.take.remote()
+            ready, _ = ray.wait([self._take, *self._tasks], num_returns=1,
+                                timeout=self._until_deadline())
+            if self._take in ready:
+                messages, self._take = ray.get(self._take), None
+                self._relay(messages, on_report)
+            done = self._collect(on_report) + self._expire()
+            # Also with nothing done, where a trial started or was retried: the
+            # driver tags its run and says so now, not when some trial next ends.
+            if done or self.placed or self.notices:
+                return done
+
+    def where(self, number: int) -> Placement:
+        """Where the trial's last attempt ran: the child run's node/device tags, and
+        `attempts` where Ray ran it more than once (its worker died)."""
+        task = self._by_number.get(number)
+        if task is None:
+            return {}
+        return {**task.where, **({"attempts": str(task.attempts)} if task.attempts > 1 else {})}
+
+    def shutdown(self) -> None:
+        if self._warming:
+            # Cancel only the warm-ups still running (a study that ended before they
+            # did). Cancelling a finished one can meet its reply being handled, and
+            # Ray then aborts the process ("An unexpected system state", in
+            # TaskManager::CompletePendingTask): it did once in the test suite.
+            _, running = ray.wait(self._warming, num_returns=len(self._warming), timeout=0)
+            for ref in running:
+                ray.cancel(ref)
+        for ref in list(self._tasks):
+            ray.cancel(ref, force=True)
+        self._tasks.clear()
+        if ray.is_initialized() and self._broker is not None:      # not stopped already
+            ray.kill(self._broker)
+        # Let go of every Ray object and handle while Ray still runs: one freed
+        # later, as the instance stops in the background, calls into a stopped
+        # worker, and Ray then ends the whole process.
+        self._warming, self._take, self._train, self._datasets = [], None, None, {}
+        self._broker = None
+        if ray.is_initialized() and self._owns_ray:
+            stop_in_background()
+
+    # -- helpers
+
+    def _relay(self, messages: list[tuple], on_report: OnReport) -> None:
+        decisions = []
+        for kind, number, attempt, *rest in messages:
+            task = self._by_number.get(number)
+            if kind == "started":
+                if task is not None:
+                    task.started, task.where = time.monotonic(), dict(rest[0])
+                    task.attempts += 1
+                    self.placed.append((number, self.where(number)))
+                    if task.attempts > 1:       # Ray retries a task whose worker died only
+                        self.notices.append(
+                            f"trial {number}: its worker died; retrying it (attempt "
+                            f"{task.attempts} of {self._retries + 1}, resources.max_retries)")
+                continue
+            step, metrics = rest
+            if task is None or task.done:
+                decisions.append((number, attempt, step, True))     # finished or cancelled
+            else:
+                decisions.append((number, attempt, step, self._forward(task, step, metrics, on_report)))
+        if decisions and self._prunes:
+            self._broker.answer.remote(decisions)
+
+    @staticmethod
+    def _forward(task: _Task, step: int, metrics: Mapping[str, float], on_report: OnReport) -> bool:
+        """Hand a report to the driver once: a step seen before (re-reported by a
+        retry, or carried by both a posted batch and the result) goes no further."""
+        if step in task.seen:
+            return False
+        task.seen.add(step)
+        return bool(on_report(task.number, step, metrics))
+
+    def _collect(self, on_report: OnReport) -> list[tuple[int, TrialResult]]:
+        if not self._tasks:
+            return []
+        ready, _ = ray.wait(list(self._tasks), num_returns=len(self._tasks), timeout=0)
+        out = []
+        for ref in ready:
+            task = self._tasks.pop(ref)
+            try:
+                where, result, sent = ray.get(ref)
+                task.where = dict(where)
+                for step, metrics in sent:      # posted reports still on their way
+                    self._forward(task, step, metrics, on_report)
+            except ray.exceptions.RayError as e:
+                result = failed(self._crash_reason(task, e))
+            task.done = True
+            out.append((task.number, result))
+        return out
+
+    def _crash_reason(self, task: _Task, e: Exception) -> str:
+        if isinstance(e, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                          ray.exceptions.OutOfMemoryError)):
+            attempts = max(task.attempts, 1)
+            each = f"in each of {attempts} attempts" if attempts > 1 else "in its only attempt"
+            return (f"worker died ({type(e).__name__}) {each} "
+                    f"(resources.max_retries: {self._retries})")
+        first = str(e).strip().splitlines()
+        return f"{type(e).__name__}: {first[0] if first else ''}"[:2000]
+
+    def _expire(self) -> list[tuple[int, TrialResult]]:
+        if self._timeout is None:
+            return []
+        now, out = time.monotonic(), []
+        for ref, task in list(self._tasks.items()):
+            if task.started is not None and now - task.started > self._timeout:
+                ray.cancel(ref, force=True)     # kills the worker: the trial stops now
+                del self._tasks[ref]
+                task.done = True
+                out.append((task.number, failed(
+                    f"timed out after {self._timeout:g} s (resources.trial_timeout)")))
+        return out
+
+    def _until_deadline(self) -> float | None:
+        starts = [t.started for t in self._tasks.values() if t.started is not None]
+        if self._timeout is None:
+            return None
+        if not starts:
+            return 1.0                          # a trial may start any moment: look again
+        return max(0.0, min(starts) + self._timeout - time.monotonic()) + 0.01
+

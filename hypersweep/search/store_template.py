@@ -1,0 +1,213 @@
+"""New SQLite stores start as a copy of an empty one.
+
+Opening a SQLite file that does not exist yet makes MLflow create every table and
+then run its whole chain of schema migrations (about 0.7 s), and Optuna create its
+tables and stamp their version (about 0.2 s), for every new study directory and
+every test. The result is the same file each time for one library version, so the
+first new store of each kind is also saved, empty, as a template in the cache
+directory, and later new stores are copies of it. An MLflow template is saved
+without its Default experiment: MLflow adds that to each store it opens without
+one, with this store's artifact location and the current time, exactly as in a
+store it migrated.
+
+Templates are keyed by the library's version and kept in `$HYPERSWEEP_CACHE/stores`
+(default `~/.cache/hypersweep/stores`). Anything that goes wrong here (no cache
+directory, a read-only disk) leaves the library to create the store as usual.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+# kind -> (a query that counts what an empty store must not hold, what to remove
+# from a new store before it is saved)
+_EMPTY = {
+    "mlflow": ("SELECT count(*) FROM experiments WHERE experiment_id != 0",
+               "DELETE FROM experiments WHERE experiment_id = 0"),
+    "optuna": ("SELECT count(*) FROM studies", None),
+}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("HYPERSWEEP_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "hypersweep") / "stores"
+
+
+def cannot_open(key: str, url: str, e: BaseException) -> Exception:
+    """`KEY: cannot open URL: why` as a UserError; a database driver that is not
+    installed is named, with the package that brings it (Optuna says only "Failed
+    to import DB access module")."""
+    from hypersweep.models.errors import UserError, first_line
+    from hypersweep.search.config import without_password
+
+    db = sqlite_file(url)
+    if db is not None:
+        check_writable(db, key)     # the clearer reason, where it is the reason
+    why, cause = first_line(e), e
+    while cause is not None and not isinstance(cause, ModuleNotFoundError):
+        if type(cause).__name__ == "OperationalError":  # the database's own reason, not
+            why = first_line(cause)                     # Optuna's wrapper around it
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None:
+        why = (f"its database driver ({cause.name}) is not installed; for PostgreSQL, "
+               "pip install 'hypersweep[postgres]'")
+    return UserError(f"{key}: cannot open {without_password(url)!r}: {why}")
+
+
+def template_path(kind: str) -> Path:
+    """Where the empty `kind` store ("mlflow" or "optuna") of the installed version is kept."""
+    version = __import__(kind).__version__
+    return cache_dir() / f"{kind}-{version}-empty.db"
+
+
+# kind -> (its config key, the tables that mark a store of that kind)
+_MARKS = {"optuna": ("tracking.storage", {"studies", "version_info"}),
+          "mlflow": ("tracking.uri", {"experiments", "runs"})}
+_NAMES = {"optuna": "an Optuna storage", "mlflow": "an MLflow store"}
+
+
+def check_kind(uri: str, kind: str, key: str | None = None) -> None:
+    """A one-line error when `uri` is an existing SQLite file that is not a `kind`
+    store: the MLflow and Optuna files sit side by side, and the library would
+    add its tables to the other's database (and then fail on its schema)."""
+    from hypersweep.models.errors import UserError
+
+    db = sqlite_file(uri)
+    if db is None or is_new(db):
+        return
+    try:
+        read_only = f"{db.absolute().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(read_only, uri=True)) as c:
+            tables = {row[0] for row in
+                      c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as e:
+        key = key or _MARKS[kind][0]
+        check_writable(db, key)     # SQLite writes beside the file (its WAL) even to read
+        raise UserError(f"{key}: {db.absolute()} is not a SQLite database ({e})") from None
+    named, marks = _MARKS[kind]
+    key = key or named
+    if not tables or marks <= tables:
+        return
+    other = next((k for k, (_, m) in _MARKS.items() if k != kind and m <= tables), None)
+    what = (_NAMES[other] if other
+            else f"a database of other tables ({', '.join(sorted(tables)[:4])}, ...)")
+    default = "sqlite:///optuna.db" if kind == "optuna" else "sqlite:///mlflow.db"
+    raise UserError(f"{key}: {db.absolute()} is {what}, not {_NAMES[kind]}; give the {kind} "
+                    f"file ({default} by default)")
+
+
+@contextlib.contextmanager
+def new_store(uri: str, kind: str) -> Iterator[bool]:
+    """Around the code that first opens the `kind` store at `uri`: a SQLite file that
+    does not exist yet starts as a copy of the template (the block is told whether
+    it did: then its schema is the installed version's); one the library creates
+    from nothing inside the block is saved as the template after it. A file of
+    another kind is refused (`check_kind`)."""
+    check_kind(uri, kind)
+    db = sqlite_file(uri)
+    new = is_new(db)
+    if db is not None:
+        check_writable(db, _MARKS[kind][0])
+    seeded = new and seed(db, kind)
+    yield seeded
+    if new and not seeded and db.is_file():
+        save(db, kind)
+
+
+def check_writable(db: Path, key: str) -> None:
+    """A one-line error when the directory of a SQLite store is not there or cannot
+    be written: SQLite creates the file, and its journal beside it, there."""
+    from hypersweep.models.errors import UserError
+
+    where = db.absolute().parent
+    if not where.is_dir():
+        why = "is not a directory" if where.exists() else "does not exist"
+        raise UserError(f"{key}: cannot create {db.absolute()}: {where} {why}")
+    if not os.access(where, os.W_OK):
+        what = "create" if is_new(db) else "write"
+        raise UserError(f"{key}: cannot {what} {db.absolute()}: its directory is not writable "
+                        f"(SQLite keeps its journal beside the file); choose another path")
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (None for other stores and in-memory ones)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def is_new(db: Path | None) -> bool:
+    """Whether the library would create this store from nothing."""
+    return db is not None and (not db.exists() or db.stat().st_size == 0)
+
+
+def seed(db: Path, kind: str) -> bool:
+    """Put a copy of the template at `db`, which must not exist yet; whether it did."""
+    template = template_path(kind)
+    if not template.is_file() or not db.parent.is_dir():
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        if db.stat().st_size == 0:      # an empty file: SQLite and MLflow take it as new
+            db.unlink()
+    fd, tmp = tempfile.mkstemp(prefix=f".{db.name}.", dir=db.parent)
+    os.close(fd)
+    try:
+        _copy(template, Path(tmp))
+        # mkstemp's 0600: the mode SQLite gives a file it creates (0666 less the
+        # umask), so that who can read a new store does not depend on the cache.
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.link(tmp, db)                # fails if another process created it meanwhile
+    except OSError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return True
+
+
+def _umask() -> int:
+    mask = os.umask(0)      # read it the only way there is, and put it back
+    os.umask(mask)
+    return mask
+
+
+def save(db: Path, kind: str) -> None:
+    """Save the store the library has just created at `db` as the template, if it
+    is empty (an MLflow store without its Default experiment)."""
+    template = template_path(kind)
+    if template.is_file():
+        return
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{kind}-", suffix=".db", dir=template.parent)
+        os.close(fd)
+    except OSError:
+        return
+    try:
+        _copy(db, Path(tmp))
+        count, clear = _EMPTY[kind]
+        with contextlib.closing(sqlite3.connect(tmp)) as con, con:
+            if con.execute(count).fetchone()[0]:
+                return                  # not an empty store after all
+            if clear:
+                con.execute(clear)
+        os.replace(tmp, template)
+    except (OSError, sqlite3.Error):
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite database (its write-ahead log included), in
+    rollback-journal mode: the stores' connections switch it to WAL when they open it."""
+    with contextlib.closing(sqlite3.connect(f"file:{src}?mode=ro", uri=True)) as s, \
+            contextlib.closing(sqlite3.connect(dst)) as d:
+        s.backup(d)
+        d.execute("PRAGMA journal_mode=DELETE")

@@ -1,4 +1,0 @@
-"""Imports every architecture family so their builders register."""
-from models import (  # noqa: F401
-    autoencoder, char_lm, cnn, gan, linear, mlp, rnn, seq2seq, vae,
-)
