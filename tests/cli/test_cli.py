@@ -905,3 +905,18 @@ def test_mlflow_tracking_uri_in_the_environment_is_the_default_store(stores, wri
     assert env_store.is_file() and not (tmp_path / "mlflow.db").exists()
     parent, children = study_runs(f"sqlite:///{env_store}", "env-uri")
     assert len(children) == 1
+
+
+def test_a_projects_own_models_and_search_packages_do_not_meet_ours(tmp_path):
+    """A user's project has models/ and search/ packages on PYTHONPATH: ours were
+    the same top-level names, and one shadowed the other."""
+    import os
+    for name in ("models", "search", "spaces", "cli"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('the project's {name}')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "hypersweep.cli.app", "validate",
+                           str(STUDIES / "quickstart.yaml")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"{STUDIES / 'quickstart.yaml'}: ok")
