@@ -48,6 +48,14 @@ def curves(uri: str, study: str, storage: str):
 def kill_mid_trial(config_path, storage: str, study: str, complete_before: int) -> None:
     """Start `hypersweep run` in a process and SIGKILL it while a trial is RUNNING
     (with its child run already created), after `complete_before` trials finished."""
+    signal_mid_trial(config_path, storage, study, complete_before, signal.SIGKILL)
+
+
+def signal_mid_trial(config_path, storage: str, study: str, complete_before: int,
+                     signum: int) -> subprocess.Popen:
+    """Start `hypersweep run` in a process and send it `signum` while a trial is
+    RUNNING (with its child run already created), after `complete_before` trials
+    finished; the process, ended (stderr still to read)."""
     proc = subprocess.Popen([sys.executable, "-m", "hypersweep.cli.app", "run", str(config_path)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -61,9 +69,9 @@ def kill_mid_trial(config_path, storage: str, study: str, complete_before: int) 
             done = sum(t.state.is_finished() for t in trials)
             if done >= complete_before and any(t.state == RUNNING and "mlflow_run_id" in t.user_attrs
                                                for t in trials):
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                return
+                proc.send_signal(signum)
+                proc.wait(timeout=120)
+                return proc
         pytest.fail(f"the driver never reached a running trial: {proc.stderr.read().decode()[-2000:]}")
     finally:
         if proc.poll() is None:
@@ -575,26 +583,10 @@ def test_sighup_marks_the_running_trial_failed_and_exits_129(stores, write_confi
     once, leaving the trial and the parent run RUNNING in both stores."""
     cfg = small_config("hup", stores, trials=2)
     cfg["params"] = {**cfg["params"], "epochs": 3000}
-    proc = subprocess.Popen([sys.executable, "-m", "hypersweep.cli.app", "run", str(write_config(cfg))],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            try:
-                trials = optuna.load_study(study_name="hup", storage=stores.optuna_url).trials
-            except KeyError:
-                continue
-            if any(t.state == RUNNING and "mlflow_run_id" in t.user_attrs for t in trials):
-                break
-        proc.send_signal(signal.SIGHUP)
-        assert proc.wait(timeout=120) == 129
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = signal_mid_trial(write_config(cfg), stores.optuna_url, "hup", 0, signal.SIGHUP)
+    assert proc.returncode == 129
     assert "stopped by SIGHUP: running trials were marked FAIL; continue with: hypersweep " \
-        "resume hup" in proc.stderr.read()
+        "resume hup" in proc.stderr.read().decode()
     trials = optuna.load_study(study_name="hup", storage=stores.optuna_url).trials
     assert [t.state.name for t in trials] == ["FAIL"]
     parent, children = study_runs(stores.mlflow_uri, "hup")
