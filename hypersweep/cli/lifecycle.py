@@ -226,11 +226,19 @@ def delete(study: str = StudyArg, storage: Optional[str] = StorageOpt,
 
 @app.command()
 @user_errors
-def studies(storage: Optional[str] = StorageOpt) -> None:
+def studies(storage: Optional[str] = StorageOpt,
+            as_json: bool = typer.Option(False, "--json", metavar="",
+                                         help="Print JSON: one object per study.")) -> None:
     """List the studies in a storage: strategy, trials by state, best value, last update."""
     from hypersweep.search.inspect import study_rows
     storage = storage or DEFAULT.storage
     rows = study_rows(storage)
+    if as_json:     # for scripts: stable keys, numbers as numbers, whatever the terminal
+        print(json.dumps([{"study": r["study"], "strategy": r["strategy"],
+                           **{k.lower(): r[k] for k in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
+                           "best": r["best"], "last_update": r["last_update"]} for r in rows],
+                         indent=2))
+        return
     table = Table("study", "strategy", "complete", "pruned", "fail", "running", "best",
                   "last update")
     # The study's name is what other commands take: never cut or wrapped. In a

@@ -34,6 +34,14 @@ def test_studies_best_and_export(stores, tmp_path):
     assert res.exit_code == 0, res.output
     alpha = next(line for line in res.output.splitlines() if "alpha" in line)
     assert "tpe" in alpha and " 3 " in alpha and "beta" in res.output
+    res = invoke("studies", "--storage", stores.optuna_url, "--json")     # for scripts
+    assert res.exit_code == 0, res.output
+    listed = {row["study"]: row for row in json.loads(res.output)}
+    alpha_best = optuna.load_study(study_name="alpha", storage=stores.optuna_url).best_value
+    assert listed["alpha"] == {"study": "alpha", "strategy": "tpe", "complete": 3, "pruned": 0,
+                               "fail": 0, "running": 0, "best": alpha_best,
+                               "last_update": listed["alpha"]["last_update"]}
+    assert listed["beta"]["complete"] == 2 and listed["alpha"]["last_update"][:2] == "20"
 
     res = invoke("best", "alpha", "--storage", stores.optuna_url, "--json")
     assert res.exit_code == 0, res.output
