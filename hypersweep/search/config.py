@@ -361,11 +361,18 @@ def check_store_urls(tracking: TrackingConfig) -> None:
     file name, nor a file store MLflow 3 refuses; and they are two databases (one
     SQLite file given as both was made an MLflow store, then refused by Optuna)."""
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
     for key, url in (("tracking.storage", tracking.storage), ("tracking.uri", tracking.uri)):
         _check_sqlite_slashes(url, key)
     try:
-        make_url(tracking.storage)
+        make_url(tracking.storage).get_dialect()    # the dialect's class: no driver, no connection
+    except NoSuchModuleError:      # an ArgumentError too: first
+        scheme = tracking.storage.partition("://")[0]
+        # SQLAlchemy 1.4 dropped `postgres://`, which Heroku and many guides still write.
+        hint = "; PostgreSQL's is postgresql://" if scheme.split("+")[0] == "postgres" else ""
+        raise UserError(f"tracking.storage: {without_password(tracking.storage)!r}: no database "
+                        f"'{scheme}'{hint}; valid: sqlite, postgresql, mysql, mariadb, "
+                        "oracle, mssql") from None
     except ArgumentError:
         hint = f"; for a SQLite file: sqlite:///{tracking.storage}" \
             if "://" not in tracking.storage else ""

@@ -533,6 +533,15 @@ def test_a_storage_that_is_not_a_database_url_is_refused_before_any_store(write_
     assert msg == ("tracking.storage: 'optuna.db' is not a database URL; for a SQLite file: "
                    "sqlite:///optuna.db")
     assert not (tmp_path / "mlflow.db").exists()
+    # A scheme SQLAlchemy has no dialect for: `postgres://` (Heroku's, dropped by
+    # SQLAlchemy 1.4) passed validate, and run printed its header before the error.
+    msg = error_for(write_config, quickstart(), "tracking.storage=postgres://u:pw@db/optuna")
+    assert msg == ("tracking.storage: 'postgres://u:***@db/optuna': no database 'postgres'; "
+                   "PostgreSQL's is postgresql://; valid: sqlite, postgresql, mysql, mariadb, "
+                   "oracle, mssql")
+    assert error_for(write_config, quickstart(), "tracking.storage=foo://bar").startswith(
+        "tracking.storage: 'foo://bar': no database 'foo'; valid: sqlite, ")
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 @pytest.mark.parametrize("override, fixed", [
