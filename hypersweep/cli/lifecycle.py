@@ -152,6 +152,8 @@ def replay(run_id: str = typer.Argument(..., help="A trial's MLflow run id.", sh
         last = r.recorded.get(k) or [float("nan")]
         table.add_row(k, f"{last[-1]:.6g}", f"{r.replayed[k][-1]:.6g}")
     out.print(table)
+    for line in r.changed:      # the likely reason for a difference
+        err.print(f"note: {line}", highlight=False, soft_wrap=True)
     diff = r.differences()
     if diff:
         err.print(f"replay differs in {', '.join(diff)}")

@@ -32,6 +32,7 @@ from hypersweep.search.intermediate import Pending
 from hypersweep.search.lease import Lease
 from hypersweep.search.net import http_unreachable
 from hypersweep.search.report import study_files
+from hypersweep.search.sources import changed, source_digests
 from hypersweep.search.strategies import can_prune, make_pruner, make_sampler, queue_owed
 from hypersweep.search.tracking import MlflowTracker   # or search.writer.TrackingWriter: same methods
 from hypersweep.search.writer import TrackingError
@@ -345,6 +346,8 @@ class StudyDriver:
             study.sampler = sampler_after(cfg, len(warm))
         queue_owed(study, self.space, cfg.search, counted=0)
         tags = {"strategy": cfg.search.strategy, "pruner": cfg.search.pruner.name}
+        sources = source_digests(cfg.model, cfg.data.model_dump())
+        tags.update({f"source.{k}": v for k, v in sources.items()})
         if warm:
             tags["warm_start"] = f"{cfg.search.warm_start} ({len(warm)} trials)"
         # A handle from a TrackingWriter: the run id is put on the study once known.
@@ -353,6 +356,7 @@ class StudyDriver:
         self.tracker.log_files(parent, {"data.json": json.dumps(
             data_description(cfg.data.model_dump()), indent=2)})
         study.set_user_attr("config", cfg.snapshot())
+        study.set_user_attr("sources", sources)
         return study, parent
 
     def _reopen(self) -> tuple[optuna.Study, str]:
@@ -361,6 +365,9 @@ class StudyDriver:
         # What an interruption lost, and a larger budget adds, of the enqueued points
         # and the grid's: the grid's sampler would draw random points instead.
         queue_owed(study, self.space, self.cfg.search, counted=trials_run(study))
+        now = source_digests(self.cfg.model, self.cfg.data.model_dump())
+        for line in changed(study.user_attrs.get("sources") or {}, now):
+            self.events.notice(f"note: {line}")
         files: dict = study_files(study, [o.metric for o in self.objectives])
         stored = study.user_attrs.get("config") or {}
         if stored.get("search", {}).get("trials") != self.cfg.search.trials:

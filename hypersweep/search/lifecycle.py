@@ -178,6 +178,7 @@ class Replay:
     spec: TrialSpec
     recorded: dict[str, list[float]]    # the run's logged per-epoch curves
     replayed: dict[str, list[float]]    # the same curves, retrained now
+    changed: tuple[str, ...] = ()       # sources read since changed (search.sources)
 
     TIMINGS = ("epoch_time",)
 
@@ -211,7 +212,19 @@ def replay_run(run_id: str, tracking_uri: str) -> Replay:
     replayed = {k: [float(h[k]) for h in result.history] for k in result.history[0]} \
         if result.history else {}
     recorded = {k: [m.value for m in history.get(k, [])] for k in replayed}
-    return Replay(spec, recorded, replayed)
+    return Replay(spec, recorded, replayed, tuple(_changed_sources(tracker, run, spec)))
+
+
+def _changed_sources(tracker: MlflowTracker, run: Any, spec: TrialSpec) -> list[str]:
+    """The model's file and the data the study began with, against what is there now."""
+    from hypersweep.search.sources import changed, source_digests
+
+    parent_id = run.data.tags.get("mlflow.parentRunId")
+    if not parent_id:
+        return []
+    tags = tracker.client.get_run(parent_id).data.tags
+    stored = {k[len("source."):]: v for k, v in tags.items() if k.startswith("source.")}
+    return changed(stored, source_digests(spec.model, spec.data)) if stored else []
 
 
 def _trial_run(tracker: MlflowTracker, run_id: str) -> Any:

@@ -592,3 +592,37 @@ def test_sighup_marks_the_running_trial_failed_and_exits_129(stores, write_confi
     parent, children = study_runs(stores.mlflow_uri, "hup")
     assert parent.info.status != "RUNNING"
     assert [c.data.tags["failure_reason"] for c in children] == ["stopped by SIGHUP"]
+
+
+def test_resume_and_replay_say_when_the_models_file_or_the_data_changed(stores, write_config,
+                                                                         tmp_path):
+    """A model of one's own edited between run and resume: the study went on with
+    two architectures, and replay said only that the curves differ."""
+    from tests.models.test_registry import write_nets
+
+    nets = write_nets(tmp_path)
+    rows = "".join(f"{i % 5},{(i * 7) % 11},{i % 2}\n" for i in range(60))
+    (tmp_path / "t.csv").write_text("a,b,y\n" + rows)
+    cfg = small_config("sourced", stores, trials=1)
+    cfg["model"] = f"{nets}:tiny"
+    cfg["data"] = {"name": "csv", "options": {"path": str(tmp_path / "t.csv")}}
+    cfg["params"] = {"epochs": 2, "batch_size": 16}
+    cfg["space"] = {"width": {"int": [4, 8]}}
+    path = str(write_config(cfg))
+    assert invoke("run", path).exit_code == 0
+    same = invoke("resume", "sourced", "--storage", stores.optuna_url, "--trials", "2")
+    assert same.exit_code == 0 and "changed since" not in same.output
+    with open(nets, "a") as f:
+        f.write("\n# an edit\n")
+    (tmp_path / "t.csv").write_text("a,b,y\n" + rows + "1,2,0\n")
+    res = invoke("resume", "sourced", "--storage", stores.optuna_url, "--trials", "3")
+    assert res.exit_code == 0, res.output
+    for line in ("note: model: the model's file changed since the study's first trials; they "
+                 "trained on the earlier one",
+                 "note: data.options.path: the data file changed since the study's first "
+                 "trials; they trained on the earlier one"):
+        assert line in res.output
+    run_id = optuna.load_study(study_name="sourced",
+                               storage=stores.optuna_url).trials[0].user_attrs["mlflow_run_id"]
+    res = invoke("replay", run_id, "--tracking-uri", stores.mlflow_uri)
+    assert "note: model: the model's file changed since" in res.output
