@@ -15,7 +15,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from hypersweep.models.errors import OutOfRange, UserError, check_at_least, check_fraction, check_layers
+from hypersweep.models.errors import (OutOfRange, UserError, check_at_least, check_fraction,
+                                      check_layers)
 from hypersweep.models.registry import register
 
 Padding = Literal["same", "valid"]

@@ -640,7 +640,8 @@ def check_semantics(cfg: StudyConfig) -> None:
     from hypersweep.models.data import dataset_names
     from hypersweep.models.registry import check_value, get_builder
     from hypersweep.models.train import check_fit, check_space_values, hyperparameters
-    from hypersweep.search.strategies import PRUNERS, SAMPLERS, SINGLE_OBJECTIVE_ONLY, check_enqueue, check_pruner
+    from hypersweep.search.strategies import (PRUNERS, SAMPLERS, SINGLE_OBJECTIVE_ONLY,
+                                              check_enqueue, check_pruner)
     from hypersweep.spaces import check_against, param_names, parse_space, space_values, walk
 
     get_builder(cfg.model)

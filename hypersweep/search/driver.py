@@ -27,14 +27,15 @@ from hypersweep.models.trial import TrialResult, TrialSpec, TrialState
 from hypersweep.search.config import StudyConfig, fixed_epochs, without_password
 from hypersweep.search.executors import Executor, failed, trial_threads
 from hypersweep.search.exit import stops_as_interrupt
-from hypersweep.search.importance import Importances, importance_figure, importance_metrics, param_importances
+from hypersweep.search.importance import (Importances, importance_figure, importance_metrics,
+                                          param_importances)
 from hypersweep.search.intermediate import Pending
 from hypersweep.search.lease import Lease
 from hypersweep.search.net import http_unreachable
 from hypersweep.search.report import study_files
 from hypersweep.search.sources import changed, source_digests
 from hypersweep.search.strategies import can_prune, make_pruner, make_sampler, queue_owed
-from hypersweep.search.tracking import MlflowTracker   # or search.writer.TrackingWriter: same methods
+from hypersweep.search.tracking import MlflowTracker  # or writer.TrackingWriter: same methods
 from hypersweep.search.writer import TrackingError
 from hypersweep.spaces import parse_space, suggest
 

@@ -15,7 +15,8 @@ import optuna
 
 from hypersweep.models.errors import UserError, unknown
 from hypersweep.search.config import PrunerConfig, SearchConfig
-from hypersweep.spaces import Conditional, Fixed, Space, distributions, grid, grid_point, grid_size, walk
+from hypersweep.spaces import (Conditional, Fixed, Space, distributions, grid, grid_point,
+                               grid_size, walk)
 
 SamplerFactory = Callable[[SearchConfig], optuna.samplers.BaseSampler]
 PrunerFactory = Callable[[PrunerConfig, "int | None"], optuna.pruners.BasePruner]

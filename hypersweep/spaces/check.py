@@ -7,7 +7,8 @@ from typing import Any, Mapping
 
 from hypersweep.models.errors import UserError, unknown
 from hypersweep.models.registry import HParam, check_value
-from hypersweep.spaces.language import Categorical, Conditional, Float, Int, Param, Space, kind_name, walk
+from hypersweep.spaces.language import (Categorical, Conditional, Float, Int, Param, Space,
+                                        kind_name, walk)
 
 
 def check_against(space: Space, hparams: Mapping[str, HParam], key: str = "space") -> None:

@@ -13,7 +13,8 @@ import math
 from typing import Any
 
 from hypersweep.models.errors import UserError
-from hypersweep.spaces.language import Categorical, Conditional, Fixed, Float, Int, Param, Space, walk
+from hypersweep.spaces.language import (Categorical, Conditional, Fixed, Float, Int, Param, Space,
+                                        walk)
 
 Point = dict[str, Any]
 

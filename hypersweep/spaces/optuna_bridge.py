@@ -11,7 +11,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from hypersweep.spaces.language import Categorical, Conditional, Fixed, Float, Int, Param, Space, walk
+from hypersweep.spaces.language import (Categorical, Conditional, Fixed, Float, Int, Param, Space,
+                                        walk)
 
 
 def suggest(space: Space, trial: optuna.trial.BaseTrial) -> dict[str, Any]:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from hypersweep.models.corpus import stdlib_docstrings
-from hypersweep.models.data import adding, copy, dataset_options, load_dataset, reverse, seq_digits, text
+from hypersweep.models.data import (adding, copy, dataset_options, load_dataset, reverse,
+                                    seq_digits, text)
 from hypersweep.models.errors import UserError
 
 SHAPES = {   # name: (input_shape, n_outputs, task, x dtype, one target's shape)
