@@ -91,7 +91,7 @@ def get_builder(name: str, key: str = "model") -> Builder:
         return _REGISTRY[name]
     if isinstance(name, str) and ":" in name:
         return _own_builder(name, key)
-    if isinstance(name, str) and (name.endswith(".py") or "/" in name):
+    if isinstance(name, str) and _names_a_file(name):
         raise UserError(f"{key}: '{name}' names a file; add the function that builds the net: "
                         f"{name}:FUNCTION")
     raise unknown("builder", name, _REGISTRY, key=key)
@@ -109,7 +109,12 @@ def is_own(name: str) -> bool:
 def own_file(name: str) -> str | None:
     """The file part of a `FILE.py:FUNCTION` builder name, else None."""
     where = name.rpartition(":")[0]
-    return where if where.endswith(".py") or "/" in where else None
+    return where if _names_a_file(where) else None
+
+
+def _names_a_file(where: str) -> bool:
+    """`nets.py`, `models/nets`: a file, where `nets` alone is a module's name."""
+    return where.endswith(".py") or "/" in where
 
 
 def _own_builder(name: str, key: str) -> Builder:
@@ -151,7 +156,7 @@ def _own_builder(name: str, key: str) -> Builder:
 
 
 def _own_module(where: str, key: str) -> Any:
-    file = own_file(where + ":x")
+    file = where if _names_a_file(where) else None
     try:
         if file is None:
             return importlib.import_module(where)

@@ -53,12 +53,12 @@ def csv_table(path: str = "", target: str = "", features: str = "", task: Task =
     _check_rows(len(frame), file, "data rows")
     for column in (*columns, label):
         _check_present(frame[column], column, file, is_target=column == label)
-    y, task_name, classes, task_note = _target(_column_values(frame[label]), task,
-                                               f"column '{label}'", "data.options.target")
+    targets = _column_values(frame[label])
+    y, task_name, classes, task_note = _target(targets, task, f"column '{label}'",
+                                               "data.options.target")
     x, inputs_note, layout = _encode(frame, columns, index)
     notes = (task_note,) if task == "auto" else ()
-    meta = {"inputs": layout, "target": _target_meta(label, _column_values(frame[label]),
-                                                     task_name, classes)}
+    meta = {"inputs": layout, "target": _target_meta(label, targets, task_name, classes)}
     return _frozen(RawData(x, y, task=task_name, class_names=classes,
                            notes=notes + (inputs_note,), meta=meta))
 
