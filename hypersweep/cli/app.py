@@ -401,6 +401,8 @@ def print_best(study, cfg, top: int | None = 5) -> list:
     `top=None`: the best only, every trial tied at the best value, or the whole front.
     Returns the trials shown."""
     import optuna
+
+    from hypersweep.search.config import as_count
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
         out.print("no trial completed")
@@ -419,7 +421,8 @@ def print_best(study, cfg, top: int | None = 5) -> list:
     title = "best trials" if len(objs) == 1 else "Pareto front"
     if len(objs) > 1 and len(done) < front:
         title += f" ({len(done)} of {front})"
-    rows = [(o.metric, [f"{t.values[i]:.4g}" for t in done]) for i, o in enumerate(objs)]
+    rows = [(o.metric, [_fmt(as_count(o.metric, t.values[i])) for t in done])
+            for i, o in enumerate(objs)]
     rows += [(n, [_fmt(t.params.get(n)) for t in done]) for n in names]
     table = Table("trial", *(name for name, _ in rows), title=title)
     for i, t in enumerate(done):

@@ -804,6 +804,18 @@ def _either(values: Iterable[Any]) -> str:
     return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
 
 
+# Metrics that count (a model's trainable parameters): whole numbers, shown and exported
+# as integers, not 6760.0 or 6.76e+03, though MLflow and Optuna keep every value a float.
+COUNTS = frozenset({"param_count"})
+
+
+def as_count(metric: str, value: Any) -> Any:
+    """`value` as an int when `metric` counts (`COUNTS`) and the value is whole."""
+    if metric in COUNTS and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def natural_direction(metric: str) -> str | None:
     """The direction in which `metric` (val_loss, train_accuracy, ...) gets better,
     or None for what is a cost to trade, not a score (param_count, inference_ms):

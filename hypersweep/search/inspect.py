@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from hypersweep.search.config import StudyConfig
+from hypersweep.search.config import COUNTS, StudyConfig, as_count
 from hypersweep.search.report import keep_integers
 from hypersweep.search.tracking import MlflowTracker
 
@@ -60,8 +60,11 @@ def best_trials(study: optuna.Study, cfg: StudyConfig | None = None) -> list[dic
     if cfg is not None:
         shared = {"model": cfg.model, "data": cfg.data.model_dump(), "fixed": dict(cfg.params)}
     metrics = [o.metric for o in cfg.search.objectives] if cfg is not None else []
-    return [{"study": study.study_name, "number": t.number, "values": t.values,
-             **({"metrics": dict(zip(metrics, t.values))} if metrics else {}),
+
+    def values(t: optuna.trial.FrozenTrial) -> list[Any]:
+        return [as_count(m, v) for m, v in zip(metrics, t.values)] if metrics else t.values
+    return [{"study": study.study_name, "number": t.number, "values": values(t),
+             **({"metrics": dict(zip(metrics, values(t)))} if metrics else {}),
              "params": t.params, **shared, "seed": t.user_attrs.get("seed"),
              "mlflow_run_id": t.user_attrs.get("mlflow_run_id")} for t in trials]
 
@@ -87,4 +90,20 @@ def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
             for number, metrics in tracker.trial_metrics(parent).items()]
     if rows:
         df = df.merge(pd.DataFrame(rows), on="number", how="left")
+    _whole_counts(df, cfg)
     return df.sort_values("number").reset_index(drop=True)
+
+
+def _whole_counts(df: pd.DataFrame, cfg: StudyConfig) -> None:
+    """Columns of counts (`COUNTS`: `metric_final_param_count`, an objective's
+    `value_param_count` or `value`) as integer columns, their missing cells (a failed
+    trial's) left empty."""
+    objectives = [o.metric for o in cfg.search.objectives]
+    columns = [f"metric_final_{m}" for m in COUNTS] + [f"value_{m}" for m in COUNTS]
+    if len(objectives) == 1 and objectives[0] in COUNTS:
+        columns.append("value")
+    for column in columns:
+        if column in df.columns:
+            known = df[column].dropna()
+            if len(known) and (known % 1 == 0).all():
+                df[column] = df[column].round().astype("Int64")

@@ -547,12 +547,14 @@ def test_best_shows_every_trial_tied_at_the_best_and_the_whole_front(capsys, wri
 
     cfg = load_config(path, ["search.objective=[{metric: val_accuracy, direction: maximize}, "
                              "{metric: param_count, direction: minimize}]"])
-    front = study_of(["maximize", "minimize"], [(0.9, 5.0), (0.5, 1.0), (0.95, 9.0), (0.4, 3.0)])
+    front = study_of(["maximize", "minimize"],
+                     [(0.9, 5.0), (0.5, 1.0), (0.95, 123456.0), (0.4, 3.0)])
     print_best(front, cfg, top=None)
     text = capsys.readouterr().out
     assert "Pareto front" in text and "of 3)" not in text
     assert all(f"│ {n} " in text for n in (0, 1, 2))
     assert "│ 3 " not in text
+    assert "123456" in text and "e+05" not in text      # a count, whole
     print_best(front, cfg, top=2)
     assert "Pareto front (2 of 3)" in capsys.readouterr().out
 

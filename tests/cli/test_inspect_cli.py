@@ -1,6 +1,7 @@
 """`hypersweep studies / best / export` on real stores."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -207,6 +208,14 @@ def test_export_names_each_objective_and_finds_the_runs_by_the_study(stores, tmp
     assert list(df["value_val_accuracy"]) == [t.values[0] for t in study.trials]
     assert list(df["value_param_count"]) == [t.values[1] for t in study.trials]
     assert list(df["metric_final_param_count"]) == list(df["value_param_count"])
+    # a count is an integer column (MLflow and Optuna keep it a float: 6760.0)
+    assert df["value_param_count"].dtype == df["metric_final_param_count"].dtype == "int64"
+    written = list(csv.DictReader(path.open()))
+    assert all(row["value_param_count"].isdigit() for row in written), written
+    res = invoke("best", "two-goals", "--json", "--storage", stores.optuna_url)
+    front = json.loads(res.output)
+    assert all(type(t["metrics"]["param_count"]) is int for t in front), front
+    assert all(type(t["values"][1]) is int for t in front), front
     assert df["duration_s"].dtype == float and (df["duration_s"] > 0).all()
 
     other = tmp_path / "other.db"
