@@ -24,9 +24,11 @@ UriOpt = opt("URI", "MLflow tracking URI.", show_default=f"the study's, else {DE
 StudyArg = typer.Argument(..., help="Study name.", show_default=False, metavar="STUDY")
 
 
-def _study(name: str, storage: Optional[str]):
+def _study(name: str, storage: Optional[str], reading: bool = False):
+    """`reading`: for a command that only reads the study (best, export), which
+    opens a SQLite file in a directory it cannot write read-only."""
     from hypersweep.search.lifecycle import load_study
-    return load_study(name, storage or DEFAULT.storage)
+    return load_study(name, storage or DEFAULT.storage, reading)
 
 
 def drive(cfg: StudyConfig, header: str, resume: bool = False, done: int = 0) -> None:
@@ -268,7 +270,7 @@ def best(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     """The best trial of a study (ties included), or its Pareto front."""
     from hypersweep.search.inspect import best_trials
     from hypersweep.search.lifecycle import stored_config
-    s = _study(study, storage)
+    s = _study(study, storage, reading=True)
     if as_json and not s.user_attrs.get("config"):      # an Optuna study of another tool's
         print(json.dumps(best_trials(s), indent=2))
         return
@@ -317,7 +319,7 @@ def export(study: str = StudyArg,
         raise UserError(f"--output: {output.name}: the file must end in .csv or .parquet")
     if not output.parent.is_dir():
         raise UserError(f"--output: {output}: no directory {output.parent}")
-    s = _study(study, storage)
+    s = _study(study, storage, reading=True)
     cfg = stored_config(s, check=False, storage=storage or DEFAULT.storage,
                         tracking_uri=tracking_uri)
     df = trials_frame(s, cfg)

@@ -16,7 +16,7 @@ def study_rows(storage: str) -> list[dict[str, Any]]:
     """One row per study: strategy, trials by state, best value, last update."""
     from hypersweep.search.lifecycle import study_names
 
-    names = study_names(storage)        # a one-line error where it cannot be opened
+    names = study_names(storage, reading=True)  # a one-line error where it cannot be opened
     # One connection for them all: opening a storage checks its schema, which took
     # 0.15 s per study (9 s for 51 studies).
     opened = optuna.storages.get_storage(storage)
@@ -83,7 +83,7 @@ def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:
     if len(study.directions) > 1:       # values_0, values_1 -> value_<metric>
         df = df.rename(columns={f"values_{i}": f"value_{o.metric}"
                                 for i, o in enumerate(cfg.search.objectives)})
-    tracker = MlflowTracker(cfg.tracking.uri, create=False)
+    tracker = MlflowTracker(cfg.tracking.uri, create=False, reading=True)
     # By name in this store: the run id the study recorded may be another store's.
     parent = tracker.parent_of(study.study_name)
     rows = [{"number": number, **{f"metric_{k}": v for k, v in metrics.items()}}

@@ -36,25 +36,30 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 # ---------------------------------------------------------------- finding a study
 
-def study_names(storage: str) -> list[str]:
+def study_names(storage: str, reading: bool = False) -> list[str]:
     """The studies in a storage, or a one-line error when it cannot be opened. A
     SQLite file that is not there is a wrong path (a typo, another directory), and
-    is not created by looking."""
-    from hypersweep.search.store_template import cannot_open, check_kind, sqlite_file
+    is not created by looking. `reading`: for a command that only reads the study
+    (`store_template.open_read_only`)."""
+    from hypersweep.search.store_template import (cannot_open, check_kind, open_read_only,
+                                                  sqlite_file)
 
     db = sqlite_file(storage)
     if db is not None and not db.exists():
         raise UserError(f"--storage: no Optuna storage at {db.absolute()} (no such file)")
     check_kind(storage, "optuna", key="--storage")
+    if reading:
+        open_read_only(storage)
     try:
         return optuna.study.get_all_study_names(storage)
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
         raise cannot_open("--storage", storage, e) from None
 
 
-def load_study(name: str, storage: str) -> optuna.Study:
-    """An existing study, or a one-line error listing the studies there are."""
-    names = study_names(storage)
+def load_study(name: str, storage: str, reading: bool = False) -> optuna.Study:
+    """An existing study, or a one-line error listing the studies there are.
+    `reading`: for a command that only reads it (`store_template.open_read_only`)."""
+    names = study_names(storage, reading)
     if not names:
         raise UserError(f"STUDY: unknown study '{name}'; {without_password(storage)} holds no study")
     if name not in names:

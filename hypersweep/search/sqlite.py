@@ -12,8 +12,10 @@ teardown (`search.exit.exit_now`).
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 import weakref
+from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -47,3 +49,33 @@ def close_all() -> None:
     when the interpreter tears down."""
     for engine in list(_ENGINES):
         engine.dispose()
+
+
+_READ_ONLY: set[str] = set()    # database files this process only reads, by absolute path
+
+
+def read_only(db: Path) -> None:
+    """Open `db` read-only from here on (`reading_uri`), whatever URL names it."""
+    _READ_ONLY.add(os.path.abspath(db))
+
+
+def reading_uri(db: Path) -> str:
+    """SQLite's URI that opens `db` to read only. SQLite reads a write-ahead-log file
+    by way of an index beside it (`-shm`) and creates that index when it is missing,
+    which a directory this process cannot write refuses: there the file is read as
+    it is (`immutable`), unless a study writes to it now, whose index is then there
+    to read by."""
+    where = Path(os.path.abspath(db))
+    live = Path(f"{where}-shm").exists()
+    mode = "mode=ro" if live or os.access(where.parent, os.W_OK) else "immutable=1"
+    return f"{where.as_uri()}?{mode}"
+
+
+@event.listens_for(Engine, "do_connect")
+def _read_only(dialect, _record, cargs, cparams) -> None:
+    """Connects to a file `read_only` named through `reading_uri`: Optuna and MLflow
+    take the store's usual URL (MLflow makes directories from its path)."""
+    if dialect.name == "sqlite" and cargs and isinstance(cargs[0], str) \
+            and not cparams.get("uri") and os.path.abspath(cargs[0]) in _READ_ONLY:
+        cargs[0] = reading_uri(Path(cargs[0]))
+        cparams["uri"] = True

@@ -79,9 +79,9 @@ def check_kind(uri: str, kind: str, key: str | None = None) -> None:
     db = sqlite_file(uri)
     if db is None or is_new(db):
         return
+    from hypersweep.search.sqlite import reading_uri
     try:
-        read_only = f"{db.absolute().as_uri()}?mode=ro"
-        with contextlib.closing(sqlite3.connect(read_only, uri=True)) as c:
+        with contextlib.closing(sqlite3.connect(reading_uri(db), uri=True)) as c:
             tables = {row[0] for row in
                       c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as e:
@@ -139,6 +139,21 @@ def sqlite_file(uri: str) -> Path | None:
         return None
     path = uri[len("sqlite:///"):].split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None
+
+
+def open_read_only(url: str) -> bool:
+    """For the commands that only read a store (studies, best, export): a SQLite
+    file in a directory this process cannot write (a read-only mount, a colleague's
+    folder) is opened read-only from here on (`sqlite.read_only`), where opening it
+    as usual fails (SQLite writes its write-ahead log's index beside the file even
+    to read). Whether it will be."""
+    from hypersweep.search import sqlite
+
+    db = sqlite_file(url)
+    if db is None or is_new(db) or os.access(db.absolute().parent, os.W_OK):
+        return False
+    sqlite.read_only(db)
+    return True
 
 
 def is_new(db: Path | None) -> bool:

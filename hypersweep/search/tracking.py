@@ -54,11 +54,13 @@ class MlflowTracker:
 
     RUNS_PAGE = 50000       # runs a search returns at most (MLflow's own limit)
 
-    def __init__(self, uri: str, create: bool = True, key: str = "tracking.uri") -> None:
-        """`create`: False for commands that only read what a study wrote (replay,
+    def __init__(self, uri: str, create: bool = True, key: str = "tracking.uri",
+                 reading: bool = False) -> None:
+        """`create`: False for commands that build on what a study wrote (replay,
         export, final, rerun RUN_ID): a SQLite file that is not there is then a
         wrong path, not a store to create empty. `key`: what the errors name, where
-        the URI came from (a config's `tracking.uri`, or `--tracking-uri`)."""
+        the URI came from (a config's `tracking.uri`, or `--tracking-uri`).
+        `reading`: for a command that only reads (`store_template.open_read_only`)."""
         from mlflow import entities
         from mlflow.tracking import MlflowClient
 
@@ -71,8 +73,12 @@ class MlflowTracker:
         # MLflow logs migrations and warnings at INFO on first use of a store.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        with store_template.new_store(uri, "mlflow"):
-            self.client = MlflowClient(tracking_uri=uri)    # opens (creates) the store
+        if reading and store_template.open_read_only(uri):
+            store_template.check_kind(uri, "mlflow", key)
+            self.client = MlflowClient(tracking_uri=uri)
+        else:
+            with store_template.new_store(uri, "mlflow"):
+                self.client = MlflowClient(tracking_uri=uri)    # opens (creates) the store
         if uri.startswith(("http://", "https://")):
             self._check_server(key)
         self._e = entities           # Metric, Param, RunTag

@@ -267,3 +267,62 @@ def test_a_storage_file_that_is_not_there_is_a_wrong_path(tmp_path, monkeypatch)
         name = "typo.db" if "typo" in args[-1] else "optuna.db"
         assert res.output == f"error: --storage: no Optuna storage at {tmp_path / name} (no such file)\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def _in_read_only(directory: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`hypersweep ARGS` with `directory` read-only to it: a read-only bind mount in a
+    mount namespace of its own as root (whom file modes do not stop), the
+    directory's write bits taken away otherwise."""
+    command = [str(Path(sys.executable).with_name("hypersweep")), *args]
+    if os.geteuid() == 0:
+        mount = (f'mount --bind "{directory}" "{directory}" && '
+                 f'mount -o remount,bind,ro "{directory}" && exec "$@"')
+        command = ["unshare", "-m", "sh", "-c", mount, "sh", *command]
+    else:
+        directory.chmod(0o555)
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd)
+    finally:
+        directory.chmod(0o755)
+
+
+def test_reading_commands_read_stores_in_a_directory_they_cannot_write(stores, tmp_path):
+    """A read-only mount, a colleague's folder, an unpacked CI artifact: SQLite writes
+    its write-ahead log's index beside the file even to read, and `studies`, `best`
+    and `export` said "its directory is not writable". They now read the files as
+    they are, or, while a study writes them, by that study's index; nothing is
+    written beside them or in the working directory. `resume` still refuses."""
+    import hypersweep.search.sqlite as sqlite_stores
+
+    cfg = parse_config(small_config("alpha", stores, trials=2))
+    StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run()
+    best = optuna.load_study(study_name="alpha", storage=stores.optuna_url).best_trial.number
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    for live in (True, False):      # a study still writing them (its -wal and -shm there), none
+        if not live:
+            sqlite_stores.close_all()
+        files = sorted(p.name for p in stores.dir.iterdir())
+        assert ("optuna.db-shm" in files) == live, files
+        res = _in_read_only(stores.dir, ["studies", "--json", "--storage", stores.optuna_url], cwd)
+        assert res.returncode == 0, res.stderr
+        assert [(s["study"], s["complete"]) for s in json.loads(res.stdout)] == [("alpha", 2)]
+        res = _in_read_only(stores.dir, ["best", "alpha", "--json", "--storage",
+                                         stores.optuna_url], cwd)
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)[0]["number"] == best
+        target = out / f"alpha-{live}.csv"
+        res = _in_read_only(stores.dir, ["export", "alpha", "-o", str(target), *stores.cli_args()],
+                            cwd)
+        assert res.returncode == 0, res.stderr
+        df = pd.read_csv(target)
+        assert list(df["number"]) == [0, 1] and df["metric_val_loss"].notna().all()
+        assert sorted(p.name for p in stores.dir.iterdir()) == files
+        assert list(cwd.iterdir()) == []        # MLflow makes directories from a store's path
+
+    res = _in_read_only(stores.dir, ["resume", "alpha", *stores.cli_args()], cwd)
+    assert res.returncode == 2 and res.stderr.splitlines() == [
+        f"error: --storage: cannot write {stores.dir / 'optuna.db'}: its directory is not "
+        "writable (SQLite keeps its journal beside the file); choose another path"], res.stderr
