@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shlex
 import signal
 import sys
@@ -174,11 +175,14 @@ def user_errors(fn: Callable) -> Callable:
 def _as_given(message: str, options: dict[str, Any]) -> str:
     """An error about a config key that a command-line option set names the option:
     `--tracking-uri: no MLflow store at ...`, not the `tracking.uri` the user never
-    wrote. Keys set in the config file or with --set keep their dotted name."""
+    wrote, also where the error names it beside another key (`tracking.storage: the
+    same file as --tracking-uri`). Keys set in the config file or with --set keep
+    their dotted name."""
     from hypersweep.search.config import NAMED_OVERRIDES
     for name, key in NAMED_OVERRIDES.items():
-        if options.get(name) is not None and message.startswith(key + ":"):
-            return "--" + name.replace("_", "-") + message[len(key):]
+        if options.get(name) is not None:
+            message = re.sub(rf"(?<![\w.-]){re.escape(key)}(?![\w.])",
+                             "--" + name.replace("_", "-"), message)
     return message
 
 

@@ -96,6 +96,23 @@ def test_a_tracking_store_that_cannot_be_opened_exits_2_and_touches_nothing(
     assert stores.untouched()           # the Optuna store was not created either
 
 
+def test_one_file_given_as_both_stores_names_the_options_typed(tmp_path, stores, write_config):
+    """`--tracking-uri` pointed at the Optuna file said `tracking.storage: the same
+    file as tracking.uri`, neither of which the user wrote."""
+    path = write_config(small_config("one-file", stores, trials=1))
+    same = f"sqlite:///{stores.dir / 'optuna.db'}"
+    for args, named in ((["--tracking-uri", same], "tracking.storage: the same file as "
+                         "--tracking-uri"),
+                        (["--storage", stores.mlflow_uri], "--storage: the same file as "
+                         "tracking.uri"),
+                        (["--storage", same, "--tracking-uri", same], "--storage: the same "
+                         "file as --tracking-uri")):
+        res = invoke("validate", str(path), *args)
+        assert res.exit_code == 2 and res.output.startswith(f"error: {named} ("), res.output
+        assert len(res.output.splitlines()) == 1
+    assert stores.untouched()
+
+
 def test_existing_study_name_is_refused(stores, write_config):
     path = write_config(small_config("twice", stores, trials=1))
     assert invoke("run", str(path)).exit_code == 0
