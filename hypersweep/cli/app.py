@@ -292,6 +292,9 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
     print_best(outcome.study, cfg)
     if not outcome.interrupted:     # a stopped study computes none
         print_importances(outcome.importances, outcome.study, cfg)
+        from hypersweep.search.advice import crowded_end_notes
+        for note in crowded_end_notes(cfg, outcome.study.get_trials(deepcopy=False)):
+            err.print(f"note: {note}", highlight=False, soft_wrap=True)
     out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}", soft_wrap=True)
     return outcome
 

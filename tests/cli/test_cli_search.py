@@ -57,3 +57,21 @@ def test_bad_warm_start_exits_2_and_writes_nothing(stores, write_config):
     assert res.output.strip().splitlines() == [
         f"error: --warm-start nope: no study storage at {stores.optuna_url}"]
     assert stores.untouched()
+
+
+def test_a_range_the_best_trials_crowd_against_is_noted_at_the_study_s_end(stores, write_config):
+    """Coarse to fine: the best learning rates sit at the top of the range searched,
+    and the study's end says to widen it there."""
+    raw = small_config("crowded", stores, strategy="random", trials=10)
+    raw["params"]["optimizer"] = "adam"
+    raw["space"] = {"lr": {"loguniform": [1e-5, 1e-3]}}
+    raw["search"]["enqueue"] = [{"lr": lr} for lr in (1e-3, 9e-4, 8e-4, 1e-5, 1.5e-5, 2e-5,
+                                                       3e-5, 4e-5, 5e-5, 6e-5)]
+    res = invoke("run", str(write_config(raw)))
+    assert res.exit_code == 0, res.output
+    notes = [line for line in res.output.splitlines() if line.startswith("note: space.")]
+    best = optuna.load_study(study_name="crowded", storage=stores.optuna_url).best_params["lr"]
+    assert best >= 8e-4         # one of the three largest, however their seeds fall
+    assert notes == ["note: space.lr: the best trials sit at the top of the searched range "
+                     f"[1e-05, 0.001] (the best: {best:.4g}); a better value may lie above it: "
+                     "widen the range (to 0.002, say), then narrow it around the best"], res.output
