@@ -85,7 +85,7 @@ def test_a_lost_worker_node_has_its_trial_retried_and_the_study_goes_on(two_node
     relay between workers and driver could be placed on the worker node (about
     half the time): its loss ended the study, with its runs left RUNNING."""
     cluster, address, worker = two_node_cluster
-    path = write_study(tmp_path, stores, "lost-node", epochs=3000, trials=3,
+    path = write_study(tmp_path, stores, "lost-node", epochs=3000, trials=2,
                        parallel=2, cpus_per_trial=1, max_retries=1)
     proc = subprocess.Popen([HYPERSWEEP, "run", str(path), "--ray-address", address],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -123,10 +123,10 @@ def test_a_lost_worker_node_has_its_trial_retried_and_the_study_goes_on(two_node
     assert "[state-dump]" not in out + err and "Last 20 lines" not in out + err   # Ray's 38
     assert (out + err).count("the raylet of a Ray node") <= 1
     trials = optuna.load_study(study_name="lost-node", storage=stores.optuna_url).trials
-    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 2
     parent, children = study_runs(stores.mlflow_uri, "lost-node")
     assert parent.info.status == "FINISHED"
-    assert [c.info.status for c in children] == ["FINISHED"] * 3
+    assert [c.info.status for c in children] == ["FINISHED"] * 2
     retried = [c for c in children if "attempts" in c.data.tags]
     assert [c.data.tags["attempts"] for c in retried] == ["2"]      # the one the node lost
     assert retried[0].data.tags["node_ip"] and retried[0].data.tags["node"] != worker
