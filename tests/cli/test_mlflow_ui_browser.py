@@ -53,11 +53,10 @@ def test_experiment_page_lists_the_study_and_its_trials(stores, write_config):
         nested = text_of(chromium(runs, "--dump-dom"))
         # Sorted by name the table lists every run flat, parent and trials alike.
         by_name = f"{runs}?orderByKey=attributes.run_name&orderByAsc=true"
-        flat = text_of(chromium(by_name, "--dump-dom"))
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "mlflow-ui-experiment.png"
         shot.unlink(missing_ok=True)
-        chromium(by_name, f"--screenshot={shot}")
+        flat = text_of(chromium(by_name, "--dump-dom", f"--screenshot={shot}"))
     # Default view: the parent run, its three trials nested (collapsed) under it.
     assert "browsed" in nested and "4 matching runs" in nested
     assert "trial-0000" not in nested
