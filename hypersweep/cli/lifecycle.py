@@ -300,10 +300,13 @@ def print_what_they_trained(name: str, cfg, trials) -> None:
             out.print(f"trial {number}: MLflow run {run_id} (trial.yaml: every "
                       "hyperparameter; model.pt: the weights)", highlight=False)
     if any(run_id for _, run_id in runs):
+        from hypersweep.search.driver import storage_option, tracking_option
         several = len(cfg.search.objectives) > 1
-        out.print("train one again: hypersweep replay RUN_ID; on train + validation, tested "
-                  f"once: hypersweep final {shlex.quote(name)}{' --trial N' if several else ''}",
-                  highlight=False)
+        # With the stores named, where they are not where the commands look by default
+        out.print(f"train one again: hypersweep replay RUN_ID{tracking_option(cfg)}; on train "
+                  f"+ validation, tested once: hypersweep final {shlex.quote(name)}"
+                  f"{storage_option(cfg)}{' --trial N' if several else ''}",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -139,6 +139,16 @@ def storage_option(cfg: StudyConfig) -> str:
     return f" --storage {shlex.quote(url)}"
 
 
+def tracking_option(cfg: StudyConfig) -> str:
+    """` --tracking-uri URI` where the study's MLflow store is not the one that
+    commands taking a run id (`replay`) use by default in this directory."""
+    from hypersweep.search.config import _default_uri
+    uri, default = without_password(cfg.tracking.uri), _default_uri()
+    if default.startswith("sqlite:///") and not default.startswith("sqlite:////"):
+        default = "sqlite:///" + str(Path(default[len("sqlite:///"):]).resolve())
+    return "" if uri == default else f" --tracking-uri {shlex.quote(uri)}"
+
+
 def check_stores(cfg: StudyConfig, rename: str = "--set study=NAME") -> None:
     """Fail at once, before Ray starts (seconds) and the progress bar shows, when a
     store file is the other kind of store (the MLflow and Optuna files sit side by
