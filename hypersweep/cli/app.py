@@ -325,11 +325,12 @@ def validate(config: Path = ConfigArg,
         db = sqlite_file(getattr(cfg.tracking, key))
         if db is not None:
             check_writable(db, f"tracking.{key}")
-    check_fits_here(cfg.resources)
+    resource_notes = check_fits_here(cfg.resources)
     out.print(f"{config}: ok — study '{cfg.study}', model {cfg.model}, "
               f"{cfg.search.strategy} search, {counted(cfg.search.trials, 'trial')}")
     from hypersweep.search.config import config_notes
-    for note in config_notes(cfg):      # on stderr, as run's: `validate 2> notes.txt`
+    # on stderr, as run's: `validate 2> notes.txt`
+    for note in [*config_notes(cfg), *resource_notes]:
         err.print(f"note: {note}", highlight=False, soft_wrap=True)
     if cfg.search.strategy == "grid":
         from hypersweep.spaces import grid_size, parse_space, spreads_a_range

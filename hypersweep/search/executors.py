@@ -151,14 +151,40 @@ def check_fits(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,
                     "(resources.gpus_per_trial) for one trial")
 
 
-def check_fits_here(resources: Any) -> None:
+def check_fits_here(resources: Any) -> list[str]:
     """What `validate` can tell of a study's resources without starting Ray: with
     no cluster address, one trial must fit this machine, whose CPUs and CUDA
-    devices bound what a local Ray instance counts."""
+    devices bound what a local Ray instance counts. The notes `run` would print of
+    them (`parallel_note`)."""
     if resources.executor != "ray" or resources.address:
-        return
+        return []
     import torch
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    check_fits([{"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}],
-               resources.cpus_per_trial, resources.gpus_per_trial,
-               where="this machine's Ray instance")
+    nodes = [{"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}]
+    where = "this machine's Ray instance"
+    check_fits(nodes, resources.cpus_per_trial, resources.gpus_per_trial, where=where)
+    fills = auto_parallel(nodes, resources.cpus_per_trial, resources.gpus_per_trial)
+    if resources.parallel != "auto" and int(resources.parallel) > fills:
+        return [parallel_note(int(resources.parallel), fills, where)]
+    return []
+
+
+def parallel_note(parallel: int, fills: int, where: str) -> str:
+    """The note on a `resources.parallel` above what the cluster runs at once."""
+    return (f"resources.parallel: {parallel} trials at once, but {where} runs {fills} at a "
+            "time; the others wait in Ray's queue, and count as running meanwhile (parallel: "
+            "auto fills the cluster)")
+
+
+def auto_parallel(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,
+                  gpus_per_trial: float) -> int:
+    """How many trials fill the cluster: on each node (its Ray resources), as many
+    as its CPUs hold and, when trials use GPUs, as many as its GPUs hold too; at
+    least one. Counted per node: two nodes of 3 CPUs hold two 2-CPU trials, not 3."""
+    def holds(node: Mapping[str, float]) -> int:
+        n = int(node.get("CPU", 0.0) / cpus_per_trial + 1e-9)
+        if gpus_per_trial > 0:
+            n = min(n, int(node.get("GPU", 0.0) / gpus_per_trial + 1e-9))
+        return n
+
+    return max(1, sum(holds(node) for node in nodes))

@@ -51,7 +51,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from hypersweep.models.errors import UserError, first_line
 from hypersweep.models.figures import Drawing, artifact_bytes
 from hypersweep.models.trial import TrialResult, TrialSpec
-from hypersweep.search.executors import (OnReport, TrainFn, check_fits, failed, run_guarded,
+from hypersweep.search.executors import (OnReport, TrainFn, auto_parallel, check_fits, failed,
+                                         parallel_note, run_guarded,
                               trial_threads)
 from hypersweep.search.exit import Terminated
 from hypersweep.search.net import http2_answer, unreachable
@@ -419,20 +420,6 @@ def _stderr_quiet():
         os.close(saved)
 
 
-def auto_parallel(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,
-                  gpus_per_trial: float) -> int:
-    """How many trials fill the cluster: on each node (its Ray resources), as many
-    as its CPUs hold and, when trials use GPUs, as many as its GPUs hold too; at
-    least one. Counted per node: two nodes of 3 CPUs hold two 2-CPU trials, not 3."""
-    def holds(node: Mapping[str, float]) -> int:
-        n = int(node.get("CPU", 0.0) / cpus_per_trial + 1e-9)
-        if gpus_per_trial > 0:
-            n = min(n, int(node.get("GPU", 0.0) / gpus_per_trial + 1e-9))
-        return n
-
-    return max(1, sum(holds(node) for node in nodes))
-
-
 @dataclasses.dataclass
 class _Task:
     number: int
@@ -466,14 +453,11 @@ class RayExecutor:
             raise
         fills = auto_parallel(nodes, resources.cpus_per_trial, resources.gpus_per_trial)
         self.capacity = fills if resources.parallel == "auto" else int(resources.parallel)
-        self.runs_on = cluster_line(where, nodes, self.capacity)
+        self.runs_on = cluster_line(where, nodes, min(self.capacity, fills))
         # Lines for the user: what the study asked for that the cluster does not give.
         self.notes: list[str] = []
         if self.capacity > fills:
-            self.notes.append(
-                f"resources.parallel: {self.capacity} trials at once, but {where} runs {fills} "
-                "at a time; the others wait in Ray's queue, and count as running meanwhile "
-                "(parallel: auto fills the cluster)")
+            self.notes.append(parallel_note(self.capacity, fills, where))
         self._timeout = resources.trial_timeout
         self._retries = resources.max_retries
         self.notices: list[str] = []        # lines for the user as trials go (retries)

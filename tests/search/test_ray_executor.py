@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 
 from hypersweep.search.config import parse_config
 from hypersweep.search.driver import StudyDriver
-from hypersweep.search.executors import SerialExecutor, make_executor
-from hypersweep.search.ray_executor import (RayExecutor, auto_parallel, check_fits, cluster_line, device_for,
+from hypersweep.search.executors import SerialExecutor, auto_parallel, make_executor
+from hypersweep.search.ray_executor import (RayExecutor, check_fits, cluster_line, device_for,
                                   drawn)
 from hypersweep.search.tracking import MlflowTracker
 from tests.conftest import ROOT, Stores, small_config, study_runs
@@ -550,12 +550,34 @@ def test_more_trials_at_once_than_the_cluster_runs_gets_a_note(ray_local, stores
         cfg = parse_config(ray_config("notes", stores, {"parallel": parallel}))
         executor = RayExecutor(cfg.resources, train=trainers.by_number)
         notes[parallel] = (executor.capacity, executor.notes)
+        if parallel == 3:
+            runs_on = executor.runs_on
         executor.shutdown()
     assert notes[2] == (2, []) and notes["auto"] == (2, [])
     assert notes[3][0] == 3
     assert notes[3][1] == ["resources.parallel: 3 trials at once, but the Ray cluster runs 2 "
                            "at a time; the others wait in Ray's queue, and count as running "
                            "meanwhile (parallel: auto fills the cluster)"]
+    # The line under the header says what runs at once (it said 3, above that note)
+    assert runs_on.endswith("; 2 trials at once"), runs_on
+
+
+def test_validate_notes_more_trials_at_once_than_this_machine_runs(stores, write_config):
+    """`validate` printed none of the note `run` gives; with no Ray address the local
+    instance's size is this machine's."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from hypersweep.cli.app import app
+    cpus = os.cpu_count() or 1
+    path = write_config(ray_config("notes", stores, {"parallel": cpus + 1}))
+    res = CliRunner().invoke(app, ["validate", str(path)])
+    assert res.exit_code == 0, res.output
+    assert (f"note: resources.parallel: {cpus + 1} trials at once, but this machine's Ray "
+            f"instance runs {cpus} at a time;") in res.output
+    res = CliRunner().invoke(app, ["validate", str(path), "--parallel", str(cpus)])
+    assert res.exit_code == 0 and "note: resources.parallel" not in res.output, res.output
 
 
 def test_a_raylets_port_is_not_taken_for_the_cluster_s(ray_local, stores, write_config):
