@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -104,3 +107,20 @@ optimizer:
     adam: {beta2: {choice: [0.99, 0.999]}}
     rmsprop: {}
 """
+
+
+@contextlib.contextmanager
+def read_only_view(directory: Path, command: list[str]) -> Iterator[list[str]]:
+    """`command`, to be run with `directory` read-only to it: in a mount namespace
+    of its own, with a read-only bind mount, as root (whom file modes do not stop);
+    with the directory's write bits taken away meanwhile otherwise."""
+    if os.geteuid() == 0:
+        mount = (f'mount --bind "{directory}" "{directory}" && '
+                 f'mount -o remount,bind,ro "{directory}" && exec "$@"')
+        yield ["unshare", "-m", "sh", "-c", mount, "sh", *command]
+        return
+    directory.chmod(0o555)
+    try:
+        yield command
+    finally:
+        directory.chmod(0o755)

@@ -19,7 +19,7 @@ from typing import IO, Callable, Optional, TextIO
 
 import typer
 
-from hypersweep.cli.app import app, opt, out, user_errors
+from hypersweep.cli.app import app, err, opt, out, user_errors
 from hypersweep.models.errors import UserError
 from hypersweep.search.config import TrackingConfig, check_tracking_uri, without_password
 from hypersweep.search.writer import TrackingError
@@ -34,7 +34,7 @@ def ui(tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI.", show_def
                                  show_default="5000, or the next free one")) -> None:
     """Start the MLflow UI on 127.0.0.1 for a store and print its URL once it answers."""
     from hypersweep.search.store_template import check_kind
-    from hypersweep.search.tracking import check_store_exists, ui_argv
+    from hypersweep.search.tracking import check_store_exists
     uri = tracking_uri or DEFAULT_URI
     if uri.startswith(("http://", "https://")):
         from hypersweep.search.net import http_unreachable
@@ -46,6 +46,33 @@ def ui(tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI.", show_def
     check_tracking_uri(uri, "--tracking-uri")       # a bare file name, a file store
     check_store_exists(uri, "--tracking-uri")       # not an empty store, served as if it were one
     check_kind(uri, "mlflow", "--tracking-uri")     # MLflow would migrate an Optuna file
+    with _served(uri) as (served, cwd):
+        _serve_ui(uri, served, port, cwd)
+
+
+@contextlib.contextmanager
+def _served(uri: str):
+    """The URI the server opens the store by, and the directory it runs in. A SQLite
+    file in a directory this process cannot write (a read-only mount, a
+    colleague's folder) is served read-only (`sqlite.reading_uri`): opened as
+    usual, SQLite's write-ahead-log index beside it cannot be made, and the
+    server exited at once. MLflow then makes directories from that URI's path
+    where it runs: in a directory of its own, removed afterwards."""
+    from hypersweep.search import store_template
+    from hypersweep.search.sqlite import reading_uri
+    db = store_template.sqlite_file(uri)
+    if db is None or os.access(db.absolute().parent, os.W_OK):
+        yield uri, None
+        return
+    err.print(f"note: --tracking-uri: {db.absolute().parent} is not writable: the store is "
+              "served read-only (the UI shows the runs; edits to them fail)", soft_wrap=True,
+              highlight=False)
+    with tempfile.TemporaryDirectory(prefix="hypersweep-ui-") as cwd:
+        yield f"sqlite:///{reading_uri(db)}&uri=true", cwd
+
+
+def _serve_ui(uri: str, served: str, port: int | None, cwd: str | None) -> None:
+    from hypersweep.search.tracking import ui_argv
     asked = port
     for attempt in range(PORT_ATTEMPTS):
         port = _ui_port(asked, after=port if attempt else None)
@@ -54,8 +81,8 @@ def ui(tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI.", show_def
         out.print(f"starting the MLflow UI on {url} ...", soft_wrap=True)
         sys.stdout.flush()
         try:
-            code = serve(ui_argv(uri, port), port, f"MLflow UI: {url}  (Ctrl-C stops it; its "
-                                                   f"log: {log})", log=log)
+            code = serve(ui_argv(uri, port, served), port, f"MLflow UI: {url}  (Ctrl-C stops "
+                                                           f"it; its log: {log})", log=log, cwd=cwd)
         except NotServing as e:
             if e.port_taken and asked is None and attempt + 1 < PORT_ATTEMPTS:
                 out.print(f"port {port} was taken by another server while this one started; "
@@ -103,7 +130,7 @@ def _ui_failure(e: NotServing, uri: str, url: str, log: Path) -> Exception:
 
 
 def serve(argv: list[str], port: int, ready: str, log: Path | None = None,
-          grace_s: float = 15.0, start_s: float = 120.0) -> int:
+          grace_s: float = 15.0, start_s: float = 120.0, cwd: str | None = None) -> int:
     """Run a server, print `ready` once it answers HTTP on 127.0.0.1:`port`, and
     serve until it exits, or until Ctrl-C or SIGTERM here; then stop it and
     everything it started, and wait for them. 0 when stopped here. Its output
@@ -122,7 +149,7 @@ def serve(argv: list[str], port: int, ready: str, log: Path | None = None,
     reaches this process only, not the MLflow UI's job runners, which printed a
     KeyboardInterrupt traceback each; and a SIGTERM here no longer leaves the UI
     serving after this process is gone. The group gets SIGTERM, then SIGKILL
-    after `grace_s`."""
+    after `grace_s`. `cwd`: the directory it runs in."""
     from hypersweep.search.exit import stops_as_interrupt, stops_deferred
 
     why, code = None, 0
@@ -132,7 +159,7 @@ def serve(argv: list[str], port: int, ready: str, log: Path | None = None,
             # raised before, it left the server running (and exited 130).
             with stops_deferred():
                 proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        start_new_session=True)
+                                        start_new_session=True, cwd=cwd)
                 sink = _Log(log)
                 relays = (_Relay(proc.stdout, sys.stdout, sink),
                           _Relay(proc.stderr, sys.stderr, sink))

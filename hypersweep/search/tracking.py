@@ -408,12 +408,13 @@ def ui_command(uri: str) -> str:
     return shlex.join([exe, *argv[1:]])     # a path with a space stays one argument
 
 
-def ui_argv(uri: str, port: int) -> list[str]:
-    """`mlflow ui` on this store (artifacts beside a SQLite file), on 127.0.0.1."""
+def ui_argv(uri: str, port: int, served: str | None = None) -> list[str]:
+    """`mlflow ui` on this store (artifacts beside a SQLite file), on 127.0.0.1;
+    `served`: the URI it opens the store by, where not `uri` itself."""
     root = artifact_root_for(uri)
     extra = ["--default-artifact-root", root] if root else []
     exe = str(Path(sys.executable).with_name("mlflow"))
-    return [exe, "ui", "--backend-store-uri", uri, *extra, "--host", "127.0.0.1",
+    return [exe, "ui", "--backend-store-uri", served or uri, *extra, "--host", "127.0.0.1",
             "--port", str(port)]
 
 

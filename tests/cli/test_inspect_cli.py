@@ -4,8 +4,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import optuna
@@ -17,7 +19,8 @@ from hypersweep.search.config import parse_config
 from hypersweep.search.driver import StudyDriver
 from hypersweep.search.executors import SerialExecutor
 from hypersweep.search.tracking import MlflowTracker
-from tests.conftest import small_config
+from tests.conftest import read_only_view, small_config
+from tests.servers import free_port
 
 runner = CliRunner()
 
@@ -272,20 +275,9 @@ def test_a_storage_file_that_is_not_there_is_a_wrong_path(tmp_path, monkeypatch)
 
 
 def _in_read_only(directory: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """`hypersweep ARGS` with `directory` read-only to it: a read-only bind mount in a
-    mount namespace of its own as root (whom file modes do not stop), the
-    directory's write bits taken away otherwise."""
-    command = [str(Path(sys.executable).with_name("hypersweep")), *args]
-    if os.geteuid() == 0:
-        mount = (f'mount --bind "{directory}" "{directory}" && '
-                 f'mount -o remount,bind,ro "{directory}" && exec "$@"')
-        command = ["unshare", "-m", "sh", "-c", mount, "sh", *command]
-    else:
-        directory.chmod(0o555)
-    try:
+    with read_only_view(directory, [str(Path(sys.executable).with_name("hypersweep")),
+                                    *args]) as command:
         return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd)
-    finally:
-        directory.chmod(0o755)
 
 
 def test_reading_commands_read_stores_in_a_directory_they_cannot_write(stores, tmp_path):
@@ -328,3 +320,29 @@ def test_reading_commands_read_stores_in_a_directory_they_cannot_write(stores, t
     assert res.returncode == 2 and res.stderr.splitlines() == [
         f"error: --storage: cannot write {stores.dir / 'optuna.db'}: its directory is not "
         "writable (SQLite keeps its journal beside the file); choose another path"], res.stderr
+
+    # The MLflow UI exited at once ("unable to open database file"): it serves it read-only
+    port = free_port()
+    with read_only_view(stores.dir, [str(Path(sys.executable).with_name("hypersweep")), "ui",
+                                     "--tracking-uri", stores.mlflow_uri, "--port",
+                                     str(port)]) as command:
+        ui = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+        try:
+            lines = [ui.stdout.readline(), ui.stdout.readline()]
+            assert lines[-1].startswith(f"MLflow UI: http://127.0.0.1:{port}"), lines
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search",
+                data=b'{"max_results": 10}', headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                served = [e["name"] for e in json.load(answer)["experiments"]]
+            ui.send_signal(signal.SIGTERM)
+            assert ui.wait(timeout=60) == 0
+        finally:
+            if ui.poll() is None:
+                ui.kill()
+    assert "alpha" in served
+    assert ui.stderr.read().startswith(f"note: --tracking-uri: {stores.dir} is not writable: "
+                                       "the store is served read-only")
+    assert sorted(p.name for p in stores.dir.iterdir()) == files
+    assert list(cwd.iterdir()) == []

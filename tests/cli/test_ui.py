@@ -219,7 +219,7 @@ def test_a_server_that_exits_before_answering_is_one_line_with_exit_1(monkeypatc
               f"sys.stderr.write({FAILED!r})\n"
               "sys.exit(3)\n")
     monkeypatch.setattr(search.tracking, "ui_argv",
-                        lambda uri, port: [sys.executable, "-c", server])
+                        lambda uri, port, served=None: [sys.executable, "-c", server])
     db = tmp_path / "mlflow.db"
     MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
     port = free_port()
@@ -331,8 +331,8 @@ def test_a_port_another_server_takes_while_the_ui_starts_is_not_printed_as_its_u
         monkeypatch.setattr(cli.ui, "_port_free", lambda p: p == port or p > port)
         monkeypatch.setattr(cli.ui, "_ui_port", lambda asked, after=None:
                             port if after is None else free_port())
-        monkeypatch.setattr(tracking, "ui_argv", lambda uri, p: [sys.executable, "-c",
-                                                                 BINDING_SERVER, str(p)])
+        monkeypatch.setattr(tracking, "ui_argv", lambda uri, p, served=None: [
+            sys.executable, "-c", BINDING_SERVER, str(p)])
         db = tmp_path / "mlflow.db"
         MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
         res = CliRunner().invoke(app, ["ui", "--tracking-uri", f"sqlite:///{db}"])
@@ -359,8 +359,8 @@ def test_a_port_asked_for_and_taken_while_the_ui_starts_is_one_line(tmp_path, mo
     other = squatter(port)
     try:
         monkeypatch.setattr(cli.ui, "_port_free", lambda p: True)
-        monkeypatch.setattr(tracking, "ui_argv", lambda uri, p: [sys.executable, "-c",
-                                                                 BINDING_SERVER, str(p)])
+        monkeypatch.setattr(tracking, "ui_argv", lambda uri, p, served=None: [
+            sys.executable, "-c", BINDING_SERVER, str(p)])
         db = tmp_path / "mlflow.db"
         MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
         res = CliRunner().invoke(app, ["ui", "--tracking-uri", f"sqlite:///{db}",
