@@ -335,3 +335,39 @@ def export(study: str = StudyArg,
         raise UserError(f"--output: cannot write {output}: {e.strerror or e}") from None
     out.print(f"{counted(len(df), 'trial')} -> {output}")
 
+
+
+@app.command()
+@user_errors
+def predict(source: str = typer.Argument(..., metavar="SOURCE", show_default=False,
+                                         help="A trial's or a final run's MLflow run id, or "
+                                              "models:/NAME/VERSION."),
+            input_: Path = typer.Option(..., "-i", "--input", metavar="FILE",
+                                        help="New samples: FILE.csv, with the training "
+                                             "file's columns, or FILE.npz."),
+            output: Path = typer.Option(..., "-o", "--output", metavar="FILE",
+                                        help="FILE.csv: one row per sample."),
+            array: str = typer.Option("x", "--x", metavar="NAME",
+                                      help="The .npz archive's array of inputs."),
+            tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI of the run.",
+                                              show_default=DEFAULT.uri)) -> None:
+    """Predict with a trained model (a classifier's or a regression's) on new samples."""
+    from hypersweep.search.predict import SUPERVISED, inputs_of, load_trained
+    if output.suffix != ".csv":
+        raise UserError(f"--output: {output.name}: the file must end in .csv")
+    if not output.parent.is_dir():
+        raise UserError(f"--output: {output}: no directory {output.parent}")
+    if not input_.is_file():
+        raise UserError(f"--input: {input_}: no such file")
+    trained = load_trained(source, tracking_uri or DEFAULT.uri)
+    if trained.task not in SUPERVISED:
+        raise UserError(f"SOURCE: the model's task is {trained.task}; predict takes a "
+                        "classifier's or a regression's")
+    frame = trained.predict(inputs_of(trained, input_, array))
+    try:
+        frame.to_csv(output, index=False)
+    except OSError as e:
+        raise UserError(f"--output: cannot write {output}: {e.strerror or e}") from None
+    what = "the final model" if trained.final else f"trial {trained.spec.trial_number}"
+    out.print(f"{counted(len(frame), 'prediction')} of {trained.spec.model} ({what} of study "
+              f"{trained.spec.study}) -> {output}", highlight=False, soft_wrap=True)

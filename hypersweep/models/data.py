@@ -349,7 +349,11 @@ def diabetes() -> RawData:
     bunch = load_diabetes()
     x = bunch.data / bunch.data.std(axis=0)
     y = (bunch.target - bunch.target.mean()) / bunch.target.std()
-    return _frozen(RawData(x.astype(np.float32), y.astype(np.float32)[:, None], task="regression"))
+    # data.json: what scales a prediction back to the target's units (progression)
+    meta = {"target": {"name": "progression", "mean": [float(bunch.target.mean())],
+                       "std": [float(bunch.target.std())]}}
+    return _frozen(RawData(x.astype(np.float32), y.astype(np.float32)[:, None], task="regression",
+                           meta=meta))
 
 
 @dataset("seq_digits")

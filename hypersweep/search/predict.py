@@ -1,0 +1,255 @@
+"""A trained model back from MLflow, and its predictions on new data: `hypersweep
+predict` and, from Python, `load_trained`.
+
+A trial's run holds its weights (`model.pt`) and every hyperparameter it trained
+with (`trial.yaml`); a `final` run holds the weights it trained on train +
+validation (`model/model.pt`), with the architecture of the trial it retrained;
+the study's parent run holds `data.json`: one sample's shape, the task, the
+classes in label order, and how a CSV file's columns became inputs. The model is
+built again from those and given the weights. New rows of a CSV file are made
+inputs as the training file's were (its means, stds and categories); an .npz
+archive's array as the training archive's was.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import yaml
+
+from hypersweep.models.errors import UserError, first_line
+from hypersweep.models.trial import TrialSpec
+from hypersweep.search.config import without_password
+from hypersweep.search.tracking import ROLE_TAG, MlflowTracker
+
+SUPERVISED = ("classification", "regression")
+_MODEL_URI = re.compile(r"^models:/(?P<name>[^/]+)/(?P<version>\d+)$")
+
+
+@dataclass
+class Trained:
+    """A trained model (eval mode, on the CPU), what it trained with, and what it
+    takes and gives (the study's data.json)."""
+
+    model: Any              # torch.nn.Module
+    spec: TrialSpec
+    data: dict[str, Any]
+    run_id: str
+    final: bool = False     # a final run's (train + validation), not a trial's
+
+    @property
+    def task(self) -> str:
+        """What the model does: the data's task for the supervised builders, the
+        builder's own otherwise (an autoencoder reconstructs, whatever the data)."""
+        from hypersweep.models.registry import get_builder
+        from hypersweep.models.train import _task_name
+        return _task_name(get_builder(self.spec.model).task, self.data["task"])
+
+    def outputs(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """The model's raw outputs (a classifier's scores, a regression's values in
+        the units it trained on) for inputs shaped as the training inputs were."""
+        import torch
+
+        expected = tuple(self.data["input_shape"])
+        if tuple(x.shape[1:]) != expected:
+            raise UserError(f"--input: samples of shape {tuple(x.shape[1:])}; the model takes "
+                            f"{expected}, as the study's data")
+        tensor = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+        with torch.no_grad():
+            return torch.cat([self.model(tensor[i:i + chunk])
+                              for i in range(0, len(tensor), chunk)]).float().numpy()
+
+    def predict(self, x: np.ndarray) -> "pd.DataFrame":  # noqa: F821 - pandas, imported late
+        """One row per sample. Classification: `prediction` (the class, by name) and
+        `probability_<class>` for each class (softmax). Regression: `prediction`
+        (`prediction_<i>` for several targets), in the target's own units where
+        the study's data scaled it (a CSV file's column, by its mean and std)."""
+        import pandas as pd
+
+        out = self.outputs(x)
+        if self.task == "classification":
+            classes = [str(c) for c in self.data["classes"]] or \
+                [str(i) for i in range(out.shape[1])]
+            shifted = np.exp(out - out.max(axis=1, keepdims=True))
+            probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+            frame = pd.DataFrame({"prediction": [classes[i] for i in out.argmax(axis=1)]})
+            for i, name in enumerate(classes):
+                frame[f"probability_{name}"] = probabilities[:, i]
+            return frame
+        out = out.reshape(len(out), -1)
+        target = self.data.get("target") or {}
+        if "mean" in target:
+            out = out * np.asarray(target["std"]) + np.asarray(target["mean"])
+        names = ["prediction"] if out.shape[1] == 1 else \
+            [f"prediction_{i}" for i in range(out.shape[1])]
+        return pd.DataFrame(out, columns=names)
+
+
+def load_trained(source: str, tracking_uri: str = "sqlite:///mlflow.db") -> Trained:
+    """The model of `source`, a trial's or a `final` run's id, or a registered
+    model version `models:/NAME/VERSION` (what `final` registers), from the MLflow
+    store at `tracking_uri`."""
+    import torch
+
+    from hypersweep.models.registry import get_builder
+    from hypersweep.models.train import split_params
+
+    tracker = MlflowTracker(tracking_uri, create=False, key="--tracking-uri", reading=True)
+    run = _run_of(tracker, source)
+    role = run.data.tags.get(ROLE_TAG)
+    parent = run.data.tags.get("mlflow.parentRunId")
+    if role not in ("trial", "final") or not parent:
+        raise UserError(f"SOURCE: run {run.info.run_id} is {_what(role)}; give a trial's run "
+                        "id (hypersweep best STUDY --json), a final run's, or "
+                        "models:/NAME/VERSION")
+    weights = "model.pt" if role == "trial" else "model/model.pt"
+    trial_run = run.info.run_id if role == "trial" else _trial_of_final(tracker, run, parent)
+    spec = TrialSpec.from_record(yaml.safe_load(tracker.read_text(trial_run, "trial.yaml")))
+    data = json.loads(_read(tracker, parent, "data.json", "the study's data.json (a study "
+                                                          "run before hypersweep wrote it)"))
+    builder = get_builder(spec.model)
+    kwargs, _ = split_params(spec.model, spec.params)
+    model = builder.build(input_shape=tuple(data["input_shape"]), n_outputs=data["n_outputs"],
+                          **kwargs)
+    state = torch.load(io.BytesIO(_read_bytes(tracker, run.info.run_id, weights)),
+                       weights_only=True)
+    model.load_state_dict(state)
+    return Trained(model.eval(), spec, data, run.info.run_id, final=role == "final")
+
+
+def inputs_of(trained: Trained, path: Path, array: str = "x") -> np.ndarray:
+    """The model's inputs from a file of new samples: a CSV file's rows, made inputs
+    as the training file's were (its means, stds and one-hot categories), or an
+    .npz archive's array `array`, as the training archive's was."""
+    layout = (trained.data.get("inputs") or {})
+    if path.suffix == ".csv":
+        if not isinstance(layout, list):
+            raise UserError(f"--input: {path.name}: a CSV file, but the model trained on "
+                            f"'{trained.data['dataset']}', not on a CSV file's columns")
+        return table_inputs(_read_frame(path), layout, path)
+    if path.suffix == ".npz":
+        return _array_inputs(path, array, trained.data)
+    raise UserError(f"--input: {path.name}: give a .csv file (a model that trained on one) "
+                    "or an .npz archive")
+
+
+def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path) -> np.ndarray:
+    """Rows of a table as inputs, column by column as `layout` (data.json's
+    `inputs`) says: a number standardised by the training file's mean and std, a
+    category one-hot over the training file's categories (one it did not have is
+    an error: the model has no input for it)."""
+    from hypersweep.models.tables import _column_values, _plain
+
+    missing = [c["column"] for c in layout if c["column"] not in frame.columns]
+    if missing:
+        raise UserError(f"--input: {path.name} has no column{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(map(repr, missing))}; "
+                        f"the model takes {', '.join(repr(c['column']) for c in layout)}")
+    blocks = []
+    for column in layout:
+        name, series = column["column"], frame[column["column"]]
+        if series.isna().any():
+            row = int(np.flatnonzero(series.isna().to_numpy())[0]) + 2     # the header is 1
+            raise UserError(f"--input: {path.name}: column '{name}' is empty in row {row}")
+        values = _column_values(series)
+        if "one_hot" in column:
+            categories = list(column["one_hot"])
+            unknown = sorted({str(v) for v in values if _plain(v) not in categories})
+            if unknown:
+                raise UserError(f"--input: {path.name}: column '{name}' holds "
+                                f"{', '.join(map(repr, unknown[:3]))}, which the training "
+                                f"file did not; the model knows {categories}")
+            blocks.append(np.array([[_plain(v) == k for k in categories] for v in values]))
+        else:
+            if values.dtype.kind not in "iuf":
+                raise UserError(f"--input: {path.name}: column '{name}' is not numbers, as "
+                                "it was in the training file")
+            blocks.append(((values.astype(np.float64) - column["mean"]) / column["std"])[:, None])
+    return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+def _read_frame(path: Path) -> Any:
+    import pandas as pd
+
+    if not path.is_file():
+        raise UserError(f"--input: {path}: no such file")
+    try:
+        return pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"--input: {path.name}: not a CSV file pandas reads: "
+                        f"{first_line(e)}") from None
+
+
+def _array_inputs(path: Path, array: str, data: Mapping[str, Any]) -> np.ndarray:
+    from hypersweep.models.tables import _npz_inputs
+
+    if not path.is_file():
+        raise UserError(f"--input: {path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if array not in archive.files:
+                raise UserError(f"--x: no array '{array}' in {path.name}; it holds "
+                                f"{', '.join(archive.files) or 'none'}")
+            x = archive[array]
+    except UserError:
+        raise
+    except (OSError, ValueError) as e:
+        raise UserError(f"--input: {path.name}: not an .npz archive NumPy reads: "
+                        f"{first_line(e)}") from None
+    sequences = bool((data.get("options") or {}).get("sequences"))
+    return _npz_inputs(x, array, path, sequences)
+
+
+def _run_of(tracker: MlflowTracker, source: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    where = without_password(tracker.uri)
+    match = _MODEL_URI.match(source)
+    try:
+        if match:
+            source = tracker.client.get_model_version(match["name"],
+                                                      match["version"]).run_id
+        return tracker.client.get_run(source)
+    except MlflowException as e:
+        if e.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise UserError(f"--tracking-uri: {where}: {first_line(e)}") from None
+        what = f"no registered model version {source}" if match else f"no run {source}"
+        raise UserError(f"SOURCE: {what} in {where}; give a trial's run id (hypersweep best "
+                        "STUDY --json), a final run's, or models:/NAME/VERSION") from None
+
+
+def _what(role: str | None) -> str:
+    return {"study": "a study's parent run"}.get(role or "", "not a run of hypersweep's")
+
+
+def _trial_of_final(tracker: MlflowTracker, run: Any, parent: str) -> str:
+    """The run of the trial a final run retrained: its architecture's record."""
+    number = int(run.data.tags["trial"])
+    runs = tracker.trial_runs(parent).get(number)
+    if not runs:
+        raise UserError(f"SOURCE: the final run {run.info.run_id} retrained trial {number}, "
+                        "whose run is not in this store")
+    return runs[0]
+
+
+def _read(tracker: MlflowTracker, run_id: str, path: str, what: str) -> str:
+    try:
+        return tracker.read_text(run_id, path)
+    except UserError:
+        raise UserError(f"SOURCE: no {what} on run {run_id}") from None
+
+
+def _read_bytes(tracker: MlflowTracker, run_id: str, path: str) -> bytes:
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+    try:
+        with tempfile.TemporaryDirectory(prefix="hypersweep-") as tmp:
+            return Path(tracker.client.download_artifacts(run_id, path, tmp)).read_bytes()
+    except MlflowException as e:
+        raise UserError(f"SOURCE: run {run_id} has no {path}: {first_line(e)}") from None

@@ -1,0 +1,187 @@
+"""`hypersweep predict` and `load_trained`: a trained model back from MLflow, and
+its predictions on new samples, on real stores."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from hypersweep.cli.app import app
+from hypersweep.models.tables import _encode
+from hypersweep.search.predict import load_trained
+from tests.conftest import study_runs
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def houses(n: int = 160, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"area": rng.normal(80, 20, n).round(1),
+                          "town": rng.choice(["north", "south", "east"], n)})
+    frame["price"] = 3 * frame["area"] + frame["town"].map({"north": 100, "south": 0,
+                                                            "east": 50}) + rng.normal(0, 5, n)
+    frame["band"] = np.where(frame["price"] > frame["price"].median(), "high", "low")
+    return frame
+
+
+def run_study(tmp_path, stores, name: str, target: str, features: str, **search) -> str:
+    """A serial study on houses.csv; the best trial's run id."""
+    houses().to_csv(tmp_path / "houses.csv", index=False)
+    config = {"study": name, "model": "mlp",
+              "data": {"name": "csv", "options": {"path": str(tmp_path / "houses.csv"),
+                                                  "target": target, "features": features}},
+              "params": {"epochs": 40, "width": 16, "lr": 0.01},
+              "search": {"strategy": "random", "trials": 2, **search},
+              "resources": {"executor": "serial"}}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    res = invoke("run", str(path), *stores.cli_args())
+    assert res.exit_code == 0, res.output
+    res = invoke("best", name, "--json", "--storage", stores.optuna_url)
+    return json.loads(res.output)[0]["mlflow_run_id"]
+
+
+def test_a_classifier_predicts_new_rows_as_the_training_file_made_them(tmp_path, stores):
+    run_id = run_study(tmp_path, stores, "bands", "band", "area, town")
+    new = houses(n=50, seed=1)          # rows the study never saw
+    new.drop(columns=["band"]).to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "predicted.csv"
+    res = invoke("predict", run_id, "-i", str(tmp_path / "new.csv"), "-o", str(out),
+                 "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0, res.output
+    number = load_trained(run_id, stores.mlflow_uri).spec.trial_number
+    assert res.output.strip() == f"50 predictions of mlp (trial {number} of study bands) -> {out}"
+    predicted = pd.read_csv(out)
+    assert list(predicted.columns) == ["prediction", "probability_high", "probability_low"]
+    assert predicted[["probability_high", "probability_low"]].sum(axis=1).round(5).eq(1).all()
+    assert (predicted["prediction"] == new["band"]).mean() >= 0.8     # learnt, not guessed
+
+    # The inputs are the training file's: its means, stds and categories (not the new
+    # rows' own); the scores, the model's own on them.
+    trained = load_trained(run_id, stores.mlflow_uri)
+    train = houses()
+    encoded, _, layout = _encode(train, ["area", "town"], [])
+    assert trained.data["inputs"] == layout
+    standardised = (new["area"] - train["area"].mean()) / train["area"].std(ddof=0)
+    x = np.column_stack([standardised, *(new["town"] == t for t in ("east", "north", "south"))])
+    with torch.no_grad():
+        scores = trained.model(torch.tensor(x, dtype=torch.float32)).numpy()
+    assert list(predicted["prediction"]) == [["high", "low"][i] for i in scores.argmax(axis=1)]
+    assert predicted["probability_high"].to_numpy() == pytest.approx(
+        torch.softmax(torch.tensor(scores), dim=1)[:, 0].numpy(), abs=1e-6)
+
+
+def test_a_regression_predicts_in_the_target_s_units_and_final_models_by_registry(
+        tmp_path, stores):
+    run_study(tmp_path, stores, "prices", "price", "area, town",
+              objective={"metric": "val_mse", "direction": "minimize"})
+    res = invoke("final", "prices", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    new = houses(n=40, seed=2)
+    new.drop(columns=["price", "band"]).to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "prices.csv"
+    res = invoke("predict", "models:/prices/1", "-i", str(tmp_path / "new.csv"), "-o", str(out),
+                 "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0, res.output
+    assert "(the final model of study prices)" in res.output
+    predicted = pd.read_csv(out)["prediction"]
+    # dollars, not the standardised units it trained on (std about 63 here)
+    assert abs(predicted.mean() - new["price"].mean()) < 15
+    assert np.sqrt(((predicted - new["price"]) ** 2).mean()) < 20
+    _, children = study_runs(stores.mlflow_uri, "prices")
+    final = load_trained("models:/prices/1", stores.mlflow_uri)
+    assert final.final and final.run_id not in {c.info.run_id for c in children}
+
+
+def test_an_npz_archive_s_array_is_read_as_the_training_one(tmp_path, stores, write_config):
+    """Digits as an .npz archive of uint8 images: new images are scaled as the
+    training ones were (divided by 255)."""
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    images = (digits.images * 255 / 16).astype(np.uint8)
+    np.savez(tmp_path / "digits.npz", x=images[:1200], y=digits.target[:1200])
+    config = {"study": "digits-npz", "model": "mlp",
+              "data": {"name": "npz", "options": {"path": str(tmp_path / "digits.npz")}},
+              "params": {"epochs": 8, "lr": 0.01},
+              "search": {"strategy": "random", "trials": 1},
+              "resources": {"executor": "serial"}}
+    res = invoke("run", str(write_config(config)), *stores.cli_args())
+    assert res.exit_code == 0, res.output
+    run_id = json.loads(invoke("best", "digits-npz", "--json", "--storage",
+                               stores.optuna_url).output)[0]["mlflow_run_id"]
+    np.savez(tmp_path / "new.npz", images=images[1200:])
+    out = tmp_path / "digits.csv"
+    res = invoke("predict", run_id, "-i", str(tmp_path / "new.npz"), "--x", "images", "-o",
+                 str(out), "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0, res.output
+    predicted = pd.read_csv(out)["prediction"]
+    assert len(predicted) == len(images) - 1200
+    assert (predicted.to_numpy() == digits.target[1200:]).mean() > 0.5      # chance: 0.1
+    trained = load_trained(run_id, stores.mlflow_uri)
+    scaled = images[1200:, None].astype(np.float32) / 255       # (n, 1, 8, 8), as trained
+    assert list(predicted) == list(trained.outputs(scaled).argmax(axis=1))
+
+    # one line each, exit 2, nothing written
+    bad = tmp_path / "bad.csv"
+    for args, error in (
+            (["--x", "pixels"], "error: --x: no array 'pixels' in new.npz; it holds images"),
+            (["-i", str(tmp_path / "missing.npz")], "error: --input: "),
+            (["-o", str(tmp_path / "out.json")], "error: --output: out.json: the file must end "
+                                                 "in .csv"),
+            (["SOURCE", "0" * 32], "error: SOURCE: no run 00000000000000000000000000000000 in ")):
+        argv = ["predict", run_id, "-i", str(tmp_path / "new.npz"), "--x", "images", "-o",
+                str(bad), "--tracking-uri", stores.mlflow_uri]
+        if args[0] == "SOURCE":
+            argv[1] = args[1]
+        else:
+            for flag, value in zip(args[::2], args[1::2]):
+                argv[argv.index(flag) + 1] = value
+        res = invoke(*argv)
+        assert res.exit_code == 2 and res.output.startswith(error), (args, res.output)
+        assert len(res.output.strip().splitlines()) == 1 and not bad.exists()
+
+
+def test_a_model_that_does_not_classify_or_regress_is_refused(tmp_path, stores, write_config):
+    """An autoencoder on digits reconstructs them, whatever the data's own task."""
+    config = {"study": "ae", "model": "autoencoder", "params": {"epochs": 1},
+              "search": {"trials": 1, "objective": {"metric": "val_loss", "direction": "minimize"}},
+              "resources": {"executor": "serial"}}
+    assert invoke("run", str(write_config(config)), *stores.cli_args()).exit_code == 0
+    run_id = json.loads(invoke("best", "ae", "--json", "--storage",
+                               stores.optuna_url).output)[0]["mlflow_run_id"]
+    np.savez(tmp_path / "new.npz", x=np.zeros((3, 8, 8), dtype=np.float32))
+    res = invoke("predict", run_id, "-i", str(tmp_path / "new.npz"), "-o",
+                 str(tmp_path / "out.csv"), "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 2 and res.output == (
+        "error: SOURCE: the model's task is reconstruction; predict takes a classifier's or a "
+        "regression's\n")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_diabetes_predictions_are_in_the_target_s_units(stores, write_config):
+    """diabetes trains on its target standardised; data.json says by what, and a
+    prediction comes back as disease progression (mean about 152), not in stds."""
+    from sklearn.datasets import load_diabetes
+    config = {"study": "progression", "model": "mlp", "data": "diabetes",
+              "params": {"epochs": 30, "lr": 0.01},
+              "search": {"trials": 1, "objective": {"metric": "val_mse", "direction": "minimize"}},
+              "resources": {"executor": "serial"}}
+    assert invoke("run", str(write_config(config)), *stores.cli_args()).exit_code == 0
+    run_id = json.loads(invoke("best", "progression", "--json", "--storage",
+                               stores.optuna_url).output)[0]["mlflow_run_id"]
+    trained = load_trained(run_id, stores.mlflow_uri)
+    bunch = load_diabetes()
+    assert trained.data["target"] == {"name": "progression", "mean": [bunch.target.mean()],
+                                      "std": [pytest.approx(bunch.target.std())]}
+    predicted = trained.predict(bunch.data / bunch.data.std(axis=0))["prediction"]
+    assert abs(predicted.mean() - bunch.target.mean()) < 20
+    assert np.corrcoef(predicted, bunch.target)[0, 1] > 0.6
