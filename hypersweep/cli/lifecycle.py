@@ -183,6 +183,10 @@ def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
                       f"retraining trial {tied[0]}, the first (--trial N for another)",
                       highlight=False, soft_wrap=True)
     record = final_test(s, cfg, force=force, number=trial)
+    from hypersweep.models.data import UNSPLIT_NOTE
+    from hypersweep.models.train import loaded_splits
+    if UNSPLIT_NOTE in loaded_splits(cfg.data.model_dump()).notes:  # no held-out test split
+        err.print(f"note: {UNSPLIT_NOTE}", highlight=False, soft_wrap=True)
     out.print(f"final model of {study} (trial {record['trial']}), on the test split:",
               highlight=False)
     table = Table("metric", "test")

@@ -273,6 +273,12 @@ def digits() -> RawData:
                            class_names=tuple(str(c) for c in bunch.target_names)))
 
 
+UNSPLIT_NOTE = ("data.name: xor's four points are its training, validation and test splits "
+                "alike (val_fraction, test_fraction and split_seed take no effect): val_ and "
+                "test_ metrics say how well a model fits them, not how it does on points it "
+                "never saw; options n or noise make a cloud of points with held-out splits")
+
+
 @dataset("xor")
 def xor(noise: float = 0.0, n: int = 0) -> RawData:
     """The four points of the XOR problem. With `noise` or `n`: a cloud of `n` points
@@ -284,7 +290,8 @@ def xor(noise: float = 0.0, n: int = 0) -> RawData:
     _check_finite(noise=noise)
     _check_memory(n or 200, 2)
     if noise == 0 and n == 0:
-        return _frozen(RawData(corners, labels, class_names=("0", "1"), unsplit=True))
+        return _frozen(RawData(corners, labels, class_names=("0", "1"), unsplit=True,
+                               notes=(UNSPLIT_NOTE,)))
     rng = np.random.default_rng(0)
     which = np.arange(n or 200) % 4
     x = corners[which] + rng.normal(0.0, noise, size=(len(which), 2)).astype(np.float32)

@@ -939,3 +939,21 @@ def test_a_projects_own_models_and_search_packages_do_not_meet_ours(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"{STUDIES / 'quickstart.yaml'}: ok")
+
+
+def test_xor_s_four_points_say_they_are_every_split(stores, write_config):
+    """The four points train, validate and test alike: final's test_accuracy 1.0 read
+    as a held-out result."""
+    raw = small_config("four", stores, trials=1)
+    raw["data"] = {"name": "xor"}
+    raw["space"] = {"lr": {"loguniform": [1e-2, 1e-1]}}
+    path = write_config(raw)
+    note = "note: data.name: xor's four points are its training, validation and test splits"
+    for command in (["validate", str(path)], ["run", str(path)],
+                    ["final", "four", "--storage", stores.optuna_url]):
+        res = invoke(*command)
+        assert res.exit_code == 0, res.output
+        assert note in res.output, (command, res.output)
+    raw["data"]["options"] = {"n": 40}         # a cloud: held-out splits
+    res = invoke("validate", str(write_config(raw)))
+    assert res.exit_code == 0 and "note: data.name" not in res.output, res.output
