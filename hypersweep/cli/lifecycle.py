@@ -348,7 +348,8 @@ def predict(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fal
                                               "models:/NAME/VERSION."),
             input_: Path = typer.Option(..., "-i", "--input", metavar="FILE",
                                         help="New samples: FILE.csv, with the training "
-                                             "file's columns, or FILE.npz."),
+                                             "file's columns; FILE.npz; or an image or a "
+                                             "folder of them."),
             output: Path = typer.Option(..., "-o", "--output", metavar="FILE",
                                         help="FILE.csv: one row per sample."),
             array: str = typer.Option("x", "--x", metavar="NAME",
@@ -361,13 +362,16 @@ def predict(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fal
         raise UserError(f"--output: {output.name}: the file must end in .csv")
     if not output.parent.is_dir():
         raise UserError(f"--output: {output}: no directory {output.parent}")
-    if not input_.is_file():
-        raise UserError(f"--input: {input_}: no such file")
+    if not input_.exists():
+        raise UserError(f"--input: {input_}: no such file or folder")
     trained = load_trained(source, tracking_uri or DEFAULT.uri)
     if trained.task not in SUPERVISED:
         raise UserError(f"SOURCE: the model's task is {trained.task}; predict takes a "
                         "classifier's or a regression's")
-    frame = trained.predict(inputs_of(trained, input_, array))
+    x, names = inputs_of(trained, input_, array)
+    frame = trained.predict(x)
+    if names:                   # images: each row's file
+        frame.insert(0, "file", names)
     try:
         frame.to_csv(output, index=False)
     except OSError as e:

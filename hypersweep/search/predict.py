@@ -122,20 +122,50 @@ def load_trained(source: str, tracking_uri: str = "sqlite:///mlflow.db") -> Trai
     return Trained(model.eval(), spec, data, run.info.run_id, final=role == "final")
 
 
-def inputs_of(trained: Trained, path: Path, array: str = "x") -> np.ndarray:
-    """The model's inputs from a file of new samples: a CSV file's rows, made inputs
-    as the training file's were (its means, stds and one-hot categories), or an
-    .npz archive's array `array`, as the training archive's was."""
+def inputs_of(trained: Trained, path: Path, array: str = "x") -> tuple[np.ndarray, list[str]]:
+    """The model's inputs from new samples, and what names each (an image's file;
+    none for rows and arrays, in their order): a CSV file's rows, made inputs as
+    the training file's were (its means, stds and one-hot categories); an .npz
+    archive's array `array`, as the training archive's was; for a model trained on
+    an image folder, an image or a folder of them, read as the training images were."""
     layout = (trained.data.get("inputs") or {})
+    if trained.data["dataset"] == "images" and (path.is_dir() or path.suffix not in
+                                                   (".csv", ".npz")):
+        return _image_inputs(path, trained.data)
     if path.suffix == ".csv":
         if not isinstance(layout, list):
             raise UserError(f"--input: {path.name}: a CSV file, but the model trained on "
                             f"'{trained.data['dataset']}', not on a CSV file's columns")
-        return table_inputs(_read_frame(path), layout, path)
+        return table_inputs(_read_frame(path), layout, path), []
     if path.suffix == ".npz":
-        return _array_inputs(path, array, trained.data)
-    raise UserError(f"--input: {path.name}: give a .csv file (a model that trained on one) "
-                    "or an .npz archive")
+        return _array_inputs(path, array, trained.data), []
+    raise UserError(f"--input: {path.name}: give a .csv file (a model that trained on one), "
+                    "an .npz archive, or images (a model that trained on an image folder)")
+
+
+def _image_inputs(path: Path, data: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """An image, or every image under a folder (nested folders too, in sorted
+    order), read with the training images' size, channels and extensions."""
+    from hypersweep.models.data import dataset_options
+    from hypersweep.models.image_folder import _extensions, _files, _is_image, _read_all
+
+    options = {name: hp.default for name, hp in dataset_options("images").items()}
+    options.update(data.get("options") or {})
+    exts = _extensions(options["extensions"])
+    if path.is_dir():
+        paths = sorted((p for p in _files(path) if _is_image(p.name, exts)),
+                       key=lambda p: p.relative_to(path).parts)
+        names = [str(p.relative_to(path)) for p in paths]
+        if not paths:
+            raise UserError(f"--input: {path} holds no images ({', '.join(exts)})")
+    elif path.is_file():
+        paths, names = [path], [path.name]
+    else:
+        raise UserError(f"--input: {path}: no such file or folder")
+    try:
+        return _read_all(paths, options["size"], options["channels"], exts), names
+    except UserError as e:      # the loader's message names its option
+        raise UserError(str(e).replace("data.options.root: ", "--input: ", 1)) from None
 
 
 def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path) -> np.ndarray:

@@ -185,3 +185,38 @@ def test_diabetes_predictions_are_in_the_target_s_units(stores, write_config):
     predicted = trained.predict(bunch.data / bunch.data.std(axis=0))["prediction"]
     assert abs(predicted.mean() - bunch.target.mean()) < 20
     assert np.corrcoef(predicted, bunch.target)[0, 1] > 0.6
+
+
+def test_a_model_of_an_image_folder_predicts_images_by_file(tmp_path, stores, write_config):
+    """Red, green and blue pictures: new ones, in a folder of their own (nested too)
+    or one alone, are read as the training images were and named by file."""
+    from tests.models.test_image_folder import BLUE, GREEN, RED, solid
+    colours = {"blue": BLUE, "green": GREEN, "red": RED}
+    for name, colour in colours.items():
+        for i in range(10):
+            solid(tmp_path / "pics" / name / f"{i}.png", colour, size=(12, 10))
+    config = {"study": "colours", "model": "mlp",
+              "data": {"name": "images", "options": {"root": str(tmp_path / "pics"), "size": 6}},
+              "params": {"epochs": 30, "lr": 0.01},
+              "search": {"strategy": "random", "trials": 1}, "resources": {"executor": "serial"}}
+    assert invoke("run", str(write_config(config)), *stores.cli_args()).exit_code == 0
+    run_id = json.loads(invoke("best", "colours", "--json", "--storage",
+                               stores.optuna_url).output)[0]["mlflow_run_id"]
+    solid(tmp_path / "new" / "a.jpg", RED, size=(20, 20), format="JPEG")
+    solid(tmp_path / "new" / "more" / "b.png", BLUE, size=(7, 9))
+    (tmp_path / "new" / "notes.txt").write_text("not an image")
+    out = tmp_path / "colours.csv"
+    res = invoke("predict", run_id, "-i", str(tmp_path / "new"), "-o", str(out),
+                 "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0, res.output
+    predicted = pd.read_csv(out)
+    assert list(predicted["file"]) == ["a.jpg", "more/b.png"]
+    assert list(predicted["prediction"]) == ["red", "blue"]
+    res = invoke("predict", run_id, "-i", str(tmp_path / "new" / "more" / "b.png"), "-o", str(out),
+                 "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0 and list(pd.read_csv(out)["file"]) == ["b.png"], res.output
+    (tmp_path / "new" / "c.png").write_text("a text file named .png")
+    res = invoke("predict", run_id, "-i", str(tmp_path / "new"), "-o", str(tmp_path / "x.csv"),
+                 "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 2 and res.output.startswith(
+        f"error: --input: {tmp_path / 'new' / 'c.png'} is not an image"), res.output
