@@ -231,7 +231,10 @@ def _array_inputs(path: Path, array: str, data: Mapping[str, Any]) -> np.ndarray
     except (OSError, ValueError) as e:
         raise UserError(f"--input: {path.name}: not an .npz archive NumPy reads: "
                         f"{first_line(e)}") from None
-    sequences = bool((data.get("options") or {}).get("sequences"))
+    # (n, steps, features) as the model takes them: sequences (an rnn on seq_digits),
+    # not one-channel images
+    sequences = bool((data.get("options") or {}).get("sequences")) or (
+        x.ndim == 3 and list(x.shape[1:]) == list(data["input_shape"]))
     return _npz_inputs(x, array, path, sequences)
 
 
