@@ -220,3 +220,22 @@ def test_a_model_of_an_image_folder_predicts_images_by_file(tmp_path, stores, wr
                  "--tracking-uri", stores.mlflow_uri)
     assert res.exit_code == 2 and res.output.startswith(
         f"error: --input: {tmp_path / 'new' / 'c.png'} is not an image"), res.output
+
+
+def test_an_array_shaped_as_a_sequence_model_s_inputs_is_read_as_sequences(
+        tmp_path, stores, write_config):
+    """(n, 8, 8) for an rnn on seq_digits: 8 steps of 8, not one-channel images."""
+    from sklearn.datasets import load_digits
+    config = {"study": "rows", "model": "rnn", "data": "seq_digits", "params": {"epochs": 2},
+              "search": {"trials": 1}, "resources": {"executor": "serial"}}
+    assert invoke("run", str(write_config(config)), *stores.cli_args()).exit_code == 0
+    run_id = json.loads(invoke("best", "rows", "--json", "--storage",
+                               stores.optuna_url).output)[0]["mlflow_run_id"]
+    rows = (load_digits().images[:20] / 16).astype(np.float32)
+    np.savez(tmp_path / "rows.npz", x=rows)
+    out = tmp_path / "rows.csv"
+    res = invoke("predict", run_id, "-i", str(tmp_path / "rows.npz"), "-o", str(out),
+                 "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0, res.output
+    trained = load_trained(run_id, stores.mlflow_uri)
+    assert list(pd.read_csv(out)["prediction"]) == list(trained.outputs(rows).argmax(axis=1))
