@@ -310,7 +310,7 @@ def print_what_they_trained(name: str, cfg, trials) -> None:
         out.print(f"train one again: hypersweep replay RUN_ID{tracking_option(cfg)}; on train "
                   f"+ validation, tested once: hypersweep final {shlex.quote(name)}"
                   f"{storage_option(cfg)}{' --trial N' if several else ''}",
-                  highlight=False, soft_wrap=True)
+                  highlight=False)
 
 
 @app.command()
