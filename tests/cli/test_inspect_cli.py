@@ -66,10 +66,12 @@ def test_studies_best_and_export(stores, tmp_path):
             "not searched: the defaults (hypersweep models mlp)") in lines
     assert (f"trial {study.best_trial.number}: MLflow run {run_id} (trial.yaml: every "
             "hyperparameter; model.pt: the weights)") in lines
-    # with the stores, which are not where the commands look by default
-    assert lines[-1] == (f"train one again: hypersweep replay RUN_ID --tracking-uri "
-                         f"{stores.mlflow_uri}; on train + validation, tested once: hypersweep "
-                         f"final alpha --storage {stores.optuna_url}")
+    # with the stores, which are not where the commands look by default (wrapped at
+    # the terminal's width, at words)
+    said = " ".join(res.output[res.output.index("train one again:"):].split())
+    assert said == (f"train one again: hypersweep replay RUN_ID --tracking-uri "
+                    f"{stores.mlflow_uri}; on train + validation, tested once: hypersweep "
+                    f"final alpha --storage {stores.optuna_url}")
 
     for suffix, read in ((".csv", pd.read_csv), (".parquet", pd.read_parquet)):
         path = tmp_path / f"alpha{suffix}"
