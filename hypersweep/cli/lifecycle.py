@@ -358,16 +358,23 @@ def predict(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fal
                                               show_default=DEFAULT.uri)) -> None:
     """Predict with a trained model (a classifier's or a regression's) on new samples."""
     from hypersweep.search.predict import SUPERVISED, inputs_of, load_trained
-    if output.suffix != ".csv":
+    if output.suffix.lower() != ".csv":
         raise UserError(f"--output: {output.name}: the file must end in .csv")
     if not output.parent.is_dir():
         raise UserError(f"--output: {output}: no directory {output.parent}")
     if not input_.exists():
         raise UserError(f"--input: {input_}: no such file or folder")
+    if output.exists() and output.resolve() == input_.resolve():
+        raise UserError(f"--output: {output} is the input file; write the predictions to "
+                        "another")
     trained = load_trained(source, tracking_uri or DEFAULT.uri)
     if trained.task not in SUPERVISED:
         raise UserError(f"SOURCE: the model's task is {trained.task}; predict takes a "
                         "classifier's or a regression's")
+    if trained.state != "COMPLETE":     # pruned: the weights it stopped with
+        err.print(f"note: SOURCE: trial {trained.spec.trial_number} was {trained.state} after "
+                  f"{counted(trained.epochs, 'epoch')}; these are its weights then",
+                  highlight=False, soft_wrap=True)
     x, names = inputs_of(trained, input_, array)
     frame = trained.predict(x)
     if names:                   # images: each row's file

@@ -41,6 +41,8 @@ class Trained:
     data: dict[str, Any]
     run_id: str
     final: bool = False     # a final run's (train + validation), not a trial's
+    state: str = "COMPLETE"     # the trial's: a PRUNED one's weights are those it stopped at
+    epochs: int = 0         # the epochs it trained
 
     @property
     def task(self) -> str:
@@ -99,6 +101,8 @@ def load_trained(source: str, tracking_uri: str = "sqlite:///mlflow.db") -> Trai
     from hypersweep.models.registry import get_builder
     from hypersweep.models.train import split_params
 
+    from hypersweep.search.config import check_tracking_uri
+    check_tracking_uri(tracking_uri, "--tracking-uri")      # a file store MLflow 3 refuses
     tracker = MlflowTracker(tracking_uri, create=False, key="--tracking-uri", reading=True)
     run = _run_of(tracker, source)
     role = run.data.tags.get(ROLE_TAG)
@@ -107,19 +111,30 @@ def load_trained(source: str, tracking_uri: str = "sqlite:///mlflow.db") -> Trai
         raise UserError(f"SOURCE: run {run.info.run_id} is {_what(role)}; give a trial's run "
                         "id (hypersweep best STUDY --json), a final run's, or "
                         "models:/NAME/VERSION")
+    state = run.data.tags.get("state", "COMPLETE")
+    if state == "FAIL":
+        raise UserError(f"SOURCE: run {run.info.run_id} is a failed trial's, with no trained "
+                        f"model ({run.data.tags.get('failure_reason', 'failed')})")
     weights = "model.pt" if role == "trial" else "model/model.pt"
+    blob = _read_bytes(tracker, run.info.run_id, weights)     # before any model is built
     trial_run = run.info.run_id if role == "trial" else _trial_of_final(tracker, run, parent)
     spec = TrialSpec.from_record(yaml.safe_load(tracker.read_text(trial_run, "trial.yaml")))
     data = json.loads(_read(tracker, parent, "data.json", "the study's data.json (a study "
                                                           "run before hypersweep wrote it)"))
     builder = get_builder(spec.model)
     kwargs, _ = split_params(spec.model, spec.params)
-    model = builder.build(input_shape=tuple(data["input_shape"]), n_outputs=data["n_outputs"],
-                          **kwargs)
-    state = torch.load(io.BytesIO(_read_bytes(tracker, run.info.run_id, weights)),
-                       weights_only=True)
-    model.load_state_dict(state)
-    return Trained(model.eval(), spec, data, run.info.run_id, final=role == "final")
+    try:
+        model = builder.build(input_shape=tuple(data["input_shape"]),
+                              n_outputs=data["n_outputs"], **kwargs)
+        model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a builder of one's own, edited since the study
+        raise UserError(f"SOURCE: the model {spec.model} built from run {run.info.run_id}'s "
+                        f"hyperparameters does not take its weights (its code changed since "
+                        f"it trained?): {type(e).__name__}: {first_line(e)}") from None
+    return Trained(model.eval(), spec, data, run.info.run_id, final=role == "final",
+                   state=state, epochs=int(run.data.tags.get("epochs", 0) or 0))
 
 
 def inputs_of(trained: Trained, path: Path, array: str = "x") -> tuple[np.ndarray, list[str]]:
@@ -128,16 +143,34 @@ def inputs_of(trained: Trained, path: Path, array: str = "x") -> tuple[np.ndarra
     the training file's were (its means, stds and one-hot categories); an .npz
     archive's array `array`, as the training archive's was; for a model trained on
     an image folder, an image or a folder of them, read as the training images were."""
+    x, names = _inputs(trained, path, array)
+    if len(x) == 0:
+        raise UserError(f"--input: {path.name} holds no samples")
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        raise UserError(f"--input: {path.name}: sample {int(np.flatnonzero(bad)[0]) + 1} holds "
+                        "a value that is not a finite number (or one too large to standardise)")
+    return x, names
+
+
+def _inputs(trained: Trained, path: Path, array: str) -> tuple[np.ndarray, list[str]]:
     layout = (trained.data.get("inputs") or {})
-    if trained.data["dataset"] == "images" and (path.is_dir() or path.suffix not in
+    suffix = path.suffix.lower()
+    if trained.data["dataset"] == "images" and (path.is_dir() or suffix not in
                                                    (".csv", ".npz")):
         return _image_inputs(path, trained.data)
-    if path.suffix == ".csv":
-        if not isinstance(layout, list):
+    from_csv = isinstance(layout, list)     # the model trained on a CSV file's columns
+    if suffix == ".csv" or from_csv:
+        if suffix != ".csv":
+            raise UserError(f"--input: {path.name}: the model trained on a CSV file's columns; "
+                            "give a CSV file with them")
+        if not from_csv:
             raise UserError(f"--input: {path.name}: a CSV file, but the model trained on "
                             f"'{trained.data['dataset']}', not on a CSV file's columns")
-        return table_inputs(_read_frame(path), layout, path), []
-    if path.suffix == ".npz":
+        options = trained.data.get("options") or {}
+        frame = _read_frame(path, options.get("sep", ","), options.get("decimal", "."))
+        return table_inputs(frame, layout, path), []
+    if suffix == ".npz":
         return _array_inputs(path, array, trained.data), []
     raise UserError(f"--input: {path.name}: give a .csv file (a model that trained on one), "
                     "an .npz archive, or images (a model that trained on an image folder)")
@@ -189,6 +222,8 @@ def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path) -> np.
         values = _column_values(series)
         if "one_hot" in column:
             categories = list(column["one_hot"])
+            if all(isinstance(k, str) for k in categories):     # read as text in training
+                values = series.astype(str).to_numpy(dtype=object)
             unknown = sorted({str(v) for v in values if _plain(v) not in categories})
             if unknown:
                 raise UserError(f"--input: {path.name}: column '{name}' holds "
@@ -203,16 +238,20 @@ def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path) -> np.
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
-def _read_frame(path: Path) -> Any:
+def _read_frame(path: Path, sep: str = ",", decimal: str = ".") -> Any:
+    """The file read as the training file was (its `sep` and `decimal`)."""
     import pandas as pd
 
     if not path.is_file():
         raise UserError(f"--input: {path}: no such file")
     try:
-        return pd.read_csv(path)
+        frame = pd.read_csv(path, sep=sep, decimal=decimal)
     except (ValueError, UnicodeDecodeError) as e:
         raise UserError(f"--input: {path.name}: not a CSV file pandas reads: "
                         f"{first_line(e)}") from None
+    if frame.empty:
+        raise UserError(f"--input: {path.name} has a header but no rows")
+    return frame
 
 
 def _array_inputs(path: Path, array: str, data: Mapping[str, Any]) -> np.ndarray:
@@ -242,6 +281,9 @@ def _run_of(tracker: MlflowTracker, source: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     where = without_password(tracker.uri)
+    if source.startswith("models:/") and not _MODEL_URI.match(source):
+        raise UserError(f"SOURCE: {source}: give a registered model's version by number, "
+                        "models:/NAME/VERSION (final prints it)")
     match = _MODEL_URI.match(source)
     try:
         if match:

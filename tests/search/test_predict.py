@@ -239,3 +239,71 @@ def test_an_array_shaped_as_a_sequence_model_s_inputs_is_read_as_sequences(
     assert res.exit_code == 0, res.output
     trained = load_trained(run_id, stores.mlflow_uri)
     assert list(pd.read_csv(out)["prediction"]) == list(trained.outputs(rows).argmax(axis=1))
+
+
+def test_new_rows_read_as_the_training_file_was_and_bad_ones_refused(tmp_path, stores):
+    """The training file's separator and decimal mark; a text column's categories
+    compared as text; and one line, exit 2, nothing written, for a value that is
+    not finite, a file with no rows, an archive for a table's model, the input
+    file as the output."""
+    rng = np.random.default_rng(0)
+    n = 120
+    frame = pd.DataFrame({"size": rng.normal(5, 1, n).round(2),
+                          "code": rng.choice(["1", "2", "x"], n)})
+    frame["label"] = np.where(frame["size"] > 5, "big", "small")
+    frame.to_csv(tmp_path / "train.csv", sep=";", decimal=",", index=False)
+    config = {"study": "semi", "model": "mlp",
+              "data": {"name": "csv", "options": {"path": str(tmp_path / "train.csv"),
+                                                  "sep": ";", "decimal": ","}},
+              "params": {"epochs": 30, "lr": 0.01},
+              "search": {"strategy": "random", "trials": 1}, "resources": {"executor": "serial"}}
+    path = tmp_path / "semi.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert invoke("run", str(path), *stores.cli_args()).exit_code == 0
+    run_id = json.loads(invoke("best", "semi", "--json", "--storage",
+                               stores.optuna_url).output)[0]["mlflow_run_id"]
+    # `code` holds only numbers here: pandas reads them as such, the model's categories are text
+    new = frame[frame["code"] != "x"].head(10).drop(columns=["label"])
+    new.to_csv(tmp_path / "new.csv", sep=";", decimal=",", index=False)
+    out = tmp_path / "out.csv"
+
+    def predict(source: Path, output: Path = out):
+        return invoke("predict", run_id, "-i", str(source), "-o", str(output),
+                      "--tracking-uri", stores.mlflow_uri)
+
+    res = predict(tmp_path / "new.csv")
+    assert res.exit_code == 0, res.output
+    predicted = pd.read_csv(out)["prediction"].to_numpy()
+    assert (predicted == frame.loc[new.index, "label"].to_numpy()).mean() >= 0.8
+    out.unlink()
+    (tmp_path / "inf.csv").write_text("size;code\n5,5;1\ninf;2\n")
+    (tmp_path / "empty.csv").write_text("size;code\n")
+    np.savez(tmp_path / "rows.npz", x=np.zeros((2, 4), dtype=np.float32))
+    for source, error in (
+            ("inf.csv", "error: --input: inf.csv: sample 2 holds a value that is not a finite "
+                        "number"),
+            ("empty.csv", "error: --input: empty.csv has a header but no rows"),
+            ("rows.npz", "error: --input: rows.npz: the model trained on a CSV file's columns")):
+        res = predict(tmp_path / source)
+        assert res.exit_code == 2 and res.output.startswith(error), (source, res.output)
+        assert len(res.output.strip().splitlines()) == 1 and not out.exists()
+    before = (tmp_path / "new.csv").read_text()
+    res = predict(tmp_path / "new.csv", tmp_path / "new.csv")
+    assert res.exit_code == 2 and res.output.startswith("error: --output: ") and \
+        "is the input file" in res.output
+    assert (tmp_path / "new.csv").read_text() == before
+
+
+def test_a_failed_trial_s_run_has_no_model_to_predict_with(tmp_path, stores, write_config):
+    config = {"study": "nan", "model": "mlp", "params": {"epochs": 2, "lr": 1e12,
+                                                        "optimizer": "sgd"},
+              "search": {"trials": 1}, "resources": {"executor": "serial"}}
+    assert invoke("run", str(write_config(config)), *stores.cli_args()).exit_code == 0
+    [failed] = study_runs(stores.mlflow_uri, "nan")[1]
+    assert failed.data.tags["state"] == "FAIL"
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 8, 8), dtype=np.float32))
+    res = invoke("predict", failed.info.run_id, "-i", str(tmp_path / "x.npz"), "-o",
+                 str(tmp_path / "out.csv"), "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 2 and res.output.startswith(
+        f"error: SOURCE: run {failed.info.run_id} is a failed trial's, with no trained model"), \
+        res.output
