@@ -64,11 +64,35 @@ def reading_uri(db: Path) -> str:
     by way of an index beside it (`-shm`) and creates that index when it is missing,
     which a directory this process cannot write refuses: there the file is read as
     it is (`immutable`), unless a study writes to it now, whose index is then there
-    to read by."""
+    to read by. A log left with no index (a study killed, the files copied without
+    it) holds the last commits: the file and its log are read from a copy, where
+    SQLite can index the log."""
     where = Path(os.path.abspath(db))
-    live = Path(f"{where}-shm").exists()
-    mode = "mode=ro" if live or os.access(where.parent, os.W_OK) else "immutable=1"
-    return f"{where.as_uri()}?{mode}"
+    if os.access(where.parent, os.W_OK) or Path(f"{where}-shm").exists():
+        return f"{where.as_uri()}?mode=ro"
+    log = Path(f"{where}-wal")
+    if log.is_file() and log.stat().st_size:
+        return f"{_copy_with_log(where, log).as_uri()}?mode=ro"
+    return f"{where.as_uri()}?immutable=1"
+
+
+_COPIES: dict[str, Path] = {}
+
+
+def _copy_with_log(db: Path, log: Path) -> Path:
+    """A copy of `db` and its write-ahead log in a directory of this process's, made
+    once per process and removed when it ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if str(db) not in _COPIES:
+        folder = tempfile.mkdtemp(prefix="hypersweep-read-")
+        atexit.register(shutil.rmtree, folder, True)
+        shutil.copyfile(db, Path(folder, db.name))
+        shutil.copyfile(log, Path(folder, f"{db.name}-wal"))
+        _COPIES[str(db)] = Path(folder, db.name)
+    return _COPIES[str(db)]
 
 
 @event.listens_for(Engine, "do_connect")

@@ -348,3 +348,25 @@ def test_reading_commands_read_stores_in_a_directory_they_cannot_write(stores, t
                                        "the store is served read-only")
     assert sorted(p.name for p in stores.dir.iterdir()) == files
     assert list(cwd.iterdir()) == []
+
+
+def test_a_store_left_with_its_log_and_no_index_is_read_whole(tmp_path):
+    """A study killed, its files copied without the -shm index: read-only, the
+    file alone looked empty ("no studies"); the last commits are in its -wal."""
+    import shutil
+
+    import hypersweep.search.sqlite  # noqa: F401 - the stores' write-ahead log
+    live = tmp_path / "live.db"
+    study = optuna.create_study(study_name="cut", storage=f"sqlite:///{live}")
+    for value in (0.5, 0.7):
+        study.tell(study.ask(), value)
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    shutil.copyfile(live, copied / "optuna.db")         # the writer still open: all in the log
+    shutil.copyfile(f"{live}-wal", copied / "optuna.db-wal")
+    res = _in_read_only(copied, ["studies", "--json", "--storage",
+                                 f"sqlite:///{copied / 'optuna.db'}"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert [(s["study"], s["complete"], s["best"]) for s in json.loads(res.stdout)] == [
+        ("cut", 2, 0.5)]
+    assert sorted(p.name for p in copied.iterdir()) == ["optuna.db", "optuna.db-wal"]
