@@ -27,14 +27,16 @@ class CrowdedEnd:
     best: float | int   # the best trial's value
     low: float | int
     high: float | int
-    beyond: float | int     # a value past that end, to widen the range to
+    beyond: tuple[float | int, ...]     # values past that end, the farthest first
     branch: dict[str, Any]  # the branch values that lead to the definition
 
-    def note(self) -> str:
+    def note(self, to: float | int | None = None) -> str:
+        """The note, widening the range to `to` (default: the farthest value past it)."""
         side, past = ("bottom", "below") if self.end == "low" else ("top", "above")
+        to = self.beyond[0] if to is None else to
         return (f"{self.key}: the best trials sit at the {side} of the searched range "
                 f"[{_shown(self.low)}, {_shown(self.high)}] (the best: {_shown(self.best)}); "
-                f"a better value may lie {past} it: widen the range (to {_shown(self.beyond)}, "
+                f"a better value may lie {past} it: widen the range (to {_shown(to)}, "
                 f"say), then narrow it around the best")
 
 
@@ -51,19 +53,24 @@ def crowded_ends(space: Space, trials: Sequence[optuna.trial.FrozenTrial],
     if len(complete) < TRIALS_MIN:
         return []
     ranked = sorted(complete, key=lambda t: t.value, reverse=direction == "maximize")
-    found = []
+    found: list[CrowdedEnd] = []
     for name, param, key, path in _ranges(space):
         having = [t for t in ranked if name in t.params
                   and all(t.params.get(cond) == branch for cond, branch in path)]
         if len(having) < 3:
             continue
         top = having[:max(3, math.ceil(len(having) / TOP_SHARE))]
+        # More trials tied at the best value than `top` holds: which of them are the
+        # best ones is the order they ran in, not what they scored
+        if sum(t.value == having[0].value for t in having) > len(top):
+            continue
         end = _end(param, having[0].params[name])
         near = sum(_end(param, t.params[name], NEAR) == end for t in top)
-        if end is None or near < len(top) - len(top) // 5:
+        beyond = _beyond(param, end) if end is not None else ()
+        if end is None or near < len(top) - len(top) // 5 or not beyond:
             continue
         found.append(CrowdedEnd(key, name, end, having[0].params[name], param.low, param.high,
-                                _beyond(param, end), dict(path)))
+                                beyond, dict(path)))
     return found
 
 
@@ -88,19 +95,29 @@ def _end(param: Float | Int, value: Any, edge: float = EDGE) -> str | None:
     return "low" if at <= edge else "high" if at >= 1 - edge else None
 
 
-def _beyond(param: Float | Int, end: str) -> float | int:
-    """A value past `end`: half or twice it on a log range, a quarter of the width
-    past it on a linear one (a whole number of steps for an int)."""
+def _beyond(param: Float | Int, end: str) -> tuple[float | int, ...]:
+    """Values past `end`, the farthest first: half or twice it on a log range, a
+    quarter of the width past it on a linear one, then halfway there (a momentum
+    can reach 0.95, not 1.0). A range of positive values stays positive (a width,
+    a learning rate: half the low end rather than below 0); an int, a whole number
+    of steps, and not the end itself."""
+    at = param.low if end == "low" else param.high
     if param.log:
-        value = param.low / 2 if end == "low" else param.high * 2
+        far = at / 2 if end == "low" else at * 2
     else:
-        width = (param.high - param.low) / 4
-        value = param.low - width if end == "low" else param.high + width
+        far = at - (param.high - param.low) / 4 if end == "low" else \
+            at + (param.high - param.low) / 4
+        if param.low > 0 >= far:
+            far = at / 2
+        elif param.high < 0 <= far:
+            far = at / 2
+    values = [far, (at + far) / 2]
     if isinstance(param, Int):
         step = param.step
-        steps = max(1, round(abs(value - (param.low if end == "low" else param.high)) / step))
-        return param.low - steps * step if end == "low" else param.high + steps * step
-    return value
+        values = [at + round((v - at) / step) * step for v in values]
+        floor = 1 if param.low >= 1 else 0 if param.low >= 0 else None
+        values = [int(v) for v in values if v != at and (floor is None or v >= floor)]
+    return tuple(dict.fromkeys(values))
 
 
 def _shown(value: float | int) -> str:
@@ -119,10 +136,12 @@ def crowded_end_notes(cfg: Any, trials: Sequence[optuna.trial.FrozenTrial]) -> l
 
     notes = []
     for end in crowded_ends(parse_space(cfg.space), trials, cfg.search.objectives[0].direction):
-        try:
-            check_space_values(cfg.model, cfg.data.model_dump(), cfg.params,
-                               [(end.name, end.key, end.beyond, end.branch)])
-        except UserError:
-            continue
-        notes.append(end.note())
+        for to in end.beyond:       # the farthest value the hyperparameter takes
+            try:
+                check_space_values(cfg.model, cfg.data.model_dump(), cfg.params,
+                                   [(end.name, end.key, to, end.branch)])
+            except UserError:
+                continue
+            notes.append(end.note(to))
+            break
     return notes

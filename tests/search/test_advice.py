@@ -40,7 +40,8 @@ def study_of(score, n: int = 40, seed: int = 0, direction: str = "maximize") -> 
 
 
 def ends(study: optuna.Study, direction: str = "maximize") -> dict[str, tuple[str, object]]:
-    return {e.key: (e.end, e.beyond) for e in crowded_ends(SPACE, study.trials, direction)}
+    """Each noted range's end, and the farthest value past it."""
+    return {e.key: (e.end, e.beyond[0]) for e in crowded_ends(SPACE, study.trials, direction)}
 
 
 def test_a_score_that_grows_past_a_range_s_end_is_named_with_a_wider_end():
@@ -76,6 +77,28 @@ def test_no_note_without_a_pattern_or_enough_trials():
     assert ends(study) == {}
 
 
+def test_the_values_past_an_end_stay_on_its_side_of_zero_and_on_the_int_grid():
+    """A width or a learning rate is never proposed below 0 (a width of -3 was), a
+    momentum gets a nearer value than 1.125 to try, and an int stays >= 1."""
+    from hypersweep.search.advice import _beyond
+    from hypersweep.spaces.language import Float, Int
+    assert _beyond(Float(1e-5, 1e-4), "low") == pytest.approx((5e-6, 7.5e-6))   # not < 0
+    assert _beyond(Float(0.05, 0.5), "low") == pytest.approx((0.025, 0.0375))
+    assert _beyond(Float(0.0, 0.5), "low") == (-0.125, -0.0625)      # 0 is not above 0
+    assert _beyond(Float(0.5, 0.9), "high") == pytest.approx((1.0, 0.95))
+    assert _beyond(Int(1, 16), "low") == ()                        # 0 channels: not a size
+    assert _beyond(Int(2, 16), "low") == (1,)
+    assert _beyond(Int(16, 128, step=16), "high") == (160, 144)
+    assert _beyond(Int(32, 256, log=True), "low") == (16, 24)
+
+
+def test_trials_tied_at_the_best_value_say_nothing():
+    """Every trial scoring the same: the 'best' ones were the first to run."""
+    study = study_of(lambda p: 1.0)
+    assert ends(study) == {}
+    assert ends(study_of(lambda p: round(math.log10(p["lr"])) >= -1)) == {}     # 0/1, many ties
+
+
 def test_an_int_range_of_few_values_is_left_out():
     """depth [1, 3]: one value in three is an end, and the best trials sit there
     by chance as often as not."""
@@ -84,8 +107,11 @@ def test_an_int_range_of_few_values_is_left_out():
 
 @pytest.mark.parametrize("score, named", [
     (lambda p: math.log(p["lr"]), ["space.lr"]),
-    # dropout can go no lower than 0, momentum no higher than 1: no wider range to try
+    # dropout can go no lower than 0: no wider range to try
     (lambda p: -p["dropout"], []),
+    # momentum can be no higher than 1: 1.125 is refused, 1.0125 is not taken either
+    # (momentum < 1), and the note is left out
+    (lambda p: p.get("momentum", 0.0) + (p["optimizer"] == "sgd"), []),
 ])
 def test_notes_only_where_the_range_can_be_widened(score, named):
     raw = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
