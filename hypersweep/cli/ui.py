@@ -58,10 +58,10 @@ def _served(uri: str):
     usual, SQLite's write-ahead-log index beside it cannot be made, and the
     server exited at once. MLflow then makes directories from that URI's path
     where it runs: in a directory of its own, removed afterwards."""
-    from hypersweep.search import store_template
     from hypersweep.search.sqlite import reading_uri
-    db = store_template.sqlite_file(uri)
-    if db is None or os.access(db.absolute().parent, os.W_OK):
+    from hypersweep.search.store_template import unwritable
+    db = unwritable(uri)
+    if db is None:
         yield uri, None
         return
     err.print(f"note: --tracking-uri: {db.absolute().parent} is not writable: the store is "

@@ -141,19 +141,27 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
-def open_read_only(url: str) -> bool:
-    """For the commands that only read a store (studies, best, export): a SQLite
-    file in a directory this process cannot write (a read-only mount, a colleague's
-    folder) is opened read-only from here on (`sqlite.read_only`), where opening it
-    as usual fails (SQLite writes its write-ahead log's index beside the file even
-    to read). Whether it will be."""
-    from hypersweep.search import sqlite
-
+def unwritable(url: str) -> Path | None:
+    """The SQLite file of `url` when it holds a store in a directory this process
+    cannot write (a read-only mount, a colleague's folder), where opening it as
+    usual fails: SQLite writes its write-ahead log's index beside the file even to
+    read. Else None."""
     db = sqlite_file(url)
     if db is None or is_new(db) or os.access(db.absolute().parent, os.W_OK):
-        return False
-    sqlite.read_only(db)
-    return True
+        return None
+    return db
+
+
+def open_read_only(url: str) -> bool:
+    """For the commands that only read a store (studies, best, export): an
+    `unwritable` SQLite file is opened read-only from here on (`sqlite.read_only`).
+    Whether it will be."""
+    from hypersweep.search import sqlite
+
+    db = unwritable(url)
+    if db is not None:
+        sqlite.read_only(db)
+    return db is not None
 
 
 def is_new(db: Path | None) -> bool:
