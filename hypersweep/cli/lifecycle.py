@@ -345,7 +345,7 @@ def export(study: str = StudyArg,
 @user_errors
 def predict(source: str = typer.Argument(..., metavar="SOURCE", show_default=False,
                                          help="A trial's or a final run's MLflow run id, or "
-                                              "models:/NAME/VERSION."),
+                                              "models:/NAME/VERSION (or /latest, or @ALIAS)."),
             input_: Path = typer.Option(..., "-i", "--input", metavar="FILE",
                                         help="New samples: FILE.csv, with the training "
                                              "file's columns; FILE.npz; or an image or a "

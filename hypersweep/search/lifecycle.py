@@ -49,6 +49,8 @@ def study_names(storage: str, reading: bool = False) -> list[str]:
         raise UserError(f"--storage: no Optuna storage at {db.absolute()} (no such file)")
     check_kind(storage, "optuna", key="--storage")
     if reading:
+        if db is not None and db.stat().st_size == 0:   # holds nothing: not made a store by looking
+            return []
         open_read_only(storage)
     try:
         return optuna.study.get_all_study_names(storage)

@@ -28,7 +28,8 @@ from hypersweep.search.config import without_password
 from hypersweep.search.tracking import ROLE_TAG, MlflowTracker
 
 SUPERVISED = ("classification", "regression")
-_MODEL_URI = re.compile(r"^models:/(?P<name>[^/]+)/(?P<version>\d+)$")
+# models:/NAME/3, models:/NAME/latest, models:/NAME@champion
+_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[\w-]+))$")
 
 
 @dataclass
@@ -167,6 +168,9 @@ def _inputs(trained: Trained, path: Path, array: str) -> tuple[np.ndarray, list[
         if not from_csv:
             raise UserError(f"--input: {path.name}: a CSV file, but the model trained on "
                             f"'{trained.data['dataset']}', not on a CSV file's columns")
+        if array != "x":
+            raise UserError(f"--x: {array}: names an .npz archive's array; {path.name} is a "
+                            "CSV file")
         options = trained.data.get("options") or {}
         frame = _read_frame(path, options.get("sep", ","), options.get("decimal", "."))
         return table_inputs(frame, layout, path), []
@@ -282,13 +286,13 @@ def _run_of(tracker: MlflowTracker, source: str) -> Any:
 
     where = without_password(tracker.uri)
     if source.startswith("models:/") and not _MODEL_URI.match(source):
-        raise UserError(f"SOURCE: {source}: give a registered model's version by number, "
-                        "models:/NAME/VERSION (final prints it)")
+        raise UserError(f"SOURCE: {source}: give a registered model's version: "
+                        "models:/NAME/VERSION (final prints it), models:/NAME/latest or "
+                        "models:/NAME@ALIAS")
     match = _MODEL_URI.match(source)
     try:
         if match:
-            source = tracker.client.get_model_version(match["name"],
-                                                      match["version"]).run_id
+            source = _version_of(tracker, match["name"], match["version"], match["alias"]).run_id
         return tracker.client.get_run(source)
     except MlflowException as e:
         if e.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
@@ -296,6 +300,22 @@ def _run_of(tracker: MlflowTracker, source: str) -> Any:
         what = f"no registered model version {source}" if match else f"no run {source}"
         raise UserError(f"SOURCE: {what} in {where}; give a trial's run id (hypersweep best "
                         "STUDY --json), a final run's, or models:/NAME/VERSION") from None
+
+
+def _version_of(tracker: MlflowTracker, name: str, version: str | None,
+                alias: str | None) -> Any:
+    """The registered model version a models:/ URI names: by number, the latest
+    (the highest number), or by alias."""
+    from mlflow.exceptions import MlflowException
+    client = tracker.client
+    if alias:
+        return client.get_model_version_by_alias(name, alias)
+    if version == "latest":
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise MlflowException(f"no versions of {name}", error_code="RESOURCE_DOES_NOT_EXIST")
+        return max(versions, key=lambda v: int(v.version))
+    return client.get_model_version(name, version)
 
 
 def _what(role: str | None) -> str:

@@ -264,6 +264,18 @@ def test_export_keeps_integer_columns_in_rows_without_them(stores, tmp_path):
     assert df["duration_s"][2] > 0
 
 
+def test_an_empty_storage_file_is_read_as_holding_no_study_and_left_empty(tmp_path):
+    """`studies` on a 0-byte file (a `touch optuna.db`) made it an Optuna store."""
+    empty = tmp_path / "optuna.db"
+    empty.touch()
+    res = invoke("studies", "--storage", f"sqlite:///{empty}")
+    assert res.exit_code == 0 and res.output.startswith("no studies in "), res.output
+    res = invoke("best", "x", "--storage", f"sqlite:///{empty}")
+    assert res.exit_code == 2 and "holds no study" in res.output, res.output
+    assert empty.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "optuna.db"]
+
+
 def test_a_storage_file_that_is_not_there_is_a_wrong_path(tmp_path, monkeypatch):
     """`studies` said "no studies in sqlite:///typo.db" and exited 0; nothing is created."""
     monkeypatch.chdir(tmp_path)

@@ -100,6 +100,21 @@ def test_a_regression_predicts_in_the_target_s_units_and_final_models_by_registr
     _, children = study_runs(stores.mlflow_uri, "prices")
     final = load_trained("models:/prices/1", stores.mlflow_uri)
     assert final.final and final.run_id not in {c.info.run_id for c in children}
+    # the latest version, and one by alias, name the same run
+    from mlflow.tracking import MlflowClient
+    MlflowClient(stores.mlflow_uri).set_registered_model_alias("prices", "champion", "1")
+    for uri in ("models:/prices/latest", "models:/prices@champion"):
+        assert load_trained(uri, stores.mlflow_uri).run_id == final.run_id, uri
+    for uri, error in (("models:/prices@nobody", "error: SOURCE: no registered model version "),
+                       ("models:/prices/first", "error: SOURCE: models:/prices/first: give a "
+                                                "registered model's version")):
+        res = invoke("predict", uri, "-i", str(tmp_path / "new.csv"), "-o", str(out),
+                     "--tracking-uri", stores.mlflow_uri)
+        assert res.exit_code == 2 and res.output.startswith(error), res.output
+    res = invoke("predict", "models:/prices/1", "-i", str(tmp_path / "new.csv"), "-o", str(out),
+                 "--x", "rows", "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 2 and res.output.startswith(
+        "error: --x: rows: names an .npz archive's array; new.csv is a CSV file"), res.output
 
 
 def test_an_npz_archive_s_array_is_read_as_the_training_one(tmp_path, stores, write_config):
