@@ -348,16 +348,18 @@ def predict(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fal
                                               "models:/NAME/VERSION (or /latest, or @ALIAS)."),
             input_: Path = typer.Option(..., "-i", "--input", metavar="FILE",
                                         help="New samples: FILE.csv, with the training "
-                                             "file's columns; FILE.npz; or an image or a "
-                                             "folder of them."),
+                                             "file's columns; FILE.npz; an image or a "
+                                             "folder of them; FILE.txt, sequences for a "
+                                             "seq2seq model, one a line."),
             output: Path = typer.Option(..., "-o", "--output", metavar="FILE",
                                         help="FILE.csv: one row per sample."),
             array: str = typer.Option("x", "--x", metavar="NAME",
                                       help="The .npz archive's array of inputs."),
             tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI of the run.",
                                               show_default=DEFAULT.uri)) -> None:
-    """Predict with a trained model (a classifier's or a regression's) on new samples."""
-    from hypersweep.search.predict import SUPERVISED, inputs_of, load_trained
+    """Predict with a trained model on new samples: classes, values, reconstruction
+    errors or decoded sequences."""
+    from hypersweep.search.predict import inputs_of, load_trained
     if output.suffix.lower() != ".csv":
         raise UserError(f"--output: {output.name}: the file must end in .csv")
     if not output.parent.is_dir():
@@ -368,21 +370,97 @@ def predict(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fal
         raise UserError(f"--output: {output} is the input file; write the predictions to "
                         "another")
     trained = load_trained(source, tracking_uri or DEFAULT.uri)
-    if trained.task not in SUPERVISED:
-        raise UserError(f"SOURCE: the model's task is {trained.task}; predict takes a "
-                        "classifier's or a regression's")
-    if trained.state != "COMPLETE":     # pruned: the weights it stopped with
-        err.print(f"note: SOURCE: trial {trained.spec.trial_number} was {trained.state} after "
-                  f"{counted(trained.epochs, 'epoch')}; these are its weights then",
-                  highlight=False, soft_wrap=True)
-    x, names = inputs_of(trained, input_, array)
+    trained.check_predicts()
+    _note_pruned(trained)
+    x, columns = inputs_of(trained, input_, array)
     frame = trained.predict(x)
-    if names:                   # images: each row's file
-        frame.insert(0, "file", names)
+    for i, (name, values) in enumerate(columns.items()):   # images' files, sequences' text
+        frame.insert(i, name, values)
     try:
         frame.to_csv(output, index=False)
     except OSError as e:
         raise UserError(f"--output: cannot write {output}: {e.strerror or e}") from None
+    out.print(f"{counted(len(frame), 'prediction')} of {_whose(trained)} -> {output}",
+              highlight=False, soft_wrap=True)
+
+
+def _whose(trained) -> str:
     what = "the final model" if trained.final else f"trial {trained.spec.trial_number}"
-    out.print(f"{counted(len(frame), 'prediction')} of {trained.spec.model} ({what} of study "
-              f"{trained.spec.study}) -> {output}", highlight=False, soft_wrap=True)
+    return f"{trained.spec.model} ({what} of study {trained.spec.study})"
+
+
+def _note_pruned(trained) -> None:
+    if trained.state != "COMPLETE":     # pruned: the weights it stopped with
+        err.print(f"note: SOURCE: trial {trained.spec.trial_number} was {trained.state} after "
+                  f"{counted(trained.epochs, 'epoch')}; these are its weights then",
+                  highlight=False, soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def generate(source: str = typer.Argument(..., metavar="SOURCE", show_default=False,
+                                          help="A trial's or a final run's MLflow run id, or "
+                                               "models:/NAME/VERSION (or /latest, or @ALIAS)."),
+             n: Optional[int] = typer.Option(None, "-n", metavar="N", show_default=False,
+                                             help="How many samples: texts (default 1) or "
+                                                  "images (default 64)."),
+             output: Optional[Path] = typer.Option(
+                 None, "-o", "--output", metavar="FILE", show_default=False,
+                 help="FILE.txt for texts (default: print them); FILE.png, a grid, or "
+                      "FILE.npz, the array x, for images."),
+             prompt: Optional[str] = typer.Option(
+                 None, "--prompt", metavar="TEXT", show_default=False,
+                 help="Text: what each sample starts with (default: a new line)."),
+             length: int = typer.Option(200, "--length", metavar="N",
+                                        help="Text: characters generated after the prompt."),
+             temperature: float = typer.Option(1.0, "--temperature", metavar="T",
+                                               help="Text: below 1 surer, above 1 more "
+                                                    "varied."),
+             beam: int = typer.Option(0, "--beam", metavar="WIDTH", show_default=False,
+                                      help="Text: the most probable continuation that beam "
+                                           "search of WIDTH finds, instead of sampling."),
+             seed: int = typer.Option(0, "--seed", metavar="N",
+                                      help="The same seed draws the same samples."),
+             tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI of the run.",
+                                               show_default=DEFAULT.uri)) -> None:
+    """Sample a trained language model (text) or generator (images)."""
+    from hypersweep.search.generate import (check_generates, generate_images, generate_text,
+                                            joined, write_images, write_texts)
+    from hypersweep.search.predict import load_trained
+    if output is not None:
+        if output.suffix.lower() not in (".txt", ".png", ".npz"):
+            raise UserError(f"--output: {output.name}: the file must end in .txt (texts), "
+                            ".png or .npz (images)")
+        if not output.parent.is_dir():
+            raise UserError(f"--output: {output}: no directory {output.parent}")
+    trained = load_trained(source, tracking_uri or DEFAULT.uri)
+    task = check_generates(trained)
+    text = task == "language_modelling"
+    if output is not None and (output.suffix.lower() == ".txt") != text:
+        want = "FILE.txt" if text else "FILE.png or FILE.npz"
+        raise UserError(f"--output: {output.name}: {trained.spec.model} makes "
+                        f"{'texts' if text else 'images'}; write {want}")
+    if not text:
+        options = {"--prompt": prompt is not None, "--beam": beam != 0}
+        given = [name for name, set_ in options.items() if set_]
+        if given:
+            raise UserError(f"{given[0]}: for a language model's text; {trained.spec.model} "
+                            "makes images")
+        if output is None:
+            raise UserError(f"--output: needed: {trained.spec.model} makes images; write "
+                            "them to FILE.png (a grid) or FILE.npz (the array x)")
+    _note_pruned(trained)
+    if text:
+        texts = generate_text(trained, 1 if n is None else n, prompt, length, temperature,
+                              beam, seed)
+        if output is None:
+            sys.stdout.write(joined(texts))
+            return
+        write_texts(texts, output)
+        out.print(f"{counted(len(texts), 'text')} of {_whose(trained)} -> {output}",
+                  highlight=False, soft_wrap=True)
+        return
+    samples = generate_images(trained, 64 if n is None else n, seed)
+    write_images(samples, output, f"samples of {_whose(trained)}")
+    out.print(f"{counted(len(samples), 'sample')} of {_whose(trained)} -> {output}",
+              highlight=False, soft_wrap=True)

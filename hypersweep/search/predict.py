@@ -9,6 +9,11 @@ classes in label order, and how a CSV file's columns became inputs. The model is
 built again from those and given the weights. New rows of a CSV file are made
 inputs as the training file's were (its means, stds and categories); an .npz
 archive's array as the training archive's was.
+
+What a prediction is depends on the model's task: a class and its probabilities,
+a value in the target's units, a reconstruction's error per sample (an
+autoencoder's, a VAE's), or the sequence a seq2seq model decodes. Language models
+and generators make new samples instead: see search/generate.py.
 """
 from __future__ import annotations
 
@@ -28,6 +33,10 @@ from hypersweep.search.config import without_password
 from hypersweep.search.tracking import ROLE_TAG, MlflowTracker
 
 SUPERVISED = ("classification", "regression")
+# What `predict` takes: the supervised tasks, reconstruction (the error per sample)
+# and sequence transduction (the decoded sequence). A VAE, a generator, reconstructs
+# too (predict_task).
+PREDICTS = (*SUPERVISED, "reconstruction", "sequence_transduction")
 # models:/NAME/3, models:/NAME/latest, models:/NAME@champion
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[\w-]+))$")
 
@@ -53,6 +62,18 @@ class Trained:
         from hypersweep.models.train import _task_name
         return _task_name(get_builder(self.spec.model).task, self.data["task"])
 
+    @property
+    def predict_task(self) -> str:
+        """What `predict` does with the model: its task, but a VAE's (generation)
+        is its reconstructions'."""
+        from hypersweep.models.vae import VAE
+        return "reconstruction" if isinstance(self.model, VAE) else self.task
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """A language model's or a seq2seq model's tokens, by id (the classes)."""
+        return [str(c) for c in self.data.get("classes") or []]
+
     def outputs(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """The model's raw outputs (a classifier's scores, a regression's values in
         the units it trained on) for inputs shaped as the training inputs were."""
@@ -71,11 +92,21 @@ class Trained:
         """One row per sample. Classification: `prediction` (the class, by name) and
         `probability_<class>` for each class (softmax). Regression: `prediction`
         (`prediction_<i>` for several targets), in the target's own units where
-        the study's data scaled it (a CSV file's column, by its mean and std)."""
+        the study's data scaled it (a CSV file's column, by its mean and std).
+        Reconstruction: `mse` and `bce`, the sample's mean squared error and binary
+        cross-entropy per value, as the trials' val_mse and val_bce average them.
+        Sequence transduction: `prediction`, the decoded tokens (joined by spaces
+        where a token is longer than a character)."""
         import pandas as pd
 
+        task = self.check_predicts()
+        if task == "reconstruction":
+            return self._reconstruction_errors(x)
         out = self.outputs(x)
-        if self.task == "classification":
+        if task == "sequence_transduction":
+            return pd.DataFrame({"prediction": [self.tokens_text(row)
+                                                for row in out.argmax(axis=-1)]})
+        if task == "classification":
             classes = [str(c) for c in self.data["classes"]] or \
                 [str(i) for i in range(out.shape[1])]
             shifted = np.exp(out - out.max(axis=1, keepdims=True))
@@ -91,6 +122,36 @@ class Trained:
         names = ["prediction"] if out.shape[1] == 1 else \
             [f"prediction_{i}" for i in range(out.shape[1])]
         return pd.DataFrame(out, columns=names)
+
+    def check_predicts(self) -> str:
+        """The task `predict` does for this model; a UserError where it does none."""
+        task = self.predict_task
+        if task not in PREDICTS:
+            raise UserError(f"SOURCE: the model's task is {task}; predict takes a classifier's, "
+                            "a regression's, an autoencoder's or a seq2seq model's (hypersweep "
+                            "generate samples a language model or a generator)")
+        return task
+
+    def tokens_text(self, ids: Any) -> str:
+        """Token ids as text: the tokens run together where each is one character."""
+        vocab = self.vocabulary
+        tokens = [vocab[i] if 0 <= i < len(vocab) else f"<{i}>" for i in map(int, ids)]
+        return ("" if all(len(t) == 1 for t in vocab) else " ").join(tokens)
+
+    def _reconstruction_errors(self, x: np.ndarray) -> "pd.DataFrame":  # noqa: F821
+        import pandas as pd
+        import torch
+        import torch.nn.functional as F
+
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise UserError(f"--input: values from {lo:.3g} to {hi:.3g}; the model "
+                            "reconstructs values in [0, 1], as it trained on (pixels)")
+        recon = torch.as_tensor(self.outputs(x)).reshape(len(x), -1)
+        target = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)).reshape(len(x), -1)
+        return pd.DataFrame({
+            "mse": ((recon - target) ** 2).mean(dim=1).numpy(),
+            "bce": F.binary_cross_entropy(recon, target, reduction="none").mean(dim=1).numpy()})
 
 
 def load_trained(source: str, tracking_uri: str = "sqlite:///mlflow.db") -> Trained:
@@ -138,12 +199,15 @@ def load_trained(source: str, tracking_uri: str = "sqlite:///mlflow.db") -> Trai
                    state=state, epochs=int(run.data.tags.get("epochs", 0) or 0))
 
 
-def inputs_of(trained: Trained, path: Path, array: str = "x") -> tuple[np.ndarray, list[str]]:
-    """The model's inputs from new samples, and what names each (an image's file;
-    none for rows and arrays, in their order): a CSV file's rows, made inputs as
-    the training file's were (its means, stds and one-hot categories); an .npz
-    archive's array `array`, as the training archive's was; for a model trained on
-    an image folder, an image or a folder of them, read as the training images were."""
+def inputs_of(trained: Trained, path: Path,
+              array: str = "x") -> tuple[np.ndarray, dict[str, list[str]]]:
+    """The model's inputs from new samples, and the columns that name them (`file`
+    for images, `input` for a text file's sequences; none for rows and arrays, in
+    their order): a CSV file's rows, made inputs as the training file's were (its
+    means, stds and one-hot categories); an .npz archive's array `array`, as the
+    training archive's was; for a model trained on an image folder, an image or a
+    folder of them, read as the training images were; for a seq2seq model whose
+    inputs are one-hot tokens, a text file of one sequence per line."""
     x, names = _inputs(trained, path, array)
     if len(x) == 0:
         raise UserError(f"--input: {path.name} holds no samples")
@@ -154,12 +218,16 @@ def inputs_of(trained: Trained, path: Path, array: str = "x") -> tuple[np.ndarra
     return x, names
 
 
-def _inputs(trained: Trained, path: Path, array: str) -> tuple[np.ndarray, list[str]]:
+def _inputs(trained: Trained, path: Path,
+            array: str) -> tuple[np.ndarray, dict[str, list[str]]]:
     layout = (trained.data.get("inputs") or {})
     suffix = path.suffix.lower()
     if trained.data["dataset"] == "images" and (path.is_dir() or suffix not in
                                                    (".csv", ".npz")):
-        return _image_inputs(path, trained.data)
+        x, files = _image_inputs(path, trained.data)
+        return x, {"file": files}
+    if suffix == ".txt" and trained.predict_task == "sequence_transduction":
+        return _sequence_inputs(trained, path)
     from_csv = isinstance(layout, list)     # the model trained on a CSV file's columns
     if suffix == ".csv" or from_csv:
         if suffix != ".csv":
@@ -173,11 +241,50 @@ def _inputs(trained: Trained, path: Path, array: str) -> tuple[np.ndarray, list[
                             "CSV file")
         options = trained.data.get("options") or {}
         frame = _read_frame(path, options.get("sep", ","), options.get("decimal", "."))
-        return table_inputs(frame, layout, path), []
+        return table_inputs(frame, layout, path), {}
     if suffix == ".npz":
-        return _array_inputs(path, array, trained.data), []
+        return _array_inputs(path, array, trained.data), {}
+    txt = ", a .txt file of sequences (a seq2seq model)" \
+        if trained.predict_task == "sequence_transduction" else ""
     raise UserError(f"--input: {path.name}: give a .csv file (a model that trained on one), "
-                    "an .npz archive, or images (a model that trained on an image folder)")
+                    f"an .npz archive{txt}, or images (a model that trained on an image folder)")
+
+
+def _sequence_inputs(trained: Trained, path: Path) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """A text file's lines (blank ones skipped) as one-hot token sequences: each
+    character a token where every token is one, else tokens split by spaces."""
+    vocab, (steps, width) = trained.vocabulary, trained.data["input_shape"]
+    if width != len(vocab):
+        raise UserError(f"--input: {path.name}: the model's inputs are not one-hot tokens of "
+                        f"its vocabulary ({width} values a step, {len(vocab)} tokens); give "
+                        "an .npz archive shaped as its training inputs")
+    if not path.is_file():
+        raise UserError(f"--input: {path}: no such file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"--input: {path.name}: not UTF-8 text: {first_line(e)}") from None
+    chars = all(len(t) == 1 for t in vocab)
+    index = {t: i for i, t in enumerate(vocab)}
+    rows, texts = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        # characters, spaces between them allowed where a space is no token
+        tokens = [c for c in line.strip() if c != " " or " " in index] if chars \
+            else line.split()
+        unknown = sorted({t for t in tokens if t not in index})
+        if unknown:
+            named = ", ".join(map(repr, unknown[:3]))
+            raise UserError(f"--input: {path.name} line {number}: {named} not in the model's "
+                            f"vocabulary {''.join(vocab) if chars else vocab}")
+        if len(tokens) != steps:
+            raise UserError(f"--input: {path.name} line {number}: {len(tokens)} tokens; the "
+                            f"model takes sequences of {steps}")
+        rows.append([index[t] for t in tokens])
+        texts.append(line.strip())
+    x = np.eye(width, dtype=np.float32)[np.asarray(rows, dtype=np.int64).reshape(-1, steps)]
+    return x, {"input": texts}
 
 
 def _image_inputs(path: Path, data: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:

@@ -165,21 +165,82 @@ def test_an_npz_archive_s_array_is_read_as_the_training_one(tmp_path, stores, wr
         assert len(res.output.strip().splitlines()) == 1 and not bad.exists()
 
 
-def test_a_model_that_does_not_classify_or_regress_is_refused(tmp_path, stores, write_config):
-    """An autoencoder on digits reconstructs them, whatever the data's own task."""
-    config = {"study": "ae", "model": "autoencoder", "params": {"epochs": 1},
+def best_run(stores, config: dict, write_config) -> str:
+    """Run a study of one config; its best trial's run id."""
+    res = invoke("run", str(write_config(config)), *stores.cli_args())
+    assert res.exit_code == 0, res.output
+    return json.loads(invoke("best", config["study"], "--json", "--storage",
+                             stores.optuna_url).output)[0]["mlflow_run_id"]
+
+
+def test_an_autoencoder_scores_each_sample_by_its_reconstruction_error(
+        tmp_path, stores, write_config):
+    """The error per sample, as the trials' val_mse and val_bce average it: digits
+    it learnt to reconstruct score lower than noise (what anomaly detection reads)."""
+    from sklearn.datasets import load_digits
+    config = {"study": "ae", "model": "autoencoder", "params": {"epochs": 10, "lr": 0.01},
               "search": {"trials": 1, "objective": {"metric": "val_loss", "direction": "minimize"}},
               "resources": {"executor": "serial"}}
-    assert invoke("run", str(write_config(config)), *stores.cli_args()).exit_code == 0
-    run_id = json.loads(invoke("best", "ae", "--json", "--storage",
-                               stores.optuna_url).output)[0]["mlflow_run_id"]
-    np.savez(tmp_path / "new.npz", x=np.zeros((3, 8, 8), dtype=np.float32))
-    res = invoke("predict", run_id, "-i", str(tmp_path / "new.npz"), "-o",
-                 str(tmp_path / "out.csv"), "--tracking-uri", stores.mlflow_uri)
+    run_id = best_run(stores, config, write_config)
+    digits = (load_digits().images[:40] / 16).astype(np.float32)
+    noise = np.random.default_rng(0).random((10, 8, 8), dtype=np.float32)
+    np.savez(tmp_path / "new.npz", x=np.concatenate([digits, noise]), raw=digits * 16)
+    out = tmp_path / "errors.csv"
+    res = invoke("predict", run_id, "-i", str(tmp_path / "new.npz"), "-o", str(out),
+                 "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0, res.output
+    errors = pd.read_csv(out)
+    assert list(errors.columns) == ["mse", "bce"] and len(errors) == 50
+    trained = load_trained(run_id, stores.mlflow_uri)
+    x = torch.as_tensor(np.concatenate([digits, noise]))[:, None]
+    with torch.no_grad():
+        recon = trained.model(x)
+    assert np.allclose(errors["mse"], ((recon - x) ** 2).mean(dim=(1, 2, 3)).numpy(), rtol=1e-5)
+    bce = torch.nn.functional.binary_cross_entropy(recon, x, reduction="none")
+    assert np.allclose(errors["bce"], bce.mean(dim=(1, 2, 3)).numpy(), rtol=1e-5)
+    assert errors["mse"][40:].min() > errors["mse"][:40].max()
+    # pixels of 0..16, not the [0, 1] it trained on: one line, nothing written
+    res = invoke("predict", run_id, "-i", str(tmp_path / "new.npz"), "--x", "raw", "-o",
+                 str(tmp_path / "raw.csv"), "--tracking-uri", stores.mlflow_uri)
     assert res.exit_code == 2 and res.output == (
-        "error: SOURCE: the model's task is reconstruction; predict takes a classifier's or a "
-        "regression's\n")
-    assert not (tmp_path / "out.csv").exists()
+        "error: --input: values from 0 to 16; the model reconstructs values in [0, 1], as it "
+        "trained on (pixels)\n") and not (tmp_path / "raw.csv").exists()
+
+
+def test_a_seq2seq_model_decodes_sequences_of_a_text_file(tmp_path, stores, write_config):
+    """One sequence a line, a character a token (spaces between them allowed): the
+    decoded sequence, as the model decodes the one-hot inputs of an .npz archive."""
+    config = {"study": "rev", "model": "seq2seq",
+              "data": {"name": "reverse", "options": {"length": 5, "vocab": 6, "n": 600}},
+              "params": {"epochs": 25, "lr": 0.01},
+              "search": {"trials": 1, "objective": {"metric": "val_loss", "direction": "minimize"}},
+              "resources": {"executor": "serial"}}
+    run_id = best_run(stores, config, write_config)
+    (tmp_path / "seqs.txt").write_text("01234\n\n5 4 3 2 1\n00055\n")
+    out = tmp_path / "decoded.csv"
+    res = invoke("predict", run_id, "-i", str(tmp_path / "seqs.txt"), "-o", str(out),
+                 "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0, res.output
+    decoded = pd.read_csv(out, dtype=str)
+    assert list(decoded["input"]) == ["01234", "5 4 3 2 1", "00055"]
+    tokens = [[0, 1, 2, 3, 4], [5, 4, 3, 2, 1], [0, 0, 0, 5, 5]]
+    np.savez(tmp_path / "seqs.npz", x=np.eye(6, dtype=np.float32)[tokens])
+    trained = load_trained(run_id, stores.mlflow_uri)
+    ids = trained.outputs(np.eye(6, dtype=np.float32)[tokens]).argmax(axis=-1)
+    assert list(decoded["prediction"]) == ["".join(map(str, row)) for row in ids]
+    reversed_ = [s.replace(" ", "")[::-1] for s in decoded["input"]]
+    assert (decoded["prediction"] == reversed_).sum() >= 2
+    res = invoke("predict", run_id, "-i", str(tmp_path / "seqs.npz"), "-o", str(out),
+                 "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0 and list(pd.read_csv(out, dtype=str)["prediction"]) == \
+        list(decoded["prediction"]), res.output
+    for text, error in (("0123\n", "line 1: 4 tokens; the model takes sequences of 5"),
+                        ("01234\n0123x\n", "line 2: 'x' not in the model's vocabulary 012345")):
+        (tmp_path / "bad.txt").write_text(text)
+        res = invoke("predict", run_id, "-i", str(tmp_path / "bad.txt"), "-o",
+                     str(tmp_path / "bad.csv"), "--tracking-uri", stores.mlflow_uri)
+        assert res.exit_code == 2 and res.output == f"error: --input: bad.txt {error}\n"
+        assert not (tmp_path / "bad.csv").exists()
 
 
 def test_diabetes_predictions_are_in_the_target_s_units(stores, write_config):

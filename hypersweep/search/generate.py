@@ -1,0 +1,127 @@
+"""New samples from a trained model: `hypersweep generate`.
+
+A language model (`char_lm`) continues a prompt, character by character, sampled
+at a temperature or decoded by beam search; a generator (`gan`, `vae`) draws
+images from its latent space, written as a grid (.png) or an array (.npz). The
+model comes back from MLflow as `predict`'s does (search/predict.py); a seed
+makes the samples the same again.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from hypersweep.models.errors import UserError
+from hypersweep.search.predict import Trained
+
+GENERATES = ("language_modelling", "generation")
+CHUNK = 1024        # images drawn per forward pass: bounds memory for a large -n
+
+
+def check_generates(trained: Trained) -> str:
+    """The model's task, where `generate` samples it; a UserError otherwise."""
+    if trained.task not in GENERATES:
+        raise UserError(f"SOURCE: the model's task is {trained.task}; generate samples a "
+                        "language model (char_lm) or a generator (gan, vae); hypersweep "
+                        "predict runs the others on new samples")
+    return trained.task
+
+
+def default_prompt(vocabulary: list[str]) -> str:
+    """Where a text starts when no prompt is given: a new line, else a space."""
+    for start in ("\n", " "):
+        if start in vocabulary:
+            return start
+    raise UserError("--prompt: needed: the model's vocabulary has no new line or space to "
+                    "start from")
+
+
+def generate_text(trained: Trained, n: int = 1, prompt: str | None = None, length: int = 200,
+                  temperature: float = 1.0, beam: int = 0, seed: int = 0) -> list[str]:
+    """`n` texts, each `prompt` and the `length` characters the model continues it
+    with: sampled at `temperature` (below 1 surer, above 1 more varied), or the
+    most probable continuation beam search of width `beam` finds (one text)."""
+    import torch
+
+    vocab = trained.vocabulary
+    prompt = default_prompt(vocab) if prompt is None else prompt
+    _check_counts(n=n, length=length)
+    if not prompt:
+        raise UserError("--prompt: empty; give at least one character the model knows")
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise UserError(f"--temperature: must be a number above 0, got {temperature}")
+    if beam < 0:
+        raise UserError(f"--beam: must be at least 1 (0: sample), got {beam}")
+    if beam and n != 1:
+        raise UserError(f"--beam: gives one text, the most probable; -n {n} asks for more "
+                        "(sample them at a --temperature instead)")
+    index = {c: i for i, c in enumerate(vocab)}
+    unknown = sorted({c for c in prompt if c not in index})
+    if unknown:
+        shown = "".join(vocab[:60]) + ("..." if len(vocab) > 60 else "")
+        raise UserError(f"--prompt: {', '.join(map(repr, unknown[:5]))} not in the model's "
+                        f"vocabulary of {len(vocab)} characters: {shown!r}")
+    ids = torch.tensor([[index[c] for c in prompt]] * n, dtype=torch.long)
+    with torch.no_grad():
+        if beam:
+            out = trained.model.beam_search(ids, length, width=beam)
+        else:
+            out = trained.model.sample(ids, length, temperature,
+                                       generator=torch.Generator().manual_seed(seed))
+    return [trained.tokens_text(row) for row in out.tolist()]
+
+
+def generate_images(trained: Trained, n: int = 64, seed: int = 0) -> np.ndarray:
+    """`n` samples (n, *the data's sample shape), values in [0, 1]."""
+    import torch
+
+    _check_counts(n=n)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        parts = [trained.model.sample(min(CHUNK, n - i), generator=generator).float()
+                 for i in range(0, n, CHUNK)]
+    samples = torch.cat(parts).clamp(0, 1).numpy()
+    return samples.reshape(n, *trained.data["input_shape"])
+
+
+def write_images(samples: np.ndarray, path: Path, title: str) -> None:
+    """`path`.png: the samples as a grid of images; `path`.npz: the array `x`."""
+    import torch
+
+    from hypersweep.models.generative import image_grid
+    if path.suffix.lower() == ".npz":
+        _write(path, lambda f: np.savez_compressed(f, x=samples.astype(np.float32)))
+        return
+    rows = max(1, math.ceil(len(samples) / math.ceil(math.sqrt(len(samples)))))
+    png = image_grid(torch.as_tensor(samples), rows=rows, title=title)
+    if png is None:
+        raise UserError(f"--output: {path.name}: the samples are vectors of "
+                        f"{samples.shape[1:]}, not images; write FILE.npz")
+    _write(path, lambda f: f.write(png))
+
+
+def joined(texts: list[str]) -> str:
+    """Texts as `generate` prints and writes them: a line `---` between two."""
+    return "\n---\n".join(texts) + "\n"
+
+
+def write_texts(texts: list[str], path: Path) -> None:
+    _write(path, lambda f: f.write(joined(texts).encode("utf-8")))
+
+
+def _write(path: Path, write) -> None:
+    try:
+        with open(path, "wb") as f:
+            write(f)
+    except OSError as e:
+        path.unlink(missing_ok=True)
+        raise UserError(f"--output: cannot write {path}: {e.strerror or e}") from None
+
+
+def _check_counts(**counts: int) -> None:
+    for name, value in counts.items():
+        if value < 1:
+            flag = "-n" if name == "n" else f"--{name}"
+            raise UserError(f"{flag}: must be at least 1, got {value}")
