@@ -252,7 +252,9 @@ class MlflowTracker:
         self.flush(run_id)
         # The trial's result as Optuna was told it: early stopping reports the epoch
         # it chose, which is not the curves' last (val_mse 0.546 told, 0.592 last).
+        # Logged at that epoch's step, so that the UI shows which epoch they are.
         summary = {f"final_{k}": v for k, v in result.metrics.items()}
+        step = result.best_epoch if result.best_epoch is not None else result.epochs
         now = _now_ms()
         all_tags = {STATE_TAG: result.state.value, "epochs": str(result.epochs), **tags}
         if result.best_epoch is not None:
@@ -260,7 +262,7 @@ class MlflowTracker:
         if result.reason:
             all_tags["failure_reason" if result.state is TrialState.FAIL else "reason"] = result.reason[:5000]
         self.client.log_batch(run_id,
-                              metrics=[self._e.Metric(k, float(v), now, result.epochs) for k, v in summary.items()],
+                              metrics=[self._e.Metric(k, float(v), now, step) for k, v in summary.items()],
                               tags=[self._e.RunTag(k, v) for k, v in all_tags.items()])
         self._log_files(run_id, {**result.artifacts, **files})
         self.client.set_terminated(run_id, status=_STATUS[result.state])

@@ -385,6 +385,9 @@ def test_final_trains_for_the_epoch_early_stopping_ended_on(stores):
     assert trial_run.data.tags["best_epoch"] == str(best.user_attrs["best_epoch"])
     assert trial_run.data.metrics["final_val_accuracy"] == pytest.approx(best.value)
     assert trial_run.data.metrics["final_val_loss"] == pytest.approx(min(losses))
+    [final_loss] = MlflowClient(tracking_uri=stores.mlflow_uri).get_metric_history(
+        best.user_attrs["mlflow_run_id"], "final_val_loss")
+    assert final_loss.step == best.user_attrs["best_epoch"]     # the epoch it is, not the last
     assert run.data.tags["trial"] == run.data.tags["best_trial"] == str(best.number)
     other = 1 - best.number                 # not the best: not tagged as such
     res = invoke("final", "stop", "--storage", stores.optuna_url, "--trial", str(other),
