@@ -12,6 +12,7 @@ data, which costs two thirds of building a new figure each time.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from hypersweep.models.trial import TrialResult
 
 SIZE = (5.0, 3.5)   # inches
 DPI = 100
@@ -131,6 +134,25 @@ class _CurveTemplate:
 def learning_curve(history: Sequence[Mapping[str, float]], metric: str = "val_accuracy") -> bytes:
     """Train and validation loss (left) and one validation metric (right) by epoch."""
     return _templates.get(("curve",), _CurveTemplate).draw(history, metric)
+
+
+def curve_metric(objectives: Sequence[str]) -> str | None:
+    """What a study's learning curves plot beside the losses: its first objective
+    that is a validation metric; None (the task's first metric) where none is."""
+    return next((m for m in objectives if m.startswith("val_") and m != "val_loss"), None)
+
+
+def with_curve_metric(result: TrialResult, metric: str | None) -> TrialResult:
+    """The result with its learning curve (not drawn yet) plotting `metric` beside
+    the losses, where the trial's epochs report it: the study's objective (val_f1),
+    not the task's first metric (val_accuracy)."""
+    curve = result.artifacts.get("learning_curve.png")
+    if metric is None or not isinstance(curve, Drawing) or \
+            not any(metric in epoch for epoch in result.history):
+        return result
+    redrawn = dataclasses.replace(curve, kwargs={**curve.kwargs, "metric": metric})
+    return dataclasses.replace(result, artifacts={**result.artifacts,
+                                                  "learning_curve.png": redrawn})
 
 
 LABEL_CHARS = 18     # a class name longer than this is cut, with "…"

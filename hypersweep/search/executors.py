@@ -13,6 +13,7 @@ import traceback
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from hypersweep.models.errors import UserError
+from hypersweep.models.figures import curve_metric, with_curve_metric
 from hypersweep.models.trial import TrialResult, TrialSpec, TrialState
 
 OnReport = Callable[[int, int, Mapping[str, float]], bool]
@@ -82,11 +83,13 @@ class SerialExecutor:
 
     capacity = 1
 
-    def __init__(self, train: TrainFn | None = None, threads: int | None = None) -> None:
+    def __init__(self, train: TrainFn | None = None, threads: int | None = None,
+                 curve: str | None = None) -> None:
         if train is None:
             from hypersweep.models.train import train_trial as train
         self._train = train
         self._threads = threads
+        self._curve = curve     # what the learning curves plot beside the losses
         self._queue: list[TrialSpec] = []
         self.notes: list[str] = []      # for the user: what the study asked that this does not do
 
@@ -99,7 +102,7 @@ class SerialExecutor:
             spec = dataclasses.replace(spec, threads=self._threads)
         result = run_guarded(self._train, spec,
                              lambda step, m: on_report(spec.trial_number, step, m))
-        return [(spec.trial_number, result)]
+        return [(spec.trial_number, with_curve_metric(result, self._curve))]
 
     def where(self, number: int) -> Mapping[str, str]:
         return {"node": socket.gethostname(), "host": socket.gethostname(), "device": "cpu"}
@@ -115,13 +118,14 @@ def trial_threads(cpus_per_trial: float) -> int:
 
 def make_executor(cfg) -> Executor:
     """The executor a study config asks for."""
+    curve = curve_metric([o.metric for o in cfg.search.objectives])
     if cfg.resources.executor == "serial":
         # What it does not do (parallel > 1, GPUs): config_notes says.
-        return SerialExecutor(threads=trial_threads(cfg.resources.cpus_per_trial))
+        return SerialExecutor(threads=trial_threads(cfg.resources.cpus_per_trial), curve=curve)
     if cfg.resources.executor == "ray":
         from hypersweep.search.ray_executor import RayExecutor    # the only module importing Ray
         from hypersweep.search.strategies import can_prune
-        return RayExecutor(cfg.resources, prunes=can_prune(cfg.search))
+        return RayExecutor(cfg.resources, prunes=can_prune(cfg.search), curve=curve)
     from hypersweep.models.errors import UserError
     raise UserError(f"resources.executor: unknown executor '{cfg.resources.executor}'; "
                     f"valid: ray, serial")

@@ -49,7 +49,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from hypersweep.models.errors import UserError, first_line
-from hypersweep.models.figures import Drawing, artifact_bytes
+from hypersweep.models.figures import Drawing, artifact_bytes, with_curve_metric
 from hypersweep.models.trial import TrialResult, TrialSpec
 from hypersweep.search.executors import (OnReport, TrainFn, auto_parallel, check_fits, failed,
                                          parallel_note, run_guarded,
@@ -134,11 +134,13 @@ def _placement() -> Placement:
 
 
 def run_trial(train: TrainFn, spec: TrialSpec, broker: Any, threads: int,
-              prunes: bool = True, splits: Sequence[Any] = ()) -> tuple[Placement, TrialResult, Reports]:
+              prunes: bool = True, splits: Sequence[Any] = (),
+              curve: str | None = None) -> tuple[Placement, TrialResult, Reports]:
     """The body of one trial's Ray task (one attempt): where it ran, its result, and
     the reports it made (`prunes`: wait for the driver's decision at each one;
     `splits`: [the ref of the dataset the driver loaded], fetched only by a worker
-    that does not hold it yet; empty: the worker loads it)."""
+    that does not hold it yet; empty: the worker loads it; `curve`: what the
+    learning curve plots beside the losses, the task's first metric where None)."""
     if splits:
         from hypersweep.models.train import preload
         preload(spec.data, lambda: ray.get(splits[0]))
@@ -159,7 +161,7 @@ def run_trial(train: TrainFn, spec: TrialSpec, broker: Any, threads: int,
             posted, last_post = len(sent), time.monotonic()
         return False
 
-    return where, drawn(run_guarded(train, spec, report)), sent
+    return where, drawn(with_curve_metric(run_guarded(train, spec, report), curve)), sent
 
 
 def warm_up() -> bool:
@@ -433,7 +435,8 @@ class _Task:
 class RayExecutor:
     """Runs trials as Ray tasks with `cpus_per_trial` CPUs and `gpus_per_trial` GPUs."""
 
-    def __init__(self, resources: Any, train: TrainFn | None = None, prunes: bool = True) -> None:
+    def __init__(self, resources: Any, train: TrainFn | None = None, prunes: bool = True,
+                 curve: str | None = None) -> None:
         """`prunes`: whether the study may stop a trial early (see `can_prune`);
         when it cannot, workers do not wait on the driver after each epoch."""
         warm = train is None        # the training loop's imports are known: warm them up
@@ -478,6 +481,7 @@ class RayExecutor:
         self._train = ray.put(train)
         self._threads = trial_threads(resources.cpus_per_trial)
         self._prunes = prunes
+        self._curve = curve         # what the learning curves plot beside the losses
         self._tasks: dict[ray.ObjectRef, _Task] = {}
         self._by_number: dict[int, _Task] = {}
         self._take: ray.ObjectRef | None = None
@@ -485,7 +489,7 @@ class RayExecutor:
 
     def submit(self, spec: TrialSpec) -> None:
         ref = self._remote.remote(self._train, spec, self._broker, self._threads, self._prunes,
-                                  self._splits(spec.data))
+                                  self._splits(spec.data), self._curve)
         self._tasks[ref] = self._by_number[spec.trial_number] = _Task(spec.trial_number)
 
     def _splits(self, data: Mapping[str, Any]) -> list[ray.ObjectRef]:

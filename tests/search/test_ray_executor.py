@@ -647,3 +647,30 @@ def test_a_cluster_that_requires_a_token_is_one_line_at_once(stores, tmp_path, w
         "a token: set RAY_AUTH_MODE=token for hypersweep too (a cluster started where "
         "~/.ray/auth_token exists requires one)"]
     assert stores.untouched()
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("executor", ["serial", "ray"])
+def test_learning_curves_plot_the_studys_objective(ray_local, stores, tmp_path, executor):
+    """Beside the losses, each trial's learning curve plots the study's objective
+    (val_f1), not the task's first metric (val_accuracy): drawn by the tracking
+    process (serial) or by the worker (Ray), the same PNG as drawn here."""
+    import io
+
+    from PIL import Image
+
+    from hypersweep.models.figures import learning_curve
+    cfg = small_config("f1", stores, strategy="random", trials=2)
+    cfg["search"]["objective"] = {"metric": "val_f1", "direction": "maximize"}
+    cfg["resources"] = {"executor": executor, **({"parallel": 2} if executor == "ray" else {})}
+    run_study(cfg, make_executor)
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    for run in study_runs(stores.mlflow_uri, "f1")[1]:
+        history = [{k: client.get_metric_history(run.info.run_id, k)[i].value
+                    for k in ("train_loss", "val_loss", "val_accuracy", "val_f1")}
+                   for i in range(3)]
+        png = (tmp_path / client.download_artifacts(run.info.run_id, "learning_curve.png",
+                                                     str(tmp_path))).read_bytes()
+        pixels = lambda b: Image.open(io.BytesIO(b)).convert("RGB").tobytes()  # noqa: E731
+        assert pixels(png) == pixels(learning_curve(history, metric="val_f1"))
+        assert pixels(png) != pixels(learning_curve(history, metric="val_accuracy"))
