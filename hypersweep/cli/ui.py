@@ -81,8 +81,10 @@ def _serve_ui(uri: str, served: str, port: int | None, cwd: str | None) -> None:
         out.print(f"starting the MLflow UI on {url} ...", soft_wrap=True)
         sys.stdout.flush()
         try:
-            code = serve(ui_argv(uri, port, served), port, f"MLflow UI: {url}  (Ctrl-C stops "
-                                                           f"it; its log: {log})", log=log, cwd=cwd)
+            ready = f"MLflow UI: {url}  (Ctrl-C stops it; its log: {log})"
+            # A store served read-only runs in a directory of its own (_served).
+            code = serve(ui_argv(uri, port, served), port, ready, log=log, cwd=cwd,
+                         read_only=cwd is not None)
         except NotServing as e:
             if e.port_taken and asked is None and attempt + 1 < PORT_ATTEMPTS:
                 out.print(f"port {port} was taken by another server while this one started; "
@@ -130,7 +132,8 @@ def _ui_failure(e: NotServing, uri: str, url: str, log: Path) -> Exception:
 
 
 def serve(argv: list[str], port: int, ready: str, log: Path | None = None,
-          grace_s: float = 15.0, start_s: float = 120.0, cwd: str | None = None) -> int:
+          grace_s: float = 15.0, start_s: float = 120.0, cwd: str | None = None,
+          read_only: bool = False) -> int:
     """Run a server, print `ready` once it answers HTTP on 127.0.0.1:`port`, and
     serve until it exits, or until Ctrl-C or SIGTERM here; then stop it and
     everything it started, and wait for them. 0 when stopped here. Its output
@@ -149,7 +152,8 @@ def serve(argv: list[str], port: int, ready: str, log: Path | None = None,
     reaches this process only, not the MLflow UI's job runners, which printed a
     KeyboardInterrupt traceback each; and a SIGTERM here no longer leaves the UI
     serving after this process is gone. The group gets SIGTERM, then SIGKILL
-    after `grace_s`. `cwd`: the directory it runs in."""
+    after `grace_s`. `cwd`: the directory it runs in. `read_only`: it serves a
+    store read-only, and an edit refused is one line here (_RefusedEdits)."""
     from hypersweep.search.exit import stops_as_interrupt, stops_deferred
 
     why, code = None, 0
@@ -161,8 +165,8 @@ def serve(argv: list[str], port: int, ready: str, log: Path | None = None,
                 proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         start_new_session=True, cwd=cwd)
                 sink = _Log(log)
-                relays = (_Relay(proc.stdout, sys.stdout, sink),
-                          _Relay(proc.stderr, sys.stderr, sink))
+                relays = (_Relay(proc.stdout, sys.stdout, sink, read_only),
+                          _Relay(proc.stderr, sys.stderr, sink, read_only))
             why = _not_answering(proc, port, start_s,
                                  taken=lambda: any(r.port_taken for r in relays))
             if why is None:
@@ -314,6 +318,44 @@ class _Console:
         return self._shown
 
 
+class _RefusedEdits:
+    """For a store served read-only: what MLflow's server writes for each edit that
+    SQLite refuses (a tag, a rename, a deletion made in the UI), a 60-line
+    traceback and an error line, becomes one line saying so. The traceback's
+    record is held until the next record starts (MLflow's handler writes its
+    error line at once), and let through whole unless the database refused a
+    write."""
+
+    _START = "SQLAlchemy database error"
+    _REFUSED = "attempt to write a readonly database"
+    _HANDLER = re.compile(r"ERROR mlflow\.server\.handlers: Error in _*(?P<what>\w+): .*"
+                          + _REFUSED)
+
+    def __init__(self) -> None:
+        self._held: list[str] | None = None
+
+    def lines(self, line: str, shown: bool) -> list[str]:
+        """What to write for the server's next `line` (which _Console `shown`)."""
+        out: list[str] = []
+        if self._held is not None:
+            if not _Console._LEVEL.match(line):     # the same record goes on
+                self._held += [line] if shown else []
+                return []
+            out = self.close()
+        if m := self._HANDLER.search(line):
+            return out + [f"note: the MLflow UI could not save an edit ({m['what']}): the "
+                          "store is served read-only\n"]
+        if shown and self._START in line and _Console._LEVEL.match(line):
+            self._held = [line]
+            return out
+        return out + ([line] if shown else [])
+
+    def close(self) -> list[str]:
+        """The record held, unless it is a refused write's."""
+        held, self._held = self._held or [], None
+        return [] if any(self._REFUSED in line for line in held) else held
+
+
 # EADDRINUSE, as Python words it ([Errno 98] on Linux, 48 on macOS).
 _IN_USE = re.compile(r"\[Errno \d+\] [Aa]ddress already in use")
 
@@ -323,12 +365,14 @@ class _Relay(threading.Thread):
     _Console lets through, holding that back until `release`. It reads to the end
     even when ours is closed (`| head`): a server whose pipe is full stops."""
 
-    def __init__(self, source: IO[bytes], sink: TextIO, log: _Log) -> None:
+    def __init__(self, source: IO[bytes], sink: TextIO, log: _Log,
+                 read_only: bool = False) -> None:
         super().__init__(daemon=True)
         self._source: IO[bytes] = source
         self._sink: TextIO | None = sink
         self._log = log
         self._console = _Console()
+        self._edits = _RefusedEdits() if read_only else None
         self._held: list[str] | None = []
         self._lock = threading.Lock()
         self._last = self._raised = ""
@@ -354,12 +398,20 @@ class _Relay(threading.Thread):
                         self._raised = line.strip()
                     if _IN_USE.search(line):
                         self.port_taken = True
-                    if not shown:
-                        continue
-                    if self._held is None:
-                        self._write(line)
-                    else:
-                        self._held.append(line)
+                    if self._edits is not None:
+                        self._pass(self._edits.lines(line, shown))
+                    elif shown:
+                        self._pass([line])
+        if self._edits is not None:
+            with self._lock:
+                self._pass(self._edits.close())
+
+    def _pass(self, lines: list[str]) -> None:
+        for line in lines:
+            if self._held is None:
+                self._write(line)
+            else:
+                self._held.append(line)
 
     def release(self) -> None:
         with self._lock:

@@ -7,11 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from hypersweep.cli.app import app
@@ -350,14 +353,25 @@ def test_reading_commands_read_stores_in_a_directory_they_cannot_write(stores, t
                 data=b'{"max_results": 10}', headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=30) as answer:
                 served = [e["name"] for e in json.load(answer)["experiments"]]
+            # An edit is refused: one line for it, not MLflow's traceback
+            edit = urllib.request.Request(
+                f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/update",
+                data=b'{"experiment_id": "1", "new_name": "renamed"}',
+                headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError):
+                urllib.request.urlopen(edit, timeout=30)
+            time.sleep(1)       # its lines reach the relay
             ui.send_signal(signal.SIGTERM)
             assert ui.wait(timeout=60) == 0
         finally:
             if ui.poll() is None:
                 ui.kill()
     assert "alpha" in served
-    assert ui.stderr.read().startswith(f"note: --tracking-uri: {stores.dir} is not writable: "
-                                       "the store is served read-only")
+    said = ui.stderr.read()
+    assert said.startswith(f"note: --tracking-uri: {stores.dir} is not writable: "
+                           "the store is served read-only")
+    assert said.splitlines()[1:] == ["note: the MLflow UI could not save an edit "
+                                     "(update_experiment): the store is served read-only"], said
     assert sorted(p.name for p in stores.dir.iterdir()) == files
     assert list(cwd.iterdir()) == []
 

@@ -132,6 +132,41 @@ def test_the_terminal_gets_the_servers_warnings_and_errors_only():
     assert shown == [line[1:] for line in lines if line.startswith(">")]
 
 
+REFUSED_EDIT = """\
+ERROR mlflow.store.db.utils: SQLAlchemy database error. The following exception is caught.
+Traceback (most recent call last):
+  File "sqlalchemy/engine/base.py", line 1977, in _exec_single_context
+    self.dialect.do_execute(
+sqlite3.OperationalError: attempt to write a readonly database
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "mlflow/store/db/utils.py", line 175, in make_managed_session
+    session.commit()
+sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) attempt to write a readonly database
+""" + ("2026/12/02 08:39:24 ERROR mlflow.server.handlers: Error in _set_tag: "
+       "(sqlite3.OperationalError) attempt to write a readonly database\n")
+
+
+def test_an_edit_refused_by_a_read_only_store_is_one_line_and_other_errors_stay_whole():
+    from hypersweep.cli.ui import _RefusedEdits
+
+    def through(text: str) -> list[str]:
+        console, edits, out = _Console(), _RefusedEdits(), []
+        for line in text.splitlines(keepends=True):
+            out += edits.lines(line, console.shows(line))
+        return out + edits.close()
+
+    assert through(REFUSED_EDIT) == ["note: the MLflow UI could not save an edit (set_tag): "
+                                     "the store is served read-only\n"]
+    other = REFUSED_EDIT.replace("attempt to write a readonly database", "disk I/O error")
+    assert through(other) == other.splitlines(keepends=True)
+    # the same record, the last thing the server wrote: let through at the end
+    cut = "".join(other.splitlines(keepends=True)[:-1])
+    assert through(cut) == cut.splitlines(keepends=True)
+
+
 @pytest.mark.slow
 def test_the_url_answers_once_printed_and_the_ui_stops_with_the_command(stores, tmp_path):
     """The ready line comes once the URL answers: a browser opened on it at once
