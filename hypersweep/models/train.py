@@ -321,7 +321,9 @@ def train_epoch(fit: Fit) -> dict[str, float]:
     own_steps = getattr(fit.task, "train_batch", None)   # e.g. a GAN's two nets
     from_batches = getattr(fit.task, "train_metrics", None)     # uses the batches' losses
     outputs, targets, losses, stats = [], [], [], []
-    for batch in _batches(order, o.batch_size):
+    batches = list(_batches(order, o.batch_size))
+    watched: dict[str, float] = {}      # the last batch's step: its sizes (update_sizes)
+    for i, batch in enumerate(batches):
         # index_select, not x[batch]: the same rows, without advanced indexing's
         # general path (about 13 us a batch on the digits MLP, 2% of its epoch).
         xb, yb = x.index_select(0, batch), y.index_select(0, batch)
@@ -336,7 +338,7 @@ def train_epoch(fit: Fit) -> dict[str, float]:
                 stats.append((len(batch), own_steps(model, xb, yb, partial(update, fit))))
                 continue
             out, loss = fit.task.training_step(model, xb, yb)
-        update(fit, loss)
+        update(fit, loss, watch=watched if i == len(batches) - 1 else None)
         outputs.append(out.detach())
         targets.append(yb)
         if from_batches is not None:
@@ -347,14 +349,16 @@ def train_epoch(fit: Fit) -> dict[str, float]:
         return means if summary is None else summary(means)
     output, target = torch.cat(outputs), torch.cat(targets)
     if from_batches is not None:
-        return from_batches(output, target, losses, [len(t) for t in targets])
-    return fit.task.metrics(output, target)
+        return {**from_batches(output, target, losses, [len(t) for t in targets]), **watched}
+    return {**fit.task.metrics(output, target), **watched}
 
 
-def update(fit: Fit, loss: torch.Tensor, module: nn.Module | None = None) -> None:
+def update(fit: Fit, loss: torch.Tensor, module: nn.Module | None = None,
+           watch: dict[str, float] | None = None) -> None:
     """One optimizer step on `loss` with the shared training options (L1, gradient
     clipping, max-norm). With `module`, only its parameters move: the others'
-    gradients are cleared, and optimizers skip parameters without one."""
+    gradients are cleared, and optimizers skip parameters without one. With
+    `watch`, the step's sizes go in it (update_sizes)."""
     o, part = fit.opts, module or fit.model
     if o.l1 > 0:
         loss = loss + o.l1 * sum(p.abs().sum() for p in weight_params(part))
@@ -365,11 +369,37 @@ def update(fit: Fit, loss: torch.Tensor, module: nn.Module | None = None) -> Non
         for p in fit.model.parameters():
             if id(p) not in own:
                 p.grad = None
+    before = _sizes_before(part) if watch is not None else None
     if o.grad_clip > 0:
         nn.utils.clip_grad_norm_(part.parameters(), o.grad_clip)
     fit.optimizer.step()
     if o.max_norm > 0:
         _apply_max_norm(part, o.max_norm)
+    if before is not None:
+        watch.update(update_sizes(part, *before))
+
+
+def _sizes_before(model: nn.Module) -> tuple[list[torch.Tensor], float]:
+    """The parameters (copies) and the gradient's norm before a step."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    grads = [p.grad.detach().float().norm() for p in params]
+    norm = torch.stack(grads).norm().item() if grads else 0.0
+    return [p.detach().clone() for p in params], norm
+
+
+def update_sizes(model: nn.Module, before: list[torch.Tensor],
+                 grad_norm: float) -> dict[str, float]:
+    """How big a step was: `grad_norm`, the whole gradient's L2 norm (before any
+    clipping), and `update_ratio`, the norm of the step the optimizer took over the
+    norm of the weights it moved (all parameters with a gradient, as one vector).
+    Bottou's rule of thumb: about 1e-2 per minibatch, not 0.5 nor 1e-5; far
+    below, the learning rate is likely too low, far above too high."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if not params or len(params) != len(before):
+        return {}
+    step = torch.stack([(p.detach() - b).float().norm() for p, b in zip(params, before)]).norm()
+    size = torch.stack([b.float().norm() for b in before]).norm()
+    return {"grad_norm": grad_norm, "update_ratio": (step / size.clamp_min(1e-12)).item()}
 
 
 def _weighted_means(stats: list[tuple[int, Mapping[str, float]]]) -> dict[str, float]:

@@ -18,7 +18,7 @@ from hypersweep.models.trial import TrialState
 
 SMALL = {"width": 32, "batch_size": 128}     # keeps the digits runs fast
 EPOCH_METRICS = {"train_loss", "train_accuracy", "train_f1", "val_loss", "val_accuracy",
-                 "val_f1", "lr", "epoch_time"}
+                 "val_f1", "lr", "epoch_time", "train_grad_norm", "train_update_ratio"}
 
 
 def without_time(history):
@@ -536,3 +536,33 @@ def test_validate_refuses_label_smoothing_for_a_vae():
     with pytest.raises(UserError, match=r"^params.label_smoothing: smooths a GAN discrim"):
         check_fit("vae", {"name": "digits"}, {"label_smoothing": 0.1}, searched=("lr",))
     assert check_fit("gan", {"name": "digits"}, {"label_smoothing": 0.1}) == "generation"
+
+
+# ---------------------------------------------------------------- step sizes
+
+def test_update_sizes_measure_the_step_the_optimizer_took():
+    """Plain SGD steps by lr * gradient: the ratio is lr * |g| / |w|, exactly."""
+    from hypersweep.models.train import _sizes_before, update_sizes
+    torch.manual_seed(0)
+    model = nn.Linear(5, 3)
+    loss = model(torch.randn(8, 5)).pow(2).mean()
+    loss.backward()
+    grad = torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item()
+    weights = torch.cat([p.detach().flatten() for p in model.parameters()]).norm().item()
+    before = _sizes_before(model)
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    sizes = update_sizes(model, *before)
+    assert sizes["grad_norm"] == pytest.approx(grad, rel=1e-5)
+    assert sizes["update_ratio"] == pytest.approx(0.1 * grad / weights, rel=1e-5)
+
+
+def test_each_epoch_reports_its_last_steps_size_which_grows_with_the_learning_rate(run):
+    """train_update_ratio: about 1e-2 is Bottou's rule of thumb; the learning rate
+    moves it in step (SGD, the same seed, so the same first batches)."""
+    ratios = []
+    for lr in (1e-4, 1e-3, 1e-2):
+        r = run(epochs=2, lr=lr, optimizer="sgd", **SMALL)
+        assert all(h["train_grad_norm"] > 0 for h in r.history)
+        ratios.append(r.history[0]["train_update_ratio"])
+    assert ratios[0] < ratios[1] < ratios[2]
+    assert 5 < ratios[1] / ratios[0] < 20 and 5 < ratios[2] / ratios[1] < 20
