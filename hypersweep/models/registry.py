@@ -36,6 +36,7 @@ class HParam:
     type: Any                 # python type or typing.Literal[...]
     default: Any
     choices: tuple | None = None   # the Literal values, when the type is a Literal
+    inferred: bool = False         # no type hint: the type is the default's
 
     @property
     def type_name(self) -> str:
@@ -143,13 +144,22 @@ def _own_builder(name: str, key: str) -> Builder:
                         "sample's shape) and n_outputs (the classes, or targets), as every "
                         f"builder does; it lacks {' and '.join(missing)}")
     try:
-        hparams_of(fn, skip=DATA_KWARGS)
+        own = hparams_of(fn, skip=DATA_KWARGS)
     except TypeError as e:
         raise UserError(f"{key}: {where}:{attr}: {first_line(e)}, which a study that does "
                         "not set it takes") from None
     except NameError as e:      # a type hint that does not resolve
         raise UserError(f"{key}: {where}:{attr}: a type hint does not resolve: "
                         f"{first_line(e)}") from None
+    from hypersweep.models.train import training_hparams     # imports this module
+    clash = [k for k in own if k in training_hparams()]
+    if clash:
+        raise UserError(f"{key}: {where}:{attr} takes {', '.join(clash)}, the name"
+                        f"{'s' if len(clash) > 1 else ''} of training option"
+                        f"{'s' if len(clash) > 1 else ''} that hypersweep's loop sets "
+                        f"(params.{clash[0]} is the loop's); rename "
+                        f"{'them' if len(clash) > 1 else 'it'} in the function "
+                        f"(model_{clash[0]}, say)")
     builder = Builder(name, fn, "classification", "own")
     _OWN[name] = builder
     return builder
@@ -215,9 +225,13 @@ def hparams_of(fn: Callable, skip: tuple[str, ...] = ()) -> dict[str, HParam]:
             continue
         if p.default is inspect.Parameter.empty:
             raise TypeError(f"hyperparameter '{p.name}' of {fn.__name__} needs a default")
-        tp = hints.get(p.name, Any)
+        # No type hint (code moved over from a script): the default's type, where it
+        # is a plain one. Any took every value, and a width searched as a float
+        # failed every trial inside torch.
+        inferred = p.name not in hints and type(p.default) in (bool, int, float, str)
+        tp = type(p.default) if inferred else hints.get(p.name, Any)
         choices = tuple(typing.get_args(tp)) if typing.get_origin(tp) is typing.Literal else None
-        out[p.name] = HParam(p.name, tp, p.default, choices)
+        out[p.name] = HParam(p.name, tp, p.default, choices, inferred)
     return out
 
 
@@ -255,7 +269,9 @@ def check_value(hp: HParam, value: Any, key: str) -> Any:
                     pass
         else:
             return value
-    raise UserError(f"{key}: expected {hp.type_name if hp.choices else _tname(tp)}, "
+    why = (f" (no type hint on {hp.name}: its default, {hp.default!r}, says so; annotate "
+           f"it in the builder to take others)" if hp.inferred else "")
+    raise UserError(f"{key}: expected {hp.type_name if hp.choices else _tname(tp)}{why}, "
                     f"got {type(value).__name__} {value!r}")
 
 

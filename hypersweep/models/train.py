@@ -586,6 +586,25 @@ def trial_task(model: str, data: Mapping[str, Any]) -> str:
     return _task_name(get_builder(model).task, loaded_splits(data).task)
 
 
+# What check_fit let pass for a model of one's own that failed at the defaults of
+# its searched hyperparameters, by its arguments (fit_note reads it for `validate`).
+_FIT_NOTES: dict[str, str] = {}
+
+
+def _fit_key(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
+             searched: Collection[str]) -> str:
+    return json.dumps([model, data_key(data), dict(params), sorted(searched)], sort_keys=True,
+                      default=str)
+
+
+def fit_note(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
+             searched: Collection[str] = ()) -> str | None:
+    """The note for a model of one's own that check_fit found failing at the defaults
+    of its searched hyperparameters (the trials' values may not fail): None where
+    it did not, or check_fit has not run on these arguments in this process."""
+    return _FIT_NOTES.get(_fit_key(model, data, params, searched))
+
+
 def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
               searched: Collection[str] = ()) -> str:
     """The trial task, after one training step of the model built from the fixed
@@ -606,6 +625,17 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     _check_input_noise(opts, splits)
     own = builder.hyperparameters()
     tunable = set(searched) & set(own)
+    key = _fit_key(model, data, params, searched)
+    _FIT_NOTES.pop(key, None)
+
+    def at_defaults(failure: str) -> None:
+        """A model of one's own failed at its searched hyperparameters' defaults: left
+        to the trials, with a note (a trial's values may fail alike)."""
+        if builder.family == "own":
+            shown = ", ".join(f"{k}={own[k].default!r}" for k in sorted(tunable))
+            _FIT_NOTES[key] = (f"model: {model} fails at its defaults ({shown}) on dataset "
+                               f"'{splits.name}' (input_shape {tuple(splits.input_shape)}): "
+                               f"{failure}; a trial whose values fail alike fails")
     try:
         net = _build_in_memory(builder, splits, kwargs)
     except UserError as e:
@@ -619,6 +649,7 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
             raise UserError(f"model: {model} fails to build for dataset '{splits.name}' "
                             f"(input_shape {tuple(splits.input_shape)}, n_outputs "
                             f"{splits.n_outputs}): {type(e).__name__}: {first_line(e)}") from None
+        at_defaults(f"{type(e).__name__}: {first_line(e)}")
         net = None      # at its defaults; the values sampled are the trials' to try
     else:
         if builder.family == "own":
@@ -644,6 +675,7 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
         if not tunable and not hasattr(task, "prepare"):
             raise UserError(f"model: {model} on dataset '{splits.name}' fails its first "
                             f"training step: {first_line(e)}") from None
+        at_defaults(f"its first training step: {type(e).__name__}: {first_line(e)}")
     return task.name
 
 

@@ -752,6 +752,11 @@ def config_notes(cfg: StudyConfig) -> list[str]:
         notes.append(f"space: nothing is searched; the {cfg.search.trials} trials train the "
                      f"same hyperparameters, each with its own seed{own}")
     notes += _data_notes(cfg)
+    from hypersweep.models.train import fit_note
+    from hypersweep.spaces import param_names
+    fit = fit_note(cfg.model, cfg.data.model_dump(), cfg.params,
+                   param_names(parse_space(cfg.space)))
+    notes += [fit] if fit else []
     timed = [o.metric for o in cfg.search.objectives if o.metric in TIMINGS]
     if timed and cfg.search.strategy not in ("grid", "random", "qmc"):
         notes.append(f"search.objective: {timed[0]} is a timing, which differs from run to "

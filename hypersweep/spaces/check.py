@@ -25,7 +25,10 @@ def _check_param(hp: HParam, param: Param, key: str) -> None:
         allowed = _numeric_kinds(hp)
         if not isinstance(param, allowed):
             advice = "int or intlog" if allowed == (Int,) else "choice or fixed"
-            raise UserError(f"{key}: {hp.name} is {_type_name(hp)}; "
+            why = (f" (no type hint: its default, {hp.default!r}, says so; annotate it "
+                   f"`{hp.name}: float = {float(hp.default)!r}` to search floats)"
+                   if hp.inferred and hp.type is int else "")
+            raise UserError(f"{key}: {hp.name} is {_type_name(hp)}{why}; "
                             f"use {advice}, not {kind_name(param)}")
     elif isinstance(param, Categorical):
         for value in param.values:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 
+import numpy as np
 import pytest
 
 from hypersweep.models.errors import UserError
-from hypersweep.models.registry import builder_names, get_builder, register
+from hypersweep.models.registry import builder_names, check_value, get_builder, register
 from hypersweep.models.train import TrainOptions, hyperparameters, training_hparams
 
 
@@ -242,3 +244,80 @@ def test_a_classs_own_docstring_is_shown_not_torchs(tmp_path):
     nets = write_nets(tmp_path)
     assert get_builder(f"{nets}:Conv").doc == ""
     assert get_builder(f"{nets}:tiny").doc == "Flatten, one hidden layer, a head."
+
+
+MIGRATED = '''
+import math
+from torch import nn
+
+
+def clashing(*, input_shape, n_outputs, lr: float = 0.1, epochs: int = 3):
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), n_outputs))
+
+
+def untyped(input_shape, n_outputs, width=16, dropout=0, act="relu", scale=0.5, extra=None):
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.ReLU(),
+                         nn.Dropout(dropout), nn.Linear(width, n_outputs))
+
+
+def images_only(*, input_shape, n_outputs, ch: int = 4):
+    return nn.Sequential(nn.Conv2d(1, ch, 3, padding=1), nn.Flatten(), nn.LazyLinear(n_outputs))
+'''
+
+
+def test_a_builder_keyword_named_as_a_training_option_is_one_line(tmp_path):
+    """`lr` and `epochs` are the loop's: a builder taking them was a TypeError's
+    traceback from validate and run (exit 1)."""
+    (tmp_path / "moved.py").write_text(MIGRATED)
+    with pytest.raises(UserError) as e:
+        get_builder(f"{tmp_path}/moved.py:clashing")
+    assert str(e.value) == (f"model: {tmp_path}/moved.py:clashing takes lr, epochs, the names of "
+                            "training options that hypersweep's loop sets (params.lr is the "
+                            "loop's); rename them in the function (model_lr, say)")
+
+
+def test_an_untyped_hyperparameter_takes_its_defaults_type(tmp_path):
+    """Code moved over from a script has no type hints: `width=16` is an int, so a
+    float range for it is refused before any trial (each failed inside torch)."""
+    from hypersweep.spaces import check_against, parse_space
+
+    (tmp_path / "moved.py").write_text(MIGRATED)
+    hp = get_builder(f"{tmp_path}/moved.py:untyped").hyperparameters()
+    assert {k: (h.type, h.inferred) for k, h in hp.items()} == {
+        "width": (int, True), "dropout": (int, True), "act": (str, True),
+        "scale": (float, True), "extra": (typing.Any, False)}
+    check_against(parse_space({"width": {"int": [8, 64]}, "scale": {"uniform": [0.1, 0.9]},
+                               "extra": {"choice": [1, "a"]}}), hp)
+    with pytest.raises(UserError) as e:
+        check_against(parse_space({"dropout": {"uniform": [0.0, 0.5]}}), hp)
+    assert str(e.value) == ("space.dropout: dropout is int (no type hint: its default, 0, says "
+                            "so; annotate it `dropout: float = 0.0` to search floats); use int "
+                            "or intlog, not uniform")
+    with pytest.raises(UserError) as e:
+        check_value(hp["act"], 3, "params.act")
+    assert str(e.value) == ("params.act: expected str (no type hint on act: its default, "
+                            "'relu', says so; annotate it in the builder to take others), got "
+                            "int 3")
+
+
+def test_a_model_of_ones_own_failing_at_its_defaults_is_noted(tmp_path):
+    """A conv net on flat vectors, its channels searched: the trials are left to try
+    their values, and validate and run say that the defaults fail."""
+    from sklearn.datasets import load_digits
+
+    from hypersweep.search.config import check_semantics, config_notes, parse_config
+    (tmp_path / "moved.py").write_text(MIGRATED)
+    digits = load_digits()
+    np.savez(tmp_path / "flat.npz", x=(digits.data / 16).astype(np.float32), y=digits.target)
+    cfg = parse_config({"study": "flat", "model": f"{tmp_path}/moved.py:images_only",
+                        "data": {"name": "npz", "options": {"path": str(tmp_path / "flat.npz")}},
+                        "space": {"ch": {"int": [2, 8]}}})
+    check_semantics(cfg)            # what validate and run check first
+    [note] = [n for n in config_notes(cfg) if n.startswith("model:")]
+    assert note.startswith(f"model: {tmp_path}/moved.py:images_only fails at its defaults (ch=4) "
+                           "on dataset 'npz' (input_shape (64,)): its first training step: "
+                           "RuntimeError: ")
+    assert note.endswith("; a trial whose values fail alike fails")
+    on_images = parse_config({**cfg.model_dump(exclude={"data"}), "data": {"name": "digits"}})
+    check_semantics(on_images)
+    assert not [n for n in config_notes(on_images) if n.startswith("model:")]
