@@ -182,6 +182,11 @@ def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
             err.print(f"note: {_trials(tied)} tie at the best {cfg.search.objectives[0].metric}; "
                       f"retraining trial {tied[0]}, the first (--trial N for another)",
                       highlight=False, soft_wrap=True)
+    from hypersweep.search.sources import changed, source_digests
+    stored = s.user_attrs.get("sources") or {}
+    for line in changed(stored, source_digests(cfg.model, cfg.data.model_dump())):
+        err.print(f"note: {line}; the final model trains on it as it is now", highlight=False,
+                  soft_wrap=True)
     record = final_test(s, cfg, force=force, number=trial)
     from hypersweep.models.data import UNSPLIT_NOTE
     from hypersweep.models.train import loaded_splits
@@ -390,6 +395,10 @@ def _whose(trained) -> str:
 
 
 def _note_pruned(trained) -> None:
+    """What the user may not expect of the model: built by a file edited since it
+    trained; a pruned trial's weights."""
+    for line in trained.notes:
+        err.print(f"note: {line}", highlight=False, soft_wrap=True)
     if trained.state != "COMPLETE":     # pruned: the weights it stopped with
         err.print(f"note: SOURCE: trial {trained.spec.trial_number} was {trained.state} after "
                   f"{counted(trained.epochs, 'epoch')}; these are its weights then",

@@ -53,6 +53,7 @@ class Trained:
     final: bool = False     # a final run's (train + validation), not a trial's
     state: str = "COMPLETE"     # the trial's: a PRUNED one's weights are those it stopped at
     epochs: int = 0         # the epochs it trained
+    notes: tuple[str, ...] = ()     # what may surprise (its model file edited since)
 
     @property
     def task(self) -> str:
@@ -196,7 +197,20 @@ def load_trained(source: str, tracking_uri: str = "sqlite:///mlflow.db") -> Trai
                         f"hyperparameters does not take its weights (its code changed since "
                         f"it trained?): {type(e).__name__}: {first_line(e)}") from None
     return Trained(model.eval(), spec, data, run.info.run_id, final=role == "final",
-                   state=state, epochs=int(run.data.tags.get("epochs", 0) or 0))
+                   state=state, epochs=int(run.data.tags.get("epochs", 0) or 0),
+                   notes=_model_file_notes(tracker, parent, spec))
+
+
+def _model_file_notes(tracker: MlflowTracker, parent: str, spec: TrialSpec) -> tuple[str, ...]:
+    """A line when the model's own file is not the one the study trained (its digest
+    on the parent run): the weights go into the net the file builds now."""
+    from hypersweep.search.sources import source_digests
+    stored = tracker.client.get_run(parent).data.tags.get("source.model")
+    now = source_digests(spec.model, {}).get("model")
+    if stored is None or now == stored:
+        return ()
+    return (f"model: {spec.model.rpartition(':')[0]} changed since the study trained; the "
+            "model is built by the file as it is now, with the weights it trained",)
 
 
 def inputs_of(trained: Trained, path: Path,

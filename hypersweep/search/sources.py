@@ -24,7 +24,8 @@ def source_digests(model: str, data: Mapping[str, Any]) -> dict[str, str]:
     file = own_file(model)
     if file is not None and Path(file).is_file():
         out["model"] = _file_digest(Path(file))
-    options = data.get("options") or {}
+    # The config's form ({name, options: {path}}) or a trial.yaml's, flat ({name, path})
+    options = {**{k: v for k, v in data.items() if k != "options"}, **(data.get("options") or {})}
     for key in ("path", "root"):
         given = options.get(key)
         if isinstance(given, str) and given:

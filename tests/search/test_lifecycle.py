@@ -615,6 +615,15 @@ def test_resume_and_replay_say_when_the_models_file_or_the_data_changed(stores, 
     assert invoke("run", path).exit_code == 0
     same = invoke("resume", "sourced", "--storage", stores.optuna_url, "--trials", "2")
     assert same.exit_code == 0 and "changed since" not in same.output
+    run_id = optuna.load_study(study_name="sourced",
+                               storage=stores.optuna_url).trials[0].user_attrs["mlflow_run_id"]
+    # Nothing changed: no note (replay read a trial.yaml's flat data options as none)
+    (tmp_path / "new.csv").write_text("a,b\n1,2\n3,4\n")
+    predict = ["predict", run_id, "-i", str(tmp_path / "new.csv"), "-o",
+               str(tmp_path / "out.csv"), "--tracking-uri", stores.mlflow_uri]
+    for args in (["replay", run_id, "--tracking-uri", stores.mlflow_uri], predict):
+        res = invoke(*args)
+        assert res.exit_code == 0 and "changed since" not in res.output, (args, res.output)
     with open(nets, "a") as f:
         f.write("\n# an edit\n")
     (tmp_path / "t.csv").write_text("a,b,y\n" + rows + "1,2,0\n")
@@ -625,7 +634,19 @@ def test_resume_and_replay_say_when_the_models_file_or_the_data_changed(stores, 
                  "note: data.options.path: the data file changed since the study's first "
                  "trials; they trained on the earlier one"):
         assert line in res.output
-    run_id = optuna.load_study(study_name="sourced",
-                               storage=stores.optuna_url).trials[0].user_attrs["mlflow_run_id"]
     res = invoke("replay", run_id, "--tracking-uri", stores.mlflow_uri)
     assert "note: model: the model's file changed since" in res.output
+    assert "note: data.options.path: the data file changed since" in res.output
+    # predict builds the net by the file as it is now; final retrains on both as they are
+    res = invoke(*predict)
+    assert res.exit_code == 0 and res.output.startswith(
+        f"note: model: {nets} changed since the study trained; the model is built by the file "
+        "as it is now, with the weights it trained\n"), res.output
+    res = invoke("final", "sourced", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    for line in ("note: model: the model's file changed since the study's first trials; they "
+                 "trained on the earlier one; the final model trains on it as it is now",
+                 "note: data.options.path: the data file changed since the study's first "
+                 "trials; they trained on the earlier one; the final model trains on it as it "
+                 "is now"):
+        assert line in res.output
