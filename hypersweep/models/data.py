@@ -96,10 +96,37 @@ def load_dataset(name: str, *, val_fraction: float = 0.2, test_fraction: float =
     take = lambda a, idx: torch.from_numpy(np.ascontiguousarray(a[idx]))  # noqa: E731
     n_outputs = len(raw.class_names) if raw.class_names else (
         1 if raw.y.ndim == 1 else raw.y.shape[1])
+    notes = raw.notes if raw.unsplit else raw.notes + _missing_classes(raw, val, test)
     return Splits(take(raw.x, train), take(raw.y, train), take(raw.x, val), take(raw.y, val),
                   take(raw.x, test), take(raw.y, test), input_shape=tuple(raw.x.shape[1:]),
                   n_outputs=n_outputs, task=raw.task, name=name, class_names=raw.class_names,
-                  notes=raw.notes, meta=raw.meta)
+                  notes=notes, meta=raw.meta)
+
+
+def _missing_classes(raw: RawData, val: np.ndarray, test: np.ndarray) -> tuple[str, ...]:
+    """A note for each held-out split without a sample of some class (a class of a
+    few samples among many): its metrics leave that class out, and a model that
+    never predicts it can score a perfect val_f1 there."""
+    if raw.task != "classification" or raw.y.ndim != 1:
+        return ()
+    labels, counts = np.unique(raw.y, return_counts=True)
+    notes = []
+    for split, idx in (("val", val), ("test", test)):
+        if not len(idx):
+            continue
+        absent = np.isin(labels, raw.y[idx], invert=True)
+        if absent.any():
+            names = raw.class_names
+            named = ", ".join(f"{names[c] if 0 <= c < len(names) else c} ({n} in all)"
+                              for c, n in zip(labels[absent][:3], counts[absent][:3]))
+            more = f" and {absent.sum() - 3} more" if absent.sum() > 3 else ""
+            notes.append(f"data.{split}_fraction: the {split} split holds no sample of class"
+                         f"{'es' if absent.sum() > 1 else ''} {named}{more}: its metrics leave "
+                         f"{'them' if absent.sum() > 1 else 'it'} out (a model that never "
+                         f"predicts {'them' if absent.sum() > 1 else 'it'} can score a val_f1 "
+                         f"of 1.0 there); raise data.{split}_fraction, or gather more samples "
+                         f"of {'them' if absent.sum() > 1 else 'it'}")
+    return tuple(notes)
 
 
 def _loader(name: str) -> Loader:

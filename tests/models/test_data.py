@@ -164,3 +164,30 @@ def test_a_bad_split_seed_is_named(seed):
         load_dataset("digits", split_seed=seed)
     assert str(e.value) == (f"data.split_seed: must be an integer from 0 to 2**32 - 1, "
                             f"got {seed!r}")
+
+
+def test_a_held_out_split_without_some_class_is_noted():
+    """3 of 600 samples in one class: stratified, the validation split gets none, and
+    a model that never predicts the class scored val_f1 1.0 with nothing said."""
+    from hypersweep.models.data import RawData, _missing_classes
+    y = np.zeros(600, dtype=np.int64)
+    y[:3] = 1
+    raw = RawData(np.zeros((600, 2), dtype=np.float32), y, class_names=("no", "yes"))
+    val, test = np.arange(3, 123), np.arange(0, 10)
+    assert _missing_classes(raw, val, test) == (
+        "data.val_fraction: the val split holds no sample of class yes (3 in all): its metrics "
+        "leave it out (a model that never predicts it can score a val_f1 of 1.0 there); raise "
+        "data.val_fraction, or gather more samples of it",)
+    assert _missing_classes(raw, np.arange(0, 120), test) == ()
+    assert _missing_classes(raw, np.arange(0, 120), np.arange(0)) == ()     # no test split
+    assert _missing_classes(raw, np.arange(0, 120), np.arange(3, 9))[0].startswith(
+        "data.test_fraction: the test split holds no sample of class yes")
+
+
+def test_a_csv_file_with_a_rare_class_is_loaded_with_the_note(tmp_path):
+    from hypersweep.models.data import load_dataset
+    rows = ["a,y"] + [f"{i},{'yes' if i < 3 else 'no'}" for i in range(600)]
+    (tmp_path / "rare.csv").write_text("\n".join(rows) + "\n")
+    splits = load_dataset("csv", path=str(tmp_path / "rare.csv"))
+    assert any(n.startswith("data.val_fraction: the val split holds no sample of class yes (3 "
+                            "in all)") for n in splits.notes), splits.notes
