@@ -360,6 +360,9 @@ def predict(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fal
                                         help="FILE.csv: one row per sample."),
             array: str = typer.Option("x", "--x", metavar="NAME",
                                       help="The .npz archive's array of inputs."),
+            keep: Optional[List[str]] = typer.Option(
+                None, "--keep", metavar="COLUMN", show_default=False,
+                help="A column of FILE.csv to copy into OUT.csv, first: an id (repeatable)."),
             tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI of the run.",
                                               show_default=DEFAULT.uri)) -> None:
     """Predict with a trained model on new samples: classes, values, reconstruction
@@ -377,9 +380,12 @@ def predict(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fal
     trained = load_trained(source, tracking_uri or DEFAULT.uri)
     trained.check_predicts()
     _note_pruned(trained)
-    x, columns = inputs_of(trained, input_, array)
+    x, columns = inputs_of(trained, input_, array, keep or ())
     frame = trained.predict(x)
-    for i, (name, values) in enumerate(columns.items()):   # images' files, sequences' text
+    for i, (name, values) in enumerate(columns.items()):   # files, sequences, kept columns
+        if name in frame.columns:
+            raise UserError(f"--keep: {name} is a column predict writes; rename it in "
+                            f"{input_.name}")
         frame.insert(i, name, values)
     try:
         frame.to_csv(output, index=False)

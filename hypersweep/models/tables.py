@@ -41,15 +41,16 @@ MAX_AUTO_CLASSES = 20    # auto: integer targets with more distinct values are r
 
 @dataset("csv")
 def csv_table(path: str = "", target: str = "", features: str = "", task: Task = "auto",
-              sep: str = ",", decimal: str = ".") -> RawData:
+              sep: str = ",", decimal: str = ".", exclude: str = "") -> RawData:
     """A CSV file with a header row: `target` column (default: the last), `features`
-    (comma-separated names; default: every other column but a row index), `task`
-    auto, classification or regression, `sep` the separator and `decimal` the
-    decimal mark (one character each)."""
+    (comma-separated names; default: every other column but a row index), or
+    `exclude` (comma-separated names left out of that default: an id, a date),
+    `task` auto, classification or regression, `sep` the separator and `decimal`
+    the decimal mark (one character each)."""
     file = _file(path, "a CSV file", "data/train.csv")
     frame = _read_csv(file, _checked_sep(sep), _checked_decimal(decimal, sep))
     label = _target_column(frame, target, file, sep)
-    columns, index = _feature_columns(frame, features, label)
+    columns, index = _feature_columns(frame, features, label, exclude)
     _check_rows(len(frame), file, "data rows")
     for column in (*columns, label):
         _check_present(frame[column], column, file, is_target=column == label)
@@ -161,13 +162,29 @@ def _target_column(frame, target: str, file: Path, sep: str) -> str:
     return target or names[-1]
 
 
-def _feature_columns(frame, features: str, target: str) -> tuple[list[str], list[str]]:
+def _feature_columns(frame, features: str, target: str,
+                     exclude: str = "") -> tuple[list[str], list[str]]:
     """The input columns, and the row-index columns left out of them: a column with
     no name in the header (pandas calls it `Unnamed: 0`), as `DataFrame.to_csv`
-    writes the index. As an input, an index sorted by the target gives it away."""
+    writes the index. As an input, an index sorted by the target gives it away.
+    `exclude`: columns left out of the default (every column but the target)."""
+    left_out = [f.strip() for f in exclude.split(",") if f.strip()]
+    if left_out and features.strip():
+        raise UserError("data.options.exclude: give features (the inputs) or exclude (the "
+                        "columns left out of them), not both")
+    for name in left_out:
+        if name not in frame.columns:
+            raise unknown("column", name, frame.columns, key="data.options.exclude")
+        if name == target:
+            raise UserError(f"data.options.exclude: '{name}' is the target "
+                            "(data.options.target), never an input")
     if not features.strip():
         index = [c for c in frame.columns if c != target and re.fullmatch(r"Unnamed: \d+", c)]
-        return [c for c in frame.columns if c != target and c not in index], index
+        inputs = [c for c in frame.columns if c != target and c not in index + left_out]
+        if not inputs:
+            raise UserError(f"data.options.exclude: leaves no input column beside the target "
+                            f"'{target}'")
+        return inputs, index
     names = [f.strip() for f in features.split(",") if f.strip()]
     for name in names:
         if name not in frame.columns:
@@ -200,7 +217,7 @@ def _check_present(series, column: str, file: Path, is_target: bool) -> None:
         what = "an infinite value"
     if missing.any():
         row = int(np.argmax(missing)) + 1
-        drop = "" if is_target else ", or leave the column out of data.options.features"
+        drop = "" if is_target else ", or leave the column out (data.options.exclude)"
         raise UserError(f"data.options.path: column '{column}' of {file} has {what} in row "
                         f"{row} (line {row + 1}; {_count(missing.sum(), 'row')} in all); "
                         f"nothing is imputed: fill or drop those rows{drop}")
@@ -282,6 +299,7 @@ def _target_meta(name: str, values: np.ndarray, task: str,
 
 NUMBER = re.compile(r"\s*[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?\s*")
 MOSTLY = 0.9          # a text column whose values are this share numbers holds numbers
+DATE = re.compile(r"\s*\d{4}[-/]\d{1,2}[-/]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2})?.*)?\s*")
 
 
 def _check_text_column(values: np.ndarray, column: str) -> None:
@@ -301,14 +319,17 @@ def _check_text_column(values: np.ndarray, column: str) -> None:
         shown = ", ".join(repr(v) for v in odd[:3]) + (" ..." if len(odd) > 3 else "")
         raise UserError(f"{key} holds numbers, and text ({shown}; the first in row "
                         f"{row + 1}), so it reads as text; fill or drop those rows, or leave "
-                        "the column out of data.options.features")
+                        "the column out (data.options.exclude)")
     distinct = len(np.unique(values))
     if distinct > max(MAX_AUTO_CLASSES, len(values) // 2):
         what = "a different value in every row (an identifier?)" if distinct == len(values) \
             else f"{distinct} different values in {len(values)} rows"
+        dates = DATE.fullmatch(str(values[0])) is not None
+        what += " (dates: turn them into numbers, such as days or a month, in a column of " \
+                "their own)" if dates else ""
         raise UserError(f"{key} holds text with {what}; one-hot, each value would be an "
-                        "input of its own that says nothing of new rows: leave it out of "
-                        "data.options.features")
+                        "input of its own that says nothing of new rows: leave it out "
+                        "(data.options.exclude)")
 
 
 def _read_npz(file: Path, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:

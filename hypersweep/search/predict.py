@@ -22,12 +22,12 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import yaml
 
-from hypersweep.models.errors import UserError, first_line
+from hypersweep.models.errors import UserError, first_line, unknown
 from hypersweep.models.trial import TrialSpec
 from hypersweep.search.config import without_password
 from hypersweep.search.tracking import ROLE_TAG, MlflowTracker
@@ -90,16 +90,30 @@ class Trained:
                               for i in range(0, len(tensor), chunk)]).float().numpy()
 
     def predict(self, x: np.ndarray) -> "pd.DataFrame":  # noqa: F821 - pandas, imported late
-        """One row per sample. Classification: `prediction` (the class, by name) and
-        `probability_<class>` for each class (softmax). Regression: `prediction`
-        (`prediction_<i>` for several targets), in the target's own units where
-        the study's data scaled it (a CSV file's column, by its mean and std).
+        """One row per sample of `x`: an array shaped as the training inputs, or, for
+        a model that trained on a CSV file, a DataFrame with its columns (made
+        inputs as `predict` makes a file's rows). Classification: `prediction`
+        (the class, by name) and `probability_<class>` for each class (softmax).
+        Regression: `prediction` (`prediction_<i>` for several targets), in the
+        target's own units where the study's data scaled it (a CSV file's column,
+        by its mean and std).
         Reconstruction: `mse` and `bce`, the sample's mean squared error and binary
         cross-entropy per value, as the trials' val_mse and val_bce average them.
         Sequence transduction: `prediction`, the decoded tokens (joined by spaces
         where a token is longer than a character)."""
         import pandas as pd
 
+        if isinstance(x, pd.DataFrame):     # a table's rows, from Python
+            layout = self.data.get("inputs")
+            if not isinstance(layout, list):
+                raise UserError(f"x: a DataFrame, but the model trained on "
+                                f"'{self.data['dataset']}', not on a CSV file's columns; give "
+                                "an array shaped as its inputs")
+            try:
+                x = table_inputs(x, layout, Path("DataFrame"))
+            except UserError as e:
+                raise UserError(str(e).replace("--input: DataFrame", "x: the DataFrame", 1)) \
+                    from None
         task = self.check_predicts()
         if task == "reconstruction":
             return self._reconstruction_errors(x)
@@ -213,16 +227,19 @@ def _model_file_notes(tracker: MlflowTracker, parent: str, spec: TrialSpec) -> t
             "model is built by the file as it is now, with the weights it trained",)
 
 
-def inputs_of(trained: Trained, path: Path,
-              array: str = "x") -> tuple[np.ndarray, dict[str, list[str]]]:
+def inputs_of(trained: Trained, path: Path, array: str = "x",
+              keep: Sequence[str] = ()) -> tuple[np.ndarray, dict[str, list[Any]]]:
     """The model's inputs from new samples, and the columns that name them (`file`
     for images, `input` for a text file's sequences; none for rows and arrays, in
     their order): a CSV file's rows, made inputs as the training file's were (its
     means, stds and one-hot categories); an .npz archive's array `array`, as the
     training archive's was; for a model trained on an image folder, an image or a
     folder of them, read as the training images were; for a seq2seq model whose
-    inputs are one-hot tokens, a text file of one sequence per line."""
-    x, names = _inputs(trained, path, array)
+    inputs are one-hot tokens, a text file of one sequence per line. `keep`: a CSV
+    file's columns to name the rows by (an id), copied as they are."""
+    if keep and path.suffix.lower() != ".csv":
+        raise UserError(f"--keep: copies a CSV file's columns; {path.name} is not one")
+    x, names = _inputs(trained, path, array, keep)
     if len(x) == 0:
         raise UserError(f"--input: {path.name} holds no samples")
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
@@ -232,8 +249,8 @@ def inputs_of(trained: Trained, path: Path,
     return x, names
 
 
-def _inputs(trained: Trained, path: Path,
-            array: str) -> tuple[np.ndarray, dict[str, list[str]]]:
+def _inputs(trained: Trained, path: Path, array: str,
+            keep: Sequence[str] = ()) -> tuple[np.ndarray, dict[str, list[Any]]]:
     layout = (trained.data.get("inputs") or {})
     suffix = path.suffix.lower()
     if trained.data["dataset"] == "images" and (path.is_dir() or suffix not in
@@ -255,7 +272,10 @@ def _inputs(trained: Trained, path: Path,
                             "CSV file")
         options = trained.data.get("options") or {}
         frame = _read_frame(path, options.get("sep", ","), options.get("decimal", "."))
-        return table_inputs(frame, layout, path), {}
+        for name in keep:
+            if name not in frame.columns:
+                raise unknown("column", name, frame.columns, key=f"--keep: {path.name}")
+        return table_inputs(frame, layout, path), {name: list(frame[name]) for name in keep}
     if suffix == ".npz":
         return _array_inputs(path, array, trained.data), {}
     txt = ", a .txt file of sequences (a seq2seq model)" \
@@ -331,6 +351,8 @@ def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path) -> np.
     `inputs`) says: a number standardised by the training file's mean and std, a
     category one-hot over the training file's categories (one it did not have is
     an error: the model has no input for it)."""
+    import pandas as pd
+
     from hypersweep.models.tables import _column_values, _plain
 
     missing = [c["column"] for c in layout if c["column"] not in frame.columns]
@@ -342,8 +364,9 @@ def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path) -> np.
     for column in layout:
         name, series = column["column"], frame[column["column"]]
         if series.isna().any():
-            row = int(np.flatnonzero(series.isna().to_numpy())[0]) + 2     # the header is 1
-            raise UserError(f"--input: {path.name}: column '{name}' is empty in row {row}")
+            row = int(np.flatnonzero(series.isna().to_numpy())[0]) + 1
+            raise UserError(f"--input: {path.name}: column '{name}' is empty in row {row} "
+                            f"(line {row + 1})")       # counted as training counts: header 0
         values = _column_values(series)
         if "one_hot" in column:
             categories = list(column["one_hot"])
@@ -357,8 +380,13 @@ def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path) -> np.
             blocks.append(np.array([[_plain(v) == k for k in categories] for v in values]))
         else:
             if values.dtype.kind not in "iuf":
-                raise UserError(f"--input: {path.name}: column '{name}' is not numbers, as "
-                                "it was in the training file")
+                text = series.astype(str)       # numbers with either decimal mark
+                bad = np.flatnonzero((pd.to_numeric(text, errors="coerce").isna() & pd.to_numeric(
+                    text.str.replace(",", ".", regex=False), errors="coerce").isna()).to_numpy())
+                row = int(bad[0]) + 1 if len(bad) else 1
+                raise UserError(f"--input: {path.name}: column '{name}' is not numbers, as it "
+                                f"was in the training file: {series.iloc[row - 1]!r} in row {row} "
+                                f"(line {row + 1})")
             blocks.append(((values.astype(np.float64) - column["mean"]) / column["std"])[:, None])
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
@@ -399,7 +427,10 @@ def _array_inputs(path: Path, array: str, data: Mapping[str, Any]) -> np.ndarray
     # not one-channel images
     sequences = bool((data.get("options") or {}).get("sequences")) or (
         x.ndim == 3 and list(x.shape[1:]) == list(data["input_shape"]))
-    return _npz_inputs(x, array, path, sequences)
+    try:
+        return _npz_inputs(x, array, path, sequences)
+    except UserError as e:      # the loader's message names the study's key
+        raise UserError(str(e).replace("data.options.x: ", "--input: ", 1)) from None
 
 
 def _run_of(tracker: MlflowTracker, source: str) -> Any:

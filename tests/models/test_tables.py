@@ -123,7 +123,8 @@ def test_task_option_overrides_auto(tmp_path):
     few = write_csv(tmp_path / "few.csv", x=np.arange(20), y=[1, 2] * 10)
     raw = csv_table(path=few, task="regression")
     assert raw.task == "regression" and raw.y.shape == (20, 1)
-    assert set(dataset_options("csv")) == {"path", "target", "features", "task", "sep", "decimal"}
+    assert set(dataset_options("csv")) == {"path", "target", "features", "task", "sep", "decimal",
+                                           "exclude"}
     assert dataset_options("csv")["task"].choices == ("auto", "classification", "regression")
 
 
@@ -190,7 +191,7 @@ GOOD = "a,b,colour,y\n" + "".join(f"{i},{i % 3},{'rg'[i % 2]},{'xyz'[i % 3]}\n"
     ("a,b,y\n" + "".join(f"{i},{'' if i == 4 else i},{i % 2}\n" for i in range(12)), {},
      "data.options.path: column 'b' of {path} has a missing value (an empty cell, NA, NaN, "
      "null, ...) in row 5 (line 6; 1 row in all); nothing is imputed: fill or drop those "
-     "rows, or leave the column out of data.options.features"),
+     "rows, or leave the column out (data.options.exclude)"),
     ("a,b,y\n" + "".join(f"{i},{'NA' if i % 4 == 3 else 'q'},{i % 2}\n" for i in range(12)),
      {}, "column 'b' of {path} has a missing value (an empty cell, NA, NaN, null, ...) in "
          "row 4 (line 5; 3 rows in all)"),
@@ -433,8 +434,8 @@ def test_numbers_pandas_reads_as_text_are_refused_not_one_hot_encoded(tmp_path):
     frame.to_csv(tmp_path / "q.csv", index=False)
     assert csv_error(tmp_path, path=str(tmp_path / "q.csv")) == (
         "data.options.features: column 'income' holds numbers, and text ('?'; the first in "
-        "row 8), so it reads as text; fill or drop those rows, or leave the column out of "
-        "data.options.features")
+        "row 8), so it reads as text; fill or drop those rows, or leave the column out "
+        "(data.options.exclude)")
     assert csv_error(tmp_path, path=str(tmp_path / "q.csv"), decimal=";", sep=";") == (
         "data.options.decimal: must be one character other than sep, such as '.' or ','; "
         "got ';'")
@@ -447,8 +448,36 @@ def test_an_identifier_column_is_refused_as_an_input(tmp_path):
     assert csv_error(tmp_path, path=str(tmp_path / "ids.csv")) == (
         "data.options.features: column 'id' holds text with a different value in every row "
         "(an identifier?); one-hot, each value would be an input of its own that says nothing "
-        "of new rows: leave it out of data.options.features")
+        "of new rows: leave it out (data.options.exclude)")
     assert csv_table(path=str(tmp_path / "ids.csv"), features="town").x.shape == (30, 3)
+    assert csv_table(path=str(tmp_path / "ids.csv"), exclude="id").x.shape == (30, 3)
+
+
+def test_exclude_leaves_columns_out_of_the_default_inputs(tmp_path):
+    """An id and a date, left out by name, rather than every other column listed."""
+    frame = pd.DataFrame({"id": [f"c{i}" for i in range(30)],
+                          "signed": [f"2026-{1 + i % 12:02d}-{1 + i:02d}" for i in range(30)],
+                          "area": np.arange(30.0), "town": ["a", "b", "c"] * 10,
+                          "y": [0, 1] * 15})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    path = str(tmp_path / "t.csv")
+    assert csv_error(tmp_path, path=path, exclude="id") == (
+        "data.options.features: column 'signed' holds text with a different value in every "
+        "row (an identifier?) (dates: turn them into numbers, such as days or a month, in a "
+        "column of their own); one-hot, each value would be an input of its own that says "
+        "nothing of new rows: leave it out (data.options.exclude)")
+    raw = csv_table(path=path, exclude="id, signed")
+    assert [c["column"] for c in raw.meta["inputs"]] == ["area", "town"]
+    for options, error in (
+            ({"exclude": "ID"}, "data.options.exclude: unknown column 'ID' (did you mean 'id'?)"),
+            ({"exclude": "y"}, "data.options.exclude: 'y' is the target (data.options.target), "
+                               "never an input"),
+            ({"exclude": "id", "features": "area"}, "data.options.exclude: give features (the "
+                                                    "inputs) or exclude (the columns left out "
+                                                    "of them), not both"),
+            ({"exclude": "id, signed, area, town"}, "data.options.exclude: leaves no input "
+                                                    "column beside the target 'y'")):
+        assert csv_error(tmp_path, path=path, **options).startswith(error), options
 
 
 def test_one_hot_targets_are_class_labels(tmp_path):

@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from hypersweep.cli.app import app
+from hypersweep.models.errors import UserError
 from hypersweep.models.tables import _encode
 from hypersweep.search.predict import load_trained
 from tests.conftest import study_runs
@@ -352,13 +353,43 @@ def test_new_rows_read_as_the_training_file_was_and_bad_ones_refused(tmp_path, s
     predicted = pd.read_csv(out)["prediction"].to_numpy()
     assert (predicted == frame.loc[new.index, "label"].to_numpy()).mean() >= 0.8
     out.unlink()
+    # From Python: the rows as a DataFrame, made inputs as the file's are
+    trained = load_trained(run_id, stores.mlflow_uri)
+    assert list(trained.predict(pd.read_csv(tmp_path / "new.csv", sep=";", decimal=","))[
+        "prediction"]) == list(predicted)
+    with pytest.raises(UserError, match="^x: the DataFrame has no column 'code'; the model "):
+        trained.predict(new.drop(columns=["code"]))
+    # --keep: an id column copied first
+    new.assign(id=[f"r{i}" for i in range(10)]).to_csv(tmp_path / "ids.csv", sep=";",
+                                                        decimal=",", index=False)
+    res = invoke("predict", run_id, "-i", str(tmp_path / "ids.csv"), "-o", str(out),
+                 "--keep", "id", "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0, res.output
+    kept = pd.read_csv(out)
+    assert list(kept.columns[:2]) == ["id", "prediction"] and list(kept["id"]) == \
+        [f"r{i}" for i in range(10)] and list(kept["prediction"]) == list(predicted)
+    out.unlink()
+    for args, error in ((["--keep", "ID"], "error: --keep: ids.csv: unknown column 'ID' (did "
+                                           "you mean 'id'?)"),
+                        (["--keep", "id", "-i", str(tmp_path / "rows.npz")],
+                         "error: --keep: copies a CSV file's columns; rows.npz is not one")):
+        np.savez(tmp_path / "rows.npz", x=np.zeros((2, 4), dtype=np.float32))
+        argv = ["predict", run_id, "-i", str(tmp_path / "ids.csv"), "-o", str(out),
+                "--tracking-uri", stores.mlflow_uri, *args]
+        res = invoke(*argv)
+        assert res.exit_code == 2 and res.output.startswith(error), res.output
+        assert not out.exists()
     (tmp_path / "inf.csv").write_text("size;code\n5,5;1\ninf;2\n")
     (tmp_path / "empty.csv").write_text("size;code\n")
-    np.savez(tmp_path / "rows.npz", x=np.zeros((2, 4), dtype=np.float32))
+    (tmp_path / "gap.csv").write_text("size;code\n5,5;1\n4;2\n;1\n")
+    (tmp_path / "odd.csv").write_text("size;code\n5,5;1\n?;2\n")
     for source, error in (
             ("inf.csv", "error: --input: inf.csv: sample 2 holds a value that is not a finite "
                         "number"),
             ("empty.csv", "error: --input: empty.csv has a header but no rows"),
+            ("gap.csv", "error: --input: gap.csv: column 'size' is empty in row 3 (line 4)"),
+            ("odd.csv", "error: --input: odd.csv: column 'size' is not numbers, as it was in "
+                        "the training file: '?' in row 2 (line 3)"),
             ("rows.npz", "error: --input: rows.npz: the model trained on a CSV file's columns")):
         res = predict(tmp_path / source)
         assert res.exit_code == 2 and res.output.startswith(error), (source, res.output)
