@@ -164,6 +164,10 @@ def _checked_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
         if valid[key].type is str and isinstance(value, list) and value and all(
                 isinstance(v, str) for v in value):
             value = ", ".join(value)        # `features: [a, b]` as `features: "a, b"`
+        if value is None and valid[key].default is not None:   # `features:` and nothing after
+            listed = " (or a list of names)" if key in ("features", "exclude") else ""
+            raise UserError(f"data.options.{key}: empty (null); give a value{listed}, or leave "
+                            f"the key out for its default ({valid[key].default!r})")
         out[key] = check_value(valid[key], value, key=f"data.options.{key}")
     return out
 

@@ -191,3 +191,13 @@ def test_a_csv_file_with_a_rare_class_is_loaded_with_the_note(tmp_path):
     splits = load_dataset("csv", path=str(tmp_path / "rare.csv"))
     assert any(n.startswith("data.val_fraction: the val split holds no sample of class yes (3 "
                             "in all)") for n in splits.notes), splits.notes
+
+
+def test_an_option_left_empty_says_what_to_give():
+    """`features:` with nothing after it is YAML's null: not "expected str, got
+    NoneType", when a list of names is as valid."""
+    from hypersweep.models.data import load_dataset
+    with pytest.raises(UserError) as e:
+        load_dataset("csv", path="x.csv", features=None)
+    assert str(e.value) == ("data.options.features: empty (null); give a value (or a list of "
+                            "names), or leave the key out for its default ('')")
