@@ -340,8 +340,34 @@ def load_config(path: str | Path, sets: Sequence[str] = (), **named: Any) -> Stu
     """Read, override and fully validate a study config. Touches no store."""
     raw = apply_overrides(read_yaml(path), sets, **named)
     cfg = parse_config(raw)
+    _check_beside_config(raw, Path(path))
     check_semantics(cfg)
     return cfg
+
+
+def _check_beside_config(raw: Mapping[str, Any], path: Path) -> None:
+    """A relative file the config names (its model's, its data's) that is not in the
+    directory the command runs in, but is beside the config: run from elsewhere,
+    it was "no such file" with no hint why."""
+    here, config_dir = Path.cwd().resolve(), path.resolve().parent
+    if here == config_dir:
+        return
+    named = []
+    model = raw.get("model")
+    if isinstance(model, str) and own_file(model):
+        named.append(("model", own_file(model)))
+    data = raw.get("data")
+    options = data.get("options") if isinstance(data, Mapping) else None
+    if isinstance(options, Mapping):
+        named += [(f"data.options.{k}", options[k]) for k in PATH_OPTIONS
+                  if isinstance(options.get(k), str) and options[k]]
+    for key, name in named:
+        file = Path(name).expanduser()
+        if file.is_absolute() or file.exists() or not (config_dir / file).exists():
+            continue
+        raise UserError(f"{key}: {name}: not in {here}, where relative paths are read from; "
+                        f"it is beside the config, at {config_dir / file}: run from "
+                        f"{config_dir}, or write that path")
 
 
 def parse_config(raw: Mapping[str, Any]) -> StudyConfig:

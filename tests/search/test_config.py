@@ -717,3 +717,24 @@ def test_a_study_name_mlflow_would_refuse_is_refused_first(write_config):
     msg = error_for(write_config, quickstart(), "study=" + "y" * 600)
     assert msg == ("study: at most 400 characters (the MLflow experiment's name, with room for a "
                    "rerun's suffix), got '" + "y" * 59 + "... (600 characters)")
+
+
+def test_a_relative_file_beside_the_config_but_not_here_says_so(tmp_path, monkeypatch):
+    """Relative paths are read from where the command runs; run from elsewhere, a
+    model file or a data file beside the config was "no such file", no more."""
+    from hypersweep.search.config import load_config
+    (tmp_path / "w").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "w" / "t.csv").write_text("a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
+    (tmp_path / "w" / "study.yaml").write_text(
+        "study: s\nmodel: mlp\ndata: {name: csv, options: {path: t.csv}}\n")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(UserError) as e:
+        load_config(tmp_path / "w" / "study.yaml")
+    assert str(e.value) == (f"data.options.path: t.csv: not in {tmp_path / 'elsewhere'}, where "
+                            f"relative paths are read from; it is beside the config, at "
+                            f"{tmp_path / 'w' / 't.csv'}: run from {tmp_path / 'w'}, or write "
+                            "that path")
+    monkeypatch.chdir(tmp_path / "w")
+    assert load_config(tmp_path / "w" / "study.yaml").data.options["path"] == \
+        str(tmp_path / "w" / "t.csv")
