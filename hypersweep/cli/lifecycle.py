@@ -379,7 +379,7 @@ def predict(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fal
                         "another")
     trained = load_trained(source, tracking_uri or DEFAULT.uri)
     trained.check_predicts()
-    _note_pruned(trained)
+    _model_notes(trained)
     x, columns = inputs_of(trained, input_, array, keep or ())
     frame = trained.predict(x)
     for i, (name, values) in enumerate(columns.items()):   # files, sequences, kept columns
@@ -400,7 +400,7 @@ def _whose(trained) -> str:
     return f"{trained.spec.model} ({what} of study {trained.spec.study})"
 
 
-def _note_pruned(trained) -> None:
+def _model_notes(trained) -> None:
     """What the user may not expect of the model: built by a file edited since it
     trained; a pruned trial's weights."""
     for line in trained.notes:
@@ -464,7 +464,7 @@ def generate(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fa
         if output is None:
             raise UserError(f"--output: needed: {trained.spec.model} makes images; write "
                             "them to FILE.png (a grid) or FILE.npz (the array x)")
-    _note_pruned(trained)
+    _model_notes(trained)
     if text:
         texts = generate_text(trained, 1 if n is None else n, prompt, length, temperature,
                               beam, seed)
