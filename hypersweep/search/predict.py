@@ -408,7 +408,7 @@ def _read_frame(path: Path, sep: str = ",", decimal: str = ".") -> Any:
 
 
 def _array_inputs(path: Path, array: str, data: Mapping[str, Any]) -> np.ndarray:
-    from hypersweep.models.tables import _npz_inputs
+    from hypersweep.models.tables import _array, _npz_inputs
 
     if not path.is_file():
         raise UserError(f"--input: {path}: no such file")
@@ -417,9 +417,10 @@ def _array_inputs(path: Path, array: str, data: Mapping[str, Any]) -> np.ndarray
             if array not in archive.files:
                 raise UserError(f"--x: no array '{array}' in {path.name}; it holds "
                                 f"{', '.join(archive.files) or 'none'}")
-            x = archive[array]
-    except UserError:
-        raise
+            # as the training archive's were read: numbers, finite (a NaN named as one)
+            x = _array(archive, array, "x", path)
+    except UserError as e:
+        raise UserError(str(e).replace("data.options.x: ", "--input: ", 1)) from None
     except (OSError, ValueError) as e:
         raise UserError(f"--input: {path.name}: not an .npz archive NumPy reads: "
                         f"{first_line(e)}") from None
