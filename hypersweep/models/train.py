@@ -335,7 +335,9 @@ def train_epoch(fit: Fit) -> dict[str, float]:
             xb = xb + o.input_noise * torch.randn_like(xb)
         with fit.autocast():
             if own_steps is not None:
-                stats.append((len(batch), own_steps(model, xb, yb, partial(update, fit))))
+                watch = watched if i == len(batches) - 1 else None
+                stats.append((len(batch), own_steps(model, xb, yb,
+                                                    partial(update, fit, watch=watch))))
                 continue
             out, loss = fit.task.training_step(model, xb, yb)
         update(fit, loss, watch=watched if i == len(batches) - 1 else None)
@@ -346,7 +348,7 @@ def train_epoch(fit: Fit) -> dict[str, float]:
     if own_steps is not None:
         summary = getattr(fit.task, "epoch_metrics", None)    # e.g. a GAN's epoch loss
         means = _weighted_means(stats)
-        return means if summary is None else summary(means)
+        return {**(means if summary is None else summary(means)), **watched}
     output, target = torch.cat(outputs), torch.cat(targets)
     if from_batches is not None:
         return {**from_batches(output, target, losses, [len(t) for t in targets]), **watched}
@@ -358,7 +360,8 @@ def update(fit: Fit, loss: torch.Tensor, module: nn.Module | None = None,
     """One optimizer step on `loss` with the shared training options (L1, gradient
     clipping, max-norm). With `module`, only its parameters move: the others'
     gradients are cleared, and optimizers skip parameters without one. With
-    `watch`, the step's sizes go in it (update_sizes)."""
+    `watch`, the step's sizes go in it (update_sizes): not for one net of a GAN,
+    whose two nets step in turn (a single size would be either's)."""
     o, part = fit.opts, module or fit.model
     if o.l1 > 0:
         loss = loss + o.l1 * sum(p.abs().sum() for p in weight_params(part))
@@ -369,7 +372,7 @@ def update(fit: Fit, loss: torch.Tensor, module: nn.Module | None = None,
         for p in fit.model.parameters():
             if id(p) not in own:
                 p.grad = None
-    before = _sizes_before(part) if watch is not None else None
+    before = _sizes_before(part) if watch is not None and module is None else None
     if o.grad_clip > 0:
         nn.utils.clip_grad_norm_(part.parameters(), o.grad_clip)
     fit.optimizer.step()

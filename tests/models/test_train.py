@@ -566,3 +566,12 @@ def test_each_epoch_reports_its_last_steps_size_which_grows_with_the_learning_ra
         ratios.append(r.history[0]["train_update_ratio"])
     assert ratios[0] < ratios[1] < ratios[2]
     assert 5 < ratios[1] / ratios[0] < 20 and 5 < ratios[2] / ratios[1] < 20
+
+
+def test_a_vae_reports_its_step_sizes_and_a_gan_does_not(run):
+    """A VAE steps once a batch, as any net: its sizes are logged. A GAN's two nets
+    step in turn: one size would be either's, so none is."""
+    vae = run(model="vae", epochs=1)
+    assert vae.history[0]["train_update_ratio"] > 0 and vae.history[0]["train_grad_norm"] > 0
+    gan = run(model="gan", epochs=1)
+    assert "train_update_ratio" not in gan.history[0] and "train_grad_norm" not in gan.history[0]
