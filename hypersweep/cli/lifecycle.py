@@ -381,7 +381,7 @@ def predict(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fal
     trained.check_predicts()
     _model_notes(trained)
     x, columns = inputs_of(trained, input_, array, keep or ())
-    frame = trained.predict(x)
+    frame = trained.predict(x, key="--input")
     for i, (name, values) in enumerate(columns.items()):   # files, sequences, kept columns
         if name in frame.columns:
             raise UserError(f"--keep: {name} is a column predict writes; rename it in "
@@ -426,11 +426,12 @@ def generate(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fa
              prompt: Optional[str] = typer.Option(
                  None, "--prompt", metavar="TEXT", show_default=False,
                  help="Text: what each sample starts with (default: a new line)."),
-             length: int = typer.Option(200, "--length", metavar="N",
-                                        help="Text: characters generated after the prompt."),
-             temperature: float = typer.Option(1.0, "--temperature", metavar="T",
-                                               help="Text: below 1 surer, above 1 more "
-                                                    "varied."),
+             length: Optional[int] = typer.Option(
+                 None, "--length", metavar="N", show_default=False,
+                 help="Text: characters generated after the prompt (default 200)."),
+             temperature: Optional[float] = typer.Option(
+                 None, "--temperature", metavar="T", show_default=False,
+                 help="Text: below 1 surer, above 1 more varied (default 1.0)."),
              beam: int = typer.Option(0, "--beam", metavar="WIDTH", show_default=False,
                                       help="Text: the most probable continuation that beam "
                                            "search of WIDTH finds, instead of sampling."),
@@ -439,8 +440,8 @@ def generate(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fa
              tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI of the run.",
                                                show_default=DEFAULT.uri)) -> None:
     """Sample a trained language model (text) or generator (images)."""
-    from hypersweep.search.generate import (check_generates, generate_images, generate_text,
-                                            joined, write_images, write_texts)
+    from hypersweep.search.generate import (check_generates, check_grid, generate_images,
+                                            generate_text, joined, write_images, write_texts)
     from hypersweep.search.predict import load_trained
     if output is not None:
         if output.suffix.lower() not in (".txt", ".png", ".npz"):
@@ -455,8 +456,11 @@ def generate(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fa
         want = "FILE.txt" if text else "FILE.png or FILE.npz"
         raise UserError(f"--output: {output.name}: {trained.spec.model} makes "
                         f"{'texts' if text else 'images'}; write {want}")
+    if not 0 <= seed < 2**32:
+        raise UserError(f"--seed: must be an integer from 0 to 2**32 - 1, got {seed}")
     if not text:
-        options = {"--prompt": prompt is not None, "--beam": beam != 0}
+        options = {"--prompt": prompt is not None, "--beam": beam != 0,
+                   "--length": length is not None, "--temperature": temperature is not None}
         given = [name for name, set_ in options.items() if set_]
         if given:
             raise UserError(f"{given[0]}: for a language model's text; {trained.spec.model} "
@@ -464,10 +468,12 @@ def generate(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fa
         if output is None:
             raise UserError(f"--output: needed: {trained.spec.model} makes images; write "
                             "them to FILE.png (a grid) or FILE.npz (the array x)")
+        check_grid(64 if n is None else n, output)
     _model_notes(trained)
     if text:
-        texts = generate_text(trained, 1 if n is None else n, prompt, length, temperature,
-                              beam, seed)
+        texts = generate_text(trained, 1 if n is None else n, prompt,
+                              200 if length is None else length,
+                              1.0 if temperature is None else temperature, beam, seed)
         if output is None:
             sys.stdout.write(joined(texts))
             return

@@ -123,8 +123,9 @@ def _missing_classes(raw: RawData, val: np.ndarray, test: np.ndarray) -> tuple[s
             notes.append(f"data.{split}_fraction: the {split} split holds no sample of class"
                          f"{'es' if absent.sum() > 1 else ''} {named}{more}: its metrics leave "
                          f"{'them' if absent.sum() > 1 else 'it'} out (a model that never "
-                         f"predicts {'them' if absent.sum() > 1 else 'it'} can score a val_f1 "
-                         f"of 1.0 there); raise data.{split}_fraction, or gather more samples "
+                         f"predicts {'them' if absent.sum() > 1 else 'it'} can score a "
+                         f"{split}_f1 of 1.0 there); raise data.{split}_fraction, or gather "
+                         f"more samples "
                          f"of {'them' if absent.sum() > 1 else 'it'}")
     return tuple(notes)
 
@@ -161,7 +162,7 @@ def _checked_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
             if not valid:
                 raise UserError(f"data.options.{key}: dataset '{name}' takes no options")
             raise unknown("option", key, valid, key=f"data.options.{key}")
-        if valid[key].type is str and isinstance(value, list) and value and all(
+        if valid[key].type is str and isinstance(value, list) and all(
                 isinstance(v, str) for v in value):
             value = ", ".join(value)        # `features: [a, b]` as `features: "a, b"`
         if value is None and valid[key].default is not None:   # `features:` and nothing after

@@ -154,11 +154,11 @@ def _own_builder(name: str, key: str) -> Builder:
     from hypersweep.models.train import training_hparams     # imports this module
     clash = [k for k in own if k in training_hparams()]
     if clash:
-        raise UserError(f"{key}: {where}:{attr} takes {', '.join(clash)}, the name"
-                        f"{'s' if len(clash) > 1 else ''} of training option"
-                        f"{'s' if len(clash) > 1 else ''} that hypersweep's loop sets "
-                        f"(params.{clash[0]} is the loop's); rename "
-                        f"{'them' if len(clash) > 1 else 'it'} in the function "
+        what = "the names of training options" if len(clash) > 1 else \
+            "the name of a training option"
+        raise UserError(f"{key}: {where}:{attr} takes {', '.join(clash)}, {what} that "
+                        f"hypersweep's loop sets (params.{clash[0]} is the loop's); rename "
+                        f"{'them' if len(clash) > 1 else 'it'} in the builder "
                         f"(model_{clash[0]}, say)")
     builder = Builder(name, fn, "classification", "own")
     _OWN[name] = builder

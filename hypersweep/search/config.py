@@ -775,8 +775,10 @@ def config_notes(cfg: StudyConfig) -> list[str]:
     if all(isinstance(p, Fixed) for _, p, _, _ in walk(parse_space(cfg.space))):
         own = " (a builder of your own has no default space: give one)" if is_own(cfg.model) \
             else ""
-        notes.append(f"space: nothing is searched; the {cfg.search.trials} trials train the "
-                     f"same hyperparameters, each with its own seed{own}")
+        trials = "the one trial trains" if cfg.search.trials == 1 else \
+            f"the {cfg.search.trials} trials train"
+        notes.append(f"space: nothing is searched; {trials} the same hyperparameters"
+                     f"{', each with its own seed' if cfg.search.trials > 1 else ''}{own}")
     notes += _data_notes(cfg)
     from hypersweep.models.train import fit_note
     from hypersweep.spaces import param_names

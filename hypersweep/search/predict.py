@@ -75,21 +75,38 @@ class Trained:
         """A language model's or a seq2seq model's tokens, by id (the classes)."""
         return [str(c) for c in self.data.get("classes") or []]
 
-    def outputs(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    def outputs(self, x: Any, chunk: int = 4096, key: str = "x") -> np.ndarray:
         """The model's raw outputs (a classifier's scores, a regression's values in
-        the units it trained on) for inputs shaped as the training inputs were."""
+        the units it trained on) for inputs shaped as the training inputs were.
+        `key` names `x` in errors (`--input` for the command's)."""
         import torch
 
-        expected = tuple(self.data["input_shape"])
-        if tuple(x.shape[1:]) != expected:
-            raise UserError(f"--input: samples of shape {tuple(x.shape[1:])}; the model takes "
-                            f"{expected}, as the study's data")
-        tensor = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+        x = self._checked(x, key)
+        tensor = torch.as_tensor(x)
         with torch.no_grad():
             return torch.cat([self.model(tensor[i:i + chunk])
                               for i in range(0, len(tensor), chunk)]).float().numpy()
 
-    def predict(self, x: np.ndarray) -> "pd.DataFrame":  # noqa: F821 - pandas, imported late
+    def _checked(self, x: Any, key: str) -> np.ndarray:
+        """`x` as float32 samples of the training inputs' shape, each finite: a NaN
+        gave a class with NaN probabilities, an empty array a torch error."""
+        try:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{key}: not an array of numbers: {first_line(e)}") from None
+        expected = tuple(self.data["input_shape"])
+        if x.ndim == 0 or tuple(x.shape[1:]) != expected:
+            raise UserError(f"{key}: samples of shape {tuple(x.shape[1:])}; the model takes "
+                            f"{expected}, as the study's data (an array of n samples)")
+        if len(x) == 0:
+            raise UserError(f"{key}: no samples")
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any():
+            raise UserError(f"{key}: sample {int(np.flatnonzero(bad)[0])} (counted from 0) "
+                            "holds a value that is not a finite number")
+        return x
+
+    def predict(self, x: Any, key: str = "x") -> "pd.DataFrame":  # noqa: F821 - pandas
         """One row per sample of `x`: an array shaped as the training inputs, or, for
         a model that trained on a CSV file, a DataFrame with its columns (made
         inputs as `predict` makes a file's rows). Classification: `prediction`
@@ -110,14 +127,14 @@ class Trained:
                                 f"'{self.data['dataset']}', not on a CSV file's columns; give "
                                 "an array shaped as its inputs")
             try:
-                x = table_inputs(x, layout, Path("DataFrame"))
+                x = table_inputs(x, layout, Path("DataFrame"), lines=False)
             except UserError as e:
                 raise UserError(str(e).replace("--input: DataFrame", "x: the DataFrame", 1)) \
                     from None
         task = self.check_predicts()
         if task == "reconstruction":
-            return self._reconstruction_errors(x)
-        out = self.outputs(x)
+            return self._reconstruction_errors(x, key)
+        out = self.outputs(x, key=key)
         if task == "sequence_transduction":
             return pd.DataFrame({"prediction": [self.tokens_text(row)
                                                 for row in out.argmax(axis=-1)]})
@@ -153,16 +170,17 @@ class Trained:
         tokens = [vocab[i] if 0 <= i < len(vocab) else f"<{i}>" for i in map(int, ids)]
         return ("" if all(len(t) == 1 for t in vocab) else " ").join(tokens)
 
-    def _reconstruction_errors(self, x: np.ndarray) -> "pd.DataFrame":  # noqa: F821
+    def _reconstruction_errors(self, x: Any, key: str) -> "pd.DataFrame":  # noqa: F821
         import pandas as pd
         import torch
         import torch.nn.functional as F
 
+        x = self._checked(x, key)
         lo, hi = float(x.min()), float(x.max())
         if lo < 0 or hi > 1:
-            raise UserError(f"--input: values from {lo:.3g} to {hi:.3g}; the model "
+            raise UserError(f"{key}: values from {lo:.3g} to {hi:.3g}; the model "
                             "reconstructs values in [0, 1], as it trained on (pixels)")
-        recon = torch.as_tensor(self.outputs(x)).reshape(len(x), -1)
+        recon = torch.as_tensor(self.outputs(x, key=key)).reshape(len(x), -1)
         target = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)).reshape(len(x), -1)
         return pd.DataFrame({
             "mse": ((recon - target) ** 2).mean(dim=1).numpy(),
@@ -275,7 +293,8 @@ def _inputs(trained: Trained, path: Path, array: str,
         for name in keep:
             if name not in frame.columns:
                 raise unknown("column", name, frame.columns, key=f"--keep: {path.name}")
-        return table_inputs(frame, layout, path), {name: list(frame[name]) for name in keep}
+        return table_inputs(frame, layout, path, options.get("decimal", ".")), \
+            {name: list(frame[name]) for name in keep}
     if suffix == ".npz":
         return _array_inputs(path, array, trained.data), {}
     txt = ", a .txt file of sequences (a seq2seq model)" \
@@ -295,7 +314,7 @@ def _sequence_inputs(trained: Trained, path: Path) -> tuple[np.ndarray, dict[str
     if not path.is_file():
         raise UserError(f"--input: {path}: no such file")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()     # a BOM: Notepad's
     except UnicodeDecodeError as e:
         raise UserError(f"--input: {path.name}: not UTF-8 text: {first_line(e)}") from None
     chars = all(len(t) == 1 for t in vocab)
@@ -346,14 +365,22 @@ def _image_inputs(path: Path, data: Mapping[str, Any]) -> tuple[np.ndarray, list
         raise UserError(str(e).replace("data.options.root: ", "--input: ", 1)) from None
 
 
-def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path) -> np.ndarray:
+def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path,
+                 decimal: str = ".", lines: bool = True) -> np.ndarray:
     """Rows of a table as inputs, column by column as `layout` (data.json's
     `inputs`) says: a number standardised by the training file's mean and std, a
     category one-hot over the training file's categories (one it did not have is
-    an error: the model has no input for it)."""
+    an error: the model has no input for it). Numbers written as text (a
+    DataFrame read with dtype=str) are read with `decimal`, the training file's
+    decimal mark. Errors name a row as training does, `row 3 (line 4)`; without
+    `lines` (a DataFrame, not a file), by its index."""
     import pandas as pd
 
     from hypersweep.models.tables import _column_values, _plain
+
+    def where(position: int) -> str:
+        return f"row {position + 1} (line {position + 2})" if lines else \
+            f"the row of index {_plain(frame.index[position])!r}"
 
     missing = [c["column"] for c in layout if c["column"] not in frame.columns]
     if missing:
@@ -364,9 +391,8 @@ def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path) -> np.
     for column in layout:
         name, series = column["column"], frame[column["column"]]
         if series.isna().any():
-            row = int(np.flatnonzero(series.isna().to_numpy())[0]) + 1
-            raise UserError(f"--input: {path.name}: column '{name}' is empty in row {row} "
-                            f"(line {row + 1})")       # counted as training counts: header 0
+            first = int(np.flatnonzero(series.isna().to_numpy())[0])
+            raise UserError(f"--input: {path.name}: column '{name}' is empty in {where(first)}")
         values = _column_values(series)
         if "one_hot" in column:
             categories = list(column["one_hot"])
@@ -378,16 +404,28 @@ def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path) -> np.
                                 f"{', '.join(map(repr, unknown[:3]))}, which the training "
                                 f"file did not; the model knows {categories}")
             blocks.append(np.array([[_plain(v) == k for k in categories] for v in values]))
-        else:
-            if values.dtype.kind not in "iuf":
-                text = series.astype(str)       # numbers with either decimal mark
-                bad = np.flatnonzero((pd.to_numeric(text, errors="coerce").isna() & pd.to_numeric(
-                    text.str.replace(",", ".", regex=False), errors="coerce").isna()).to_numpy())
-                row = int(bad[0]) + 1 if len(bad) else 1
-                raise UserError(f"--input: {path.name}: column '{name}' is not numbers, as it "
-                                f"was in the training file: {series.iloc[row - 1]!r} in row {row} "
-                                f"(line {row + 1})")
-            blocks.append(((values.astype(np.float64) - column["mean"]) / column["std"])[:, None])
+            continue
+        if values.dtype.kind not in "iuf":
+            text = series.astype(str).str.strip()
+            parsed = pd.to_numeric(text.str.replace(decimal, ".", regex=False) if decimal != "."
+                                   else text, errors="coerce").to_numpy(dtype=np.float64)
+            bad = np.flatnonzero(np.isnan(parsed))
+            if len(bad):
+                value = str(series.iloc[bad[0]])
+                other = "," if decimal == "." else "."
+                comma = pd.to_numeric(value.strip().replace(other, "."), errors="coerce")
+                hint = (f" (written with the decimal mark '{other}'; the training file's is "
+                        f"'{decimal}')" if np.isfinite(comma) else "")
+                raise UserError(f"--input: {path.name}: column '{name}' holds {value!r} in "
+                                f"{where(int(bad[0]))}, not a number, as the column was in the "
+                                f"training file{hint}")
+            values = parsed
+        values = values.astype(np.float64)
+        if not np.isfinite(values).all():
+            first = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise UserError(f"--input: {path.name}: column '{name}' holds {values[first]} in "
+                            f"{where(first)}, not a finite number")
+        blocks.append(((values - column["mean"]) / column["std"])[:, None])
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
@@ -447,6 +485,8 @@ def _run_of(tracker: MlflowTracker, source: str) -> Any:
         if match:
             source = _version_of(tracker, match["name"], match["version"], match["alias"]).run_id
         return tracker.client.get_run(source)
+    except UserError:
+        raise
     except MlflowException as e:
         if e.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise UserError(f"--tracking-uri: {where}: {first_line(e)}") from None
@@ -459,14 +499,15 @@ def _version_of(tracker: MlflowTracker, name: str, version: str | None,
                 alias: str | None) -> Any:
     """The registered model version a models:/ URI names: by number, the latest
     (the highest number), or by alias."""
-    from mlflow.exceptions import MlflowException
     client = tracker.client
     if alias:
         return client.get_model_version_by_alias(name, alias)
     if version == "latest":
         versions = client.search_model_versions(f"name = '{name}'")
         if not versions:
-            raise MlflowException(f"no versions of {name}", error_code="RESOURCE_DOES_NOT_EXIST")
+            raise UserError(f"SOURCE: no registered model {name} in "
+                            f"{without_password(tracker.uri)} (hypersweep final registers a "
+                            "study's as the study's name)")
         return max(versions, key=lambda v: int(v.version))
     return client.get_model_version(name, version)
 

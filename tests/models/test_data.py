@@ -181,7 +181,8 @@ def test_a_held_out_split_without_some_class_is_noted():
     assert _missing_classes(raw, np.arange(0, 120), test) == ()
     assert _missing_classes(raw, np.arange(0, 120), np.arange(0)) == ()     # no test split
     assert _missing_classes(raw, np.arange(0, 120), np.arange(3, 9))[0].startswith(
-        "data.test_fraction: the test split holds no sample of class yes")
+        "data.test_fraction: the test split holds no sample of class yes (3 in all): its "
+        "metrics leave it out (a model that never predicts it can score a test_f1 of 1.0")
 
 
 def test_a_csv_file_with_a_rare_class_is_loaded_with_the_note(tmp_path):
@@ -201,3 +202,9 @@ def test_an_option_left_empty_says_what_to_give():
         load_dataset("csv", path="x.csv", features=None)
     assert str(e.value) == ("data.options.features: empty (null); give a value (or a list of "
                             "names), or leave the key out for its default ('')")
+
+
+def test_an_empty_list_of_names_is_none_left_out():
+    from hypersweep.models.data import _checked_options
+    assert _checked_options("csv", {"exclude": [], "features": ["a", "b"]}) == \
+        {"exclude": "", "features": "a, b"}

@@ -273,7 +273,7 @@ def test_a_builder_keyword_named_as_a_training_option_is_one_line(tmp_path):
         get_builder(f"{tmp_path}/moved.py:clashing")
     assert str(e.value) == (f"model: {tmp_path}/moved.py:clashing takes lr, epochs, the names of "
                             "training options that hypersweep's loop sets (params.lr is the "
-                            "loop's); rename them in the function (model_lr, say)")
+                            "loop's); rename them in the builder (model_lr, say)")
 
 
 def test_an_untyped_hyperparameter_takes_its_defaults_type(tmp_path):

@@ -3,11 +3,15 @@ generator, on real stores."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 from typer.testing import CliRunner
 
 from hypersweep.cli.app import app
+from tests.conftest import read_only_view
 
 runner = CliRunner()
 LINE = "the cat sat on the mat\n"
@@ -63,12 +67,23 @@ def test_a_language_model_continues_a_prompt(tmp_path, stores, write_config):
 
     # one line each, exit 2, nothing written
     bad = tmp_path / "bad.txt"
+    (tmp_path / "a.txt").mkdir()
     for args, error in (
             (["--prompt", "dog"], "--prompt: 'd', 'g' not in the model's vocabulary of 11 "
                                   "characters: '\\n acehmnost'"),
             (["--beam", "3", "-n", "2"], "--beam: gives one text, the most probable; -n 2 asks "
                                          "for more (sample them at a --temperature instead)"),
-            (["--temperature", "0"], "--temperature: must be a number above 0, got 0.0"),
+            (["--temperature", "0"], "--temperature: must be a finite number above 0, got 0.0"),
+            (["--temperature", "inf"], "--temperature: must be a finite number above 0, got inf"),
+            (["--beam", "3", "--temperature", "0.5"], "--temperature: applies to sampling; "
+                                                      "--beam finds the most probable text, "
+                                                      "which no temperature changes"),
+            (["--beam", "100000000"], "--beam: at most 1,000, got 100,000,000"),
+            (["-n", "100000000"], "-n: at most 10,000, got 100,000,000"),
+            (["--length", "100000000"], "--length: at most 100,000, got 100,000,000"),
+            (["--seed", "-1"], "--seed: must be an integer from 0 to 2**32 - 1, got -1"),
+            (["-o", str(tmp_path / "a.txt")], f"--output: {tmp_path / 'a.txt'} is a directory; "
+                                              "give a file name"),
             (["--length", "0"], "--length: must be at least 1, got 0"),
             (["--prompt", ""], "--prompt: empty; give at least one character the model knows"),
             (["-o", str(tmp_path / "bad.png")], "--output: bad.png: char_lm makes texts; write "
@@ -78,6 +93,17 @@ def test_a_language_model_continues_a_prompt(tmp_path, stores, write_config):
         res = invoke(*gen, *args, "-o", str(bad)) if "-o" not in args else invoke(*gen, *args)
         assert res.exit_code == 2 and res.output == f"error: {error}\n", (args, res.output)
         assert not bad.exists() and not (tmp_path / "bad.png").exists()
+    # a file that cannot be replaced is left as it was, nothing beside it
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "old.txt").write_text("kept")
+    hypersweep = str(Path(sys.executable).with_name("hypersweep"))
+    with read_only_view(tmp_path / "ro", [hypersweep, *gen, "--length", "3", "-o",
+                                          str(tmp_path / "ro" / "old.txt")]) as command:
+        done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith(
+        f"error: --output: cannot write {tmp_path / 'ro' / 'old.txt'}: "), done.stderr
+    assert [p.name for p in (tmp_path / "ro").iterdir()] == ["old.txt"]
+    assert (tmp_path / "ro" / "old.txt").read_text() == "kept"
     # a language model has no predictions on samples of its own
     res = invoke("predict", run_id, "-i", str(tmp_path / "cat.txt"), "-o",
                  str(tmp_path / "out.csv"), "--tracking-uri", stores.mlflow_uri)
@@ -121,6 +147,13 @@ def test_a_generator_draws_images_as_a_grid_or_an_array(tmp_path, stores, write_
             (["-o", str(tmp_path / "bad.txt")], "--output: bad.txt: gan makes images; write "
                                                 "FILE.png or FILE.npz"),
             (["-n", "0", "-o", str(bad)], "-n: must be at least 1, got 0"),
+            (["-n", "2000", "-o", str(bad)], "-n: a grid of 2,000 images is too large to read; "
+                                             "at most 1,024 in FILE.png, or write FILE.npz"),
+            (["-n", "10000000", "-o", str(tmp_path / "bad.npz")],
+             "-n: at most 1,562,500 samples of (1, 8, 8) (100,000,000 values, held in memory "
+             "before they are written), got 10,000,000"),
+            (["--temperature", "2", "-o", str(bad)], "--temperature: for a language model's "
+                                                     "text; gan makes images"),
             (["-o", str(tmp_path / "nowhere" / "a.png")], f"--output: {tmp_path / 'nowhere'}"
                                                           f"/a.png: no directory "
                                                           f"{tmp_path / 'nowhere'}")):

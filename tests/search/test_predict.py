@@ -79,6 +79,14 @@ def test_a_classifier_predicts_new_rows_as_the_training_file_made_them(tmp_path,
     assert list(predicted["prediction"]) == [["high", "low"][i] for i in scores.argmax(axis=1)]
     assert predicted["probability_high"].to_numpy() == pytest.approx(
         torch.softmax(torch.tensor(scores), dim=1)[:, 0].numpy(), abs=1e-6)
+    # a decimal comma in a file whose training file had a point: the cell is named
+    (tmp_path / "comma.csv").write_text('area,town\n50,north\n"61,5",south\n')
+    res = invoke("predict", run_id, "-i", str(tmp_path / "comma.csv"), "-o",
+                 str(tmp_path / "comma_out.csv"), "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 2 and res.output == (
+        "error: --input: comma.csv: column 'area' holds '61,5' in row 2 (line 3), not a number, "
+        "as the column was in the training file (written with the decimal mark ','; the "
+        "training file's is '.')\n") and not (tmp_path / "comma_out.csv").exists()
 
 
 def test_a_regression_predicts_in_the_target_s_units_and_final_models_by_registry(
@@ -364,6 +372,21 @@ def test_new_rows_read_as_the_training_file_was_and_bad_ones_refused(tmp_path, s
         "prediction"]) == list(predicted)
     with pytest.raises(UserError, match="^x: the DataFrame has no column 'code'; the model "):
         trained.predict(new.drop(columns=["code"]))
+    # numbers as text (dtype=str, JSON) are numbers; a row is named by its index
+    assert list(trained.predict(new.astype(str))["prediction"]) == list(predicted)
+    with pytest.raises(UserError) as e:
+        trained.predict(new.assign(size=[np.inf] + [5.0] * 9))
+    assert str(e.value) == ("x: the DataFrame: column 'size' holds inf in the row of index "
+                            f"{new.index[0]}, not a finite number")
+    # arrays: finite samples of the training shape, or one line naming x
+    for x, error in ((np.full((2, 4), np.nan), "x: sample 0 (counted from 0) holds a value "
+                                                "that is not a finite number"),
+                     (np.zeros((0, 4)), "x: no samples"),
+                     ([[1, 2, 3]], "x: samples of shape (3,); the model takes (4,)"),
+                     ([["a"] * 4], "x: not an array of numbers")):
+        with pytest.raises(UserError) as e:
+            trained.predict(x)
+        assert str(e.value).startswith(error), (x, str(e.value))
     # --keep: an id column copied first
     new.assign(id=[f"r{i}" for i in range(10)]).to_csv(tmp_path / "ids.csv", sep=";",
                                                         decimal=",", index=False)
@@ -389,12 +412,12 @@ def test_new_rows_read_as_the_training_file_was_and_bad_ones_refused(tmp_path, s
     (tmp_path / "gap.csv").write_text("size;code\n5,5;1\n4;2\n;1\n")
     (tmp_path / "odd.csv").write_text("size;code\n5,5;1\n?;2\n")
     for source, error in (
-            ("inf.csv", "error: --input: inf.csv: sample 2 holds a value that is not a finite "
-                        "number"),
+            ("inf.csv", "error: --input: inf.csv: column 'size' holds inf in row 2 (line 3), "
+                        "not a finite number"),
             ("empty.csv", "error: --input: empty.csv has a header but no rows"),
             ("gap.csv", "error: --input: gap.csv: column 'size' is empty in row 3 (line 4)"),
-            ("odd.csv", "error: --input: odd.csv: column 'size' is not numbers, as it was in "
-                        "the training file: '?' in row 2 (line 3)"),
+            ("odd.csv", "error: --input: odd.csv: column 'size' holds '?' in row 2 (line 3), "
+                        "not a number, as the column was in the training file"),
             ("rows.npz", "error: --input: rows.npz: the model trained on a CSV file's columns")):
         res = predict(tmp_path / source)
         assert res.exit_code == 2 and res.output.startswith(error), (source, res.output)
@@ -419,3 +442,14 @@ def test_a_failed_trial_s_run_has_no_model_to_predict_with(tmp_path, stores, wri
     assert res.exit_code == 2 and res.output.startswith(
         f"error: SOURCE: run {failed.info.run_id} is a failed trial's, with no trained model"), \
         res.output
+
+
+def test_a_text_file_of_sequences_may_start_with_a_byte_order_mark(tmp_path):
+    """Notepad's UTF-8 starts with one: not a token the model does not know."""
+    from hypersweep.search.predict import Trained, _sequence_inputs
+    trained = Trained(model=None, spec=None, data={"classes": list("0123"), "input_shape": [3, 4],
+                                                   "task": "sequence_transduction"}, run_id="")
+    (tmp_path / "s.txt").write_bytes("\ufeff012\n321\n".encode("utf-8"))
+    x, columns = _sequence_inputs(trained, tmp_path / "s.txt")
+    assert columns == {"input": ["012", "321"]} and x.shape == (2, 3, 4)
+    assert x[1].argmax(axis=1).tolist() == [3, 2, 1]
