@@ -168,16 +168,10 @@ def _feature_columns(frame, features: str, target: str,
     no name in the header (pandas calls it `Unnamed: 0`), as `DataFrame.to_csv`
     writes the index. As an input, an index sorted by the target gives it away.
     `exclude`: columns left out of the default (every column but the target)."""
-    left_out = [f.strip() for f in exclude.split(",") if f.strip()]
+    left_out = _column_names(frame, exclude, target, "exclude")
     if left_out and features.strip():
         raise UserError("data.options.exclude: give features (the inputs) or exclude (the "
                         "columns left out of them), not both")
-    for name in left_out:
-        if name not in frame.columns:
-            raise unknown("column", name, frame.columns, key="data.options.exclude")
-        if name == target:
-            raise UserError(f"data.options.exclude: '{name}' is the target "
-                            "(data.options.target), never an input")
     if not features.strip():
         index = [c for c in frame.columns if c != target and re.fullmatch(r"Unnamed: \d+", c)]
         inputs = [c for c in frame.columns if c != target and c not in index + left_out]
@@ -185,17 +179,23 @@ def _feature_columns(frame, features: str, target: str,
             raise UserError(f"data.options.exclude: leaves no input column beside the target "
                             f"'{target}'")
         return inputs, index
-    names = [f.strip() for f in features.split(",") if f.strip()]
+    return _column_names(frame, features, target, "features"), []
+
+
+def _column_names(frame, listed: str, target: str, option: str) -> list[str]:
+    """The columns an option names (comma-separated), each once, none the target."""
+    key = f"data.options.{option}"
+    names = [f.strip() for f in listed.split(",") if f.strip()]
     for name in names:
         if name not in frame.columns:
-            raise unknown("column", name, frame.columns, key="data.options.features")
+            raise unknown("column", name, frame.columns, key=key)
         if name == target:
-            raise UserError(f"data.options.features: '{name}' is the target "
-                            "(data.options.target); list only input columns")
+            raise UserError(f"{key}: '{name}' is the target (data.options.target); list only "
+                            "input columns")
     repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
     if repeated is not None:
-        raise UserError(f"data.options.features: '{repeated}' is listed twice")
-    return names, []
+        raise UserError(f"{key}: '{repeated}' is listed twice")
+    return names
 
 
 def _check_rows(n: int, file: Path, what: str) -> None:

@@ -470,8 +470,8 @@ def test_exclude_leaves_columns_out_of_the_default_inputs(tmp_path):
     assert [c["column"] for c in raw.meta["inputs"]] == ["area", "town"]
     for options, error in (
             ({"exclude": "ID"}, "data.options.exclude: unknown column 'ID' (did you mean 'id'?)"),
-            ({"exclude": "y"}, "data.options.exclude: 'y' is the target (data.options.target), "
-                               "never an input"),
+            ({"exclude": "y"}, "data.options.exclude: 'y' is the target (data.options.target); "
+                               "list only input columns"),
             ({"exclude": "id", "features": "area"}, "data.options.exclude: give features (the "
                                                     "inputs) or exclude (the columns left out "
                                                     "of them), not both"),
