@@ -183,6 +183,21 @@ def _plain(value: Any) -> Any:
 
 # ---------------------------------------------------------------- optimisation
 
+def _materialize(model: nn.Module, x: torch.Tensor) -> None:
+    """Lazy layers (`nn.LazyLinear`, in a model of one's own) take their shapes from
+    a first forward pass, made here on two samples in eval mode (no batch-norm
+    statistics move): the optimizer cannot hold parameters that have none yet, and
+    every such trial failed."""
+    from torch.nn.parameter import is_lazy
+    if not any(is_lazy(p) for p in model.parameters()):
+        return
+    training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(x[:2])
+    model.train(training)
+
+
 def weight_params(model: nn.Module) -> list[nn.Parameter]:
     """Weight matrices and kernels: what L2, L1 and max-norm regularise."""
     return [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
@@ -290,6 +305,7 @@ def setup(spec: TrialSpec) -> Fit:
     prepare = getattr(task, "prepare", None)     # e.g. reconstruction: targets = inputs
     if prepare is not None:
         splits = prepare(splits)
+    _materialize(model, splits.x_train)
     # One optimizer over every parameter, also for a GAN: `update` steps one net at a
     # time by leaving the other's gradients unset, which torch optimizers skip.
     optimizer = make_optimizer(model, opts)

@@ -67,7 +67,21 @@ def failure_reason(e: Exception) -> str:
     ours = [f for f in frames if not _library(f.filename)]
     where = (ours or frames)[-1] if frames else None
     at = f" ({where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
+    if where is not None and ours and _in_a_layer(frames[frames.index(where) + 1:]):
+        # torch's layers raised, called from the training loop: the model's own layers
+        # (an nn.Sequential of one's own has no line of its own to name)
+        at = f" (in a layer of the model, {_layer(frames)}; called at {at[2:-1]})"
     return f"{type(e).__name__}: {e}{at}"
+
+
+def _in_a_layer(frames: Sequence[traceback.FrameSummary]) -> bool:
+    return any("/torch/nn/modules/" in f.filename for f in frames)
+
+
+def _layer(frames: Sequence[traceback.FrameSummary]) -> str:
+    """The torch layer module whose code raised: `conv.py`, named as torch's file."""
+    deepest = [f for f in frames if "/torch/nn/modules/" in f.filename][-1]
+    return f"torch.nn {deepest.filename.rsplit('/', 1)[-1]}"
 
 
 def _library(filename: str) -> bool:

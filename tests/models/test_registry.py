@@ -321,3 +321,16 @@ def test_a_model_of_ones_own_failing_at_its_defaults_is_noted(tmp_path):
     on_images = parse_config({**cfg.model_dump(exclude={"data"}), "data": {"name": "digits"}})
     check_semantics(on_images)
     assert not [n for n in config_notes(on_images) if n.startswith("model:")]
+
+
+def test_a_model_of_ones_own_with_lazy_layers_trains(tmp_path, run):
+    """nn.LazyLinear takes its shape from a first forward pass: the optimizer was made
+    before one, and every trial failed ("uninitialized parameter")."""
+    (tmp_path / "lazy.py").write_text(
+        "from torch import nn\n"
+        "def lazy(*, input_shape, n_outputs, width: int = 16):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(width), nn.ReLU(),\n"
+        "                         nn.LazyLinear(n_outputs))\n")
+    result = run(model=f"{tmp_path}/lazy.py:lazy", epochs=2, batch_size=128)
+    assert result.state.value == "COMPLETE", result.reason
+    assert result.metrics["param_count"] == 64 * 16 + 16 + 16 * 10 + 10

@@ -25,3 +25,24 @@ def test_a_faults_reason_names_the_deepest_line_outside_the_libraries():
 def test_a_user_errors_reason_is_its_message_alone():
     assert failure_reason(UserError("params.dropout: must be in [0, 1), got 1.5")) == (
         "params.dropout: must be in [0, 1), got 1.5")
+
+
+def test_a_fault_inside_a_torch_layer_names_the_layer_and_the_call():
+    """An nn.Sequential of one's own has no line of its own: the reason named only
+    the training loop's line, as if hypersweep had failed."""
+    import torch
+    from torch import nn
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3))
+
+    def train():
+        return net(torch.zeros(2, 64))      # flat vectors into a conv layer
+
+    try:
+        train()
+    except RuntimeError as e:
+        reason = failure_reason(e)
+    line = train.__code__.co_firstlineno + 1
+    assert reason.startswith("RuntimeError: Expected 3D (unbatched) or 4D (batched) input")
+    assert reason.endswith(f"(in a layer of the model, torch.nn conv.py; called at "
+                           f"test_executors.py:{line})")
