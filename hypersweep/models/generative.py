@@ -62,7 +62,7 @@ class Reconstruction:
         return out, self.loss(out, y) + penalty
 
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy(output.float(), y.float())
+        return bce(output, y)
 
     def metrics(self, output: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """What the outputs alone give: `loss` is their bce, without the variant's
@@ -231,6 +231,33 @@ class Generation:
     def figure(self, output: torch.Tensor, y: torch.Tensor, *,
                class_names: Sequence[str] = (), split: str = "validation") -> bytes | None:
         return None
+
+
+def bce(output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Binary cross-entropy of outputs in [0, 1]. Outputs that are not finite (weights
+    that diverged, at a learning rate too high) give a NaN loss, as every other
+    task's loss then does, and the trial fails with `train_loss became nan at epoch
+    N`; torch's own refused them mid-epoch ("all elements of input should be
+    between 0 and 1")."""
+    if output.is_cuda:
+        return _bce_queued(output, target, reduction)
+    try:                                # nothing added to a step that goes well
+        return F.binary_cross_entropy(output.float(), target.float(), reduction=reduction)
+    except RuntimeError:
+        if torch.isfinite(output).all():
+            raise
+        return output.float().sum() * float("nan")
+
+
+def _bce_queued(output: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
+    """`bce` on a GPU: no host sync, so that the batches stay queued; and CUDA's
+    kernel asserts on a NaN, where the CPU's raises. NaN is added, not multiplied
+    in a branch: `where` sends the other branch a zero gradient, and zero times NaN
+    is NaN, which would poison every step."""
+    finite = torch.isfinite(output)
+    loss = F.binary_cross_entropy(torch.where(finite, output, 0.5).float(), target.float(),
+                                  reduction=reduction)
+    return loss + torch.where(finite.all(), 0.0, float("nan"))
 
 
 def check_unit_range(splits: Splits, task: str) -> None:

@@ -45,6 +45,8 @@ class Scorer(nn.Module):
 
     @torch.no_grad()
     def score(self, samples: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+        if not torch.isfinite(samples).all():   # a generator that diverged: no score
+            return {"fid": math.nan, "confidence": math.nan, "diversity": math.nan}
         self.eval()
         fake_f, real_f = self.features(samples.float()), self.features(real.float())
         probs = self.head(fake_f).softmax(dim=1)

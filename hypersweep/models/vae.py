@@ -8,11 +8,11 @@ reported `loss` is the negative ELBO whatever beta is.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hypersweep.models.autoencoder import MLP_ARCH, Activation, Arch, encoder_decoder
 from hypersweep.models.errors import check_at_least
+from hypersweep.models.generative import bce
 from hypersweep.models.registry import register
 
 
@@ -51,8 +51,7 @@ class VAE(nn.Module):
         recon = self.decoder(z)
         # Clamped: the data is in [0, 1] (Generation.check_data), but `input_noise` moves
         # the training batches out of it.
-        nll = F.binary_cross_entropy(recon.float(), x.float().clamp(0, 1),
-                                     reduction="sum") / len(x)
+        nll = bce(recon, x.float().clamp(0, 1), reduction="sum") / len(x)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum() / len(x)
         return recon, nll, kl
 

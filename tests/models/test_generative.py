@@ -3,6 +3,7 @@ the reconstruction and generation tasks, the training hooks, and learning tests.
 from __future__ import annotations
 
 import itertools
+import math
 import typing
 
 import pytest
@@ -425,3 +426,34 @@ def test_every_end_of_the_default_space_builds_on_digits():
             params = {"variant": variant, **branch, name: value}
             with torch.device("meta"):
                 builder.build(input_shape=(1, 8, 8), n_outputs=10, **params)
+
+
+def test_a_vae_that_diverges_fails_as_any_loss_that_becomes_nan(run):
+    """At a learning rate far too high the decoder's outputs become NaN: torch's
+    binary cross-entropy refused them mid-epoch ("all elements of input should be
+    between 0 and 1"), and the scorer's FID failed to converge on them; the trial
+    now fails as every other model's does."""
+    r = run(model="vae", epochs=3, lr=1e4, optimizer="sgd")
+    assert r.state.value == "FAIL"
+    assert r.reason.startswith("train_loss became nan at epoch "), r.reason
+
+
+def test_binary_cross_entropy_of_outputs_that_are_not_finite_is_nan():
+    from hypersweep.models.generative import bce
+    out = torch.tensor([0.5, float("nan")], requires_grad=True)
+    loss = bce(out, torch.tensor([1.0, 0.0]))
+    assert torch.isnan(loss) and loss.requires_grad        # a step on it makes NaN weights
+    assert bce(torch.tensor([0.5]), torch.tensor([1.0])).item() == pytest.approx(math.log(2))
+
+
+def test_the_gpus_binary_cross_entropy_is_the_cpus_and_its_gradient_too():
+    """The GPU's form (no host sync) run on CPU tensors: the same loss and gradient
+    where the outputs are finite, NaN where one is not."""
+    from hypersweep.models.generative import _bce_queued
+    target = torch.tensor([1.0, 0.0, 1.0])
+    a = torch.tensor([0.2, 0.3, 0.9], requires_grad=True)
+    b = a.detach().clone().requires_grad_()
+    torch.nn.functional.binary_cross_entropy(a, target).backward()
+    _bce_queued(b, target, "mean").backward()
+    assert torch.equal(a.grad, b.grad)
+    assert torch.isnan(_bce_queued(torch.tensor([0.5, float("nan")]), target[:2], "mean"))
