@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import hypersweep.search.sqlite  # noqa: F401 - SQLite stores in WAL mode
 from hypersweep.search import store_template
@@ -26,6 +26,7 @@ from hypersweep.models.trial import TrialResult, TrialState
 ROLE_TAG = "hypersweep.role"
 STATE_TAG = "state"
 FLUSH_SECONDS = 2.0          # batch metric writes; curves still grow live in the UI
+PER_REQUEST = 1000           # MLflow's limit on the entries of one log_batch
 
 LOST_TAG = "lost_end"        # on a child run closed by resume (tracking.end_lost_run)
 _STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED",
@@ -241,15 +242,22 @@ class MlflowTracker:
         if time.monotonic() - self._last_flush.get(run_id, 0.0) >= FLUSH_SECONDS:
             self.flush(run_id)
 
-    def flush(self, run_id: str) -> None:
-        batch = self._pending.pop(run_id, [])
-        for i in range(0, len(batch), 1000):     # MLflow's per-request metric limit
-            self.client.log_batch(run_id, metrics=batch[i:i + 1000])
+    def flush(self, run_id: str, metrics: Sequence = (), tags: Sequence = ()) -> None:
+        """Write the run's pending metrics, and `metrics` and `tags` with them: in as
+        few requests as MLflow takes (1000 entries each; `tags` fit in one), the
+        tags in the last. A trial's end is one request where its last epochs' curves
+        and its summary were two (a write to a SQLite store costs milliseconds
+        whatever it holds, and a server a round trip)."""
+        batch = self._pending.pop(run_id, []) + list(metrics)
+        last = max(0, len(batch) - (PER_REQUEST - len(tags)))
+        for i in range(0, last, PER_REQUEST):
+            self.client.log_batch(run_id, metrics=batch[i:min(i + PER_REQUEST, last)])
+        if batch[last:] or tags:
+            self.client.log_batch(run_id, metrics=batch[last:], tags=list(tags))
         self._last_flush[run_id] = time.monotonic()
 
     def end_trial(self, run_id: str, result: TrialResult, files: Mapping[str, bytes | str],
                   tags: Mapping[str, str] = {}) -> None:
-        self.flush(run_id)
         # The trial's result as Optuna was told it: early stopping reports the epoch
         # it chose, which is not the curves' last (val_mse 0.546 told, 0.592 last).
         # Logged at that epoch's step, so that the UI shows which epoch they are.
@@ -261,9 +269,8 @@ class MlflowTracker:
             all_tags["best_epoch"] = str(result.best_epoch)
         if result.reason:
             all_tags["failure_reason" if result.state is TrialState.FAIL else "reason"] = result.reason[:5000]
-        self.client.log_batch(run_id,
-                              metrics=[self._e.Metric(k, float(v), now, step) for k, v in summary.items()],
-                              tags=[self._e.RunTag(k, v) for k, v in all_tags.items()])
+        self.flush(run_id, [self._e.Metric(k, float(v), now, step) for k, v in summary.items()],
+                   [self._e.RunTag(k, v) for k, v in all_tags.items()])
         self._log_files(run_id, {**result.artifacts, **files})
         self.client.set_terminated(run_id, status=_STATUS[result.state])
         self._last_flush.pop(run_id, None)

@@ -81,6 +81,33 @@ def test_handles_resolve_to_run_ids_and_reads_wait(stores):
     assert client.get_run(w.resolve(child)).info.status == "FINISHED"
 
 
+def test_a_trials_end_is_written_in_as_few_requests_as_mlflow_takes(stores, monkeypatch):
+    """Its pending epochs, its summary and its tags in one request where they fit in
+    MLflow's 1000 entries; more pending epochs go first, in full requests."""
+    monkeypatch.setattr("hypersweep.search.tracking.FLUSH_SECONDS", 3600.0)
+    with MlflowTracker(stores.mlflow_uri) as tracker:
+        parent = tracker.start_study("ends", "study: ends\n")
+        requests = []
+        log_batch = tracker.client.log_batch
+        monkeypatch.setattr(tracker.client, "log_batch", lambda run_id, **kw: (
+            requests.append({k: len(v) for k, v in kw.items()}), log_batch(run_id, **kw)))
+        for epochs, expected in ((3, [{"metrics": 4, "tags": 2}]),      # state, epochs
+                                 (2100, [{"metrics": 1000}, {"metrics": 103},
+                                         {"metrics": 998, "tags": 2}])):
+            child = tracker.start_trial(parent, epochs, {"lr": 0.1})
+            requests.clear()
+            for step in range(1, epochs + 1):
+                tracker.log_metrics(child, step, {"val_loss": 1 / step})
+            tracker.end_trial(child, TrialResult(TrialState.COMPLETE, {"val_loss": 0.5},
+                                                 epochs=epochs), {})
+            assert requests == expected
+            run = tracker.client.get_run(child)
+            history = tracker.client.get_metric_history(child, "val_loss")
+            assert sorted(m.step for m in history) == list(range(1, epochs + 1))
+            assert run.data.metrics["final_val_loss"] == 0.5
+            assert run.data.tags["epochs"] == str(epochs) and run.info.status == "FINISHED"
+
+
 def test_a_store_that_cannot_be_opened_fails_the_next_call(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
