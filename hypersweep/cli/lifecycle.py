@@ -365,8 +365,10 @@ def predict(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fal
                 help="A column of FILE.csv to copy into OUT.csv, first: an id (repeatable)."),
             tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI of the run.",
                                               show_default=DEFAULT.uri)) -> None:
-    """Predict with a trained model on new samples: classes, values, reconstruction
-    errors or decoded sequences."""
+    """Predict with a trained model on new samples: classes, values, errors or sequences.
+
+    Classes with their probabilities, regression values, reconstruction errors per
+    sample, or decoded sequences, one row per sample in OUT.csv."""
     from hypersweep.search.predict import inputs_of, load_trained
     if output.suffix.lower() != ".csv":
         raise UserError(f"--output: {output.name}: the file must end in .csv")
