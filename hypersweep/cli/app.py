@@ -292,9 +292,7 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
     print_best(outcome.study, cfg)
     if not outcome.interrupted:     # a stopped study computes none
         print_importances(outcome.importances, outcome.study, cfg)
-        from hypersweep.search.advice import crowded_end_notes
-        for note in crowded_end_notes(cfg, outcome.study.get_trials(deepcopy=False)):
-            err.print(f"note: {note}", highlight=False, soft_wrap=True)
+        print_range_notes(cfg, outcome.study.get_trials(deepcopy=False))
     out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}", soft_wrap=True)
     return outcome
 
@@ -402,6 +400,19 @@ def show_builder(b) -> None:
 
 def _parallel(value: str | None) -> int | str | None:
     return int(value) if value is not None and value.isdigit() else value
+
+
+def print_range_notes(cfg, trials) -> None:
+    """On stderr, each searched range whose end the best trials crowd against. None
+    where the values past an end cannot be checked any more (`best` on a study whose
+    model file or data has gone since): advice, not a reason to fail."""
+    from hypersweep.search.advice import crowded_end_notes
+    try:
+        notes = crowded_end_notes(cfg, trials)
+    except UserError:
+        return
+    for note in notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
 def print_best(study, cfg, top: int | None = 5) -> list:

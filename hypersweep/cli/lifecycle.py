@@ -12,8 +12,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hypersweep.cli.app import (SetOpt, _parallel, app, counted, err, opt, out, print_best, stopped,
-                     user_errors)
+from hypersweep.cli.app import (SetOpt, _parallel, app, counted, err, opt, out, print_best,
+                                print_range_notes, stopped, user_errors)
 from hypersweep.models.errors import UserError
 from hypersweep.search.config import StudyConfig, TrackingConfig, without_password
 
@@ -290,6 +290,7 @@ def best(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     shown = print_best(s, cfg, top=None)
     if shown:
         print_what_they_trained(s.study_name, cfg, shown)
+    print_range_notes(cfg, s.get_trials(deepcopy=False))
 
 
 def print_what_they_trained(name: str, cfg, trials) -> None:

@@ -75,3 +75,9 @@ def test_a_range_the_best_trials_crowd_against_is_noted_at_the_study_s_end(store
     assert notes == ["note: space.lr: the best trials sit at the top of the searched range "
                      f"[1e-05, 0.001] (the best: {best:.4g}); a better value may lie above it: "
                      "widen the range (to 0.002, say), then narrow it around the best"], res.output
+    # and so does `best`, whenever the study is looked at again (not its JSON)
+    res = invoke("best", "crowded", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    assert [line for line in res.output.splitlines() if line.startswith("note: ")] == notes
+    res = invoke("best", "crowded", "--storage", stores.optuna_url, "--json")
+    assert res.exit_code == 0 and "note:" not in res.output, res.output
