@@ -386,11 +386,16 @@ def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path,
     blocks = []
     for column in layout:
         name, series = column["column"], frame[column["column"]]
-        if series.isna().any():
-            first = int(np.flatnonzero(series.isna().to_numpy())[0])
-            raise UserError(f"--input: {path.name}: column '{name}' is empty in {where(first)}")
+        # The first cell that is wrong is named, in the file's order: an empty one,
+        # or one that is not a (finite) number
+        empty = series.isna().to_numpy()
+        gap = _first(empty)
+        gap_error = UserError(f"--input: {path.name}: column '{name}' is empty in "
+                              f"{where(gap)}") if gap < len(series) else None
         values = _column_values(series)
         if "one_hot" in column:
+            if gap < len(series):
+                raise gap_error
             categories = list(column["one_hot"])
             if all(isinstance(k, str) for k in categories):     # read as text in training
                 values = series.astype(str).to_numpy(dtype=object)
@@ -405,24 +410,34 @@ def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path,
             text = series.astype(str).str.strip()
             parsed = pd.to_numeric(text.str.replace(decimal, ".", regex=False) if decimal != "."
                                    else text, errors="coerce").to_numpy(dtype=np.float64)
-            bad = np.flatnonzero(np.isnan(parsed))
-            if len(bad):
-                value = str(series.iloc[bad[0]])
+            bad = _first(np.isnan(parsed) & ~empty)
+            if gap < bad:
+                raise gap_error
+            if bad < len(series):
+                value = str(series.iloc[bad])
                 other = "," if decimal == "." else "."
                 comma = pd.to_numeric(value.strip().replace(other, "."), errors="coerce")
                 hint = (f" (written with the decimal mark '{other}'; the training file's is "
                         f"'{decimal}')" if np.isfinite(comma) else "")
                 raise UserError(f"--input: {path.name}: column '{name}' holds {value!r} in "
-                                f"{where(int(bad[0]))}, not a number, as the column was in the "
+                                f"{where(bad)}, not a number, as the column was in the "
                                 f"training file{hint}")
             values = parsed
         values = values.astype(np.float64)
-        if not np.isfinite(values).all():
-            first = int(np.flatnonzero(~np.isfinite(values))[0])
-            raise UserError(f"--input: {path.name}: column '{name}' holds {values[first]} in "
-                            f"{where(first)}, not a finite number")
+        infinite = _first(~np.isfinite(values) & ~empty)
+        if gap < infinite:
+            raise gap_error
+        if infinite < len(series):
+            raise UserError(f"--input: {path.name}: column '{name}' holds {values[infinite]} "
+                            f"in {where(infinite)}, not a finite number")
         blocks.append(((values - column["mean"]) / column["std"])[:, None])
     return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+def _first(mask: np.ndarray) -> int:
+    """The first position `mask` holds, or its length where it holds none."""
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if len(hits) else len(mask)
 
 
 def _read_frame(path: Path, sep: str = ",", decimal: str = ".") -> Any:

@@ -410,7 +410,8 @@ def test_new_rows_read_as_the_training_file_was_and_bad_ones_refused(tmp_path, s
     (tmp_path / "inf.csv").write_text("size;code\n5,5;1\ninf;2\n")
     (tmp_path / "empty.csv").write_text("size;code\n")
     (tmp_path / "gap.csv").write_text("size;code\n5,5;1\n4;2\n;1\n")
-    (tmp_path / "odd.csv").write_text("size;code\n5,5;1\n?;2\n")
+    (tmp_path / "odd.csv").write_text("size;code\n5,5;1\n?;2\n;3\n")     # the first named
+    (tmp_path / "odd-gap.csv").write_text("size;code\n5,5;1\n;2\n?;3\n")
     for source, error in (
             ("inf.csv", "error: --input: inf.csv: column 'size' holds inf in row 2 (line 3), "
                         "not a finite number"),
@@ -418,6 +419,8 @@ def test_new_rows_read_as_the_training_file_was_and_bad_ones_refused(tmp_path, s
             ("gap.csv", "error: --input: gap.csv: column 'size' is empty in row 3 (line 4)"),
             ("odd.csv", "error: --input: odd.csv: column 'size' holds '?' in row 2 (line 3), "
                         "not a number, as the column was in the training file"),
+            ("odd-gap.csv", "error: --input: odd-gap.csv: column 'size' is empty in row 2 "
+                            "(line 3)"),
             ("rows.npz", "error: --input: rows.npz: the model trained on a CSV file's columns")):
         res = predict(tmp_path / source)
         assert res.exit_code == 2 and res.output.startswith(error), (source, res.output)
