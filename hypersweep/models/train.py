@@ -48,7 +48,7 @@ class TrainOptions:
     matrices and kernels only, not to biases or normalisation parameters (the notes,
     7.1: biases are left unregularized). `max_norm` caps the L2 norm of each unit's
     incoming weights after every step. Schedules step once per epoch: `step` multiplies
-    the lr by `gamma` every `step_size` epochs, `exponential` every epoch, `cosine`
+    the lr by `gamma` (in (0, 1]) every `step_size` epochs, `exponential` every epoch, `cosine`
     anneals to 0 over `epochs`, `warm_restarts` restarts a cosine every
     `restart_period` epochs. `patience` > 0 stops after that many epochs without a
     lower val_loss and restores the best weights. 0 turns max_norm, patience and
@@ -97,7 +97,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("l1", lambda v: v >= 0, ">= 0"),
     ("max_norm", lambda v: v >= 0, ">= 0"),
     ("step_size", lambda v: v >= 1, ">= 1"),
-    ("gamma", lambda v: v > 0, "> 0"),
+    ("gamma", lambda v: 0 < v <= 1, "in (0, 1]"),     # a decay: above 1 the lr grows
     ("restart_period", lambda v: v >= 1, ">= 1"),
     ("label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("input_noise", lambda v: v >= 0, ">= 0"),

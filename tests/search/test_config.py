@@ -346,6 +346,11 @@ def test_a_parameter_fixed_and_searched_inside_a_branch(write_config):
     ("space.optimizer={choice: {adam: {beta2: 1.5}, momentum: {}}}",
      "space.optimizer.choice.adam.beta2: must be in [0, 1), got 1.5"),
     ("space.dropout={choice: [0.0, 0.5]}", None),
+    # a schedule's decay factor: above 1 the lr would grow every step
+    ("space.schedule={choice: {step: {gamma: {uniform: [0.5, 1.5]}}, constant: {}}}",
+     "space.schedule.choice.step.gamma: must be in (0, 1], got 1.5"),
+    ("space.schedule={choice: {exponential: {gamma: {uniform: [0.5, 1.0]}}, constant: {}}}",
+     None),
 ])
 def test_each_value_the_space_names_is_one_the_hyperparameter_takes(
         write_config, override, message):
