@@ -12,7 +12,7 @@ Prints one markdown section (also returned by `run(quick)` for benchmarks/run.py
    a new Python process: trial throughput ratio (goal >= 1.7 on 2 cores), end to
    end (from the executor's start until the last trial is written to MLflow; Ray's
    own start-up is timed separately) and in the steady state (after each worker's
-   warm-up and first trial), for short trials and five times longer ones; beside it, the
+   warm-up and first trial), for trials of about 0.4 s, 2 s and 7 s; beside it, the
    ceiling this machine allows: two plain training processes side by side
    against one. The serial executor is not one core's worth of work: its tracking
    process draws each trial's figures and writes MLflow on another core. Its CPU
@@ -310,17 +310,27 @@ def run(quick: bool = False) -> str:
     repeat = 1 if quick else 3
     short, long = platform_overhead(n, epochs[0], repeat), platform_overhead(n, epochs[1], repeat)
     split = split_overhead(short, long, n, epochs)
-    scale_n = 4 if quick else 16
-    scale = parallel_scaling(scale_n, epochs[0])
-    scale_long_epochs = epochs[1] // 2        # trials about five times longer
-    scale_long = parallel_scaling(scale_n, scale_long_epochs)
-    ceiling = plain_ceiling(scale_long["params"], scale_long_epochs)
+    # Trials of about 0.4 s, 2 s and 7 s on the serial executor (the same MLP, more epochs).
+    lengths = [(4, 2), (4, 4), (4, 8)] if quick else [(16, 20), (16, 100), (8, 400)]
+    scales = [(t, e, parallel_scaling(t, e)) for t, e in lengths]
+    ceiling_trials, ceiling_epochs, ceiling_of = scales[1]
+    ceiling = plain_ceiling(ceiling_of["params"], ceiling_epochs)
     sched = scheduling_overhead(10 if quick else 100)
 
     def overhead_row(o: dict, e: int) -> str:
         return (f"| platform overhead: `hypersweep run` (serial) / plain PyTorch script, {n} configs "
                 f"x {e} epochs, median of {o['repeat']} | {o['ratio']:.2f} ({o['hypersweep_s']:.1f} s / "
                 f"{o['plain_s']:.1f} s; rounds: {', '.join(f'{r:.2f}' for r in o['ratios'])}) | <= 1.10 |")
+
+    def scaling_row(trials: int, epochs: int, s: dict) -> str:
+        return (f"| {trials} trials x {epochs} epochs | {1 / s['serial_steady_per_s']:.2f} | "
+                f"{s['speedup']:.2f}x ({s['serial_s']:.1f} s / {s['ray_s']:.1f} s) | "
+                f"{s['steady_speedup']:.2f}x ({s['ray_steady_per_s']:.2f} vs "
+                f"{s['serial_steady_per_s']:.2f} trials/s) | {s['serial_cores']:.2f}: "
+                f"{s['bound']:.2f}x |")
+
+    rows = ("\n" + " " * 8).join(scaling_row(*x) for x in scales)
+    startups = ", ".join(f"{s['ray_startup_s']:.1f}" for _, _, s in scales)
 
     return textwrap.dedent(f"""\
         {'Quick run (small sizes). ' if quick else ''}Machine: {os.cpu_count()} CPUs. Digits MLP (2 x 128), 1 torch thread per trial; fresh stores each run.
@@ -330,14 +340,26 @@ def run(quick: bool = False) -> str:
         {overhead_row(short, epochs[0])}
         {overhead_row(long, epochs[1])}
         | overhead split: per study (start-up, stores, report) + per trial, and per epoch | {_seconds(split['rest_s'])} for the study and its {n} trials; {split['per_epoch_ms']:.1f} ms per epoch | |
-        | parallel scaling: `parallel: 2` (Ray) vs serial, {scale_n} trials x {epochs[0]} epochs, end to end (each in a new process; serial from its executor's start, imports included; Ray after its start-up, {scale['ray_startup_s']:.1f} s) | {scale['speedup']:.2f}x ({scale['serial_s']:.1f} s / {scale['ray_s']:.1f} s) | >= 1.7x |
-        | parallel scaling, steady state (after each worker's first trial) | {scale['steady_speedup']:.2f}x ({scale['ray_steady_per_s']:.2f} vs {scale['serial_steady_per_s']:.2f} trials/s) | >= 1.7x |
-        | parallel scaling, {scale_n} trials x {scale_long_epochs} epochs, end to end | {scale_long['speedup']:.2f}x ({scale_long['serial_s']:.1f} s / {scale_long['ray_s']:.1f} s); steady state {scale_long['steady_speedup']:.2f}x | >= 1.7x |
-        | the serial executor's own CPU use in the steady state (training, plus figures and MLflow writes in its tracking process), and so about the most any executor can gain on {os.cpu_count()} cores with the same CPU work per trial (an estimate, as noisy as the rows above) | {scale['serial_cores']:.2f} cores: about {scale['bound']:.2f}x ({epochs[0]} epochs); {scale_long['serial_cores']:.2f} cores: about {scale_long['bound']:.2f}x ({scale_long_epochs} epochs) | |
-        | this machine's ceiling: the plain script, two processes side by side vs one, same {scale_n} configs x {scale_long_epochs} epochs | {ceiling:.2f}x | |
         | per trial, trivial trials, serial executor (Optuna + MLflow) | {sched['serial_ms']:.0f} ms | |
         | per trial, trivial trials, Ray `parallel: 1` | {sched['ray_ms']:.0f} ms (Ray adds {sched['ray_added_ms']:.0f} ms) | Ray Tune with actor reuse: ~30 ms |
         | per trial, trivial trials, Ray `parallel: 2` | {sched['ray_parallel2_ms']:.0f} ms | |
+
+        Parallel scaling: `parallel: 2` (Ray) against the serial executor on the same study, by
+        trial length (the same MLP, more epochs); goal: at least 1.7x the trial throughput. Each
+        side runs in a new process. End to end: from the executor's start until the last trial
+        is written to MLflow, the serial side's imports included, Ray's start-up not (timed
+        apart: {startups} s). Steady state: after each worker's first trial. The serial
+        executor is not one core's work: its tracking process draws each trial's figures and
+        writes MLflow on the other core, so its CPU use bounds what any executor can gain with
+        the same work per trial: about {os.cpu_count()} cores over the cores it uses (an
+        estimate, as noisy as the rest).
+
+        | study | serial s per trial | end to end | steady state | serial executor's cores: most any executor gains |
+        |---|---|---|---|---|
+        {rows}
+
+        This machine's ceiling, the plain script as two processes side by side against one (the
+        {ceiling_trials} configurations x {ceiling_epochs} epochs of the second row): {ceiling:.2f}x.
         """)
 
 
