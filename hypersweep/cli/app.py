@@ -1,10 +1,10 @@
 """The `hypersweep` command line: parse, call search/, print."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
-import shlex
 import signal
 import sys
 from pathlib import Path
@@ -150,7 +150,7 @@ def user_errors(fn: Callable) -> Callable:
                 raise
             drop_output(sys.stdout)
             return None
-        except TrackingError as e:      # the MLflow store failed: not bad input
+        except (TrackingError, StorageFailed) as e:     # a store failed: not bad input
             err.print(f"[red]error:[/red] {escape(_as_given(str(e), kwargs))}", markup=True,
                       highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
@@ -158,10 +158,9 @@ def user_errors(fn: Callable) -> Callable:
             failure = _storage_failure(e)
             if failure is None:
                 raise
-            err.print("error: " + _as_given(
-                f"tracking.storage: the Optuna storage failed in use: {failure}; once it is "
-                "back, hypersweep resume STUDY marks the trials it left running as failed",
-                kwargs), highlight=False, soft_wrap=True)
+            # Before a study runs (in one, `resumable` says how to continue it)
+            err.print("error: " + _as_given(f"{STORAGE_FAILED}: {failure}", kwargs),
+                      highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as stop:   # before a study's trials (they have their own)
             if isinstance(stop, Terminated):
@@ -184,6 +183,31 @@ def _as_given(message: str, options: dict[str, Any]) -> str:
             message = re.sub(rf"(?<![\w.-]){re.escape(key)}(?![\w.])",
                              "--" + name.replace("_", "-"), message)
     return message
+
+
+STORAGE_FAILED = "tracking.storage: the Optuna storage failed in use"
+
+
+class StorageFailed(RuntimeError):
+    """The Optuna storage failed while a study ran (its database server stopped)."""
+
+
+@contextlib.contextmanager
+def resumable(cfg):
+    """The Optuna storage failing while study `cfg` runs: one line that says how to
+    continue it, with the study's name and storage."""
+    try:
+        yield
+    except (UserError, TrackingError):
+        raise
+    except Exception as e:
+        failure = _storage_failure(e)
+        if failure is None:
+            raise
+        from hypersweep.search.driver import resume_command
+        raise StorageFailed(f"{STORAGE_FAILED}: {failure}; the trials left running are "
+                            f"marked FAIL on resume; once it is back, continue with: "
+                            f"{resume_command(cfg)}") from e
 
 
 def _storage_failure(e: BaseException) -> str | None:
@@ -266,7 +290,6 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
     from hypersweep.search.driver import StudyDriver, check_no_parent
     from hypersweep.search.executors import make_executor
     from hypersweep.search.store_template import sqlite_file, is_new
-    from hypersweep.search.tracking import ui_command
 
     with StudyProgress(out, cfg, done=done) as progress:
         # A store there already is opened first, to refuse a name it holds before
@@ -287,14 +310,24 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
             progress.notice(f"note: {note}", err)
         if not there:
             tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
-        driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)
-        outcome = driver.run(resume=resume)
+        with resumable(cfg):
+            driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)
+            outcome = driver.run(resume=resume)
     print_best(outcome.study, cfg)
     if not outcome.interrupted:     # a stopped study computes none
         print_importances(outcome.importances, outcome.study, cfg)
         print_range_notes(cfg, outcome.study.get_trials(deepcopy=False))
-    out.print(f"\nMLflow UI for this store:\n  {ui_command(cfg.tracking.uri)}", soft_wrap=True)
+    out.print(f"\nMLflow UI for this store:\n  {ui_hint(cfg.tracking.uri)}", soft_wrap=True)
     return outcome
+
+
+def ui_hint(uri: str) -> str:
+    """The command that opens the MLflow UI on the store at `uri`, its password
+    masked, and how to give it."""
+    from hypersweep.search.driver import password_note
+    from hypersweep.search.tracking import ui_command
+    ui = ui_command(uri)
+    return ui + password_note(ui)
 
 
 @app.command()
@@ -500,12 +533,11 @@ def stopped(outcome, cfg) -> None:
     """After a study stopped by Ctrl-C, SIGTERM or SIGHUP: say so, and how to
     continue it, and exit 130, 143 or 129."""
     if outcome.interrupted:
-        from hypersweep.search.driver import storage_option
+        from hypersweep.search.driver import resume_command
         by = "interrupted" if outcome.exit_code == 130 else \
             f"stopped by {signal.Signals(outcome.exit_code - 128).name}"
-        err.print(f"{by}: running trials were marked FAIL; continue with: hypersweep resume "
-                  f"{shlex.quote(cfg.study)}{storage_option(cfg)}", soft_wrap=True,
-                  highlight=False)
+        err.print(f"{by}: running trials were marked FAIL; continue with: "
+                  f"{resume_command(cfg)}", soft_wrap=True, highlight=False)
         raise typer.Exit(outcome.exit_code)
 
 

@@ -225,16 +225,27 @@ def delete(study: str = StudyArg, storage: Optional[str] = StorageOpt,
         if not sure:
             err.print("nothing deleted", highlight=False)
             raise typer.Exit(1)
-    from hypersweep.search.tracking import gc_command
     trash = delete_study(plan)
     out.print(f"deleted study {study}", highlight=False)
     if trash:
-        out.print(f"  its MLflow experiment is in MLflow's trash as '{trash[0]}', runs and "
-                  f"artifacts kept until this removes them for good, with every other run "
-                  f"in the trash: {gc_command(plan.uri, trash[1])}",
-                  highlight=False, soft_wrap=True)
+        out.print(f"  its MLflow experiment is in MLflow's trash as '{trash[0]}'"
+                  f"{_gc_hint(plan.uri, *trash[1:])}", highlight=False, soft_wrap=True)
     if plan.registered_model:
         out.print(f"  the registered model '{study}' (from `final`) is kept", highlight=False)
+
+
+def _gc_hint(uri: str, experiment_id: str, run_id: Optional[str]) -> str:
+    """What follows the name of a deleted study's experiment in MLflow's trash:
+    the `mlflow gc` command that removes it for good, and what that removes."""
+    from hypersweep.search.driver import password_note
+    from hypersweep.search.tracking import gc_command
+    if run_id is None:
+        return " (no runs)"
+    gc = gc_command(uri, experiment_id, run_id)
+    server = ("; run it where the server runs, with the server's own --backend-store-uri "
+              "in place of STORE_OF_THE_SERVER" if "STORE_OF_THE_SERVER" in gc else "")
+    return (f", runs and artifacts kept until this removes them and the experiment for good "
+            f"(no other experiment's runs){server}: {gc}{password_note(gc)}")
 
 
 @app.command()
@@ -310,13 +321,13 @@ def print_what_they_trained(name: str, cfg, trials) -> None:
             out.print(f"trial {number}: MLflow run {run_id} (trial.yaml: every "
                       "hyperparameter; model.pt: the weights)", highlight=False)
     if any(run_id for _, run_id in runs):
-        from hypersweep.search.driver import storage_option, tracking_option
+        from hypersweep.search.driver import password_note, storage_option, tracking_option
         several = len(cfg.search.objectives) > 1
         # With the stores named, where they are not where the commands look by default
-        out.print(f"train one again: hypersweep replay RUN_ID{tracking_option(cfg)}; on train "
-                  f"+ validation, tested once: hypersweep final {shlex.quote(name)}"
-                  f"{storage_option(cfg)}{' --trial N' if several else ''}",
-                  highlight=False)
+        line = (f"train one again: hypersweep replay RUN_ID{tracking_option(cfg)}; on train "
+                f"+ validation, tested once: hypersweep final {shlex.quote(name)}"
+                f"{storage_option(cfg)}{' --trial N' if several else ''}")
+        out.print(line + password_note(line), highlight=False)
 
 
 @app.command()

@@ -138,13 +138,13 @@ class ResourcesConfig(_Strict):
         return v
 
 
-def _default_uri() -> str:
+def default_tracking_uri() -> str:
     # As every MLflow tool takes it: the environment's tracking server, else a file here.
     return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
 
 
 class TrackingConfig(_Strict):
-    uri: str = Field(default_factory=_default_uri)     # MLflow tracking URI
+    uri: str = Field(default_factory=default_tracking_uri)     # MLflow tracking URI
     storage: str = "sqlite:///optuna.db"    # Optuna storage URL
 
 
@@ -432,8 +432,9 @@ def _check_sqlite_slashes(url: str, key: str) -> None:
 
 
 def check_tracking_uri(uri: str, key: str = "tracking.uri") -> None:
-    """An MLflow tracking URI that is a bare file name, or a file store MLflow 3
-    refuses: a one-line error naming `key`."""
+    """An MLflow tracking URI of a scheme MLflow has no store for, or that is a bare
+    file name, or a file store MLflow 3 refuses: a one-line error naming `key`."""
+    check_tracking_scheme(uri, key)
     local = uri.startswith("file:") or "://" not in uri and not uri.startswith("databricks")
     if local and uri.endswith((".db", ".sqlite", ".sqlite3")):
         raise UserError(f"{key}: {uri!r} is a file name; a SQLite store's URI is "
@@ -442,6 +443,39 @@ def check_tracking_uri(uri: str, key: str = "tracking.uri") -> None:
         raise UserError(f"{key}: {uri!r} is an MLflow file store, which MLflow 3 "
                         "refuses unless MLFLOW_ALLOW_FILE_STORE=true is set; a SQLite store "
                         "(sqlite:///mlflow.db, the default) has every feature")
+
+
+# The schemes of MLflow's own tracking stores (a database's with any "+driver").
+_TRACKING_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https",
+                     "databricks", "databricks-uc", "uc")
+_NO_COLON = re.compile(r"(?P<scheme>[A-Za-z][\w+.-]*)(?P<slashes>//+)(?P<rest>.*)", re.DOTALL)
+
+
+def check_tracking_scheme(uri: str, key: str = "tracking.uri") -> None:
+    """A tracking URI whose scheme lacks its colon (`http//host:5000`: MLflow took
+    it for a folder of that name) or is none MLflow knows (`htp://`: MLflow said
+    its model registry was unavailable): a one-line error naming `key`."""
+    schemes = _tracking_schemes()
+    match = _NO_COLON.fullmatch(uri)
+    if match and match["scheme"].split("+")[0].lower() in schemes:
+        scheme, slashes, rest = match["scheme"], match["slashes"], match["rest"]
+        meant = (f"{scheme}:///{'/' if len(slashes) >= 4 else ''}{rest}"
+                 if scheme.split("+")[0].lower() == "sqlite" else f"{scheme}://{rest}")
+        raise UserError(f"{key}: no colon after the scheme {scheme!r}; meant "
+                        f"{without_password(meant)}?")
+    scheme = urlsplit(uri).scheme if ":" in uri else ""
+    if scheme and scheme.split("+")[0].lower() not in schemes:
+        raise UserError(f"{key}: {without_password(uri)!r}: MLflow has no store of scheme "
+                        f"'{scheme}'; valid: sqlite:///FILE, postgresql://, mysql://, "
+                        "mssql://, http://HOST:PORT, https://HOST:PORT, databricks, file:DIR")
+
+
+def _tracking_schemes() -> set[str]:
+    """MLflow's own, and those of tracking-store plugins (the entry points MLflow
+    loads: group mlflow.tracking_store)."""
+    from importlib.metadata import entry_points
+    return {*_TRACKING_SCHEMES,
+            *(ep.name.lower() for ep in entry_points(group="mlflow.tracking_store"))}
 
 
 # Dataset options that name a file or a directory (models/data.py, models/image_files.py).

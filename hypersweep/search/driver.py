@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from hypersweep.search import heap, store_template
 from hypersweep.models.errors import UserError
 from hypersweep.models.figures import Drawing
 from hypersweep.models.trial import TrialResult, TrialSpec, TrialState
-from hypersweep.search.config import StudyConfig, fixed_epochs, without_password
+from hypersweep.search.config import MASK, StudyConfig, fixed_epochs, without_password
 from hypersweep.search.executors import Executor, failed, trial_threads
 from hypersweep.search.exit import stops_as_interrupt
 from hypersweep.search.importance import (Importances, importance_figure, importance_metrics,
@@ -127,7 +128,29 @@ def _taken(cfg: StudyConfig, rename: str = "--set study=NAME") -> UserError:
     return UserError(f"study: '{cfg.study}' already exists in "
                      f"{without_password(cfg.tracking.storage)}; choose another name "
                      f"({rename}) or another --storage, or continue it: "
-                     f"hypersweep resume {cfg.study}{storage_option(cfg)} [--trials N]")
+                     f"{resume_command(cfg, ' [--trials N]')}")
+
+
+def resume_command(cfg: StudyConfig, more: str = "") -> str:
+    """`hypersweep resume NAME --storage URL`, to paste: how the messages that
+    stop a study say to continue it. `more`: options after it."""
+    command = f"hypersweep resume {shlex.quote(cfg.study)}{storage_option(cfg)}{more}"
+    return command + password_note(command)
+
+
+# A URL's masked password in a printed command (`without_password`), shell-quoted or not.
+_MASKED = re.compile(r"([a-z][\w+.-]*)://[^\s'@/]*:" + re.escape(MASK) + "@", re.IGNORECASE)
+
+
+def password_note(command: str) -> str:
+    """After a command to paste that names a store by a URL whose password is masked
+    (never printed), how to give it: ` (put the password in place of ***, or set
+    PGPASSWORD)`, which PostgreSQL's client reads; else ''."""
+    schemes = [m.group(1).lower() for m in _MASKED.finditer(command)]
+    if not schemes:
+        return ""
+    pg = any(s.startswith("postgres") for s in schemes)
+    return f" (put the password in place of {MASK}{', or set PGPASSWORD' if pg else ''})"
 
 
 def storage_option(cfg: StudyConfig) -> str:
@@ -142,8 +165,8 @@ def storage_option(cfg: StudyConfig) -> str:
 def tracking_option(cfg: StudyConfig) -> str:
     """` --tracking-uri URI` where the study's MLflow store is not the one that
     commands taking a run id (`replay`) use by default in this directory."""
-    from hypersweep.search.config import _default_uri
-    uri, default = without_password(cfg.tracking.uri), _default_uri()
+    from hypersweep.search.config import default_tracking_uri
+    uri, default = without_password(cfg.tracking.uri), default_tracking_uri()
     if default.startswith("sqlite:///") and not default.startswith("sqlite:////"):
         default = "sqlite:///" + str(Path(default[len("sqlite:///"):]).resolve())
     return "" if uri == default else f" --tracking-uri {shlex.quote(uri)}"
@@ -204,13 +227,13 @@ def check_no_parent(cfg: StudyConfig, tracker: MlflowTracker) -> None:
     that run, beside the old ones of the same numbers: refused, before either
     store is written. So is a name MLflow keeps for an experiment in its trash."""
     store = without_password(cfg.tracking.uri)
-    uri = shlex.quote(store)
+    delete = f"hypersweep delete {shlex.quote(cfg.study)} --tracking-uri {shlex.quote(store)}"
+    delete += password_note(delete)
     if tracker.experiment_state(cfg.study) == "deleted":
         raise UserError(
             f"study: the MLflow experiment '{cfg.study}' in {store}"
             f" is deleted (in MLflow's trash), and MLflow keeps its name taken; choose "
-            f"another study name, or free the name: hypersweep delete {cfg.study} "
-            f"--tracking-uri {uri}")
+            f"another study name, or free the name: {delete}")
     old = tracker.find_parent(cfg.study)
     if old is None:
         return
@@ -218,8 +241,7 @@ def check_no_parent(cfg: StudyConfig, tracker: MlflowTracker) -> None:
         f"study: '{cfg.study}' has a parent run in the MLflow store "
         f"{store} (run {old}) but no study in "
         f"{without_password(cfg.tracking.storage)}; choose another study name, "
-        f"give the --storage it ran with, or delete its runs: "
-        f"hypersweep delete {cfg.study} --tracking-uri {uri}")
+        f"give the --storage it ran with, or delete its runs: {delete}")
 
 
 def create_study(cfg: StudyConfig) -> optuna.Study:
@@ -554,8 +576,7 @@ class StudyDriver:
         except Exception:  # noqa: BLE001 - the Optuna storage failed too: resume marks them
             pass
         return TrackingError(f"tracking.uri: {why}; {marked}once it is back, continue with: "
-                             f"hypersweep resume {shlex.quote(self.cfg.study)}"
-                             f"{storage_option(self.cfg)}")
+                             f"{resume_command(self.cfg)}")
 
     def _best(self) -> float | None:
         if len(self.objectives) > 1:

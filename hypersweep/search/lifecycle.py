@@ -95,7 +95,7 @@ def validated(raw: Mapping[str, Any], check: bool = True) -> StudyConfig:
 def config_from_source(source: str, storage: str | None, tracking_uri: str | None,
                        sets: tuple[str, ...] = ()) -> StudyConfig:
     """SOURCE is a config file, a study name in `storage`, or an MLflow parent run id."""
-    from hypersweep.search.config import read_yaml
+    from hypersweep.search.config import default_tracking_uri, read_yaml
 
     named = {"storage": storage, "tracking_uri": tracking_uri}
     if Path(source).is_file():
@@ -109,7 +109,8 @@ def config_from_source(source: str, storage: str | None, tracking_uri: str | Non
                             f"or an MLflow parent run id)")
         raw = load_study(source, storage or "sqlite:///optuna.db").user_attrs.get("config")
     elif _RUN_ID.match(source) and not _is_study(source, storage):
-        tracker = MlflowTracker(tracking_uri or "sqlite:///mlflow.db", create=False,
+        # The environment's MLFLOW_TRACKING_URI, else a file here: as replay's default
+        tracker = MlflowTracker(tracking_uri or default_tracking_uri(), create=False,
                                 key="--tracking-uri")
         raw = yaml.safe_load(tracker.read_text(source, "study.yaml"))
     else:
@@ -447,10 +448,16 @@ def plan_deletion(name: str, storage: str, tracking_uri: str | None) -> Deletion
     return Deletion(name, storage, uri, study, experiment, tracker, registered)
 
 
-def delete_study(plan: Deletion) -> tuple[str, str] | None:
+def delete_study(plan: Deletion) -> tuple[str, str, str | None] | None:
     """Delete what `plan` found: the MLflow experiment first (to MLflow's trash,
-    renamed), then the Optuna study. The experiment's (name in the trash, id), if any."""
+    renamed), then the Optuna study. The experiment's (name in the trash, id, the id
+    of one of its runs: None when it has none), if any; `tracking.gc_command`."""
+    from mlflow.entities import ViewType
     trash = plan.tracker.delete_study(plan.name) if plan.experiment and plan.tracker else None
+    if trash is not None:
+        runs = plan.tracker.client.search_runs([trash[1]], run_view_type=ViewType.DELETED_ONLY,
+                                               max_results=1)
+        trash = (*trash, runs[0].info.run_id if runs else None)
     if plan.study is not None:
         optuna.delete_study(study_name=plan.name, storage=plan.storage)
     return trash

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from urllib.parse import urlsplit
 
 
@@ -33,7 +34,51 @@ def http_unreachable(url: str) -> str | None:
         port = parts.port or port
     except ValueError:          # a port that is not a number: the client will say so
         return None
+    if parts.scheme in ("http", "https"):
+        return http_silent(parts.hostname, port, tls=parts.scheme == "https")
     return unreachable(parts.hostname, port)
+
+
+# OpenSSL's reasons when what answers a TLS handshake is not TLS (plain HTTP, mostly).
+_NOT_TLS = {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNEXPECTED_RECORD", "RECORD_LAYER_FAILURE",
+            "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"}
+
+
+def http_silent(host: str, port: int, tls: bool = False, timeout: float = 5.0) -> str | None:
+    """Why no HTTP server answers at host:port (`tls`: over TLS, for https://), or
+    None when one does, whatever its status: nothing accepts the connection; it is
+    taken and nothing comes back within `timeout` (a stalled tunnel or
+    port-forward, a wedged server: MLflow's client waited 20 s a try, five tries);
+    what answers does not speak HTTP (a database's port) or TLS (https:// to an
+    http:// server). MLflow's client retried each of these for seconds to minutes
+    and then quoted urllib3."""
+    other = "what answers there does not speak HTTP (another service's port?)"
+    try:
+        sock = socket.create_connection((host or "127.0.0.1", port), timeout=timeout)
+    except OSError as e:
+        return e.strerror or str(e) or type(e).__name__
+    try:
+        if tls:         # the certificate is the client's to check, as MLflow is configured
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            sock = context.wrap_socket(sock, server_hostname=host)
+        sock.sendall(f"HEAD / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                     .encode("ascii", "replace"))
+        head = sock.recv(5)
+    except TimeoutError:
+        return (f"it takes the connection but sends nothing back within {timeout:g} s (a "
+                "stalled tunnel or port-forward, a server that hangs)")
+    except ssl.SSLError as e:       # a TLS server's own refusal (a client certificate
+        if e.reason not in _NOT_TLS:    # it wants) is the client's to report
+            return None
+        return f"no TLS there ({e.reason}): an http:// server?"
+    except ConnectionError:         # reset or closed mid-request: another protocol
+        return other
+    except OSError as e:
+        return e.strerror or str(e) or type(e).__name__
+    finally:
+        sock.close()
+    return None if head.startswith(b"HTTP/") else other
 
 
 # HTTP/2's client connection preface and an empty SETTINGS frame (RFC 9113, 3.4).

@@ -71,13 +71,17 @@ _NAMES = {"optuna": "an Optuna storage", "mlflow": "an MLflow store"}
 
 
 def check_kind(uri: str, kind: str, key: str | None = None) -> None:
-    """A one-line error when `uri` is an existing SQLite file that is not a `kind`
-    store: the MLflow and Optuna files sit side by side, and the library would
-    add its tables to the other's database (and then fail on its schema)."""
+    """A one-line error when `uri` is an existing SQLite file, or a database on a
+    server (PostgreSQL, MySQL, ...), that holds the other kind of store: the library
+    would add its tables beside the other's (both keep their schema's version in one
+    `alembic_version` table) and then fail on it, the database changed for good."""
     from hypersweep.models.errors import UserError
 
     db = sqlite_file(uri)
-    if db is None or is_new(db):
+    if db is None:
+        _check_server_database(uri, kind, key)
+        return
+    if is_new(db):
         return
     from hypersweep.search.sqlite import reading_uri
     try:
@@ -92,12 +96,60 @@ def check_kind(uri: str, kind: str, key: str | None = None) -> None:
     key = key or named
     if not tables or marks <= tables:
         return
-    other = next((k for k, (_, m) in _MARKS.items() if k != kind and m <= tables), None)
+    other = _other_kind(tables, kind)
     what = (_NAMES[other] if other
             else f"a database of other tables ({', '.join(sorted(tables)[:4])}, ...)")
     default = "sqlite:///optuna.db" if kind == "optuna" else "sqlite:///mlflow.db"
     raise UserError(f"{key}: {db.absolute()} is {what}, not {_NAMES[kind]}; give the {kind} "
                     f"file ({default} by default)")
+
+
+def _other_kind(tables: set[str], kind: str) -> str | None:
+    return next((k for k, (_, m) in _MARKS.items() if k != kind and m <= tables), None)
+
+
+# Database servers SQLAlchemy reaches by URL, as MLflow and Optuna name them.
+_SERVERS = ("postgresql", "mysql", "mariadb", "mssql", "oracle")
+_CHECKED: set[tuple[str, str]] = set()      # (url, kind) found fine in this process
+
+
+def _check_server_database(url: str, kind: str, key: str | None) -> None:
+    """`check_kind` for a database on a server: one connection that lists its tables.
+    A database that cannot be read now (not there, refused, no driver) is left to the
+    library, which reports why; one of other tables is allowed, as a server's
+    database is often shared."""
+    from hypersweep.models.errors import UserError
+
+    if url.partition("://")[0].split("+")[0] not in _SERVERS or (url, kind) in _CHECKED:
+        return
+    tables = _server_tables(url)
+    if tables is None:
+        return
+    named, marks = _MARKS[kind]
+    other = None if marks <= tables else _other_kind(tables, kind)
+    if other is None:
+        _CHECKED.add((url, kind))
+        return
+    from hypersweep.search.config import without_password
+    raise UserError(f"{key or named}: {without_password(url)} holds {_NAMES[other]}, not "
+                    f"{_NAMES[kind]}; give the {kind} store a database of its own (the two "
+                    "cannot share one)")
+
+
+def _server_tables(url: str) -> set[str] | None:
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.pool import NullPool
+    try:
+        engine = create_engine(url, poolclass=NullPool)
+    except Exception:  # noqa: BLE001 - a bad URL or no driver: the library says so
+        return None
+    try:
+        with engine.connect() as connection:
+            return set(inspect(connection).get_table_names())
+    except Exception:  # noqa: BLE001 - not reachable now: the library says so
+        return None
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import hypersweep.search.sqlite  # noqa: F401 - SQLite stores in WAL mode
 from hypersweep.search import store_template
 from hypersweep.models.errors import UserError, first_line
 from hypersweep.models.figures import artifact_bytes
-from hypersweep.search.config import without_password
+from hypersweep.search.config import check_tracking_scheme, without_password
 from hypersweep.search.net import http_unreachable
 from hypersweep.models.trial import TrialResult, TrialState
 
@@ -66,6 +66,7 @@ class MlflowTracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
+        check_tracking_scheme(uri, key)     # MLflow: "Model registry functionality is unavailable"
         if not create:
             check_store_exists(uri, key)
         why = http_unreachable(uri)         # MLflow's client retries a dead server for minutes
@@ -389,26 +390,31 @@ def model_name_for(study: str) -> str:
     return study.replace("/", "-").replace(":", "-")
 
 
-def gc_command(uri: str, experiment_id: str) -> str:
+def gc_command(uri: str, experiment_id: str, run_id: str) -> str:
     """The `mlflow gc` command that removes a deleted experiment of the store at
-    `uri` for good: run where its database is (a server's, on the server), from
-    any directory. It empties MLflow's whole trash (every deleted run), as
-    `mlflow gc` does without run ids; the caller says so."""
+    `uri` for good, with its runs (`run_id` is one of them), and nothing else: run
+    where its database is (a server's, on the server, its --backend-store-uri in
+    place of STORE_OF_THE_SERVER), from any directory."""
     from hypersweep.search.config import absolute_url
 
-    shown = shlex.quote(without_password(absolute_url(uri)))
-    backend = "STORE_OF_THE_SERVER" if uri.startswith(("http://", "https://")) else shown
+    url = without_password(absolute_url(uri))
+    server = uri.startswith(("http://", "https://"))
+    backend = "STORE_OF_THE_SERVER" if server else shlex.quote(url)
     exe = str(Path(sys.executable).with_name("mlflow"))     # as `ui_argv` runs it
-    env = "MLFLOW_ALLOW_FILE_STORE=true " if not backend.startswith(
-        ("STORE", "sqlite", "postgres", "mysql", "mssql")) else ""     # a file store
-    return (f"{env}{shlex.quote(exe)} gc --backend-store-uri {backend} --tracking-uri {shown} "
-            f"--experiment-ids {experiment_id}")
+    env = "MLFLOW_ALLOW_FILE_STORE=true " if not server and not url.startswith(
+        ("sqlite", "postgres", "mysql", "mssql")) else ""     # a file store
+    # Without --run-ids, gc removes every deleted run of the store, of other
+    # experiments too; with them, those runs and the given experiments' only.
+    return (f"{env}{shlex.quote(exe)} gc --backend-store-uri {backend} --tracking-uri "
+            f"{shlex.quote(url)} --experiment-ids {experiment_id} --run-ids {run_id}")
 
 
 def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on this store, on 127.0.0.1."""
+    """The command that opens the MLflow UI on this store, on 127.0.0.1, to print:
+    a password in the URI masked."""
+    uri = without_password(uri)
     if uri.startswith(("http://", "https://")):
-        return f"open {without_password(uri)}"
+        return f"open {uri}"
     argv = ui_argv(uri, 5000)
     exe = shutil.which("mlflow") and "mlflow"
     if not exe:     # not on PATH: the one installed beside this interpreter (e.g. .venv/bin)

@@ -817,6 +817,69 @@ def test_the_resume_hint_quotes_the_study_name(capsys):
     assert "continue with: hypersweep resume 'my study'" in capsys.readouterr().err
 
 
+PG_CONFIG = {"storage": "postgresql://qa:secret@db/optuna",
+             "uri": "postgresql://qa:secret@db/mlflow"}
+PUT_BACK = " (put the password in place of ***, or set PGPASSWORD)"
+
+
+def test_a_hint_to_paste_with_a_masked_password_says_to_put_it_back(capsys):
+    """`continue with: ... --storage 'postgresql://qa:***@db/optuna'` pasted as it
+    is failed with "password authentication failed"."""
+    from types import SimpleNamespace
+
+    import typer
+
+    from hypersweep.cli.app import stopped, ui_hint
+    from hypersweep.cli.lifecycle import print_what_they_trained
+    from hypersweep.search.config import parse_config
+    cfg = parse_config({**quickstart(), "study": "s", "tracking": PG_CONFIG})
+    with pytest.raises(typer.Exit):
+        stopped(SimpleNamespace(interrupted=True, exit_code=130), cfg)
+    assert capsys.readouterr().err.strip() == (
+        "interrupted: running trials were marked FAIL; continue with: hypersweep resume s "
+        "--storage 'postgresql://qa:***@db/optuna'" + PUT_BACK)
+    print_what_they_trained("s", cfg, [SimpleNamespace(number=0, user_attrs={
+        "mlflow_run_id": "a" * 32})])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert shown.endswith("hypersweep final s --storage 'postgresql://qa:***@db/optuna'"
+                          + PUT_BACK), shown
+    # The UI's command line showed the password itself.
+    assert ui_hint(PG_CONFIG["uri"]).endswith(
+        "--backend-store-uri 'postgresql://qa:***@db/mlflow' --host 127.0.0.1 --port 5000"
+        + PUT_BACK)
+    assert ui_hint("sqlite:////tmp/mlflow.db").endswith("--port 5000")     # no note
+
+
+def test_the_optuna_storage_failing_mid_study_names_the_study_and_its_storage():
+    """It said `hypersweep resume STUDY`, where the MLflow store's failing named both."""
+    import sqlalchemy.exc
+    import typer
+
+    from hypersweep.cli.app import resumable, user_errors
+    from hypersweep.search.config import parse_config
+    cfg = parse_config({**quickstart(), "study": "s", "tracking": PG_CONFIG})
+    small = typer.Typer()
+
+    @small.command()
+    @user_errors
+    def run() -> None:
+        with resumable(cfg):
+            try:
+                raise sqlalchemy.exc.OperationalError(
+                    "UPDATE trials", {}, Exception("server closed the connection unexpectedly"))
+            except sqlalchemy.exc.OperationalError as e:
+                raise optuna.exceptions.StorageInternalError("commit failed") from e
+
+    res = CliRunner().invoke(small, [])
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    line = res.output.strip()
+    assert line.startswith("error: tracking.storage: the Optuna storage failed in use: "
+                           "(builtins.Exception) server closed the connection unexpectedly")
+    assert line.endswith("; the trials left running are marked FAIL on resume; once it is "
+                         "back, continue with: hypersweep resume s --storage "
+                         "'postgresql://qa:***@db/optuna'" + PUT_BACK), line
+
+
 def test_a_note_shows_on_its_own_line_above_the_progress_bar(tmp_path):
     """In a terminal the executor's note was written by another console than the
     live bar's, and ran on after a frame of the bar: `... 0:00:04note: ...`."""

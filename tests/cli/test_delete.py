@@ -67,17 +67,27 @@ def test_delete_asks_then_removes_the_study_from_both_stores_and_frees_its_name(
     assert trash.lifecycle_stage == "deleted" and trash.name.startswith("alpha.deleted-")
     assert len(client.search_runs([exp_id], run_view_type=ViewType.ALL)) == 3
     shown = " ".join(res.output.split())
-    assert "removes them for good, with every other run in the trash:" in shown
+    said = "removes them and the experiment for good (no other experiment's runs): "
+    assert said in shown
     gc = (f"gc --backend-store-uri {stores.mlflow_uri} --tracking-uri {stores.mlflow_uri} "
-          f"--experiment-ids {exp_id}")
+          f"--experiment-ids {exp_id} --run-ids ")
     assert gc in shown
+    # Another experiment in the trash, and a deleted run of a live one: gc without
+    # --run-ids removed their runs too, while it said it removed this experiment.
+    other = client.create_experiment("other")
+    client.create_run(other)
+    client.delete_experiment(other)
+    live = client.create_experiment("live")
+    client.delete_run(client.create_run(live).info.run_id)
     # The command as printed works from anywhere: MLflow's own gc removes the experiment.
     import shlex
     import subprocess
-    printed = shown[shown.index("trash: ") + len("trash: "):].strip()
+    printed = shown[shown.index(said) + len(said):].strip()
     gc_run = subprocess.run(shlex.split(printed), cwd="/", capture_output=True, text=True)
     assert gc_run.returncode == 0, gc_run.stderr[-2000:]
     assert exp_id not in [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    for kept in (other, live):
+        assert len(client.search_runs([kept], run_view_type=ViewType.ALL)) == 1
 
     run(stores, trials=1)                       # a new study of that name, from scratch
     parent, children = study_runs(stores.mlflow_uri, "alpha")
@@ -155,3 +165,20 @@ def test_delete_counts_the_runs_past_one_page_of_search_results(stores, monkeypa
     monkeypatch.setattr(MlflowTracker, "RUNS_PAGE", 2)
     stage, count = MlflowTracker(stores.mlflow_uri, create=False).experiment_runs("alpha")
     assert (stage, count) == ("active", 4)
+
+
+def test_the_gc_hint_says_what_to_fill_in():
+    """For a server the command holds a placeholder for its store; a masked
+    password is said, not left for gc to fail on."""
+    from hypersweep.cli.lifecycle import _gc_hint
+    hint = " ".join(_gc_hint("http://127.0.0.1:5000", "7", "a" * 32).split())
+    assert ("run it where the server runs, with the server's own --backend-store-uri in "
+            "place of STORE_OF_THE_SERVER: ") in hint
+    assert hint.endswith(f"--experiment-ids 7 --run-ids {'a' * 32}")
+    hint = _gc_hint("postgresql://qa:secret@db/mlflow", "7", "a" * 32)
+    assert "secret" not in hint and "STORE_OF_THE_SERVER" not in hint
+    assert "MLFLOW_ALLOW_FILE_STORE" not in hint      # a database, not a file store
+    assert hint.endswith("--backend-store-uri 'postgresql://qa:***@db/mlflow' --tracking-uri "
+                         f"'postgresql://qa:***@db/mlflow' --experiment-ids 7 --run-ids "
+                         f"{'a' * 32} (put the password in place of ***, or set PGPASSWORD)")
+    assert _gc_hint("sqlite:////tmp/mlflow.db", "7", None) == " (no runs)"

@@ -588,6 +588,55 @@ def test_tracking_uris_mlflow_would_refuse_are_one_line(write_config, tmp_path, 
         assert load_config(write_config(quickstart()), [f"tracking.uri={uri}"])
 
 
+@pytest.mark.parametrize("uri, message", [
+    # MLflow: "Model registry functionality is unavailable; got unsupported URI ..."
+    ("htp://127.0.0.1:5000", "tracking.uri: 'htp://127.0.0.1:5000': MLflow has no store of "
+     "scheme 'htp'; valid: sqlite:///FILE, postgresql://, mysql://, mssql://, "
+     "http://HOST:PORT, https://HOST:PORT, databricks, file:DIR"),
+    ("sqlit:///mlflow.db", "tracking.uri: 'sqlit:///mlflow.db': MLflow has no store of scheme "
+     "'sqlit'; valid: sqlite:///FILE, postgresql://, mysql://, mssql://, http://HOST:PORT, "
+     "https://HOST:PORT, databricks, file:DIR"),
+    # MLflow took these for folders; with MLFLOW_ALLOW_FILE_STORE it tracked the study
+    # in ./http/127.0.0.1:5000/
+    ("http//127.0.0.1:5000", "tracking.uri: no colon after the scheme 'http'; meant "
+     "http://127.0.0.1:5000?"),
+    ("https//u:pw@host/mlflow", "tracking.uri: no colon after the scheme 'https'; meant "
+     "https://u:***@host/mlflow?"),
+    # The hint was sqlite:///sqlite//mlflow.db
+    ("sqlite//mlflow.db", "tracking.uri: no colon after the scheme 'sqlite'; meant "
+     "sqlite:///mlflow.db?"),
+    ("sqlite////tmp/mlflow.db", "tracking.uri: no colon after the scheme 'sqlite'; meant "
+     "sqlite:////tmp/mlflow.db?"),
+])
+def test_a_tracking_uri_of_no_scheme_mlflow_knows_is_one_line(write_config, tmp_path,
+                                                               monkeypatch, uri, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    assert error_for(write_config, quickstart(), f"tracking.uri={uri}") == message
+    assert not any(p.suffix == ".db" or p.is_dir() for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///mlflow.db", "postgresql+psycopg2://u@h/db",
+                                 "HTTP://127.0.0.1:5000", "databricks", "https://h/mlflow"])
+def test_tracking_uris_of_mlflows_schemes_pass(uri):
+    from hypersweep.search.config import check_tracking_scheme
+    check_tracking_scheme(uri)
+
+
+def test_a_command_given_a_tracking_uri_of_no_scheme_mlflow_knows_says_so(tmp_path,
+                                                                           monkeypatch):
+    from typer.testing import CliRunner
+
+    from hypersweep.cli.app import app
+    monkeypatch.chdir(tmp_path)
+    for command in (["rerun", "0" * 32], ["replay", "0" * 32], ["ui"]):
+        res = CliRunner().invoke(app, [*command, "--tracking-uri", "htp://127.0.0.1:5000"])
+        assert res.exit_code == 2
+        assert res.output.startswith("error: --tracking-uri: 'htp://127.0.0.1:5000': MLflow "
+                                     "has no store of scheme 'htp'"), command
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_timing_objective_is_noted_where_it_makes_a_rerun_differ(write_config):
     """A serial rerun reproduces every trial, but not once a strategy learns from
     inference_ms, which differs from run to run: that was said nowhere."""

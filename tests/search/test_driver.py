@@ -147,3 +147,27 @@ def test_a_trial_records_every_hyperparameter_it_trained_with(stores):
         children[0].info.run_id, "trial.yaml")))
     assert set(record["params"]) == set(hyperparameters("mlp"))
     assert record["params"]["weight_decay"] == 0.0 and record["params"]["epochs"] == 3
+
+
+
+class _PgStores:
+    """Stores as `small_config` takes them: PostgreSQL URLs with a password."""
+    mlflow_uri = "postgresql://qa:secret@db/m"
+    optuna_url = "postgresql://qa:secret@db/o"
+
+
+def test_password_note_follows_a_command_with_a_masked_password():
+    from hypersweep.search.driver import password_note, resume_command
+    pg = " (put the password in place of ***, or set PGPASSWORD)"
+    assert password_note("hypersweep resume s --storage 'postgresql://qa:***@db/o'") == pg
+    assert password_note("x --storage postgresql+psycopg://qa:***@db/o") == pg
+    assert password_note("x --storage 'mysql://qa:***@db/o'") == \
+        " (put the password in place of ***)"
+    assert password_note("x --tracking-uri 'http://qa:***@h:5000' --storage "
+                         "'postgresql://qa:***@db/o'") == pg
+    for command in ("x --storage sqlite:////tmp/o.db", "x --storage postgresql://qa@db/o",
+                    "x --set 'search.note=a:***@b'"):
+        assert password_note(command) == "", command
+    cfg = parse_config(small_config("my study", _PgStores()))
+    assert resume_command(cfg, " [--trials N]") == (
+        "hypersweep resume 'my study' --storage 'postgresql://qa:***@db/o' [--trials N]" + pg)

@@ -261,6 +261,21 @@ def test_rerun_by_name_and_by_run_id_reproduces_every_trial(stores, write_config
         "error: study: 'orig-rerun-1' already exists in ") and "(--name NAME)" in res.output
 
 
+def test_rerun_of_a_run_id_finds_it_in_mlflow_tracking_uri(stores, tmp_path, monkeypatch):
+    """As replay does, and every MLflow tool: it looked for ./mlflow.db and said
+    "--tracking-uri: no MLflow store at .../mlflow.db (no such file)"."""
+    run_study(small_config("env", stores, trials=1))
+    parent, _ = study_runs(stores.mlflow_uri, "env")
+    monkeypatch.chdir(tmp_path)                 # no mlflow.db here
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stores.mlflow_uri)
+    res = invoke("rerun", parent.info.run_id, "--name", "env-again",
+                 "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    _, children = study_runs(stores.mlflow_uri, "env-again")
+    assert len(children) == 1
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_replay_reproduces_a_trial_exactly(stores):
     run_study(small_config("replayed", stores, trials=2))
     _, children = study_runs(stores.mlflow_uri, "replayed")

@@ -262,3 +262,64 @@ def test_an_mlflow_server_that_dies_mid_study_leaves_nothing_running_in_optuna(
     study = optuna.load_study(study_name="dies", storage=stores.optuna_url)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert study.user_attrs["ended"] == "FINISHED"
+
+
+def test_a_server_database_of_the_other_kind_is_refused_before_anything_is_written(
+        stores, write_config):
+    """A PostgreSQL database that holds the Optuna storage, given as the MLflow store
+    (or the reverse): the library added its tables beside the other's, then failed
+    on their shared alembic_version ("Can't locate revision ..."), the database
+    changed for good."""
+    from sqlalchemy import create_engine, inspect, text
+
+    def tables(url: str) -> set[str]:
+        engine = create_engine(url)
+        try:
+            with engine.connect() as c:
+                return set(inspect(c).get_table_names())
+        finally:
+            engine.dispose()
+
+    with postgres_cluster() as pg:
+        engine = create_engine(pg, isolation_level="AUTOCOMMIT")
+        with engine.connect() as c:
+            c.execute(text("CREATE DATABASE mlf"))
+        engine.dispose()
+        mlf = pg.rsplit("/", 1)[0] + "/mlf"
+        optuna.create_study(study_name="there", storage=pg)
+        MlflowClient(tracking_uri=mlf).search_experiments()
+        before = {pg: tables(pg), mlf: tables(mlf)}
+        assert "studies" in before[pg] and "experiments" in before[mlf]
+        config = write_config(small_config("mixed", stores, trials=1))
+
+        res = runner.invoke(app, ["run", str(config), "--tracking-uri", pg])
+        assert res.exit_code == 2
+        assert res.output.strip() == (
+            f"error: --tracking-uri: {pg} holds an Optuna storage, not an MLflow store; give "
+            "the mlflow store a database of its own (the two cannot share one)")
+        res = runner.invoke(app, ["run", str(config), "--storage", mlf])
+        assert res.exit_code == 2
+        assert res.output.strip().startswith(
+            f"error: --storage: {mlf} holds an MLflow store, not an Optuna storage")
+        res = runner.invoke(app, ["studies", "--storage", mlf])
+        assert res.exit_code == 2 and res.output.startswith("error: --storage: ")
+        res = runner.invoke(app, ["ui", "--tracking-uri", pg])
+        assert res.exit_code == 2 and res.output.startswith("error: --tracking-uri: ")
+        assert {pg: tables(pg), mlf: tables(mlf)} == before
+        assert stores.untouched()
+
+
+def test_a_tracking_server_that_never_answers_is_bad_input_at_once(stores, write_config):
+    """A stalled tunnel or a hung server: MLflow's client waited 20 s a try, five
+    tries, then quoted urllib3's 'Max retries exceeded ... Read timed out'."""
+    from tests.search.test_net import listening
+
+    config = write_config(small_config("hung", stores, trials=1))
+    with listening() as port:
+        res = runner.invoke(app, ["run", str(config), "--tracking-uri", f"http://127.0.0.1:{port}"])
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        f"error: --tracking-uri: cannot reach http://127.0.0.1:{port}: it takes the connection "
+        "but sends nothing back within 5 s (a stalled tunnel or port-forward, a server that "
+        "hangs)")
+    assert stores.untouched()
