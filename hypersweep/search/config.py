@@ -386,30 +386,54 @@ def check_store_urls(tracking: TrackingConfig) -> None:
     opened: the Optuna storage is a database URL; the MLflow store is not a bare
     file name, nor a file store MLflow 3 refuses; and they are two databases (one
     SQLite file given as both was made an MLflow store, then refused by Optuna)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-    for key, url in (("tracking.storage", tracking.storage), ("tracking.uri", tracking.uri)):
-        _check_sqlite_slashes(url, key)
-    try:
-        make_url(tracking.storage).get_dialect()    # the dialect's class: no driver, no connection
-    except NoSuchModuleError:      # an ArgumentError too: first
-        scheme = tracking.storage.partition("://")[0]
-        # SQLAlchemy 1.4 dropped `postgres://`, which Heroku and many guides still write.
-        hint = "; PostgreSQL's is postgresql://" if scheme.split("+")[0] == "postgres" else ""
-        raise UserError(f"tracking.storage: {without_password(tracking.storage)!r}: no database "
-                        f"'{scheme}'{hint}; valid: sqlite, postgresql, mysql, mariadb, "
-                        "oracle, mssql") from None
-    except ArgumentError:
-        hint = f"; for a SQLite file: sqlite:///{tracking.storage}" \
-            if "://" not in tracking.storage else ""
-        raise UserError(f"tracking.storage: {without_password(tracking.storage)!r} is not a "
-                        f"database URL{hint}") from None
+    _check_sqlite_slashes(tracking.uri, "tracking.uri")
+    check_storage_url(tracking.storage)
     check_tracking_uri(tracking.uri)
     uri, storage = (u.split("?", 1)[0] for u in (tracking.uri, tracking.storage))
     if uri.startswith("sqlite:///") and uri == storage:
         raise UserError(f"tracking.storage: the same file as tracking.uri ({uri}); the Optuna "
                         "storage and the MLflow store are two files (by default "
                         "sqlite:///optuna.db and sqlite:///mlflow.db)")
+
+
+def check_storage_url(url: str, key: str = "tracking.storage") -> None:
+    """An Optuna storage URL that is no database URL, names a database SQLAlchemy has
+    no dialect for, or one whose driver is not installed: a one-line error naming
+    `key`, before any store is opened (Optuna said only "Failed to import DB access
+    module for the specified storage URL", and `validate` said ok)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    _check_sqlite_slashes(url, key)
+    try:
+        dialect = make_url(url).get_dialect()   # the dialect's class: no driver, no connection
+    except NoSuchModuleError:      # an ArgumentError too: first
+        scheme = url.partition("://")[0]
+        # SQLAlchemy 1.4 dropped `postgres://`, which Heroku and many guides still write.
+        hint = "; PostgreSQL's is postgresql://" if scheme.split("+")[0] == "postgres" else ""
+        raise UserError(f"{key}: {without_password(url)!r}: no database '{scheme}'{hint}; "
+                        "valid: sqlite, postgresql, mysql, mariadb, oracle, mssql") from None
+    except ArgumentError:
+        hint = f"; for a SQLite file: sqlite:///{url}" if "://" not in url else ""
+        raise UserError(f"{key}: {without_password(url)!r} is not a database URL{hint}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        raise UserError(f"{key}: {without_password(url)!r}: {missing_driver(e.name)}") from None
+
+
+# A database driver's module -> how to install it.
+_DRIVERS = {"psycopg": "pip install 'hypersweep[postgres]'",
+            "psycopg2": "pip install 'hypersweep[postgres]'",
+            "MySQLdb": "pip install mysqlclient (or pymysql, with mysql+pymysql://)",
+            "pymysql": "pip install pymysql", "mysql": "pip install mysql-connector-python",
+            "pyodbc": "pip install pyodbc", "oracledb": "pip install oracledb",
+            "cx_Oracle": "pip install cx_Oracle"}
+
+
+def missing_driver(module: str | None) -> str:
+    """`its database driver (MODULE) is not installed; pip install ...`."""
+    how = _DRIVERS.get((module or "").split(".")[0])
+    return f"its database driver ({module}) is not installed" + (f"; {how}" if how else "")
 
 
 _SQLITE = re.compile(r"(sqlite(?:\+\w+)?):(/*)([^?]*)(.*)", re.DOTALL)

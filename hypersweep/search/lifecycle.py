@@ -44,6 +44,9 @@ def study_names(storage: str, reading: bool = False) -> list[str]:
     from hypersweep.search.store_template import (cannot_open, check_kind, open_read_only,
                                                   sqlite_file)
 
+    from hypersweep.search.config import check_storage_url
+
+    check_storage_url(storage, "--storage")
     db = sqlite_file(storage)
     if db is not None and not db.exists():
         raise UserError(f"--storage: no Optuna storage at {db.absolute()} (no such file)")

@@ -53,8 +53,8 @@ def cannot_open(key: str, url: str, e: BaseException) -> Exception:
             why = first_line(cause)                     # Optuna's wrapper around it
         cause = cause.__cause__ or cause.__context__
     if cause is not None:
-        why = (f"its database driver ({cause.name}) is not installed; for PostgreSQL, "
-               "pip install 'hypersweep[postgres]'")
+        from hypersweep.search.config import missing_driver
+        why = missing_driver(cause.name)
     return UserError(f"{key}: cannot open {without_password(url)!r}: {why}")
 
 

@@ -637,6 +637,38 @@ def test_a_command_given_a_tracking_uri_of_no_scheme_mlflow_knows_says_so(tmp_pa
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("url, message", [
+    ("mysql://u@127.0.0.1:1/optuna", "its database driver (MySQLdb) is not installed; pip "
+     "install mysqlclient (or pymysql, with mysql+pymysql://)"),
+    ("mssql+pyodbc://u@h/optuna", "its database driver (pyodbc) is not installed; pip "
+     "install pyodbc"),
+])
+def test_a_storage_whose_driver_is_not_installed_fails_validate(write_config, tmp_path,
+                                                                 monkeypatch, url, message):
+    """validate said ok; run then failed on Optuna's "Failed to import DB access module"."""
+    monkeypatch.chdir(tmp_path)
+    assert error_for(write_config, quickstart(), f"tracking.storage={url}") == (
+        f"tracking.storage: {url!r}: {message}")
+    assert not any(tmp_path.glob("*.db"))
+
+
+def test_reading_commands_check_the_storage_url_as_validate_does(tmp_path, monkeypatch):
+    """`studies --storage postgres://...` quoted SQLAlchemy: "Can't load plugin:
+    sqlalchemy.dialects:postgres"."""
+    from typer.testing import CliRunner
+
+    from hypersweep.cli.app import app
+    monkeypatch.chdir(tmp_path)
+    for command in (["studies"], ["best", "s"], ["export", "s", "-o", "out.csv"]):
+        res = CliRunner().invoke(app, [*command, "--storage", "postgres://u:pw@h/optuna"])
+        assert res.exit_code == 2, command
+        assert res.output.strip() == (
+            "error: --storage: 'postgres://u:***@h/optuna': no database 'postgres'; "
+            "PostgreSQL's is postgresql://; valid: sqlite, postgresql, mysql, mariadb, oracle, "
+            "mssql"), command
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_timing_objective_is_noted_where_it_makes_a_rerun_differ(write_config):
     """A serial rerun reproduces every trial, but not once a strategy learns from
     inference_ms, which differs from run to run: that was said nowhere."""

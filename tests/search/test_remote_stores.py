@@ -119,9 +119,9 @@ def test_a_storage_whose_driver_is_not_installed_names_the_package(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     res = invoke("studies", "--storage", "mysql://u@127.0.0.1:1/optuna")
     assert res.exit_code == 2
-    assert res.output.strip() == ("error: --storage: cannot open 'mysql://u@127.0.0.1:1/optuna': "
-                                  "its database driver (MySQLdb) is not installed; for PostgreSQL, "
-                                  "pip install 'hypersweep[postgres]'")
+    assert res.output.strip() == ("error: --storage: 'mysql://u@127.0.0.1:1/optuna': "
+                                  "its database driver (MySQLdb) is not installed; pip install "
+                                  "mysqlclient (or pymysql, with mysql+pymysql://)")
 
 
 def test_a_server_that_is_not_mlflow_is_bad_input_before_the_study_is_made(stores, write_config):
