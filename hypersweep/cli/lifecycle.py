@@ -243,7 +243,8 @@ def _gc_hint(uri: str, experiment_id: str, run_id: Optional[str]) -> str:
         return " (no runs)"
     gc = gc_command(uri, experiment_id, run_id)
     server = ("; run it where the server runs, with the server's own --backend-store-uri "
-              "in place of STORE_OF_THE_SERVER" if "STORE_OF_THE_SERVER" in gc else "")
+              "in place of STORE_OF_THE_SERVER" if uri.startswith(("http://", "https://"))
+              else "")
     return (f", runs and artifacts kept until this removes them and the experiment for good "
             f"(no other experiment's runs){server}: {gc}{password_note(gc)}")
 

@@ -41,10 +41,9 @@ def study_names(storage: str, reading: bool = False) -> list[str]:
     SQLite file that is not there is a wrong path (a typo, another directory), and
     is not created by looking. `reading`: for a command that only reads the study
     (`store_template.open_read_only`)."""
+    from hypersweep.search.config import check_storage_url
     from hypersweep.search.store_template import (cannot_open, check_kind, open_read_only,
                                                   sqlite_file)
-
-    from hypersweep.search.config import check_storage_url
 
     check_storage_url(storage, "--storage")
     db = sqlite_file(storage)

@@ -139,8 +139,12 @@ def _check_server_database(url: str, kind: str, key: str | None) -> None:
 def _server_tables(url: str) -> set[str] | None:
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.pool import NullPool
+    # A host that drops the connection: the drivers' own default is the system's
+    # (minutes), and the library's own attempt reports it after this one.
+    dialect = url.partition("://")[0].split("+")[0]
+    limit = {"connect_timeout": 5} if dialect in ("postgresql", "mysql", "mariadb") else {}
     try:
-        engine = create_engine(url, poolclass=NullPool)
+        engine = create_engine(url, poolclass=NullPool, connect_args=limit)
     except Exception:  # noqa: BLE001 - a bad URL or no driver: the library says so
         return None
     try:
