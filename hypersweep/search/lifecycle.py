@@ -42,17 +42,17 @@ def study_names(storage: str, reading: bool = False) -> list[str]:
     is not created by looking. `reading`: for a command that only reads the study
     (`store_template.open_read_only`)."""
     from hypersweep.search.config import check_storage_url
-    from hypersweep.search.store_template import (cannot_open, check_kind, open_read_only,
-                                                  sqlite_file)
+    from hypersweep.search.store_template import (cannot_open, check_kind, holds_no_store,
+                                                  open_read_only, sqlite_file)
 
     check_storage_url(storage, "--storage")
     db = sqlite_file(storage)
     if db is not None and not db.exists():
         raise UserError(f"--storage: no Optuna storage at {db.absolute()} (no such file)")
     check_kind(storage, "optuna", key="--storage")
+    if holds_no_store(storage, "optuna"):   # an empty file or database: not made a store by looking
+        return []
     if reading:
-        if db is not None and db.stat().st_size == 0:   # holds nothing: not made a store by looking
-            return []
         open_read_only(storage)
     try:
         return optuna.study.get_all_study_names(storage)
@@ -123,12 +123,12 @@ def config_from_source(source: str, storage: str | None, tracking_uri: str | Non
 
 
 def _is_study(name: str, storage: str | None) -> bool:
-    from hypersweep.search.store_template import sqlite_file
+    from hypersweep.search.store_template import holds_no_store, sqlite_file
 
     storage = storage or "sqlite:///optuna.db"
     db = sqlite_file(storage)
-    if db is not None and not db.exists():      # not created by looking
-        return False
+    if (db is not None and not db.exists()) or holds_no_store(storage, "optuna"):
+        return False        # not created by looking
     try:
         return name in optuna.study.get_all_study_names(storage)
     except Exception:  # noqa: BLE001 - no store there: not a study name either

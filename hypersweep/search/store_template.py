@@ -111,6 +111,7 @@ def _other_kind(tables: set[str], kind: str) -> str | None:
 # Database servers SQLAlchemy reaches by URL, as MLflow and Optuna name them.
 _SERVERS = ("postgresql", "mysql", "mariadb", "mssql", "oracle")
 _CHECKED: set[tuple[str, str]] = set()      # (url, kind) found fine in this process
+_HOLDING: set[tuple[str, str]] = set()      # (url, kind) found holding that store
 
 
 def _check_server_database(url: str, kind: str, key: str | None) -> None:
@@ -127,6 +128,8 @@ def _check_server_database(url: str, kind: str, key: str | None) -> None:
         return
     named, marks = _MARKS[kind]
     other = None if marks <= tables else _other_kind(tables, kind)
+    if marks <= tables:
+        _HOLDING.add((url, kind))
     if other is None:
         _CHECKED.add((url, kind))
         return
@@ -134,6 +137,25 @@ def _check_server_database(url: str, kind: str, key: str | None) -> None:
     raise UserError(f"{key or named}: {without_password(url)} holds {_NAMES[other]}, not "
                     f"{_NAMES[kind]}; give the {kind} store a database of its own (the two "
                     "cannot share one)")
+
+
+def holds_no_store(url: str, kind: str) -> bool:
+    """Whether `url` is a `kind` store yet to be created rather than one to read: an
+    empty SQLite file, or a database on a server, reachable now, without the store's
+    tables. A command that only looks a study up finds none there and leaves the
+    database as it was: the library would create its schema by opening it."""
+    db = sqlite_file(url)
+    if db is not None:
+        return db.is_file() and db.stat().st_size == 0
+    if url.partition("://")[0].split("+")[0] not in _SERVERS or (url, kind) in _HOLDING:
+        return False
+    tables = _server_tables(url)
+    if tables is None:      # not reachable now: the library says why
+        return False
+    if _MARKS[kind][1] <= tables:
+        _HOLDING.add((url, kind))
+        return False
+    return True
 
 
 def _server_tables(url: str) -> set[str] | None:

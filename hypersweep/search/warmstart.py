@@ -115,10 +115,13 @@ def _load(name: str, storage: str, key: str) -> optuna.Study:
     if db is not None and not db.is_file():         # not created by looking
         raise UserError(f"{key} {name}: no study storage at {without_password(storage)}")
     store_template.check_kind(storage, "optuna")
-    try:
-        names = optuna.study.get_all_study_names(storage)
+    try:    # an empty file or database: not made a store by looking
+        names = ([] if store_template.holds_no_store(storage, "optuna")
+                 else optuna.study.get_all_study_names(storage))
     except Exception as e:  # noqa: BLE001 - a bad URL or an unreachable server
         raise store_template.cannot_open("tracking.storage", storage, e) from None
+    if not names:
+        raise UserError(f"{key} {name}: {without_password(storage)} holds no study")
     if name not in names:
         from hypersweep.models.errors import unknown
         raise unknown("study", name, names, key=key)

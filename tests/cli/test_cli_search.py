@@ -59,6 +59,18 @@ def test_bad_warm_start_exits_2_and_writes_nothing(stores, write_config):
     assert stores.untouched()
 
 
+def test_a_warm_start_from_a_storage_of_no_study_says_so(stores, write_config):
+    """It said "unknown study 'nope'; valid: " and nothing after it."""
+    optuna.create_study(study_name="gone", storage=stores.optuna_url)
+    optuna.delete_study(study_name="gone", storage=stores.optuna_url)
+    path = write_config(small_config("s", stores, trials=1))
+    res = invoke("run", str(path), "--warm-start", "nope")
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        f"error: --warm-start nope: {stores.optuna_url} holds no study"]
+    assert optuna.study.get_all_study_names(stores.optuna_url) == []
+
+
 def test_a_range_the_best_trials_crowd_against_is_noted_at_the_study_s_end(stores, write_config):
     """Coarse to fine: the best learning rates sit at the top of the range searched,
     and the study's end says to widen it there."""

@@ -264,21 +264,52 @@ def test_an_mlflow_server_that_dies_mid_study_leaves_nothing_running_in_optuna(
     assert study.user_attrs["ended"] == "FINISHED"
 
 
+def tables(url: str) -> set[str]:
+    """The tables of a database on a server."""
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            return set(inspect(c).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_looking_a_study_up_in_an_empty_server_database_leaves_it_empty(
+        stores, tmp_path, write_config):
+    """`studies`, `best`, `export`, `delete`, `resume` and a warm start given a new
+    PostgreSQL database: Optuna created its schema there by opening it, for a
+    command that only looked (and then found no study)."""
+    with postgres_cluster() as pg:
+        res = invoke("studies", "--storage", pg)
+        assert res.exit_code == 0 and res.output.startswith("no studies in "), res.output
+        assert tables(pg) == set()
+        for command in (["best", "x"], ["export", "x", "-o", str(tmp_path / "x.csv")]):
+            res = runner.invoke(app, [*command, "--storage", pg])
+            assert res.exit_code == 2, (command, res.output)
+            assert res.output.strip() == (
+                f"error: STUDY: unknown study 'x'; {pg} holds no study"), (command, res.output)
+        res = runner.invoke(app, ["delete", "x", "--yes", "--storage", pg,
+                                  "--tracking-uri", stores.mlflow_uri])
+        assert res.exit_code == 2 and res.output.startswith(
+            f"error: STUDY: no study 'x' in {pg}, and no MLflow experiment"), res.output
+        config = write_config(small_config("empty", stores, trials=1))
+        res = runner.invoke(app, ["resume", str(config), "--storage", pg])
+        assert res.exit_code == 2 and "holds no study" in res.output, res.output
+        res = runner.invoke(app, ["run", str(config), "--storage", pg, "--warm-start", "x"])
+        assert res.exit_code == 2 and f"{pg} holds no study" in res.output, res.output
+        assert tables(pg) == set()
+    assert stores.untouched()
+
+
 def test_a_server_database_of_the_other_kind_is_refused_before_anything_is_written(
         stores, write_config):
     """A PostgreSQL database that holds the Optuna storage, given as the MLflow store
     (or the reverse): the library added its tables beside the other's, then failed
     on their shared alembic_version ("Can't locate revision ..."), the database
     changed for good."""
-    from sqlalchemy import create_engine, inspect, text
-
-    def tables(url: str) -> set[str]:
-        engine = create_engine(url)
-        try:
-            with engine.connect() as c:
-                return set(inspect(c).get_table_names())
-        finally:
-            engine.dispose()
+    from sqlalchemy import create_engine, text
 
     with postgres_cluster() as pg:
         engine = create_engine(pg, isolation_level="AUTOCOMMIT")
