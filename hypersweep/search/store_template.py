@@ -84,8 +84,14 @@ def check_kind(uri: str, kind: str, key: str | None = None) -> None:
     if is_new(db):
         return
     from hypersweep.search.sqlite import reading_uri
+    where = db.absolute()
+    # Where SQLite can write beside the file and no one reads it by its log now, a
+    # connection that may write (it reads only): closing it, the last one, removes the
+    # log's files that reading a store in WAL mode makes; a read-only one left them.
+    log_files = os.access(where.parent, os.W_OK) and not Path(f"{where}-shm").exists()
+    look = f"{where.as_uri()}?mode=rw" if log_files else reading_uri(db)
     try:
-        with contextlib.closing(sqlite3.connect(reading_uri(db), uri=True)) as c:
+        with contextlib.closing(sqlite3.connect(look, uri=True)) as c:
             tables = {row[0] for row in
                       c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as e:

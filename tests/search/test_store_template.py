@@ -1,6 +1,7 @@
 """New MLflow SQLite stores are copies of a saved empty store (search/store_template.py)."""
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -162,3 +163,21 @@ def test_a_store_of_the_other_kind_is_refused_and_left_as_it_was(tmp_path: Path)
         assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
         assert " is an " in res.stderr and "Traceback" not in res.stderr
     assert {db: tables(db) for db in (mlflow_db, optuna_db)} == before
+
+
+def test_a_store_refused_as_the_other_kind_is_left_without_log_files(tmp_path: Path) -> None:
+    """Reading a store in WAL mode (as the platform's are) by a read-only connection
+    made its write-ahead log's files beside it (-wal, -shm), and left them there
+    when the store was refused."""
+    from hypersweep.models.errors import UserError
+
+    db = tmp_path / "mlflow.db"
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        c.execute("PRAGMA journal_mode=WAL")
+        c.executescript("CREATE TABLE experiments (id); CREATE TABLE runs (id);")
+    assert [p.name for p in tmp_path.iterdir()] == ["mlflow.db"]
+    with pytest.raises(UserError, match="is an MLflow store, not an Optuna storage"):
+        store_template.check_kind(f"sqlite:///{db}", "optuna")
+    assert [p.name for p in tmp_path.iterdir()] == ["mlflow.db"]
+    store_template.check_kind(f"sqlite:///{db}", "mlflow")        # nor when it passes
+    assert [p.name for p in tmp_path.iterdir()] == ["mlflow.db"]
