@@ -300,7 +300,21 @@ class StudyDriver:
     def run(self, resume: bool = False) -> StudyOutcome:
         """Run the study to `search.trials` trials; `resume` reopens an existing one."""
         cfg = self.cfg
-        study, parent = self._reopen() if resume else self._open()
+        with contextlib.ExitStack() as leased:
+            # The lease tells `resume` elsewhere that this study is being run; a
+            # resumed one's is claimed before its trials and runs are touched.
+            if resume:
+                from hypersweep.search.lifecycle import load_study
+                study = load_study(cfg.study, cfg.tracking.storage)
+                leased.enter_context(Lease(study))
+                study, parent = self._reopen(study)
+            else:
+                study, parent = self._open()
+                leased.enter_context(Lease(study, settle_s=0))
+            return self._run(study, parent, resume)
+
+    def _run(self, study: optuna.Study, parent: str, resume: bool) -> StudyOutcome:
+        cfg = self.cfg
         self.study, self.parent = study, parent
         self.parent_recorded = resume       # reopen_study puts it on the study
         self.counts.update(_counts(study))
@@ -314,8 +328,7 @@ class StudyDriver:
         launched = trials_run(study)
         held: list[tuple[int, TrialResult]] = []
         heap.release()          # the start-up is over: trials make what is collected
-        # The lease tells `resume` elsewhere that this study is being run.
-        with Lease(study), stops_as_interrupt() as stops:   # SIGTERM stops it as Ctrl-C does
+        with stops_as_interrupt() as stops:     # SIGTERM stops it as Ctrl-C does
             try:
                 try:
                     self._run_trials(target, launched, held)
@@ -392,9 +405,9 @@ class StudyDriver:
         study.set_user_attr("sources", sources)
         return study, parent
 
-    def _reopen(self) -> tuple[optuna.Study, str]:
+    def _reopen(self, study: optuna.Study) -> tuple[optuna.Study, str]:
         from hypersweep.search.lifecycle import reopen_study
-        study, parent = reopen_study(self.cfg, self.tracker)
+        study, parent = reopen_study(self.cfg, self.tracker, study)
         # What an interruption lost, and a larger budget adds, of the enqueued points
         # and the grid's: the grid's sampler would draw random points instead.
         queue_owed(study, self.space, self.cfg.search, counted=trials_run(study))

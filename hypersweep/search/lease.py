@@ -7,6 +7,13 @@ Optuna's "Trial#0 has already finished". So the driver keeps a lease on its
 study, an Optuna study user attr refreshed every few seconds from a thread, and
 `resume` refuses a study whose lease is live: on this host, while its process
 exists; on another, while its heartbeat is fresh.
+
+Two `resume`s started together both find the lease free. The stores offer no
+compare-and-set, so a driver claims the lease in three steps: it writes the lease
+with a token of its own at once after finding it free, waits `SETTLE_S` (longer
+than that check-and-write takes), and reads it back. Of two drivers that both
+wrote, each reads the later writer's token: that one runs the study, the other
+stops before it has touched a trial in either store.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from typing import Any
 
 import optuna
@@ -24,31 +32,51 @@ from hypersweep.models.errors import UserError
 LEASE = "driver"            # study user attr: {"host", "pid", "beat"} while a driver runs it
 HEARTBEAT_S = 10.0          # how often the driver renews it
 STALE_S = 3 * HEARTBEAT_S   # a lease not renewed for this long is a dead driver's
+SETTLE_S = 0.5              # a claim's wait between writing the lease and reading it back
 
 
 class Lease:
-    """`with Lease(study):` around a driver's run of `study`."""
+    """`with Lease(study):` around a driver's run of `study`. `settle_s`: the wait
+    of the claim (0 for a study this process has just created: no other driver
+    can have it)."""
 
-    def __init__(self, study: optuna.Study, heartbeat_s: float = HEARTBEAT_S) -> None:
+    def __init__(self, study: optuna.Study, heartbeat_s: float = HEARTBEAT_S,
+                 settle_s: float = SETTLE_S) -> None:
         self.study = study
         self.heartbeat_s = heartbeat_s
+        self.settle_s = settle_s
+        self.token = uuid.uuid4().hex
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name="study-lease", daemon=True)
 
     def __enter__(self) -> "Lease":
+        check_not_running(self.study)
         self._write()
+        if self.settle_s:
+            time.sleep(self.settle_s)
+            # Another driver's claim, written between this one's check and its read.
+            if not self._held():
+                check_not_running(self.study)
+                raise UserError(f"study '{self.study.study_name}' is running: another driver "
+                                "claimed it at the same time")
         self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         with contextlib.suppress(Exception):    # a store that failed: the lease goes stale
-            self.study.set_user_attr(LEASE, None)
+            if self._held():                    # not a driver's that claimed it since
+                self.study.set_user_attr(LEASE, None)
+
+    def _held(self) -> bool:
+        lease = self.study.user_attrs.get(LEASE) or {}
+        return lease.get("token") == self.token
 
     def _write(self) -> None:
         self.study.set_user_attr(LEASE, {"host": socket.gethostname(), "pid": os.getpid(),
-                                         "beat": time.time()})
+                                         "beat": time.time(), "token": self.token})
 
     def _renew(self) -> None:
         while not self._stop.wait(self.heartbeat_s):

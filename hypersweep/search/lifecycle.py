@@ -147,9 +147,11 @@ def derived_name(name: str, storage: str) -> str:
 
 # ---------------------------------------------------------------- resume
 
-def reopen_study(cfg: StudyConfig, tracker: MlflowTracker) -> tuple[optuna.Study, str]:
-    """Reopen a study and its parent run; fail (or retry) trials a crash left RUNNING."""
-    study = load_study(cfg.study, cfg.tracking.storage)
+def reopen_study(cfg: StudyConfig, tracker: MlflowTracker,
+                 study: optuna.Study | None = None) -> tuple[optuna.Study, str]:
+    """Reopen a study (`study`, where loaded already) and its parent run; fail (or
+    retry) trials a crash left RUNNING."""
+    study = study or load_study(cfg.study, cfg.tracking.storage)
     study.sampler = sampler_after(cfg, len(study.trials))
     study.pruner = study_pruner(cfg)
     parent = tracker.resolve(tracker.start_study(cfg.study, cfg.to_yaml(),

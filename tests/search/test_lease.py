@@ -4,6 +4,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import optuna
@@ -46,3 +47,32 @@ def test_a_dead_or_silent_driver_does_not_hold_the_study(study):
                 check_not_running(study)
         else:
             check_not_running(study)
+
+
+def test_of_two_drivers_claiming_a_study_at_once_one_runs_it(tmp_path):
+    """Both found the lease free and went on to fail the study's running trials and
+    run it side by side; the claim is read back, and the later writer's stands."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="raced", storage=url)
+    studies = [optuna.load_study(study_name="raced", storage=url) for _ in range(2)]
+    start = threading.Barrier(2)
+    ran: list[str] = []
+    refused: list[str] = []
+
+    def drive(study: optuna.Study) -> None:
+        start.wait()
+        try:
+            with Lease(study, settle_s=0.5) as lease:
+                ran.append(lease.token)
+                time.sleep(1.0)
+        except UserError as e:
+            refused.append(str(e))
+
+    threads = [threading.Thread(target=drive, args=(s,)) for s in studies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ran) == 1 and len(refused) == 1
+    assert refused[0].startswith("study 'raced' is running")
+    assert studies[0].user_attrs[LEASE] is None         # cleared by the driver that ran

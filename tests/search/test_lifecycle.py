@@ -520,6 +520,40 @@ def test_resume_refuses_a_study_that_is_still_running(stores, write_config):
     assert study.user_attrs["driver"] is None and study.user_attrs["ended"] == "FINISHED"
 
 
+@pytest.mark.slow
+def test_of_two_resumes_of_a_crashed_study_started_together_one_runs_it(stores, write_config):
+    """Both passed the check of the lease, taken only once the crashed trial was
+    failed and its run reopened: one died in Optuna's UpdateFinishedTrialError,
+    the other left a child run RUNNING for good."""
+    cfg = small_config("twice", stores, trials=3)
+    cfg["params"].update(epochs=150, batch_size=32)
+    kill_mid_trial(write_config(cfg), stores.optuna_url, "twice", complete_before=1)
+    resume = [sys.executable, "-m", "hypersweep.cli.app", "resume", "twice",
+              "--storage", stores.optuna_url]
+    procs = [subprocess.Popen(resume, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    try:
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    refused = outs[[p.returncode for p in procs].index(2)]
+    # Its header may be out already (printed once Ray started), then the one line.
+    assert refused.splitlines()[-1].startswith("error: study 'twice' is running")
+    assert "Traceback" not in refused
+    study = optuna.load_study(study_name="twice", storage=stores.optuna_url)
+    assert all(t.state.is_finished() for t in study.trials)
+    assert sum(not t.user_attrs.get("interrupted") for t in study.trials) == 3
+    assert study.user_attrs["driver"] is None and study.user_attrs["ended"] == "FINISHED"
+    parent, children = study_runs(stores.mlflow_uri, "twice")
+    assert parent.info.status == "FINISHED"
+    assert len(children) == len(study.trials)
+    assert all(c.info.status != "RUNNING" for c in children)
+
+
 class StoppedAtLaunch(MlflowTracker):
     """A Ctrl-C that lands after Optuna made trial 1 RUNNING, before it is launched."""
 
