@@ -36,23 +36,35 @@ STOPPING = (signal.SIGTERM, signal.SIGHUP)     # stopped as Ctrl-C stops a study
 
 class Stops:
     """What `stops_as_interrupt` yields. Call `stopping()` once the block is
-    stopping, for whatever reason: a SIGTERM from then on is only noted, so that a
-    second one cannot cut the clean-up short (SIGKILL still ends the process).
+    stopping, for whatever reason: a SIGTERM from then on is only noted, and so is
+    the next Ctrl-C (a double Ctrl-C by reflex), with a line saying that the end
+    is being written. The Ctrl-C after that one quits at once, leaving the end
+    unwritten for `hypersweep resume` to close (SIGKILL ends the process anyway).
     `why(stop)` then says what stopped it."""
+
+    QUIT_HINT = ("stopping: writing the study's end to its stores; Ctrl-C again quits "
+                 "without it (hypersweep resume closes the study then)")
 
     def __init__(self, main_thread: bool) -> None:
         self._main = main_thread
         self.sigterm = False        # a SIGTERM (or SIGHUP) came in
         self.signum: int = signal.SIGTERM
+        self.held_interrupts = 0    # Ctrl-Cs noted while stopping
 
     def stopping(self) -> None:
         if self._main:
-            for signum in STOPPING:
+            for signum in (*STOPPING, signal.SIGINT):
                 if signal.getsignal(signum) != signal.SIG_IGN:      # `nohup` ignores SIGHUP
                     signal.signal(signum, self._note)
 
     def _note(self, signum: int, frame: object) -> None:
-        self.sigterm, self.signum = True, signum
+        if signum != signal.SIGINT:
+            self.sigterm, self.signum = True, signum
+            return
+        self.held_interrupts += 1
+        if self.held_interrupts > 1:
+            raise KeyboardInterrupt()
+        print(self.QUIT_HINT, file=sys.stderr, flush=True)
 
     def why(self, stop: KeyboardInterrupt) -> tuple[str, int]:
         """The reason the stopped trials record, and the exit status (128 + the
@@ -129,8 +141,19 @@ def exit_now(code: int) -> NoReturn:
     run_handlers = getattr(atexit, "_run_exitfuncs", None)
     if join_threads is None or run_handlers is None:
         sys.exit(code)              # another Python: leave it to the normal exit
+    if threading.current_thread() is threading.main_thread():
+        # The work is written: a Ctrl-C or SIGTERM now (Ray stopping takes seconds)
+        # ends the process with its status at once, not in a traceback.
+        for signum in (signal.SIGINT, *STOPPING):
+            if signal.getsignal(signum) != signal.SIG_IGN:
+                signal.signal(signum, lambda signum, frame: _quit(code))
     join_threads()
     run_handlers()
+    _quit(code)
+
+
+def _quit(code: int) -> NoReturn:
+    """Close the SQLite databases, flush the standard streams, end with `code`."""
     if "hypersweep.search.sqlite" in sys.modules:
         sys.modules["hypersweep.search.sqlite"].close_all()
     for stream in (sys.stdout, sys.stderr):

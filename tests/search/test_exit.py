@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hypersweep.search.exit import Terminated, stops_as_interrupt
+from hypersweep.search.exit import Stops, Terminated, stops_as_interrupt
 
 CTRL_C = ("interrupted by the user (Ctrl-C)", 130)
 SIGTERM = ("stopped by SIGTERM", 143)
@@ -58,6 +58,18 @@ def test_after_ctrl_c_a_sigterm_does_not_cut_the_clean_up_short():
         time.sleep(0.05)                # noted: nothing raised here
         stops.stopping()                # may be called again by the clean-up
         assert stops.why(stop) == SIGTERM
+
+
+def test_while_stopping_one_more_ctrl_c_is_held_with_a_hint_and_the_next_quits(capsys):
+    """A double Ctrl-C by reflex cut the clean-up short: the study's parent run was
+    left RUNNING, its end unwritten, with no word of how to continue."""
+    with stops_as_interrupt() as stops:
+        stop = signalled(signal.SIGINT, KeyboardInterrupt)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)                # held: nothing raised here
+        assert Stops.QUIT_HINT in capsys.readouterr().err
+        signalled(signal.SIGINT, KeyboardInterrupt)         # asked again: quits
+        assert stops.why(stop) == CTRL_C
 
 
 def test_a_signal_started_ignored_stays_ignored():

@@ -52,10 +52,11 @@ def kill_mid_trial(config_path, storage: str, study: str, complete_before: int) 
 
 
 def signal_mid_trial(config_path, storage: str, study: str, complete_before: int,
-                     signum: int) -> subprocess.Popen:
+                     signum: int, again_after: float | None = None) -> subprocess.Popen:
     """Start `hypersweep run` in a process and send it `signum` while a trial is
     RUNNING (with its child run already created), after `complete_before` trials
-    finished; the process, ended (stderr still to read)."""
+    finished, and again `again_after` seconds later if given; the process, ended
+    (stderr still to read)."""
     proc = subprocess.Popen([sys.executable, "-m", "hypersweep.cli.app", "run", str(config_path)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -70,6 +71,9 @@ def signal_mid_trial(config_path, storage: str, study: str, complete_before: int
             if done >= complete_before and any(t.state == RUNNING and "mlflow_run_id" in t.user_attrs
                                                for t in trials):
                 proc.send_signal(signum)
+                if again_after is not None:
+                    time.sleep(again_after)
+                    proc.send_signal(signum)
                 proc.wait(timeout=120)
                 return proc
         pytest.fail(f"the driver never reached a running trial: {proc.stderr.read().decode()[-2000:]}")
@@ -644,6 +648,26 @@ def test_sighup_marks_the_running_trial_failed_and_exits_129(stores, write_confi
     parent, children = study_runs(stores.mlflow_uri, "hup")
     assert parent.info.status != "RUNNING"
     assert [c.data.tags["failure_reason"] for c in children] == ["stopped by SIGHUP"]
+
+
+@pytest.mark.slow
+def test_a_double_ctrl_c_still_closes_the_study_in_both_stores(stores, write_config):
+    """The second Ctrl-C landed in the clean-up the first began: the parent run was
+    left RUNNING, the study's end unwritten, and no resume command said."""
+    cfg = small_config("twice-stopped", stores, trials=3)
+    cfg["params"].update(epochs=150, batch_size=32)
+    proc = signal_mid_trial(write_config(cfg), stores.optuna_url, "twice-stopped", 1,
+                            signal.SIGINT, again_after=0.1)
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    assert "continue with: hypersweep resume twice-stopped" in err
+    study = optuna.load_study(study_name="twice-stopped", storage=stores.optuna_url)
+    assert all(t.state.is_finished() for t in study.trials)
+    assert study.user_attrs["ended"] == "KILLED" and study.user_attrs["driver"] is None
+    parent, children = study_runs(stores.mlflow_uri, "twice-stopped")
+    assert parent.info.status == "KILLED"
+    assert all(c.info.status != "RUNNING" for c in children)
 
 
 def test_resume_and_replay_say_when_the_models_file_or_the_data_changed(stores, write_config,
