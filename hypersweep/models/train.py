@@ -625,14 +625,48 @@ def fit_note(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
 
 
 def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
-              searched: Collection[str] = ()) -> str:
+              searched: Collection[str] = (), keys: Mapping[str, str] | None = None) -> str:
     """The trial task, after one training step of the model built from the fixed
     `params` on two samples: a builder that cannot take the dataset (a CNN on
     sequences, a many-to-one net on per-step targets, a kernel too large for the
     images) is a UserError before the study starts, not a failed trial. When builder
     hyperparameters are searched, the searched ones take their defaults here, and an
     error passes only when it concerns one of them (`_knobs`), which sampled values
-    may fix; one about fixed values alone (a dropout of 1.5) fails every trial."""
+    may fix; one about fixed values alone (a dropout of 1.5) fails every trial.
+    `keys`: the config's key of each of `params` that the config does not hold as
+    `params.NAME` (`space.head`, a value the space fixes); an error about it names
+    that key instead."""
+    try:
+        return _check_fit(model, data, params, searched)
+    except UserError as e:
+        keyed = _keyed(e, model, params, searched, keys or {})
+        if keyed is None:
+            raise
+        raise keyed from None
+
+
+def _keyed(e: UserError, model: str, params: Mapping[str, Any], searched: Collection[str],
+           keys: Mapping[str, str]) -> UserError | None:
+    """`e` keyed by where the value it is about comes from, or None where its key
+    says so already: a value of `keys` by its key, also for a `model:` error that
+    names that one knob (`set head: many_to_one`: the user wrote head, not model);
+    a default, which the user never wrote, by its name and value, not `params.NAME`."""
+    key, _, text = str(e).partition(": ")
+    if key == "model":
+        about = _knobs(e, keys)
+        name = about.pop() if len(about) == 1 else ""
+    else:
+        name = key.removeprefix("params.") if key.startswith("params.") else ""
+    if name in keys:
+        return type(e)(f"{keys[name]}: {text}")
+    hparams = hyperparameters(model)
+    if key == "model" or not name or name in params or name in searched or name not in hparams:
+        return None
+    return type(e)(f"{name} (its default, {hparams[name].default!r}): {text}")
+
+
+def _check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
+               searched: Collection[str]) -> str:
     builder, splits = get_builder(model), loaded_splits(data)
     kwargs, opts = split_params(model, params)
     # A task that has no use for label smoothing (regression) refuses a fixed one.

@@ -21,6 +21,9 @@ from pydantic_core import PydanticCustomError
 from hypersweep.models.errors import UserError, unknown
 from hypersweep.models.registry import is_own, own_file
 
+if typing.TYPE_CHECKING:
+    from hypersweep.spaces import Space
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -728,7 +731,7 @@ def check_semantics(cfg: StudyConfig) -> None:
     from hypersweep.models.train import check_fit, check_space_values, hyperparameters
     from hypersweep.search.strategies import (PRUNERS, SAMPLERS, SINGLE_OBJECTIVE_ONLY,
                                               check_enqueue, check_pruner)
-    from hypersweep.spaces import check_against, param_names, parse_space, space_values, walk
+    from hypersweep.spaces import check_against, parse_space, space_values, walk
 
     get_builder(cfg.model)
     if cfg.data.name not in dataset_names():
@@ -755,10 +758,49 @@ def check_semantics(cfg: StudyConfig) -> None:
     check_pruner(cfg.search.pruner, fixed_epochs(cfg), by_default="epochs" not in cfg.params)
     check_enqueue(cfg.search.enqueue, space)
     # Loads the dataset (cached, which checks data.options) and tries the model on
-    # it; the task the trials will train decides the valid objectives.
-    check_space_values(cfg.model, cfg.data.model_dump(), cfg.params, space_values(space))
-    task = check_fit(cfg.model, cfg.data.model_dump(), cfg.params, searched=param_names(space))
-    check_objectives(cfg, objective_metrics(task), SINGLE_OBJECTIVE_ONLY)
+    # it; the task the trials will train (the first check's: every trial's values)
+    # decides the valid objectives.
+    data = cfg.data.model_dump()
+    check_space_values(cfg.model, data, cfg.params, space_values(space))
+    tasks = [check_fit(cfg.model, data, params, searched=searched, keys=keys)
+             for params, searched, keys in fit_checks(cfg.params, space)]
+    check_objectives(cfg, objective_metrics(tasks[0]), SINGLE_OBJECTIVE_ONLY)
+
+
+FitCheck = tuple[dict[str, Any], set[str], dict[str, str]]
+
+
+def fit_checks(params: Mapping[str, Any], space: Space) -> list[FitCheck]:
+    """What check_fit tries the model on: (params, searched, the keys of the values
+    not from `params`). First every trial's values: `params` and what the space
+    fixes outside its branches (`head: many_to_many`, `{choice: [9]}`). Every trial
+    takes those as it takes params, so one that cannot fit the data fails them all;
+    counted as searched, check_fit let it pass. Then, for each branch that fixes
+    values, every trial of that branch's: those and the values fixed on the way to
+    it, with the branch's condition set to it. The condition stays searched: an
+    error about its value alone is a searched value's, which check_fit leaves to
+    the trials, as it does for a choice among values."""
+    from hypersweep.spaces import Conditional, fixed_values, param_names, walk
+
+    names, fixed = param_names(space), fixed_values(space)
+    top = fixed.pop((), {})
+    checks = [({**params, **{n: v for n, (v, _) in top.items()}}, names - set(top),
+               {n: k for n, (_, k) in top.items()})]
+    branch_keys = {path + ((name, b),): f"{where}.choice.{b}"
+                   for name, p, where, path in walk(space) if isinstance(p, Conditional)
+                   for b in p.branches}
+    for path in sorted(fixed, key=len):     # an outer branch's error first, as its own
+        held = {**top, **{n: vk for p, values in fixed.items() if p == path[:len(p)]
+                          for n, vk in values.items()}}
+        keys = {n: k for n, (_, k) in held.items()}
+        conditions = {}
+        for i, (name, branch) in enumerate(path):
+            if name not in held:            # a conditional of one branch is held
+                conditions[name] = branch
+                keys[name] = branch_keys[path[:i + 1]]
+        checks.append(({**params, **conditions, **{n: v for n, (v, _) in held.items()}},
+                       names - set(held), keys))
+    return checks
 
 
 def fixed_epochs(cfg: StudyConfig) -> int | None:
@@ -841,9 +883,8 @@ def config_notes(cfg: StudyConfig) -> list[str]:
                      f"{', each with its own seed' if cfg.search.trials > 1 else ''}{own}")
     notes += _data_notes(cfg)
     from hypersweep.models.train import fit_note
-    from hypersweep.spaces import param_names
-    fit = fit_note(cfg.model, cfg.data.model_dump(), cfg.params,
-                   param_names(parse_space(cfg.space)))
+    params, searched, _ = fit_checks(cfg.params, parse_space(cfg.space))[0]
+    fit = fit_note(cfg.model, cfg.data.model_dump(), params, searched)
     notes += [fit] if fit else []
     timed = [o.metric for o in cfg.search.objectives if o.metric in TIMINGS]
     if timed and cfg.search.strategy not in ("grid", "random", "qmc"):

@@ -11,6 +11,7 @@ from hypersweep.spaces.language import (
     Param,
     Space,
     describe,
+    fixed_values,
     kind_name,
     param_names,
     parse_space,
@@ -23,7 +24,7 @@ from hypersweep.spaces.optuna_bridge import distributions, suggest
 
 __all__ = [
     "KINDS", "Categorical", "Conditional", "Fixed", "Float", "Int", "Param", "Space",
-    "axis", "check_against", "describe", "distributions", "grid", "grid_point", "grid_size",
-    "kind_name", "on_grid", "param_names", "parse_space", "space_values", "spreads_a_range",
-    "suggest", "to_raw", "values_beside", "walk",
+    "axis", "check_against", "describe", "distributions", "fixed_values", "grid", "grid_point",
+    "grid_size", "kind_name", "on_grid", "param_names", "parse_space", "space_values",
+    "spreads_a_range", "suggest", "to_raw", "values_beside", "walk",
 ]

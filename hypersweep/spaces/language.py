@@ -334,6 +334,26 @@ def param_names(space: Space) -> set[str]:
     return {name for name, _, _, _ in walk(space, "")}
 
 
+def fixed_values(space: Space, key: str = "space") -> dict[_Path, dict[str, tuple[Any, str]]]:
+    """The values the space sets rather than searches, by the branch path where they
+    hold (`()`: in every trial), each with its key: {path: {name: (value, key)}}. A
+    plain or `fixed` value, a choice of one value, a conditional of one branch (that
+    branch's name): each trial that has the name takes that value, so a value that
+    cannot fit the data fails them all, as it would fixed in `params`."""
+    out: dict[_Path, dict[str, tuple[Any, str]]] = {}
+    for name, param, where, path in walk(space, key):
+        if isinstance(param, Fixed):
+            value = param.value
+        elif isinstance(param, Categorical) and len(param.values) == 1:
+            value = param.values[0]
+        elif isinstance(param, Conditional) and len(param.branches) == 1:
+            value = next(iter(param.branches))
+        else:
+            continue
+        out.setdefault(path, {})[name] = (value, where)
+    return out
+
+
 def to_raw(space: Space) -> dict[str, Any]:
     """The YAML form of a space; `parse_space(to_raw(s)) == s`."""
     return {name: _param_raw(p) for name, p in space.items()}

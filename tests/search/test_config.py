@@ -235,7 +235,8 @@ def test_data_options_are_checked_before_any_trial(write_config):
 @pytest.mark.parametrize("model,data,params,message", [
     ("lenet", "seq_digits", {}, "model: lenet needs images"),
     ("char_lm", "digits", {}, "model: char_lm needs windows"),
-    ("lenet", "digits", {"padding": "valid"}, "params.kernel: a 5x5 kernel"),
+    # kernel is not in params: its default is named, not a key the user never wrote
+    ("lenet", "digits", {"padding": "valid"}, "kernel (its default, 5): a 5x5 kernel"),
     ("gru", "copy", {}, "model: sequence_transduction needs one output per time step"),
 ])
 def test_a_model_that_cannot_fit_the_data_is_refused_before_the_study(
@@ -268,6 +269,73 @@ def test_a_mismatch_counts_even_when_other_knobs_are_searched(write_config):
     raw["params"] = {}
     raw["space"]["head"] = {"choice": ["many_to_one", "many_to_many"]}
     assert load_config(write_config(raw)).space["head"]      # searched: the trials decide
+
+
+HEAD_MISFIT = ("classification needs one output per sample for targets of shape (2,); the model "
+               "gives one per time step, (2, 8, 10) (for rnn/lstm/gru set head: many_to_one)")
+KERNEL_MISFIT = ("a 9x9 kernel (stride 1, padding valid) does not fit the 8x8 feature map of "
+                 "lenet's conv 1; use padding: same, a smaller kernel or stride")
+
+
+@pytest.mark.parametrize("model, data, params, space, message", [
+    ("rnn", "seq_digits", {}, {"head": "many_to_many"}, f"space.head: {HEAD_MISFIT}"),
+    ("rnn", "seq_digits", {}, {"head": {"fixed": "many_to_many"}}, f"space.head: {HEAD_MISFIT}"),
+    ("rnn", "seq_digits", {}, {"head": {"choice": ["many_to_many"]}},
+     f"space.head: {HEAD_MISFIT}"),
+    ("rnn", "seq_digits", {}, {"head": {"choice": {"many_to_many": {"hidden": 8}}}},
+     f"space.head: {HEAD_MISFIT}"),                         # a conditional of one branch
+    ("lenet", "digits", {"padding": "valid"}, {"kernel": {"choice": [9]}},
+     f"space.kernel: {KERNEL_MISFIT}"),
+    ("lenet", "digits", {}, {"padding": "valid", "kernel": 9}, f"space.kernel: {KERNEL_MISFIT}"),
+])
+def test_a_value_the_space_fixes_is_tried_on_the_data_as_params_are(
+        write_config, model, data, params, space, message):
+    """Counted as searched, a misfit value the space fixed passed validation, and
+    every trial failed on it; under params it was refused."""
+    raw = {"study": "s", "model": model, "data": data, "params": params,
+           "space": {**space, "lr": {"loguniform": [1e-3, 1e-1]}}}
+    assert error_for(write_config, raw) == message
+
+
+@pytest.mark.parametrize("model, data, params, space", [
+    ("rnn", "seq_digits", {}, {"head": {"choice": ["many_to_one", "many_to_many"]}}),
+    ("rnn", "seq_digits", {}, {"head": {"choice": {"many_to_many": {"hidden": 8},
+                                                    "many_to_one": {}}}}),
+    ("lenet", "digits", {"padding": "valid"}, {"kernel": {"choice": [3, 9]}}),
+    ("lenet", "digits", {}, {"padding": "valid", "kernel": {"int": [3, 9]}}),
+])
+def test_the_same_value_searched_among_values_that_fit_stays_valid(
+        write_config, model, data, params, space):
+    raw = {"study": "s", "model": model, "data": data, "params": params, "space": space}
+    assert load_config(write_config(raw)).space == space
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"cell": {"choice": {"lstm": {"head": "many_to_many"}, "gru": {}}}},
+     f"space.cell.choice.lstm.head: {HEAD_MISFIT}"),
+    ({"optimizer": {"choice": {"adam": {"padding": "valid", "kernel": {"choice": [9]}},
+                               "sgd": {}}}},
+     f"space.optimizer.choice.adam.kernel: {KERNEL_MISFIT}"),
+    ({"optimizer": {"choice": {"adam": {"padding": "valid",
+                                        "pool": {"choice": {"max": {"kernel": 9}, "avg": {}}}},
+                               "sgd": {}}}},
+     f"space.optimizer.choice.adam.pool.choice.max.kernel: {KERNEL_MISFIT}"),
+    # Fixed in one branch and searched in the other: the trials of the first all fail.
+    ({"optimizer": {"choice": {"adam": {"kernel": 9, "padding": "valid"},
+                               "sgd": {"kernel": {"int": [3, 5]}}}}},
+     f"space.optimizer.choice.adam.kernel: {KERNEL_MISFIT}"),
+])
+def test_a_value_a_branch_fixes_is_tried_on_the_data_in_that_branch(write_config, space,
+                                                                    message):
+    """Every trial of the branch takes it, with the branch's condition: tried so."""
+    model, data = ("rnn", "seq_digits") if "cell" in space else ("lenet", "digits")
+    raw = {"study": "s", "model": model, "data": data, "space": space}
+    assert error_for(write_config, raw) == message
+    # Where the condition's value alone cannot fit (head: many_to_many, which the
+    # branch's hidden does not change), it is a searched value's error: the trials'.
+    raw = {"study": "s", "model": "rnn", "data": "seq_digits", "space": {
+        "head": {"choice": {"many_to_many": {"hidden": 8}, "many_to_one": {"hidden": 16}}}}}
+    assert load_config(write_config(raw))
 
 
 def test_store_urls_are_shown_and_stored_without_their_password():

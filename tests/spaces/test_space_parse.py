@@ -14,6 +14,7 @@ from hypersweep.spaces import (
     Int,
     describe,
     distributions,
+    fixed_values,
     param_names,
     parse_space,
     to_raw,
@@ -258,6 +259,31 @@ def test_branches_may_fix_a_name_their_own_way_or_where_another_searches_it():
     optimizer: {choice: {momentum: {momentum: {uniform: [0.5, 0.99]}}, adam: {}}}
     """)
     assert "both can be active in one trial" in error_of(raw)
+
+
+def test_the_values_the_space_fixes_are_found_by_the_branch_they_hold_in():
+    """A plain value, `{fixed: v}` and a choice of one value are the same in every
+    trial that has the name: validation tries them on the data as fixed params."""
+    space = parse_yaml("""
+    head: many_to_many
+    kernel: {fixed: 9}
+    pool: {choice: [max]}
+    lr: {loguniform: [1.0e-4, 1.0e-1]}
+    act: {choice: [relu, tanh]}
+    optimizer:
+      choice:
+        sgd: {momentum: 0.0, schedule: {choice: {step: {gamma: 0.5}}}}
+        adam: {beta2: {choice: [0.99, 0.999]}}
+    """)
+    assert fixed_values(space) == {
+        (): {"head": ("many_to_many", "space.head"), "kernel": (9, "space.kernel"),
+             "pool": ("max", "space.pool")},
+        (("optimizer", "sgd"),): {
+            "momentum": (0.0, "space.optimizer.choice.sgd.momentum"),
+            "schedule": ("step", "space.optimizer.choice.sgd.schedule")},   # one branch
+        (("optimizer", "sgd"), ("schedule", "step")): {
+            "gamma": (0.5, "space.optimizer.choice.sgd.schedule.choice.step.gamma")}}
+    assert fixed_values(parse_yaml("lr: {uniform: [0.1, 0.2]}")) == {}
 
 
 def test_name_active_twice_in_one_trial_is_rejected_even_if_identical():
