@@ -15,7 +15,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Column, Table
 
-from hypersweep.models.errors import UserError
+from hypersweep.models.errors import StoreFileGone, UserError
 from hypersweep.search.writer import TrackingError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -150,7 +150,7 @@ def user_errors(fn: Callable) -> Callable:
                 raise
             drop_output(sys.stdout)
             return None
-        except (TrackingError, StorageFailed) as e:     # a store failed: not bad input
+        except (TrackingError, StorageFailed, StoreFileGone) as e:  # a store failed in use
             err.print(f"[red]error:[/red] {escape(_as_given(str(e), kwargs))}", markup=True,
                       highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None

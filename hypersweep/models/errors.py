@@ -9,6 +9,12 @@ class UserError(ValueError):
     """Bad input from the user. The CLI prints it as one line and exits 2."""
 
 
+class StoreFileGone(RuntimeError):
+    """A SQLite store's file deleted, moved or replaced while a study wrote to it:
+    the study's connections still write, to a file that no path names any more
+    (`search.sqlite.FileWatch`)."""
+
+
 class OutOfRange(UserError):
     """A hyperparameter's value outside the values it takes, whatever the data
     (a dropout of 1.5, a negative depth): a searched range that reaches one is

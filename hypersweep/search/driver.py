@@ -20,9 +20,8 @@ import numpy as np
 import optuna
 import yaml
 
-import hypersweep.search.sqlite  # noqa: F401 - SQLite stores in WAL mode
 from hypersweep.search import heap, store_template
-from hypersweep.models.errors import UserError
+from hypersweep.models.errors import StoreFileGone, UserError
 from hypersweep.models.figures import Drawing
 from hypersweep.models.trial import TrialResult, TrialSpec, TrialState
 from hypersweep.search.config import MASK, StudyConfig, fixed_epochs, without_password
@@ -35,6 +34,7 @@ from hypersweep.search.lease import Lease
 from hypersweep.search.net import http_unreachable
 from hypersweep.search.report import study_files
 from hypersweep.search.sources import changed, source_digests
+from hypersweep.search.sqlite import WATCHED, FileWatch   # and SQLite stores in WAL mode
 from hypersweep.search.strategies import can_prune, make_pruner, make_sampler, queue_owed
 from hypersweep.search.tracking import MlflowTracker  # or writer.TrackingWriter: same methods
 from hypersweep.search.writer import TrackingError
@@ -288,6 +288,7 @@ class StudyDriver:
         self.objectives = cfg.search.objectives
         self.prunes = can_prune(cfg.search)
         self.running: dict[int, _Running] = {}
+        self.storage_file: FileWatch | None = None      # the Optuna storage's, if a file
         self.counts = {s.value: 0 for s in TrialState}
         self.importances: Importances = {}
         self.warm_trials = warm_trials
@@ -316,6 +317,8 @@ class StudyDriver:
     def _run(self, study: optuna.Study, parent: str, resume: bool) -> StudyOutcome:
         cfg = self.cfg
         self.study, self.parent = study, parent
+        db = store_template.sqlite_file(cfg.tracking.storage)
+        self.storage_file = FileWatch(db) if db is not None else None
         self.parent_recorded = resume       # reopen_study puts it on the study
         self.counts.update(_counts(study))
         # Trials an earlier run's interruption failed: counted in the parent run's
@@ -343,6 +346,9 @@ class StudyDriver:
                 except TrackingError as e:
                     stops.stopping()
                     raise self._tracking_failed(e, held) from None
+                except StoreFileGone as gone:
+                    stops.stopping()
+                    raise self._storage_gone(gone, held) from None
             finally:
                 stops.stopping()            # trials over: a SIGTERM waits for the end to be written
                 self.executor.shutdown()
@@ -350,6 +356,7 @@ class StudyDriver:
                 self._end_study("FINISHED")
             except TrackingError as e:
                 raise self._tracking_failed(e, []) from None
+            self._check_storage()
         return StudyOutcome(cfg.study, self.parent, self.counts, study,
                             importances=self.importances)
 
@@ -509,6 +516,7 @@ class StudyDriver:
             tags.update(where(number))
         self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)}, tags=tags)
         self.counts[result.state.value] += 1
+        self._check_storage()
         shown = {**self.counts, "FAIL": self.counts["FAIL"] - self.interrupted_before}
         self.events.trial_ended(TrialEvent(number, result.state, tuple(values) if values else None,
                                      result.reason, shown, self._best(),
@@ -588,8 +596,33 @@ class StudyDriver:
                 marked = "the running trials were marked FAIL in the Optuna storage; "
         except Exception:  # noqa: BLE001 - the Optuna storage failed too: resume marks them
             pass
+        if why.startswith(WATCHED["mlflow"]):   # not coming back: what is left, and where
+            return TrackingError(f"tracking.uri: {why}; {marked}the trials and their results "
+                                 f"are in the Optuna storage ({resume_command(self.cfg)} "
+                                 "needs the MLflow store back in place)")
         return TrackingError(f"tracking.uri: {why}; {marked}once it is back, continue with: "
                              f"{resume_command(self.cfg)}")
+
+    def _check_storage(self) -> None:
+        """Raise StoreFileGone when the Optuna storage's SQLite file is gone from its
+        path (once: the study's stop that follows writes on)."""
+        watch = self.storage_file
+        if watch is not None:
+            self.storage_file = None
+            watch.check(WATCHED["optuna"])
+            self.storage_file = watch
+
+    def _storage_gone(self, gone: StoreFileGone,
+                      held: list[tuple[int, TrialResult]]) -> StoreFileGone:
+        """The Optuna storage's file went from its path: the study stops as a Ctrl-C
+        stops it, the trials running fail with the reason, and the MLflow store, in
+        place still, closes the study's runs (FAILED). The error to raise."""
+        self._finish_all(held)
+        self._abort(f"interrupted: {gone}")
+        with contextlib.suppress(TrackingError):    # the message says what matters
+            self._end_study("FAILED")
+        return StoreFileGone(f"tracking.storage: {gone}; the study's runs in the MLflow store "
+                             "are closed")
 
     def _best(self) -> float | None:
         if len(self.objectives) > 1:
@@ -665,6 +698,8 @@ def tracking_failure(uri: str, error: BaseException) -> str:
             "MLflow store's database server"
         return f"the {server} at {where} stopped answering ({down})"
     said = str(error).removeprefix(f"tracking ({where}): ")
+    if said.startswith(WATCHED["mlflow"]):  # its file gone: said in full already
+        return said
     if uri.startswith(("http://", "https://")):
         return f"the MLflow server at {where} refused a write: {said}"
     return f"the MLflow store {where} failed in use: {said}"

@@ -20,6 +20,8 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from hypersweep.models.errors import StoreFileGone
+
 
 @event.listens_for(Engine, "connect")
 def _wal(dbapi_connection, _record) -> None:
@@ -49,6 +51,39 @@ def close_all() -> None:
     when the interpreter tears down."""
     for engine in list(_ENGINES):
         engine.dispose()
+
+
+WATCHED = {"mlflow": "the MLflow store's file", "optuna": "the Optuna storage's file"}
+
+
+class FileWatch:
+    """The file a store's path named when a study opened it, to tell when the path
+    no longer names it (`rm optuna.db`, `mv`, a copy put in its place): else the
+    study runs on, exits 0, and what it wrote since is gone with the file."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = Path(os.path.abspath(db))
+        self._id = _identity(self.db)
+
+    def check(self, what: str) -> None:
+        """Raise StoreFileGone, saying `what` the file is (e.g. "the MLflow store's
+        file"), when the path no longer names the file it named at first."""
+        now = _identity(self.db)
+        if self._id is None:        # made by the store's first write, after the watch
+            self._id = now
+            return
+        if now != self._id:
+            how = "deleted or moved" if now is None else "replaced by another file"
+            raise StoreFileGone(f"{what} {self.db} was {how} while the study ran; what the "
+                                "study wrote to it since is in no file there")
+
+
+def _identity(db: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(db)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 _READ_ONLY: set[str] = set()    # database files this process only reads, by absolute path

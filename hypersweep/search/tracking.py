@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import hypersweep.search.sqlite  # noqa: F401 - SQLite stores in WAL mode
 from hypersweep.search import store_template
 from hypersweep.models.errors import UserError, first_line
 from hypersweep.models.figures import artifact_bytes
 from hypersweep.search.config import check_tracking_scheme, without_password
 from hypersweep.search.net import http_unreachable
+from hypersweep.search.sqlite import WATCHED, FileWatch   # and SQLite stores in WAL mode
 from hypersweep.models.trial import TrialResult, TrialState
 
 ROLE_TAG = "hypersweep.role"
@@ -83,6 +83,8 @@ class MlflowTracker:
                 self.client = MlflowClient(tracking_uri=uri)    # opens (creates) the store
         if uri.startswith(("http://", "https://")):
             self._check_server(key)
+        db = store_template.sqlite_file(uri)
+        self._file = FileWatch(db) if db is not None and not reading else None
         self._e = entities           # Metric, Param, RunTag
         self._pending: dict[str, list[entities.Metric]] = {}
         self._last_flush: dict[str, float] = {}
@@ -122,7 +124,15 @@ class MlflowTracker:
 
     def sync(self) -> None:
         """Every call so far has been written (as TrackingWriter.sync): they are
-        written as they are made, metrics at the latest at `close`."""
+        written as they are made, metrics at the latest at `close`; and to the file
+        the store's path names still (`check_in_place`)."""
+        self.check_in_place()
+
+    def check_in_place(self) -> None:
+        """Raise `sqlite.StoreFileGone` when a SQLite store's file was deleted, moved
+        or replaced since it was opened."""
+        if self._file is not None:
+            self._file.check(WATCHED["mlflow"])
 
     def __enter__(self) -> "MlflowTracker":
         return self
@@ -216,6 +226,7 @@ class MlflowTracker:
     def end_study(self, parent: str, files: Mapping[str, bytes | str],
                   metrics: Mapping[str, float] = {}, tags: Mapping[str, str] = {},
                   status: str = "FINISHED") -> None:
+        self.check_in_place()
         now = _now_ms()
         self.client.log_batch(parent,
                               metrics=[self._e.Metric(k, float(v), now, 0) for k, v in metrics.items()],
@@ -262,6 +273,7 @@ class MlflowTracker:
         # The trial's result as Optuna was told it: early stopping reports the epoch
         # it chose, which is not the curves' last (val_mse 0.546 told, 0.592 last).
         # Logged at that epoch's step, so that the UI shows which epoch they are.
+        self.check_in_place()
         summary = {f"final_{k}": v for k, v in result.metrics.items()}
         step = result.best_epoch if result.best_epoch is not None else result.epochs
         now = _now_ms()

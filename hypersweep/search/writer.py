@@ -29,7 +29,7 @@ import time
 import traceback
 from typing import Any, BinaryIO, Callable
 
-from hypersweep.models.errors import UserError
+from hypersweep.models.errors import StoreFileGone, UserError
 from hypersweep.search import heap, store_template
 from hypersweep.search.config import without_password
 from hypersweep.search.exit import stops_deferred
@@ -309,7 +309,7 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> int:
         args = tuple(ids.get(a, a) if isinstance(a, str) else a for a in args)
         try:
             if method == "sync":
-                value = None
+                value = tracker.sync()
             elif method == "resolve":
                 value = ids.get(args[0], args[0])
             else:
@@ -338,6 +338,8 @@ def _where(uri: str) -> str:
 
 
 def _describe(uri: str, e: BaseException) -> str:
+    if isinstance(e, StoreFileGone):        # what happened, in words: not a fault's place
+        return f"{_where(uri)}: {e}"
     where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
     at = f" ({where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
     first = (str(e).strip().splitlines() or [""])[0]
