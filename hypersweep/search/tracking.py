@@ -75,6 +75,10 @@ class MlflowTracker:
         # MLflow logs migrations and warnings at INFO on first use of a store.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # A failing SQLite or database server store: MLflow logs the driver's error
+        # with its traceback (forty lines) at ERROR, then raises it, which the
+        # command says in one line.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         if reading and store_template.open_read_only(uri):
             store_template.check_kind(uri, "mlflow", key)
             self.client = MlflowClient(tracking_uri=uri)

@@ -211,3 +211,20 @@ def test_a_tracking_server_that_does_not_answer_is_a_one_line_error_at_once(tmp_
     with pytest.raises(UserError, match="^tracking.uri: cannot reach"):
         MlflowTracker(url)
     assert time.monotonic() - start < 60
+
+
+def test_a_store_that_fails_in_use_is_said_once_not_in_mlflow_s_logged_traceback(stores, capfd):
+    """MLflow logged the database's error with its traceback (forty lines of it on
+    the command's stderr) before raising it, which the command says in one line."""
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException
+
+    tracker = MlflowTracker(stores.mlflow_uri)
+    parent = tracker.start_study("failing", "study: failing\n")
+    with sqlite3.connect(stores.dir / "mlflow.db") as db:      # the store broken under it
+        db.execute("DROP TABLE params")
+    with pytest.raises(MlflowException, match="no such table: params"):
+        tracker.start_trial(parent, 0, {"lr": 0.1})
+    err = capfd.readouterr().err
+    assert "SQLAlchemy database error" not in err and "Traceback" not in err
