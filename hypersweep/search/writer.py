@@ -22,6 +22,7 @@ import contextlib
 import os
 import pickle
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -153,8 +154,8 @@ class TrackingWriter:
         self._reader.join()
         self._raise()
         if self._proc.returncode and self.uri:
-            raise TrackingError(f"{_where(self.uri)}: the tracking process exited with "
-                                f"code {self._proc.returncode}")
+            raise TrackingError(f"{_where(self.uri)}: the tracking process "
+                                f"{how_ended(self._proc.returncode)}")
 
     def __enter__(self) -> "TrackingWriter":
         return self
@@ -197,8 +198,8 @@ class TrackingWriter:
         except (BrokenPipeError, OSError):
             self._reader.join(timeout=5)
             self._raise()
-            raise TrackingError(f"{_where(self.uri)}: the tracking process is gone "
-                                f"(exit code {self._proc.poll()})") from None
+            raise TrackingError(f"{_where(self.uri)}: the tracking process is gone (it "
+                                f"{how_ended(self._proc.poll())})") from None
 
     def _wait(self, seq: int) -> Any:
         with self._done:
@@ -220,8 +221,8 @@ class TrackingWriter:
                     if not isinstance(e, EOFError) and self._error is None:
                         self._error = f"{_where(self.uri)}: unreadable answer: {e}"
                     if self._proc.wait() and self._error is None and not self._stopped:
-                        self._error = (f"{_where(self.uri)}: the tracking process exited "
-                                       f"with code {self._proc.returncode}")
+                        self._error = (f"{_where(self.uri)}: the tracking process "
+                                       f"{how_ended(self._proc.returncode)}")
                     self._done.notify_all()
                 stream.close()
                 return
@@ -335,6 +336,19 @@ def _where(uri: str) -> str:
     """What every tracking error starts with, in this process and in the child:
     `tracking (URI)`, the URI without its password."""
     return f"tracking ({without_password(uri)})"
+
+
+def how_ended(code: int | None) -> str:
+    """How a process ended, in words: `exited with code 1`, `was killed by SIGBUS`
+    (a negative code is the signal's, which `exited with code -7` left to decode)."""
+    if code is None:
+        return "has not ended"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def _describe(uri: str, e: BaseException) -> str:

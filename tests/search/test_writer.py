@@ -1,6 +1,7 @@
 """The tracking process (search.writer) against real MLflow and Optuna SQLite stores."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -228,3 +229,19 @@ def test_a_store_that_fails_in_use_is_said_once_not_in_mlflow_s_logged_traceback
         tracker.start_trial(parent, 0, {"lr": 0.1})
     err = capfd.readouterr().err
     assert "SQLAlchemy database error" not in err and "Traceback" not in err
+
+
+def test_a_tracking_process_killed_by_a_signal_is_said_by_the_signal_s_name(stores):
+    """It read `exited with code -7`, a number to decode, for a SIGBUS (a store's
+    file cut short under SQLite's memory map)."""
+    writer = TrackingWriter()
+    try:
+        writer.open(stores.mlflow_uri, wait=True)
+        os.kill(writer._proc.pid, signal.SIGBUS)
+        writer._proc.wait()
+        with pytest.raises(TrackingError, match=r"the tracking process (is gone \(it )?was "
+                                                r"killed by SIGBUS"):
+            writer.resolve(writer.start_study("bus", "study: bus\n"))
+    finally:
+        with contextlib.suppress(TrackingError):
+            writer.close()
