@@ -393,10 +393,22 @@ def check_store_urls(tracking: TrackingConfig) -> None:
     check_storage_url(tracking.storage)
     check_tracking_uri(tracking.uri)
     uri, storage = (u.split("?", 1)[0] for u in (tracking.uri, tracking.storage))
-    if uri.startswith("sqlite:///") and uri == storage:
+    if uri.startswith("sqlite:///") and storage.startswith("sqlite:///") \
+            and _same_file(uri[len("sqlite:///"):], storage[len("sqlite:///"):]):
         raise UserError(f"tracking.storage: the same file as tracking.uri ({uri}); the Optuna "
                         "storage and the MLflow store are two files (by default "
                         "sqlite:///optuna.db and sqlite:///mlflow.db)")
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Two paths to one file: spelled alike once symlinks are followed, or, where it
+    is there already, the same file (a hard link)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:         # not there yet: two names, two files
+        return False
 
 
 def check_storage_url(url: str, key: str = "tracking.storage") -> None:

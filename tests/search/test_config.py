@@ -564,6 +564,13 @@ def test_one_sqlite_file_cannot_be_both_stores(write_config, tmp_path, monkeypat
                           f"(sqlite:///{tmp_path}/mlflow.db); the Optuna storage and the MLflow "
                           "store are two files")
     assert not (tmp_path / "mlflow.db").exists()
+    # Through a symlink to its directory: the same file, written as an MLflow store
+    # before Optuna refused it (the URLs were compared as strings).
+    (tmp_path / "linked").symlink_to(tmp_path)
+    msg = error_for(write_config, quickstart(),
+                    f"tracking.storage=sqlite:///{tmp_path}/linked/mlflow.db")
+    assert msg.startswith("tracking.storage: the same file as tracking.uri")
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 @pytest.mark.parametrize("override, message", [
