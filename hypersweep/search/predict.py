@@ -38,6 +38,7 @@ SUPERVISED = ("classification", "regression")
 # too (predict_task).
 PREDICTS = (*SUPERVISED, "reconstruction", "sequence_transduction")
 # models:/NAME/3, models:/NAME/latest, models:/NAME@champion
+_NONE = object()    # a category the training file did not have
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[\w-]+))$")
 
 
@@ -399,12 +400,22 @@ def table_inputs(frame: Any, layout: list[Mapping[str, Any]], path: Path,
             categories = list(column["one_hot"])
             if all(isinstance(k, str) for k in categories):     # read as text in training
                 values = series.astype(str).to_numpy(dtype=object)
-            unknown = sorted({str(v) for v in values if _plain(v) not in categories})
-            if unknown:
-                raise UserError(f"--input: {path.name}: column '{name}' holds "
-                                f"{', '.join(map(repr, unknown[:3]))}, which the training "
-                                f"file did not; the model knows {categories}")
-            blocks.append(np.array([[_plain(v) == k for k in categories] for v in values]))
+            # By value, else as written: a true/false column that holds another value
+            # is read as text, and its 'False' is the training file's False.
+            written = {str(k): k for k in categories}
+            known = [_plain(v) if _plain(v) in categories else written.get(str(_plain(v)), _NONE)
+                     for v in values]
+            bad = next((i for i, k in enumerate(known) if k is _NONE), None)
+            if bad is not None:
+                first = str(_plain(values[bad]))
+                others = sorted({str(_plain(v)) for v, k in zip(values, known)
+                                 if k is _NONE} - {first})
+                more = f" (and {', '.join(map(repr, others[:3]))}{', ...' * (len(others) > 3)})" \
+                    if others else ""
+                raise UserError(f"--input: {path.name}: column '{name}' holds {first!r} in "
+                                f"{where(bad)}{more}, which the training file did not; the "
+                                f"model knows {categories}")
+            blocks.append(np.array([[k == c for c in categories] for k in known]))
             continue
         if values.dtype.kind not in "iuf":
             text = series.astype(str).str.strip()

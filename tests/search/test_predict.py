@@ -412,6 +412,7 @@ def test_new_rows_read_as_the_training_file_was_and_bad_ones_refused(tmp_path, s
     (tmp_path / "gap.csv").write_text("size;code\n5,5;1\n4;2\n;1\n")
     (tmp_path / "odd.csv").write_text("size;code\n5,5;1\n?;2\n;3\n")     # the first named
     (tmp_path / "odd-gap.csv").write_text("size;code\n5,5;1\n;2\n?;3\n")
+    (tmp_path / "new-code.csv").write_text("size;code\n5,5;1\n4;zz\n4;x\n4;y\n")
     for source, error in (
             ("inf.csv", "error: --input: inf.csv: column 'size' holds inf in row 2 (line 3), "
                         "not a finite number"),
@@ -421,6 +422,9 @@ def test_new_rows_read_as_the_training_file_was_and_bad_ones_refused(tmp_path, s
                         "not a number, as the column was in the training file"),
             ("odd-gap.csv", "error: --input: odd-gap.csv: column 'size' is empty in row 2 "
                             "(line 3)"),
+            ("new-code.csv", "error: --input: new-code.csv: column 'code' holds 'zz' in row 2 "
+                             "(line 3) (and 'y'), which the training file did not; the model "
+                             "knows ['1', '2', 'x']"),
             ("rows.npz", "error: --input: rows.npz: the model trained on a CSV file's columns")):
         res = predict(tmp_path / source)
         assert res.exit_code == 2 and res.output.startswith(error), (source, res.output)
@@ -456,3 +460,18 @@ def test_a_text_file_of_sequences_may_start_with_a_byte_order_mark(tmp_path):
     x, columns = _sequence_inputs(trained, tmp_path / "s.txt")
     assert columns == {"input": ["012", "321"]} and x.shape == (2, 3, 4)
     assert x[1].argmax(axis=1).tolist() == [3, 2, 1]
+
+
+def test_a_true_false_column_s_values_are_known_beside_a_value_it_never_held(tmp_path):
+    """A column of True/False in training, read as text at predict time because
+    one of its values is neither: its 'False' was named as unknown too."""
+    from hypersweep.search.predict import table_inputs
+
+    layout = [{"column": "flag", "one_hot": [False, True]}]
+    frame = pd.DataFrame({"flag": ["True", "False", "maybe"]})
+    with pytest.raises(UserError) as e:
+        table_inputs(frame, layout, tmp_path / "rows.csv")
+    assert str(e.value) == ("--input: rows.csv: column 'flag' holds 'maybe' in row 3 (line 4), "
+                            "which the training file did not; the model knows [False, True]")
+    x = table_inputs(pd.DataFrame({"flag": ["True", "False"]}), layout, tmp_path / "rows.csv")
+    assert x.tolist() == [[0.0, 1.0], [1.0, 0.0]]
