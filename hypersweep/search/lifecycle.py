@@ -342,6 +342,7 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False,
     the model."""
     from hypersweep.models.train import train_final
 
+    spec = best_spec(study, cfg, number)    # a --trial that is no trial's: said first
     previous = study.user_attrs.get(FINAL_ATTR)
     if previous and not force:
         raise UserError(f"study '{cfg.study}': the test set was already evaluated "
@@ -349,7 +350,6 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False,
                         "a second look is a tweak on test data — pass --force to override")
     tracker = MlflowTracker(cfg.tracking.uri, create=False)
     parent = tracker.parent_of(cfg.study)       # before the test set is touched
-    spec = best_spec(study, cfg, number)
     result = train_final(spec)
     model_name = model_name_for(cfg.study)
     # Every hyperparameter it trained with, defaults included, and its seed: as a

@@ -322,6 +322,10 @@ def test_final_tests_once_registers_and_refuses_a_second_look(stores):
 
     res = invoke("final", "final", "--storage", stores.optuna_url)
     assert res.exit_code == 2 and "already evaluated" in res.output
+    # A trial that is not there is said as such, not as a second look
+    res = invoke("final", "final", "--storage", stores.optuna_url, "--trial", "99")
+    assert res.exit_code == 2 and res.output.startswith(
+        "error: --trial: trial 99 of study 'final' does not exist"), res.output
     assert len(client.search_model_versions("name='final'")) == 1
     res = invoke("final", "final", "--storage", stores.optuna_url, "--force")
     assert res.exit_code == 0, res.output
