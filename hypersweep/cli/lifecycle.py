@@ -21,6 +21,9 @@ DEFAULT = TrackingConfig()
 # Defaults shown by typer (show_default): brackets in help text are read as markup.
 StorageOpt = opt("URL", "Optuna storage URL.", show_default=DEFAULT.storage)
 UriOpt = opt("URI", "MLflow tracking URI.", show_default=f"the study's, else {DEFAULT.uri}")
+# Read where the run is: the environment's tracking server, as MLflow's own tools do.
+RunOfUriOpt = opt("URI", "MLflow tracking URI of the run.",
+                  show_default="$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
 StudyArg = typer.Argument(..., help="Study name.", show_default=False, metavar="STUDY")
 
 
@@ -141,8 +144,7 @@ def rerun(source: str = typer.Argument(..., help="Study config file, study name,
 @user_errors
 def replay(run_id: str = typer.Argument(..., help="A trial's MLflow run id.", show_default=False,
                                         metavar="RUN_ID"),
-           tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI of the run.",
-                                             show_default=DEFAULT.uri)) -> None:
+           tracking_uri: Optional[str] = RunOfUriOpt) -> None:
     """Retrain one trial from its trial.yaml; exit 1 if its metrics differ."""
     from hypersweep.search.lifecycle import replay_run
     r = replay_run(run_id, tracking_uri or DEFAULT.uri)
@@ -376,8 +378,7 @@ def predict(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fal
             keep: Optional[List[str]] = typer.Option(
                 None, "--keep", metavar="COLUMN", show_default=False,
                 help="A column of FILE.csv to copy into OUT.csv, first: an id (repeatable)."),
-            tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI of the run.",
-                                              show_default=DEFAULT.uri)) -> None:
+            tracking_uri: Optional[str] = RunOfUriOpt) -> None:
     """Predict with a trained model on new samples: classes, values, errors or sequences.
 
     Classes with their probabilities, regression values, reconstruction errors per
@@ -449,11 +450,11 @@ def generate(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fa
                  help="Text: below 1 surer, above 1 more varied (default 1.0)."),
              beam: int = typer.Option(0, "--beam", metavar="WIDTH", show_default=False,
                                       help="Text: the most probable continuation that beam "
-                                           "search of WIDTH finds, instead of sampling."),
+                                           "search of WIDTH finds, instead of sampling "
+                                           "(0, the default: sampling)."),
              seed: int = typer.Option(0, "--seed", metavar="N",
                                       help="The same seed draws the same samples."),
-             tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI of the run.",
-                                               show_default=DEFAULT.uri)) -> None:
+             tracking_uri: Optional[str] = RunOfUriOpt) -> None:
     """Sample a trained language model (text) or generator (images)."""
     from hypersweep.search.generate import (check_generates, check_grid, generate_images,
                                             generate_text, joined, write_images, write_texts)

@@ -465,6 +465,11 @@ def test_help_shows_the_store_defaults():
     assert "[default: (5000, or the next free one)]" in res.output
     assert "[default: (sqlite:///mlflow.db)]" in res.output
     assert "[default: (NAME-rerun-N)]" in wide.invoke(app, ["rerun", "--help"]).output
+    # A run's commands read the environment's tracking server first, as MLflow's tools do
+    for command in ("replay", "predict", "generate"):
+        res = wide.invoke(app, [command, "--help"])
+        assert "MLflow tracking URI of the run. [default: ($MLFLOW_TRACKING_URI, else " \
+               "sqlite:///mlflow.db)]" in res.output, command
 
 
 def test_help_shows_what_each_option_takes():
