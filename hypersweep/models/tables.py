@@ -137,7 +137,31 @@ def _read_csv(file: Path, sep: str, decimal: str = "."):
     except OSError as e:
         raise UserError(f"data.options.path: cannot read {file}: {e.strerror or e}") from None
     frame.columns = [str(c) for c in frame.columns]
+    twice = duplicate_column(file, frame, sep)
+    if twice:
+        raise UserError(f"data.options.path: {file}: {twice}")
     return frame
+
+
+def duplicate_column(file: Path, frame, sep: str) -> str | None:
+    """A name the file's header gives two columns, in words, or None. pandas reads
+    the second `a` as `a.1`: the target or a feature named `a` would be the
+    first of them, the other an input of its own, without a word."""
+    import re
+
+    names = set(frame.columns)
+    if not any(re.sub(r"\.\d+$", "", n) in names and re.fullmatch(r".+\.\d+", n)
+               for n in names):
+        return None
+    import pandas as pd
+
+    header = [str(h) for h in pd.read_csv(file, sep=sep, header=None, nrows=1,
+                                           encoding="utf-8-sig").iloc[0]]
+    for i, name in enumerate(header):
+        if name in header[:i]:
+            return (f"the header names column {name!r} twice (columns {header.index(name) + 1} "
+                    f"and {i + 1}); give each column a name of its own")
+    return None
 
 
 def _bad_byte(file: Path) -> str:

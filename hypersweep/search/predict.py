@@ -464,6 +464,10 @@ def _read_frame(path: Path, sep: str = ",", decimal: str = ".") -> Any:
                         f"{first_line(e)}") from None
     if frame.empty:
         raise UserError(f"--input: {path.name} has a header but no rows")
+    from hypersweep.models.tables import duplicate_column
+    twice = duplicate_column(path, frame, sep)
+    if twice:
+        raise UserError(f"--input: {path.name}: {twice}")
     return frame
 
 

@@ -199,6 +199,9 @@ GOOD = "a,b,colour,y\n" + "".join(f"{i},{i % 3},{'rg'[i % 2]},{'xyz'[i % 3]}\n"
      "in row 10 (line 11; 1 row in all); nothing is imputed: fill or drop those rows"),
     ("a,y\n" + "".join(f"{'inf' if i == 2 else i},{i % 2}\n" for i in range(12)), {},
      "data.options.path: column 'a' of {path} has an infinite value in row 3 (line 4"),
+    ("a,b,a,y\n" + "".join(f"{i},{i},{i},{i % 2}\n" for i in range(12)), {},
+     "data.options.path: {path}: the header names column 'a' twice (columns 1 and 3); give "
+     "each column a name of its own"),
 ])
 def test_csv_errors_are_one_line_and_name_the_key(tmp_path, text, options, expected):
     message = csv_error(tmp_path, text, **options)

@@ -413,6 +413,7 @@ def test_new_rows_read_as_the_training_file_was_and_bad_ones_refused(tmp_path, s
     (tmp_path / "odd.csv").write_text("size;code\n5,5;1\n?;2\n;3\n")     # the first named
     (tmp_path / "odd-gap.csv").write_text("size;code\n5,5;1\n;2\n?;3\n")
     (tmp_path / "new-code.csv").write_text("size;code\n5,5;1\n4;zz\n4;x\n4;y\n")
+    (tmp_path / "twice.csv").write_text("size;code;size\n5,5;1;4\n")
     for source, error in (
             ("inf.csv", "error: --input: inf.csv: column 'size' holds inf in row 2 (line 3), "
                         "not a finite number"),
@@ -425,6 +426,8 @@ def test_new_rows_read_as_the_training_file_was_and_bad_ones_refused(tmp_path, s
             ("new-code.csv", "error: --input: new-code.csv: column 'code' holds 'zz' in row 2 "
                              "(line 3) (and 'y'), which the training file did not; the model "
                              "knows ['1', '2', 'x']"),
+            ("twice.csv", "error: --input: twice.csv: the header names column 'size' twice "
+                          "(columns 1 and 3); give each column a name of its own"),
             ("rows.npz", "error: --input: rows.npz: the model trained on a CSV file's columns")):
         res = predict(tmp_path / source)
         assert res.exit_code == 2 and res.output.startswith(error), (source, res.output)
