@@ -28,6 +28,17 @@ and those are not forwarded twice. Each retry is a line in `notices` (naming the
 trial), in place of Ray's own console lines about the dead worker.
 `trial_timeout` is enforced by the driver: it force-cancels the task (killing
 its worker) and fails the trial.
+
+The broker is part of the study, not of a trial: its death must not end the study.
+Ray restarts it where its process dies (killed, out of memory), on the driver's
+node, and sends it again the calls the dead process had not answered: a worker's
+waiting report is relayed again, and the driver answers it as it did the first
+time. Messages the dead process held for the driver are lost: a trial's start is
+then known from its first report, a posted batch from the trial's result. A broker
+gone for good (`ray.kill`) is replaced by a new one for the trials submitted from
+then on; the running ones hold the old one, and train on without waiting for a
+decision (they cannot be pruned): their epochs arrive with their result. Either is
+a line in `notices`.
 """
 from __future__ import annotations
 
@@ -66,7 +77,9 @@ UNIMPLEMENTED = 12                 # gRPC's status code for a method the server 
 
 # ---------------------------------------------------------------- the broker
 
-@ray.remote(num_cpus=0, max_concurrency=1000)
+# Restarted by Ray whenever its process dies, each call retried until it is answered
+# (see "Faults" above): its callers then see no error, only their messages lost.
+@ray.remote(num_cpus=0, max_concurrency=1000, max_restarts=-1, max_task_retries=-1)
 class ReportBroker:
     """Relays worker reports to the driver and the driver's decisions back."""
 
@@ -74,6 +87,8 @@ class ReportBroker:
         self._inbox: list[tuple] = []
         self._new = asyncio.Event()
         self._answers: dict[tuple[int, str, int], asyncio.Future] = {}
+        # Each start of the broker says so: after the first one, Ray restarted it.
+        self._post(("up", -1, ""))
 
     async def started(self, number: int, attempt: str, where: Placement) -> None:
         self._post(("started", number, attempt, where))
@@ -150,12 +165,22 @@ def run_trial(train: TrainFn, spec: TrialSpec, broker: Any, threads: int,
     spec = dataclasses.replace(spec, device=where["device"], threads=threads)
     sent: Reports = []
     posted, last_post = 0, time.monotonic()     # sent[:posted] are on their way
+    gone = False                # the broker is dead for good: the result carries the rest
 
     def report(step: int, metrics: Mapping[str, float]) -> bool:
-        nonlocal posted, last_post
+        nonlocal posted, last_post, gone
         sent.append((step, dict(metrics)))
+        if gone:
+            return False
         if prunes:
-            return ray.get(broker.report.remote(spec.trial_number, attempt, step, dict(metrics)))
+            try:
+                return ray.get(broker.report.remote(spec.trial_number, attempt, step,
+                                                    dict(metrics)))
+            except ray.exceptions.RayActorError:
+                # Killed with ray.kill (Ray restarts a broker whose process died, and
+                # this call waits for it): no decision can come, the trial trains on.
+                gone = True
+                return False
         if time.monotonic() - last_post >= POST_SECONDS:
             broker.post.remote(spec.trial_number, attempt, sent[posted:])
             posted, last_post = len(sent), time.monotonic()
@@ -244,9 +269,11 @@ def connect(address: str | None) -> bool:
 
 
 # Ray's console lines (from the raylet) about a trial's worker that died: a
-# paragraph of ids, then the retry. The executor says both in one line instead.
+# paragraph of ids, then the retry; about the broker's: the same paragraph, then
+# a line per call to it that Ray retries. The executor says each in one line instead.
 _SAID_BY_THE_EXECUTOR = ("A worker died or was killed while executing a task",
-                         f"Task {run_trial.__name__} failed. There are ")
+                         f"Task {run_trial.__name__} failed. There are ",
+                         "Task ReportBroker.")
 
 
 def quiet_trial_crashes() -> None:
@@ -427,9 +454,11 @@ class _Task:
     number: int
     started: float | None = None        # monotonic time the current attempt began
     attempts: int = 0
-    seen: set[int] = dataclasses.field(default_factory=set)   # steps forwarded to the driver
+    # step forwarded to the driver -> its decision (a report said twice gets the same)
+    seen: dict[int, bool] = dataclasses.field(default_factory=dict)
     where: Placement = dataclasses.field(default_factory=dict)
     done: bool = False
+    runs: set[str] = dataclasses.field(default_factory=set)    # the attempts known to have started
 
 
 class RayExecutor:
@@ -466,12 +495,8 @@ class RayExecutor:
         self.notices: list[str] = []        # lines for the user as trials go (retries)
         # (trial, where its attempt started): tagged on its run while it trains
         self.placed: list[tuple[int, Placement]] = []
-        # On the driver's own node, and only there: Ray placed a softly pinned broker
-        # on a worker node about half the time, and the loss of that node then
-        # ended the whole study, its runs left RUNNING.
-        here = ray.get_runtime_context().get_node_id()
-        self._broker = ReportBroker.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+        self._broker = self._start_broker()
+        self._broker_ups = 0                # the broker's starts: its first, then Ray's restarts
         slot = {"num_cpus": resources.cpus_per_trial, "num_gpus": resources.gpus_per_trial}
         # Warm-ups hold the slots the first trials will take, on workers they will reuse.
         self._warming = [ray.remote(warm_up).options(**slot, max_retries=0).remote()
@@ -516,7 +541,12 @@ class RayExecutor:
             ready, _ = ray.wait([self._take, *self._tasks], num_returns=1,
                                 timeout=self._until_deadline())
             if self._take in ready:
-                messages, self._take = ray.get(self._take), None
+                take, self._take = self._take, None
+                try:
+                    messages = ray.get(take)
+                except ray.exceptions.RayActorError:
+                    messages = []
+                    self._broker_gone()
                 self._relay(messages, on_report)
             done = self._collect(on_report) + self._expire()
             # Also with nothing done, where a trial started or was retried: the
@@ -556,36 +586,82 @@ class RayExecutor:
 
     # -- helpers
 
+    @staticmethod
+    def _start_broker() -> Any:
+        # On the driver's own node, and only there: Ray placed a softly pinned broker
+        # on a worker node about half the time, and the loss of that node then
+        # ended the whole study, its runs left RUNNING.
+        here = ray.get_runtime_context().get_node_id()
+        return ReportBroker.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+
+    def _broker_gone(self) -> None:
+        """The broker is dead for good (killed with `ray.kill`; Ray restarts one whose
+        process died): a new one relays the trials submitted from now on. The running
+        ones train on and report with their result; a trial that had not said it
+        started yet may have said so to the dead one: its trial_timeout runs from now."""
+        self._broker, self._broker_ups = self._start_broker(), 0
+        now = time.monotonic()
+        for task in self._tasks.values():
+            if task.started is None:
+                task.started = now
+        self.notices.append(
+            "the Ray actor that relays the trials' epochs to this process (ReportBroker) "
+            "is gone; started a new one: the trials running now send their epochs as they "
+            f"end{', and cannot be pruned' if self._prunes else ''}")
+
     def _relay(self, messages: list[tuple], on_report: OnReport) -> None:
         decisions = []
         for kind, number, attempt, *rest in messages:
+            if kind == "up":
+                self._broker_ups += 1
+                if self._broker_ups > 1:
+                    self.notices.append(
+                        "the Ray actor that relays the trials' epochs to this process "
+                        "(ReportBroker) died; Ray restarted it, and the trials go on")
+                continue
             task = self._by_number.get(number)
             if kind == "started":
                 if task is not None:
-                    task.started, task.where = time.monotonic(), dict(rest[0])
-                    task.attempts += 1
-                    self.placed.append((number, self.where(number)))
-                    if task.attempts > 1:       # Ray retries a task whose worker died only
-                        self.notices.append(
-                            f"trial {number}: its worker died; retrying it (attempt "
-                            f"{task.attempts} of {self._retries + 1}, resources.max_retries)")
+                    self._started(task, attempt, dict(rest[0]))
                 continue
             step, metrics = rest
             if task is None or task.done:
                 decisions.append((number, attempt, step, True))     # finished or cancelled
-            else:
-                decisions.append((number, attempt, step, self._forward(task, step, metrics, on_report)))
+                continue
+            if attempt not in task.runs:
+                self._started(task, attempt, {})    # its "started" was lost with a broker
+            stop = self._forward(task, step, metrics, on_report)
+            decisions.append((number, attempt, step, stop))
         if decisions and self._prunes:
             self._broker.answer.remote(decisions)
+
+    def _started(self, task: _Task, attempt: str, where: Placement) -> None:
+        """An attempt of the task started, on `where` (empty: not known, its own
+        message lost with a broker that died, and taken from its first report)."""
+        if attempt not in task.runs:
+            task.runs.add(attempt)
+            task.started = time.monotonic()
+            task.attempts += 1
+            if task.attempts > 1:       # Ray retries a task whose worker died only
+                self.notices.append(
+                    f"trial {task.number}: its worker died; retrying it (attempt "
+                    f"{task.attempts} of {self._retries + 1}, resources.max_retries)")
+        elif not where or where == task.where:
+            return                      # said again: a call to the broker that Ray retried
+        task.where = where
+        if where:
+            self.placed.append((task.number, self.where(task.number)))
 
     @staticmethod
     def _forward(task: _Task, step: int, metrics: Mapping[str, float], on_report: OnReport) -> bool:
         """Hand a report to the driver once: a step seen before (re-reported by a
-        retry, or carried by both a posted batch and the result) goes no further."""
+        retry or by a restarted broker, or carried by both a posted batch and the
+        result) goes no further, and gets the decision it got the first time."""
         if step in task.seen:
-            return False
-        task.seen.add(step)
-        return bool(on_report(task.number, step, metrics))
+            return task.seen[step]
+        task.seen[step] = stop = bool(on_report(task.number, step, metrics))
+        return stop
 
     def _collect(self, on_report: OnReport) -> list[tuple[int, TrialResult]]:
         if not self._tasks:

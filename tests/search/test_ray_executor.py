@@ -272,6 +272,69 @@ def test_faults_fail_only_their_trial(ray_local, stores, tmp_path):
     assert_nothing_running(stores, "faults")
 
 
+class _KillsTheBroker(Recorder):
+    """Calls `kill` once, as the driver takes trial 0's epoch 2 (which it then
+    answers through the broker killed)."""
+
+    def __init__(self, kill) -> None:
+        super().__init__()
+        self.kill, self.killed = kill, False
+
+    def epoch(self, number: int, step: int) -> None:
+        super().epoch(number, step)
+        if (number, step) == (0, 2) and not self.killed:
+            self.killed = True
+            self.kill()
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("prunes", [True, False], ids=["waits", "posts"])
+@pytest.mark.parametrize("how", ["SIGKILL", "ray.kill"])
+def test_a_dead_broker_does_not_end_the_study(ray_local, stores, how, prunes):
+    """The broker's process killed mid-study (Ray restarts it), or the actor gone
+    for good (the executor starts a new one): it ended the driver, with a trace,
+    its trials left RUNNING in both stores. Now the trials complete, every epoch
+    reaches both stores once, and one line says what happened."""
+    import os
+    import signal
+
+    import ray
+
+    # Two trials run as it is killed, two more after it (and its restart)
+    cfg = ray_config("broker", stores, strategy="random", trials=4,
+                     **({"pruner": "median"} if prunes else {}))
+    cfg["params"]["epochs"] = 8
+    executor = RayExecutor(parse_config(cfg).resources, train=trainers.slow_epochs,
+                           prunes=prunes)
+
+    def kill() -> None:
+        if how == "ray.kill":
+            ray.kill(executor._broker, no_restart=True)
+        else:       # as QA did: its process, found from inside the actor
+            pid = ray.get(executor._broker.__ray_call__.remote(lambda broker: os.getpid()))
+            os.kill(pid, signal.SIGKILL)
+
+    recorder = _KillsTheBroker(kill)
+    outcome = run_study(cfg, lambda c: executor, events=recorder)
+    assert recorder.killed
+    assert outcome.counts == {"COMPLETE": 4, "PRUNED": 0, "FAIL": 0}
+    trials, _, children = trials_and_runs(stores, "broker")
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    for t, c in zip(trials, children):
+        history = client.get_metric_history(c.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == list(range(1, 9))
+        assert sorted(t.intermediate_values) == list(range(1, 9))
+    assert sorted(recorder.epochs) == [(n, e) for n in range(4) for e in range(1, 9)]
+    said = [line for line in recorder.notices if "ReportBroker" in line]
+    assert said == ([
+        "the Ray actor that relays the trials' epochs to this process (ReportBroker) died; "
+        "Ray restarted it, and the trials go on"] if how == "SIGKILL" else [
+        "the Ray actor that relays the trials' epochs to this process (ReportBroker) is "
+        "gone; started a new one: the trials running now send their epochs as they end"
+        + (", and cannot be pruned" if prunes else "")])
+    assert_nothing_running(stores, "broker")
+
+
 def test_rays_lines_about_a_trials_dead_worker_leave_the_console():
     """Ray printed a paragraph of ids per dead worker, then "Task run_trial failed.
     There are 1 retries remaining..." (the executor now says it by trial); Ray's
@@ -318,6 +381,19 @@ def test_rays_lines_about_a_trials_dead_worker_leave_the_console():
         {"pid": "raylet", "lines": [
             "The node with node id: fcd0 and address: 192.0.2.2 and node name: 192.0.2.2 has "
             "been marked dead because the detector has missed too many heartbeats from it."]}]
+
+
+def test_rays_lines_about_the_brokers_calls_leave_the_console():
+    """Ray said a line per call to a restarting broker (the executor says one)."""
+    from hypersweep.search.ray_executor import _without_trial_crashes
+
+    printed: list[dict] = []
+    quiet = _without_trial_crashes(lambda data, *args, **kwargs: printed.append(data))
+    retried = ("Task ReportBroker.take failed. There are infinite retries remaining, so the "
+               "task will be retried. Error: The actor is temporarily unavailable: RpcError")
+    quiet({"pid": "raylet", "lines": [retried]}, ignore_prefix=False)
+    quiet({"pid": 1234, "lines": [retried]}, ignore_prefix=False)     # a trial's own output
+    assert printed == [{"pid": 1234, "lines": [retried]}]
 
 
 def test_splits_are_loaded_and_placed_once_per_process():
