@@ -22,7 +22,7 @@ import typer
 from hypersweep.cli.app import app, err, opt, out, user_errors
 from hypersweep.models.errors import UserError
 from hypersweep.search.config import TrackingConfig, check_tracking_uri, without_password
-from hypersweep.search.writer import TrackingError
+from hypersweep.search.writer import TrackingError, how_ended
 
 DEFAULT_URI = TrackingConfig().uri
 
@@ -201,11 +201,7 @@ def _not_answering(proc: subprocess.Popen, port: int, start_s: float,
         if taken():
             return _TAKEN
         if proc.poll() is not None:
-            code = proc.returncode
-            if code < 0:
-                return (f"was killed by signal {-code} ({signal.strsignal(-code)}) "
-                        "before answering")
-            return f"exited with code {code} before answering"
+            return f"{how_ended(proc.returncode)} before answering"
         if _answers(port) and _listens(proc.pid, port) is not False:
             return None
         if time.monotonic() >= deadline:

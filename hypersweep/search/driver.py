@@ -609,7 +609,10 @@ class StudyDriver:
         watch = self.storage_file
         if watch is not None:
             self.storage_file = None
-            watch.check(WATCHED["optuna"])
+            try:
+                watch.check(WATCHED["optuna"])
+            except StoreFileGone as gone:
+                raise StoreFileGone(f"tracking.storage: {gone}") from None
             self.storage_file = watch
 
     def _storage_gone(self, gone: StoreFileGone,
@@ -618,11 +621,10 @@ class StudyDriver:
         stops it, the trials running fail with the reason, and the MLflow store, in
         place still, closes the study's runs (FAILED). The error to raise."""
         self._finish_all(held)
-        self._abort(f"interrupted: {gone}")
+        self._abort(f"interrupted: {str(gone).removeprefix('tracking.storage: ')}")
         with contextlib.suppress(TrackingError):    # the message says what matters
             self._end_study("FAILED")
-        return StoreFileGone(f"tracking.storage: {gone}; the study's runs in the MLflow store "
-                             "are closed")
+        return StoreFileGone(f"{gone}; the study's runs in the MLflow store are closed")
 
     def _best(self) -> float | None:
         if len(self.objectives) > 1:

@@ -29,7 +29,7 @@ import optuna
 
 from hypersweep.models.errors import UserError
 
-LEASE = "driver"            # study user attr: {"host", "pid", "beat"} while a driver runs it
+LEASE = "driver"    # study user attr: {"host", "pid", "beat", "token"} while a driver runs it
 HEARTBEAT_S = 10.0          # how often the driver renews it
 STALE_S = 3 * HEARTBEAT_S   # a lease not renewed for this long is a dead driver's
 SETTLE_S = 0.5              # a claim's wait between writing the lease and reading it back

@@ -133,7 +133,7 @@ class MlflowTracker:
         self.check_in_place()
 
     def check_in_place(self) -> None:
-        """Raise `sqlite.StoreFileGone` when a SQLite store's file was deleted, moved
+        """Raise `StoreFileGone` when a SQLite store's file was deleted, moved
         or replaced since it was opened."""
         if self._file is not None:
             self._file.check(WATCHED["mlflow"])
