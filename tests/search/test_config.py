@@ -577,6 +577,10 @@ def test_one_sqlite_file_cannot_be_both_stores(write_config, tmp_path, monkeypat
     ("search.trials=0", "search.trials: must be >= 1, got 0"),
     ("search.grid_points=1", "search.grid_points: must be >= 2, got 1"),
     ("data.split_seed=4294967296", "data.split_seed: must be <= 4294967295, got 4294967296"),
+    # Both passed, then crashed the run inside Ray (a C int; an infinite wait)
+    ("resources.max_retries=2147483648", "resources.max_retries: must be <= 1000, got "
+                                         "2147483648"),
+    ("resources.trial_timeout=.inf", "resources.trial_timeout: must be <= 31536000.0, got inf"),
 ])
 def test_bounds_read_as_the_model_checks_read(write_config, override, message):
     """Not pydantic's "Input should be greater than or equal to 1"."""
