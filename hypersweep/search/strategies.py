@@ -7,6 +7,7 @@ order and lets them run as fixed trials.
 """
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from typing import Any, Callable, Mapping, Sequence
@@ -265,8 +266,8 @@ def in_distribution(dist: optuna.distributions.BaseDistribution, value: Any) -> 
     checked here so `true` is not taken for the integer 1."""
     if isinstance(dist, optuna.distributions.CategoricalDistribution):
         return any(value == c and type(value) is type(c) for c in dist.choices)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False        # NaN: Optuna's conversion raises ("`nan` is invalid value")
     if isinstance(dist, optuna.distributions.IntDistribution) and value != int(value):
         return False
     return dist._contains(dist.to_internal_repr(value))

@@ -331,6 +331,7 @@ def test_enqueued_sets_run_first(stores):
 
 @pytest.mark.parametrize("enqueue, message", [
     ([{"lr": 0.5}], "search.enqueue[0].lr: 0.5 is outside the space ([0.0001, 0.1] log)"),
+    ([{"lr": math.nan}], "search.enqueue[0].lr: nan is outside the space"),    # was a traceback
     ([{}, {"lrr": 0.01}], "search.enqueue[1].lrr: unknown searched parameter 'lrr' (did you mean 'lr'?)"),
     ([{"optimizer": "adam", "momentum": 0.6}],
      "search.enqueue[0].momentum: belongs to optimizer=momentum, but this set chooses optimizer=adam"),
