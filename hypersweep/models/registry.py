@@ -17,6 +17,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import math
 import sys
 import typing
 from pathlib import Path
@@ -250,6 +251,8 @@ def check_value(hp: HParam, value: Any, key: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):    # `v > 0` holds for inf: every trial went NaN
+                raise UserError(f"{key}: must be a finite number, got {value}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):

@@ -587,6 +587,16 @@ def test_bounds_read_as_the_model_checks_read(write_config, override, message):
     assert error_for(write_config, quickstart(), override) == message
 
 
+@pytest.mark.parametrize("override, message", [
+    # `lr > 0` holds for infinity: validate said ok, and every trial's loss went NaN
+    ("params.weight_decay=.inf", "params.weight_decay: must be a finite number, got inf"),
+    ("space.weight_decay={choice: [.inf, 0.01]}",
+     "space.weight_decay: must be a finite number, got inf"),
+])
+def test_an_infinite_hyperparameter_is_refused(write_config, override, message):
+    assert error_for(write_config, quickstart(), override) == message
+
+
 def test_data_may_be_a_dataset_name_alone(write_config):
     """`data: digits` was "data: expected a mapping", where `pruner: asha` works."""
     raw = {**quickstart(), "data": "moons"}
