@@ -781,12 +781,32 @@ def check_semantics(cfg: StudyConfig) -> None:
     # decides the valid objectives.
     data = cfg.data.model_dump()
     check_space_values(cfg.model, data, cfg.params, space_values(space))
-    tasks = [check_fit(cfg.model, data, params, searched=searched, keys=keys)
-             for params, searched, keys in fit_checks(cfg.params, space)]
+    tasks = []
+    for params, searched, keys, alone in fit_checks(cfg.params, space):
+        try:
+            tasks.append(check_fit(cfg.model, data, params, searched=searched, keys=keys))
+        except UserError:
+            if alone is None or _fits(cfg.model, data, *alone):
+                raise
+            # The branch's condition cannot fit without the values it fixes either:
+            # a searched value's error, left to the trials as a choice's is.
     check_objectives(cfg, objective_metrics(tasks[0]), SINGLE_OBJECTIVE_ONLY)
 
 
-FitCheck = tuple[dict[str, Any], set[str], dict[str, str]]
+def _fits(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
+          searched: set[str]) -> bool:
+    from hypersweep.models.train import check_fit
+    try:
+        check_fit(model, data, params, searched=searched)
+    except UserError:
+        return False
+    return True
+
+
+# (params, searched, keys of the values not from params, and for a branch's check
+# the same without the values the branch fixes: (params, searched), else None)
+FitCheck = tuple[dict[str, Any], set[str], dict[str, str],
+                 tuple[dict[str, Any], set[str]] | None]
 
 
 def fit_checks(params: Mapping[str, Any], space: Space) -> list[FitCheck]:
@@ -796,15 +816,18 @@ def fit_checks(params: Mapping[str, Any], space: Space) -> list[FitCheck]:
     takes those as it takes params, so one that cannot fit the data fails them all;
     counted as searched, check_fit let it pass. Then, for each branch that fixes
     values, every trial of that branch's: those and the values fixed on the way to
-    it, with the branch's condition set to it. The condition stays searched: an
-    error about its value alone is a searched value's, which check_fit leaves to
-    the trials, as it does for a choice among values."""
+    it, with the branch's condition set to it, and fixed there too: every trial
+    of the branch has both (`padding: {choice: {valid: {kernel: 9}, ...}}`). An
+    error that the condition's value gives without the branch's values too is a
+    searched value's, which check_fit leaves to the trials, as it does for a
+    choice among values (`alone`: that check)."""
     from hypersweep.spaces import Conditional, fixed_values, param_names, walk
 
     names, fixed = param_names(space), fixed_values(space)
     top = fixed.pop((), {})
-    checks = [({**params, **{n: v for n, (v, _) in top.items()}}, names - set(top),
-               {n: k for n, (_, k) in top.items()})]
+    every = {**params, **{n: v for n, (v, _) in top.items()}}
+    checks: list[FitCheck] = [(every, names - set(top), {n: k for n, (_, k) in top.items()},
+                               None)]
     branch_keys = {path + ((name, b),): f"{where}.choice.{b}"
                    for name, p, where, path in walk(space) if isinstance(p, Conditional)
                    for b in p.branches}
@@ -818,7 +841,8 @@ def fit_checks(params: Mapping[str, Any], space: Space) -> list[FitCheck]:
                 conditions[name] = branch
                 keys[name] = branch_keys[path[:i + 1]]
         checks.append(({**params, **conditions, **{n: v for n, (v, _) in held.items()}},
-                       names - set(held), keys))
+                       names - set(held) - set(conditions), keys,
+                       ({**every, **conditions}, names - set(top) - set(conditions))))
     return checks
 
 
@@ -902,7 +926,7 @@ def config_notes(cfg: StudyConfig) -> list[str]:
                      f"{', each with its own seed' if cfg.search.trials > 1 else ''}{own}")
     notes += _data_notes(cfg)
     from hypersweep.models.train import fit_note
-    params, searched, _ = fit_checks(cfg.params, parse_space(cfg.space))[0]
+    params, searched, _, _ = fit_checks(cfg.params, parse_space(cfg.space))[0]
     fit = fit_note(cfg.model, cfg.data.model_dump(), params, searched)
     notes += [fit] if fit else []
     timed = [o.metric for o in cfg.search.objectives if o.metric in TIMINGS]

@@ -324,6 +324,11 @@ def test_the_same_value_searched_among_values_that_fit_stays_valid(
     ({"optimizer": {"choice": {"adam": {"kernel": 9, "padding": "valid"},
                                "sgd": {"kernel": {"int": [3, 5]}}}}},
      f"space.optimizer.choice.adam.kernel: {KERNEL_MISFIT}"),
+    # With the branch's own choice: fixed too, in every trial of the branch
+    ({"padding": {"choice": {"valid": {"kernel": 9}, "same": {"kernel": {"int": [3, 5]}}}}},
+     f"space.padding.choice.valid.kernel: {KERNEL_MISFIT}"),
+    ({"kernel": {"choice": {3: {}, 9: {"padding": "valid"}}}},
+     f"space.kernel.choice.9: {KERNEL_MISFIT}"),
 ])
 def test_a_value_a_branch_fixes_is_tried_on_the_data_in_that_branch(write_config, space,
                                                                     message):
