@@ -386,9 +386,8 @@ def parse_config(raw: Mapping[str, Any]) -> StudyConfig:
         cfg = StudyConfig.model_validate(raw)
     except ValidationError as e:
         raise UserError(_one_line(e)) from None
-    cfg = with_absolute_paths(cfg)
-    check_store_urls(cfg.tracking)
-    return with_trial_budget(cfg)
+    check_store_urls(cfg.tracking)         # as written: its errors quote what the user wrote
+    return with_trial_budget(with_absolute_paths(cfg))
 
 
 def check_store_urls(tracking: TrackingConfig) -> None:
@@ -399,6 +398,12 @@ def check_store_urls(tracking: TrackingConfig) -> None:
     _check_sqlite_slashes(tracking.uri, "tracking.uri")
     check_storage_url(tracking.storage)
     check_tracking_uri(tracking.uri)
+    for url, key, default in ((tracking.uri, "tracking.uri", "mlflow.db"),
+                              (tracking.storage, "tracking.storage", "optuna.db")):
+        match = _SQLITE.fullmatch(url)
+        if match and (match[2] == "//" and not match[3] or match[3].lstrip("/") == ":memory:"):
+            raise UserError(f"{key}: {url!r} is an in-memory SQLite database, gone when the "
+                            f"command ends with all it holds; name a file: sqlite:///{default}")
     uri, storage = (u.split("?", 1)[0] for u in (tracking.uri, tracking.storage))
     if uri.startswith("sqlite:///") and storage.startswith("sqlite:///") \
             and _same_file(uri[len("sqlite:///"):], storage[len("sqlite:///"):]):

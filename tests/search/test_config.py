@@ -565,8 +565,8 @@ def test_one_sqlite_file_cannot_be_both_stores(write_config, tmp_path, monkeypat
     """It was made an MLflow store, then refused as Optuna storage: a file left behind."""
     monkeypatch.chdir(tmp_path)
     msg = error_for(write_config, quickstart(), "tracking.storage=sqlite:///./mlflow.db?timeout=5")
-    assert msg.startswith(f"tracking.storage: the same file as tracking.uri "
-                          f"(sqlite:///{tmp_path}/mlflow.db); the Optuna storage and the MLflow "
+    assert msg.startswith("tracking.storage: the same file as tracking.uri "
+                          "(sqlite:///mlflow.db); the Optuna storage and the MLflow "
                           "store are two files")
     assert not (tmp_path / "mlflow.db").exists()
     # Through a symlink to its directory: the same file, written as an MLflow store
@@ -666,7 +666,10 @@ def test_a_sqlite_url_without_three_slashes_is_refused_before_any_store(
 @pytest.mark.parametrize("uri, message", [
     ("mlflow.db", "tracking.uri: 'mlflow.db' is a file name; a SQLite store's URI is "
                   "sqlite:///mlflow.db"),
-    ("./mlruns", "tracking.uri: 'file://{tmp}/mlruns' is an MLflow file store, which MLflow 3 "
+    ("sqlite://", "tracking.uri: 'sqlite://' is an in-memory SQLite database, gone when the "
+                  "command ends with all it holds; name a file: sqlite:///mlflow.db"),
+    # As written: it quoted the file:// URI made of it, which the user never wrote
+    ("./mlruns", "tracking.uri: './mlruns' is an MLflow file store, which MLflow 3 "
                  "refuses unless MLFLOW_ALLOW_FILE_STORE=true is set; a SQLite store "
                  "(sqlite:///mlflow.db, the default) has every feature"),
 ])
