@@ -211,10 +211,21 @@ def check_writable(db: Path, key: str) -> None:
     if not where.is_dir():
         why = "is not a directory" if where.exists() else "does not exist"
         raise UserError(f"{key}: cannot create {db.absolute()}: {where} {why}")
-    if not os.access(where, os.W_OK):
+    if not os.access(where, os.W_OK) or is_new(db) and not _can_create_in(where):
         what = "create" if is_new(db) else "write"
         raise UserError(f"{key}: cannot {what} {db.absolute()}: its directory is not writable "
                         f"(SQLite keeps its journal beside the file); choose another path")
+
+
+def _can_create_in(where: Path) -> bool:
+    """Whether a file can be made in `where`, tried (and removed): root passes
+    `os.access` anywhere, also where nothing can be made (/proc, a read-only mount)."""
+    import tempfile
+    try:
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".hypersweep-probe-"):
+            return True
+    except OSError:
+        return False
 
 
 def sqlite_file(uri: str) -> Path | None:

@@ -966,6 +966,10 @@ def test_notes_go_to_stderr_apart_from_the_results(stores, write_config):
     (["--tracking-uri", "sqlite:////nonexistent-dir/mlflow.db"],
      "error: --tracking-uri: cannot create /nonexistent-dir/mlflow.db: /nonexistent-dir does not "
      "exist"),
+    # No file can be made there, though os.access says so to root: run made the MLflow
+    # store, then failed naming an internal temp file
+    (["--storage", "sqlite:////proc/optuna.db"],
+     "error: --storage: cannot create /proc/optuna.db: its directory is not writable"),
     (["--executor", "ray", "--set", "resources.cpus_per_trial=4096"],
      "error: resources.cpus_per_trial: 4096 CPUs per trial, but this machine's Ray instance has "
      "at most "),
