@@ -33,7 +33,7 @@ def warm_start_trials(cfg: StudyConfig,
     if not name:
         return []
     space = parse_space(cfg.space) if space is None else space
-    key = "--warm-start"
+    key = "search.warm_start"      # `--warm-start` where the option set it (cli._as_given)
     old = _load(name, storage, key)
     _check_objectives(old, cfg)
     trained = _check_same_training(old, cfg, key)

@@ -57,6 +57,13 @@ def test_bad_warm_start_exits_2_and_writes_nothing(stores, write_config):
     assert res.output.strip().splitlines() == [
         f"error: --warm-start nope: no study storage at {stores.optuna_url}"]
     assert stores.untouched()
+    # Set in the file: its key, not an option the user never gave
+    path = write_config(small_config("s", stores, trials=1, warm_start="nope"))
+    res = invoke("run", str(path))
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        f"error: search.warm_start nope: no study storage at {stores.optuna_url}"]
+    assert stores.untouched()
 
 
 def test_a_warm_start_from_a_storage_of_no_study_says_so(stores, write_config):
