@@ -223,11 +223,13 @@ class ConfigLoader(yaml.SafeLoader):
     """YAML as a study config is read: `1e-4` is a float (YAML 1.1, PyYAML's, wants
     `1.0e-4` and reads `1e-4` as a string, which `params` then refused), and a key
     given twice in one mapping is an error rather than the last one silently
-    winning."""
+    winning (a key that overrides one merged in with `<<` is not given twice)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue        # `<<: *base`: its keys are the base's, which these override
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, (str, int, float, bool)):
                 continue        # a list or mapping as a key: refused below, as unhashable

@@ -552,6 +552,16 @@ def test_a_study_name_is_printable(write_config, name, message):
     assert error_for(write_config, with_("study", name)) == message
 
 
+def test_a_merge_key_takes_the_base_s_keys_and_overrides_some():
+    """`<<: *base` was "could not determine a constructor for the tag ...merge"."""
+    from hypersweep.search.config import load_yaml
+    loaded = load_yaml("params: &p {epochs: 1, lr: 0.1}\n"
+                       "space:\n  opt: {choice: {adam: {<<: *p, lr: 0.2}, sgd: {}}}\n")
+    assert loaded["space"]["opt"]["choice"]["adam"] == {"epochs": 1, "lr": 0.2}
+    with pytest.raises(yaml.YAMLError, match="key 'lr' appears twice"):
+        load_yaml("params: {<<: {a: 1}, lr: 0.1, lr: 0.2}\n")
+
+
 def test_an_alias_used_twice_is_read_once_each_time():
     """Shared, not nested in itself: fine, and walked once (ten levels of ten
     aliases each would be 10**10 values to walk)."""
