@@ -29,7 +29,9 @@ DEFAULT_URI = TrackingConfig().uri
 
 @app.command()
 @user_errors
-def ui(tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI.", show_default=DEFAULT_URI),
+def ui(tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI.",
+                                         show_default="$MLFLOW_TRACKING_URI, else "
+                                                      "sqlite:///mlflow.db"),
        port: Optional[int] = opt("PORT", "Port on 127.0.0.1.",
                                  show_default="5000, or the next free one")) -> None:
     """Start the MLflow UI on 127.0.0.1 for a store and print its URL once it answers."""

@@ -463,7 +463,7 @@ def test_help_shows_the_store_defaults():
         assert "Optuna storage URL. [default: (sqlite:///optuna.db)]" in res.output, command
     res = wide.invoke(app, ["ui", "--help"])
     assert "[default: (5000, or the next free one)]" in res.output
-    assert "[default: (sqlite:///mlflow.db)]" in res.output
+    assert "[default: ($MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)]" in res.output
     assert "[default: (NAME-rerun-N)]" in wide.invoke(app, ["rerun", "--help"]).output
     # A run's commands read the environment's tracking server first, as MLflow's tools do
     for command in ("replay", "predict", "generate"):
