@@ -781,7 +781,11 @@ def check_semantics(cfg: StudyConfig) -> None:
                         "hypersweep resume")
     if cfg.search.pruner.name not in PRUNERS:
         raise unknown("pruner", cfg.search.pruner.name, PRUNERS, key="search.pruner")
-    check_pruner(cfg.search.pruner, fixed_epochs(cfg), by_default="epochs" not in cfg.params)
+    epochs = fixed_epochs(cfg)
+    if epochs is None and "epochs" not in cfg.params:     # searched: bounded by its most
+        check_pruner(cfg.search.pruner, most_epochs(space), searched=True)
+    else:
+        check_pruner(cfg.search.pruner, epochs, by_default="epochs" not in cfg.params)
     check_enqueue(cfg.search.enqueue, space)
     # Loads the dataset (cached, which checks data.options) and tries the model on
     # it; the task the trials will train (the first check's: every trial's values)
@@ -851,6 +855,23 @@ def fit_checks(params: Mapping[str, Any], space: Space) -> list[FitCheck]:
                        names - set(held) - set(conditions), keys,
                        ({**every, **conditions}, names - set(top) - set(conditions))))
     return checks
+
+
+def most_epochs(space: Space) -> int | None:
+    """The most epochs a trial of `space` trains, where the space searches them
+    (a range's high end, a choice's largest; across branches); None where it
+    cannot say."""
+    from hypersweep.spaces import Categorical, Conditional, Fixed, Int, walk
+
+    most: list[int] = []
+    for name, param, _, _ in walk(space):
+        if name != "epochs":
+            continue
+        values = (param.high,) if isinstance(param, Int) else param.values \
+            if isinstance(param, Categorical) else (param.value,) if isinstance(param, Fixed) \
+            else tuple(param.branches) if isinstance(param, Conditional) else ()
+        most += [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    return max(most) if most else None
 
 
 def fixed_epochs(cfg: StudyConfig) -> int | None:

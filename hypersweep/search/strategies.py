@@ -115,9 +115,15 @@ def make_pruner(cfg: SearchConfig, max_epochs: int | None = None) -> optuna.prun
     return PRUNERS[cfg.pruner.name](cfg.pruner, max_epochs)
 
 
-def check_pruner(p: PrunerConfig, max_epochs: int | None, by_default: bool = False) -> None:
+def check_pruner(p: PrunerConfig, max_epochs: int | None, by_default: bool = False,
+                 searched: bool = False) -> None:
     """Settings that do not belong to the chosen pruner, or cannot work, are errors
-    (`by_default`: `max_epochs` is the training options' default epochs)."""
+    (`by_default`: `max_epochs` is the training options' default epochs;
+    `searched`: the most epochs the space gives a trial)."""
+    if searched:
+        epochs_said = f"the most epochs the space searches, space.epochs ({max_epochs})"
+    else:
+        epochs_said = f"params.epochs ({max_epochs}{', the default' if by_default else ''})"
     allowed = PRUNER_SETTINGS[p.name]
     for name in PrunerConfig.model_fields:
         if name != "name" and getattr(p, name) is not None and name not in allowed:
@@ -129,17 +135,15 @@ def check_pruner(p: PrunerConfig, max_epochs: int | None, by_default: bool = Fal
         warmup = _or(p.warmup_epochs, MEDIAN_WARMUP)
         if warmup >= max_epochs:
             given = "" if p.warmup_epochs is not None else " (the default)"
-            epochs = f"{max_epochs}, the default" if by_default else max_epochs
             raise UserError(f"search.pruner.warmup_epochs: {warmup}{given} must be below "
-                            f"params.epochs ({epochs}), or no trial is ever pruned")
+                            f"{epochs_said}, or no trial is ever pruned")
     min_resource = p.min_resource
     if min_resource is None and "min_resource" in allowed:
         min_resource = 1        # asha's and hyperband's default
     if min_resource is not None and max_epochs is not None and min_resource >= max_epochs:
         given = "" if p.min_resource is not None else " (the default)"
-        epochs = f"{max_epochs}, the default" if by_default else max_epochs
         raise UserError(f"search.pruner.min_resource: {min_resource}{given} must be below "
-                        f"params.epochs ({epochs}), or no trial is ever pruned")
+                        f"{epochs_said}, or no trial is ever pruned")
 
 
 # ---------------------------------------------------------------- grid and warm start

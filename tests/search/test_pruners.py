@@ -138,6 +138,20 @@ def test_the_median_pruner_s_default_warmup_is_checked_against_epochs_too(stores
     check_semantics(parse_config(raw))
 
 
+def test_a_pruner_is_checked_against_the_most_epochs_the_space_searches(stores):
+    """With epochs searched the check was skipped: `min_resource: 5` over 1-3
+    epochs passed validate and never pruned a trial."""
+    raw = small_config("searched", stores, pruner={"name": "asha", "min_resource": 5})
+    del raw["params"]["epochs"]
+    raw["space"]["epochs"] = {"choice": {2: {}, 3: {"dropout": 0.1}}}
+    with pytest.raises(UserError) as e:
+        check_semantics(parse_config(raw))
+    assert str(e.value) == ("search.pruner.min_resource: 5 must be below the most epochs the "
+                            "space searches, space.epochs (3), or no trial is ever pruned")
+    raw["search"]["pruner"]["min_resource"] = 2
+    check_semantics(parse_config(raw))
+
+
 @pytest.mark.parametrize("name", ["asha", "hyperband"])
 def test_the_default_min_resource_is_checked_against_epochs_too(stores, name):
     """`pruner: hyperband` on one epoch never prunes, as `min_resource: 1` would not."""
