@@ -457,6 +457,10 @@ def delete_study(plan: Deletion) -> tuple[str, str, str | None] | None:
     renamed), then the Optuna study. The experiment's (name in the trash, id, the id
     of one of its runs: None when it has none), if any; `tracking.gc_command`."""
     from mlflow.entities import ViewType
+
+    from hypersweep.search.lease import check_not_running
+    if plan.study is not None:      # again: a resume may have begun while delete asked
+        check_not_running(plan.study, before="deleting it")
     trash = plan.tracker.delete_study(plan.name) if plan.experiment and plan.tracker else None
     if trash is not None:
         runs = plan.tracker.client.search_runs([trash[1]], run_view_type=ViewType.DELETED_ONLY,

@@ -7,11 +7,13 @@ import socket
 import time
 
 import optuna
+import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from hypersweep.cli.app import app
+from hypersweep.models.errors import UserError
 from hypersweep.search.config import parse_config
 from hypersweep.search.driver import StudyDriver
 from hypersweep.search.executors import SerialExecutor
@@ -182,3 +184,21 @@ def test_the_gc_hint_says_what_to_fill_in():
                          f"'postgresql://qa:***@db/mlflow' --experiment-ids 7 --run-ids "
                          f"{'a' * 32} (put the password in place of ***, or set PGPASSWORD)")
     assert _gc_hint("sqlite:////tmp/mlflow.db", "7", None) == " (no runs)"
+
+
+def test_a_study_resumed_while_delete_asked_is_not_deleted(stores):
+    """The running check came only before the question: answered `y` after a resume
+    began, delete moved the study's runs to the trash under its driver, which died
+    in tracebacks."""
+    from hypersweep.search.lifecycle import delete_study, plan_deletion
+
+    run(stores)
+    plan = plan_deletion("alpha", stores.optuna_url, stores.mlflow_uri)     # then the question
+    study = optuna.load_study(study_name="alpha", storage=stores.optuna_url)
+    study.set_user_attr(LEASE, {"host": socket.gethostname(), "pid": os.getpid(),
+                                "beat": time.time()})                      # a resume began
+    with pytest.raises(UserError, match="^study 'alpha' is running"):
+        delete_study(plan)
+    assert names(stores) == ["alpha"]
+    assert MlflowClient(tracking_uri=stores.mlflow_uri).get_experiment_by_name(
+        "alpha").lifecycle_stage == "active"
