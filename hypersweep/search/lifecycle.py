@@ -342,6 +342,9 @@ def final_test(study: optuna.Study, cfg: StudyConfig, force: bool = False,
     the model."""
     from hypersweep.models.train import train_final
 
+    from hypersweep.search.lease import check_not_running
+    # Its best trial may change yet, and a second look at the test set is refused
+    check_not_running(study, before="its final test")
     spec = best_spec(study, cfg, number)    # a --trial that is no trial's: said first
     previous = study.user_attrs.get(FINAL_ATTR)
     if previous and not force:

@@ -1,7 +1,9 @@
 """Resume after a SIGKILL, rerun, replay and the final test, on real SQLite stores."""
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -303,6 +305,15 @@ def test_replay_notices_a_different_result(stores):
 
 def test_final_tests_once_registers_and_refuses_a_second_look(stores):
     run_study(small_config("final", stores, trials=2))
+    # Not while the study runs: it tested the best trial so far, and a second look
+    # at the test set, at the study's real best, took --force
+    study = optuna.load_study(study_name="final", storage=stores.optuna_url)
+    study.set_user_attr("driver", {"host": socket.gethostname(), "pid": os.getpid(),
+                                   "beat": time.time()})
+    res = invoke("final", "final", "--storage", stores.optuna_url)
+    assert res.exit_code == 2 and res.output.startswith("error: study 'final' is running")
+    assert res.output.strip().endswith("or let it finish before its final test")
+    study.set_user_attr("driver", None)
     res = invoke("final", "final", "--storage", stores.optuna_url)
     assert res.exit_code == 0, res.output
     study = optuna.load_study(study_name="final", storage=stores.optuna_url)
