@@ -6,7 +6,8 @@ dead). Then the two drivers tell the same trials, and the first one ends in
 Optuna's "Trial#0 has already finished". So the driver keeps a lease on its
 study, an Optuna study user attr refreshed every few seconds from a thread, and
 `resume` refuses a study whose lease is live: on this host, while its process
-exists; on another, while its heartbeat is fresh.
+exists (the same process: its pid and start), however long it has been
+suspended; on another, while its heartbeat is fresh.
 
 Two `resume`s started together both find the lease free. The stores offer no
 compare-and-set, so a driver claims the lease in three steps: it writes the lease
@@ -23,13 +24,16 @@ import socket
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import optuna
 
 from hypersweep.models.errors import UserError
 
-LEASE = "driver"    # study user attr: {"host", "pid", "beat", "token"} while a driver runs it
+# Study user attr while a driver runs the study: {"host", "pid", "started" (the
+# process's start), "beat", "token"}
+LEASE = "driver"
 HEARTBEAT_S = 10.0          # how often the driver renews it
 STALE_S = 3 * HEARTBEAT_S   # a lease not renewed for this long is a dead driver's
 SETTLE_S = 0.5              # a claim's wait between writing the lease and reading it back
@@ -76,6 +80,7 @@ class Lease:
 
     def _write(self) -> None:
         self.study.set_user_attr(LEASE, {"host": socket.gethostname(), "pid": os.getpid(),
+                                         "started": _started(os.getpid()),
                                          "beat": time.time(), "token": self.token})
 
     def _renew(self) -> None:
@@ -93,12 +98,28 @@ def check_not_running(study: optuna.Study, stale_s: float = STALE_S,
         return
     age = time.time() - float(lease.get("beat", 0))
     live = age < stale_s
-    if live and lease.get("host") == socket.gethostname():
-        live = _exists(int(lease.get("pid", 0)))    # here, a killed driver is seen at once
+    pid = int(lease.get("pid", 0))
+    if lease.get("host") == socket.gethostname():
+        if lease.get("started") is not None:
+            # Here the process itself says: a killed driver is seen at once, and a
+            # suspended one (Ctrl-Z, SIGSTOP), silent for minutes, still holds the
+            # study; its pid taken by another process since does not.
+            live = _exists(pid) and _started(pid) == lease["started"]
+        elif live:
+            live = _exists(pid)
     if live:
         raise UserError(f"study '{study.study_name}' is running: its driver (pid {lease.get('pid')} "
                         f"on {lease.get('host')}) renewed its lease {age:.0f} s ago; stop it "
                         f"(Ctrl-C or SIGTERM) or let it finish before {before}")
+
+
+def _started(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot; None where /proc is not):
+    a pid with another start is another process."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _exists(pid: int) -> bool:

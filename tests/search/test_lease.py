@@ -1,6 +1,7 @@
 """The driver's lease on its study, and `resume` refusing a study that still runs."""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -76,3 +77,18 @@ def test_of_two_drivers_claiming_a_study_at_once_one_runs_it(tmp_path):
     assert len(ran) == 1 and len(refused) == 1
     assert refused[0].startswith("study 'raced' is running")
     assert studies[0].user_attrs[LEASE] is None         # cleared by the driver that ran
+
+
+def test_a_suspended_driver_here_still_holds_the_study_and_a_reused_pid_does_not(study):
+    """Ctrl-Z (SIGSTOP) stops the lease's heartbeat: 30 s later resume took the
+    study over, and the driver, continued, died in UpdateFinishedTrialError."""
+    from hypersweep.search.lease import _started
+
+    here, me = socket.gethostname(), os.getpid()
+    study.set_user_attr(LEASE, {"host": here, "pid": me, "started": _started(me),
+                                "beat": time.time() - 3600})
+    with pytest.raises(UserError, match="renewed its lease 3600 s ago"):
+        check_not_running(study)
+    study.set_user_attr(LEASE, {"host": here, "pid": me, "started": _started(me) - 1,
+                                "beat": time.time()})       # the pid is another process's now
+    check_not_running(study)
