@@ -74,8 +74,30 @@ class FileWatch:
             return
         if now != self._id:
             how = "deleted or moved" if now is None else "replaced by another file"
+            kept = self._set_aside()
+            log = (f"; its write-ahead log, the writes since the last checkpoint, is kept as "
+                   f"{kept.name} (beside a moved file, named as the file with -wal, SQLite "
+                   "reads it back)") if kept else ""
             raise StoreFileGone(f"{what} {self.db} was {how} while the study ran; what the "
-                                "study wrote to it since is in no file there")
+                                f"study wrote to it from then on is lost with it{log}")
+
+    def _set_aside(self) -> Path | None:
+        """The gone file's write-ahead log and its index, left at its path, are
+        taken away: a new store made there (or the file put in its place) read that
+        log as its own, and the deleted study came back in it. The log, which holds
+        writes, is kept under another name (returned); the index is rebuilt."""
+        wal, shm = Path(f"{self.db}-wal"), Path(f"{self.db}-shm")
+        kept = None
+        try:
+            if wal.is_file() and wal.stat().st_size:
+                kept = wal.with_name(f"{wal.name}.orphaned")
+                os.replace(wal, kept)
+            else:
+                wal.unlink(missing_ok=True)
+            shm.unlink(missing_ok=True)
+        except OSError:         # a directory gone or read-only: nothing to set aside
+            return None
+        return kept
 
 
 def _identity(db: Path) -> tuple[int, int] | None:

@@ -16,9 +16,10 @@ from tests.conftest import ROOT, small_config, study_runs
 
 
 def run_and_remove(config_path: Path, storage: str, study: str, victim: Path,
-                   replace: bool = False) -> subprocess.CompletedProcess:
+                   replace: bool = False, alone: bool = False) -> subprocess.CompletedProcess:
     """Run `hypersweep run` and, once a trial has finished, delete `victim` (and its
-    write-ahead log), or put a copy in its place; the finished process."""
+    write-ahead log, unless `alone`), or put a copy in its place; the finished
+    process."""
     proc = subprocess.Popen([sys.executable, "-m", "hypersweep.cli.app", "run", str(config_path)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -36,7 +37,8 @@ def run_and_remove(config_path: Path, storage: str, study: str, victim: Path,
             copy.write_bytes(victim.read_bytes())
             copy.replace(victim)
         else:
-            for path in (victim, Path(f"{victim}-wal"), Path(f"{victim}-shm")):
+            for path in (victim, *(() if alone else (Path(f"{victim}-wal"),
+                                                      Path(f"{victim}-shm")))):
                 path.unlink(missing_ok=True)
         out, err = proc.communicate(timeout=300)
     finally:
@@ -70,17 +72,23 @@ def test_the_mlflow_store_deleted_mid_study_stops_it_with_one_line(stores, write
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("replace", [False, True], ids=["deleted", "replaced"])
+@pytest.mark.parametrize("replace, alone", [(False, False), (True, False), (False, True)],
+                         ids=["deleted", "replaced", "deleted-without-its-log"])
 def test_the_optuna_storage_gone_mid_study_stops_it_and_closes_its_runs(stores, write_config,
-                                                                        replace):
+                                                                        replace, alone):
     db = stores.dir / "optuna.db"
     done = run_and_remove(write_config(slow_config("gone", stores)), stores.optuna_url, "gone", db,
-                          replace=replace)
+                          replace=replace, alone=alone)
     assert done.returncode == 1, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     how = "replaced by another file" if replace else "deleted or moved"
     assert f"error: tracking.storage: the Optuna storage's file {db} was {how} while the " \
            "study ran" in done.stderr
+    # Its log and index are not left to pass for a new store's: one made at the
+    # path held the deleted study again.
+    assert not Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()
+    if not replace:
+        assert optuna.study.get_all_study_names(stores.optuna_url) == []
     parent, children = study_runs(stores.mlflow_uri, "gone")
     assert parent.info.status == "FAILED"
     assert len(children) < 6
