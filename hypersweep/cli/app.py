@@ -166,7 +166,9 @@ def user_errors(fn: Callable) -> Callable:
             if isinstance(stop, Terminated):
                 err.print(f"stopped by {signal.Signals(stop.signum).name}", highlight=False)
                 raise typer.Exit(128 + stop.signum) from None
-            err.print("interrupted", highlight=False)
+            hint = getattr(stop, "hint", None)      # search.exit.Abandoned's
+            err.print("interrupted" + (f": {hint}" if hint else ""), highlight=False,
+                      soft_wrap=True)
             raise typer.Exit(130) from None
     return wrapper
 

@@ -26,7 +26,7 @@ from hypersweep.models.figures import Drawing
 from hypersweep.models.trial import TrialResult, TrialSpec, TrialState
 from hypersweep.search.config import MASK, StudyConfig, fixed_epochs, without_password
 from hypersweep.search.executors import Executor, failed, trial_threads
-from hypersweep.search.exit import stops_as_interrupt
+from hypersweep.search.exit import Abandoned, stops_as_interrupt
 from hypersweep.search.importance import (Importances, importance_figure, importance_metrics,
                                           param_importances)
 from hypersweep.search.intermediate import Pending
@@ -312,7 +312,12 @@ class StudyDriver:
             else:
                 study, parent = self._open()
                 leased.enter_context(Lease(study, settle_s=0))
-            return self._run(study, parent, resume)
+            try:
+                return self._run(study, parent, resume)
+            except Abandoned as quit_:
+                quit_.hint = (f"the study's end was not written; continue with: "
+                              f"{resume_command(cfg)}")
+                raise
 
     def _run(self, study: optuna.Study, parent: str, resume: bool) -> StudyOutcome:
         cfg = self.cfg

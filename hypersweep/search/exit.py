@@ -31,6 +31,13 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+class Abandoned(KeyboardInterrupt):
+    """A Ctrl-C asked again while a stopped study wrote its end: it quits without.
+    `hint`: how to continue, where the study is known."""
+
+    hint: str | None = None
+
+
 STOPPING = (signal.SIGTERM, signal.SIGHUP)     # stopped as Ctrl-C stops a study
 
 
@@ -63,7 +70,7 @@ class Stops:
             return
         self.held_interrupts += 1
         if self.held_interrupts > 1:
-            raise KeyboardInterrupt()
+            raise Abandoned()
         print(self.QUIT_HINT, file=sys.stderr, flush=True)
 
     def why(self, stop: KeyboardInterrupt) -> tuple[str, int]:

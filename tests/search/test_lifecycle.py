@@ -54,11 +54,12 @@ def kill_mid_trial(config_path, storage: str, study: str, complete_before: int) 
 
 
 def signal_mid_trial(config_path, storage: str, study: str, complete_before: int,
-                     signum: int, again_after: float | None = None) -> subprocess.Popen:
+                     signum: int, again_after: float | None = None,
+                     times: int = 2) -> subprocess.Popen:
     """Start `hypersweep run` in a process and send it `signum` while a trial is
     RUNNING (with its child run already created), after `complete_before` trials
-    finished, and again `again_after` seconds later if given; the process, ended
-    (stderr still to read)."""
+    finished, and again (`times` in all) every `again_after` seconds if given; the
+    process, ended (stderr still to read)."""
     proc = subprocess.Popen([sys.executable, "-m", "hypersweep.cli.app", "run", str(config_path)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -73,7 +74,7 @@ def signal_mid_trial(config_path, storage: str, study: str, complete_before: int
             if done >= complete_before and any(t.state == RUNNING and "mlflow_run_id" in t.user_attrs
                                                for t in trials):
                 proc.send_signal(signum)
-                if again_after is not None:
+                for _ in range(times - 1 if again_after is not None else 0):
                     time.sleep(again_after)
                     proc.send_signal(signum)
                 proc.wait(timeout=120)
@@ -682,6 +683,25 @@ def test_a_double_ctrl_c_still_closes_the_study_in_both_stores(stores, write_con
     assert study.user_attrs["ended"] == "KILLED" and study.user_attrs["driver"] is None
     parent, children = study_runs(stores.mlflow_uri, "twice-stopped")
     assert parent.info.status == "KILLED"
+    assert all(c.info.status != "RUNNING" for c in children)
+
+
+@pytest.mark.slow
+def test_a_third_ctrl_c_quits_and_still_says_how_to_continue(stores, write_config):
+    """It quit with a bare `interrupted`: the study's end unwritten, and no word of
+    the resume that closes it."""
+    cfg = small_config("thrice", stores, trials=3)
+    cfg["params"].update(epochs=150, batch_size=32)
+    proc = signal_mid_trial(write_config(cfg), stores.optuna_url, "thrice", 1,
+                            signal.SIGINT, again_after=0.05, times=3)
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    assert "continue with: hypersweep resume thrice" in err, err[-2000:]
+    res = invoke("resume", "thrice", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    parent, children = study_runs(stores.mlflow_uri, "thrice")
+    assert parent.info.status == "FINISHED"
     assert all(c.info.status != "RUNNING" for c in children)
 
 
