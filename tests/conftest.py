@@ -124,3 +124,22 @@ def read_only_view(directory: Path, command: list[str]) -> Iterator[list[str]]:
         yield command
     finally:
         directory.chmod(0o755)
+
+
+def wait_for_trials(proc, storage: str, study: str, ready, timeout: float = 300) -> bool:
+    """Read the study's trials every 0.2 s until `ready(trials)` holds (True), or
+    the process `proc` ends or `timeout` seconds pass (False)."""
+    import time
+
+    import optuna
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            trials = optuna.load_study(study_name=study, storage=storage).trials
+        except KeyError:
+            continue        # the study is not created yet
+        if ready(trials):
+            return True
+    return False

@@ -21,7 +21,7 @@ from hypersweep.search.driver import StudyDriver
 from hypersweep.search.executors import SerialExecutor, make_executor
 from hypersweep.search.lifecycle import replay_run
 from hypersweep.search.tracking import MlflowTracker
-from tests.conftest import ROOT, Stores, small_config, study_runs
+from tests.conftest import ROOT, Stores, small_config, study_runs, wait_for_trials
 
 runner = CliRunner()
 FAIL, RUNNING = optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING
@@ -62,23 +62,19 @@ def signal_mid_trial(config_path, storage: str, study: str, complete_before: int
     process, ended (stderr still to read)."""
     proc = subprocess.Popen([sys.executable, "-m", "hypersweep.cli.app", "run", str(config_path)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def mid_trial(trials) -> bool:
+        done = sum(t.state.is_finished() for t in trials)
+        return done >= complete_before and any(
+            t.state == RUNNING and "mlflow_run_id" in t.user_attrs for t in trials)
+
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            try:
-                trials = optuna.load_study(study_name=study, storage=storage).trials
-            except KeyError:
-                continue        # the study is not created yet
-            done = sum(t.state.is_finished() for t in trials)
-            if done >= complete_before and any(t.state == RUNNING and "mlflow_run_id" in t.user_attrs
-                                               for t in trials):
+        if wait_for_trials(proc, storage, study, mid_trial):
+            proc.send_signal(signum)
+            for _ in range(times - 1 if again_after is not None else 0):
+                time.sleep(again_after)
                 proc.send_signal(signum)
-                for _ in range(times - 1 if again_after is not None else 0):
-                    time.sleep(again_after)
-                    proc.send_signal(signum)
-                proc.wait(timeout=120)
-                return proc
+            proc.wait(timeout=120)
+            return proc
         pytest.fail(f"the driver never reached a running trial: {proc.stderr.read().decode()[-2000:]}")
     finally:
         if proc.poll() is None:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 
-from tests.conftest import ROOT, small_config, study_runs
+from tests.conftest import ROOT, small_config, study_runs, wait_for_trials
 
 
 def run_and_remove(config_path: Path, storage: str, study: str, victim: Path,
@@ -23,15 +22,8 @@ def run_and_remove(config_path: Path, storage: str, study: str, victim: Path,
     proc = subprocess.Popen([sys.executable, "-m", "hypersweep.cli.app", "run", str(config_path)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            try:
-                trials = optuna.load_study(study_name=study, storage=storage).trials
-            except KeyError:
-                continue
-            if any(t.state.is_finished() for t in trials):
-                break
+        wait_for_trials(proc, storage, study, lambda trials: any(t.state.is_finished()
+                                                                 for t in trials))
         if replace:
             copy = victim.with_suffix(".copy")
             copy.write_bytes(victim.read_bytes())
