@@ -261,7 +261,7 @@ def test_rerun_by_name_and_by_run_id_reproduces_every_trial(stores, write_config
     res = invoke("rerun", "orig", "--storage", stores.optuna_url, "--name", "orig-rerun-1")
     assert res.exit_code == 2
     assert res.output.splitlines()[-1].startswith(
-        "error: study: 'orig-rerun-1' already exists in ") and "(--name NAME)" in res.output
+        "error: --name: 'orig-rerun-1' already exists in ") and "(--name NAME)" in res.output
 
 
 def test_rerun_of_a_run_id_finds_it_in_mlflow_tracking_uri(stores, tmp_path, monkeypatch):
