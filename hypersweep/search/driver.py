@@ -126,7 +126,7 @@ def data_dict(cfg: StudyConfig) -> dict[str, Any]:
 
 def _taken(cfg: StudyConfig, rename: str = "--set study=NAME") -> UserError:
     # Named by the option that gave the name (rerun's --name), else the config's key
-    key = rename.split()[0] if rename.startswith("--") else "study"
+    key = "--name" if rename.startswith("--name") else "study"
     return UserError(f"{key}: '{cfg.study}' already exists in "
                      f"{without_password(cfg.tracking.storage)}; choose another name "
                      f"({rename}) or another --storage, or continue it: "
