@@ -142,8 +142,8 @@ def test_utf8_text_is_read_up_to_max_chars_only(tmp_path):
 
 
 @pytest.mark.parametrize("name,noise,said", [
-    ("moons", float("nan"), "must be >= 0, got nan"),    # crashed inside scikit-learn
-    ("xor", float("nan"), "must be >= 0, got nan"),      # every trial's loss was NaN
+    ("moons", float("nan"), "must be a finite number, got nan"),   # crashed in scikit-learn
+    ("xor", float("nan"), "must be a finite number, got nan"),     # every trial's loss was NaN
     ("moons", float("inf"), "must be a finite number, got inf"),
     ("xor", float("inf"), "must be a finite number, got inf"),
 ])
