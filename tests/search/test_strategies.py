@@ -379,7 +379,7 @@ def test_incompatible_warm_start_is_refused_before_writing(stores):
          "outside this study's space ([0.01, 0.1] log); the spaces are not compatible"),
         ({"lr": space["lr"]}, "first",
          "has parameter 'depth', which this study does not search; the spaces are not compatible"),
-        (space, "frist", "--warm-start: unknown study 'frist' (did you mean 'first'?)"),
+        (space, "frist", "search.warm_start: unknown study 'frist' (did you mean 'first'?)"),
     ]
     def second(new_space, warm="first", **changes):
         raw = config("second", stores, new_space, trials=2, warm_start=warm)
@@ -401,9 +401,9 @@ def test_incompatible_warm_start_is_refused_before_writing(stores):
     raws += [second(space, params={"epochs": 3, "width": 256}),
              second({}, model="linear", params={"epochs": 1})]
     messages += [
-        "--warm-start first: its trials trained with other fixed hyperparameters "
+        "search.warm_start first: its trials trained with other fixed hyperparameters "
         "(params.epochs: 1 there, 3 here); warm start needs the same",
-        "--warm-start first: its trials trained model 'mlp', this study's 'linear'; "
+        "search.warm_start first: its trials trained model 'mlp', this study's 'linear'; "
         "warm start needs the same model"]
     for raw, message in zip(raws, messages):
         with pytest.raises(UserError) as e:
