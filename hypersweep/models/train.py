@@ -824,8 +824,21 @@ def _build_in_memory(builder: Any, splits: Splits, kwargs: Mapping[str, Any]) ->
         given = ", ".join(f"{k} {kwargs[k]}" for k in huge)
         raise UserError(f"{key}: {builder.name} with {given or 'these params'} has more "
                         "weights than torch can count") from None
-    raise UserError(f"params: {builder.name} with these params has {n:,} weights "
+    grown = _grown(builder, kwargs)
+    key = f"params.{grown[0]}" if grown else "params"
+    given = ", ".join(f"{k} {kwargs[k]}" for k in grown) or "these params"
+    raise UserError(f"{key}: {builder.name} with {given} has {n:,} weights "
                     f"({n * 4 / 1e9:.1f} GB as float32), more than this machine's memory holds")
+
+
+def _grown(builder: Any, kwargs: Mapping[str, Any]) -> list[str]:
+    """The whole-number hyperparameters set above their defaults, the most grown
+    first: what makes a model too large, and the key its error names."""
+    defaults = {k: h.default for k, h in builder.hyperparameters().items()}
+    grown = [(v / max(defaults[k], 1), k) for k, v in kwargs.items()
+             if isinstance(v, int) and not isinstance(v, bool)
+             and isinstance(defaults.get(k), int) and v > defaults[k]]
+    return [k for _, k in sorted(grown, reverse=True)]
 
 
 def _too_large(e: BaseException) -> bool:

@@ -460,10 +460,16 @@ def lr_only() -> dict:
     return {**quickstart(), "params": {"epochs": 2}, "space": {"lr": {"loguniform": [1e-3, 1e-2]}}}
 
 
-def test_a_model_too_large_for_memory_is_one_line(write_config):
-    msg = error_for(write_config, lr_only(), "params.width=1000000000", "params.depth=1")
-    assert msg == ("params: mlp with these params has 75,000,000,010 weights (300.0 GB as "
-                   "float32), more than this machine's memory holds")
+@pytest.mark.parametrize("sets, key", [
+    (["params.width=1000000000", "params.depth=1"], "params.width"),
+    (["space.width={fixed: 1000000000}", "params.depth=1"], "space.width"),
+    (["space.width={choice: [1000000000]}", "params.depth=1"], "space.width"),
+])
+def test_a_model_too_large_for_memory_is_one_line_naming_its_key(write_config, sets, key):
+    """The key is the one the user wrote: a width the space fixes is `space.width`."""
+    msg = error_for(write_config, lr_only(), *sets)
+    assert msg == (f"{key}: mlp with width 1000000000 has 75,000,000,010 weights (300.0 GB "
+                   "as float32), more than this machine's memory holds")
 
 
 @pytest.mark.parametrize("sets, message", [
