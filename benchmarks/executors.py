@@ -5,7 +5,8 @@
 Prints one markdown section (also returned by `run(quick)` for benchmarks/run.py):
 1. `hypersweep run` (serial executor) against a plain PyTorch script training the
    same N configurations, both as fresh processes: ratio of wall times (goal <= 1.10),
-   for short trials (about a second each) and ten times longer ones. The extra
+   the median of rounds that run both sides back to back (which goes first
+   alternates), for short trials (about a second each) and ten times longer ones. The extra
    seconds are split into a per-study part (imports, creating both stores, the
    end-of-study report) and a per-trial part, estimated from the two lengths.
 2. The same study with `parallel: 2` on Ray against the serial executor, each in
@@ -103,26 +104,45 @@ def _timed(cmd: Sequence[str]) -> float:
 
 
 def platform_overhead(trials: int, epochs: int, repeat: int = 3) -> dict:
-    """Median wall times over `repeat` rounds, each round running `hypersweep run`
-    (fresh stores) then the plain script on the same configurations, so that a
-    noisy moment on the machine hits both sides alike."""
+    """`repeat` rounds, each running `hypersweep run` (fresh stores) and the plain
+    script on the same configurations back to back, so that a noisy moment on the
+    machine hits both sides alike; which side goes first alternates between rounds,
+    so that a machine slowing down or speeding up over a round favours neither.
+    The ratio is the median of the rounds' ratios; the wall times are each side's
+    median (the per-study and per-epoch split uses their difference)."""
     import optuna
 
     hs, plain = [], []
-    for round_ in range(repeat):
-        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-            d = Path(tmp)
+    params: list[dict] | None = None      # the study's configurations: the same each round
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        script = Path(tmp) / "plain.py"
+        script.write_text(PLAIN_SCRIPT)
+        for round_ in range(repeat):
+            d = Path(tmp) / f"round-{round_}"
+            d.mkdir()
             cfg = d / "study.yaml"
             cfg.write_text(yaml.safe_dump(study("overhead", d, trials, epochs)))
-            hs.append(_timed([EXE, "run", str(cfg)]))
-            params = [t.params for t in optuna.load_study(
-                study_name="overhead", storage=f"sqlite:///{d / 'optuna.db'}").trials]
-            script = d / "plain.py"
-            script.write_text(PLAIN_SCRIPT)
-            plain.append(_timed([sys.executable, str(script), json.dumps(params), str(epochs)]))
+
+            def ours() -> None:
+                hs.append(_timed([EXE, "run", str(cfg)]))
+
+            def theirs() -> None:
+                plain.append(_timed([sys.executable, str(script), json.dumps(params),
+                                     str(epochs)]))
+
+            if params is not None and round_ % 2:
+                theirs()
+                ours()
+            else:
+                ours()
+                if params is None:
+                    params = [t.params for t in optuna.load_study(
+                        study_name="overhead", storage=f"sqlite:///{d / 'optuna.db'}").trials]
+                theirs()
     h, p = statistics.median(hs), statistics.median(plain)
-    return {"hypersweep_s": h, "plain_s": p, "ratio": h / p, "extra_s": h - p, "repeat": repeat,
-            "ratios": [a / b for a, b in zip(hs, plain)]}
+    ratios = [a / b for a, b in zip(hs, plain)]
+    return {"hypersweep_s": h, "plain_s": p, "ratio": statistics.median(ratios), "extra_s": h - p,
+            "repeat": repeat, "ratios": ratios}
 
 
 def _seconds(rest_s: float) -> str:
@@ -307,7 +327,7 @@ def scheduling_overhead(trials: int) -> dict:
 def run(quick: bool = False) -> str:
     """Run every measurement and return the markdown section."""
     n, epochs = (2, (2, 4)) if quick else (8, (20, 200))
-    repeat = 1 if quick else 3
+    repeat = 1 if quick else 5
     short, long = platform_overhead(n, epochs[0], repeat), platform_overhead(n, epochs[1], repeat)
     split = split_overhead(short, long, n, epochs)
     # Trials of about 0.4 s, 2 s and 7 s on the serial executor (the same MLP, more epochs).
@@ -319,8 +339,9 @@ def run(quick: bool = False) -> str:
 
     def overhead_row(o: dict, e: int) -> str:
         return (f"| platform overhead: `hypersweep run` (serial) / plain PyTorch script, {n} configs "
-                f"x {e} epochs, median of {o['repeat']} | {o['ratio']:.2f} ({o['hypersweep_s']:.1f} s / "
-                f"{o['plain_s']:.1f} s; rounds: {', '.join(f'{r:.2f}' for r in o['ratios'])}) | <= 1.10 |")
+                f"x {e} epochs, median of {o['repeat']} rounds' ratios | {o['ratio']:.2f} "
+                f"(rounds: {', '.join(f'{r:.2f}' for r in o['ratios'])}; median times "
+                f"{o['hypersweep_s']:.1f} s / {o['plain_s']:.1f} s) | <= 1.10 |")
 
     def scaling_row(trials: int, epochs: int, s: dict) -> str:
         return (f"| {trials} trials x {epochs} epochs | {1 / s['serial_steady_per_s']:.2f} | "
