@@ -235,11 +235,19 @@ def _check_choice_value(value: Any, key: str) -> None:
 
 def _check_unique(values: list | tuple, key: str) -> None:
     # Optuna finds a choice by ==, so 1, 1.0 and True would be the same choice.
-    for i, value in enumerate(values):
-        for earlier in values[:i]:
-            if value == earlier:
-                same = "" if repr(value) == repr(earlier) else f" (equal to {earlier!r})"
-                raise UserError(f"{key}: duplicate value {value!r}{same}")
+    # Choice values (_CHOICE_TYPES) hash as they compare: one pass over a dict finds
+    # the first value equal to an earlier one, as comparing each pair did (39 s for
+    # 20,000 values). NaN equals nothing, itself included: never a duplicate, though
+    # a dict would find YAML's .nan (one object) by identity.
+    first: dict[Any, Any] = {}
+    for value in values:
+        if value != value:      # NaN
+            continue
+        if value in first:
+            earlier = first[value]
+            same = "" if repr(value) == repr(earlier) else f" (equal to {earlier!r})"
+            raise UserError(f"{key}: duplicate value {value!r}{same}")
+        first[value] = value
 
 
 # ----------------------------------------------------- one name, one meaning
