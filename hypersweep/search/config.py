@@ -30,14 +30,31 @@ class _Strict(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_bool_as_number(cls, v: Any, info: ValidationInfo) -> Any:
-        """YAML's true and false are not numbers: pydantic took `trials: true` for 1."""
-        if isinstance(v, bool) and info.field_name is not None:
+    def _numbers_are_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        """YAML's true and false are not numbers: pydantic took `trials: true` for 1.
+        Nor is a quoted number (`trials: "5"`), which pydantic took as 5 where
+        `params.lr: "0.01"` is refused: a number is written without quotes."""
+        if isinstance(v, (bool, str)) and info.field_name is not None:
             types = _types(cls.model_fields[info.field_name].annotation)
-            if bool not in types and types & {int, float}:
-                kind = "int_type" if int in types else "float_type"
+            if type(v) in types or v in types or not types & {int, float}:
+                return v        # a bool or str key, or a literal's value (`parallel: auto`)
+            kind = "int_type" if int in types else "float_type"
+            if isinstance(v, bool):
                 raise PydanticCustomError(kind, "not a number")
+            if _reads_as_number(v):
+                words = [_EXPECTED[kind], *(repr(t) for t in types if not isinstance(t, type))]
+                raise PydanticCustomError("quoted_number", "a number in quotes",
+                                          {"expected": " or ".join(words)})
         return v
+
+
+def _reads_as_number(text: str) -> bool:
+    """Whether pydantic's lax mode would take `text` for a number ('5', ' 0.2 ', '1e3')."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _types(annotation: Any) -> set:
@@ -95,11 +112,16 @@ class PrunerConfig(_Strict):
 
 
 DEFAULT_TRIALS = 20
+# A study's trials and a trial's epochs, at most: 10**20 passed, and ran (or waited
+# out) a budget no study has. README's config section says these.
+MAX_TRIALS = 1_000_000
+MAX_EPOCHS = 1_000_000
 
 
 class SearchConfig(_Strict):
     strategy: str = "tpe"
-    trials: int | None = Field(default=None, ge=1)     # None: the grid size (grid), else 20
+    # None: the grid size (grid), else 20
+    trials: int | None = Field(default=None, ge=1, le=MAX_TRIALS)
     seed: int = Field(default=0, ge=0, le=SEED_MAX)
     objective: Objective | list[Objective] = Objective(metric="val_accuracy",
                                                        direction="maximize")
@@ -159,7 +181,7 @@ class TrackingConfig(_Strict):
 
 
 class StudyConfig(_Strict):
-    study: str = Field(min_length=1)
+    study: str      # check_study_name: not blank (`study: ""` said pydantic's words)
     description: str = ""
     data: DataConfig = DataConfig()
     model: str
@@ -277,12 +299,21 @@ def _check_acyclic(value: Any, inside: set[int], seen: set[int]) -> None:
     seen.add(id(value))
 
 
+# A study config is a few kilobytes; PyYAML reads about a megabyte a second, so a
+# 50 MB file (a data file given by mistake) took 40 s to be refused, or accepted.
+MAX_CONFIG_BYTES = 10_000_000
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         raise UserError(f"{path}: a directory; give a study config file (YAML)")
     if not p.is_file():
         raise UserError(f"{path}: no such study config file")
+    size = p.stat().st_size         # before reading: refused at once, not in 40 s
+    if size > MAX_CONFIG_BYTES:
+        raise UserError(f"{path}: {size / 1e6:.1f} MB; a study config is at most "
+                        f"{MAX_CONFIG_BYTES / 1e6:g} MB (is it the right file?)")
     try:
         raw = load_yaml(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
@@ -649,33 +680,75 @@ def _one_line(err: ValidationError) -> str:
         valid = f"; valid: {', '.join(values)}" if values else ""
         return f"{key}: required key is missing{valid}"
     given = first.get("input")
-    shown = str(given).lower() if isinstance(given, bool) else repr(given)
-    if len(shown) > 80:     # one line to read, not a 600-character name
-        shown = f"{shown[:60]}... ({len(given) if isinstance(given, str) else len(shown)} " \
-                f"characters)"
-    got = f", got {shown}"
     alternatives = [e for e in errors if e["loc"][:-1] == first["loc"][:-1]
                     and _is_type_tag(str(e["loc"][-1]))]
     if len(alternatives) > 1:
-        return f"{key}: expected {' or '.join(_expected(e) for e in alternatives)}{got}"
-    if first["type"] in _EXPECTED:      # a wrong type: pydantic's words name our classes
-        return f"{key}: expected {_EXPECTED[first['type']]}{got}"
-    if first["type"] in _BOUNDS:        # in the words the models' own checks use
-        bound = next(iter(first["ctx"].values()))
-        return f"{key}: must be {_BOUNDS[first['type']]} {bound}{got}"
+        return f"{key}: expected {' or '.join(_expected(e) for e in alternatives)}" \
+               f", got {_shown(given)}"
     values = _literal_values(loc) if first["type"] == "literal_error" else []
     if values and isinstance(given, str):
         # As the registries say an unknown name, not "Input should be 'a' or 'b'".
         close = difflib.get_close_matches(given, values, n=1, cutoff=0.5)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"{key}: unknown value {given!r}{hint}; valid: {', '.join(values)}"
-    return f"{key}: {first['msg'].removeprefix('Value error, ')}{got}"
+    return f"{key}: {_described(first)}"
+
+
+def option_error(option: str, err: ValidationError) -> str:
+    """A command-line option's value that its type refused, in the words a config's
+    errors use: `--trials: expected an integer, got 'abc'`. (typer checks an
+    option's type with pydantic, whose words reached the user: "Input should be a
+    valid integer, unable to parse string as an integer".)"""
+    return f"{option}: {_described(err.errors()[0])}"
+
+
+def _described(error: Mapping[str, Any]) -> str:
+    """What is wrong with a value, in the product's words (pydantic's name its own
+    classes and say "Input should be"), with the value given."""
+    kind, given, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    got = f", got {_shown(given)}"
+    if kind == "quoted_number":     # `trials: "5"`: see _Strict
+        return f"expected {ctx['expected']}, got text {_shown(given)}"
+    if kind in _EXPECTED:           # a wrong type
+        return f"expected {_EXPECTED[kind]}{got}"
+    if kind in _BOUNDS:             # in the words the models' own checks use
+        return f"must be {_BOUNDS[kind]} {next(iter(ctx.values()))}{got}"
+    if kind == "string_too_short":
+        least = ctx.get("min_length", 1)
+        return "must not be empty" if least <= 1 else f"must be at least {least} characters{got}"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters, got {len(given)}"
+    if kind in ("too_short", "too_long"):
+        bound = ("at least", ctx.get("min_length")) if kind == "too_short" else \
+            ("at most", ctx.get("max_length"))
+        items = "item" if bound[1] == 1 else "items"
+        return f"must hold {bound[0]} {bound[1]} {items}, got {ctx.get('actual_length')}"
+    if kind == "finite_number":
+        return f"must be a finite number{got}"
+    if kind == "multiple_of":
+        return f"must be a multiple of {ctx.get('multiple_of')}{got}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected')}{got}"
+    msg = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if msg.startswith("Input should be "):      # a type this file names no words for
+        msg = "expected " + msg.removeprefix("Input should be ").replace("a valid ", "a ", 1)
+    return f"{msg}{got}"
+
+
+def _shown(given: Any) -> str:
+    """A value as an error quotes it: YAML's true, not Python's True; a long one cut."""
+    shown = str(given).lower() if isinstance(given, bool) else repr(given)
+    if len(shown) > 80:     # one line to read, not a 600-character name
+        shown = f"{shown[:60]}... ({len(given) if isinstance(given, str) else len(shown)} " \
+                f"characters)"
+    return shown
 
 
 _EXPECTED = {"int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer",
              "float_parsing": "a number", "float_type": "a number", "string_type": "a string",
              "bool_parsing": "true or false", "bool_type": "true or false",
-             "model_type": "a mapping", "dict_type": "a mapping", "list_type": "a list"}
+             "model_type": "a mapping", "dict_type": "a mapping", "list_type": "a list",
+             "tuple_type": "a list", "model_attributes_type": "a mapping"}
 
 
 _BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
@@ -769,6 +842,7 @@ def check_semantics(cfg: StudyConfig) -> None:
         check_value(hparams[name], value, key=f"params.{name}")
     space = parse_space(cfg.space, key="space")
     check_against(space, hparams, key="space")
+    check_epochs(cfg.params, space)
     for name, _, where, _ in walk(space):       # branches too: a branch's value would win
         if name in cfg.params:
             raise UserError(f"params.{name}: fixed in params and searched in {where}; keep one")
@@ -802,6 +876,21 @@ def check_semantics(cfg: StudyConfig) -> None:
             # The branch's condition cannot fit without the values it fixes either:
             # a searched value's error, left to the trials as a choice's is.
     check_objectives(cfg, objective_metrics(tasks[0]), SINGLE_OBJECTIVE_ONLY)
+
+
+def check_epochs(params: Mapping[str, Any], space: Space) -> None:
+    """No trial trains more than MAX_EPOCHS epochs: `params.epochs`, and the
+    epochs a space names (a range's ends, a choice, a branch, a fixed value)."""
+    from hypersweep.spaces import Conditional, space_values, walk
+
+    named = [("params.epochs", params["epochs"])] if "epochs" in params else []
+    named += [(key, v) for name, key, v, _ in space_values(space) if name == "epochs"]
+    named += [(key, v) for name, p, key, _ in walk(space)
+              if name == "epochs" and isinstance(p, Conditional) for v in p.branches]
+    for key, value in named:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and value > MAX_EPOCHS:
+            raise UserError(f"{key}: must be <= {MAX_EPOCHS}, got {value}")
 
 
 def _fits(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
