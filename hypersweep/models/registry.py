@@ -275,14 +275,30 @@ def check_value(hp: HParam, value: Any, key: str) -> Any:
     why = (f" (no type hint on {hp.name}: its default, {hp.default!r}, says so; annotate "
            f"it in the builder to take others)" if hp.inferred else "")
     raise UserError(f"{key}: expected {hp.type_name if hp.choices else _tname(tp)}{why}, "
-                    f"got {type(value).__name__} {value!r}")
+                    f"got {_given(value)}")
+
+
+# A YAML value's kind in the words a config's own keys use (search.config): the
+# user wrote YAML, not Python's `int` and `str`.
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 def _tname(tp: Any) -> str:
-    # Plain classes read as `int`; generic and optional types by their full spelling.
+    # Plain classes in words; generic and optional types by their full spelling.
     if isinstance(tp, type) and not typing.get_args(tp):
-        return tp.__name__
+        return _KINDS.get(tp, tp.__name__)
     return str(tp).replace("typing.", "").replace("NoneType", "None")
+
+
+def _given(value: Any) -> str:
+    """A wrong value as an error quotes it: `text '3'` (quoted in the YAML), `true`,
+    `null`, `a list [1]`."""
+    if isinstance(value, str):
+        return f"text {value!r}"
+    if isinstance(value, bool) or value is None:
+        return "null" if value is None else str(value).lower()
+    kind = {list: "a list", tuple: "a list", dict: "a mapping"}.get(type(value))
+    return f"{kind} {value!r}" if kind else repr(value)
 
 
 def _load_builtin() -> None:

@@ -65,7 +65,7 @@ def test_unknown_or_mistyped_option_is_a_user_error():
     with pytest.raises(UserError, match="^data.options.nois: unknown option 'nois' "
                                         r"\(did you mean 'noise'\?\)"):
         load_dataset("xor", nois=0.1)
-    with pytest.raises(UserError, match="^data.options.n: expected int"):
+    with pytest.raises(UserError, match="^data.options.n: expected an integer"):
         load_dataset("xor", n="many")
     with pytest.raises(UserError, match="^data.options.size: dataset 'digits' takes no options"):
         load_dataset("digits", size=3)

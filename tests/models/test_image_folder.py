@@ -190,7 +190,7 @@ def test_extensions_choose_the_files_read_and_hidden_ones_are_skipped(tmp_path):
     assert _checked_options("images", {"extensions": ["png", "jpg"]}) == {
         "extensions": "png, jpg"}
     assert error(tmp_path, extensions=[1]) == (
-        "data.options.extensions: expected str, got list [1]")
+        "data.options.extensions: expected a string, got a list [1]")
 
 
 def test_a_folder_without_images_is_named(tmp_path):
@@ -249,7 +249,7 @@ def test_bad_size_and_channels_are_named(tmp_path):
     assert error(tmp_path, size=0) == "data.options.size: must be >= 1, got 0"
     assert error(tmp_path, channels=2) == ("data.options.channels: must be 1 (greyscale) or "
                                            "3 (RGB), got 2")
-    assert error(tmp_path, channels="3") == "data.options.channels: expected int, got str '3'"
+    assert error(tmp_path, channels="3") == "data.options.channels: expected an integer, got text '3'"
     assert error(tmp_path, size=10_000) == (
         "data.options.size: 8 images of 3x10000x10000 make 2,400,000,000 values, more than "
         "the 1,000,000,000 (4 GB as float32) loaded into memory at most; use size 6454 or "

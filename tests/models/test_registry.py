@@ -295,9 +295,9 @@ def test_an_untyped_hyperparameter_takes_its_defaults_type(tmp_path):
                             "or intlog, not uniform")
     with pytest.raises(UserError) as e:
         check_value(hp["act"], 3, "params.act")
-    assert str(e.value) == ("params.act: expected str (no type hint on act: its default, "
+    assert str(e.value) == ("params.act: expected a string (no type hint on act: its default, "
                             "'relu', says so; annotate it in the builder to take others), got "
-                            "int 3")
+                            "3")
 
 
 def test_a_model_of_ones_own_failing_at_its_defaults_is_noted(tmp_path):

@@ -224,7 +224,7 @@ def test_csv_features_may_be_a_yaml_list(tmp_path):
     listed = load_dataset("csv", path=path, features=["size", "rooms"])
     assert torch.equal(listed.x_train, load_dataset("csv", path=path,
                                                     features="size, rooms").x_train)
-    with pytest.raises(UserError, match=r"^data\.options\.features: expected str, got list"):
+    with pytest.raises(UserError, match=r"^data\.options\.features: expected a string, got a list"):
         load_dataset("csv", path=path, features=["size", 3])
 
 

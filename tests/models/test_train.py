@@ -206,7 +206,7 @@ def test_data_options_reach_the_dataset(run):
 
 @pytest.mark.parametrize("params,message", [
     ({"dept": 3}, r"^params.dept: unknown hyperparameter 'dept' \(did you mean 'depth'\?\)"),
-    ({"depth": "3"}, r"^params.depth: expected int, got str '3'"),
+    ({"depth": "3"}, r"^params.depth: expected an integer, got text '3'"),
     ({"optimizer": "adamm"}, r"^params.optimizer: unknown value 'adamm'"),
     ({"lr": -1.0}, r"^params.lr: must be > 0"),
     ({"width": 0}, r"^params.width: must be >= 1"),

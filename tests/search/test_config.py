@@ -73,7 +73,7 @@ def test_log_range_with_nonpositive_low(write_config):
 
 def test_wrong_type_in_params(write_config):
     msg = error_for(write_config, with_("params.epochs", "many"))
-    assert msg.startswith("params.epochs: expected int")
+    assert msg.startswith("params.epochs: expected an integer")
 
 
 def test_wrong_type_in_schema(write_config):

@@ -83,11 +83,11 @@ def test_bad_fixed_value_and_wrong_choice_type():
     assert error_of({"activation": "sigmoid"}).startswith(
         "space.activation: unknown value 'sigmoid'")
     assert error_of({"depth": {"choice": [1, "two"]}}) == (
-        "space.depth: expected int, got str 'two'")
+        "space.depth: expected an integer, got text 'two'")
 
 
 def test_conditional_branch_names_are_the_values():
     assert error_of({"activation": {"choice": {"relu": {}, "gelu": {}}}}).startswith(
         "space.activation: unknown value 'gelu'")
     assert error_of({"depth": {"choice": {"deep": {}}}}) == (
-        "space.depth: expected int, got str 'deep'")
+        "space.depth: expected an integer, got text 'deep'")
