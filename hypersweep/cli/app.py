@@ -132,13 +132,20 @@ SetOpt = opt("KEY=VALUE", "Override any key: --set params.epochs=5 (repeatable).
 
 def user_errors(fn: Callable) -> Callable:
     """Bad input: one line on stderr, exit code 2, no traceback. A store failing in
-    use: one line, exit code 1. Ctrl-C (SIGTERM): one line, exit code 130 (143)."""
+    use: one line, exit code 1. Ctrl-C (SIGTERM): one line, exit code 130 (143). A
+    fault that stopped a study (a bug): one line, and where its traceback is, exit 1."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from hypersweep.search.exit import Terminated, stops_as_interrupt
+        from hypersweep.search.exit import StudyFailed, Terminated, stops_as_interrupt
         try:
             with stops_as_interrupt():      # SIGTERM as Ctrl-C, also while Ray starts
                 return fn(*args, **kwargs)
+        except StudyFailed as e:
+            err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False,
+                      soft_wrap=True)
+            err.print(f"the traceback, for a bug report (with hypersweep --version): "
+                      f"{traceback_file(e)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         except UserError as e:
             err.print(f"[red]error:[/red] {escape(_as_given(str(e), kwargs))}", markup=True,
                       highlight=False, soft_wrap=True)
@@ -166,11 +173,25 @@ def user_errors(fn: Callable) -> Callable:
             if isinstance(stop, Terminated):
                 err.print(f"stopped by {signal.Signals(stop.signum).name}", highlight=False)
                 raise typer.Exit(128 + stop.signum) from None
-            hint = getattr(stop, "hint", None)      # search.exit.Abandoned's
-            err.print("interrupted" + (f": {hint}" if hint else ""), highlight=False,
-                      soft_wrap=True)
-            raise typer.Exit(130) from None
+            # search.exit.Abandoned's: the status of the stop that came first, and how
+            # to continue
+            code, hint = getattr(stop, "code", 130), getattr(stop, "hint", None)
+            by = "interrupted" if code == 130 else f"stopped by {signal.Signals(code - 128).name}"
+            err.print(by + (f": {hint}" if hint else ""), highlight=False, soft_wrap=True)
+            raise typer.Exit(code) from None
     return wrapper
+
+
+def traceback_file(e: BaseException) -> str:
+    """Write the traceback of `e` (with its cause) to a new file in the temporary
+    directory; its path."""
+    import tempfile
+    import traceback
+    fd, path = tempfile.mkstemp(prefix="hypersweep-error-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{versions()}\n\n")
+        f.write("".join(traceback.format_exception(e)))
+    return path
 
 
 def _as_given(message: str, options: dict[str, Any]) -> str:
@@ -289,11 +310,11 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
     found while it starts (resources the Ray cluster lacks) is then one line alone.
     `warm`: the trials of `search.warm_start`, loaded already. The outcome."""
     from hypersweep.cli.progress import StudyProgress
-    from hypersweep.search.driver import StudyDriver, check_no_parent
+    from hypersweep.search.driver import StudyDriver, check_no_parent, claim
     from hypersweep.search.executors import make_executor
     from hypersweep.search.store_template import sqlite_file, is_new
 
-    with StudyProgress(out, cfg, done=done) as progress:
+    with StudyProgress(out, cfg, done=done) as progress, contextlib.ExitStack() as leased:
         # A store there already is opened first, to refuse a name it holds before
         # Ray starts; a new one after, so that a bad Ray address leaves none made.
         db = sqlite_file(cfg.tracking.uri)
@@ -302,6 +323,9 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
             tracker.open(cfg.tracking.uri, wait=True)
             if not resume:
                 check_no_parent(cfg, tracker)
+        # A resumed study's lease, before Ray starts and the header: of two resumes
+        # started together, the one that lost says so in its one line alone.
+        lease = leased.enter_context(claim(cfg)) if resume else None
         executor = make_executor(cfg)       # a bad Ray address fails before any store opens
         progress.print(header)
         runs_on = getattr(executor, "runs_on", None)   # the Ray cluster's size, trials at once
@@ -314,7 +338,7 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
             tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
         with resumable(cfg):
             driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)
-            outcome = driver.run(resume=resume)
+            outcome = driver.run(resume=resume, lease=lease)
     print_best(outcome.study, cfg)
     if not outcome.interrupted:     # a stopped study computes none
         print_importances(outcome.importances, outcome.study, cfg)
@@ -535,11 +559,10 @@ def stopped(outcome, cfg) -> None:
     """After a study stopped by Ctrl-C, SIGTERM or SIGHUP: say so, and how to
     continue it, and exit 130, 143 or 129."""
     if outcome.interrupted:
-        from hypersweep.search.driver import resume_command
+        from hypersweep.search.driver import stop_hint
         by = "interrupted" if outcome.exit_code == 130 else \
             f"stopped by {signal.Signals(outcome.exit_code - 128).name}"
-        err.print(f"{by}: running trials were marked FAIL; continue with: "
-                  f"{resume_command(cfg)}", soft_wrap=True, highlight=False)
+        err.print(f"{by}: {stop_hint(cfg)}", soft_wrap=True, highlight=False)
         raise typer.Exit(outcome.exit_code)
 
 

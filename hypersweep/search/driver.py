@@ -25,8 +25,8 @@ from hypersweep.models.errors import StoreFileGone, UserError
 from hypersweep.models.figures import Drawing
 from hypersweep.models.trial import TrialResult, TrialSpec, TrialState
 from hypersweep.search.config import MASK, StudyConfig, fixed_epochs, without_password
-from hypersweep.search.executors import Executor, failed, trial_threads
-from hypersweep.search.exit import Abandoned, stops_as_interrupt
+from hypersweep.search.executors import Executor, failed, failure_reason, trial_threads
+from hypersweep.search.exit import Abandoned, StudyFailed, stops_as_interrupt
 from hypersweep.search.importance import (Importances, importance_figure, importance_metrics,
                                           param_importances)
 from hypersweep.search.intermediate import Pending
@@ -86,6 +86,7 @@ class _Running:
     recorded: bool = False       # the MLflow run id is on the Optuna trial
     pending: Pending | None = None   # intermediate values kept for a batch (no pruner)
     epochs: int = 0              # the last epoch it reported
+    told: TrialResult | None = None  # its result, once Optuna was told it
 
 
 @dataclass
@@ -299,26 +300,28 @@ class StudyDriver:
         # The MLflow store's failure met by a trial's report, and that trial: an
         # executor that trains in this process would fail the trial with it.
         self.report_failure: tuple[int, TrackingError] | None = None
+        self.ending: _Running | None = None     # the trial being told its end
 
-    def run(self, resume: bool = False) -> StudyOutcome:
-        """Run the study to `search.trials` trials; `resume` reopens an existing one."""
+    def run(self, resume: bool = False, lease: Lease | None = None) -> StudyOutcome:
+        """Run the study to `search.trials` trials; `resume` reopens an existing one.
+        `lease`: the resumed study's, claimed by the caller already (`claim`)."""
         cfg = self.cfg
         with contextlib.ExitStack() as leased:
             # The lease tells `resume` elsewhere that this study is being run; a
             # resumed one's is claimed before its trials and runs are touched.
             if resume:
-                from hypersweep.search.lifecycle import load_study
-                study = load_study(cfg.study, cfg.tracking.storage)
-                leased.enter_context(Lease(study))
-                study, parent = self._reopen(study)
+                if lease is None:
+                    lease = leased.enter_context(claim(cfg))
+                study, parent = self._reopen(lease.study)
             else:
                 study, parent = self._open()
                 leased.enter_context(Lease(study, settle_s=0))
             try:
                 return self._run(study, parent, resume)
             except Abandoned as quit_:
-                quit_.hint = (f"the study's end was not written; continue with: "
-                              f"{resume_command(cfg)}")
+                if quit_.hint is None:      # else quit after the end was written: its own
+                    quit_.hint = (f"the study's end was not written; continue with: "
+                                  f"{resume_command(cfg)}")
                 raise
 
     def _run(self, study: optuna.Study, parent: str, resume: bool) -> StudyOutcome:
@@ -345,9 +348,14 @@ class StudyDriver:
                 except KeyboardInterrupt as stop:
                     stops.stopping()        # another SIGTERM must not cut this short
                     reason, code = stops.why(stop)
+                    if self.ending is not None:     # the stop came as it was told its end
+                        ending, self.ending = self.ending, None
+                        self._end_plainly(ending, reason)
                     self._finish_all(held)
                     self._abort(reason)
                     self._end_study("KILLED")
+                    # Written: this stop's status and hint stand, whatever signal follows.
+                    stops.ended(code, stop_hint(cfg))
                     return StudyOutcome(cfg.study, self.parent, self.counts, study,
                                         interrupted=True, exit_code=code)
                 except TrackingError as e:
@@ -356,6 +364,13 @@ class StudyDriver:
                 except StoreFileGone as gone:
                     stops.stopping()
                     raise self._storage_gone(gone, held) from None
+                except UserError:
+                    raise
+                except Exception as fault:
+                    if storage_error(fault):    # the Optuna storage failed: nothing to write to
+                        raise
+                    stops.stopping()
+                    raise self._faulted(fault, held) from fault
             finally:
                 stops.stopping()            # trials over: a SIGTERM waits for the end to be written
                 self.executor.shutdown()
@@ -363,6 +378,12 @@ class StudyDriver:
                 self._end_study("FINISHED")
             except TrackingError as e:
                 raise self._tracking_failed(e, []) from None
+            except UserError:
+                raise
+            except Exception as fault:
+                if storage_error(fault):
+                    raise
+                raise self._faulted(fault, []) from fault
             self._check_storage()
         return StudyOutcome(cfg.study, self.parent, self.counts, study,
                             importances=self.importances)
@@ -516,12 +537,14 @@ class StudyDriver:
     def _finish(self, number: int, result: TrialResult, interrupted: bool = False) -> None:
         """`interrupted`: cut short by a stop (Ctrl-C, SIGTERM), which a resume runs
         again; told so to the events (not counted against the budget)."""
+        self.ending = self.running.get(number)      # until its run is ended: `_faulted`
         r, result, values = self._tell(number, result)
         tags = {"pruned_at_epoch": str(result.epochs)} if result.state is TrialState.PRUNED else {}
         where = getattr(self.executor, "where", None)     # node/device the worker reported
         if where:
             tags.update(where(number))
         self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)}, tags=tags)
+        self.ending = None
         self.counts[result.state.value] += 1
         self._check_storage()
         shown = {**self.counts, "FAIL": self.counts["FAIL"] - self.interrupted_before}
@@ -557,6 +580,7 @@ class StudyDriver:
         if result.best_epoch is not None:     # the epoch early stopping chose: `final`'s
             r.trial.set_user_attr("best_epoch", result.best_epoch)
         self.study.tell(r.trial, values, state=_OPTUNA_STATE[result.state])
+        r.told = result
         return r, result, values
 
     def _finish_all(self, held: list[tuple[int, TrialResult]]) -> None:
@@ -609,6 +633,71 @@ class StudyDriver:
                                  "needs the MLflow store back in place)")
         return TrackingError(f"tracking.uri: {why}; {marked}once it is back, continue with: "
                              f"{resume_command(self.cfg)}")
+
+    def _faulted(self, fault: Exception, held: list[tuple[int, TrialResult]]) -> StudyFailed:
+        """A fault (a bug) stopped the study: it ends in both stores as a stop ends it.
+        The trials that finished are told their results; those running, and one
+        the fault caught being launched or told, fail as interrupted (a resume runs
+        them again) with the fault as reason, their runs FAILED; the parent run
+        ends FAILED. The error to raise."""
+        reason = f"interrupted: internal error: {failure_reason(fault)}"
+        closed = True
+        try:
+            if self.ending is not None:
+                ending, self.ending = self.ending, None
+                self._end_plainly(ending, reason)
+            self._finish_all(held)
+            self._abort(reason)
+        except Exception:  # noqa: BLE001 - the fault again, on the way: the plainest ends
+            for r in list(self.running.values()):
+                with contextlib.suppress(Exception):
+                    self._end_plainly(r, reason)
+            with contextlib.suppress(Exception):
+                self.counts["FAIL"] += len(fail_running(self.study, reason))
+        try:
+            self._end_failed()
+        except Exception:  # noqa: BLE001 - a store failing too: resume closes the rest
+            closed = False
+        done = ("closed in both stores (its running trials marked FAIL)" if closed else
+                "its trials left running are marked FAIL on resume")
+        return StudyFailed(f"internal error: {failure_reason(fault)}; the study was stopped and "
+                           f"{done}; continue with: {resume_command(self.cfg)}")
+
+    def _end_plainly(self, r: _Running, reason: str) -> None:
+        """End trial `r`, which a fault caught half launched or half told, in as few
+        steps as can be: FAIL as interrupted, unless Optuna was told its result
+        already; then its run, with that result."""
+        self.running.pop(r.trial.number, None)
+        result = r.told
+        if result is None:
+            result = dataclasses.replace(failed(reason), epochs=r.epochs)
+            if not r.recorded:
+                with contextlib.suppress(Exception):
+                    self._record_run_id(r, wait=True)
+            frozen = self.study._storage.get_trial(r.trial._trial_id)
+            if frozen.state == optuna.trial.TrialState.RUNNING:
+                for key, value in (("interrupted", True), ("reason", reason),
+                                   ("epochs", r.epochs)):
+                    r.trial.set_user_attr(key, value)
+                self.study.tell(r.trial, state=optuna.trial.TrialState.FAIL)
+        self.counts[result.state.value] += 1
+        files = {}
+        with contextlib.suppress(Exception):
+            files = {"trial.yaml": trial_yaml(r.spec)}
+        self.tracker.end_trial(r.run_id, result, files)
+
+    def _end_failed(self) -> None:
+        """End the study FAILED in both stores; without its figures and importances
+        where they fail (the fault may be theirs)."""
+        try:
+            self._end_study("FAILED")
+        except TrackingError:
+            raise
+        except Exception:  # noqa: BLE001 - the end without what failed
+            self._record_parent()
+            self.tracker.end_study(self.parent, {}, metrics={}, tags={}, status="FAILED")
+            self.tracker.sync()
+            self.study.set_user_attr(ENDED, "FAILED")
 
     def _check_storage(self) -> None:
         """Raise StoreFileGone when the Optuna storage's SQLite file is gone from its
@@ -666,6 +755,30 @@ class StudyDriver:
         # writes leaves it FAILED, with the one-line message (_tracking_failed).
         self.tracker.sync()
         self.study.set_user_attr(ENDED, status)
+
+
+def claim(cfg: StudyConfig) -> Lease:
+    """The lease of existing study `cfg.study`, to claim (`with claim(cfg) as lease:`)
+    before its run starts, and to give to `StudyDriver.run`: a `resume` that finds
+    another driver claimed it says so in one line, before Ray starts."""
+    from hypersweep.search.lifecycle import load_study
+    return Lease(load_study(cfg.study, cfg.tracking.storage))
+
+
+def stop_hint(cfg: StudyConfig) -> str:
+    """What a study stopped by Ctrl-C, SIGTERM or SIGHUP says after how it stopped."""
+    return f"running trials were marked FAIL; continue with: {resume_command(cfg)}"
+
+
+def storage_error(e: BaseException) -> bool:
+    """Whether `e` is the Optuna storage's database failing (SQLAlchemy's error in
+    its chain): the CLI says so in one line (`cli.app.resumable`)."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if type(seen).__module__.split(".")[0] == "sqlalchemy":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def fail_running(study: optuna.Study, reason: str,

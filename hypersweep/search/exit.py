@@ -33,9 +33,18 @@ class Terminated(KeyboardInterrupt):
 
 class Abandoned(KeyboardInterrupt):
     """A Ctrl-C asked again while a stopped study wrote its end: it quits without.
-    `hint`: how to continue, where the study is known."""
+    `hint`: how to continue, where the study is known. After the end was written
+    (`Stops.ended`), the stop's own exit status (`code`) and hint."""
 
-    hint: str | None = None
+    def __init__(self, code: int = 128 + signal.SIGINT, hint: str | None = None) -> None:
+        super().__init__()
+        self.code, self.hint = code, hint
+
+
+class StudyFailed(RuntimeError):
+    """A fault (a bug) stopped a study while it ran: its trials and runs were closed
+    as a stop closes them. The message says so in one line, and how to continue;
+    `__cause__` is the fault, with its traceback. The CLI exits 1."""
 
 
 STOPPING = (signal.SIGTERM, signal.SIGHUP)     # stopped as Ctrl-C stops a study
@@ -47,7 +56,8 @@ class Stops:
     the next Ctrl-C (a double Ctrl-C by reflex), with a line saying that the end
     is being written. The Ctrl-C after that one quits at once, leaving the end
     unwritten for `hypersweep resume` to close (SIGKILL ends the process anyway).
-    `why(stop)` then says what stopped it."""
+    `why(stop)` then says what stopped it, and `ended(code, hint)` records that the
+    end is written: the first stop's status and message stand (module doc)."""
 
     QUIT_HINT = ("stopping: writing the study's end to its stores; Ctrl-C again quits "
                  "without it (hypersweep resume closes the study then)")
@@ -57,6 +67,16 @@ class Stops:
         self.sigterm = False        # a SIGTERM (or SIGHUP) came in
         self.signum: int = signal.SIGTERM
         self.held_interrupts = 0    # Ctrl-Cs noted while stopping
+        self.end: tuple[int, str] | None = None     # `ended`'s exit status and hint
+
+    def ended(self, code: int, hint: str) -> None:
+        """The stopped study's end is written; it exits with `code` and says `hint`
+        (how to continue). A signal from then on is noted without a word, to the end
+        of the process where an enclosing block (the CLI's) is still open: the stop
+        that came first decides the status and the message. A Ctrl-C that would
+        quit (`stopping`) quits with them."""
+        self.end = (code, hint)
+        self.stopping()
 
     def stopping(self) -> None:
         if self._main:
@@ -70,8 +90,11 @@ class Stops:
             return
         self.held_interrupts += 1
         if self.held_interrupts > 1:
-            raise Abandoned()
-        print(self.QUIT_HINT, file=sys.stderr, flush=True)
+            # The status of the stop that came first (a SIGTERM's), and its hint once
+            # the end is written: the driver gives the hint otherwise.
+            raise Abandoned(*self.end) if self.end else Abandoned(self.why(Abandoned())[1])
+        if self.end is None:
+            print(self.QUIT_HINT, file=sys.stderr, flush=True)
 
     def why(self, stop: KeyboardInterrupt) -> tuple[str, int]:
         """The reason the stopped trials record, and the exit status (128 + the
@@ -91,7 +114,13 @@ def stops_as_interrupt() -> Iterator[Stops]:
     Ctrl-C KeyboardInterrupt as always; either handler calls `Stops.stopping` first.
     Ray's driver installs a SIGTERM handler of its own, which prints a stack dump
     and dies; this one replaces it for the block, and the default action follows
-    the block. Outside the main thread nothing is installed."""
+    the block. Outside the main thread nothing is installed.
+
+    A block whose stop `ended` inside an enclosing one (the driver's inside the
+    CLI's) leaves its noting handlers in place: a signal while the CLI prints the
+    results of a study a SIGTERM stopped must not turn its exit 143 and its hint
+    into a bare `interrupted` (130). The enclosing block restores what was there
+    before it."""
     stops = Stops(threading.current_thread() is threading.main_thread())
     if not stops._main:
         yield stops
@@ -113,11 +142,17 @@ def stops_as_interrupt() -> Iterator[Stops]:
                 for signum, handler in ((signal.SIGTERM, on_sigterm), (signal.SIGHUP, on_sigterm),
                                         (signal.SIGINT, on_sigint))
                 if signal.getsignal(signum) != signal.SIG_IGN}
+    _blocks.append(stops)
     try:
         yield stops
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        _blocks.remove(stops)
+        if stops.end is None or not _blocks:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+_blocks: list[Stops] = []       # the main thread's open `stops_as_interrupt` blocks
 
 
 @contextlib.contextmanager

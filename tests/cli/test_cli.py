@@ -901,8 +901,12 @@ def test_a_note_shows_on_its_own_line_above_the_progress_bar(tmp_path):
         stdin=secondary, stdout=secondary, stderr=secondary, env=env, cwd=tmp_path)
     os.close(secondary)
     shown = b""
+    # poll, not select: select takes no descriptor above 1023, which a long test
+    # session's open files reach
+    terminal = select.poll()
+    terminal.register(primary, select.POLLIN)
     while True:
-        ready, _, _ = select.select([primary], [], [], 120)
+        ready = terminal.poll(120_000)
         try:
             chunk = os.read(primary, 65536) if ready else b""
         except OSError:         # the process closed the terminal
@@ -910,6 +914,7 @@ def test_a_note_shows_on_its_own_line_above_the_progress_bar(tmp_path):
         if not chunk:
             break
         shown += chunk
+    os.close(primary)
     assert proc.wait(timeout=60) == 0, shown.decode(errors="replace")
     text = shown.decode(errors="replace")
     note = "note: resources.parallel: 2 applies to the ray executor"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hypersweep.search.exit import Stops, Terminated, stops_as_interrupt
+from hypersweep.search.exit import Abandoned, Stops, Terminated, stops_as_interrupt
 
 CTRL_C = ("interrupted by the user (Ctrl-C)", 130)
 SIGTERM = ("stopped by SIGTERM", 143)
@@ -119,3 +119,33 @@ def test_under_nohup_sighup_stays_ignored():
             assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+def test_once_a_stopped_block_s_end_is_written_the_first_stop_decides_to_the_end(capsys):
+    """The driver's block restored the CLI's handlers as it ended: a Ctrl-C after a
+    SIGTERM, as the results printed, made the exit 130 and a bare `interrupted`."""
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with stops_as_interrupt():                  # the CLI's
+        with stops_as_interrupt() as stops:     # the driver's
+            stop = signalled(signal.SIGTERM, Terminated)
+            stops.stopping()
+            stops.ended(stops.why(stop)[1], "continue with: hypersweep resume s")
+        try:
+            os.kill(os.getpid(), signal.SIGINT)     # noted, without a word: nothing raised
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        except KeyboardInterrupt as later:
+            pytest.fail(f"a later signal raised {type(later).__name__} once the end was written")
+        assert capsys.readouterr().err == ""
+        quit_ = signalled(signal.SIGINT, Abandoned)     # asked again: quits, as SIGTERM's
+        assert (quit_.code, quit_.hint) == (143, "continue with: hypersweep resume s")
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_quitting_before_the_end_is_written_keeps_the_first_stop_s_status():
+    with stops_as_interrupt() as stops:
+        signalled(signal.SIGTERM, Terminated)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        quit_ = signalled(signal.SIGINT, Abandoned)
+        assert (quit_.code, quit_.hint) == (143, None)      # the driver adds the hint

@@ -55,11 +55,11 @@ def kill_mid_trial(config_path, storage: str, study: str, complete_before: int) 
 
 def signal_mid_trial(config_path, storage: str, study: str, complete_before: int,
                      signum: int, again_after: float | None = None,
-                     times: int = 2) -> subprocess.Popen:
+                     times: int = 2, then: int | None = None) -> subprocess.Popen:
     """Start `hypersweep run` in a process and send it `signum` while a trial is
     RUNNING (with its child run already created), after `complete_before` trials
-    finished, and again (`times` in all) every `again_after` seconds if given; the
-    process, ended (stderr still to read)."""
+    finished, and again (`times` in all; `then` if given) every `again_after`
+    seconds if given; the process, ended (stderr still to read)."""
     proc = subprocess.Popen([sys.executable, "-m", "hypersweep.cli.app", "run", str(config_path)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     def mid_trial(trials) -> bool:
@@ -72,7 +72,7 @@ def signal_mid_trial(config_path, storage: str, study: str, complete_before: int
             proc.send_signal(signum)
             for _ in range(times - 1 if again_after is not None else 0):
                 time.sleep(again_after)
-                proc.send_signal(signum)
+                proc.send_signal(signum if then is None else then)
             proc.wait(timeout=120)
             return proc
         pytest.fail(f"the driver never reached a running trial: {proc.stderr.read().decode()[-2000:]}")
@@ -557,9 +557,9 @@ def test_of_two_resumes_of_a_crashed_study_started_together_one_runs_it(stores, 
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 2], outs
     refused = outs[[p.returncode for p in procs].index(2)]
-    # Its header may be out already (printed once Ray started), then the one line.
-    assert refused.splitlines()[-1].startswith("error: study 'twice' is running")
-    assert "Traceback" not in refused
+    # The one line alone: not the study's header (`... marked FAIL`) first.
+    assert len(refused.splitlines()) == 1, refused
+    assert refused.startswith("error: study 'twice' is running")
     study = optuna.load_study(study_name="twice", storage=stores.optuna_url)
     assert all(t.state.is_finished() for t in study.trials)
     assert sum(not t.user_attrs.get("interrupted") for t in study.trials) == 3
@@ -568,6 +568,42 @@ def test_of_two_resumes_of_a_crashed_study_started_together_one_runs_it(stores, 
     assert parent.info.status == "FINISHED"
     assert len(children) == len(study.trials)
     assert all(c.info.status != "RUNNING" for c in children)
+
+
+def test_a_resume_that_another_claimed_first_says_so_in_one_line(stores, write_config,
+                                                                  monkeypatch):
+    """Of two resumes started together, the one that lost printed the study's header
+    (`resuming study ... marked FAIL`) before its error: the lease was claimed only
+    once Ray had started. Here another driver claims it just after this resume's
+    first look at the lease."""
+    import hypersweep.search.tracking as tracking
+    from hypersweep.search.lease import LEASE, _started
+
+    cfg = small_config("claimed", stores, trials=3)
+    cfg["params"].update(epochs=150, batch_size=32)
+    kill_mid_trial(write_config(cfg), stores.optuna_url, "claimed", complete_before=1)
+    study = optuna.load_study(study_name="claimed", storage=stores.optuna_url)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    check_store_exists = tracking.check_store_exists
+
+    def claimed_meanwhile(uri: str) -> None:
+        study.set_user_attr(LEASE, {"host": socket.gethostname(), "pid": other.pid,
+                                    "started": _started(other.pid), "beat": time.time(),
+                                    "token": "the other resume's"})
+        check_store_exists(uri)
+
+    monkeypatch.setattr(tracking, "check_store_exists", claimed_meanwhile)
+    try:
+        res = invoke("resume", "claimed", "--storage", stores.optuna_url)
+    finally:
+        other.kill()
+        other.wait()
+    assert res.exit_code == 2, res.output
+    assert len(res.output.splitlines()) == 1, res.output
+    assert res.output.startswith(f"error: study 'claimed' is running: its driver (pid "
+                                 f"{other.pid} on {socket.gethostname()}) renewed its lease ")
+    after = optuna.load_study(study_name="claimed", storage=stores.optuna_url)
+    assert [t.state.name for t in after.trials] == ["COMPLETE", "RUNNING"]     # untouched
 
 
 class StoppedAtLaunch(MlflowTracker):
@@ -698,6 +734,90 @@ def test_a_third_ctrl_c_quits_and_still_says_how_to_continue(stores, write_confi
     assert res.exit_code == 0, res.output
     parent, children = study_runs(stores.mlflow_uri, "thrice")
     assert parent.info.status == "FINISHED"
+    assert all(c.info.status != "RUNNING" for c in children)
+
+
+def stop_in_process(monkeypatch, first: int, in_cleanup: int | None,
+                    in_printing: int | None) -> None:
+    """Signal this process: `first` as trial 1 reports its first epoch, `in_cleanup`
+    (if given) as the stopped study starts writing its end, `in_printing` (if given)
+    once the end is written, as the CLI prints the best trials."""
+    import hypersweep.cli.app as cli
+
+    def send(signum: int | None) -> None:
+        if signum is not None:
+            os.kill(os.getpid(), signum)
+            for _ in range(10):         # the handler runs here, in the main thread
+                time.sleep(0.01)
+
+    on_report, end_study, print_best = StudyDriver._on_report, StudyDriver._end_study, \
+        cli.print_best
+
+    def reporting(self, number, step, metrics):
+        if number == 1 and step == 1:
+            send(first)
+        return on_report(self, number, step, metrics)
+
+    def ending(self, status):
+        send(in_cleanup)
+        return end_study(self, status)
+
+    def printing(*args, **kwargs):
+        send(in_printing)
+        return print_best(*args, **kwargs)
+
+    monkeypatch.setattr(StudyDriver, "_on_report", reporting)
+    monkeypatch.setattr(StudyDriver, "_end_study", ending)
+    monkeypatch.setattr(cli, "print_best", printing)
+
+
+@pytest.mark.parametrize("signals, code, by", [
+    ((signal.SIGTERM, None, signal.SIGINT), 143, "stopped by SIGTERM"),
+    ((signal.SIGTERM, signal.SIGINT, signal.SIGINT), 143, "stopped by SIGTERM"),
+    ((signal.SIGINT, signal.SIGINT, signal.SIGINT), 130, "interrupted"),
+])
+def test_a_signal_after_the_study_s_end_is_written_does_not_change_how_it_ends(
+        stores, write_config, monkeypatch, signals, code, by):
+    """SIGTERM, then a Ctrl-C 0.2 s later as the results printed: both stores had the
+    study's end, but the process exited 130 with a bare `interrupted`, no word of
+    how to continue. The stop that came first decides; a Ctrl-C that quits once the
+    end is written quits with its status and hint."""
+    cfg = small_config("stopped", stores, trials=3)
+    cfg["params"].update(epochs=5)
+    stop_in_process(monkeypatch, *signals)
+    res = invoke("run", str(write_config(cfg)))
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
+    assert f"{by}: running trials were marked FAIL; continue with: hypersweep resume " \
+        f"{cfg['study']} --storage {stores.optuna_url}" in res.output, res.output
+    study = optuna.load_study(study_name=cfg["study"], storage=stores.optuna_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
+    assert study.trials[1].user_attrs["reason"] == by.replace(
+        "interrupted", "interrupted by the user (Ctrl-C)")
+    assert study.user_attrs["ended"] == "KILLED" and study.user_attrs["driver"] is None
+    parent, children = study_runs(stores.mlflow_uri, cfg["study"])
+    assert parent.info.status == "KILLED"
+    assert [c.info.status for c in children] == ["FINISHED", "FAILED"]
+
+
+@pytest.mark.slow
+def test_sigterm_then_ctrl_c_exits_as_sigterm_with_its_hint(stores, write_config):
+    """QA: SIGTERM, then SIGINT 0.25 s later, to a running `hypersweep run`: exit 130
+    and a bare `interrupted`, though the study's end was written to both stores."""
+    cfg = small_config("term-then-int", stores, trials=3)
+    cfg["params"].update(epochs=150, batch_size=32)
+    proc = signal_mid_trial(write_config(cfg), stores.optuna_url, "term-then-int", 1,
+                            signal.SIGTERM, again_after=0.25, then=signal.SIGINT)
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+    assert "stopped by SIGTERM: running trials were marked FAIL; continue with: hypersweep " \
+        "resume term-then-int" in err, err[-2000:]
+    study = optuna.load_study(study_name="term-then-int", storage=stores.optuna_url)
+    assert all(t.state.is_finished() for t in study.trials)
+    assert study.user_attrs["ended"] == "KILLED" and study.user_attrs["driver"] is None
+    parent, children = study_runs(stores.mlflow_uri, "term-then-int")
+    assert parent.info.status == "KILLED"
     assert all(c.info.status != "RUNNING" for c in children)
 
 
