@@ -311,7 +311,7 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
     `warm`: the trials of `search.warm_start`, loaded already. The outcome."""
     from hypersweep.cli.progress import StudyProgress
     from hypersweep.search.driver import StudyDriver, check_no_parent, claim
-    from hypersweep.search.executors import make_executor
+    from hypersweep.search.executors import make_executor, start_up_work
     from hypersweep.search.store_template import sqlite_file, is_new
 
     with StudyProgress(out, cfg, done=done) as progress, contextlib.ExitStack() as leased:
@@ -320,7 +320,7 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
         db = sqlite_file(cfg.tracking.uri)
         there = db is None or not is_new(db)
         if there:
-            tracker.open(cfg.tracking.uri, wait=True)
+            tracker.open(cfg.tracking.uri, wait=True, meanwhile=start_up_work(cfg))
             if not resume:
                 check_no_parent(cfg, tracker)
         # A resumed study's lease, before Ray starts and the header: of two resumes
@@ -335,7 +335,9 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
         for note in [*config_notes(cfg), *getattr(executor, "notes", ())]:   # resources got
             progress.notice(f"note: {note}", err)
         if not there:
-            tracker.open(cfg.tracking.uri, wait=True)     # fails before the Optuna store opens
+            # Fails before the Optuna store opens. While the tracking process opens
+            # it, this process imports what it will need: its core is idle meanwhile.
+            tracker.open(cfg.tracking.uri, wait=True, meanwhile=start_up_work(cfg))
         with resumable(cfg):
             driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)
             outcome = driver.run(resume=resume, lease=lease)
@@ -458,7 +460,10 @@ def show_builder(b) -> None:
 
 
 def _parallel(value: str | None) -> int | str | None:
-    return int(value) if value is not None and value.isdigit() else value
+    """--parallel's text: a whole number (signed: `-1` is refused as a number is,
+    must be >= 1) or `auto`, as the config key takes it."""
+    return int(value) if value is not None and re.fullmatch(r"[-+]?\d+", value.strip()) \
+        else value
 
 
 def print_range_notes(cfg, trials) -> None:
@@ -619,10 +624,17 @@ def usage_error(e: typer.TyperException) -> str:
     """A usage error (an unknown option or command, a missing argument, a value of
     the wrong type) in one line, as bad input in a config is, with where to look:
     `error: no such option: --bogus (see hypersweep run --help)`."""
-    message = " ".join(e.format_message().split())
-    message = message[:1].lower() + message[1:]
     ctx = getattr(e, "ctx", None)
     see = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    from pydantic import ValidationError
+    cause, param = e.__cause__, getattr(e, "param", None)
+    if isinstance(cause, ValidationError) and param is not None and param.opts:
+        # typer checks an option's type with pydantic, in pydantic's words ("Input
+        # should be a valid integer, unable to parse string as an integer")
+        from hypersweep.search.config import option_error
+        return f"error: {option_error(max(param.opts, key=len), cause)}{see}"
+    message = " ".join(e.format_message().split())
+    message = message[:1].lower() + message[1:]
     return f"error: {message.rstrip('.')}{see}"
 
 

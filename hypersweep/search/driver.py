@@ -745,8 +745,11 @@ class StudyDriver:
         if warm:
             metrics["trials_warm_started"] = warm
         self._record_parent()               # not yet if the study ran no trial
-        files = study_files(self.study, [o.metric for o in self.objectives])
+        # The tracking process draws the figures while the importances are fitted here.
+        self.tracker.log_files(self.parent,
+                               study_files(self.study, [o.metric for o in self.objectives]))
         self.importances = param_importances(self.study, self.objectives, self.cfg.search.seed)
+        files = {}
         if self.importances:
             metrics.update(importance_metrics(self.importances))
             files["param_importance.png"] = Drawing(importance_figure, (self.importances,))

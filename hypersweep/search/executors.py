@@ -125,6 +125,19 @@ class SerialExecutor:
         self._queue.clear()
 
 
+def start_up_work(cfg) -> list[Callable[[], object]]:
+    """Imports this process will need, for the driver to do while it waits on the
+    tracking process to open the MLflow store (TrackingWriter.open's `meanwhile`):
+    fANOVA's at the study's end, and, where trials train here (the serial
+    executor), torch's compiler, which the first optimizer imports (a second or
+    more of a trial's start-up) even where nothing is compiled."""
+    from hypersweep.search.importance import warm_up
+    work: list[Callable[[], object]] = []
+    if cfg.resources.executor == "serial":
+        work.append(lambda: __import__("torch._dynamo"))
+    return [*work, warm_up]
+
+
 def trial_threads(cpus_per_trial: float) -> int:
     """The torch threads a trial trains on: its CPUs, whole, at least one."""
     return max(1, int(cpus_per_trial))

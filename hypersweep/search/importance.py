@@ -23,6 +23,12 @@ Importances = dict[str, dict[str, float]]       # objective metric -> {param: sh
 TRIALS_MAX = 500
 
 
+def warm_up() -> None:
+    """Import fANOVA's machinery (Optuna's importance module, scikit-learn's
+    forests: a few tenths of a second) ahead of the study's end."""
+    import optuna.importance  # noqa: F401
+
+
 def param_importances(study: optuna.Study, objectives: Sequence[Objective],
                       seed: int = 0) -> Importances:
     """Importances per objective; empty when too few trials completed to tell."""

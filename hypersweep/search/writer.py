@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Sequence
 
 from hypersweep.models.errors import StoreFileGone, UserError
 from hypersweep.search import heap, store_template
@@ -73,10 +73,13 @@ class TrackingWriter:
         if uri is not None:
             self.open(uri)
 
-    def open(self, uri: str, wait: bool = False) -> None:
+    def open(self, uri: str, wait: bool = False,
+             meanwhile: Sequence[Callable[[], object]] = ()) -> None:
         """Open the MLflow store at `uri` in the child. Errors come with the next call,
         or, with `wait`, now: a UserError naming `tracking.uri`, before the caller
-        writes anything elsewhere."""
+        writes anything elsewhere. `meanwhile`: work of the caller's own (imports it
+        will need), done while the child has not answered yet: this process's core
+        is idle then, while the child imports MLflow and opens the store."""
         self.uri = uri
         store_template.check_kind(uri, "mlflow")     # here: the child would only wrap it
         if wait:            # MLflow's client retries a dead server for minutes
@@ -85,6 +88,12 @@ class TrackingWriter:
                 raise UserError(f"tracking.uri: cannot reach {without_password(uri)}: {why}")
         seq = self._send("open", (uri,), {"answer": wait})
         if wait:
+            for work in meanwhile:
+                with self._done:
+                    if seq in self._answers or self._error is not None:
+                        break
+                with contextlib.suppress(Exception):    # only ever a head start
+                    work()
             try:
                 self._wait(seq)
             except TrackingError as e:

@@ -222,7 +222,12 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     (["runn"], "error: no such command 'runn'. Did you mean 'run', 'rerun'? (see hypersweep --help)"),
     (["run"], "error: missing argument 'CONFIG' (see hypersweep run --help)"),
     (["best"], "error: missing argument 'STUDY' (see hypersweep best --help)"),
-    (["run", "x.yaml", "--trials", "many"], "error: invalid value for '--trials': "),
+    (["run", "x.yaml", "--trials", "many"],
+     "error: --trials: expected an integer, got 'many' (see hypersweep run --help)"),
+    (["run", "x.yaml", "--seed", "1.5"],
+     "error: --seed: expected an integer, got '1.5' (see hypersweep run --help)"),
+    (["validate", str(STUDIES / "quickstart.yaml"), "--parallel", "-1"],
+     "error: --parallel: must be >= 1 or 'auto', got -1"),
 ])
 def test_usage_errors_are_one_line_with_exit_code_2(args, message):
     """Mistyped options and commands read as bad input in a config does: one line

@@ -245,3 +245,27 @@ def test_a_tracking_process_killed_by_a_signal_is_said_by_the_signal_s_name(stor
     finally:
         with contextlib.suppress(TrackingError):
             writer.close()
+
+
+def test_the_callers_work_runs_while_the_store_opens_and_stops_once_it_has(tmp_path):
+    """`open(wait=True, meanwhile=...)`: the caller's own start-up work runs while
+    the tracking process has not answered; a failing piece is skipped, and what is
+    left once the answer has come is not done (it would only delay the study)."""
+    stores = Stores(tmp_path)
+    done: list[str] = []
+    writer = TrackingWriter()
+
+    def fails() -> None:
+        raise RuntimeError("a head start only")
+
+    def until_answered() -> None:
+        done.append("ran")
+        deadline = time.monotonic() + 120
+        while not writer._answers and time.monotonic() < deadline:  # the open's answer
+            time.sleep(0.01)
+
+    with writer:
+        writer.open(stores.mlflow_uri, wait=True,
+                    meanwhile=[fails, until_answered, lambda: done.append("late")])
+        assert done == ["ran"]
+        assert writer.find_parent("nothing") is None       # the store is open and answers
