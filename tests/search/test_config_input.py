@@ -13,15 +13,7 @@ from hypersweep.models.errors import UserError
 from hypersweep.search import config
 from hypersweep.search.config import apply_overrides, load_config, option_error
 from tests.conftest import quickstart
-
-
-def error_for(write_config, raw, *sets: str) -> str:
-    path = write_config(raw)
-    with pytest.raises(UserError) as e:
-        load_config(path, sets)
-    msg = str(e.value)
-    assert "\n" not in msg
-    return msg
+from tests.search.test_config import error_for
 
 
 # ------------------------------------------------------------ pydantic's words
