@@ -582,16 +582,28 @@ from hypersweep.cli import ui as _ui  # noqa: E402,F401
 
 
 def _plain_help_option(cls: type) -> type:
-    """`cls` whose help option shows no value type: typer gives it one, and the
-    help screens read `--help  -h  <bool>`, as if the option took a value."""
+    """`cls` whose help option and arguments show no value type: typer gives them
+    Python's, and the help screens read `--help  -h  <bool>`, as if the option took
+    a value, and `STUDY  <str>  Study name.`"""
     class Plain(cls):
         def get_help_option(self, ctx):
             option = super().get_help_option(ctx)
             if option is not None:
                 option.metavar = ""
             return option
+
+        def get_params(self, ctx):
+            params = super().get_params(ctx)
+            for param in params:
+                if isinstance(param, typer.core.TyperArgument):
+                    param.display_type_rich = _no_type
+            return params
     Plain.__name__ = cls.__name__
     return Plain
+
+
+def _no_type(ctx) -> None:
+    return None
 
 
 app.info.cls = _plain_help_option(typer.core.TyperGroup)

@@ -504,6 +504,16 @@ def test_the_help_option_shows_no_value_type():
         assert "<bool>" not in text, args
 
 
+def test_arguments_show_no_python_type():
+    """typer printed `STUDY  <str>  Study name.` and `CONFIG  <path>`: Python's types."""
+    import re
+    wide = CliRunner(env={"COLUMNS": "200"})
+    for name in sorted(app_commands()):
+        text = wide.invoke(app, [name, "--help"]).output
+        assert not re.search(r"<(str|path|int|float|bool)>", text), name
+    assert re.search(r"STUDY\s+Study name\.", wide.invoke(app, ["best", "--help"]).output)
+
+
 def app_commands() -> list[str]:
     return [info.name or info.callback.__name__ for info in app.registered_commands]
 
