@@ -171,3 +171,27 @@ def test_password_note_follows_a_command_with_a_masked_password():
     cfg = parse_config(small_config("my study", _PgStores()))
     assert resume_command(cfg, " [--trials N]") == (
         "hypersweep resume 'my study' --storage 'postgresql://qa:***@db/o' [--trials N]" + pg)
+
+
+def test_an_in_process_tracker_gives_back_its_store_s_files_when_closed(stores):
+    """MLflow keeps a store per URI, with its pool of open SQLite connections, for the
+    process's life: a process tracking one study after another kept five more open
+    files for each."""
+    import os
+    from pathlib import Path
+
+    def open_store_files() -> list[str]:
+        fds = Path("/proc/self/fd")
+        names = []
+        for fd in fds.iterdir():
+            try:
+                names.append(os.readlink(fd))
+            except OSError:         # closed since listed
+                continue
+        return [n for n in names if n.startswith(str(stores.dir / "mlflow.db"))]
+
+    cfg = parse_config(small_config("files", stores, trials=1))
+    with MlflowTracker(cfg.tracking.uri) as tracker:
+        StudyDriver(cfg, SerialExecutor(), tracker).run()
+        assert open_store_files()       # the store was open while in use
+    assert open_store_files() == []
