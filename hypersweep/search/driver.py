@@ -26,7 +26,7 @@ from hypersweep.models.figures import Drawing
 from hypersweep.models.trial import TrialResult, TrialSpec, TrialState
 from hypersweep.search.config import MASK, StudyConfig, fixed_epochs, without_password
 from hypersweep.search.executors import Executor, failed, failure_reason, trial_threads
-from hypersweep.search.exit import Abandoned, StudyFailed, stops_as_interrupt
+from hypersweep.search.exit import Abandoned, StudyFailed, stops_as_interrupt, stops_deferred
 from hypersweep.search.importance import (Importances, importance_figure, importance_metrics,
                                           param_importances)
 from hypersweep.search.intermediate import Pending
@@ -537,15 +537,20 @@ class StudyDriver:
     def _finish(self, number: int, result: TrialResult, interrupted: bool = False) -> None:
         """`interrupted`: cut short by a stop (Ctrl-C, SIGTERM), which a resume runs
         again; told so to the events (not counted against the budget)."""
-        self.ending = self.running.get(number)      # until its run is ended: `_faulted`
-        r, result, values = self._tell(number, result)
-        tags = {"pruned_at_epoch": str(result.epochs)} if result.state is TrialState.PRUNED else {}
-        where = getattr(self.executor, "where", None)     # node/device the worker reported
-        if where:
-            tags.update(where(number))
-        self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)}, tags=tags)
-        self.ending = None
-        self.counts[result.state.value] += 1
+        # The end goes to both stores before a stop is taken: a SIGTERM between the two
+        # left the trial COMPLETE in Optuna and its run FAILED, for good.
+        with stops_deferred():
+            self.ending = self.running.get(number)      # until its run is ended: `_faulted`
+            r, result, values = self._tell(number, result)
+            tags = {"pruned_at_epoch": str(result.epochs)} \
+                if result.state is TrialState.PRUNED else {}
+            where = getattr(self.executor, "where", None)     # node/device the worker reported
+            if where:
+                tags.update(where(number))
+            self.tracker.end_trial(r.run_id, result, {"trial.yaml": trial_yaml(r.spec)},
+                                   tags=tags)
+            self.ending = None
+            self.counts[result.state.value] += 1
         self._check_storage()
         shown = {**self.counts, "FAIL": self.counts["FAIL"] - self.interrupted_before}
         self.events.trial_ended(TrialEvent(number, result.state, tuple(values) if values else None,

@@ -874,3 +874,33 @@ def test_resume_and_replay_say_when_the_models_file_or_the_data_changed(stores, 
                  "trials; they trained on the earlier one; the final model trains on it as it "
                  "is now"):
         assert line in res.output
+
+
+def test_a_stop_just_after_optuna_is_told_a_trial_s_end_still_ends_its_run_alike(
+        stores, write_config, monkeypatch):
+    """QA: SIGTERM the moment Optuna held a trial COMPLETE, before its MLflow run was
+    ended: the stop failed the run (`stopped by SIGTERM`), Optuna kept the trial
+    COMPLETE, and `resume` left the two disagreeing for good. A trial's end is now
+    written to both stores before a stop is taken."""
+    tell = optuna.study.Study.tell
+    sent: list[int] = []
+
+    def telling(self, *args, **kwargs):
+        out = tell(self, *args, **kwargs)
+        if not sent and kwargs.get("state") == optuna.trial.TrialState.COMPLETE:
+            sent.append(signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10):         # the handler runs here, in the main thread
+                time.sleep(0.01)
+        return out
+
+    monkeypatch.setattr(optuna.study.Study, "tell", telling)
+    cfg = small_config("told", stores, trials=3)
+    res = invoke("run", str(write_config(cfg)))
+    assert sent and res.exit_code == 143, res.output
+    study = optuna.load_study(study_name="told", storage=stores.optuna_url)
+    _, children = study_runs(stores.mlflow_uri, "told")
+    runs = {int(c.data.tags["optuna.trial_number"]): c.info.status for c in children}
+    assert study.trials[0].state.name == "COMPLETE"
+    assert {t.number: t.state.name for t in study.trials} == {
+        n: {"FINISHED": "COMPLETE", "FAILED": "FAIL"}[s] for n, s in runs.items()}
