@@ -195,6 +195,9 @@ def _bounds(raw: Any, key: str, integer: bool) -> tuple[Any, Any]:
     what = "[low, high] integers" if integer else "[low, high]"
     if not isinstance(raw, (list, tuple)) or len(raw) != 2:
         raise UserError(f"{key}: expected {what}, got {raw!r}")
+    text = next((v for v in raw if isinstance(v, str)), None)
+    if text is not None:    # a number in quotes, refused as a config's numeric keys refuse it
+        raise UserError(f"{key}: expected {what} as numbers, got text {text!r}")
     try:
         pair = tuple(_int(v) if integer else _float(v) for v in raw)
     except (TypeError, ValueError):
@@ -203,9 +206,8 @@ def _bounds(raw: Any, key: str, integer: bool) -> tuple[Any, Any]:
 
 
 def _float(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise TypeError(v)
-    # PyYAML reads `1e-4` (no dot) as a string; the user plainly meant a number.
     out = float(v)
     if not math.isfinite(out):
         raise ValueError(v)

@@ -377,9 +377,11 @@ def test_user_text_with_brackets_is_printed_as_it_is(write_config):
     from hypersweep.search.driver import TrialEvent
     from hypersweep.models.trial import TrialState
 
-    res = invoke("validate", str(write_config(quickstart())), "--set", "space.lr={uniform: [a, b]}")
+    res = invoke("validate", str(write_config(quickstart())), "--set",
+                 "space.lr={uniform: ['[a]', b]}")
     assert res.exit_code == 2
-    assert res.output.strip() == "error: space.lr.uniform: expected [low, high], got ['a', 'b']"
+    assert res.output.strip() == ("error: space.lr.uniform: expected [low, high] as numbers, "
+                                  "got text '[a]'")
 
     buf = io.StringIO()
     console: Console = WideWhenPiped(file=buf, markup=False)

@@ -91,8 +91,9 @@ def test_nested_conditionals_and_empty_branch_written_as_null():
 
 
 def test_yaml_spellings_of_numbers():
-    # PyYAML reads 1e-4 (no dot) as a string, and 1.0e+3 as a float.
-    space = parse_space(yaml.safe_load("{lr: {loguniform: [1e-4, 1e-1]}, n: {int: [1, 1.0e+3]}}"))
+    # PyYAML alone reads 1e-4 (no dot) as a string; a config's loader, as a number.
+    from hypersweep.search.config import load_yaml
+    space = parse_space(load_yaml("{lr: {loguniform: [1e-4, 1e-1]}, n: {int: [1, 1.0e+3]}}"))
     assert space["lr"] == Float(1e-4, 0.1, log=True)
     assert space["n"] == Int(1, 1000)
     assert isinstance(space["n"].high, int)
@@ -146,7 +147,7 @@ def test_round_trip_and_describe():
     ({"lr": {"loguniform": [1e-4]}},
      "space.lr.loguniform: expected [low, high], got [0.0001]"),
     ({"lr": {"uniform": ["a", 1]}},
-     "space.lr.uniform: expected [low, high], got ['a', 1]"),
+     "space.lr.uniform: expected [low, high] as numbers, got text 'a'"),
     ({"lr": {"uniform": [0, float("inf")]}},
      "space.lr.uniform: expected [low, high], got [0, inf]"),
     ({"depth": {"int": [1, 2.5]}},
@@ -315,3 +316,17 @@ def test_name_active_twice_in_one_trial_is_rejected_even_if_identical():
 def test_custom_key_prefix():
     assert error_of({"lr": {"loguniform": [0, 1]}}, key="defaults.mlp") == (
         "defaults.mlp.lr: loguniform needs low > 0, got 0")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"lr": {"loguniform": ["1e-4", 0.03]}},
+     "space.lr.loguniform: expected [low, high] as numbers, got text '1e-4'"),
+    ({"lr": {"uniform": [0.0, "0.4"]}},
+     "space.lr.uniform: expected [low, high] as numbers, got text '0.4'"),
+    ({"width": {"int": ["8", 64]}},
+     "space.width.int: expected [low, high] integers as numbers, got text '8'"),
+])
+def test_a_range_s_quoted_ends_are_refused_as_text(spec, message):
+    """QA: a float range took `["1e-4", 0.03]` where every other numeric key refuses
+    a number in quotes."""
+    assert error_of(spec) == message
