@@ -238,12 +238,9 @@ def _storage_failure(e: BaseException) -> str | None:
     PostgreSQL server stopped mid-study: Optuna's chained tracebacks ran to 190
     lines), else None."""
     from hypersweep.models.errors import first_line
-    seen = e
-    while seen is not None:
-        if type(seen).__module__.split(".")[0] == "sqlalchemy":
-            return first_line(seen)
-        seen = seen.__cause__ or seen.__context__
-    return None
+    from hypersweep.search.driver import storage_error
+    cause = storage_error(e)
+    return None if cause is None else first_line(cause)
 
 
 def _load(config: Path, sets: list[str] | None, **named):

@@ -778,15 +778,16 @@ def stop_hint(cfg: StudyConfig) -> str:
     return f"running trials were marked FAIL; continue with: {resume_command(cfg)}"
 
 
-def storage_error(e: BaseException) -> bool:
-    """Whether `e` is the Optuna storage's database failing (SQLAlchemy's error in
-    its chain): the CLI says so in one line (`cli.app.resumable`)."""
+def storage_error(e: BaseException) -> BaseException | None:
+    """The database's own error when `e` is the Optuna storage's database failing
+    (SQLAlchemy's error in its chain), else None: the CLI says it in one line
+    (`cli.app.resumable`)."""
     seen: BaseException | None = e
     while seen is not None:
         if type(seen).__module__.split(".")[0] == "sqlalchemy":
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
 def fail_running(study: optuna.Study, reason: str,
