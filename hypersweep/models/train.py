@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import random
 import re
 import time
@@ -300,7 +301,7 @@ def setup(spec: TrialSpec) -> Fit:
     task = get_task(_task_name(builder.task, splits.task), label_smoothing=opts.label_smoothing)
     _check_augment(opts, splits)
     _check_input_noise(opts, splits)
-    model = builder.build(input_shape=splits.input_shape, n_outputs=splits.n_outputs, **kwargs)
+    model = _build_in_memory(builder, splits, kwargs)
     model.to(device)
     prepare = getattr(task, "prepare", None)     # e.g. reconstruction: targets = inputs
     if prepare is not None:
@@ -812,23 +813,57 @@ def _build_in_memory(builder: Any, splits: Splits, kwargs: Mapping[str, Any]) ->
     except (MemoryError, RuntimeError, TypeError) as e:
         if not isinstance(e, MemoryError) and not _too_large(e):
             raise
+    n = _weights_on_meta(builder, shapes, kwargs)
+    raise UserError(_size_error(builder, kwargs, n)) from None
+
+
+def _weights_on_meta(builder: Any, shapes: Mapping[str, Any],
+                     kwargs: Mapping[str, Any]) -> int | None:
+    """The model's weight count, from a build on the meta device (shapes only: no
+    memory), or None past what torch can count."""
     try:
-        with torch.device("meta"):      # shapes only: counts the weights without storing them
-            n = sum(p.numel() for p in builder.build(**shapes, **kwargs).parameters())
+        with torch.device("meta"):
+            return sum(p.numel() for p in builder.build(**shapes, **kwargs).parameters())
     except (RuntimeError, TypeError) as e:
         if not _too_large(e):
             raise
-        huge = [k for k, v in kwargs.items()
-                if isinstance(v, int) and not isinstance(v, bool) and v > 2**20]
-        key = f"params.{huge[0]}" if len(huge) == 1 else "params"
-        given = ", ".join(f"{k} {kwargs[k]}" for k in huge)
-        raise UserError(f"{key}: {builder.name} with {given or 'these params'} has more "
-                        "weights than torch can count") from None
-    grown = _grown(builder, kwargs)
-    key = f"params.{grown[0]}" if grown else "params"
+        return None
+
+
+def _size_error(builder: Any, kwargs: Mapping[str, Any], n: int | None,
+                name: str | None = None) -> str:
+    """The words for a model too large for memory (`n` weights; None: past what
+    torch can count), keyed by `name`, or else by the hyperparameter that grew it:
+    `params.width: mlp with width 1000000000 has 75,000,000,010 weights (300.0 GB
+    as float32), more than this machine's memory holds`."""
+    if name:
+        grown = [name]
+    elif n is None:     # those past a million: their product may overflow
+        grown = [k for k, v in kwargs.items()
+                 if isinstance(v, int) and not isinstance(v, bool) and v > 2**20]
+    else:               # the most grown first
+        grown = _grown(builder, kwargs)
+    key = f"params.{grown[0]}" if len(grown) == 1 or grown and n is not None else "params"
     given = ", ".join(f"{k} {kwargs[k]}" for k in grown) or "these params"
-    raise UserError(f"{key}: {builder.name} with {given} has {n:,} weights "
-                    f"({n * 4 / 1e9:.1f} GB as float32), more than this machine's memory holds")
+    if n is None:
+        return f"{key}: {builder.name} with {given} has more weights than torch can count"
+    return (f"{key}: {builder.name} with {given} has {n:,} weights ({_gigabytes(n * 4)} as "
+            "float32), more than this machine's memory holds")
+
+
+def _gigabytes(nbytes: int) -> str:
+    """A size in GB, or TB, PB, EB where GB would run to many digits."""
+    size, unit = nbytes / 1e9, "GB"
+    for bigger in ("TB", "PB", "EB"):
+        if size < 1000:
+            break
+        size, unit = size / 1000, bigger
+    return f"{size:,.1f} {unit}"
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory: the most a trial's model can hold."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _grown(builder: Any, kwargs: Mapping[str, Any]) -> list[str]:
@@ -847,7 +882,8 @@ def _too_large(e: BaseException) -> bool:
 
 
 def check_space_values(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
-                       values: Iterable[tuple[str, str, Any, Mapping[str, Any]]]) -> None:
+                       values: Iterable[tuple[str, str, Any, Mapping[str, Any]]],
+                       lows: Mapping[str, int] | None = None) -> None:
     """Each value the space names (a range's ends, each choice, each fixed value)
     is one its hyperparameter takes. `values`: (name, key, value, the branch values
     that lead to it). Each value is set alone over the fixed params and the
@@ -858,7 +894,10 @@ def check_space_values(model: str, data: Mapping[str, Any], params: Mapping[str,
     it is about a training option the dataset refuses whatever the rest (a
     `label_smoothing` on regression, an `input_noise` on token ids, an `augment`
     of images on vectors); anything else (a kernel too large for these images,
-    which other values may fit) is left to check_fit and the trials."""
+    which other values may fit) is left to check_fit and the trials. A value whose
+    model has more weights than this machine's memory holds is refused too, unless
+    it fits with the other searched whole numbers at their `lows` (a width of
+    100,000 may fit at depth 1, not at the default 2)."""
     builder, shapes = get_builder(model), None
     own = builder.hyperparameters()
     for name, key, value, branch in values:
@@ -867,8 +906,10 @@ def check_space_values(model: str, data: Mapping[str, Any], params: Mapping[str,
             kwargs, opts = split_params(model, {**params, **branch, name: value})
             if name in own:
                 shapes = shapes or _shapes(data)
-                with torch.device("meta"):
-                    builder.build(**shapes, **kwargs)
+                n = _weights_on_meta(builder, shapes, kwargs)
+                if _over_memory(n) and _over_memory(_weights_at_lows(
+                        model, shapes, {**params, **branch, name: value}, lows or {})):
+                    raise OutOfRange(_size_error(builder, kwargs, n, name))
             elif name in ("label_smoothing", "input_noise", "augment"):
                 splits = loaded_splits(data)
                 get_task(_task_name(builder.task, splits.task),
@@ -883,6 +924,22 @@ def check_space_values(model: str, data: Mapping[str, Any], params: Mapping[str,
                 raise UserError(f"{key}: {str(e)[len(prefix):]}") from None
         except Exception:  # noqa: BLE001, S112 - not a value error: check_fit or the trial says
             continue
+
+
+def _over_memory(n: int | None) -> bool:
+    return n is None or n * 4 > memory_bytes()
+
+
+def _weights_at_lows(model: str, shapes: Mapping[str, Any], values: Mapping[str, Any],
+                     lows: Mapping[str, int]) -> int | None:
+    """The weight count with the hyperparameters `values` leaves unset at their
+    `lows`; None past what torch can count, or where none is left to lower."""
+    own = get_builder(model).hyperparameters()
+    lower = {k: v for k, v in lows.items() if k not in values and k in own}
+    if not lower:
+        return None
+    kwargs, _ = split_params(model, {**values, **lower})
+    return _weights_on_meta(get_builder(model), shapes, kwargs)
 
 
 def _shapes(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -830,7 +830,8 @@ def check_semantics(cfg: StudyConfig) -> None:
     from hypersweep.models.train import check_fit, check_space_values, hyperparameters
     from hypersweep.search.strategies import (PRUNERS, SAMPLERS, SINGLE_OBJECTIVE_ONLY,
                                               check_enqueue, check_pruner)
-    from hypersweep.spaces import check_against, parse_space, space_values, walk
+    from hypersweep.spaces import (check_against, lowest_whole_values, parse_space,
+                                   space_values, walk)
 
     get_builder(cfg.model)
     if cfg.data.name not in dataset_names():
@@ -865,7 +866,8 @@ def check_semantics(cfg: StudyConfig) -> None:
     # it; the task the trials will train (the first check's: every trial's values)
     # decides the valid objectives.
     data = cfg.data.model_dump()
-    check_space_values(cfg.model, data, cfg.params, space_values(space))
+    check_space_values(cfg.model, data, cfg.params, space_values(space),
+                       lowest_whole_values(space))
     tasks = []
     for params, searched, keys, alone in fit_checks(cfg.params, space):
         try:

@@ -339,6 +339,23 @@ def space_values(space: Space) -> Iterator[tuple[str, str, Any, dict[str, Choice
             yield name, where, value, dict(path)
 
 
+def lowest_whole_values(space: Space) -> dict[str, int]:
+    """The smallest whole number the space can give each name it searches among
+    whole numbers (an int range's low end, a choice's least integer), branches
+    included: the values that make a model smallest, mostly."""
+    lows: dict[str, int] = {}
+    for name, param, _, _ in walk(space):
+        if isinstance(param, Int):
+            whole = [param.low]
+        elif isinstance(param, Categorical):
+            whole = [v for v in param.values if isinstance(v, int) and not isinstance(v, bool)]
+        else:
+            continue
+        if whole:
+            lows[name] = min(whole + ([lows[name]] if name in lows else []))
+    return lows
+
+
 def param_names(space: Space) -> set[str]:
     """Every name the space can set, in all branches."""
     return {name for name, _, _, _ in walk(space, "")}

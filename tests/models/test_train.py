@@ -15,6 +15,7 @@ from hypersweep.models.registry import get_builder
 from hypersweep.models.train import (TrainOptions, _batches, make_optimizer, split_params,
                           weight_params)
 from hypersweep.models.trial import TrialState
+from hypersweep.search.executors import failure_reason
 
 SMALL = {"width": 32, "batch_size": 128}     # keeps the digits runs fast
 EPOCH_METRICS = {"train_loss", "train_accuracy", "train_f1", "val_loss", "val_accuracy",
@@ -575,3 +576,14 @@ def test_a_vae_reports_its_step_sizes_and_a_gan_does_not(run):
     assert vae.history[0]["train_update_ratio"] > 0 and vae.history[0]["train_grad_norm"] > 0
     gan = run(model="gan", epochs=1)
     assert "train_update_ratio" not in gan.history[0] and "train_grad_norm" not in gan.history[0]
+
+
+def test_a_trial_whose_model_does_not_fit_in_memory_fails_naming_its_key(run):
+    """A searched width that allocation refuses: the trial's reason (a UserError's
+    message alone) was torch's allocator text (`DefaultCPUAllocator: can't allocate
+    memory ...`)."""
+    with pytest.raises(UserError) as e:
+        run(width=10**9, depth=1, epochs=1)
+    assert failure_reason(e.value) == (
+        "params.width: mlp with width 1000000000 has 75,000,000,010 weights (300.0 GB as "
+        "float32), more than this machine's memory holds")

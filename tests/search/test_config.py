@@ -473,6 +473,42 @@ def test_a_model_too_large_for_memory_is_one_line_naming_its_key(write_config, s
 
 
 @pytest.mark.parametrize("sets, message", [
+    (["space.width={choice: [64, 1000000000]}", "params.depth=1"],
+     "space.width: mlp with width 1000000000 has 75,000,000,010 weights (300.0 GB as float32), "
+     "more than this machine's memory holds"),
+    (["space.width={intlog: [32, 1000000000]}", "params.depth=1"],
+     "space.width: mlp with width 1000000000 has 75,000,000,010 weights (300.0 GB as float32), "
+     "more than this machine's memory holds"),
+    (["space.optimizer={choice: {sgd: {width: {choice: [64, 1000000000]}}, adam: {}}}",
+      "params.depth=1"],
+     "space.optimizer.choice.sgd.width: mlp with width 1000000000 has 75,000,000,010 weights "
+     "(300.0 GB as float32), more than this machine's memory holds"),
+    (["space.width={int: [32, 1000000000000000000000]}"],
+     "space.width: mlp with width 1000000000000000000000 has more weights than torch can count"),
+    (["space.width={int: [32, 200000]}"],     # at the default depth 2: 160 GB
+     "space.width: mlp with width 200000 has 40,015,200,010 weights (160.1 GB as float32), "
+     "more than this machine's memory holds"),
+    # At depth 1, a width of 200,000 has 15 million weights: trials drawing a deeper
+    # one fail, each with the words above.
+    (["space.width={int: [32, 200000]}", "space.depth={int: [1, 3]}"], None),
+])
+def test_a_searched_value_whose_model_cannot_fit_in_memory_is_refused(write_config, sets,
+                                                                      message):
+    """Each trial that drew it failed with torch's allocator text; `validate` passed."""
+    if message is None:
+        load_config(write_config(lr_only()), sets)
+    else:
+        assert error_for(write_config, lr_only(), *sets) == message
+
+
+@pytest.mark.parametrize("gb, shown", [(300.0, "300.0 GB"), (4_000_000_304.0, "4.0 EB"),
+                                       (1234.5, "1.2 TB"), (0.25, "0.2 GB")])
+def test_sizes_are_shown_in_a_unit_of_few_digits(gb, shown):
+    from hypersweep.models.train import _gigabytes
+    assert _gigabytes(int(gb * 1e9)) == shown
+
+
+@pytest.mark.parametrize("sets, message", [
     (["data.name=seq_digits", "model=rnn", "params.head=many_to_many"],
      "model: classification needs one output per sample for targets of shape (2,); the model "
      "gives one per time step, (2, 8, 10) (for rnn/lstm/gru set head: many_to_one)"),
