@@ -5,6 +5,7 @@ import contextlib
 import functools
 import os
 import re
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -338,11 +339,22 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
         with resumable(cfg):
             driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)
             outcome = driver.run(resume=resume, lease=lease)
-    print_best(outcome.study, cfg)
-    if not outcome.interrupted:     # a stopped study computes none
-        print_importances(outcome.importances, outcome.study, cfg)
-        print_range_notes(cfg, outcome.study.get_trials(deepcopy=False))
-    out.print(f"\nMLflow UI for this store:\n  {ui_hint(cfg.tracking.uri)}", soft_wrap=True)
+    try:
+        print_best(outcome.study, cfg)
+        if not outcome.interrupted:     # a stopped study computes none
+            print_importances(outcome.importances, outcome.study, cfg)
+            print_range_notes(cfg, outcome.study.get_trials(deepcopy=False))
+        out.print(f"\nMLflow UI for this store:\n  {ui_hint(cfg.tracking.uri)}", soft_wrap=True)
+    except KeyboardInterrupt as stop:
+        if outcome.interrupted:     # noted silently since its end: only a quitting Ctrl-C
+            raise
+        # The study is complete in both stores: only its printout was cut short.
+        from hypersweep.search.driver import password_note, storage_option
+        from hypersweep.search.exit import Abandoned, Terminated
+        best = f"hypersweep best {shlex.quote(cfg.study)}{storage_option(cfg)}"
+        code = 128 + (stop.signum if isinstance(stop, Terminated) else signal.SIGINT)
+        raise Abandoned(code, "the study is complete in its stores; its results: "
+                        + best + password_note(best)) from None
     return outcome
 
 
@@ -560,6 +572,9 @@ def _no_importance(complete: list, objective: int) -> str:
 def stopped(outcome, cfg) -> None:
     """After a study stopped by Ctrl-C, SIGTERM or SIGHUP: say so, and how to
     continue it, and exit 130, 143 or 129."""
+    if outcome.late_stop:
+        err.print(f"note: the {outcome.late_stop} came once the last trial had ended; the "
+                  "study is complete", soft_wrap=True, highlight=False)
     if outcome.interrupted:
         from hypersweep.search.driver import stop_hint
         by = "interrupted" if outcome.exit_code == 130 else \

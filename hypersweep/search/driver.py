@@ -12,6 +12,7 @@ import json
 import math
 import re
 import shlex
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -98,6 +99,9 @@ class StudyOutcome:
     interrupted: bool = False
     exit_code: int = 0          # 130 after Ctrl-C, 143 after SIGTERM
     importances: Importances = field(default_factory=dict)   # objective -> {param: share}
+    # A stop (`Ctrl-C`, `SIGTERM`) that came once the last trial had ended, held while
+    # the finished study's end was written: the study is complete all the same.
+    late_stop: str | None = None
     running: dict[int, _Running] = field(default_factory=dict, repr=False)
 
 
@@ -385,8 +389,10 @@ class StudyDriver:
                     raise
                 raise self._faulted(fault, []) from fault
             self._check_storage()
+            late = signal.Signals(stops.signum).name if stops.sigterm else \
+                "Ctrl-C" if stops.held_interrupts else None
         return StudyOutcome(cfg.study, self.parent, self.counts, study,
-                            importances=self.importances)
+                            importances=self.importances, late_stop=late)
 
     def _run_trials(self, target: int, launched: int, held: list[tuple[int, TrialResult]]) -> None:
         """Launch trials up to `target` (`launched` so far) and finish them as they end;

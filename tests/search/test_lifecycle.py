@@ -737,7 +737,7 @@ def test_a_third_ctrl_c_quits_and_still_says_how_to_continue(stores, write_confi
     assert all(c.info.status != "RUNNING" for c in children)
 
 
-def stop_in_process(monkeypatch, first: int, in_cleanup: int | None,
+def stop_in_process(monkeypatch, first: int | None, in_cleanup: int | None,
                     in_printing: int | None) -> None:
     """Signal this process: `first` as trial 1 reports its first epoch, `in_cleanup`
     (if given) as the stopped study starts writing its end, `in_printing` (if given)
@@ -798,6 +798,44 @@ def test_a_signal_after_the_study_s_end_is_written_does_not_change_how_it_ends(
     parent, children = study_runs(stores.mlflow_uri, cfg["study"])
     assert parent.info.status == "KILLED"
     assert [c.info.status for c in children] == ["FINISHED", "FAILED"]
+
+
+@pytest.mark.parametrize("signum, code, by", [
+    (signal.SIGTERM, 143, "stopped by SIGTERM"), (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_as_a_finished_study_s_results_print_says_the_study_is_complete(
+        stores, write_config, monkeypatch, signum, code, by):
+    """QA: a SIGTERM as the results of a finished study printed cut them short with a
+    bare `stopped by SIGTERM`, which reads as a lost study."""
+    cfg = small_config("printing", stores, trials=2)
+    stop_in_process(monkeypatch, None, None, signum)
+    res = invoke("run", str(write_config(cfg)))
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
+    assert res.output.splitlines()[-1] == (
+        f"{by}: the study is complete in its stores; its results: hypersweep best printing "
+        f"--storage {stores.optuna_url}"), res.output
+    study = optuna.load_study(study_name="printing", storage=stores.optuna_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert study.user_attrs["ended"] == "FINISHED"
+    parent, _ = study_runs(stores.mlflow_uri, "printing")
+    assert parent.info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("signum, name", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_a_stop_once_the_last_trial_ended_is_said_to_have_come_late(
+        stores, write_config, monkeypatch, signum, name):
+    """QA: a Ctrl-C as a finished study's end was written printed `stopping: ...`,
+    then the results, and exited 0 with no word of what became of the stop."""
+    cfg = small_config("late", stores, trials=2)
+    stop_in_process(monkeypatch, None, signum, None)
+    res = invoke("run", str(write_config(cfg)))
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[-1] == (
+        f"note: the {name} came once the last trial had ended; the study is complete")
+    assert ("stopping: writing the study's end" in res.output) == (signum == signal.SIGINT)
+    study = optuna.load_study(study_name="late", storage=stores.optuna_url)
+    assert study.user_attrs["ended"] == "FINISHED"
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
 
 
 @pytest.mark.slow
