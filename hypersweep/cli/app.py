@@ -122,6 +122,16 @@ def _options(version: bool = typer.Option(False, "--version", metavar="", is_eag
 ConfigArg = typer.Argument(..., help="Study config (YAML).", show_default=False, metavar="CONFIG")
 
 
+def whole_number(text: str | int) -> int:
+    """An integer option's value, written as one: typer took `--trials 5.0` for 5
+    (and refused `1e6`), where the config refuses `trials: 2.0`."""
+    if isinstance(text, int):       # a default
+        return text
+    if not re.fullmatch(r"\s*[-+]?\d+\s*", text):
+        raise typer.BadParameter(f"expected an integer, got {text!r}")
+    return int(text)
+
+
 def opt(metavar: str, help: str, *names: str, **kwargs):
     """An option with no default of its own (the config's value stands), shown in the
     help as `--trials N` rather than as its Python type."""
@@ -251,9 +261,9 @@ def _load(config: Path, sets: list[str] | None, **named):
 
 # The options of `run` that set a config key; `validate` takes them too, so that it
 # checks the very command line a user will run.
-TrialsOpt = opt("N", "Number of trials (search.trials).")
+TrialsOpt = opt("N", "Number of trials (search.trials).", parser=whole_number)
 StrategyOpt = opt("NAME", "Search strategy (search.strategy).")
-SeedOpt = opt("N", "Study seed (search.seed).")
+SeedOpt = opt("N", "Study seed (search.seed).", parser=whole_number)
 RunUriOpt = opt("URI", "MLflow tracking URI (tracking.uri).")
 RunStorageOpt = opt("URL", "Optuna storage URL (tracking.storage).")
 ExecutorOpt = opt("serial|ray", "Executor (resources.executor).")
@@ -471,8 +481,11 @@ def show_builder(b) -> None:
 def _parallel(value: str | None) -> int | str | None:
     """--parallel's text: a whole number (signed: `-1` is refused as a number is,
     must be >= 1) or `auto`, as the config key takes it."""
-    return int(value) if value is not None and re.fullmatch(r"[-+]?\d+", value.strip()) \
-        else value
+    if value is None or value.strip().lower() == "auto":
+        return value
+    if not re.fullmatch(r"[-+]?\d+", value.strip()):
+        raise UserError(f"--parallel: expected an integer or 'auto', got {value!r}")
+    return int(value)
 
 
 def print_range_notes(cfg, trials) -> None:
@@ -652,6 +665,9 @@ def usage_error(e: typer.TyperException) -> str:
     see = f" (see {ctx.command_path} --help)" if ctx is not None else ""
     from pydantic import ValidationError
     cause, param = e.__cause__, getattr(e, "param", None)
+    if isinstance(e, typer.BadParameter) and param is not None and param.opts \
+            and e.message.startswith("expected "):      # whole_number's
+        return f"error: {max(param.opts, key=len)}: {e.message}{see}"
     if isinstance(cause, ValidationError) and param is not None and param.opts:
         # typer checks an option's type with pydantic, in pydantic's words ("Input
         # should be a valid integer, unable to parse string as an integer")

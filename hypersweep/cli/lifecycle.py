@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hypersweep.cli.app import (SetOpt, _parallel, app, counted, err, opt, out, print_best,
-                                print_range_notes, stopped, user_errors)
+                                print_range_notes, stopped, user_errors, whole_number)
 from hypersweep.models.errors import UserError
 from hypersweep.search.config import StudyConfig, TrackingConfig, without_password
 
@@ -52,7 +52,8 @@ def drive(cfg: StudyConfig, header: str, resume: bool = False, done: int = 0) ->
 @user_errors
 def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
            tracking_uri: Optional[str] = UriOpt,
-           trials: Optional[int] = opt("N", "A new trial budget, kept as the study's."),
+           trials: Optional[int] = opt("N", "A new trial budget, kept as the study's.",
+                                          parser=whole_number),
            executor: Optional[str] = opt("serial|ray", "Executor, for this run only."),
            parallel: Optional[str] = opt("N|auto", "Trials at once, for this run only."),
            ray_address: Optional[str] = opt(
@@ -172,7 +173,8 @@ def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
           force: bool = typer.Option(False, "--force", metavar="",   # a flag: no type shown
                                      help="Evaluate on test again (recorded)."),
           trial: Optional[int] = opt("N", "Retrain trial N (several objectives: one of "
-                                          "the Pareto front).", show_default="the best")) -> None:
+                                          "the Pareto front).", show_default="the best",
+                                     parser=whole_number)) -> None:
     """Retrain the best trial on train+val, evaluate once on test, register the model."""
     from hypersweep.search.lifecycle import final_test, stored_config, tied_best
     s = _study(study, storage)
@@ -433,6 +435,7 @@ def generate(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fa
                                           help="A trial's or a final run's MLflow run id, or "
                                                "models:/NAME/VERSION (or /latest, or @ALIAS)."),
              n: Optional[int] = typer.Option(None, "-n", metavar="N", show_default=False,
+                                             parser=whole_number,
                                              help="How many samples: texts (default 1) or "
                                                   "images (default 64)."),
              output: Optional[Path] = typer.Option(
@@ -443,16 +446,17 @@ def generate(source: str = typer.Argument(..., metavar="SOURCE", show_default=Fa
                  None, "--prompt", metavar="TEXT", show_default=False,
                  help="Text: what each sample starts with (default: a new line)."),
              length: Optional[int] = typer.Option(
-                 None, "--length", metavar="N", show_default=False,
+                 None, "--length", metavar="N", show_default=False, parser=whole_number,
                  help="Text: characters generated after the prompt (default 200)."),
              temperature: Optional[float] = typer.Option(
                  None, "--temperature", metavar="T", show_default=False,
                  help="Text: below 1 surer, above 1 more varied (default 1.0)."),
              beam: int = typer.Option(0, "--beam", metavar="WIDTH", show_default=False,
+                                      parser=whole_number,
                                       help="Text: the most probable continuation that beam "
                                            "search of WIDTH finds, instead of sampling "
                                            "(0, the default: sampling)."),
-             seed: int = typer.Option(0, "--seed", metavar="N",
+             seed: int = typer.Option(0, "--seed", metavar="N", parser=whole_number,
                                       help="The same seed draws the same samples."),
              tracking_uri: Optional[str] = RunOfUriOpt) -> None:
     """Sample a trained language model (text) or generator (images)."""

@@ -19,7 +19,7 @@ from typing import IO, Callable, Optional, TextIO
 
 import typer
 
-from hypersweep.cli.app import app, err, opt, out, user_errors
+from hypersweep.cli.app import app, err, opt, out, user_errors, whole_number
 from hypersweep.models.errors import UserError
 from hypersweep.search.config import TrackingConfig, check_tracking_uri, without_password
 from hypersweep.search.writer import TrackingError, how_ended
@@ -33,7 +33,8 @@ def ui(tracking_uri: Optional[str] = opt("URI", "MLflow tracking URI.",
                                          show_default="$MLFLOW_TRACKING_URI, else "
                                                       "sqlite:///mlflow.db"),
        port: Optional[int] = opt("PORT", "Port on 127.0.0.1.",
-                                 show_default="5000, or the next free one")) -> None:
+                                 show_default="5000, or the next free one",
+                                 parser=whole_number)) -> None:
     """Start the MLflow UI on 127.0.0.1 for a store and print its URL once it answers."""
     from hypersweep.search.store_template import check_kind
     from hypersweep.search.tracking import check_store_exists

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from typing import Any, Iterable
 
 
 class UserError(ValueError):
@@ -19,6 +19,29 @@ class OutOfRange(UserError):
     """A hyperparameter's value outside the values it takes, whatever the data
     (a dropout of 1.5, a negative depth): a searched range that reaches one is
     refused before the study starts."""
+
+
+def shown(value: Any) -> str:
+    """A value as an error quotes it, in YAML's words: `true` and `null`, not
+    Python's True and None; a list or mapping in YAML's flow style; text quoted."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(shown, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {shown(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def given(value: Any) -> str:
+    """A wrong value as an error quotes it, with what it is where that is not plain:
+    `text '3'` (quoted in the YAML), `true`, `null`, `a list [1]`."""
+    if isinstance(value, str):
+        return f"text {value!r}"
+    kind = {list: "a list", tuple: "a list", dict: "a mapping"}.get(type(value))
+    return f"{kind} {shown(value)}" if kind else shown(value)
 
 
 def first_line(e: BaseException) -> str:
@@ -72,4 +95,5 @@ def unknown(kind: str, name: object, valid: Iterable[object], key: str | None = 
         close = [lower[c] for c in difflib.get_close_matches(str(name).lower(), lower, n=1)]
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     where = f"{key}: " if key else ""
-    return UserError(f"{where}unknown {kind} '{name}'{hint}; valid: {', '.join(choices)}")
+    quoted = f"'{name}'" if isinstance(name, str) else shown(name)    # `true`, not 'True'
+    return UserError(f"{where}unknown {kind} {quoted}{hint}; valid: {', '.join(choices)}")

@@ -25,7 +25,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from hypersweep.models.errors import UserError, first_line, unknown
+from hypersweep.models.errors import UserError, first_line, given, unknown
 
 DATA_KWARGS = ("input_shape", "n_outputs")
 
@@ -283,7 +283,7 @@ def check_value(hp: HParam, value: Any, key: str) -> Any:
     why = (f" (no type hint on {hp.name}: its default, {hp.default!r}, says so; annotate "
            f"it in the builder to take others)" if hp.inferred else "")
     raise UserError(f"{key}: expected {hp.type_name if hp.choices else _tname(tp)}{why}, "
-                    f"got {_given(value)}")
+                    f"got {given(value)}")
 
 
 # A YAML value's kind in the words a config's own keys use (search.config): the
@@ -296,17 +296,6 @@ def _tname(tp: Any) -> str:
     if isinstance(tp, type) and not typing.get_args(tp):
         return _KINDS.get(tp, tp.__name__)
     return str(tp).replace("typing.", "").replace("NoneType", "None")
-
-
-def _given(value: Any) -> str:
-    """A wrong value as an error quotes it: `text '3'` (quoted in the YAML), `true`,
-    `null`, `a list [1]`."""
-    if isinstance(value, str):
-        return f"text {value!r}"
-    if isinstance(value, bool) or value is None:
-        return "null" if value is None else str(value).lower()
-    kind = {list: "a list", tuple: "a list", dict: "a mapping"}.get(type(value))
-    return f"{kind} {value!r}" if kind else repr(value)
 
 
 def _load_builtin() -> None:

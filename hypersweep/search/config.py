@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from hypersweep.models.errors import UserError, unknown
+from hypersweep.models.errors import shown as yaml_shown
 from hypersweep.models.registry import is_own, own_file
 
 if typing.TYPE_CHECKING:
@@ -33,7 +34,15 @@ class _Strict(BaseModel):
     def _numbers_are_numbers(cls, v: Any, info: ValidationInfo) -> Any:
         """YAML's true and false are not numbers: pydantic took `trials: true` for 1.
         Nor is a quoted number (`trials: "5"`), which pydantic took as 5 where
-        `params.lr: "0.01"` is refused: a number is written without quotes."""
+        `params.lr: "0.01"` is refused: a number is written without quotes. Nor is
+        a float an integer (`trials: 2.0`), as `params.epochs: 2.0` is not."""
+        if isinstance(v, float) and info.field_name is not None:
+            # `trials: 2.0` was taken as 2 where `params.epochs: 2.0` is refused: a
+            # whole number is written as one.
+            types = _types(cls.model_fields[info.field_name].annotation)
+            if int in types and float not in types:
+                raise PydanticCustomError("not_integer", "not an integer",
+                                          {"expected": _expected_of(types, "int_type")})
         if isinstance(v, (bool, str)) and info.field_name is not None:
             types = _types(cls.model_fields[info.field_name].annotation)
             if type(v) in types or v in types or not types & {int, float}:
@@ -42,9 +51,8 @@ class _Strict(BaseModel):
             if isinstance(v, bool):
                 raise PydanticCustomError(kind, "not a number")
             if _reads_as_number(v):
-                words = [_EXPECTED[kind], *(repr(t) for t in types if not isinstance(t, type))]
                 raise PydanticCustomError("quoted_number", "a number in quotes",
-                                          {"expected": " or ".join(words)})
+                                          {"expected": _expected_of(types, kind)})
         return v
 
 
@@ -55,6 +63,11 @@ def _reads_as_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _expected_of(types: set, kind: str) -> str:
+    """`an integer`, or `an integer or 'auto'` for a key that takes a literal too."""
+    return " or ".join([_EXPECTED[kind], *(repr(t) for t in types if not isinstance(t, type))])
 
 
 def _types(annotation: Any) -> set:
@@ -74,6 +87,9 @@ def check_study_name(v: str) -> str:
     # The name is shown in tables, paths and the MLflow UI, and typed to resume.
     if not v.strip():
         raise ValueError("a blank name; give the study a name")
+    if v != v.strip():
+        # kept, the spaces had to be quoted to resume it, and look like none in tables
+        raise ValueError(f"a name cannot start or end with spaces; use {v.strip()!r}")
     if any(not c.isprintable() for c in v):
         raise ValueError("a name cannot hold control characters (a newline, a tab, ...)")
     if len(v) > MAX_STUDY_NAME:
@@ -196,6 +212,13 @@ class StudyConfig(_Strict):
     def _data_name(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v     # `data: digits`, as `pruner: asha`
 
+    @field_validator("study", mode="before")
+    @classmethod
+    def _named(cls, v: Any) -> Any:
+        if v is None:       # `study:` left empty, `--set study=`
+            raise ValueError("a blank name; give the study a name")
+        return v
+
     @field_validator("study")
     @classmethod
     def _printable(cls, v: str) -> str:
@@ -308,14 +331,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         raise UserError(f"{path}: a directory; give a study config file (YAML)")
-    if not p.is_file():
+    if not p.exists():
         raise UserError(f"{path}: no such study config file")
-    size = p.stat().st_size         # before reading: refused at once, not in 40 s
-    if size > MAX_CONFIG_BYTES:
-        raise UserError(f"{path}: {size / 1e6:.1f} MB; a study config is at most "
-                        f"{MAX_CONFIG_BYTES / 1e6:g} MB (is it the right file?)")
+    too_large = f"a study config is at most {MAX_CONFIG_BYTES / 1e6:g} MB (is it the right file?)"
+    if p.is_file():
+        size = p.stat().st_size         # before reading: refused at once, not in 40 s
+        if size > MAX_CONFIG_BYTES:
+            raise UserError(f"{path}: {size / 1e6:.1f} MB; {too_large}")
     try:
-        raw = load_yaml(p.read_text(encoding="utf-8"))
+        # A pipe too (`run <(envsubst < study.yaml)`), read up to the most a config
+        # holds: a device such as /dev/zero never ends.
+        with p.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise UserError(f"{path}: more than {MAX_CONFIG_BYTES / 1e6:g} MB; {too_large}")
+        raw = load_yaml(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text file; a study config is YAML (UTF-8)") from None
     except OSError as e:
@@ -709,6 +739,8 @@ def _described(error: Mapping[str, Any]) -> str:
     got = f", got {_shown(given)}"
     if kind == "quoted_number":     # `trials: "5"`: see _Strict
         return f"expected {ctx['expected']}, got text {_shown(given)}"
+    if kind == "not_integer":       # `trials: 2.0`
+        return f"expected {ctx['expected']}{got}"
     if kind in _EXPECTED:           # a wrong type
         return f"expected {_EXPECTED[kind]}{got}"
     if kind in _BOUNDS:             # in the words the models' own checks use
@@ -737,7 +769,7 @@ def _described(error: Mapping[str, Any]) -> str:
 
 def _shown(given: Any) -> str:
     """A value as an error quotes it: YAML's true, not Python's True; a long one cut."""
-    shown = str(given).lower() if isinstance(given, bool) else repr(given)
+    shown = yaml_shown(given)
     if len(shown) > 80:     # one line to read, not a 600-character name
         shown = f"{shown[:60]}... ({len(given) if isinstance(given, str) else len(shown)} " \
                 f"characters)"

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import optuna
 
-from hypersweep.models.errors import UserError, unknown
+from hypersweep.models.errors import UserError, given, unknown
 from hypersweep.search.config import PrunerConfig, SearchConfig
 from hypersweep.spaces import (Conditional, Fixed, Space, distributions, grid, grid_point,
                                grid_size, walk)
@@ -249,6 +249,10 @@ def check_enqueue(points: Sequence[Mapping[str, Any]], space: Space) -> None:
             key = f"search.enqueue[{i}].{name}"
             if name not in dists:
                 raise unknown("searched parameter", name, dists, key=key)
+            numeric = not isinstance(dists[name], optuna.distributions.CategoricalDistribution)
+            if numeric and (isinstance(value, (str, bool)) or value is None):
+                # `lr: "0.01"` was called outside the space, a number in quotes
+                raise UserError(f"{key}: expected a number, got {given(value)}")
             if not in_distribution(dists[name], value):
                 raise UserError(f"{key}: {value!r} is outside the space "
                                 f"({describe_distribution(dists[name])})")

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Union
 
-from hypersweep.models.errors import UserError, unknown
+from hypersweep.models.errors import UserError, given, shown, unknown
 
 # Optuna stores exactly these categorical types in every storage backend.
 Choice = Union[None, bool, int, float, str]
@@ -78,7 +78,7 @@ def parse_space(raw: Any, key: str = "space") -> Space:
 
 def _parse_mapping(raw: Any, key: str) -> dict[str, Param]:
     if not isinstance(raw, Mapping):
-        raise UserError(f"{key}: expected a mapping of name -> spec, got {raw!r}")
+        raise UserError(f"{key}: expected a mapping of name -> spec, got {shown(raw)}")
     space: dict[str, Param] = {}
     for name, spec in raw.items():
         if not isinstance(name, str) or not name:
@@ -140,13 +140,13 @@ def _parse_int(spec: Mapping, kind: str, key: str) -> Int:
         if low < 1:
             raise UserError(f"{key}: intlog needs low >= 1, got {raw[0]}")
         return Int(low, high, log=True)
-    given = spec.get("step", 1)
+    written = spec.get("step", 1)
     try:
-        step = _int(given)          # `16.0` too, as the range's ends take it
+        step = _int(written)        # `16.0` too, as the range's ends take it
     except TypeError:
         step = 0
     if step < 1:
-        raise UserError(f"{key}.step: expected a positive integer, got {given!r}")
+        raise UserError(f"{key}.step: expected a positive integer, got {given(written)}")
     if (high - low) % step:
         # Optuna would silently lower `high`; say so instead of searching another range.
         fit = low + (high - low) // step * step
@@ -161,7 +161,7 @@ def _parse_choice(spec: Mapping, kind: str, key: str) -> Categorical | Condition
         return _parse_conditional(raw, f"{key}.{kind}")
     if not isinstance(raw, (list, tuple)):
         raise UserError(f"{key}.{kind}: expected a list of values or a mapping of branches, "
-                        f"got {raw!r}")
+                        f"got {shown(raw)}")
     if not raw:
         raise UserError(f"{key}.{kind}: choice needs at least one value")
     for i, value in enumerate(raw):
@@ -192,16 +192,16 @@ _PARSERS = {"uniform": _parse_float, "loguniform": _parse_float, "int": _parse_i
 
 
 def _bounds(raw: Any, key: str, integer: bool) -> tuple[Any, Any]:
-    what = "[low, high] integers" if integer else "[low, high]"
+    what = "[low, high] as integers" if integer else "[low, high] as numbers"
     if not isinstance(raw, (list, tuple)) or len(raw) != 2:
-        raise UserError(f"{key}: expected {what}, got {raw!r}")
+        raise UserError(f"{key}: expected {what}, got {shown(raw)}")
     text = next((v for v in raw if isinstance(v, str)), None)
     if text is not None:    # a number in quotes, refused as a config's numeric keys refuse it
-        raise UserError(f"{key}: expected {what} as numbers, got text {text!r}")
+        raise UserError(f"{key}: expected {what}, got text {text!r}")
     try:
         pair = tuple(_int(v) if integer else _float(v) for v in raw)
     except (TypeError, ValueError):
-        raise UserError(f"{key}: expected {what}, got {raw!r}") from None
+        raise UserError(f"{key}: expected {what}, got {shown(raw)}") from None
     return pair
 
 

@@ -228,6 +228,20 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
      "error: --seed: expected an integer, got '1.5' (see hypersweep run --help)"),
     (["validate", str(STUDIES / "quickstart.yaml"), "--parallel", "-1"],
      "error: --parallel: must be >= 1 or 'auto', got -1"),
+    # A whole number is written as one, as the config's integer keys take it: typer
+    # took `--trials 5.0` for 5 and refused `1e6`; `--parallel 1.5` said "got text".
+    (["run", "x.yaml", "--trials", "5.0"],
+     "error: --trials: expected an integer, got '5.0' (see hypersweep run --help)"),
+    (["validate", "x.yaml", "--seed", "7.0"],
+     "error: --seed: expected an integer, got '7.0' (see hypersweep validate --help)"),
+    (["validate", str(STUDIES / "quickstart.yaml"), "--parallel", "1.5"],
+     "error: --parallel: expected an integer or 'auto', got '1.5'"),
+    (["resume", "s", "--trials", "1e6"],
+     "error: --trials: expected an integer, got '1e6' (see hypersweep resume --help)"),
+    (["ui", "--port", "80.0"], "error: --port: expected an integer, got '80.0' (see hypersweep ui "
+                               "--help)"),
+    (["generate", "x", "--beam", "2.0"],
+     "error: --beam: expected an integer, got '2.0' (see hypersweep generate --help)"),
 ])
 def test_usage_errors_are_one_line_with_exit_code_2(args, message):
     """Mistyped options and commands read as bad input in a config does: one line
@@ -834,7 +848,7 @@ def test_the_resume_hint_quotes_the_study_name(capsys):
     from hypersweep.search.config import parse_config
     cfg = parse_config({**quickstart(), "study": "my study"})
     with pytest.raises(typer.Exit) as e:
-        stopped(SimpleNamespace(interrupted=True, exit_code=130), cfg)
+        stopped(SimpleNamespace(interrupted=True, exit_code=130, late_stop=None), cfg)
     assert e.value.exit_code == 130
     assert "continue with: hypersweep resume 'my study'" in capsys.readouterr().err
 
@@ -856,7 +870,7 @@ def test_a_hint_to_paste_with_a_masked_password_says_to_put_it_back(capsys):
     from hypersweep.search.config import parse_config
     cfg = parse_config({**quickstart(), "study": "s", "tracking": PG_CONFIG})
     with pytest.raises(typer.Exit):
-        stopped(SimpleNamespace(interrupted=True, exit_code=130), cfg)
+        stopped(SimpleNamespace(interrupted=True, exit_code=130, late_stop=None), cfg)
     assert capsys.readouterr().err.strip() == (
         "interrupted: running trials were marked FAIL; continue with: hypersweep resume s "
         "--storage 'postgresql://qa:***@db/optuna'" + PUT_BACK)

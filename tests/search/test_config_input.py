@@ -27,6 +27,69 @@ def test_an_empty_study_name_reads_as_a_blank_one(write_config):
         "study: a blank name; give the study a name, got ''")
 
 
+@pytest.mark.parametrize("study, message", [
+    (None, "study: a blank name; give the study a name, got null"),
+    (" x ", "study: a name cannot start or end with spaces; use 'x', got ' x '"),
+])
+def test_an_empty_or_padded_study_name_is_refused(write_config, study, message):
+    """`study:` left empty said `expected a string, got None`; `study: " x "` made a
+    study whose name had to be typed with its spaces to resume it."""
+    assert error_for(write_config, {**quickstart(), "study": study}) == message
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["search.trials=2.0"], "search.trials: expected an integer, got 2.0"),
+    (["search.seed=7.0"], "search.seed: expected an integer, got 7.0"),
+    (["resources.parallel=2.0"], "resources.parallel: expected an integer or 'auto', got 2.0"),
+    (["params.epochs=2.0"], "params.epochs: expected an integer, got 2.0"),
+])
+def test_a_float_is_not_taken_for_an_integer(write_config, sets, message):
+    """`trials: 2.0` was taken as 2, where `params.epochs: 2.0` was refused."""
+    assert error_for(write_config, quickstart(), *sets) == message
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["params.activation=true"], "params.activation: unknown value true; valid: elu, "
+                                 "leaky_relu, linear, maxout, prelu, relu, sigmoid, tanh"),
+    (["space.dropout={uniform: [true, 0.4]}"],
+     "space.dropout.uniform: expected [low, high] as numbers, got [true, 0.4]"),
+    (["search.trials=[1, true]"], "search.trials: expected an integer, got [1, true]"),
+    (["search.enqueue=[{lr: '0.01'}]"], "search.enqueue[0].lr: expected a number, got text '0.01'"),
+])
+def test_values_are_quoted_as_yaml_writes_them(write_config, sets, message):
+    """Python's words reached the user: `got [True, 0.4]`, `unknown value 'True'`;
+    and a quoted number to enqueue was called outside the space."""
+    assert error_for(write_config, quickstart(), *sets) == message
+
+
+def test_a_config_from_a_pipe_is_read_and_an_endless_one_refused(tmp_path):
+    """`run <(envsubst < study.yaml)` said "no such study config file"; /dev/zero
+    is refused once past the most a config holds, not read for ever."""
+    import contextlib
+    import os
+    import threading
+
+    import yaml
+    fifo = tmp_path / "study.yaml"
+    os.mkfifo(fifo)
+    text = yaml.safe_dump({**quickstart(), "study": "piped"})
+    def write() -> None:
+        with contextlib.suppress(OSError):
+            fifo.write_text(text)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        assert load_config(fifo).study == "piped"
+    finally:
+        if writer.is_alive():       # not read: a reader lets the writer's open return
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join(10)
+    with pytest.raises(UserError, match=r"^/dev/zero: more than 10 MB; a study config is at "
+                                        r"most 10 MB \(is it the right file\?\)$"):
+        load_config("/dev/zero")
+
+
 @pytest.mark.parametrize("annotation, given, message", [
     (Optional[int], "abc", "--trials: expected an integer, got 'abc'"),
     (Optional[int], "1.5", "--trials: expected an integer, got '1.5'"),
@@ -56,7 +119,7 @@ class _Shapes(BaseModel):
     ("tags", ["a", "b", "c"], "tags: must hold at most 2 items, got 3"),
     ("step", 3, "step: must be a multiple of 2, got 3"),
     ("rate", float("inf"), "rate: must be a finite number, got inf"),
-    ("tags", {"a": 1}, "tags: expected a list, got {'a': 1}"),
+    ("tags", {"a": 1}, "tags: expected a list, got {a: 1}"),
 ])
 def test_pydantic_s_other_errors_read_in_the_product_s_words(field, value, message):
     with pytest.raises(ValidationError) as e:

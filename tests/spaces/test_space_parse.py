@@ -143,17 +143,17 @@ def test_round_trip_and_describe():
      "space.act: unknown distribution 'categorical' (did you mean 'choice'?); "
      "valid: choice, fixed, int, intlog, loguniform, uniform"),
     ({"lr": {"loguniform": "abc"}},
-     "space.lr.loguniform: expected [low, high], got 'abc'"),
+     "space.lr.loguniform: expected [low, high] as numbers, got 'abc'"),
     ({"lr": {"loguniform": [1e-4]}},
-     "space.lr.loguniform: expected [low, high], got [0.0001]"),
+     "space.lr.loguniform: expected [low, high] as numbers, got [0.0001]"),
     ({"lr": {"uniform": ["a", 1]}},
      "space.lr.uniform: expected [low, high] as numbers, got text 'a'"),
     ({"lr": {"uniform": [0, float("inf")]}},
-     "space.lr.uniform: expected [low, high], got [0, inf]"),
+     "space.lr.uniform: expected [low, high] as numbers, got [0, inf]"),
     ({"depth": {"int": [1, 2.5]}},
-     "space.depth.int: expected [low, high] integers, got [1, 2.5]"),
+     "space.depth.int: expected [low, high] as integers, got [1, 2.5]"),
     ({"depth": {"int": [True, 4]}},
-     "space.depth.int: expected [low, high] integers, got [True, 4]"),
+     "space.depth.int: expected [low, high] as integers, got [true, 4]"),
     ({"act": {"choice": []}},
      "space.act.choice: choice needs at least one value"),
     ({"opt": {"choice": {}}},
@@ -180,9 +180,9 @@ def test_step_errors():
         "space.w: range 16..130 is not a whole number of steps of 16; use high 128 or 144")
     assert error_of({"w": {"int": [16, 128], "step": 0}}) == (
         "space.w.step: expected a positive integer, got 0")
-    for bad in (2.5, True, "16", -16.0):
+    for bad, got in ((2.5, "2.5"), (True, "true"), ("16", "text '16'"), (-16.0, "-16.0")):
         assert error_of({"w": {"int": [16, 128], "step": bad}}) == (
-            f"space.w.step: expected a positive integer, got {bad!r}")
+            f"space.w.step: expected a positive integer, got {got}")
 
 
 def test_a_step_written_as_a_whole_float_is_taken_as_the_range_ends_are():
@@ -324,7 +324,7 @@ def test_custom_key_prefix():
     ({"lr": {"uniform": [0.0, "0.4"]}},
      "space.lr.uniform: expected [low, high] as numbers, got text '0.4'"),
     ({"width": {"int": ["8", 64]}},
-     "space.width.int: expected [low, high] integers as numbers, got text '8'"),
+     "space.width.int: expected [low, high] as integers, got text '8'"),
 ])
 def test_a_range_s_quoted_ends_are_refused_as_text(spec, message):
     """QA: a float range took `["1e-4", 0.03]` where every other numeric key refuses
