@@ -609,7 +609,9 @@ from hypersweep.cli import ui as _ui  # noqa: E402,F401
 def _plain_help_option(cls: type) -> type:
     """`cls` whose help option and arguments show no value type: typer gives them
     Python's, and the help screens read `--help  -h  <bool>`, as if the option took
-    a value, and `STUDY  <str>  Study name.`"""
+    a value, and `STUDY  <str>  Study name.` Its usage line writes a required
+    argument plainly, as the README and `error: missing argument 'CONFIG'` do:
+    `hypersweep run [OPTIONS] CONFIG`, not typer's `{CONFIG}`."""
     class Plain(cls):
         def get_help_option(self, ctx):
             option = super().get_help_option(ctx)
@@ -622,6 +624,8 @@ def _plain_help_option(cls: type) -> type:
             for param in params:
                 if isinstance(param, typer.core.TyperArgument):
                     param.display_type_rich = _no_type
+                    if param.required:
+                        param._usage_display_name = functools.partial(_usage_name, param)
             return params
     Plain.__name__ = cls.__name__
     return Plain
@@ -629,6 +633,10 @@ def _plain_help_option(cls: type) -> type:
 
 def _no_type(ctx) -> None:
     return None
+
+
+def _usage_name(param: Any) -> str:
+    return param.display_name_raw + ("..." if param.nargs != 1 else "")
 
 
 app.info.cls = _plain_help_option(typer.core.TyperGroup)

@@ -530,6 +530,20 @@ def test_arguments_show_no_python_type():
     assert re.search(r"STUDY\s+Study name\.", wide.invoke(app, ["best", "--help"]).output)
 
 
+def test_usage_lines_write_required_arguments_plainly():
+    """typer 0.29 wrote `Usage: hypersweep run [OPTIONS] {CONFIG}`; the README and the
+    missing-argument error say CONFIG."""
+    wide = CliRunner(env={"COLUMNS": "200"})
+    usage = {name: next(line.strip() for line in wide.invoke(app, [name, "--help"],
+                                                             prog_name="hypersweep").output
+                        .splitlines() if "Usage:" in line)
+             for name in ("run", "best", "models", "rerun")}
+    assert usage == {"run": "Usage: hypersweep run [OPTIONS] CONFIG",
+                     "best": "Usage: hypersweep best [OPTIONS] STUDY",
+                     "models": "Usage: hypersweep models [OPTIONS] [NAME]",
+                     "rerun": "Usage: hypersweep rerun [OPTIONS] SOURCE"}
+
+
 def app_commands() -> list[str]:
     return [info.name or info.callback.__name__ for info in app.registered_commands]
 
