@@ -843,7 +843,9 @@ def _size_error(builder: Any, kwargs: Mapping[str, Any], n: int | None,
                  if isinstance(v, int) and not isinstance(v, bool) and v > 2**20]
     else:               # the most grown first
         grown = _grown(builder, kwargs)
-    key = f"params.{grown[0]}" if len(grown) == 1 or grown and n is not None else "params"
+    # Keyed by the most grown one; past what torch counts, only where one alone is huge.
+    keyed = len(grown) == 1 or (bool(grown) and n is not None)
+    key = f"params.{grown[0]}" if keyed else "params"
     given = ", ".join(f"{k} {kwargs[k]}" for k in grown) or "these params"
     if n is None:
         return f"{key}: {builder.name} with {given} has more weights than torch can count"
