@@ -345,6 +345,7 @@ class StudyDriver:
         launched = trials_run(study)
         held: list[tuple[int, TrialResult]] = []
         heap.release()          # the start-up is over: trials make what is collected
+        late: str | None = None     # a stop that came once every trial had ended
         with stops_as_interrupt() as stops:     # SIGTERM stops it as Ctrl-C does
             try:
                 try:
@@ -356,12 +357,16 @@ class StudyDriver:
                         ending, self.ending = self.ending, None
                         self._end_plainly(ending, reason)
                     self._finish_all(held)
-                    self._abort(reason)
-                    self._end_study("KILLED")
-                    # Written: this stop's status and hint stand, whatever signal follows.
-                    stops.ended(code, stop_hint(cfg))
-                    return StudyOutcome(cfg.study, self.parent, self.counts, study,
-                                        interrupted=True, exit_code=code)
+                    if self.running or trials_run(study) < target:
+                        self._abort(reason)
+                        self._end_study("KILLED")
+                        # Written: this stop's status and hint stand, whatever signal follows.
+                        stops.ended(code, stop_hint(cfg))
+                        return StudyOutcome(cfg.study, self.parent, self.counts, study,
+                                            interrupted=True, exit_code=code)
+                    # It came as the last trial's result was recorded: the study is
+                    # complete, and ends as one.
+                    late = stop_name(code)
                 except TrackingError as e:
                     stops.stopping()
                     raise self._tracking_failed(e, held) from None
@@ -389,8 +394,8 @@ class StudyDriver:
                     raise
                 raise self._faulted(fault, []) from fault
             self._check_storage()
-            late = signal.Signals(stops.signum).name if stops.sigterm else \
-                "Ctrl-C" if stops.held_interrupts else None
+            late = late or (signal.Signals(stops.signum).name if stops.sigterm else
+                            "Ctrl-C" if stops.held_interrupts else None)
         return StudyOutcome(cfg.study, self.parent, self.counts, study,
                             importances=self.importances, late_stop=late)
 
@@ -777,6 +782,11 @@ def claim(cfg: StudyConfig) -> Lease:
     another driver claimed it says so in one line, before Ray starts."""
     from hypersweep.search.lifecycle import load_study
     return Lease(load_study(cfg.study, cfg.tracking.storage))
+
+
+def stop_name(code: int) -> str:
+    """`Ctrl-C`, or the signal's name (`SIGTERM`), from a stop's exit status."""
+    return "Ctrl-C" if code == 128 + signal.SIGINT else signal.Signals(code - 128).name
 
 
 def stop_hint(cfg: StudyConfig) -> str:
