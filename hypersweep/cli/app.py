@@ -322,42 +322,43 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
     from hypersweep.search.executors import make_executor, start_up_work
     from hypersweep.search.store_template import sqlite_file, is_new
 
-    with StudyProgress(out, cfg, done=done) as progress, contextlib.ExitStack() as leased:
-        # A store there already is opened first, to refuse a name it holds before
-        # Ray starts; a new one after, so that a bad Ray address leaves none made.
-        db = sqlite_file(cfg.tracking.uri)
-        there = db is None or not is_new(db)
-        if there:
-            tracker.open(cfg.tracking.uri, wait=True, meanwhile=start_up_work(cfg))
-            if not resume:
-                check_no_parent(cfg, tracker)
-        # A resumed study's lease, before Ray starts and the header: of two resumes
-        # started together, the one that lost says so in its one line alone.
-        lease = leased.enter_context(claim(cfg)) if resume else None
-        executor = make_executor(cfg)       # a bad Ray address fails before any store opens
-        progress.print(header)
-        runs_on = getattr(executor, "runs_on", None)   # the Ray cluster's size, trials at once
-        if runs_on:
-            progress.print(escape(runs_on))
-        from hypersweep.search.config import config_notes
-        for note in [*config_notes(cfg), *getattr(executor, "notes", ())]:   # resources got
-            progress.notice(f"note: {note}", err)
-        if not there:
-            # Fails before the Optuna store opens. While the tracking process opens
-            # it, this process imports what it will need: its core is idle meanwhile.
-            tracker.open(cfg.tracking.uri, wait=True, meanwhile=start_up_work(cfg))
-        with resumable(cfg):
-            driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)
-            outcome = driver.run(resume=resume, lease=lease)
+    outcome = None
     try:
+        with StudyProgress(out, cfg, done=done) as progress, contextlib.ExitStack() as leased:
+            # A store there already is opened first, to refuse a name it holds before
+            # Ray starts; a new one after, so that a bad Ray address leaves none made.
+            db = sqlite_file(cfg.tracking.uri)
+            there = db is None or not is_new(db)
+            if there:
+                tracker.open(cfg.tracking.uri, wait=True, meanwhile=start_up_work(cfg))
+                if not resume:
+                    check_no_parent(cfg, tracker)
+            # A resumed study's lease, before Ray starts and the header: of two resumes
+            # started together, the one that lost says so in its one line alone.
+            lease = leased.enter_context(claim(cfg)) if resume else None
+            executor = make_executor(cfg)       # a bad Ray address fails before any store opens
+            progress.print(header)
+            runs_on = getattr(executor, "runs_on", None)   # the Ray cluster's size, trials at once
+            if runs_on:
+                progress.print(escape(runs_on))
+            from hypersweep.search.config import config_notes
+            for note in [*config_notes(cfg), *getattr(executor, "notes", ())]:   # resources got
+                progress.notice(f"note: {note}", err)
+            if not there:
+                # Fails before the Optuna store opens. While the tracking process opens
+                # it, this process imports what it will need: its core is idle meanwhile.
+                tracker.open(cfg.tracking.uri, wait=True, meanwhile=start_up_work(cfg))
+            with resumable(cfg):
+                driver = StudyDriver(cfg, executor, tracker, events=progress, warm_trials=warm)
+                outcome = driver.run(resume=resume, lease=lease)
         print_best(outcome.study, cfg)
         if not outcome.interrupted:     # a stopped study computes none
             print_importances(outcome.importances, outcome.study, cfg)
             print_range_notes(cfg, outcome.study.get_trials(deepcopy=False))
         out.print(f"\nMLflow UI for this store:\n  {ui_hint(cfg.tracking.uri)}", soft_wrap=True)
     except KeyboardInterrupt as stop:
-        if outcome.interrupted:     # noted silently since its end: only a quitting Ctrl-C
-            raise
+        if outcome is None or outcome.interrupted:      # (a stopped study's is noted
+            raise                                       # silently: a quitting Ctrl-C)
         # The study is complete in both stores: only its printout was cut short.
         from hypersweep.search.driver import password_note, storage_option
         from hypersweep.search.exit import Abandoned, Terminated

@@ -802,12 +802,26 @@ def test_a_signal_after_the_study_s_end_is_written_does_not_change_how_it_ends(
 
 @pytest.mark.parametrize("signum, code, by", [
     (signal.SIGTERM, 143, "stopped by SIGTERM"), (signal.SIGINT, 130, "interrupted")])
+@pytest.mark.parametrize("closing", [False, True])
 def test_a_signal_as_a_finished_study_s_results_print_says_the_study_is_complete(
-        stores, write_config, monkeypatch, signum, code, by):
+        stores, write_config, monkeypatch, signum, code, by, closing):
     """QA: a SIGTERM as the results of a finished study printed cut them short with a
-    bare `stopped by SIGTERM`, which reads as a lost study."""
+    bare `stopped by SIGTERM`, which reads as a lost study; so did one as the
+    progress display closed (`closing`), before the results."""
     cfg = small_config("printing", stores, trials=2)
-    stop_in_process(monkeypatch, None, None, signum)
+    if closing:
+        from hypersweep.cli.progress import StudyProgress
+        close = StudyProgress.__exit__
+
+        def closing_display(self, *exc):
+            os.kill(os.getpid(), signum)
+            for _ in range(10):         # the handler runs here, in the main thread
+                time.sleep(0.01)
+            return close(self, *exc)
+
+        monkeypatch.setattr(StudyProgress, "__exit__", closing_display)
+    else:
+        stop_in_process(monkeypatch, None, None, signum)
     res = invoke("run", str(write_config(cfg)))
     assert res.exit_code == code, res.output
     assert "Traceback" not in res.output
@@ -836,6 +850,39 @@ def test_a_stop_once_the_last_trial_ended_is_said_to_have_come_late(
     study = optuna.load_study(study_name="late", storage=stores.optuna_url)
     assert study.user_attrs["ended"] == "FINISHED"
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+
+
+@pytest.mark.parametrize("signum, name", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_a_stop_as_the_last_trial_s_result_is_recorded_leaves_the_study_complete(
+        stores, write_config, monkeypatch, signum, name):
+    """QA: a SIGTERM 50-150 ms after the last trial's final epoch, as its result was
+    written, ended a study of all-COMPLETE trials KILLED, saying `running trials
+    were marked FAIL` when none were."""
+    tell = optuna.study.Study.tell
+    sent: list[int] = []
+
+    def telling(self, trial, *args, **kwargs):
+        out = tell(self, trial, *args, **kwargs)
+        number = trial if isinstance(trial, int) else trial.number
+        if number == 1 and not sent:        # the last of 2
+            sent.append(signum)
+            os.kill(os.getpid(), signum)
+            for _ in range(10):             # held until the trial's end is written
+                time.sleep(0.01)
+        return out
+
+    monkeypatch.setattr(optuna.study.Study, "tell", telling)
+    res = invoke("run", str(write_config(small_config("recorded", stores, trials=2))))
+    assert sent and res.exit_code == 0, res.output
+    assert "marked FAIL" not in res.output
+    assert res.output.splitlines()[-1] == (
+        f"note: the {name} came once the last trial had ended; the study is complete")
+    study = optuna.load_study(study_name="recorded", storage=stores.optuna_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert study.user_attrs["ended"] == "FINISHED"
+    parent, children = study_runs(stores.mlflow_uri, "recorded")
+    assert parent.info.status == "FINISHED"
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
 
 
 @pytest.mark.slow
