@@ -885,7 +885,8 @@ def _too_large(e: BaseException) -> bool:
 
 def check_space_values(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
                        values: Iterable[tuple[str, str, Any, Mapping[str, Any]]],
-                       lows: Mapping[str, int] | None = None) -> None:
+                       lows: Callable[[Mapping[str, Any]], Mapping[str, int]] | None = None
+                       ) -> None:
     """Each value the space names (a range's ends, each choice, each fixed value)
     is one its hyperparameter takes. `values`: (name, key, value, the branch values
     that lead to it). Each value is set alone over the fixed params and the
@@ -898,8 +899,9 @@ def check_space_values(model: str, data: Mapping[str, Any], params: Mapping[str,
     of images on vectors); anything else (a kernel too large for these images,
     which other values may fit) is left to check_fit and the trials. A value whose
     model has more weights than this machine's memory holds is refused too, unless
-    it fits with the other searched whole numbers at their `lows` (a width of
-    100,000 may fit at depth 1, not at the default 2)."""
+    it fits with the other whole numbers at their `lows(branch)`, the least each
+    can be in a trial of that branch (a width of 100,000 may fit at depth 1, not
+    at the default 2)."""
     builder, shapes = get_builder(model), None
     own = builder.hyperparameters()
     for name, key, value, branch in values:
@@ -910,7 +912,8 @@ def check_space_values(model: str, data: Mapping[str, Any], params: Mapping[str,
                 shapes = shapes or _shapes(data)
                 n = _weights_on_meta(builder, shapes, kwargs)
                 if _over_memory(n) and _over_memory(_weights_at_lows(
-                        model, shapes, {**params, **branch, name: value}, lows or {})):
+                        model, shapes, {**params, **branch, name: value},
+                        lows(branch) if lows else {})):
                     raise OutOfRange(_size_error(builder, kwargs, n, name))
             elif name in ("label_smoothing", "input_noise", "augment"):
                 splits = loaded_splits(data)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import os
 import re
 import typing
@@ -899,7 +900,7 @@ def check_semantics(cfg: StudyConfig) -> None:
     # decides the valid objectives.
     data = cfg.data.model_dump()
     check_space_values(cfg.model, data, cfg.params, space_values(space),
-                       lowest_whole_values(space))
+                       functools.partial(lowest_whole_values, space))
     tasks = []
     for params, searched, keys, alone in fit_checks(cfg.params, space):
         try:

@@ -339,16 +339,24 @@ def space_values(space: Space) -> Iterator[tuple[str, str, Any, dict[str, Choice
             yield name, where, value, dict(path)
 
 
-def lowest_whole_values(space: Space) -> dict[str, int]:
-    """The smallest whole number the space can give each name it searches among
-    whole numbers (an int range's low end, a choice's least integer), branches
-    included: the values that make a model smallest, mostly."""
+def lowest_whole_values(space: Space,
+                        branch: Mapping[str, Choice] | None = None) -> dict[str, int]:
+    """The smallest whole number the space can give each name that takes whole
+    numbers (an int range's low end, a choice's least integer, a fixed value) in a
+    trial of `branch` ({conditional: its branch}): definitions in other branches of
+    those conditionals never meet it. The values that make a model smallest, mostly."""
     lows: dict[str, int] = {}
-    for name, param, _, _ in walk(space):
+    branch = branch or {}
+    for name, param, _, path in walk(space):
+        if any(cond in branch and branch[cond] != choice for cond, choice in path):
+            continue
         if isinstance(param, Int):
             whole = [param.low]
         elif isinstance(param, Categorical):
             whole = [v for v in param.values if isinstance(v, int) and not isinstance(v, bool)]
+        elif isinstance(param, Fixed) and isinstance(param.value, int) \
+                and not isinstance(param.value, bool):
+            whole = [param.value]
         else:
             continue
         if whole:

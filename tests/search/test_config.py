@@ -491,6 +491,18 @@ def test_a_model_too_large_for_memory_is_one_line_naming_its_key(write_config, s
     # At depth 1, a width of 200,000 has 15 million weights: trials drawing a deeper
     # one fail, each with the words above.
     (["space.width={int: [32, 200000]}", "space.depth={int: [1, 3]}"], None),
+    # Lows of the value's own branch only: depth 1 is another branch's, never tanh's.
+    (["space={activation: {choice: {relu: {depth: {int: [1, 3]}}, "
+      "tanh: {width: {choice: [64, 200000]}}}}, lr: 0.01}"],
+     "space.activation.choice.tanh.width: mlp with width 200000 has 40,015,200,010 weights "
+     "(160.1 GB as float32), more than this machine's memory holds"),
+    (["space={activation: {choice: {relu: {depth: {int: [1, 3]}}, "
+      "tanh: {depth: 2, width: {choice: [64, 200000]}}}}, lr: 0.01}"],
+     "space.activation.choice.tanh.width: mlp with width 200000 has 40,015,200,010 weights "
+     "(160.1 GB as float32), more than this machine's memory holds"),
+    # A branch's fixed depth of 1 meets the width: its trials fit.
+    (["space={activation: {choice: {relu: {depth: 1}, tanh: {depth: 3}}}, "
+      "width: {choice: [64, 200000]}, lr: 0.01}"], None),
 ])
 def test_a_searched_value_whose_model_cannot_fit_in_memory_is_refused(write_config, sets,
                                                                       message):
