@@ -261,8 +261,39 @@ class Fit:
 
 
 def train_trial(spec: TrialSpec, report: Report) -> TrialResult:
-    """Train one trial; same spec on CPU -> same metrics (except timings)."""
+    """Train one trial; same spec on CPU -> same metrics (except timings). Memory
+    that runs out while it trains (the weights' gradients and optimizer state, the
+    activations of a batch) fails it naming the hyperparameter that grew the
+    model, not in torch's allocator words."""
     fit = setup(spec)
+    try:
+        return _train(spec, fit, report)
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and not _OUT_OF_MEMORY.search(str(e)):
+            raise
+        raise UserError(_out_of_memory(spec, fit)) from None
+
+
+# torch's words for an allocation that failed: on the CPU, and on a GPU
+_OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory", re.IGNORECASE)
+
+
+def _out_of_memory(spec: TrialSpec, fit: Fit) -> str:
+    """`params.width: mlp with width 1500000 ran out of memory on cpu while training:
+    ... weights (... GB as float32), their gradients and optimizer state, and the
+    activations of batch_size 128`, keyed by the most grown hyperparameter."""
+    builder = get_builder(spec.model)
+    kwargs, _ = split_params(spec.model, spec.params)
+    grown = _grown(builder, kwargs)
+    key = f"params.{grown[0]}" if grown else "params"
+    given = f" with {', '.join(f'{k} {kwargs[k]}' for k in grown)}" if grown else ""
+    n = sum(p.numel() for p in fit.model.parameters())
+    return (f"{key}: {builder.name}{given} ran out of memory on {fit.device} while training: "
+            f"{n:,} weights ({_gigabytes(n * 4)} as float32), their gradients and optimizer "
+            f"state, and the activations of batch_size {fit.opts.batch_size}")
+
+
+def _train(spec: TrialSpec, fit: Fit, report: Report) -> TrialResult:
     history: list[dict[str, float]] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # val_loss, epoch, weights
     for epoch in range(1, fit.opts.epochs + 1):
@@ -913,7 +944,10 @@ def check_space_values(model: str, data: Mapping[str, Any], params: Mapping[str,
                 n = _weights_on_meta(builder, shapes, kwargs)
                 if _over_memory(n) and _over_memory(_weights_at_lows(
                         model, shapes, {**params, **branch, name: value},
-                        lows(branch) if lows else {})):
+                        lows(branch) if lows else {})) and not _over_memory(
+                        _weights_on_meta(builder, shapes, split_params(
+                            model, {**params, **branch})[0])):
+                    # (too large without it too: the fixed params' error, check_fit's)
                     raise OutOfRange(_size_error(builder, kwargs, n, name))
             elif name in ("label_smoothing", "input_noise", "augment"):
                 splits = loaded_splits(data)

@@ -587,3 +587,37 @@ def test_a_trial_whose_model_does_not_fit_in_memory_fails_naming_its_key(run):
     assert failure_reason(e.value) == (
         "params.width: mlp with width 1000000000 has 75,000,000,010 weights (300.0 GB as "
         "float32), more than this machine's memory holds")
+
+
+def test_a_trial_that_runs_out_of_memory_while_training_names_the_key_that_grew_it(tmp_path):
+    """QA: a model whose weights fit but whose training did not (the optimizer's
+    state, the activations) failed with `DefaultCPUAllocator: can't allocate memory:
+    you tried to allocate 900000000 bytes ... (train.py:395)`. Run in a process of
+    its own, its address space capped at 1.5 GB above what it holds at the start."""
+    import subprocess
+    import sys
+    import textwrap
+    script = textwrap.dedent("""
+        import resource
+        from hypersweep.models.train import train_trial
+        from hypersweep.models.trial import TrialSpec
+        from hypersweep.search.executors import run_guarded
+
+        spec = TrialSpec("mlp", {"name": "digits"}, {"width": 1_500_000, "depth": 1,
+                         "epochs": 1, "batch_size": 128, "optimizer": "adam"}, seed=0)
+        with open("/proc/self/status") as f:
+            size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))
+        resource.setrlimit(resource.RLIMIT_AS, (size + 1_500_000_000, resource.RLIM_INFINITY))
+        r = run_guarded(train_trial, spec, lambda step, metrics: False)
+        print(r.state.name)
+        print(r.reason)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state, reason = proc.stdout.strip().splitlines()
+    assert state == "FAIL"
+    assert reason == (
+        "params.width: mlp with width 1500000 ran out of memory on cpu while training: "
+        "112,500,010 weights (0.5 GB as float32), their gradients and optimizer state, "
+        "and the activations of batch_size 128")

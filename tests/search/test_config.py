@@ -500,6 +500,10 @@ def test_a_model_too_large_for_memory_is_one_line_naming_its_key(write_config, s
       "tanh: {depth: 2, width: {choice: [64, 200000]}}}}, lr: 0.01}"],
      "space.activation.choice.tanh.width: mlp with width 200000 has 40,015,200,010 weights "
      "(160.1 GB as float32), more than this machine's memory holds"),
+    # Too large whatever the space draws: the fixed value's error, not the space's.
+    (["params.width=1000000000", "space={depth: {int: [1, 2]}, lr: 0.01}"],
+     "params.width: mlp with width 1000000000 has 1,000,000,076,000,000,010 weights "
+     "(4.0 EB as float32), more than this machine's memory holds"),
     # A branch's fixed depth of 1 meets the width: its trials fit.
     (["space={activation: {choice: {relu: {depth: 1}, tanh: {depth: 3}}}, "
       "width: {choice: [64, 200000]}, lr: 0.01}"], None),
