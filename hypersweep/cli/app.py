@@ -127,7 +127,7 @@ def whole_number(text: str | int) -> int:
     (and refused `1e6`), where the config refuses `trials: 2.0`."""
     if isinstance(text, int):       # a default
         return text
-    if not re.fullmatch(r"\s*[-+]?\d+\s*", text):
+    if not re.fullmatch(r"\s*[-+]?[0-9]+\s*", text):      # not \d: `٣` is a digit to it
         raise typer.BadParameter(f"expected an integer, got {text!r}")
     return int(text)
 
@@ -484,7 +484,7 @@ def _parallel(value: str | None) -> int | str | None:
     must be >= 1) or `auto`, as the config key takes it."""
     if value is None or value.strip().lower() == "auto":
         return value
-    if not re.fullmatch(r"[-+]?\d+", value.strip()):
+    if not re.fullmatch(r"[-+]?[0-9]+", value.strip()):
         raise UserError(f"--parallel: expected an integer or 'auto', got {value!r}")
     return int(value)
 

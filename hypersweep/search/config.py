@@ -147,6 +147,13 @@ class SearchConfig(_Strict):
     enqueue: list[dict[str, Any]] = Field(default_factory=list)   # parameter sets tried first
     warm_start: str | None = None       # a finished study in the same storage to learn from
 
+    @field_validator("warm_start")
+    @classmethod
+    def _warm_start_named(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():     # `--warm-start ""` was ignored
+            raise ValueError("a blank name; give the study to learn from, or leave it out")
+        return v
+
     @field_validator("pruner", mode="before")
     @classmethod
     def _pruner_name(cls, v: Any) -> Any:
@@ -333,7 +340,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if p.is_dir():
         raise UserError(f"{path}: a directory; give a study config file (YAML)")
     if not p.exists():
-        raise UserError(f"{path}: no such study config file")
+        stdin = "; to read it from standard input, give /dev/stdin" if str(path) == "-" else ""
+        raise UserError(f"{path}: no such study config file{stdin}")
     too_large = f"a study config is at most {MAX_CONFIG_BYTES / 1e6:g} MB (is it the right file?)"
     if p.is_file():
         size = p.stat().st_size         # before reading: refused at once, not in 40 s
@@ -359,10 +367,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             problem += "; YAML takes spaces, not tabs, to indent (and before a # comment)"
         raise UserError(f"{path}: malformed YAML{where}: {problem}") from None
     if raw is None:
-        raise UserError(f"{path}: the file is empty; a study config is a YAML mapping "
+        what = "the file is empty" if not data.strip() else "the file holds no settings"
+        raise UserError(f"{path}: {what}; a study config is a YAML mapping "
                         "(see studies/quickstart.yaml)")
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: a study config must be a YAML mapping, got {type(raw).__name__}")
+        kind = {list: "a list", str: "text", bool: "true or false"}.get(type(raw), "a number")
+        raise UserError(f"{path}: a study config must be a YAML mapping, got {kind}")
     return raw
 
 

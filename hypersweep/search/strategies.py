@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import optuna
 
-from hypersweep.models.errors import UserError, given, unknown
+from hypersweep.models.errors import UserError, given, shown, unknown
 from hypersweep.search.config import PrunerConfig, SearchConfig
 from hypersweep.spaces import (Conditional, Fixed, Space, distributions, grid, grid_point,
                                grid_size, walk)
@@ -254,7 +254,7 @@ def check_enqueue(points: Sequence[Mapping[str, Any]], space: Space) -> None:
                 # `lr: "0.01"` was called outside the space, a number in quotes
                 raise UserError(f"{key}: expected a number, got {given(value)}")
             if not in_distribution(dists[name], value):
-                raise UserError(f"{key}: {value!r} is outside the space "
+                raise UserError(f"{key}: {shown(value)} is outside the space "
                                 f"({describe_distribution(dists[name])})")
             # A name of one branch next to another branch's choice, or without the
             # choice of its branch (which the sampler then draws), would be ignored.

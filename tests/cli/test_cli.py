@@ -238,6 +238,8 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
      "error: --parallel: expected an integer or 'auto', got '1.5'"),
     (["resume", "s", "--trials", "1e6"],
      "error: --trials: expected an integer, got '1e6' (see hypersweep resume --help)"),
+    (["run", "x.yaml", "--trials", "\u0663"],     # an Arabic-Indic 3: a digit to Python
+     "error: --trials: expected an integer, got '\u0663' (see hypersweep run --help)"),
     (["ui", "--port", "80.0"], "error: --port: expected an integer, got '80.0' (see hypersweep ui "
                                "--help)"),
     (["generate", "x", "--beam", "2.0"],

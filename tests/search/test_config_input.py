@@ -55,11 +55,41 @@ def test_a_float_is_not_taken_for_an_integer(write_config, sets, message):
      "space.dropout.uniform: expected [low, high] as numbers, got [true, 0.4]"),
     (["search.trials=[1, true]"], "search.trials: expected an integer, got [1, true]"),
     (["search.enqueue=[{lr: '0.01'}]"], "search.enqueue[0].lr: expected a number, got text '0.01'"),
+    (["search.enqueue=[{optimizer: true}]"],
+     "search.enqueue[0].optimizer: true is outside the space (one of 'momentum', 'adam')"),
 ])
 def test_values_are_quoted_as_yaml_writes_them(write_config, sets, message):
     """Python's words reached the user: `got [True, 0.4]`, `unknown value 'True'`;
     and a quoted number to enqueue was called outside the space."""
     assert error_for(write_config, quickstart(), *sets) == message
+
+
+@pytest.mark.parametrize("text, message", [
+    ("# settings to come\n", "the file holds no settings; a study config is a YAML mapping "
+                             "(see studies/quickstart.yaml)"),
+    ("- a\n- b\n", "a study config must be a YAML mapping, got a list"),
+    ("hello\n", "a study config must be a YAML mapping, got text"),
+])
+def test_a_config_that_is_no_mapping_is_named_in_yaml_s_words(write_config, text, message):
+    """A comment alone read as an empty file; a list as `got list`, Python's word."""
+    path = write_config(text)
+    with pytest.raises(UserError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}: {message}"
+
+
+def test_a_dash_for_config_says_how_to_read_standard_input():
+    with pytest.raises(UserError) as e:
+        load_config("-")
+    assert str(e.value) == ("-: no such study config file; to read it from standard input, "
+                            "give /dev/stdin")
+
+
+def test_a_blank_study_to_warm_start_from_is_refused(write_config):
+    """`--warm-start ""` ran the study with no warm start, and said nothing."""
+    assert error_for(write_config, quickstart(), 'search.warm_start=""') == (
+        "search.warm_start: a blank name; give the study to learn from, or leave it out, "
+        "got ''")
 
 
 def test_a_config_from_a_pipe_is_read_and_an_endless_one_refused(tmp_path):
