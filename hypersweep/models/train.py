@@ -895,8 +895,18 @@ def _gigabytes(nbytes: int) -> str:
 
 
 def memory_bytes() -> int:
-    """This machine's physical memory: the most a trial's model can hold."""
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    """This machine's memory: the most a trial's model can hold. A container's
+    limit (its cgroup's, v2 or v1) where it sets one below the physical memory."""
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(limit) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():          # `max`: none
+            return min(physical, int(text))
+    return physical
 
 
 def _grown(builder: Any, kwargs: Mapping[str, Any]) -> list[str]:

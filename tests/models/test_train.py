@@ -621,3 +621,28 @@ def test_a_trial_that_runs_out_of_memory_while_training_names_the_key_that_grew_
         "params.width: mlp with width 1500000 ran out of memory on cpu while training: "
         "112,500,010 weights (0.5 GB as float32), their gradients and optimizer state, "
         "and the activations of batch_size 128")
+
+
+@pytest.mark.parametrize("limits, expected", [
+    ({"/sys/fs/cgroup/memory.max": "2000000000\n"}, 2_000_000_000),
+    ({"/sys/fs/cgroup/memory.max": "max\n"}, None),
+    ({"/sys/fs/cgroup/memory/memory.limit_in_bytes": "3000000000\n"}, 3_000_000_000),
+    ({}, None),
+])
+def test_the_memory_a_model_may_hold_is_a_container_s_limit_where_it_sets_one(
+        monkeypatch, limits, expected):
+    """A container's cgroup limit, below the machine's memory, is what its trials
+    have: the size check took the machine's."""
+    import io as _io
+    import os
+
+    from hypersweep.models import train as train_module
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+    def cgroup_file(path, *args, **kwargs):
+        if path not in limits:
+            raise FileNotFoundError(path)
+        return _io.StringIO(limits[path])
+
+    monkeypatch.setattr(train_module, "open", cgroup_file, raising=False)
+    assert train_module.memory_bytes() == (physical if expected is None else expected)
