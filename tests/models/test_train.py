@@ -633,7 +633,6 @@ def test_the_memory_a_model_may_hold_is_a_container_s_limit_where_it_sets_one(
         monkeypatch, limits, expected):
     """A container's cgroup limit, below the machine's memory, is what its trials
     have: the size check took the machine's."""
-    import io as _io
     import os
 
     from hypersweep.models import train as train_module
@@ -642,7 +641,7 @@ def test_the_memory_a_model_may_hold_is_a_container_s_limit_where_it_sets_one(
     def cgroup_file(path, *args, **kwargs):
         if path not in limits:
             raise FileNotFoundError(path)
-        return _io.StringIO(limits[path])
+        return io.StringIO(limits[path])
 
     monkeypatch.setattr(train_module, "open", cgroup_file, raising=False)
     assert train_module.memory_bytes() == (physical if expected is None else expected)
