@@ -482,7 +482,7 @@ def show_builder(b) -> None:
 def _parallel(value: str | None) -> int | str | None:
     """--parallel's text: a whole number (signed: `-1` is refused as a number is,
     must be >= 1) or `auto`, as the config key takes it."""
-    if value is None or value.strip().lower() == "auto":
+    if value is None or value.strip() == "auto":
         return value
     if not re.fullmatch(r"[-+]?[0-9]+", value.strip()):
         raise UserError(f"--parallel: expected an integer or 'auto', got {value!r}")

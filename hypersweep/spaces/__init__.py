@@ -26,6 +26,7 @@ from hypersweep.spaces.optuna_bridge import distributions, suggest
 __all__ = [
     "KINDS", "Categorical", "Conditional", "Fixed", "Float", "Int", "Param", "Space",
     "axis", "check_against", "describe", "distributions", "fixed_values", "grid", "grid_point",
-    "grid_size", "kind_name", "lowest_whole_values", "on_grid", "param_names", "parse_space", "space_values",
+    "grid_size", "kind_name", "lowest_whole_values", "on_grid", "param_names", "parse_space",
+    "space_values",
     "spreads_a_range", "suggest", "to_raw", "values_beside", "walk",
 ]
