@@ -943,21 +943,17 @@ def check_space_values(model: str, data: Mapping[str, Any], params: Mapping[str,
     it fits with the other whole numbers at their `lows(branch)`, the least each
     can be in a trial of that branch (a width of 100,000 may fit at depth 1, not
     at the default 2)."""
-    builder, shapes = get_builder(model), None
+    builder, shapes, memory = get_builder(model), None, 0
     own = builder.hyperparameters()
     for name, key, value, branch in values:
         prefix = f"params.{name}: "
         try:
             kwargs, opts = split_params(model, {**params, **branch, name: value})
             if name in own:
-                shapes = shapes or _shapes(data)
+                shapes, memory = shapes or _shapes(data), memory or memory_bytes()
                 n = _weights_on_meta(builder, shapes, kwargs)
-                if _over_memory(n) and _over_memory(_weights_at_lows(
-                        model, shapes, {**params, **branch, name: value},
-                        lows(branch) if lows else {})) and not _over_memory(
-                        _weights_on_meta(builder, shapes, split_params(
-                            model, {**params, **branch})[0])):
-                    # (too large without it too: the fixed params' error, check_fit's)
+                if _past(n, memory) and _too_large_by(model, shapes, {**params, **branch}, name,
+                                                      value, lows(branch) if lows else {}, memory):
                     raise OutOfRange(_size_error(builder, kwargs, n, name))
             elif name in ("label_smoothing", "input_noise", "augment"):
                 splits = loaded_splits(data)
@@ -975,20 +971,25 @@ def check_space_values(model: str, data: Mapping[str, Any], params: Mapping[str,
             continue
 
 
-def _over_memory(n: int | None) -> bool:
-    return n is None or n * 4 > memory_bytes()
+def _past(n: int | None, memory: int) -> bool:
+    """Whether `n` weights (None: past what torch counts) overflow `memory` as float32."""
+    return n is None or n * 4 > memory
 
 
-def _weights_at_lows(model: str, shapes: Mapping[str, Any], values: Mapping[str, Any],
-                     lows: Mapping[str, int]) -> int | None:
-    """The weight count with the hyperparameters `values` leaves unset at their
-    `lows`; None past what torch can count, or where none is left to lower."""
-    own = get_builder(model).hyperparameters()
-    lower = {k: v for k, v in lows.items() if k not in values and k in own}
-    if not lower:
-        return None
-    kwargs, _ = split_params(model, {**values, **lower})
-    return _weights_on_meta(get_builder(model), shapes, kwargs)
+def _too_large_by(model: str, shapes: Mapping[str, Any], fixed: Mapping[str, Any], name: str,
+                  value: Any, lows: Mapping[str, int], memory: int) -> bool:
+    """Whether `name: value`, too large for `memory` over the `fixed` values, is so
+    with the other whole numbers at their `lows` too (a width of 100,000 fits at
+    depth 1), and is what makes it so: a model too large without it is the fixed
+    params' error, check_fit's."""
+    builder = get_builder(model)
+    own = builder.hyperparameters()
+    lower = {k: v for k, v in lows.items() if k != name and k not in fixed and k in own}
+    if lower:
+        kwargs, _ = split_params(model, {**fixed, **lower, name: value})
+        if not _past(_weights_on_meta(builder, shapes, kwargs), memory):
+            return False
+    return not _past(_weights_on_meta(builder, shapes, split_params(model, fixed)[0]), memory)
 
 
 def _shapes(data: Mapping[str, Any]) -> dict[str, Any]:
