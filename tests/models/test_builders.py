@@ -123,6 +123,45 @@ def test_residual_batch_norm_dropout_combinations(residual, batch_norm, dropout)
     assert n_bn == (3 if batch_norm else 0)
 
 
+@pytest.mark.parametrize("residual,batch_norm,dropout,activation",
+                         [(False, False, 0.0, "relu"), (False, True, 0.3, "maxout"),
+                          (True, True, 0.3, "prelu"), (True, False, 0.0, "tanh")])
+def test_an_mlp_computes_what_its_layers_compute_in_turn(residual, batch_norm, dropout,
+                                                         activation):
+    """The MLP calls its hidden layers' modules itself: the output, the gradients
+    and the state dict's names are those of each layer called in turn, in train
+    mode (the same dropout draws from the same seed) and in eval mode, also after
+    its layers are sliced off or replaced as a Sequential's."""
+    torch.manual_seed(0)
+    model = mlp(input_shape=(1, 8, 8), n_outputs=10, depth=3, width=16, residual=residual,
+                batch_norm=batch_norm, dropout=dropout, activation=activation)
+    x, _ = fake_batch("classification")
+
+    def in_turn(layers, x):
+        for layer in layers:
+            x = layer(x)
+        return x
+
+    for train in (True, False):
+        model.train(train)
+        torch.manual_seed(1)
+        ours = model(x)
+        ours.sum().backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        torch.manual_seed(1)
+        theirs = in_turn(model.children(), x)
+        theirs.sum().backward()
+        assert torch.equal(ours, theirs)
+        assert all(torch.equal(g, p.grad) for g, p in zip(grads, model.parameters()))
+        model.zero_grad()
+    assert list(model.state_dict()) == list(torch.nn.Sequential(*model.children()).state_dict())
+    model.eval()
+    assert torch.equal(model[:2](x), in_turn(list(model.children())[:2], x))
+    model[1] = torch.nn.Linear(64, 16)
+    assert torch.equal(model(x), in_turn(model.children(), x))
+
+
 def test_residual_skips_only_between_equal_widths():
     model = mlp(input_shape=(1, 8, 8), n_outputs=10, depth=3, width=16, residual=True)
     hidden = [m for m in model.modules() if type(m).__name__ == "HiddenLayer"]
