@@ -663,7 +663,8 @@ def fit_note(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
 
 
 def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
-              searched: Collection[str] = (), keys: Mapping[str, str] | None = None) -> str:
+              searched: Collection[str] = (), keys: Mapping[str, str] | None = None,
+              lows: Mapping[str, int] | None = None) -> str:
     """The trial task, after one training step of the model built from the fixed
     `params` on two samples: a builder that cannot take the dataset (a CNN on
     sequences, a many-to-one net on per-step targets, a kernel too large for the
@@ -673,9 +674,11 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     may fix; one about fixed values alone (a dropout of 1.5) fails every trial.
     `keys`: the config's key of each of `params` that the config does not hold as
     `params.NAME` (`space.head`, a value the space fixes); an error about it names
-    that key instead."""
+    that key instead. `lows`: the least whole number each searched hyperparameter
+    can be; a model too large for memory at the defaults that fits with them there
+    (a width of 200,000 at depth 1 of `depth: {int: [1, 3]}`) is left to the trials."""
     try:
-        return _check_fit(model, data, params, searched)
+        return _check_fit(model, data, params, searched, lows or {})
     except UserError as e:
         keyed = _keyed(e, model, params, searched, keys or {})
         if keyed is None:
@@ -704,7 +707,7 @@ def _keyed(e: UserError, model: str, params: Mapping[str, Any], searched: Collec
 
 
 def _check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
-               searched: Collection[str]) -> str:
+               searched: Collection[str], lows: Mapping[str, int]) -> str:
     builder, splits = get_builder(model), loaded_splits(data)
     kwargs, opts = split_params(model, params)
     # A task that has no use for label smoothing (regression) refuses a fixed one.
@@ -730,7 +733,10 @@ def _check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     try:
         net = _build_in_memory(builder, splits, kwargs)
     except UserError as e:
-        if str(e).startswith("model:") or not _knobs(e, own) & tunable:
+        lower = {k: v for k, v in lows.items() if k in tunable}
+        if str(e).startswith("model:") or not (_knobs(e, own) & tunable or (
+                isinstance(e, TooLarge) and lower and not _past(_weights_on_meta(
+                    builder, e.shapes, {**kwargs, **lower}), memory_bytes()))):
             raise
         net = None
     except Exception as e:  # noqa: BLE001 - a builder of the study's own failing
@@ -851,7 +857,19 @@ def _build_in_memory(builder: Any, splits: Splits, kwargs: Mapping[str, Any]) ->
         if not isinstance(e, MemoryError) and not _too_large(e):
             raise
     n = _weights_on_meta(builder, shapes, kwargs)
-    raise UserError(_size_error(builder, kwargs, n)) from None
+    raise TooLarge(_size_error(builder, kwargs, n), shapes) from None
+
+
+class TooLarge(UserError):
+    """A model whose weights do not fit in this machine's memory; `shapes`: the
+    data's (input_shape, n_outputs) it was built for."""
+
+    def __init__(self, message: str, shapes: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.shapes = shapes
+
+    def __reduce__(self) -> tuple:          # a trial's error crosses processes
+        return type(self), (str(self), self.shapes)
 
 
 def _weights_on_meta(builder: Any, shapes: Mapping[str, Any],

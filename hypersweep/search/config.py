@@ -912,9 +912,11 @@ def check_semantics(cfg: StudyConfig) -> None:
     check_space_values(cfg.model, data, cfg.params, space_values(space),
                        functools.partial(lowest_whole_values, space))
     tasks = []
+    lows = lowest_whole_values(space)
     for params, searched, keys, alone in fit_checks(cfg.params, space):
         try:
-            tasks.append(check_fit(cfg.model, data, params, searched=searched, keys=keys))
+            tasks.append(check_fit(cfg.model, data, params, searched=searched, keys=keys,
+                                   lows=lows))
         except UserError:
             if alone is None or _fits(cfg.model, data, *alone):
                 raise

@@ -587,6 +587,9 @@ def test_a_trial_whose_model_does_not_fit_in_memory_fails_naming_its_key(run):
     assert failure_reason(e.value) == (
         "params.width: mlp with width 1000000000 has 75,000,000,010 weights (300.0 GB as "
         "float32), more than this machine's memory holds")
+    # As a Ray worker sends it back to the driver: pickled.
+    again = pickle.loads(pickle.dumps(e.value))
+    assert type(again) is type(e.value) and str(again) == str(e.value)
 
 
 def test_a_trial_that_runs_out_of_memory_while_training_names_the_key_that_grew_it(tmp_path):

@@ -507,6 +507,12 @@ def test_a_model_too_large_for_memory_is_one_line_naming_its_key(write_config, s
     # A branch's fixed depth of 1 meets the width: its trials fit.
     (["space={activation: {choice: {relu: {depth: 1}, tanh: {depth: 3}}}, "
       "width: {choice: [64, 200000]}, lr: 0.01}"], None),
+    # A fixed width that fits at the searched depth's low end, not at its default.
+    (["params.width=200000", "space={depth: {int: [1, 3]}, lr: 0.01}"], None),
+    (["params.width=200000", "space={depth: {choice: [3, 1]}, lr: 0.01}"], None),
+    (["params.width=200000", "space={depth: {int: [2, 3]}, lr: 0.01}"],
+     "params.width: mlp with width 200000 has 40,015,200,010 weights (160.1 GB as float32), "
+     "more than this machine's memory holds"),
 ])
 def test_a_searched_value_whose_model_cannot_fit_in_memory_is_refused(write_config, sets,
                                                                       message):
