@@ -132,6 +132,15 @@ def whole_number(text: str | int) -> int:
     return int(text)
 
 
+def parallel_text(text: str) -> str:
+    """--parallel's value as written, checked as the command line is parsed: a
+    whole number (signed: `-1` is refused as the config's number is, must be >= 1)
+    or `auto`."""
+    if text.strip() != "auto" and not re.fullmatch(r"\s*[-+]?[0-9]+\s*", text):
+        raise typer.BadParameter(f"expected an integer or 'auto', got {text!r}")
+    return text
+
+
 def opt(metavar: str, help: str, *names: str, **kwargs):
     """An option with no default of its own (the config's value stands), shown in the
     help as `--trials N` rather than as its Python type."""
@@ -267,7 +276,7 @@ SeedOpt = opt("N", "Study seed (search.seed).", parser=whole_number)
 RunUriOpt = opt("URI", "MLflow tracking URI (tracking.uri).")
 RunStorageOpt = opt("URL", "Optuna storage URL (tracking.storage).")
 ExecutorOpt = opt("serial|ray", "Executor (resources.executor).")
-ParallelOpt = opt("N|auto", "Trials at once (resources.parallel).")
+ParallelOpt = opt("N|auto", "Trials at once (resources.parallel).", parser=parallel_text)
 AddressOpt = opt("ADDR", "Ray cluster to join (resources.address).")
 WarmStartOpt = opt("STUDY", "Seed the search with STUDY's finished trials (search.warm_start).",
                    "--warm-start")
@@ -480,12 +489,9 @@ def show_builder(b) -> None:
 
 
 def _parallel(value: str | None) -> int | str | None:
-    """--parallel's text: a whole number (signed: `-1` is refused as a number is,
-    must be >= 1) or `auto`, as the config key takes it."""
+    """--parallel as the config key takes it: a number or `auto`."""
     if value is None or value.strip() == "auto":
         return value
-    if not re.fullmatch(r"[-+]?[0-9]+", value.strip()):
-        raise UserError(f"--parallel: expected an integer or 'auto', got {value!r}")
     return int(value)
 
 

@@ -12,8 +12,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hypersweep.cli.app import (SetOpt, _parallel, app, counted, err, opt, out, print_best,
-                                print_range_notes, stopped, user_errors, whole_number)
+from hypersweep.cli.app import (SetOpt, _parallel, app, counted, err, opt, out, parallel_text,
+                                print_best, print_range_notes, stopped, user_errors,
+                                whole_number)
 from hypersweep.models.errors import UserError
 from hypersweep.search.config import StudyConfig, TrackingConfig, without_password
 
@@ -55,7 +56,8 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
            trials: Optional[int] = opt("N", "A new trial budget, kept as the study's.",
                                           parser=whole_number),
            executor: Optional[str] = opt("serial|ray", "Executor, for this run only."),
-           parallel: Optional[str] = opt("N|auto", "Trials at once, for this run only."),
+           parallel: Optional[str] = opt("N|auto", "Trials at once, for this run only.",
+                                         parser=parallel_text),
            ray_address: Optional[str] = opt(
                "ADDR", "Ray cluster to join, for this run only (the study's may be gone)."),
            ) -> None:

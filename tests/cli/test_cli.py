@@ -235,7 +235,11 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     (["validate", "x.yaml", "--seed", "7.0"],
      "error: --seed: expected an integer, got '7.0' (see hypersweep validate --help)"),
     (["validate", str(STUDIES / "quickstart.yaml"), "--parallel", "1.5"],
-     "error: --parallel: expected an integer or 'auto', got '1.5'"),
+     "error: --parallel: expected an integer or 'auto', got '1.5' (see hypersweep validate "
+     "--help)"),
+    (["resume", "s", "--parallel", "two"],
+     "error: --parallel: expected an integer or 'auto', got 'two' (see hypersweep resume "
+     "--help)"),
     (["resume", "s", "--trials", "1e6"],
      "error: --trials: expected an integer, got '1e6' (see hypersweep resume --help)"),
     (["run", "x.yaml", "--trials", "\u0663"],     # an Arabic-Indic 3: a digit to Python
