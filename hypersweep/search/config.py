@@ -918,7 +918,7 @@ def check_semantics(cfg: StudyConfig) -> None:
             tasks.append(check_fit(cfg.model, data, params, searched=searched, keys=keys,
                                    lows=lows))
         except UserError:
-            if alone is None or _fits(cfg.model, data, *alone):
+            if alone is None or _fits(cfg.model, data, *alone, lows):
                 raise
             # The branch's condition cannot fit without the values it fixes either:
             # a searched value's error, left to the trials as a choice's is.
@@ -941,10 +941,10 @@ def check_epochs(params: Mapping[str, Any], space: Space) -> None:
 
 
 def _fits(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
-          searched: set[str]) -> bool:
+          searched: set[str], lows: Mapping[str, int]) -> bool:
     from hypersweep.models.train import check_fit
     try:
-        check_fit(model, data, params, searched=searched)
+        check_fit(model, data, params, searched=searched, lows=lows)
     except UserError:
         return False
     return True

@@ -513,6 +513,13 @@ def test_a_model_too_large_for_memory_is_one_line_naming_its_key(write_config, s
     (["params.width=200000", "space={depth: {int: [2, 3]}, lr: 0.01}"],
      "params.width: mlp with width 200000 has 40,015,200,010 weights (160.1 GB as float32), "
      "more than this machine's memory holds"),
+    # Every tanh trial is 3 deep: refused, though relu's trials fit.
+    (["params.width=200000", "space={activation: {choice: {relu: {depth: 1}, "
+      "tanh: {depth: 3}}}, lr: 0.01}"],
+     "params.width: mlp with width 200000, depth 3 has 80,015,400,010 weights (320.1 GB as "
+     "float32), more than this machine's memory holds"),
+    (["params.width=200000", "space={activation: {choice: {relu: {depth: 1}, "
+      "tanh: {depth: {int: [1, 3]}}}}, lr: 0.01}"], None),
 ])
 def test_a_searched_value_whose_model_cannot_fit_in_memory_is_refused(write_config, sets,
                                                                       message):
