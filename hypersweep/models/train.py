@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Collection, Iterable, Iterator, Literal, Mapping
+from typing import Any, Callable, Collection, Iterable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -664,7 +664,7 @@ def fit_note(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
 
 def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
               searched: Collection[str] = (), keys: Mapping[str, str] | None = None,
-              lows: Mapping[str, int] | None = None) -> str:
+              lows: Sequence[Mapping[str, int]] = ()) -> str:
     """The trial task, after one training step of the model built from the fixed
     `params` on two samples: a builder that cannot take the dataset (a CNN on
     sequences, a many-to-one net on per-step targets, a kernel too large for the
@@ -674,11 +674,14 @@ def check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     may fix; one about fixed values alone (a dropout of 1.5) fails every trial.
     `keys`: the config's key of each of `params` that the config does not hold as
     `params.NAME` (`space.head`, a value the space fixes); an error about it names
-    that key instead. `lows`: the least whole number each searched hyperparameter
-    can be; a model too large for memory at the defaults that fits with them there
-    (a width of 200,000 at depth 1 of `depth: {int: [1, 3]}`) is left to the trials."""
+    that key instead. `lows`: for each combination of branches a trial can take,
+    the least whole number each searched hyperparameter can be (spaces.trial_lows).
+    A model too large for memory at the defaults that fits with those at their
+    lows in every combination (a width of 200,000 at depth 1 of `depth: {int: [1,
+    3]}`) is left to the trials; one that does not fit in some combination is
+    refused as it is there (`width 200000, depth 3`)."""
     try:
-        return _check_fit(model, data, params, searched, lows or {})
+        return _check_fit(model, data, params, searched, lows)
     except UserError as e:
         keyed = _keyed(e, model, params, searched, keys or {})
         if keyed is None:
@@ -707,7 +710,7 @@ def _keyed(e: UserError, model: str, params: Mapping[str, Any], searched: Collec
 
 
 def _check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
-               searched: Collection[str], lows: Mapping[str, int]) -> str:
+               searched: Collection[str], lows: Sequence[Mapping[str, int]]) -> str:
     builder, splits = get_builder(model), loaded_splits(data)
     kwargs, opts = split_params(model, params)
     # A task that has no use for label smoothing (regression) refuses a fixed one.
@@ -733,10 +736,13 @@ def _check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     try:
         net = _build_in_memory(builder, splits, kwargs)
     except UserError as e:
-        lower = {k: v for k, v in lows.items() if k in tunable}
-        if str(e).startswith("model:") or not (_knobs(e, own) & tunable or (
-                isinstance(e, TooLarge) and lower and not _past(_weights_on_meta(
-                    builder, e.shapes, {**kwargs, **lower}), memory_bytes()))):
+        if str(e).startswith("model:"):
+            raise
+        if isinstance(e, TooLarge) and lows:
+            at_lows = _too_large_at_lows(builder, e.shapes, kwargs, tunable, lows)
+            if at_lows is not None:
+                raise at_lows from None
+        elif not _knobs(e, own) & tunable:
             raise
         net = None
     except Exception as e:  # noqa: BLE001 - a builder of the study's own failing
@@ -858,6 +864,21 @@ def _build_in_memory(builder: Any, splits: Splits, kwargs: Mapping[str, Any]) ->
             raise
     n = _weights_on_meta(builder, shapes, kwargs)
     raise TooLarge(_size_error(builder, kwargs, n), shapes) from None
+
+
+def _too_large_at_lows(builder: Any, shapes: Mapping[str, Any], kwargs: Mapping[str, Any],
+                       tunable: Collection[str],
+                       lows: Sequence[Mapping[str, int]]) -> "TooLarge | None":
+    """None when the model fits in memory with the `tunable` whole numbers at their
+    lows in each combination of branches; else its error in the first that does not
+    (a tunable a combination does not set takes its default)."""
+    memory = memory_bytes()
+    for each in lows:
+        at = {**kwargs, **{k: v for k, v in each.items() if k in tunable}}
+        n = _weights_on_meta(builder, shapes, at)
+        if _past(n, memory):
+            return TooLarge(_size_error(builder, at, n), shapes)
+    return None
 
 
 class TooLarge(UserError):

@@ -873,8 +873,8 @@ def check_semantics(cfg: StudyConfig) -> None:
     from hypersweep.models.train import check_fit, check_space_values, hyperparameters
     from hypersweep.search.strategies import (PRUNERS, SAMPLERS, SINGLE_OBJECTIVE_ONLY,
                                               check_enqueue, check_pruner)
-    from hypersweep.spaces import (check_against, lowest_whole_values, parse_space,
-                                   space_values, walk)
+    from hypersweep.spaces import (check_against, lowest_whole_values, parse_space, space_values,
+                                   trial_lows, walk)
 
     get_builder(cfg.model)
     if cfg.data.name not in dataset_names():
@@ -912,7 +912,7 @@ def check_semantics(cfg: StudyConfig) -> None:
     check_space_values(cfg.model, data, cfg.params, space_values(space),
                        functools.partial(lowest_whole_values, space))
     tasks = []
-    lows = lowest_whole_values(space)
+    lows = trial_lows(space)
     for params, searched, keys, alone in fit_checks(cfg.params, space):
         try:
             tasks.append(check_fit(cfg.model, data, params, searched=searched, keys=keys,
@@ -941,7 +941,7 @@ def check_epochs(params: Mapping[str, Any], space: Space) -> None:
 
 
 def _fits(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
-          searched: set[str], lows: Mapping[str, int]) -> bool:
+          searched: set[str], lows: Sequence[Mapping[str, int]]) -> bool:
     from hypersweep.models.train import check_fit
     try:
         check_fit(model, data, params, searched=searched, lows=lows)

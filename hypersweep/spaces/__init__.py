@@ -18,6 +18,7 @@ from hypersweep.spaces.language import (
     parse_space,
     space_values,
     to_raw,
+    trial_lows,
     values_beside,
     walk,
 )
@@ -27,6 +28,6 @@ __all__ = [
     "KINDS", "Categorical", "Conditional", "Fixed", "Float", "Int", "Param", "Space",
     "axis", "check_against", "describe", "distributions", "fixed_values", "grid", "grid_point",
     "grid_size", "kind_name", "lowest_whole_values", "on_grid", "param_names", "parse_space",
-    "space_values",
-    "spreads_a_range", "suggest", "to_raw", "values_beside", "walk",
+    "space_values", "spreads_a_range", "suggest", "to_raw", "trial_lows", "values_beside",
+    "walk",
 ]

@@ -364,6 +364,29 @@ def lowest_whole_values(space: Space,
     return lows
 
 
+def trial_lows(space: Space, most: int = 256) -> list[dict[str, int]]:
+    """`lowest_whole_values` for each combination of branches one trial can take
+    (nested conditionals included): what a value fixed for every trial must fit
+    with in each. Past `most` combinations, one entry: the lows over all
+    branches (the least each name can be in any trial)."""
+    combos: list[dict[str, Choice]] = [{}]
+    done: list[dict[str, Choice]] = []
+    while combos:
+        combo = combos.pop()
+        # The conditionals this combination reaches and has not chosen a branch of.
+        open_ = [(name, param) for name, param, _, path in walk(space)
+                 if isinstance(param, Conditional) and name not in combo
+                 and all(combo.get(cond) == choice for cond, choice in path)]
+        if not open_:
+            done.append(combo)
+            continue
+        name, param = open_[0]
+        combos += [{**combo, name: b} for b in param.branches]
+        if len(combos) + len(done) > most:
+            return [lowest_whole_values(space)]
+    return [lowest_whole_values(space, combo) for combo in done]
+
+
 def param_names(space: Space) -> set[str]:
     """Every name the space can set, in all branches."""
     return {name for name, _, _, _ in walk(space, "")}

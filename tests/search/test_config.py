@@ -500,10 +500,11 @@ def test_a_model_too_large_for_memory_is_one_line_naming_its_key(write_config, s
       "tanh: {depth: 2, width: {choice: [64, 200000]}}}}, lr: 0.01}"],
      "space.activation.choice.tanh.width: mlp with width 200000 has 40,015,200,010 weights "
      "(160.1 GB as float32), more than this machine's memory holds"),
-    # Too large whatever the space draws: the fixed value's error, not the space's.
+    # Too large whatever the space draws: the fixed value's error, not the space's,
+    # counted at the smallest model the space allows (depth 1).
     (["params.width=1000000000", "space={depth: {int: [1, 2]}, lr: 0.01}"],
-     "params.width: mlp with width 1000000000 has 1,000,000,076,000,000,010 weights "
-     "(4.0 EB as float32), more than this machine's memory holds"),
+     "params.width: mlp with width 1000000000 has 75,000,000,010 weights "
+     "(300.0 GB as float32), more than this machine's memory holds"),
     # A branch's fixed depth of 1 meets the width: its trials fit.
     (["space={activation: {choice: {relu: {depth: 1}, tanh: {depth: 3}}}, "
       "width: {choice: [64, 200000]}, lr: 0.01}"], None),
@@ -520,6 +521,18 @@ def test_a_model_too_large_for_memory_is_one_line_naming_its_key(write_config, s
      "float32), more than this machine's memory holds"),
     (["params.width=200000", "space={activation: {choice: {relu: {depth: 1}, "
       "tanh: {depth: {int: [1, 3]}}}}, lr: 0.01}"], None),
+    # tanh's trials take the default depth, 2.
+    (["params.width=200000", "space={activation: {choice: {relu: {depth: {int: [1, 3]}}, "
+      "tanh: {}}}, lr: 0.01}"],
+     "params.width: mlp with width 200000 has 40,015,200,010 weights (160.1 GB as float32), "
+     "more than this machine's memory holds"),
+    # Every trial is one deep, in either branch.
+    (["params.width=200000", "space={activation: {choice: {relu: {depth: 1}, "
+      "tanh: {depth: 1}}}, lr: 0.01}"], None),
+    (["params.width=200000", "space={optimizer: {choice: {sgd: {activation: {choice: {relu: "
+      "{depth: 1}, tanh: {depth: 3}}}}, adam: {depth: 1}}}, lr: 0.01}"],
+     "params.width: mlp with width 200000, depth 3 has 80,015,400,010 weights (320.1 GB as "
+     "float32), more than this machine's memory holds"),
 ])
 def test_a_searched_value_whose_model_cannot_fit_in_memory_is_refused(write_config, sets,
                                                                       message):

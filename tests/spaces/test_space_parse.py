@@ -330,3 +330,30 @@ def test_a_range_s_quoted_ends_are_refused_as_text(spec, message):
     """QA: a float range took `["1e-4", 0.03]` where every other numeric key refuses
     a number in quotes."""
     assert error_of(spec) == message
+
+
+@pytest.mark.parametrize("raw, lows", [
+    ({"depth": {"int": [1, 3]}, "width": {"choice": [64, 8, "x"]}}, [{"depth": 1, "width": 8}]),
+    ({"act": {"choice": {"relu": {"depth": 1}, "tanh": {"depth": 3}}}},
+     [{"depth": 1}, {"depth": 3}]),
+    # A branch that does not set a name leaves it out: the trial takes its default.
+    ({"act": {"choice": {"relu": {"depth": {"int": [2, 4]}}, "tanh": {}}}, "width": 16},
+     [{"depth": 2, "width": 16}, {"width": 16}]),
+    # A nested conditional counts within its own branch only.
+    ({"a": {"choice": {"x": {"b": {"choice": {"p": {"depth": 1}, "q": {"depth": 4}}}},
+                       "y": {"depth": 2}}}},
+     [{"depth": 1}, {"depth": 4}, {"depth": 2}]),
+])
+def test_trial_lows_are_the_least_whole_numbers_of_each_combination_of_branches(raw, lows):
+    from hypersweep.spaces import trial_lows
+    got = trial_lows(parse_space(raw))
+    assert sorted(got, key=repr) == sorted(lows, key=repr)
+
+
+def test_trial_lows_past_too_many_combinations_are_the_lows_over_all_branches():
+    from hypersweep.spaces import lowest_whole_values, trial_lows
+    space = parse_space({f"c{i}": {"choice": {"a": {f"n{i}": i + 1}, "b": {}, "c": {}}}
+                         for i in range(8)})     # 3**8 = 6,561 combinations
+    assert trial_lows(space) == [lowest_whole_values(space)] == [
+        {f"n{i}": i + 1 for i in range(8)}]
+    assert len(trial_lows(space, most=10_000)) == 3 ** 8
