@@ -122,12 +122,16 @@ def _options(version: bool = typer.Option(False, "--version", metavar="", is_eag
 ConfigArg = typer.Argument(..., help="Study config (YAML).", show_default=False, metavar="CONFIG")
 
 
+# An integer as the command line writes one: not \d, to which `٣` is a digit.
+_WHOLE = re.compile(r"\s*[-+]?[0-9]+\s*")
+
+
 def whole_number(text: str | int) -> int:
     """An integer option's value, written as one: typer took `--trials 5.0` for 5
     (and refused `1e6`), where the config refuses `trials: 2.0`."""
     if isinstance(text, int):       # a default
         return text
-    if not re.fullmatch(r"\s*[-+]?[0-9]+\s*", text):      # not \d: `٣` is a digit to it
+    if not _WHOLE.fullmatch(text):
         raise typer.BadParameter(f"expected an integer, got {text!r}")
     return int(text)
 
@@ -136,7 +140,7 @@ def parallel_text(text: str) -> str:
     """--parallel's value as written, checked as the command line is parsed: a
     whole number (signed: `-1` is refused as the config's number is, must be >= 1)
     or `auto`."""
-    if text.strip() != "auto" and not re.fullmatch(r"\s*[-+]?[0-9]+\s*", text):
+    if text.strip() != "auto" and not _WHOLE.fullmatch(text):
         raise typer.BadParameter(f"expected an integer or 'auto', got {text!r}")
     return text
 
