@@ -79,7 +79,9 @@ PRUNERS: dict[str, PrunerFactory] = {
     "none": lambda p, max_epochs: optuna.pruners.NopPruner(),
     "median": lambda p, max_epochs: optuna.pruners.MedianPruner(
         n_startup_trials=_or(p.startup_trials, 5),
-        n_warmup_steps=_or(p.warmup_epochs, MEDIAN_WARMUP)),
+        # Reports are numbered by epoch from 1, and Optuna prunes from step
+        # n_warmup_steps on: epochs 1..warmup_epochs are never pruned.
+        n_warmup_steps=_or(p.warmup_epochs, MEDIAN_WARMUP) + 1),
     "asha": lambda p, max_epochs: optuna.pruners.SuccessiveHalvingPruner(
         min_resource=_or(p.min_resource, 1), reduction_factor=_or(p.reduction_factor, 4)),
     "hyperband": lambda p, max_epochs: optuna.pruners.HyperbandPruner(
@@ -131,12 +133,16 @@ def check_pruner(p: PrunerConfig, max_epochs: int | None, by_default: bool = Fal
             raise UserError(f"search.pruner.{name}: not a setting of pruner {p.name}; "
                             f"{p.name} takes: {takes}")
     if p.name == "median" and max_epochs is not None:
-        # Optuna prunes from epoch warmup_epochs on, and never at the last epoch.
+        # Pruned from the epoch after the warm-up on, and never at the last epoch.
         warmup = _or(p.warmup_epochs, MEDIAN_WARMUP)
-        if warmup >= max_epochs:
+        if max_epochs < 2:
+            raise UserError(f"search.pruner: median never prunes a trial of {epochs_said}: "
+                            "a trial is not pruned at its last epoch; use pruner: none")
+        if warmup > max_epochs - 2:
             given = "" if p.warmup_epochs is not None else " (the default)"
-            raise UserError(f"search.pruner.warmup_epochs: {warmup}{given} must be below "
-                            f"{epochs_said}, or no trial is ever pruned")
+            raise UserError(f"search.pruner.warmup_epochs: {warmup}{given} must be at most "
+                            f"{max_epochs - 2} with {epochs_said}, or no trial is ever pruned "
+                            "(a trial is not pruned in its warm-up, nor at its last epoch)")
     min_resource = p.min_resource
     if min_resource is None and "min_resource" in allowed:
         min_resource = 1        # asha's and hyperband's default

@@ -35,7 +35,7 @@ def smoke_overrides(path: Path) -> list[str]:
     sets = ["--set", f"params.epochs={epochs}", "--set", "data.val_fraction=0.1",
             "--set", "data.test_fraction=0.8", "--set", "resources.executor=serial"]
     if pruner == "median":      # its default warm-up, 2 epochs, would never prune
-        sets += ["--set", "search.pruner={name: median, warmup_epochs: 1}"]
+        sets += ["--set", "search.pruner={name: median, warmup_epochs: 0}"]
     for key, value in SMALL_DATA.get(data, {}).items():
         sets += ["--set", f"data.options.{key}={value}"]
     return sets

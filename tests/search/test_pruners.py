@@ -95,11 +95,12 @@ def test_no_pruner_prunes_nothing(stores):
     ({"name": "none", "reduction_factor": 3},
      "search.pruner.reduction_factor: not a setting of pruner none; none takes: no settings"),
     ({"name": "asha", "min_resource": 3}, "search.pruner.min_resource: 3 must be below params.epochs (3)"),
-    # Optuna's median pruner starts at epoch warmup_epochs; the last epoch is never pruned
-    ({"name": "median", "warmup_epochs": 3},
-     "search.pruner.warmup_epochs: 3 must be below params.epochs (3), or no trial is ever pruned"),
+    # the median pruner prunes after the warm-up's epochs, and never at the last epoch
+    ({"name": "median", "warmup_epochs": 2},
+     "search.pruner.warmup_epochs: 2 must be at most 1 with params.epochs (3), or no trial is "
+     "ever pruned (a trial is not pruned in its warm-up, nor at its last epoch)"),
     ({"name": "median", "warmup_epochs": 5},
-     "search.pruner.warmup_epochs: 5 must be below params.epochs (3)"),
+     "search.pruner.warmup_epochs: 5 must be at most 1 with params.epochs (3)"),
     ({"name": "hyperband", "reduction_factor": 1}, "search.pruner.reduction_factor: must be >= 2, got 1"),
     ({"name": "ashaa"}, "search.pruner: unknown pruner 'ashaa' (did you mean 'asha'?)"),
     ({"name": "asha", "min_resources": 2}, "search.pruner.min_resources: unknown key (did you mean 'min_resource'?)"),
@@ -127,15 +128,33 @@ def test_asha_prunes_a_real_digits_search_with_patience_alongside(stores):
 
 
 def test_the_median_pruner_s_default_warmup_is_checked_against_epochs_too(stores):
-    """2 epochs under the median pruner's default warm-up of 2 never pruned a trial."""
+    """3 epochs under the median pruner's default warm-up of 2 never pruned a trial:
+    epochs 1 and 2 are the warm-up, and the last is never pruned."""
     raw = small_config("median", stores, pruner={"name": "median"})
-    raw["params"]["epochs"] = 2
+    raw["params"]["epochs"] = 3
     with pytest.raises(UserError) as e:
         check_semantics(parse_config(raw))
-    assert str(e.value) == ("search.pruner.warmup_epochs: 2 (the default) must be below "
-                            "params.epochs (2), or no trial is ever pruned")
-    raw["params"]["epochs"] = 3
+    assert str(e.value) == ("search.pruner.warmup_epochs: 2 (the default) must be at most 1 "
+                            "with params.epochs (3), or no trial is ever pruned (a trial is not "
+                            "pruned in its warm-up, nor at its last epoch)")
+    raw["params"]["epochs"] = 4
     check_semantics(parse_config(raw))
+    raw["params"]["epochs"] = 1
+    raw["search"]["pruner"] = {"name": "median", "warmup_epochs": 0}
+    with pytest.raises(UserError) as e:
+        check_semantics(parse_config(raw))
+    assert str(e.value) == ("search.pruner: median never prunes a trial of params.epochs (1): "
+                            "a trial is not pruned at its last epoch; use pruner: none")
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 3])
+def test_the_median_pruner_never_prunes_in_the_warm_up_epochs(stores, warmup):
+    """warmup_epochs: N keeps epochs 1..N of every trial; pruning starts at N + 1."""
+    study, _ = pruned_study(stores, f"warm{warmup}",
+                            {"name": "median", "startup_trials": 3, "warmup_epochs": warmup})
+    pruned = [max(t.intermediate_values) for t in study.trials
+              if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned and min(pruned) == warmup + 1
 
 
 def test_a_pruner_is_checked_against_the_most_epochs_the_space_searches(stores):
