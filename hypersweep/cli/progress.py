@@ -61,12 +61,28 @@ class StudyProgress(StudyEvents):
         self._interrupted += event.interrupted
         self._progress.update(self._task, advance=0 if event.interrupted else 1,
                               status=self._status())
-        if event.state is TrialState.FAIL and event.reason:
+        if event.state is not TrialState.FAIL and not self._progress.console.is_terminal:
+            self._ended_line(event)
+        elif event.state is TrialState.FAIL and event.reason:
             # One line each, however long: a log is searched by line (a terminal
             # wraps it for the eye).
             self._progress.console.print(f"[red]trial {event.number} failed:[/] "
                                          f"{escape(event.reason)}", markup=True, highlight=False,
                                          soft_wrap=True)
+
+    def _ended_line(self, event: TrialEvent) -> None:
+        """Into a pipe or a file (a batch job's log, where no bar is drawn until the
+        end): a line per trial that completes or is pruned, as it ends."""
+        task = self._progress.tasks[0]
+        values = ", ".join(f"{o.metric} {v:.4f}" for o, v in
+                           zip(self.cfg.search.objectives, event.values or ()))
+        state = (escape(event.reason) if event.state is TrialState.PRUNED and event.reason
+                 else event.state.name.lower())
+        best = f", best {self._best:.4f}" if self._best is not None else ""
+        self._progress.console.print(
+            f"trial {event.number} {state}{': ' + values if values else ''} "
+            f"({int(task.completed)} of {int(task.total or 0)} done{best}, "
+            f"{_clock(task.elapsed)} elapsed)", markup=False, highlight=False, soft_wrap=True)
 
     def print(self, markup: str) -> None:
         """A line of rich markup above the bar."""
@@ -101,6 +117,12 @@ class StudyProgress(StudyEvents):
                       (("PRUNED", "pruned", "yellow"), ("FAIL", "failed", "red"),
                        ("interrupted", "interrupted", "red")) if c[state]]
         return " ".join(parts)
+
+
+def _clock(seconds: float | None) -> str:
+    """Elapsed time as the bar shows it: 0:01:05."""
+    whole = int(seconds or 0)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 class _StatusColumn(ProgressColumn):

@@ -1,6 +1,7 @@
 """`hypersweep` end to end, on real MLflow and Optuna SQLite stores."""
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -33,6 +34,10 @@ def test_quickstart_with_8_trials(stores):
     finished = [t for t in study.trials if t.state.is_finished()]
     assert len(finished) == 8 == len(study.trials)
     assert study.best_value >= 0.95
+    # Into a pipe, where no bar is drawn until the end: a line as each trial ends.
+    ended = [line for line in res.output.splitlines() if re.match(r"trial \d+ (complete|pruned)", line)]
+    assert sorted(int(line.split()[1]) for line in ended) == [
+        t.number for t in study.trials if t.state.name != "FAIL"]
 
     client = MlflowClient(tracking_uri=stores.mlflow_uri)
     parent, children = study_runs(stores.mlflow_uri, "quickstart-digits-mlp")
@@ -437,6 +442,40 @@ def test_progress_does_not_count_an_interrupted_trial_against_the_budget():
         assert task.completed == 2
         assert task.fields["status"] == ("best val_accuracy 0.9000 [green]1 done[/] "
                                          "[red]1 failed[/] [red]1 interrupted[/]")
+
+
+def test_progress_into_a_pipe_says_each_trial_as_it_ends_and_a_terminal_does_not():
+    """Into a file (a batch job's log, `nohup`), rich draws no bar until the study
+    ends: nothing told how far it got. A line now says each trial as it ends."""
+    import io
+
+    from rich.console import Console
+
+    from hypersweep.cli.progress import StudyProgress
+    from hypersweep.search.config import parse_config
+    from hypersweep.search.driver import TrialEvent
+    from hypersweep.models.trial import TrialState
+
+    events = [TrialEvent(0, TrialState.COMPLETE, (0.9,), None,
+                         {"COMPLETE": 1, "PRUNED": 0, "FAIL": 0}, 0.9),
+              TrialEvent(1, TrialState.PRUNED, None, "pruned at epoch 3",
+                         {"COMPLETE": 1, "PRUNED": 1, "FAIL": 0}, 0.9),
+              TrialEvent(2, TrialState.COMPLETE, (0.95,), None,
+                         {"COMPLETE": 2, "PRUNED": 1, "FAIL": 0}, 0.95)]
+    outputs = {}
+    for terminal in (False, True):
+        buf = io.StringIO()
+        with StudyProgress(Console(file=buf, force_terminal=terminal, width=120),
+                           parse_config(quickstart())) as progress:
+            for event in events:
+                progress.trial_ended(event)
+        outputs[terminal] = buf.getvalue()
+    lines = [line for line in outputs[False].splitlines() if line.startswith("trial ")]
+    assert lines[:3] == [
+        "trial 0 complete: val_accuracy 0.9000 (1 of 20 done, best 0.9000, 0:00:00 elapsed)",
+        "trial 1 pruned at epoch 3 (2 of 20 done, best 0.9000, 0:00:00 elapsed)",
+        "trial 2 complete: val_accuracy 0.9500 (3 of 20 done, best 0.9500, 0:00:00 elapsed)"]
+    assert "trial 0 complete" not in outputs[True] and "3/20" in outputs[True]
 
 
 def test_progress_shows_the_trials_running():
