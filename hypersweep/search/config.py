@@ -193,6 +193,30 @@ class ResourcesConfig(_Strict):
             raise ValueError("must be >= 1 or 'auto'")
         return v
 
+    @field_validator("address")
+    @classmethod
+    def _ray_address(cls, v: str | None) -> str | None:
+        return v if v is None else ray_address(v)
+
+
+_HOST_PORT = re.compile(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d+)")
+
+
+def ray_address(text: str) -> str:
+    """A Ray cluster's address as Ray takes it: HOST:PORT (the head node's GCS),
+    ray://HOST:PORT (Ray Client), or auto (the cluster `ray start` runs on this
+    machine); a ValueError says what else was given, before anything connects."""
+    if text == "auto":
+        return text
+    found = _HOST_PORT.fullmatch(text)
+    if found and 1 <= int(found[3]) <= 65535:
+        return text
+    why = (f"; port {found[3]} is out of range (1-65535)" if found else
+           "; a URL's scheme other than ray:// is not one" if "://" in text else
+           "; no port" if ":" not in text else "")
+    raise ValueError(f"expected HOST:PORT (the head node's GCS address, e.g. 10.0.0.5:6379), "
+                     f"ray://HOST:PORT or auto{why}")
+
 
 def default_tracking_uri() -> str:
     # As every MLflow tool takes it: the environment's tracking server, else a file here.

@@ -253,6 +253,22 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
                                "--help)"),
     (["generate", "x", "--beam", "2.0"],
      "error: --beam: expected an integer, got '2.0' (see hypersweep generate --help)"),
+    # A Ray address Ray cannot parse: said at once (`validate` passed it; `run`
+    # quoted Ray's parse error, with a note on tokens beside the point).
+    (["validate", str(STUDIES / "quickstart.yaml"), "--ray-address", "127.0.0.1"],
+     "error: --ray-address: expected HOST:PORT (the head node's GCS address, e.g. "
+     "10.0.0.5:6379), ray://HOST:PORT or auto; no port, got '127.0.0.1'"),
+    (["run", str(STUDIES / "quickstart.yaml"), "--ray-address", "127.0.0.1:abc"],
+     "error: --ray-address: expected HOST:PORT (the head node's GCS address, e.g. "
+     "10.0.0.5:6379), ray://HOST:PORT or auto, got '127.0.0.1:abc'"),
+    (["validate", str(STUDIES / "quickstart.yaml"), "--ray-address", "http://127.0.0.1:6481"],
+     "error: --ray-address: expected HOST:PORT (the head node's GCS address, e.g. "
+     "10.0.0.5:6379), ray://HOST:PORT or auto; a URL's scheme other than ray:// is not one, "
+     "got 'http://127.0.0.1:6481'"),
+    (["validate", str(STUDIES / "quickstart.yaml"), "--set", "resources.address=10.0.0.5:99999"],
+     "error: resources.address: expected HOST:PORT (the head node's GCS address, e.g. "
+     "10.0.0.5:6379), ray://HOST:PORT or auto; port 99999 is out of range (1-65535), "
+     "got '10.0.0.5:99999'"),
 ])
 def test_usage_errors_are_one_line_with_exit_code_2(args, message):
     """Mistyped options and commands read as bad input in a config does: one line
