@@ -174,6 +174,10 @@ def check_fits(nodes: Sequence[Mapping[str, float]], cpus_per_trial: float,
         has_gpus = f"at most {most_gpus:g} GPUs on one node" if most_gpus else "no GPU"
         raise UserError(f"resources.gpus_per_trial: {gpus_per_trial:g} GPU per trial, but {where} "
                         f"has {has_gpus}; use gpus_per_trial: 0 to train on CPUs")
+    if not most_cpus:
+        raise UserError(f"resources.cpus_per_trial: {cpus_per_trial:g} CPUs per trial, but no "
+                        f"node of {where} has a CPU for Ray's tasks (a head node started with "
+                        "--num-cpus 0 and no worker node joined?); join a node with CPUs")
     if cpus_per_trial > most_cpus:
         raise UserError(f"resources.cpus_per_trial: {cpus_per_trial:g} CPUs per trial, but {where} "
                         f"has at most {most_cpus:g} CPUs on one node; valid: up to {most_cpus:g}")

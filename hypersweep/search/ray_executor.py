@@ -365,6 +365,17 @@ def wait_stopped() -> None:
         _stopping.join()
 
 
+def _joined(address: str) -> str:
+    """The address joined, as the user gave it; `auto` as the one Ray found."""
+    if address != "auto":
+        return address
+    with contextlib.suppress(Exception):    # the context's fields are Ray's to change
+        found = ray.get_runtime_context().gcs_address
+        if found:
+            return f"{found} (auto)"
+    return address
+
+
 def cluster_line(where: str, nodes: Sequence[Mapping[str, float]], capacity: int) -> str:
     """What the study runs on, for the line under its header: `on the Ray cluster
     at ADDR: 2 nodes, 3 CPUs, no GPU; 3 trials at once`."""
@@ -473,7 +484,7 @@ class RayExecutor:
             from hypersweep.models.train import train_trial as train
         self._owns_ray = connect(resources.address)
         quiet_trial_crashes()       # also where Ray was started before (once per handler)
-        where = (f"the Ray cluster at {resources.address}" if resources.address
+        where = (f"the Ray cluster at {_joined(resources.address)}" if resources.address
                  else "this machine's Ray instance" if self._owns_ray
                  else "the Ray cluster")         # joined in this process already
         nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]

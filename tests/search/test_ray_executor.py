@@ -90,6 +90,17 @@ def test_the_line_under_the_header_says_what_the_study_runs_on():
         "1 node, 0.5 CPUs, 2 GPUs; 1 trial at once")
 
 
+@pytest.mark.ray
+def test_the_header_names_the_cluster_auto_found(ray_local):
+    """`--ray-address auto` read `on the Ray cluster at auto: ...`."""
+    import ray
+
+    from hypersweep.search.ray_executor import _joined
+    gcs = ray.get_runtime_context().gcs_address
+    assert gcs and _joined("auto") == f"{gcs} (auto)"
+    assert _joined("10.0.0.5:6379") == "10.0.0.5:6379"
+
+
 def test_a_trial_no_node_can_hold_is_a_user_error():
     """Ray would queue such a task forever; the message names the key and the limit."""
     from hypersweep.models.errors import UserError
@@ -107,6 +118,13 @@ def test_a_trial_no_node_can_hold_is_a_user_error():
         check_fits(nodes, cpus_per_trial=16, gpus_per_trial=0)
     with pytest.raises(UserError, match=r"^resources: no node of the Ray cluster has both 4 CPUs"):
         check_fits([{"CPU": 4.0}, {"CPU": 1.0, "GPU": 1.0}], cpus_per_trial=4, gpus_per_trial=1)
+    # A head node started with --num-cpus 0, alone: "valid: up to 0" offered nothing.
+    with pytest.raises(UserError) as e:
+        check_fits([{"CPU": 0.0}, {}], cpus_per_trial=1, gpus_per_trial=0)
+    assert str(e.value) == (
+        "resources.cpus_per_trial: 1 CPUs per trial, but no node of the Ray cluster has a CPU "
+        "for Ray's tasks (a head node started with --num-cpus 0 and no worker node joined?); "
+        "join a node with CPUs")
 
 
 def test_resources_the_cluster_lacks_are_one_line_alone_on_the_console(ray_local, stores,
