@@ -288,7 +288,9 @@ class MlflowTracker:
         # it chose, which is not the curves' last (val_mse 0.546 told, 0.592 last).
         # Logged at that epoch's step, so that the UI shows which epoch they are.
         self.check_in_place()
-        summary = {f"final_{k}": v for k, v in result.metrics.items()}
+        # A failed trial told Optuna no result (a NaN loss's last metrics stay in the curves).
+        summary = {f"final_{k}": v for k, v in result.metrics.items()
+                   if result.state is not TrialState.FAIL}
         step = result.best_epoch if result.best_epoch is not None else result.epochs
         now = _now_ms()
         all_tags = {STATE_TAG: result.state.value, "epochs": str(result.epochs), **tags}

@@ -282,6 +282,10 @@ def test_faults_fail_only_their_trial(ray_local, stores, tmp_path):
         f"trial {n}: its worker died; retrying it (attempt 2 of 2, resources.max_retries)"
         for n in (3, 4)]
     assert children[4].data.tags["failure_reason"] == reasons[4]
+    # A failed trial told Optuna no result: no final_* (the NaN trial's last epoch had one).
+    finals = {n: [k for k in c.data.metrics if k.startswith("final_")]
+              for n, c in enumerate(children)}
+    assert [n for n in finals if finals[n]] == [0, 3, 6]
     # The retried trial's epoch 1 was reported by both attempts but logged once.
     client = MlflowClient(tracking_uri=stores.mlflow_uri)
     steps = [m.step for m in client.get_metric_history(children[3].info.run_id, "val_loss")]
