@@ -47,6 +47,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -291,12 +292,30 @@ def quiet_trial_crashes() -> None:
         worker.print_to_stdstream = _without_trial_crashes(printer)
 
 
+# A worker's fatal line (level C) about its raylet: the node it ran on was lost
+# (`Check failed: raylet_ipc_client_->NotifyWorkerBlocked() ... Broken pipe`), and a
+# C++ stack trace follows, with "You have likely discovered a bug in Ray".
+_LOST_ITS_RAYLET = re.compile(r"^\[[^\]]* C \d+ \d+\] .*raylet")
+
+
 def _without_trial_crashes(printer: Any) -> Any:
     condensed: set[str] = set()     # Ray says a node's loss twice: once here
+    orphaned: set[tuple] = set()    # workers whose node was lost: the rest of what they say
 
     def print_to_stdstream(data: dict, *args: Any, **kwargs: Any) -> None:
         lines = data.get("lines")
-        if data.get("pid") == "raylet" and lines:
+        worker = (data.get("ip"), data.get("pid"))
+        if data.get("pid") != "raylet" and lines:
+            # A worker whose raylet went: the executor says what becomes of its trial.
+            if worker in orphaned:
+                return
+            cut = next((i for i, line in enumerate(lines) if _LOST_ITS_RAYLET.match(line)), None)
+            if cut is not None:
+                orphaned.add(worker)
+                if not cut:
+                    return
+                data = {**data, "lines": lines[:cut]}
+        elif data.get("pid") == "raylet" and lines:
             kept = []
             for line in lines:
                 if any(said in line for said in _SAID_BY_THE_EXECUTOR):

@@ -418,6 +418,32 @@ def test_rays_lines_about_the_brokers_calls_leave_the_console():
     assert printed == [{"pid": 1234, "lines": [retried]}]
 
 
+def test_a_worker_that_lost_its_node_says_no_more_on_the_console():
+    """A worker blocked on the prune decision as its node's raylet was killed wrote
+    a fatal line of Ray's ("You have likely discovered a bug in Ray") and a stack
+    trace of 70 lines; the executor says what becomes of the trial instead."""
+    from hypersweep.search.ray_executor import _without_trial_crashes
+
+    printed: list[dict] = []
+    quiet = _without_trial_crashes(lambda data, *args, **kwargs: printed.append(data))
+    fatal = ("[2026-12-03 17:27:37,973 C 20976 20976] memory_store.cc:352:  An unexpected "
+             "system state has occurred. You have likely discovered a bug in Ray. Please report "
+             "this issue at https://github.com/ray-project/ray/issues and we'll work with you "
+             "to fix it. Check failed: raylet_ipc_client_->NotifyWorkerBlocked() Status not OK: "
+             "IOError: Broken pipe")
+    worker = {"ip": "192.0.2.2", "pid": 20976}
+    quiet({**worker, "lines": ["epoch 4 done", fatal, "*** StackTrace Information ***"]})
+    quiet({**worker, "lines": ["/ray/_raylet.so(+0x1812b9a) [0x7f6144a12b9a] ray::operator<<()"]})
+    quiet({"ip": "192.0.2.2", "pid": 20977, "lines": [fatal]})
+    other = {"ip": "192.0.2.3", "pid": 20976, "lines": ["a trial's own line"]}
+    quiet(other)
+    # Another fatal line of Ray's (not about the raylet) is a fault to show.
+    assertion = "[2026-12-03 17:27:37,973 C 31 31] task_manager.cc:12: Check failed: x > 0"
+    quiet({"ip": "192.0.2.3", "pid": 31, "lines": [assertion]})
+    assert printed == [{**worker, "lines": ["epoch 4 done"]}, other,
+                       {"ip": "192.0.2.3", "pid": 31, "lines": [assertion]}]
+
+
 def test_splits_are_loaded_and_placed_once_per_process():
     """A worker's next trial finds the dataset loaded, and off the CPU already on
     the device; other data options load anew."""
