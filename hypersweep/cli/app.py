@@ -167,8 +167,9 @@ def user_errors(fn: Callable) -> Callable:
         except StudyFailed as e:
             err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False,
                       soft_wrap=True)
-            err.print(f"the traceback, for a bug report (with hypersweep --version): "
-                      f"{traceback_file(e)}", highlight=False, soft_wrap=True)
+            if e.bug:
+                err.print(f"the traceback, for a bug report (with hypersweep --version): "
+                          f"{traceback_file(e)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except UserError as e:
             err.print(f"[red]error:[/red] {escape(_as_given(str(e), kwargs))}", markup=True,

@@ -27,7 +27,8 @@ from hypersweep.models.figures import Drawing
 from hypersweep.models.trial import TrialResult, TrialSpec, TrialState
 from hypersweep.search.config import MASK, StudyConfig, fixed_epochs, without_password
 from hypersweep.search.executors import Executor, failed, failure_reason, trial_threads
-from hypersweep.search.exit import Abandoned, StudyFailed, stops_as_interrupt, stops_deferred
+from hypersweep.search.exit import (Abandoned, ClusterLost, StudyFailed, stops_as_interrupt,
+                                    stops_deferred)
 from hypersweep.search.importance import (Importances, importance_figure, importance_metrics,
                                           param_importances)
 from hypersweep.search.intermediate import Pending
@@ -656,7 +657,9 @@ class StudyDriver:
         the fault caught being launched or told, fail as interrupted (a resume runs
         them again) with the fault as reason, their runs FAILED; the parent run
         ends FAILED. The error to raise."""
-        reason = f"interrupted: internal error: {failure_reason(fault)}"
+        why = str(fault) if isinstance(fault, ClusterLost) else \
+            f"internal error: {failure_reason(fault)}"
+        reason = f"interrupted: {why}"
         closed = True
         try:
             if self.ending is not None:
@@ -676,8 +679,8 @@ class StudyDriver:
             closed = False
         done = ("closed in both stores (its running trials marked FAIL)" if closed else
                 "its trials left running are marked FAIL on resume")
-        return StudyFailed(f"internal error: {failure_reason(fault)}; the study was stopped and "
-                           f"{done}; continue with: {resume_command(self.cfg)}")
+        return StudyFailed(f"{why}; the study was stopped and {done}; continue with: "
+                           f"{resume_command(self.cfg)}", bug=not isinstance(fault, ClusterLost))
 
     def _end_plainly(self, r: _Running, reason: str) -> None:
         """End trial `r`, which a fault caught half launched or half told, in as few

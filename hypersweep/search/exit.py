@@ -44,7 +44,18 @@ class Abandoned(KeyboardInterrupt):
 class StudyFailed(RuntimeError):
     """A fault (a bug) stopped a study while it ran: its trials and runs were closed
     as a stop closes them. The message says so in one line, and how to continue;
-    `__cause__` is the fault, with its traceback. The CLI exits 1."""
+    `__cause__` is the fault, with its traceback. The CLI exits 1. `bug`: False
+    where the fault was the machine's, not the code's (`ClusterLost`): no
+    traceback is offered for a bug report."""
+
+    def __init__(self, message: str, bug: bool = True) -> None:
+        super().__init__(message)
+        self.bug = bug
+
+
+class ClusterLost(RuntimeError):
+    """The Ray daemons of the node the study runs on went away under it (its raylet
+    killed, out of memory, or crashed): the executor cannot reach its trials."""
 
 
 STOPPING = (signal.SIGTERM, signal.SIGHUP)     # stopped as Ctrl-C stops a study

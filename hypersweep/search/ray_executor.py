@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -55,7 +56,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -66,7 +67,7 @@ from hypersweep.models.trial import TrialResult, TrialSpec
 from hypersweep.search.executors import (OnReport, TrainFn, auto_parallel, check_fits, failed,
                                          parallel_note, run_guarded,
                               trial_threads)
-from hypersweep.search.exit import Terminated
+from hypersweep.search.exit import ClusterLost, Terminated
 from hypersweep.search.net import http2_answer, unreachable
 
 Placement = dict[str, str]         # {"node", "node_ip", "host", "device"}: where a trial ran
@@ -279,10 +280,11 @@ _SAID_BY_THE_EXECUTOR = ("A worker died or was killed while executing a task",
 
 def quiet_trial_crashes() -> None:
     """Keep Ray's own lines about a trial's dead worker off the console (the executor
-    reports each retry and failure by trial); every other line of Ray's and of the
-    workers still reaches it. Ray prints them from its error listener through
-    `ray._private.worker.print_to_stdstream`, which Ray does not document: where it
-    is not found (another Ray version), nothing changes."""
+    reports each retry and failure by trial), and a worker's after it lost its node;
+    every other line of Ray's and of the workers still reaches it. Ray prints them
+    through `ray._private.worker.print_to_stdstream` (from its error listener, and
+    from a handler `ray.init` adds for the workers' lines), which Ray does not
+    document: where it is not found (another Ray version), nothing changes."""
     try:
         from ray._private import worker
     except ImportError:
@@ -290,6 +292,22 @@ def quiet_trial_crashes() -> None:
     printer = getattr(worker, "print_to_stdstream", None)
     if printer is not None and not getattr(printer, "quiet", False):
         worker.print_to_stdstream = _without_trial_crashes(printer)
+    # The workers' own lines: `ray.init` bound a handler to the function as it was
+    # then (functools.partial(print_to_stdstream, ...)); it takes the quiet one.
+    quiet = getattr(worker, "print_to_stdstream", None)
+    dispatcher = getattr(worker, "global_worker_stdstream_dispatcher", None)
+    handlers = getattr(dispatcher, "handlers", None)
+    if not getattr(quiet, "quiet", False) or not isinstance(handlers, list):
+        return
+    dispatcher.handlers = [(name, _rebound(h, quiet)) for name, h in handlers]
+
+
+def _rebound(handler: Any, quiet: Callable) -> Any:
+    """A handler Ray bound to its own `print_to_stdstream`, bound to `quiet` instead."""
+    if isinstance(handler, functools.partial) and not getattr(handler.func, "quiet", False) \
+            and getattr(handler.func, "__name__", "") == "print_to_stdstream":
+        return functools.partial(quiet, *handler.args, **handler.keywords)
+    return handler
 
 
 # A worker's fatal line (level C) about its raylet: the node it ran on was lost
@@ -382,6 +400,30 @@ def wait_stopped() -> None:
     """Return once a Ray instance being stopped is down."""
     if _stopping is not None:
         _stopping.join()
+
+
+@contextlib.contextmanager
+def _node_kept():
+    """Ray's calls, which fail with an OSError (`Broken pipe`, from Ray's core) once
+    the node this process runs on has lost its raylet: raised as `ClusterLost`."""
+    try:
+        yield
+    except OSError as e:
+        if not raised_in_ray(e):
+            raise
+        raise ClusterLost(f"the Ray node this study runs on lost its Ray daemons ("
+                          f"{type(e).__name__}: {first_line(e)}): its raylet was killed, "
+                          "ran out of memory or crashed") from e
+
+
+def raised_in_ray(e: BaseException) -> bool:
+    """Whether `e` was raised in Ray's own code (its Python modules or its compiled
+    core, `common.pxi`): Ray's connection to its daemons, not ours to a store."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    return where.endswith(".pxi") or f"{os.sep}ray{os.sep}" in where
 
 
 def _joined(address: str) -> str:
@@ -543,6 +585,10 @@ class RayExecutor:
         self._datasets: dict[str, list[ray.ObjectRef]] = {}
 
     def submit(self, spec: TrialSpec) -> None:
+        with _node_kept():
+            self._submit(spec)
+
+    def _submit(self, spec: TrialSpec) -> None:
         ref = self._remote.remote(self._train, spec, self._broker, self._threads, self._prunes,
                                   self._splits(spec.data), self._curve)
         self._tasks[ref] = self._by_number[spec.trial_number] = _Task(spec.trial_number)
@@ -565,6 +611,10 @@ class RayExecutor:
         return self._datasets[key]
 
     def wait(self, on_report: OnReport) -> list[tuple[int, TrialResult]]:
+        with _node_kept():
+            return self._wait(on_report)
+
+    def _wait(self, on_report: OnReport) -> list[tuple[int, TrialResult]]:
         while True:
             if self._take is None:
                 self._take = self._broker.take.remote()

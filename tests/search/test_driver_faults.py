@@ -135,3 +135,45 @@ def test_a_fault_of_the_driver_is_one_error_line_and_the_traceback_s_file(stores
     study = nothing_running(stores, "bug")
     assert study.user_attrs["ended"] == "FINISHED"
     assert sum(not t.user_attrs.get("interrupted") for t in study.trials) == 3
+
+
+def test_a_ray_node_lost_under_the_driver_is_said_as_such_not_as_a_bug(stores, monkeypatch,
+                                                                      write_config):
+    """The raylet of the node `hypersweep` ran on was killed: Ray's next call failed
+    with `OSError: Broken pipe (common.pxi:117)`, said as an internal error, with a
+    traceback offered for a bug report."""
+    from hypersweep.search.ray_executor import _node_kept, raised_in_ray
+
+    broken = compile("raise OSError('Broken pipe')", "/site-packages/ray/includes/common.pxi",
+                     "exec")
+    submit = SerialExecutor.submit
+
+    def submit_on_a_lost_node(self, spec):
+        if spec.trial_number == 1:
+            with _node_kept():          # as the Ray executor calls Ray
+                exec(broken)
+        return submit(self, spec)
+
+    monkeypatch.setattr(SerialExecutor, "submit", submit_on_a_lost_node)
+    path = write_config(small_config("lost", stores, trials=3))
+    res = CliRunner().invoke(app, ["run", str(path)], catch_exceptions=False)
+    assert res.exit_code == 1, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    why = ("the Ray node this study runs on lost its Ray daemons (OSError: Broken pipe): "
+           "its raylet was killed, ran out of memory or crashed")
+    assert errors == [f"error: {why}; the study was stopped and closed in both stores (its "
+                      "running trials marked FAIL); continue with: hypersweep resume lost "
+                      f"--storage {stores.optuna_url}"], res.output
+    assert "for a bug report" not in res.output
+    study = nothing_running(stores, "lost")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
+    assert study.trials[1].user_attrs["reason"] == f"interrupted: {why}"
+
+    # An OSError of other code (a file, a socket of ours) is not Ray's to explain.
+    try:
+        open("/nonexistent/dir/file")
+    except OSError as e:
+        assert not raised_in_ray(e)
+    with pytest.raises(FileNotFoundError):
+        with _node_kept():
+            open("/nonexistent/dir/file")

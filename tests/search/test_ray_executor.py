@@ -444,6 +444,20 @@ def test_a_worker_that_lost_its_node_says_no_more_on_the_console():
                        {"ip": "192.0.2.3", "pid": 31, "lines": [assertion]}]
 
 
+@pytest.mark.ray
+def test_the_workers_lines_pass_through_the_quiet_printer(ray_local):
+    """`ray.init` bound the workers' log handler to Ray's own printer, so a worker's
+    stack trace reached the console whatever the quiet one held back."""
+    from ray._private import worker
+
+    from hypersweep.search.ray_executor import quiet_trial_crashes
+    quiet_trial_crashes()
+    bound = [h for name, h in worker.global_worker_stdstream_dispatcher.handlers
+             if name == "ray_print_logs"]
+    assert bound and all(getattr(h.func, "quiet", False) for h in bound)
+    assert worker.print_to_stdstream.quiet
+
+
 def test_splits_are_loaded_and_placed_once_per_process():
     """A worker's next trial finds the dataset loaded, and off the CPU already on
     the device; other data options load anew."""
