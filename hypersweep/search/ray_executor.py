@@ -564,6 +564,8 @@ class RayExecutor:
             self.notes.append(parallel_note(self.capacity, fills, where))
         self._timeout = resources.trial_timeout
         self._retries = resources.max_retries
+        self._gpus = resources.gpus_per_trial
+        self._no_cuda: set[str] = set()     # nodes whose GPUs torch cannot use: said once each
         self.notices: list[str] = []        # lines for the user as trials go (retries)
         # (trial, where its attempt started): tagged on its run while it trains
         self.placed: list[tuple[int, Placement]] = []
@@ -732,6 +734,13 @@ class RayExecutor:
         task.where = where
         if where:
             self.placed.append((task.number, self.where(task.number)))
+        node = str(where.get("node_ip") or where.get("host") or "")
+        if self._gpus and where.get("device") == "cpu" and node not in self._no_cuda:
+            self._no_cuda.add(node)
+            self.notices.append(
+                f"trial {task.number}: Ray gave it {self._gpus:g} GPU on node {node}, but torch "
+                "there sees no CUDA device (a node started with --num-gpus but no CUDA, or a "
+                "CPU build of torch): it trains on the CPU")
 
     @staticmethod
     def _forward(task: _Task, step: int, metrics: Mapping[str, float], on_report: OnReport) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import optuna
 import pytest
@@ -494,11 +495,20 @@ def test_fractional_gpus_pack_trials_on_one_gpu(ray_local, stores, tmp_path):
     train = functools.partial(trainers.together, marker_dir=str(tmp_path / "started"), expected=4)
     executor = RayExecutor(cfg_obj.resources, train=train)
     assert executor.capacity == int(gpus / 0.25)
-    outcome = StudyDriver(cfg_obj, executor, MlflowTracker(cfg_obj.tracking.uri)).run()
+    recorder = Recorder()
+    outcome = StudyDriver(cfg_obj, executor, MlflowTracker(cfg_obj.tracking.uri),
+                          events=recorder).run()
     assert outcome.counts["COMPLETE"] == 4
     _, _, children = trials_and_runs(stores, "gpu")
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
     assert {c.data.tags["device"] for c in children} == {device}
+    # A GPU Ray gave that torch cannot use is said, once for the node (it trained
+    # on the CPU without a word).
+    said = [line for line in recorder.notices if "sees no CUDA device" in line]
+    assert len(said) == (0 if torch.cuda.is_available() else 1)
+    if said:
+        assert re.fullmatch(r"trial \d: Ray gave it 0.25 GPU on node \S+, but torch there sees "
+                            r"no CUDA device \(.*\): it trains on the CPU", said[0]), said
     assert [c.data.metrics["started_together"] for c in children] == [4.0] * 4
     assert_nothing_running(stores, "gpu")
 
