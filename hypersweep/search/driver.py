@@ -648,7 +648,8 @@ class StudyDriver:
             return TrackingError(f"tracking.uri: {why}; {marked}the trials and their results "
                                  f"are in the Optuna storage ({resume_command(self.cfg)} "
                                  "needs the MLflow store back in place)")
-        return TrackingError(f"tracking.uri: {why}; {marked}once it is back, continue with: "
+        back = "" if why.startswith(PROCESS_GONE) else "once it is back, "
+        return TrackingError(f"tracking.uri: {why}; {marked}{back}continue with: "
                              f"{resume_command(self.cfg)}")
 
     def _faulted(self, fault: Exception, held: list[tuple[int, TrialResult]]) -> StudyFailed:
@@ -838,6 +839,9 @@ def fail_running(study: optuna.Study, reason: str,
 ENDED = "ended"
 
 
+PROCESS_GONE = "the tracking process"     # how the writer's errors about itself begin
+
+
 def tracking_failure(uri: str, error: BaseException) -> str:
     """What failed, in words, when the MLflow store at `uri` failed in use with
     `error` (MLflow's own words, after its retries, run to a long line)."""
@@ -850,6 +854,8 @@ def tracking_failure(uri: str, error: BaseException) -> str:
     said = str(error).removeprefix(f"tracking ({where}): ")
     if said.startswith(WATCHED["mlflow"]):  # its file gone: said in full already
         return said
+    if said.startswith(PROCESS_GONE):       # the writer, not the store: nothing to bring back
+        return f"{said.replace(PROCESS_GONE, f'{PROCESS_GONE} writing {where}', 1)}"
     if uri.startswith(("http://", "https://")):
         return f"the MLflow server at {where} refused a write: {said}"
     return f"the MLflow store {where} failed in use: {said}"

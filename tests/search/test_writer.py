@@ -247,6 +247,34 @@ def test_a_tracking_process_killed_by_a_signal_is_said_by_the_signal_s_name(stor
             writer.close()
 
 
+def test_a_tracking_process_killed_mid_study_is_not_said_as_a_store_to_bring_back(stores):
+    """It read `the MLflow store sqlite:///... failed in use: the tracking process was
+    killed by SIGKILL; ... once it is back, continue with`: the store never went."""
+    from hypersweep.search.driver import StudyEvents
+
+    class KillsTheWriter(StudyEvents):
+        def epoch(self, number: int, step: int) -> None:
+            if (number, step) == (1, 1):
+                os.kill(writer._proc.pid, signal.SIGKILL)
+                writer._proc.wait()
+
+    cfg = parse_config(small_config("writer-killed", stores, trials=3))
+    writer = TrackingWriter(cfg.tracking.uri)
+    try:
+        with pytest.raises(TrackingError) as failed:
+            StudyDriver(cfg, SerialExecutor(), writer, events=KillsTheWriter()).run()
+    finally:
+        with contextlib.suppress(TrackingError):
+            writer.close()
+    message = str(failed.value)
+    assert message.startswith(f"tracking.uri: the tracking process writing {stores.mlflow_uri} ")
+    assert "killed by SIGKILL" in message and "once it is back" not in message
+    assert message.endswith("; continue with: hypersweep resume writer-killed --storage "
+                            f"{stores.optuna_url}"), message
+    study = optuna.load_study(study_name="writer-killed", storage=stores.optuna_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
+
+
 def test_the_callers_work_runs_while_the_store_opens_and_stops_once_it_has(tmp_path):
     """`open(wait=True, meanwhile=...)`: the caller's own start-up work runs while
     the tracking process has not answered; a failing piece is skipped, and what is
