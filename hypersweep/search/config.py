@@ -176,15 +176,15 @@ YEAR_S = 365 * 24 * 3600
 class ResourcesConfig(_Strict):
     executor: Literal["serial", "ray"] = "ray"
     parallel: int | Literal["auto"] = 1          # trials at once; auto fills the Ray cluster
-    cpus_per_trial: float = Field(default=1, gt=0)
-    gpus_per_trial: float = Field(default=0, ge=0)   # fractions pack trials on one GPU
+    cpus_per_trial: float = Field(default=1, gt=0, allow_inf_nan=False)
+    gpus_per_trial: float = Field(default=0, ge=0, allow_inf_nan=False)   # fractions: packed
     address: str | None = None                   # a Ray cluster to join; None: a local one
     # Re-runs of a trial whose worker died; bounded (Ray takes a C int, and a trial
     # whose worker dies a thousand times has a cause to fix, not to wait out).
     max_retries: int = Field(default=1, ge=0, le=1000)
     # Seconds per attempt; a year at most (Ray's wait takes no infinite timeout: no
     # limit is null, the default).
-    trial_timeout: float | None = Field(default=None, gt=0, le=YEAR_S)
+    trial_timeout: float | None = Field(default=None, gt=0, le=YEAR_S, allow_inf_nan=False)
 
     @field_validator("parallel")
     @classmethod

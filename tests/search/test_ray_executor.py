@@ -150,6 +150,12 @@ def test_resources_keys_are_validated(stores):
                        ("executor", "dask")]:
         with pytest.raises(UserError, match=f"resources.{key}"):
             parse_config({**cfg, "resources": {key: value}})
+    # NaN passed as out of range ("must be <= 31536000.0, got nan"); inf as too many CPUs.
+    for key, value in [("trial_timeout", float("nan")), ("gpus_per_trial", float("nan")),
+                       ("cpus_per_trial", float("inf"))]:
+        with pytest.raises(UserError) as e:
+            parse_config({**cfg, "resources": {key: value}})
+        assert str(e.value) == f"resources.{key}: must be a finite number, got {value}"
 
 
 # ---------------------------------------------------------------- real Ray
