@@ -1072,7 +1072,8 @@ def check_objectives(cfg: StudyConfig, metrics: list[str], single_only: set[str]
     ray_only = [k for k in ("address", "trial_timeout") if getattr(cfg.resources, k) is not None]
     if cfg.resources.executor == "serial" and ray_only:
         raise UserError(f"resources.{ray_only[0]}: needs executor: ray; the serial executor "
-                        f"runs trials inside this process")
+                        f"runs trials inside this process (for a serial run of a study that "
+                        f"sets it: --set resources.{ray_only[0]}=null)")
     if len(objs) > 1 and cfg.search.pruner.name != "none":
         raise UserError("search.pruner: pruning needs a single objective; use pruner: none "
                         "with a list of objectives")

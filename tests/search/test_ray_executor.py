@@ -659,8 +659,12 @@ def test_ray_only_keys_are_refused_with_the_serial_executor(stores):
 
     cfg = small_config("serial", stores)
     for key, value in [("trial_timeout", 60), ("address", "127.0.0.1:6379")]:
-        with pytest.raises(UserError, match=f"resources.{key}: needs executor: ray"):
+        with pytest.raises(UserError) as e:
             check_semantics(parse_config({**cfg, "resources": {"executor": "serial", key: value}}))
+        # How to run such a study serially (`run --executor serial`, as `resume` does).
+        assert str(e.value) == (f"resources.{key}: needs executor: ray; the serial executor "
+                                "runs trials inside this process (for a serial run of a study "
+                                f"that sets it: --set resources.{key}=null)")
     check_semantics(parse_config({**cfg, "resources": {"executor": "ray", "trial_timeout": 60}}))
 
 
