@@ -179,8 +179,30 @@ def reopen_study(cfg: StudyConfig, tracker: MlflowTracker,
                 tracker.end_trial(run_id, dataclasses.replace(
                     result, epochs=trial.user_attrs.get("epochs", 0)), {})
             else:
-                tracker.end_lost_run(run_id, trial.state.name)
+                tracker.end_lost_run(run_id, trial.state.name, *_as_optuna_has_it(cfg, trial))
     return study, parent
+
+
+def _as_optuna_has_it(cfg: StudyConfig, trial: optuna.trial.FrozenTrial
+                      ) -> tuple[dict[str, float], int, dict[str, str]]:
+    """What a trial's run lost with its end and Optuna holds, for `end_lost_run`: its
+    result (`final_<objective>`, at the epoch it was told at) and its trial.yaml
+    (rebuilt as the driver built it), so that `replay` and the UI still have them."""
+    from hypersweep.models.train import resolved_params
+    from hypersweep.search.driver import data_dict, trial_yaml
+
+    values = trial.values if trial.state is optuna.trial.TrialState.COMPLETE else None
+    finals = {f"final_{o.metric}": v for o, v in zip(cfg.search.objectives, values or ())}
+    attrs = trial.user_attrs
+    step = attrs.get("best_epoch") or attrs.get("epochs") or 0
+    params = {**cfg.params, **trial.params}
+    with contextlib.suppress(UserError):
+        params = resolved_params(cfg.model, params)
+    spec = TrialSpec(model=cfg.model, data=data_dict(cfg), params=params,
+                     seed=attrs.get("seed", trial_seed(cfg.search.seed, trial.number)),
+                     trial_number=trial.number, study=cfg.study,
+                     threads=trial_threads(cfg.resources.cpus_per_trial))
+    return finals, int(step), {"trial.yaml": trial_yaml(spec)}
 
 
 # ---------------------------------------------------------------- replay

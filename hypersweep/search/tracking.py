@@ -323,13 +323,20 @@ class MlflowTracker:
                 out.setdefault(number, []).append(run.info.run_id)
         return out
 
-    def end_lost_run(self, run_id: str, state: str) -> None:
+    def end_lost_run(self, run_id: str, state: str, finals: Mapping[str, float] = {},
+                     step: int = 0, files: Mapping[str, str] = {}) -> None:
         """A trial's run whose end the store never took (its server was down when the
         trial ended): KILLED, with the state Optuna recorded for the trial (its
-        `state` tag too, which still said RUNNING)."""
+        `state` tag too, which still said RUNNING), and what Optuna holds of what
+        was lost: its result (`finals`, at epoch `step`) and its trial.yaml (`files`)."""
+        now = _now_ms()
+        self.flush(run_id, [self._e.Metric(k, float(v), now, step) for k, v in finals.items()])
+        self._log_files(run_id, files)
         self.set_tags(run_id, {STATE_TAG: state,
                                LOST_TAG: f"the MLflow store did not take this run's end; "
-                                         f"its Optuna trial is {state}"})
+                                         f"its Optuna trial is {state}; its result and "
+                                         "trial.yaml were written from Optuna on resume, its "
+                                         "model.pt is lost (hypersweep replay trains it again)"})
         self.client.set_terminated(run_id, status="KILLED")
 
     def epochs_logged(self, run_id: str) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -652,16 +653,33 @@ def test_resume_closes_trial_runs_whose_end_the_mlflow_store_never_took(stores):
     run_study(small_config("lost", stores, trials=2))
     client = MlflowClient(tracking_uri=stores.mlflow_uri)
     parent, children = study_runs(stores.mlflow_uri, "lost")
-    client.update_run(children[0].info.run_id, status="RUNNING")    # its end never landed
+    lost = children[0].info.run_id
+    client.update_run(lost, status="RUNNING")    # its end never landed, nor its artifacts
+    artifacts = Path(client.get_run(lost).info.artifact_uri.removeprefix("file://"))
+    shutil.rmtree(artifacts)
     study = optuna.load_study(study_name="lost", storage=stores.optuna_url)
     study.set_user_attr("ended", None)
+    finals = len(client.get_metric_history(lost, "final_val_accuracy"))
     res = invoke("resume", "lost", "--storage", stores.optuna_url)
     assert res.exit_code == 0, res.output
-    run = client.get_run(children[0].info.run_id)
+    run = client.get_run(lost)
     assert run.info.status == "KILLED"
-    assert run.data.tags["lost_end"] == ("the MLflow store did not take this run's end; its "
-                                         "Optuna trial is COMPLETE")
+    assert run.data.tags["lost_end"] == (
+        "the MLflow store did not take this run's end; its Optuna trial is COMPLETE; its "
+        "result and trial.yaml were written from Optuna on resume, its model.pt is lost "
+        "(hypersweep replay trains it again)")
     assert client.get_run(children[1].info.run_id).info.status == "FINISHED"
+    # What Optuna holds of what was lost is written again: the result the trial was
+    # told, at its epoch, and a trial.yaml that replays it (`best` points at the run).
+    trial = study.trials[0]
+    written = client.get_metric_history(lost, "final_val_accuracy")
+    assert len(written) == finals + 1
+    assert written[-1].value == trial.value and written[-1].step == trial.user_attrs["epochs"]
+    replayed = yaml.safe_load(open(client.download_artifacts(lost, "trial.yaml")))
+    assert replayed["params"]["lr"] == trial.params["lr"]
+    assert replayed["seed"] == trial.user_attrs["seed"]
+    res = invoke("replay", lost, "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0 and "identical" in res.output, res.output
 
 
 def test_a_run_resume_closes_as_lost_takes_the_trial_s_state_from_optuna(stores):
