@@ -402,6 +402,11 @@ def wait_stopped() -> None:
         _stopping.join()
 
 
+def _node_of(where: Placement) -> str:
+    """A placement's node, as a user finds it: its IP, else its host name."""
+    return str(where.get("node_ip") or where.get("host") or "")
+
+
 @contextlib.contextmanager
 def _node_kept():
     """Ray's calls, which fail with an OSError (`Broken pipe`, from Ray's core) once
@@ -531,6 +536,8 @@ class _Task:
     where: Placement = dataclasses.field(default_factory=dict)
     done: bool = False
     runs: set[str] = dataclasses.field(default_factory=set)    # the attempts known to have started
+    # where the earlier attempts ran (their workers died): node_ip, else host, in order
+    earlier: list[str] = dataclasses.field(default_factory=list)
 
 
 class RayExecutor:
@@ -642,7 +649,10 @@ class RayExecutor:
         task = self._by_number.get(number)
         if task is None:
             return {}
-        return {**task.where, **({"attempts": str(task.attempts)} if task.attempts > 1 else {})}
+        retried = {"attempts": str(task.attempts)} if task.attempts > 1 else {}
+        if task.earlier:    # the node a worker died on, which the last attempt's tags replace
+            retried["earlier_nodes"] = ", ".join(task.earlier)
+        return {**task.where, **retried}
 
     def shutdown(self) -> None:
         if self._warming:
@@ -725,6 +735,8 @@ class RayExecutor:
             task.runs.add(attempt)
             task.started = time.monotonic()
             task.attempts += 1
+            if task.where:              # the attempt before, whose worker died
+                task.earlier.append(_node_of(task.where))
             if task.attempts > 1:       # Ray retries a task whose worker died only
                 self.notices.append(
                     f"trial {task.number}: its worker died; retrying it (attempt "
@@ -734,7 +746,7 @@ class RayExecutor:
         task.where = where
         if where:
             self.placed.append((task.number, self.where(task.number)))
-        node = str(where.get("node_ip") or where.get("host") or "")
+        node = _node_of(where)
         if self._gpus and where.get("device") == "cpu" and node not in self._no_cuda:
             self._no_cuda.add(node)
             self.notices.append(

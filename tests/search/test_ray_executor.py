@@ -289,6 +289,12 @@ def test_faults_fail_only_their_trial(ray_local, stores, tmp_path):
         f"trial {n}: its worker died; retrying it (attempt 2 of 2, resources.max_retries)"
         for n in (3, 4)]
     assert children[4].data.tags["failure_reason"] == reasons[4]
+    # A retried trial's tags name where its last attempt ran, and where the worker
+    # that died ran too (one node here).
+    for n in (3, 4):
+        tags = children[n].data.tags
+        assert tags["attempts"] == "2" and tags["earlier_nodes"] == tags["node_ip"], tags
+    assert "earlier_nodes" not in children[0].data.tags
     # A failed trial told Optuna no result: no final_* (the NaN trial's last epoch had one).
     finals = {n: [k for k in c.data.metrics if k.startswith("final_")]
               for n, c in enumerate(children)}
