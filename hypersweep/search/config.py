@@ -49,8 +49,9 @@ class _Strict(BaseModel):
             if type(v) in types or v in types or not types & {int, float}:
                 return v        # a bool or str key, or a literal's value (`parallel: auto`)
             kind = "int_type" if int in types else "float_type"
-            if isinstance(v, bool):
-                raise PydanticCustomError(kind, "not a number")
+            if isinstance(v, bool):     # `parallel: true`: an integer or 'auto'
+                raise PydanticCustomError("not_integer", "not a number",
+                                          {"expected": _expected_of(types, kind)})
             if _reads_as_number(v):
                 raise PydanticCustomError("quoted_number", "a number in quotes",
                                           {"expected": _expected_of(types, kind)})

@@ -623,6 +623,8 @@ def test_true_and_false_are_not_numbers(write_config, key):
     """`trials: true` ran one trial: pydantic took YAML's true for 1."""
     msg = error_for(write_config, with_(key, "true"))
     assert msg.startswith(f"{key}: expected a") and msg.endswith(", got true")
+    if key == "resources.parallel":     # as for any other value it does not take
+        assert msg == "resources.parallel: expected an integer or 'auto', got true"
     assert load_config(write_config(quickstart()), ["search.deterministic=true"])  # a bool key
 
 
