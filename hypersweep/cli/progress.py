@@ -76,8 +76,8 @@ class StudyProgress(StudyEvents):
         task = self._progress.tasks[0]
         values = ", ".join(f"{o.metric} {v:.4f}" for o, v in
                            zip(self.cfg.search.objectives, event.values or ()))
-        state = (escape(event.reason) if event.state is TrialState.PRUNED and event.reason
-                 else event.state.name.lower())
+        state = (event.reason if event.state is TrialState.PRUNED and event.reason
+                 else event.state.name.lower())     # printed as it is: no markup
         best = f", best {self._best:.4f}" if self._best is not None else ""
         self._progress.console.print(
             f"trial {event.number} {state}{': ' + values if values else ''} "

@@ -855,7 +855,7 @@ def tracking_failure(uri: str, error: BaseException) -> str:
     if said.startswith(WATCHED["mlflow"]):  # its file gone: said in full already
         return said
     if said.startswith(PROCESS_GONE):       # the writer, not the store: nothing to bring back
-        return f"{said.replace(PROCESS_GONE, f'{PROCESS_GONE} writing {where}', 1)}"
+        return said.replace(PROCESS_GONE, f"{PROCESS_GONE} writing {where}", 1)
     if uri.startswith(("http://", "https://")):
         return f"the MLflow server at {where} refused a write: {said}"
     return f"the MLflow store {where} failed in use: {said}"

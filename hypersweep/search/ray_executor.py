@@ -314,22 +314,25 @@ def _rebound(handler: Any, quiet: Callable) -> Any:
 # (`Check failed: raylet_ipc_client_->NotifyWorkerBlocked() ... Broken pipe`), and a
 # C++ stack trace follows, with "You have likely discovered a bug in Ray".
 _LOST_ITS_RAYLET = re.compile(r"^\[[^\]]* C \d+ \d+\] .*raylet")
+ORPHAN_SECONDS = 60.0
 
 
 def _without_trial_crashes(printer: Any) -> Any:
     condensed: set[str] = set()     # Ray says a node's loss twice: once here
-    orphaned: set[tuple] = set()    # workers whose node was lost: the rest of what they say
+    # Workers whose node was lost -> when: the rest of what they say (their stack
+    # trace) for a minute, after which the pid may be another worker's.
+    orphaned: dict[tuple, float] = {}
 
     def print_to_stdstream(data: dict, *args: Any, **kwargs: Any) -> None:
         lines = data.get("lines")
         worker = (data.get("ip"), data.get("pid"))
         if data.get("pid") != "raylet" and lines:
             # A worker whose raylet went: the executor says what becomes of its trial.
-            if worker in orphaned:
+            if time.monotonic() - orphaned.get(worker, -ORPHAN_SECONDS) < ORPHAN_SECONDS:
                 return
             cut = next((i for i, line in enumerate(lines) if _LOST_ITS_RAYLET.match(line)), None)
             if cut is not None:
-                orphaned.add(worker)
+                orphaned[worker] = time.monotonic()
                 if not cut:
                     return
                 data = {**data, "lines": lines[:cut]}

@@ -431,10 +431,11 @@ def test_rays_lines_about_the_brokers_calls_leave_the_console():
     assert printed == [{"pid": 1234, "lines": [retried]}]
 
 
-def test_a_worker_that_lost_its_node_says_no_more_on_the_console():
+def test_a_worker_that_lost_its_node_says_no_more_on_the_console(monkeypatch):
     """A worker blocked on the prune decision as its node's raylet was killed wrote
     a fatal line of Ray's ("You have likely discovered a bug in Ray") and a stack
     trace of 70 lines; the executor says what becomes of the trial instead."""
+    from hypersweep.search import ray_executor
     from hypersweep.search.ray_executor import _without_trial_crashes
 
     printed: list[dict] = []
@@ -455,6 +456,10 @@ def test_a_worker_that_lost_its_node_says_no_more_on_the_console():
     quiet({"ip": "192.0.2.3", "pid": 31, "lines": [assertion]})
     assert printed == [{**worker, "lines": ["epoch 4 done"]}, other,
                        {"ip": "192.0.2.3", "pid": 31, "lines": [assertion]}]
+    # Past a minute the pid may be a new worker's: what it says is shown.
+    monkeypatch.setattr(ray_executor, "ORPHAN_SECONDS", 0.0)
+    quiet({**worker, "lines": ["a new worker's line"]})
+    assert printed[-1] == {**worker, "lines": ["a new worker's line"]}
 
 
 @pytest.mark.ray
