@@ -61,14 +61,20 @@ def serving(argv: list[str], health: str) -> Iterator[subprocess.Popen]:
                 proc.wait()
 
 
-@contextmanager
-def mlflow_server(root: Path) -> Iterator[str]:
-    """`mlflow server` with a SQLite backend and proxied artifacts; yields its URL."""
+def mlflow_server_argv(root: Path) -> tuple[str, list[str]]:
+    """The URL and command line of an `mlflow server` on a free port, with a SQLite
+    backend and proxied artifacts under `root` (started again, the same store)."""
     port = free_port()
     argv = [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
             "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    url = f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}", argv
+
+
+@contextmanager
+def mlflow_server(root: Path) -> Iterator[str]:
+    """`mlflow server` with a SQLite backend and proxied artifacts; yields its URL."""
+    url, argv = mlflow_server_argv(root)
     with serving(argv, f"{url}/health"):
         yield url
 

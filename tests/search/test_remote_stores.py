@@ -17,14 +17,14 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from hypersweep.cli.app import app
-from hypersweep.search.config import parse_config
+from hypersweep.search.config import StudyConfig, parse_config
 from hypersweep.search.driver import StudyDriver, StudyEvents
 from hypersweep.search.executors import SerialExecutor
 from hypersweep.search.tracking import MlflowTracker
 from hypersweep.search.writer import TrackingError, TrackingWriter
 from tests.conftest import small_config, study_runs
 from tests.executors import ThreadExecutor
-from tests.servers import MLFLOW, free_port, mlflow_server, postgres_cluster, serving
+from tests.servers import mlflow_server, mlflow_server_argv, postgres_cluster, serving
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
@@ -177,21 +177,23 @@ class _ServerDiesAtTheEnd(StudyEvents):
             self.stop()
 
 
+def _served_study(stores, tmp_path, name: str, trials: int) -> tuple[StudyConfig, str, list[str]]:
+    """Study `name`'s config tracked by an `mlflow server` not started yet: the
+    config, the server's URL and its argv (to start it, and again on the same
+    port and store)."""
+    url, argv = mlflow_server_argv(tmp_path / "server")
+    raw = small_config(name, stores, trials=trials)
+    raw["tracking"]["uri"] = url
+    return parse_config(raw), url, argv
+
+
 def _until_the_server_dies(stores, tmp_path, monkeypatch, name: str, trials: int, events_for):
     """Run study `name` against a real `mlflow server`, which the events made by
     `events_for(tracker, stop)` kill with `stop()`. What the run raised, the
     server's URL, and its argv to start it again on the same port and store."""
     # A write to the dead server fails at once, not after MLflow's backoff (a minute).
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    root = tmp_path / "server"
-    argv = [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-            "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    raw = small_config(name, stores, trials=trials)
-    raw["tracking"]["uri"] = url
-    cfg = parse_config(raw)
+    cfg, url, argv = _served_study(stores, tmp_path, name, trials)
     with serving(argv, f"{url}/health") as server:
         def stop() -> None:
             os.killpg(server.pid, signal.SIGKILL)
@@ -226,15 +228,7 @@ def test_an_mlflow_server_restarted_mid_study_is_not_noticed(stores, tmp_path):
     more) failed the study 14 s after it went: MLflow's client gave up after 3
     retries, 2, 4 and 8 s apart. The writes now wait out about a minute, and every
     trial reaches the server whole."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    root = tmp_path / "server"
-    argv = [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-            "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    raw = small_config("restart", stores, trials=3)
-    raw["tracking"]["uri"] = url
-    cfg = parse_config(raw)
+    cfg, url, argv = _served_study(stores, tmp_path, "restart", 3)
     again: list[subprocess.Popen] = []
     timers: list[threading.Timer] = []
     try:
