@@ -125,6 +125,22 @@ def trial_yaml(spec: TrialSpec) -> str:
     return yaml.safe_dump(spec.record(), sort_keys=False)
 
 
+def trial_spec(cfg: StudyConfig, params: Mapping[str, Any], number: int, seed: int) -> TrialSpec:
+    """Trial `number` of the study, as a worker trains it and its trial.yaml replays it."""
+    from hypersweep.models.train import resolved_params
+
+    # Every hyperparameter the trial trains with, defaults included: its child
+    # run can be compared on each in the MLflow UI, and its trial.yaml replays
+    # it whatever later versions take as defaults. Params the model does not
+    # take are left as they are: a `train` function of the caller's may use
+    # them, and the built-in one fails the trial with the reason.
+    with contextlib.suppress(UserError):
+        params = resolved_params(cfg.model, params)
+    return TrialSpec(model=cfg.model, data=data_dict(cfg), params=dict(params), seed=seed,
+                     trial_number=number, study=cfg.study,
+                     threads=trial_threads(cfg.resources.cpus_per_trial))
+
+
 def data_dict(cfg: StudyConfig) -> dict[str, Any]:
     d = cfg.data.model_dump()
     return {**{k: v for k, v in d.items() if k != "options"}, **d["options"]}
@@ -473,20 +489,9 @@ class StudyDriver:
         return study, parent
 
     def _launch(self, trial: optuna.trial.Trial) -> None:
-        from hypersweep.models.train import resolved_params
-
-        params = {**self.cfg.params, **suggest(self.space, trial)}
-        # Every hyperparameter the trial trains with, defaults included: its child
-        # run can be compared on each in the MLflow UI, and its trial.yaml replays
-        # it whatever later versions take as defaults. Params the model does not
-        # take are left as they are: a `train` function of the caller's may use
-        # them, and the built-in one fails the trial with the reason.
-        with contextlib.suppress(UserError):
-            params = resolved_params(self.cfg.model, params)
-        spec = TrialSpec(model=self.cfg.model, data=data_dict(self.cfg), params=params,
-                         seed=trial_seed(self.cfg.search.seed, trial.number),
-                         trial_number=trial.number, study=self.cfg.study,
-                         threads=trial_threads(self.cfg.resources.cpus_per_trial))
+        spec = trial_spec(self.cfg, {**self.cfg.params, **suggest(self.space, trial)},
+                          trial.number, trial_seed(self.cfg.search.seed, trial.number))
+        params = spec.params
         trial.set_user_attr("seed", spec.seed)
         run_id = self.tracker.start_trial(self.parent, trial.number,
                                           {**params, "trial_number": trial.number, "seed": spec.seed})

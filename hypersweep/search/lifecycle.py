@@ -188,20 +188,14 @@ def _as_optuna_has_it(cfg: StudyConfig, trial: optuna.trial.FrozenTrial
     """What a trial's run lost with its end and Optuna holds, for `end_lost_run`: its
     result (`final_<objective>`, at the epoch it was told at) and its trial.yaml
     (rebuilt as the driver built it), so that `replay` and the UI still have them."""
-    from hypersweep.models.train import resolved_params
-    from hypersweep.search.driver import data_dict, trial_yaml
+    from hypersweep.search.driver import trial_spec, trial_yaml
 
     values = trial.values if trial.state is optuna.trial.TrialState.COMPLETE else None
     finals = {f"final_{o.metric}": v for o, v in zip(cfg.search.objectives, values or ())}
     attrs = trial.user_attrs
     step = attrs.get("best_epoch") or attrs.get("epochs") or 0
-    params = {**cfg.params, **trial.params}
-    with contextlib.suppress(UserError):
-        params = resolved_params(cfg.model, params)
-    spec = TrialSpec(model=cfg.model, data=data_dict(cfg), params=params,
-                     seed=attrs.get("seed", trial_seed(cfg.search.seed, trial.number)),
-                     trial_number=trial.number, study=cfg.study,
-                     threads=trial_threads(cfg.resources.cpus_per_trial))
+    spec = trial_spec(cfg, {**cfg.params, **trial.params}, trial.number,
+                      attrs.get("seed", trial_seed(cfg.search.seed, trial.number)))
     return finals, int(step), {"trial.yaml": trial_yaml(spec)}
 
 
