@@ -768,6 +768,13 @@ def option_error(option: str, err: ValidationError) -> str:
     return f"{option}: {_described(err.errors()[0])}"
 
 
+def _bound(value: Any) -> str:
+    """A range's end as a reader writes it: 31536000 (a year), not 31536000.0."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value} (a year, in seconds)" if value == YEAR_S else str(value)
+
+
 def _described(error: Mapping[str, Any]) -> str:
     """What is wrong with a value, in the product's words (pydantic's name its own
     classes and say "Input should be"), with the value given."""
@@ -780,7 +787,7 @@ def _described(error: Mapping[str, Any]) -> str:
     if kind in _EXPECTED:           # a wrong type
         return f"expected {_EXPECTED[kind]}{got}"
     if kind in _BOUNDS:             # in the words the models' own checks use
-        return f"must be {_BOUNDS[kind]} {next(iter(ctx.values()))}{got}"
+        return f"must be {_BOUNDS[kind]} {_bound(next(iter(ctx.values())))}{got}"
     if kind == "string_too_short":
         least = ctx.get("min_length", 1)
         return "must not be empty" if least <= 1 else f"must be at least {least} characters{got}"

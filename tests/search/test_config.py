@@ -682,8 +682,9 @@ def test_one_sqlite_file_cannot_be_both_stores(write_config, tmp_path, monkeypat
     ("resources.max_retries=2147483648", "resources.max_retries: must be <= 1000, got "
                                          "2147483648"),
     ("resources.trial_timeout=.inf", "resources.trial_timeout: must be a finite number, got inf"),
-    ("resources.trial_timeout=40000000", "resources.trial_timeout: must be <= 31536000.0, got "
-                                         "40000000"),
+    ("resources.trial_timeout=40000000", "resources.trial_timeout: must be <= 31536000 (a year, "
+                                         "in seconds), got 40000000"),
+    ("resources.cpus_per_trial=0", "resources.cpus_per_trial: must be > 0, got 0"),
 ])
 def test_bounds_read_as_the_model_checks_read(write_config, override, message):
     """Not pydantic's "Input should be greater than or equal to 1"."""
