@@ -26,7 +26,7 @@ from hypersweep.search.config import (StudyConfig, apply_overrides, check_semant
                            parse_config, without_password)
 from hypersweep.search.driver import ENDED, fail_running, sampler_after, study_pruner, trial_seed
 from hypersweep.search.executors import failed, trial_threads
-from hypersweep.search.tracking import MlflowTracker, model_name_for
+from hypersweep.search.tracking import LOST_START, MlflowTracker, model_name_for
 from hypersweep.search.writer import TrackingError
 
 INTERRUPTED = "interrupted: the driver stopped while this trial ran; failed on resume"
@@ -159,6 +159,10 @@ def reopen_study(cfg: StudyConfig, tracker: MlflowTracker,
     study.set_user_attr("mlflow_parent_run_id", parent)
     study.set_user_attr(ENDED, None)        # open again, until this run ends
     children = tracker.trial_runs(parent)
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state is not optuna.trial.TrialState.WAITING and trial.number not in children \
+                and not {"mlflow_run_id", "warm_start_from"} & trial.user_attrs.keys():
+            children[trial.number] = [_track_from_optuna(cfg, tracker, parent, trial)]
     interrupted = fail_running(study, INTERRUPTED, children, epochs=tracker.epochs_logged)
     for number, epochs in interrupted.items():
         for run_id in children.get(number, []):
@@ -181,6 +185,38 @@ def reopen_study(cfg: StudyConfig, tracker: MlflowTracker,
             else:
                 tracker.end_lost_run(run_id, trial.state.name, *_as_optuna_has_it(cfg, trial))
     return study, parent
+
+
+def _track_from_optuna(cfg: StudyConfig, tracker: MlflowTracker, parent: str,
+                       trial: optuna.trial.FrozenTrial) -> str:
+    """A run for a trial Optuna holds with none in the MLflow store (its server was
+    down as the trial started, or a stop came before its run was made), so that
+    every trial has its run (tag `lost_start`) and their numbers in the MLflow UI
+    do not skip it: made now from what Optuna holds, its params, and, where it
+    ended, its state, result or reason, its objective's curve and trial.yaml (a
+    trial still RUNNING is failed as interrupted, its run with it). Its run id."""
+    from hypersweep.models.trial import TrialResult, TrialState
+
+    attrs = trial.user_attrs
+    seed = attrs.get("seed")
+    params = {**trial.params, "trial_number": trial.number,
+              **({"seed": seed} if seed is not None else {})}
+    run = tracker.start_trial(parent, trial.number, params, {LOST_START: (
+        "the MLflow store did not take this trial's run as it started (its server was "
+        "down, or a stop came first); this run was written from Optuna on resume")})
+    if not trial.state.is_finished():
+        return tracker.resolve(run)
+    finals, _, files = _as_optuna_has_it(cfg, trial) if trial.params else ({}, 0, {})
+    if len(cfg.search.objectives) == 1:
+        for step, value in sorted(trial.intermediate_values.items()):
+            tracker.log_metrics(run, step, {cfg.search.objectives[0].metric: value})
+    fail = trial.state is optuna.trial.TrialState.FAIL
+    tracker.end_trial(run, TrialResult(
+        TrialState[trial.state.name], {k.removeprefix("final_"): v for k, v in finals.items()},
+        epochs=int(attrs.get("epochs") or max(trial.intermediate_values, default=0)),
+        reason=attrs.get("reason") or (INTERRUPTED if fail else None),
+        best_epoch=attrs.get("best_epoch")), files)
+    return tracker.resolve(run)
 
 
 def _as_optuna_has_it(cfg: StudyConfig, trial: optuna.trial.FrozenTrial

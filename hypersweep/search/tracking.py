@@ -30,6 +30,7 @@ FLUSH_SECONDS = 2.0          # batch metric writes; curves still grow live in th
 PER_REQUEST = 1000           # MLflow's limit on the entries of one log_batch
 
 LOST_TAG = "lost_end"        # on a child run closed by resume (tracking.end_lost_run)
+LOST_START = "lost_start"    # on a child run resume made for a trial that had none
 _STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED",
            TrialState.FAIL: "FAILED"}
 

@@ -682,6 +682,47 @@ def test_resume_closes_trial_runs_whose_end_the_mlflow_store_never_took(stores):
     assert res.exit_code == 0 and "identical" in res.output, res.output
 
 
+def test_resume_gives_a_run_to_each_trial_the_mlflow_store_never_took(stores):
+    """A trial whose run was never made (the MLflow server down as it started, or a
+    stop between Optuna making the trial and its launch) had no run for good:
+    the trial numbers in the MLflow UI skipped it, its reason only in Optuna."""
+    run_study(small_config("unmade", stores, trials=2))
+    study = optuna.load_study(study_name="unmade", storage=stores.optuna_url)
+    study.set_user_attr("ended", None)
+    done = study.trials[1]
+    reason = "interrupted: the MLflow server at http://127.0.0.1:1 stopped answering"
+    study.add_trial(optuna.trial.create_trial(           # trial 2: launched, no run made
+        state=FAIL, params=done.params, distributions=done.distributions,
+        intermediate_values={1: 0.5},
+        user_attrs={"interrupted": True, "reason": reason, "epochs": 1, "seed": 77}))
+    study.ask()                                         # trial 3: made, never launched
+    res = invoke("resume", "unmade", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    study = optuna.load_study(study_name="unmade", storage=stores.optuna_url)
+    _, children = study_runs(stores.mlflow_uri, "unmade")
+    by_number = {int(c.data.tags["optuna.trial_number"]): c for c in children}
+    assert sorted(by_number) == [t.number for t in study.trials]      # one run each
+    # Optuna takes no attributes on a finished trial: trial 3's was RUNNING
+    assert [t.user_attrs.get("mlflow_run_id") for t in study.trials] == \
+        [by_number[t.number].info.run_id if t.number != 2 else None for t in study.trials]
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    for number, why in ((2, reason), (3, "interrupted: the driver stopped while this "
+                                          "trial ran; failed on resume")):
+        run = by_number[number]
+        assert run.info.status == "FAILED" and run.info.run_name == f"trial-{number:04d}"
+        assert run.data.tags["failure_reason"] == why and run.data.tags["state"] == "FAIL"
+        assert run.data.tags["lost_start"].startswith(
+            "the MLflow store did not take this trial's run as it started")
+        assert not any(k.startswith("final_") for k in run.data.metrics)
+    made = by_number[2]
+    assert made.data.params["seed"] == "77" and made.data.params["lr"] == str(done.params["lr"])
+    assert [(m.step, m.value) for m in client.get_metric_history(
+        made.info.run_id, "val_accuracy")] == [(1, 0.5)]
+    assert made.data.tags["epochs"] == "1"
+    assert by_number[3].data.params == {"trial_number": "3"}      # it never drew any
+    assert "lost_start" not in by_number[0].data.tags
+
+
 def test_a_run_resume_closes_as_lost_takes_the_trial_s_state_from_optuna(stores):
     """Its `state` tag still said RUNNING (set when the run started), though the
     README has it COMPLETE, PRUNED or FAIL."""
