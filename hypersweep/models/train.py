@@ -255,9 +255,14 @@ class Fit:
     target_is_input: bool = False   # reconstruction: an augmented input is its own target
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.opts.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return precision_autocast(self.opts.precision, self.device.type)
+
+
+def precision_autocast(precision: str, device: str = "cpu") -> contextlib.AbstractContextManager:
+    """`params.precision`'s autocast: bf16's, or none (fp32)."""
+    if precision == "bf16":
+        return torch.autocast(device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def train_trial(spec: TrialSpec, report: Report) -> TrialResult:
@@ -765,7 +770,8 @@ def _check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     if check_model is not None:
         check_model(net)
     try:
-        with torch.no_grad():
+        # Under the autocast the trials train in: a net may fail only with it, or only without.
+        with torch.no_grad(), precision_autocast(opts.precision):
             task.training_step(net, splits.x_val[:2], splits.y_val[:2])
     except UserError as e:
         # A `model` error names the knob that fixes it (head: many_to_many): unless

@@ -496,6 +496,44 @@ def test_a_first_step_that_fails_with_fixed_values_only_is_a_model_error(monkeyp
     assert check_fit("too_narrow", {"name": "digits"}, {}, searched={"width"}) == "classification"
 
 
+class _Summed(nn.Module):
+    """Adds its outputs into a tensor of `dtype`: index_add_ takes no other dtype, so
+    the net trains only where autocast gives the Linear's output that dtype too."""
+
+    def __init__(self, *, input_shape: tuple[int, ...], n_outputs: int,
+                 dtype: str = "float32") -> None:
+        super().__init__()
+        self.lin = nn.Linear(int(torch.tensor(input_shape).prod()), n_outputs)
+        self.n, self.dtype = n_outputs, getattr(torch, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x.flatten(1))
+        out = torch.zeros(h.shape[0], self.n, dtype=self.dtype)
+        return out.index_add_(1, torch.arange(self.n), h).float()
+
+
+@pytest.mark.parametrize("dtype,precision,fails", [
+    ("float32", "fp32", False), ("float32", "bf16", True),
+    ("bfloat16", "fp32", True), ("bfloat16", "bf16", False)])
+def test_the_first_step_is_checked_in_the_precision_the_trials_train_in(
+        monkeypatch, dtype, precision, fails):
+    """It ran in fp32 whatever `params.precision`: a net every bf16 trial failed
+    passed, and one that trains under bf16 alone was refused."""
+    from hypersweep.models import registry
+    from hypersweep.models.train import check_fit
+
+    monkeypatch.setitem(registry._REGISTRY, "summed",
+                        registry.Builder("summed", _Summed, "classification", "test"))
+    params = {"dtype": dtype, "precision": precision}
+    if not fails:
+        assert check_fit("summed", {"name": "digits"}, params, searched={"lr"}) == \
+            "classification"
+        return
+    with pytest.raises(UserError, match=r"^model: summed on dataset 'digits' fails its first "
+                                        r"training step: index_add_\(\): self \((Float|BFloat16)"):
+        check_fit("summed", {"name": "digits"}, params, searched={"lr"})
+
+
 @pytest.mark.parametrize("noise", [0.0, 0.1])
 def test_an_autoencoders_target_is_its_augmented_input_without_the_noise(noise):
     """With augment on, the reconstruction target is the shifted image (else the net
