@@ -75,7 +75,7 @@ def generate_text(trained: Trained, n: int = 1, prompt: str | None = None, lengt
         raise UserError(f"--prompt: {', '.join(map(repr, unknown[:5]))} not in the model's "
                         f"vocabulary of {len(vocab)} characters: {''.join(vocab)!r}")
     ids = torch.tensor([[index[c] for c in prompt]] * n, dtype=torch.long)
-    with torch.no_grad():
+    with trained.running("to generate text"):
         if beam:
             out = trained.model.beam_search(ids, length, width=beam)
         else:
@@ -96,7 +96,7 @@ def generate_images(trained: Trained, n: int = 64, seed: int = 0) -> np.ndarray:
                         f"held in memory before they are written), got {n:,}")
     generator = torch.Generator().manual_seed(seed)
     samples = np.empty((n, *shape), dtype=np.float32)
-    with torch.no_grad():
+    with trained.running("to sample"):
         for i in range(0, n, CHUNK):
             part = trained.model.sample(min(CHUNK, n - i), generator=generator).float()
             samples[i:i + len(part)] = part.clamp(0, 1).reshape(len(part), *shape).numpy()

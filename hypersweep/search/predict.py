@@ -17,12 +17,13 @@ and generators make new samples instead: see search/generate.py.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import yaml
@@ -55,6 +56,24 @@ class Trained:
     state: str = "COMPLETE"     # the trial's: a PRUNED one's weights are those it stopped at
     epochs: int = 0         # the epochs it trained
     notes: tuple[str, ...] = ()     # what may surprise (its model file edited since)
+    precision: str = "fp32"     # params.precision: bf16 runs it under autocast, as it trained
+
+    @contextlib.contextmanager
+    def running(self, what: str = "on the inputs") -> Iterator[None]:
+        """The model run as its trial trained and evaluated it: without gradients,
+        under its precision's autocast (bf16); a failure inside (a model of one's
+        own) is one line, `what` saying what it failed at."""
+        import torch
+
+        from hypersweep.models.train import precision_autocast
+        try:
+            with torch.no_grad(), precision_autocast(self.precision):
+                yield
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the model's own code, said in one line
+            raise UserError(f"SOURCE: the model {self.spec.model} of run {self.run_id} fails "
+                            f"{what}: {type(e).__name__}: {first_line(e)}") from None
 
     @property
     def task(self) -> str:
@@ -84,7 +103,7 @@ class Trained:
 
         x = self._checked(x, key)
         tensor = torch.as_tensor(x)
-        with torch.no_grad():
+        with self.running():
             return torch.cat([self.model(tensor[i:i + chunk])
                               for i in range(0, len(tensor), chunk)]).float().numpy()
 
@@ -218,7 +237,7 @@ def load_trained(source: str, tracking_uri: str = "sqlite:///mlflow.db") -> Trai
     data = json.loads(_read(tracker, parent, "data.json", "the study's data.json (a study "
                                                           "run before hypersweep wrote it)"))
     builder = get_builder(spec.model)
-    kwargs, _ = split_params(spec.model, spec.params)
+    kwargs, opts = split_params(spec.model, spec.params)
     try:
         model = builder.build(input_shape=tuple(data["input_shape"]),
                               n_outputs=data["n_outputs"], **kwargs)
@@ -231,7 +250,7 @@ def load_trained(source: str, tracking_uri: str = "sqlite:///mlflow.db") -> Trai
                         f"it trained?): {type(e).__name__}: {first_line(e)}") from None
     return Trained(model.eval(), spec, data, run.info.run_id, final=role == "final",
                    state=state, epochs=int(run.data.tags.get("epochs", 0) or 0),
-                   notes=_model_file_notes(tracker, parent, spec))
+                   notes=_model_file_notes(tracker, parent, spec), precision=opts.precision)
 
 
 def _model_file_notes(tracker: MlflowTracker, parent: str, spec: TrialSpec) -> tuple[str, ...]:

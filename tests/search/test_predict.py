@@ -3,6 +3,8 @@ its predictions on new samples, on real stores."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -15,7 +17,7 @@ from hypersweep.cli.app import app
 from hypersweep.models.errors import UserError
 from hypersweep.models.tables import _encode
 from hypersweep.search.predict import load_trained
-from tests.conftest import study_runs
+from tests.conftest import ROOT, study_runs
 
 runner = CliRunner()
 
@@ -219,6 +221,65 @@ def test_an_autoencoder_scores_each_sample_by_its_reconstruction_error(
     assert res.exit_code == 2 and res.output == (
         "error: --input: values from 0 to 16; the model reconstructs values in [0, 1], as it "
         "trained on (pixels)\n") and not (tmp_path / "raw.csv").exists()
+
+
+SUMMED = """
+import torch
+from torch import nn
+
+
+class Summed(nn.Module):
+    # Adds its outputs into a bfloat16 tensor: it runs only under bf16 autocast
+    def __init__(self, *, input_shape, n_outputs):
+        super().__init__()
+        self.lin = nn.Linear(64, n_outputs)
+        self.n = n_outputs
+
+    def forward(self, x):
+        h = self.lin(x.flatten(1))%s
+        out = torch.zeros(h.shape[0], self.n, dtype=torch.bfloat16)
+        return out.index_add_(1, torch.arange(self.n), h).float()
+"""
+
+
+def test_a_model_predicts_in_the_precision_it_trained_in(tmp_path, stores, write_config):
+    """`predict` ran a bf16 trial's model in fp32: a net that runs only under
+    autocast died in a traceback, and the built-in ones' probabilities differed
+    from what the trial evaluated. A model failing on the inputs is one line."""
+    (tmp_path / "summed.py").write_text(SUMMED % "")
+    config = {"study": "bf", "model": f"{tmp_path / 'summed.py'}:Summed",
+              "params": {"epochs": 2, "lr": 0.05, "precision": "bf16"},
+              "search": {"trials": 1}, "resources": {"executor": "serial"}}
+    run_id = best_run(stores, config, write_config)
+    x = (load_digits_images()[:30] / 16).astype(np.float32)
+    np.savez(tmp_path / "new.npz", x=x)
+    out = tmp_path / "p.csv"
+    res = invoke("predict", run_id, "-i", str(tmp_path / "new.npz"), "-o", str(out),
+                 "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0, res.output
+    trained = load_trained(run_id, stores.mlflow_uri)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = trained.model(torch.as_tensor(x)).float().numpy()
+    predicted = pd.read_csv(out)
+    assert list(predicted["prediction"]) == list(scores.argmax(axis=1))
+    assert predicted["probability_0"].to_numpy() == pytest.approx(
+        np.exp(scores[:, 0]) / np.exp(scores).sum(axis=1), rel=1e-4)
+
+    (tmp_path / "summed.py").write_text(SUMMED % "\n        raise ValueError('no such layer')")
+    # A new process: this one keeps the file's module as it first read it.
+    res = subprocess.run([sys.executable, "-m", "hypersweep.cli.app", "predict", run_id, "-i",
+                          str(tmp_path / "new.npz"), "-o", str(tmp_path / "q.csv"),
+                          "--tracking-uri", stores.mlflow_uri], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert res.returncode == 2 and not (tmp_path / "q.csv").exists()
+    assert res.stderr.splitlines()[-1] == (
+        f"error: SOURCE: the model {tmp_path / 'summed.py'}:Summed of run {run_id} fails on "
+        f"the inputs: ValueError: no such layer"), res.stderr
+
+
+def load_digits_images() -> np.ndarray:
+    from sklearn.datasets import load_digits
+    return load_digits().images
 
 
 def test_a_seq2seq_model_decodes_sequences_of_a_text_file(tmp_path, stores, write_config):
