@@ -228,8 +228,11 @@ def _as_given(message: str, options: dict[str, Any]) -> str:
     from hypersweep.search.config import NAMED_OVERRIDES
     for name, key in NAMED_OVERRIDES.items():
         if options.get(name) is not None:
-            message = re.sub(rf"(?<![\w.-]){re.escape(key)}(?![\w.])",
-                             "--" + name.replace("_", "-"), message)
+            option = "--" + name.replace("_", "-")
+            # A hint to `--set KEY=VALUE` cannot undo the option, which is applied after
+            message = re.sub(rf"\(for (.*?) of a study that sets it: --set {re.escape(key)}=\S+\)",
+                             rf"(for \1, leave out {option})", message)
+            message = re.sub(rf"(?<![\w.-]){re.escape(key)}(?![\w.=])", option, message)
     return message
 
 

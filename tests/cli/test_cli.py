@@ -269,6 +269,16 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
      "error: resources.address: expected HOST:PORT (the head node's GCS address, e.g. "
      "10.0.0.5:6379), ray://HOST:PORT or auto; port 99999 is out of range (1-65535), "
      "got '10.0.0.5:99999'"),
+    # The hint was "--set --ray-address=null", which is no key (and --set cannot undo
+    # an option); from the file or --set, the hint stays --set's
+    (["validate", str(STUDIES / "quickstart.yaml"), "--executor", "serial", "--ray-address",
+      "127.0.0.1:6379"],
+     "error: --ray-address: needs executor: ray; the serial executor runs trials inside this "
+     "process (for a serial run, leave out --ray-address)"),
+    (["validate", str(STUDIES / "quickstart.yaml"), "--executor", "serial", "--set",
+      "resources.address=127.0.0.1:6379"],
+     "error: resources.address: needs executor: ray; the serial executor runs trials inside "
+     "this process (for a serial run of a study that sets it: --set resources.address=null)"),
 ])
 def test_usage_errors_are_one_line_with_exit_code_2(args, message):
     """Mistyped options and commands read as bad input in a config does: one line
