@@ -1107,6 +1107,10 @@ def config_notes(cfg: StudyConfig) -> list[str]:
         if res.gpus_per_trial > 0:
             notes.append(f"resources.gpus_per_trial: {res.gpus_per_trial:g} applies to the ray "
                          "executor; the serial executor trains on the CPU")
+        if res.max_retries != ResourcesConfig.model_fields["max_retries"].default:
+            notes.append(f"resources.max_retries: {res.max_retries} applies to the ray "
+                         "executor, whose trials run in worker processes; the serial executor "
+                         "runs them in this one, which a trial that kills it stops")
     # Not its default (the stored snapshot of a study holds every key): set on purpose.
     grid_default = SearchConfig.model_fields["grid_points"].default
     if cfg.search.grid_points != grid_default and cfg.search.strategy != "grid":

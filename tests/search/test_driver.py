@@ -116,6 +116,14 @@ def test_the_serial_executor_says_it_runs_one_trial_at_a_time_on_the_cpu(stores)
     assert config_notes(parse_config(cfg)) == [
         "resources.gpus_per_trial: 0.5 applies to the ray executor; the serial executor "
         "trains on the CPU"]
+    for retries in (0, 3):      # not its default, 1: said nothing of, as it was
+        cfg["resources"] = {"executor": "serial", "max_retries": retries}
+        assert config_notes(parse_config(cfg)) == [
+            f"resources.max_retries: {retries} applies to the ray executor, whose trials run in "
+            "worker processes; the serial executor runs them in this one, which a trial that "
+            "kills it stops"]
+    cfg["resources"] = {"executor": "ray", "max_retries": 3}
+    assert config_notes(parse_config(cfg)) == []
 
 
 def test_grid_points_set_for_another_strategy_gets_a_note(stores):
