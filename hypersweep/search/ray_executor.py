@@ -539,8 +539,8 @@ class _Task:
     where: Placement = dataclasses.field(default_factory=dict)
     done: bool = False
     runs: set[str] = dataclasses.field(default_factory=set)    # the attempts known to have started
-    # where the earlier attempts ran (their workers died): node_ip, else host, in order
-    earlier: list[str] = dataclasses.field(default_factory=list)
+    # where the earlier attempts ran (their workers died), in order: their placements
+    earlier: list[Placement] = dataclasses.field(default_factory=list)
 
 
 class RayExecutor:
@@ -654,7 +654,10 @@ class RayExecutor:
             return {}
         retried = {"attempts": str(task.attempts)} if task.attempts > 1 else {}
         if task.earlier:    # the node a worker died on, which the last attempt's tags replace
-            retried["earlier_nodes"] = ", ".join(task.earlier)
+            # In the forms of the `node` and `node_ip` tags, to compare with them
+            retried["earlier_nodes"] = ", ".join(str(w.get("node") or _node_of(w))
+                                                 for w in task.earlier)
+            retried["earlier_node_ips"] = ", ".join(_node_of(w) for w in task.earlier)
         return {**task.where, **retried}
 
     def shutdown(self) -> None:
@@ -739,7 +742,7 @@ class RayExecutor:
             task.started = time.monotonic()
             task.attempts += 1
             if task.where:              # the attempt before, whose worker died
-                task.earlier.append(_node_of(task.where))
+                task.earlier.append(task.where)
             if task.attempts > 1:       # Ray retries a task whose worker died only
                 self.notices.append(
                     f"trial {task.number}: its worker died; retrying it (attempt "
