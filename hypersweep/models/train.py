@@ -702,8 +702,10 @@ def _keyed(e: UserError, model: str, params: Mapping[str, Any], searched: Collec
     a default, which the user never wrote, by its name and value, not `params.NAME`."""
     key, _, text = str(e).partition(": ")
     if key == "model":
-        about = _knobs(e, keys)
+        about = _knobs(e, keys) or _knobs(e, params)
         name = about.pop() if len(about) == 1 else ""
+        if name in params and name not in keys:     # the value the user fixed: its key
+            return type(e)(f"params.{name}: {text}")
     else:
         name = key.removeprefix("params.") if key.startswith("params.") else ""
     if name in keys:

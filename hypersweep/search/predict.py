@@ -179,8 +179,11 @@ class Trained:
         """The task `predict` does for this model; a UserError where it does none."""
         task = self.predict_task
         if task not in PREDICTS:
-            raise UserError(f"SOURCE: the model's task is {task}; predict takes a classifier's, "
-                            "a regression's, an autoencoder's or a seq2seq model's (hypersweep "
+            # A VAE's task is generation too, but it reconstructs samples (predict_task)
+            what = "the model is a GAN's generator, which takes no samples" \
+                if task == "generation" else f"the model's task is {task}"
+            raise UserError(f"SOURCE: {what}; predict takes a classifier's, a regression's, "
+                            "an autoencoder's, a VAE's or a seq2seq model's (hypersweep "
                             "generate samples a language model or a generator)")
         return task
 

@@ -551,9 +551,9 @@ def test_sizes_are_shown_in_a_unit_of_few_digits(gb, shown):
 
 
 @pytest.mark.parametrize("sets, message", [
-    (["data.name=seq_digits", "model=rnn", "params.head=many_to_many"],
-     "model: classification needs one output per sample for targets of shape (2,); the model "
-     "gives one per time step, (2, 8, 10) (for rnn/lstm/gru set head: many_to_one)"),
+    (["data.name=seq_digits", "model=rnn", "params.head=many_to_many"],     # its key, not model
+     "params.head: classification needs one output per sample for targets of shape (2,); the "
+     "model gives one per time step, (2, 8, 10) (for rnn/lstm/gru set head: many_to_one)"),
     (["data.name=diabetes", "model=gan", "search.objective={metric: val_fid, direction: minimize}"],
      "data.name: generation is scored by a classifier of the data, so it needs a labelled "
      "dataset; 'diabetes' is regression"),

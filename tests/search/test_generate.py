@@ -109,8 +109,8 @@ def test_a_language_model_continues_a_prompt(tmp_path, stores, write_config):
                  str(tmp_path / "out.csv"), "--tracking-uri", stores.mlflow_uri)
     assert res.exit_code == 2 and res.output == (
         "error: SOURCE: the model's task is language_modelling; predict takes a classifier's, a "
-        "regression's, an autoencoder's or a seq2seq model's (hypersweep generate samples a "
-        "language model or a generator)\n")
+        "regression's, an autoencoder's, a VAE's or a seq2seq model's (hypersweep generate "
+        "samples a language model or a generator)\n")
 
 
 def test_a_generator_draws_images_as_a_grid_or_an_array(tmp_path, stores, write_config):
@@ -160,6 +160,13 @@ def test_a_generator_draws_images_as_a_grid_or_an_array(tmp_path, stores, write_
         res = invoke(*gen, *args)
         assert res.exit_code == 2 and res.output == f"error: {error}\n", (args, res.output)
         assert not bad.exists() and not (tmp_path / "bad.txt").exists()
+    # Its task, generation, is a VAE's too, which predict takes: said as what it is
+    res = invoke("predict", run_id, "-i", str(tmp_path / "a.npz"), "-o",
+                 str(tmp_path / "out.csv"), "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 2 and res.output == (
+        "error: SOURCE: the model is a GAN's generator, which takes no samples; predict takes "
+        "a classifier's, a regression's, an autoencoder's, a VAE's or a seq2seq model's "
+        "(hypersweep generate samples a language model or a generator)\n"), res.output
 
 
 def test_a_model_that_makes_no_samples_is_refused(tmp_path, stores, write_config):
