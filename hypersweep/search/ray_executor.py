@@ -240,6 +240,7 @@ def connect(address: str | None) -> bool:
     # "local" starts a new instance even when another `ray start` runs on this machine.
     before = descendants()
     handler = signal.getsignal(signal.SIGTERM)
+    _keep_signal_dispositions()
     try:
         ray.init(address=address or "local", include_dashboard=False,
                  logging_level=logging.ERROR, log_to_driver=True)   # keep the CLI quiet
@@ -268,6 +269,20 @@ def connect(address: str | None) -> bool:
             raise Terminated() from None
         raise
     return True
+
+
+def _keep_signal_dispositions() -> None:
+    """Keep Ray's core from taking SIGTERM in this process: its failure-signal handler
+    (a C++ stack dump on SIGSEGV, SIGTERM, ...) is installed as the driver connects,
+    and uninstalled as it disconnects, which sets SIGTERM's disposition to the
+    default at the C level under Python's handler. `ray.shutdown` runs beside the
+    end of the study (stop_in_background): a SIGTERM then killed the process at once,
+    the study's end half-written, where this process's handler (search.exit) holds
+    it until the end is written. Ray reads the setting as its driver connects (its
+    RAY_DISABLE_FAILURE_SIGNAL_HANDLER); the workers keep their handler."""
+    with contextlib.suppress(ImportError, AttributeError):
+        from ray._private import ray_constants
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
 
 
 # Ray's console lines (from the raylet) about a trial's worker that died: a

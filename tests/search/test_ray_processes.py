@@ -285,3 +285,28 @@ def test_a_stop_while_ray_starts_leaves_no_process(stores, tmp_path, sig, code, 
         assert session_processes(proc.pid) == []
     finally:
         stop_group(proc)
+
+
+HOLDS_SIGTERM = """
+import os, signal, time
+from hypersweep.search import ray_executor
+got = []
+signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+assert ray_executor.connect(None)
+ray_executor.stop_in_background()
+ray_executor.wait_stopped()
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.5)
+print("held", got, flush=True)
+"""
+
+
+def test_a_sigterm_after_ray_stopped_still_meets_this_process_s_handler(tmp_path):
+    """Ray's core, disconnecting, set SIGTERM's disposition back to the default under
+    Python's handler: a SIGTERM as the study's end was written (Ray stopping beside
+    it) killed the process at once, the study never marked ended, its lease held."""
+    done = subprocess.run([sys.executable, "-c", HOLDS_SIGTERM], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert done.returncode == 0 and done.stdout.strip() == f"held [{int(signal.SIGTERM)}]", \
+        (done.returncode, done.stdout, done.stderr[-2000:])
