@@ -172,6 +172,7 @@ class SearchConfig(_Strict):
 
 
 YEAR_S = 365 * 24 * 3600
+RAY_RESOURCE_UNIT = 0.0001      # the least share of a CPU or GPU Ray schedules
 
 
 class ResourcesConfig(_Strict):
@@ -192,6 +193,17 @@ class ResourcesConfig(_Strict):
     def _positive(cls, v: int | str) -> int | str:
         if isinstance(v, int) and v < 1:
             raise ValueError("must be >= 1 or 'auto'")
+        return v
+
+    @field_validator("cpus_per_trial", "gpus_per_trial")
+    @classmethod
+    def _ray_unit(cls, v: float, info: ValidationInfo) -> float:
+        # Ray counts resources in ten-thousandths: a smaller share crashed `run` in a
+        # traceback of Ray's, after `validate` said ok
+        if 0 < v < RAY_RESOURCE_UNIT:
+            least = "0 or at least" if info.field_name == "gpus_per_trial" else "at least"
+            raise ValueError(f"must be {least} {RAY_RESOURCE_UNIT} (Ray counts CPUs and GPUs "
+                             f"in ten-thousandths)")
         return v
 
     @field_validator("address")

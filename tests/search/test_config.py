@@ -685,6 +685,12 @@ def test_one_sqlite_file_cannot_be_both_stores(write_config, tmp_path, monkeypat
     ("resources.trial_timeout=40000000", "resources.trial_timeout: must be <= 31536000 (a year, "
                                          "in seconds), got 40000000"),
     ("resources.cpus_per_trial=0", "resources.cpus_per_trial: must be > 0, got 0"),
+    # Passed, then crashed `run` in Ray's traceback ("cannot go beyond 0.0001")
+    ("resources.cpus_per_trial=1e-9", "resources.cpus_per_trial: must be at least 0.0001 (Ray "
+                                      "counts CPUs and GPUs in ten-thousandths), got 1e-09"),
+    ("resources.gpus_per_trial=0.00005", "resources.gpus_per_trial: must be 0 or at least 0.0001 "
+                                         "(Ray counts CPUs and GPUs in ten-thousandths), got "
+                                         "5e-05"),
 ])
 def test_bounds_read_as_the_model_checks_read(write_config, override, message):
     """Not pydantic's "Input should be greater than or equal to 1"."""
