@@ -152,7 +152,8 @@ def make_executor(cfg) -> Executor:
     if cfg.resources.executor == "ray":
         from hypersweep.search.ray_executor import RayExecutor    # the only module importing Ray
         from hypersweep.search.strategies import can_prune
-        return RayExecutor(cfg.resources, prunes=can_prune(cfg.search), curve=curve)
+        return RayExecutor(cfg.resources, prunes=can_prune(cfg.search), curve=curve,
+                           most=cfg.search.trials)
     from hypersweep.models.errors import UserError
     raise UserError(f"resources.executor: unknown executor '{cfg.resources.executor}'; "
                     f"valid: ray, serial")

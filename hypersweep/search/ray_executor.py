@@ -562,9 +562,11 @@ class RayExecutor:
     """Runs trials as Ray tasks with `cpus_per_trial` CPUs and `gpus_per_trial` GPUs."""
 
     def __init__(self, resources: Any, train: TrainFn | None = None, prunes: bool = True,
-                 curve: str | None = None) -> None:
+                 curve: str | None = None, most: int | None = None) -> None:
         """`prunes`: whether the study may stop a trial early (see `can_prune`);
-        when it cannot, workers do not wait on the driver after each epoch."""
+        when it cannot, workers do not wait on the driver after each epoch. `most`:
+        the most trials the study runs (its budget), where known: no more run at
+        once, and no more slots are warmed up."""
         warm = train is None        # the training loop's imports are known: warm them up
         if train is None:
             from hypersweep.models.train import train_trial as train
@@ -582,7 +584,10 @@ class RayExecutor:
             raise
         fills = auto_parallel(nodes, resources.cpus_per_trial, resources.gpus_per_trial)
         self.capacity = fills if resources.parallel == "auto" else int(resources.parallel)
-        self.runs_on = cluster_line(where, nodes, min(self.capacity, fills))
+        # What runs at once: a 3-trial study at 0.2 CPUs a trial warmed 10 workers up
+        # on 2 CPUs, and its first trial waited behind them.
+        at_once = min(self.capacity, fills, most or fills)
+        self.runs_on = cluster_line(where, nodes, at_once)
         # Lines for the user: what the study asked for that the cluster does not give.
         self.notes: list[str] = []
         if self.capacity > fills:
@@ -599,7 +604,7 @@ class RayExecutor:
         slot = {"num_cpus": resources.cpus_per_trial, "num_gpus": resources.gpus_per_trial}
         # Warm-ups hold the slots the first trials will take, on workers they will reuse.
         self._warming = [ray.remote(warm_up).options(**slot, max_retries=0).remote()
-                         for _ in range(self.capacity if warm else 0)]
+                         for _ in range(at_once if warm else 0)]
         self._remote = ray.remote(run_trial).options(
             **slot, max_retries=resources.max_retries, retry_exceptions=False)
         self._train = ray.put(train)

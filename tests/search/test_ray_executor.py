@@ -732,6 +732,15 @@ def test_more_trials_at_once_than_the_cluster_runs_gets_a_note(ray_local, stores
                            "meanwhile (parallel: auto fills the cluster)"]
     # The line under the header says what runs at once (it said 3, above that note)
     assert runs_on.endswith("; 2 trials at once"), runs_on
+    # A study of one trial runs one at once, and warms one worker up, not the cluster's
+    # two (at 0.2 CPUs a trial, a 3-trial study warmed 10 up on these 2 CPUs)
+    cfg = parse_config(ray_config("notes", stores, {"parallel": "auto"}))
+    executor = RayExecutor(cfg.resources, most=1)
+    try:
+        assert executor.runs_on.endswith("; 1 trial at once"), executor.runs_on
+        assert len(executor._warming) == 1
+    finally:
+        executor.shutdown()
 
 
 def test_validate_notes_more_trials_at_once_than_this_machine_runs(stores, write_config):
