@@ -106,7 +106,16 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
         again = ", and run again" if cfg.search.on_interrupt == "retry" else ""
         header += (f"; {_trials(left)} left running by a run that stopped "
                    f"{'is' if len(left) == 1 else 'are'} marked FAIL (interrupted){again}")
-    drive(cfg, header, resume=True, done=done)
+    try:
+        drive(cfg, header, resume=True, done=done)
+    except UserError as e:
+        # The cluster the study ran on, gone (its head lost): resume says where the
+        # address came from, and how to run elsewhere.
+        if not str(e).startswith("resources.address: ") or ray_address is not None:
+            raise
+        raise UserError(f"{e} (the address the study ran with, stored with it); to resume "
+                        f"on another cluster: --ray-address ADDR, or on this machine: "
+                        f"--executor serial, or --ray-address local") from None
 
 
 def _trials(numbers: list[int]) -> str:

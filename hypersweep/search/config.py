@@ -209,7 +209,8 @@ class ResourcesConfig(_Strict):
     @field_validator("address")
     @classmethod
     def _ray_address(cls, v: str | None) -> str | None:
-        return v if v is None else ray_address(v)
+        # local: a private local instance, as null (resume's way to leave the study's)
+        return None if v is None or v == "local" else ray_address(v)
 
 
 _HOST_PORT = re.compile(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d+)")
@@ -228,7 +229,7 @@ def ray_address(text: str) -> str:
            "; a URL's scheme other than ray:// is not one" if "://" in text else
            "; no port" if ":" not in text else "")
     raise ValueError(f"expected HOST:PORT (the head node's GCS address, e.g. 10.0.0.5:6379), "
-                     f"ray://HOST:PORT or auto{why}")
+                     f"ray://HOST:PORT, auto or local{why}")
 
 
 def default_tracking_uri() -> str:

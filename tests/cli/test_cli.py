@@ -257,17 +257,17 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     # quoted Ray's parse error, with a note on tokens beside the point).
     (["validate", str(STUDIES / "quickstart.yaml"), "--ray-address", "127.0.0.1"],
      "error: --ray-address: expected HOST:PORT (the head node's GCS address, e.g. "
-     "10.0.0.5:6379), ray://HOST:PORT or auto; no port, got '127.0.0.1'"),
+     "10.0.0.5:6379), ray://HOST:PORT, auto or local; no port, got '127.0.0.1'"),
     (["run", str(STUDIES / "quickstart.yaml"), "--ray-address", "127.0.0.1:abc"],
      "error: --ray-address: expected HOST:PORT (the head node's GCS address, e.g. "
-     "10.0.0.5:6379), ray://HOST:PORT or auto, got '127.0.0.1:abc'"),
+     "10.0.0.5:6379), ray://HOST:PORT, auto or local, got '127.0.0.1:abc'"),
     (["validate", str(STUDIES / "quickstart.yaml"), "--ray-address", "http://127.0.0.1:6481"],
      "error: --ray-address: expected HOST:PORT (the head node's GCS address, e.g. "
-     "10.0.0.5:6379), ray://HOST:PORT or auto; a URL's scheme other than ray:// is not one, "
+     "10.0.0.5:6379), ray://HOST:PORT, auto or local; a URL's scheme other than ray:// is not one, "
      "got 'http://127.0.0.1:6481'"),
     (["validate", str(STUDIES / "quickstart.yaml"), "--set", "resources.address=10.0.0.5:99999"],
      "error: resources.address: expected HOST:PORT (the head node's GCS address, e.g. "
-     "10.0.0.5:6379), ray://HOST:PORT or auto; port 99999 is out of range (1-65535), "
+     "10.0.0.5:6379), ray://HOST:PORT, auto or local; port 99999 is out of range (1-65535), "
      "got '10.0.0.5:99999'"),
     # The hint was "--set --ray-address=null", which is no key (and --set cannot undo
     # an option); from the file or --set, the hint stays --set's

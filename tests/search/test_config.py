@@ -1026,3 +1026,14 @@ def test_a_relative_file_beside_the_config_but_not_here_says_so(tmp_path, monkey
     monkeypatch.chdir(tmp_path / "w")
     assert load_config(tmp_path / "w" / "study.yaml").data.options["path"] == \
         str(tmp_path / "w" / "t.csv")
+
+
+def test_ray_address_local_is_a_private_local_instance(write_config):
+    """`resume` of a study whose cluster is gone had no way to a local Ray: `local`
+    is what no address is."""
+    raw = quickstart()
+    raw["resources"] = {"address": "10.0.0.5:6379"}
+    assert load_config(write_config(raw)).resources.address == "10.0.0.5:6379"
+    assert load_config(write_config(raw), ray_address="local").resources.address is None
+    raw["resources"] = {"address": "local"}
+    assert load_config(write_config(raw)).resources.address is None
