@@ -242,8 +242,9 @@ def connect(address: str | None) -> bool:
     handler = signal.getsignal(signal.SIGTERM)
     _keep_signal_dispositions()
     try:
-        ray.init(address=address or "local", include_dashboard=False,
-                 logging_level=logging.ERROR, log_to_driver=True)   # keep the CLI quiet
+        with _signals_outside_logging():
+            ray.init(address=address or "local", include_dashboard=False,
+                     logging_level=logging.ERROR, log_to_driver=True)   # keep the CLI quiet
         quiet_trial_crashes()
         if handler is not None and threading.current_thread() is threading.main_thread():
             # Ray's own SIGTERM handler exits at once with status 15, with nothing
@@ -269,6 +270,44 @@ def connect(address: str | None) -> bool:
             raise Terminated() from None
         raise
     return True
+
+
+def outside_logging(handler: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+    """`handler`, but for a signal that came while logging's own code ran: that is
+    sent again 50 ms later. Ray's start forks its processes, and logging's at-fork
+    hooks take and release its module lock: an exception a handler raised there
+    (SystemExit from Ray's SIGTERM handler, KeyboardInterrupt) was swallowed
+    ("Exception ignored in: _releaseLock"), the stop lost and logging's lock left
+    held, and the process hung for good at its end, Ray's processes with it."""
+    def run(signum: int, frame: Any) -> Any:
+        if frame is not None and frame.f_code.co_filename == logging.__file__:
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return None
+        return handler(signum, frame)
+    return run
+
+
+@contextlib.contextmanager
+def _signals_outside_logging() -> Any:
+    """While Ray starts (`ray.init`), in the main thread: the Ctrl-C and SIGTERM
+    handlers, and those Ray sets (its driver's, its local node's), as
+    `outside_logging`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from ray._private import utils as ray_utils
+    setter = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda handler: setter(outside_logging(handler))
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for signum, handler in handlers.items():
+        if callable(handler):
+            signal.signal(signum, outside_logging(handler))
+    try:
+        yield
+    finally:
+        ray_utils.set_sigterm_handler = setter
+        if callable(handlers[signal.SIGINT]):     # SIGTERM's: connect puts it back
+            signal.signal(signal.SIGINT, handlers[signal.SIGINT])
 
 
 def _keep_signal_dispositions() -> None:

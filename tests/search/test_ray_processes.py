@@ -310,3 +310,37 @@ def test_a_sigterm_after_ray_stopped_still_meets_this_process_s_handler(tmp_path
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
     assert done.returncode == 0 and done.stdout.strip() == f"held [{int(signal.SIGTERM)}]", \
         (done.returncode, done.stdout, done.stderr[-2000:])
+
+
+def test_a_signal_inside_logging_s_code_is_sent_again_outside_it():
+    """Ray's start forks, and logging's at-fork hooks hold its lock: a SIGTERM there
+    had Ray's handler raise SystemExit inside them, which Python swallowed, leaving
+    the stop lost and logging's lock held (the process hung at its end, for good)."""
+    import logging
+
+    from hypersweep.search.ray_executor import outside_logging
+
+    frames = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            frames.append(sys._getframe(1))     # logging's own Handler.handle
+
+    log = logging.getLogger("frames")
+    log.addHandler(Catch())
+    log.warning("a line")
+    assert frames[0].f_code.co_filename == logging.__file__
+    handled, resent = [], []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: resent.append(signum))
+    try:
+        wrapped = outside_logging(lambda signum, frame: handled.append(signum))
+        wrapped(signal.SIGUSR1, frames[0])          # inside logging: not handled there
+        assert handled == []
+        deadline = time.monotonic() + 5
+        while not resent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert resent == [signal.SIGUSR1]          # but sent again, to be handled outside
+        wrapped(signal.SIGUSR1, sys._getframe())   # elsewhere: handled at once
+        assert handled == [signal.SIGUSR1]
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
