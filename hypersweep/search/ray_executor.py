@@ -296,8 +296,9 @@ def _signals_outside_logging() -> Any:
         yield
         return
     from ray._private import utils as ray_utils
-    setter = ray_utils.set_sigterm_handler
-    ray_utils.set_sigterm_handler = lambda handler: setter(outside_logging(handler))
+    setter = getattr(ray_utils, "set_sigterm_handler", None)     # Ray's own, undocumented
+    if setter is not None:
+        ray_utils.set_sigterm_handler = lambda handler: setter(outside_logging(handler))
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for signum, handler in handlers.items():
         if callable(handler):
@@ -305,7 +306,8 @@ def _signals_outside_logging() -> Any:
     try:
         yield
     finally:
-        ray_utils.set_sigterm_handler = setter
+        if setter is not None:
+            ray_utils.set_sigterm_handler = setter
         if callable(handlers[signal.SIGINT]):     # SIGTERM's: connect puts it back
             signal.signal(signal.SIGINT, handlers[signal.SIGINT])
 
