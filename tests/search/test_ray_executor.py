@@ -360,7 +360,9 @@ def test_a_dead_broker_does_not_end_the_study(ray_local, stores, how, prunes):
     client = MlflowClient(tracking_uri=stores.mlflow_uri)
     for t, c in zip(trials, children):
         history = client.get_metric_history(c.info.run_id, "val_accuracy")
-        assert [m.step for m in history] == list(range(1, 9))
+        # Each epoch once; epochs posted to the dead broker come with the trial's
+        # result, after those the new one relayed (MLflow lists them as logged)
+        assert sorted(m.step for m in history) == list(range(1, 9))
         assert sorted(t.intermediate_values) == list(range(1, 9))
     assert sorted(recorder.epochs) == [(n, e) for n in range(4) for e in range(1, 9)]
     said = [line for line in recorder.notices if "ReportBroker" in line]
