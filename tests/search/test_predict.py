@@ -246,12 +246,13 @@ def test_a_model_predicts_in_the_precision_it_trained_in(tmp_path, stores, write
     """`predict` ran a bf16 trial's model in fp32: a net that runs only under
     autocast died in a traceback, and the built-in ones' probabilities differed
     from what the trial evaluated. A model failing on the inputs is one line."""
+    from sklearn.datasets import load_digits
     (tmp_path / "summed.py").write_text(SUMMED % "")
     config = {"study": "bf", "model": f"{tmp_path / 'summed.py'}:Summed",
               "params": {"epochs": 2, "lr": 0.05, "precision": "bf16"},
               "search": {"trials": 1}, "resources": {"executor": "serial"}}
     run_id = best_run(stores, config, write_config)
-    x = (load_digits_images()[:30] / 16).astype(np.float32)
+    x = (load_digits().images[:30] / 16).astype(np.float32)
     np.savez(tmp_path / "new.npz", x=x)
     out = tmp_path / "p.csv"
     res = invoke("predict", run_id, "-i", str(tmp_path / "new.npz"), "-o", str(out),
@@ -275,11 +276,6 @@ def test_a_model_predicts_in_the_precision_it_trained_in(tmp_path, stores, write
     assert res.stderr.splitlines()[-1] == (
         f"error: SOURCE: the model {tmp_path / 'summed.py'}:Summed of run {run_id} fails on "
         f"the inputs: ValueError: no such layer"), res.stderr
-
-
-def load_digits_images() -> np.ndarray:
-    from sklearn.datasets import load_digits
-    return load_digits().images
 
 
 def test_a_seq2seq_model_decodes_sequences_of_a_text_file(tmp_path, stores, write_config):
