@@ -353,7 +353,7 @@ def drive(cfg, tracker, header: str, resume: bool = False, done: int = 0, warm=N
             # A resumed study's lease, before Ray starts and the header: of two resumes
             # started together, the one that lost says so in its one line alone.
             lease = leased.enter_context(claim(cfg)) if resume else None
-            executor = make_executor(cfg)       # a bad Ray address fails before any store opens
+            executor = make_executor(cfg, done)     # a bad Ray address fails before any store opens
             progress.print(header)
             runs_on = getattr(executor, "runs_on", None)   # the Ray cluster's size, trials at once
             if runs_on:

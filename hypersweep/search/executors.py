@@ -143,8 +143,9 @@ def trial_threads(cpus_per_trial: float) -> int:
     return max(1, int(cpus_per_trial))
 
 
-def make_executor(cfg) -> Executor:
-    """The executor a study config asks for."""
+def make_executor(cfg, done: int = 0) -> Executor:
+    """The executor a study config asks for; `done`: the trials a resumed study has
+    run already (no more than the rest of its budget run at once)."""
     curve = curve_metric([o.metric for o in cfg.search.objectives])
     if cfg.resources.executor == "serial":
         # What it does not do (parallel > 1, GPUs): config_notes says.
@@ -153,7 +154,7 @@ def make_executor(cfg) -> Executor:
         from hypersweep.search.ray_executor import RayExecutor    # the only module importing Ray
         from hypersweep.search.strategies import can_prune
         return RayExecutor(cfg.resources, prunes=can_prune(cfg.search), curve=curve,
-                           most=cfg.search.trials)
+                           most=max(1, cfg.search.trials - done))
     from hypersweep.models.errors import UserError
     raise UserError(f"resources.executor: unknown executor '{cfg.resources.executor}'; "
                     f"valid: ray, serial")

@@ -743,6 +743,14 @@ def test_more_trials_at_once_than_the_cluster_runs_gets_a_note(ray_local, stores
         assert len(executor._warming) == 1
     finally:
         executor.shutdown()
+    # Nor a resumed study more than the rest of its budget (3 of 4 run: one)
+    from hypersweep.search.executors import make_executor
+    cfg = parse_config(ray_config("notes", stores, {"parallel": "auto"}, trials=4))
+    executor = make_executor(cfg, done=3)
+    try:
+        assert executor.runs_on.endswith("; 1 trial at once"), executor.runs_on
+    finally:
+        executor.shutdown()
 
 
 def test_validate_notes_more_trials_at_once_than_this_machine_runs(stores, write_config):
