@@ -71,6 +71,8 @@ def study_files(study: optuna.Study, metrics: Sequence[str] = ()) -> dict[str, D
 
 
 PARALLEL_LINES = 100
+STUDY_FIGURE_SIZE = (9.0, 5.5)    # inches
+STUDY_FIGURE_DPI = 90
 
 
 def best_lines(trials: Sequence[optuna.trial.FrozenTrial],
@@ -196,9 +198,14 @@ def _png(draw: Figure, study: optuna.Study) -> bytes | None:
                 ax = draw(study)
             except (ValueError, RuntimeError, ZeroDivisionError):
                 return None     # e.g. importance needs at least two distinct completed trials
-        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-        fig.set_size_inches(9, 5.5)
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.set_size_inches(*STUDY_FIGURE_SIZE)
+            fig.set_dpi(STUDY_FIGURE_DPI)
+            # Laid out to fit its labels on the renderer that then draws it: savefig's
+            # bbox_inches="tight" measured them on a renderer of its own, parsing each
+            # log-axis label's math text twice (a sixth of the study's end).
+            fig.tight_layout()
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        fig.savefig(buf, format="png", dpi=STUDY_FIGURE_DPI)
         plt.close(fig)
     return buf.getvalue()

@@ -139,6 +139,29 @@ def test_the_study_figures_name_the_objective_by_its_metric():
         assert drawing.render().startswith(PNG)
 
 
+def test_the_study_figures_keep_their_labels_inside_the_picture():
+    """Laid out to fit: a long parameter name (the x labels slant down and left) and
+    a long objective name leave the picture's outer frame blank, nothing cut off."""
+    import io
+
+    import numpy as np
+    from matplotlib.image import imread
+
+    study = optuna.create_study(direction="minimize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(6):
+        t = study.ask()
+        t.suggest_float("a_long_hyperparameter_name_for_the_axis", 1e-5, 1e-1, log=True)
+        t.suggest_float("x", 0, 1)
+        study.tell(t, t.params["x"])
+    files = study_files(study, ["validation_cross_entropy_of_the_model"])
+    for name in ("optimization_history.png", "parallel_coordinates.png"):
+        pixels = imread(io.BytesIO(files[name].render()))
+        frame = np.concatenate([pixels[:4].reshape(-1, 4), pixels[-4:].reshape(-1, 4),
+                                pixels[:, :4].reshape(-1, 4), pixels[:, -4:].reshape(-1, 4)])
+        assert (frame == frame[0]).all(), f"{name}: something is drawn at the picture's edge"
+
+
 def test_parallel_coordinates_of_many_trials_draw_the_best_and_say_so(monkeypatch):
     """2,000 lines filled the plot: past PARALLEL_LINES complete trials it draws the
     best of them (the pruned and failed ones are not drawn either way), titled so."""
