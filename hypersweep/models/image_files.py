@@ -187,13 +187,43 @@ def _cifar_folder(folder: Path) -> Path | None:
     return None
 
 
+# What unpickling a CIFAR-10 batch may call: numpy's array, scalar and dtype
+# rebuilders (numpy 1's module names, as the official files have them, and numpy
+# 2's) and the bytes decoder of a protocol-2 pickle from Python 3. Nothing else.
+_ARRAY_PICKLE = frozenset({
+    *((module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+      for name in ("_reconstruct", "scalar")),
+    *((module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class _RefusedGlobal(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and numpy arrays only: a pickle can
+    call any function as it loads (`os.system`), and a data file is no program."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _ARRAY_PICKLE:
+            raise _RefusedGlobal(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path, what: str) -> dict:
-    # The official format is a pickle; load only files you fetched from the source.
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            obj = _ArrayUnpickler(f, encoding="bytes").load()
     except OSError as e:
         raise UserError(f"data.options.root: cannot read {path}: {e.strerror or e}") from None
+    except _RefusedGlobal as e:
+        raise UserError(f"data.options.root: {path} is not {what}: unpickling it would call "
+                        f"{e.name}, where a batch holds only arrays, lists and strings "
+                        "(refused: a pickle can run code as it loads)") from None
     except Exception as e:   # a pickle of anything can fail in any way: say which file
         raise UserError(f"data.options.root: {path} is not {what} "
                         f"(unpickling it failed: {first_line(e)})") from None

@@ -380,3 +380,41 @@ def test_a_root_that_is_a_file_is_named(tmp_path, name):
         load_dataset(name, root=str(tmp_path / "f"), download=False)
     assert str(e.value) == (f"data.options.root: {tmp_path / 'f'} is a file, not a directory; "
                             f"the {name} data directory holds its files")
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused_unrun(tmp_path):
+    """A pickle can call anything as it loads: a batch that names `os.system` is
+    refused before the call (no file made), data batch or batches.meta alike."""
+    made = tmp_path / "made"
+    evil = f"cos\nsystem\n(S'touch {made}'\ntR.".encode()
+    first = write_batches(tmp_path / "batch")
+    (tmp_path / "batch" / "data_batch_4").write_bytes(evil)
+    assert cifar_error(tmp_path / "batch") == (
+        f"data.options.root: {tmp_path / 'batch' / 'data_batch_4'} is not a CIFAR-10 python "
+        "batch: unpickling it would call os.system, where a batch holds only arrays, lists and "
+        "strings (refused: a pickle can run code as it loads)")
+    write_batches(tmp_path / "meta")
+    (tmp_path / "meta" / "batches.meta").write_bytes(evil)
+    assert "would call os.system" in cifar_error(tmp_path / "meta")
+    assert not made.exists() and first.is_file()
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_cifar_batches_pickled_as_numpy_1_python_2_or_now_load(tmp_path, protocol):
+    """The official files name numpy 1's modules (`numpy.core.multiarray`); a batch
+    pickled by Python 3 at protocol 2 rebuilds its bytes with `_codecs.encode`, and
+    at protocol 5 its arrays from buffers."""
+    x, y = write_cifar(tmp_path)
+    numpy_1 = 0
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        with open(tmp_path / name, "rb") as f:
+            content = pickle.load(f)
+        raw = pickle.dumps(content, protocol=protocol)
+        if protocol == 2:
+            assert b"_codecs" in raw
+            raw = raw.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+            numpy_1 += b"cnumpy.core.multiarray\n" in raw
+        (tmp_path / name).write_bytes(raw)
+    assert numpy_1 == (6 if protocol == 2 else 0)
+    s = load_dataset("cifar10", root=str(tmp_path), download=False)
+    assert s.n_outputs == 10 and len(s.x_train) + len(s.x_val) + len(s.x_test) == len(y)
