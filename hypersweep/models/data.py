@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -290,6 +291,13 @@ def _size_of(name: str, options: dict[str, Any]) -> tuple[str, int]:
         if key in valid and options.get(key):
             return f"data.options.{key}", 0
     return ("data.options.root", 0) if "root" in valid else ("data.name", 0)
+
+
+def printable_name(name: str) -> str:
+    """A file name as UTF-8 text: bytes the file system holds that are not UTF-8
+    (`bad\\xff.png`, which Python holds as lone surrogates that no UTF-8 file
+    takes) written as escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 # ---------------------------------------------------------------- datasets

@@ -25,7 +25,7 @@ from typing import Iterator
 
 import numpy as np
 
-from hypersweep.models.data import RawData, _frozen, dataset
+from hypersweep.models.data import RawData, _frozen, dataset, printable_name
 from hypersweep.models.errors import UserError, check_at_least, first_line
 
 EXTENSIONS = "png,jpg,jpeg,bmp,gif,webp"
@@ -56,7 +56,7 @@ def images(root: str = "", size: int = 32, channels: int = 3, limit: int = 0,
     paths = [p for paths in files.values() for p in paths]
     x = _read_all(paths, size, channels, exts)
     y = np.repeat(np.arange(len(files), dtype=np.int64), [len(p) for p in files.values()])
-    return _frozen(RawData(x, y, class_names=tuple(files)))
+    return _frozen(RawData(x, y, class_names=tuple(printable_name(c) for c in files)))
 
 
 def _extensions(text: str) -> tuple[str, ...]:
@@ -102,7 +102,8 @@ def _classes(folder: Path, exts: tuple[str, ...]) -> dict[str, list[Path]]:
         raise UserError(f"data.options.root: {folder} {held}; put each class's images in a "
                         "folder named after the class (root/cat/*.jpg, root/dog/*.jpg)")
     if len(names) < 2:
-        raise UserError(f"data.options.root: {folder} has one class folder ('{names[0]}'); "
+        raise UserError(f"data.options.root: {folder} has one class folder "
+                        f"('{printable_name(names[0])}'); "
                         "classification needs at least 2, one folder per class")
     classes = {}
     for name in names:
@@ -112,7 +113,7 @@ def _classes(folder: Path, exts: tuple[str, ...]) -> dict[str, list[Path]]:
             kinds = sorted({p.suffix.lower() or p.name for p in paths})
             others = (f", only {len(paths)} other file{'s' * (len(paths) > 1)} "
                       f"({', '.join(kinds[:5])}{', ...' * (len(kinds) > 5)})") if paths else ""
-            raise UserError(f"data.options.root: class folder '{name}' holds no images"
+            raise UserError(f"data.options.root: class folder '{printable_name(name)}' holds no images"
                             f"{others}; data.options.extensions reads {', '.join(exts)}; "
                             "add images, or remove the folder")
         classes[name] = images

@@ -447,6 +447,8 @@ class StudyDriver:
             from hypersweep.search.warmstart import warm_start_trials
             warm = warm_start_trials(cfg, self.space)
         check_no_parent(cfg, self.tracker)
+        # Read before the study is made: the files' digests, as the study's first trials see them.
+        sources = source_digests(cfg.model, cfg.data.model_dump())
         study = create_study(cfg)
         if warm:
             study.add_trials(warm)
@@ -455,7 +457,6 @@ class StudyDriver:
             study.sampler = sampler_after(cfg, len(warm))
         queue_owed(study, self.space, cfg.search, counted=0)
         tags = {"strategy": cfg.search.strategy, "pruner": cfg.search.pruner.name}
-        sources = source_digests(cfg.model, cfg.data.model_dump())
         tags.update({f"source.{k}": v for k, v in sources.items()})
         if warm:
             tags["warm_start"] = f"{cfg.search.warm_start} ({len(warm)} trials)"

@@ -293,7 +293,8 @@ def _inputs(trained: Trained, path: Path, array: str,
     if trained.data["dataset"] == "images" and (path.is_dir() or suffix not in
                                                    (".csv", ".npz")):
         x, files = _image_inputs(path, trained.data)
-        return x, {"file": files}
+        from hypersweep.models.data import printable_name
+        return x, {"file": [printable_name(f) for f in files]}
     if suffix == ".txt" and trained.predict_task == "sequence_transduction":
         return _sequence_inputs(trained, path)
     from_csv = isinstance(layout, list)     # the model trained on a CSV file's columns

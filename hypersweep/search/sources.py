@@ -7,6 +7,7 @@ the trials before, without a word."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -56,5 +57,8 @@ def _folder_digest(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
         if p.is_file():
-            h.update(f"{p.relative_to(root).as_posix()}\0{p.stat().st_size}\n".encode())
+            # The name's bytes as the file system has them: a name that is not UTF-8
+            # (b"bad\xff.png") too, which Python holds as lone surrogates.
+            name = os.fsencode(p.relative_to(root).as_posix())
+            h.update(name + f"\0{p.stat().st_size}\n".encode())
     return h.hexdigest()

@@ -369,6 +369,33 @@ def test_a_model_of_an_image_folder_predicts_images_by_file(tmp_path, stores, wr
         f"error: --input: {tmp_path / 'new' / 'c.png'} is not an image"), res.output
 
 
+def test_image_and_class_names_that_are_not_utf_8_train_and_predict(tmp_path, stores,
+                                                                    write_config):
+    """Names as a file system may hold them, bytes that are not UTF-8 (b"r\\xffed",
+    which Python holds as lone surrogates): the study runs, its class is named with
+    the bytes escaped, and predict writes such a file's name escaped too."""
+    from tests.models.test_image_folder import BLUE, RED, solid
+    for name, colour in (("blue", BLUE), ("r\udcffed", RED)):
+        for i in range(10):
+            solid(tmp_path / "pics" / name / f"{i}\udcfe.png", colour, size=(8, 8))
+    config = {"study": "bytes", "model": "mlp",
+              "data": {"name": "images", "options": {"root": str(tmp_path / "pics"), "size": 6}},
+              "params": {"epochs": 30, "lr": 0.01},
+              "search": {"strategy": "random", "trials": 1}, "resources": {"executor": "serial"}}
+    res = invoke("run", str(write_config(config)), *stores.cli_args())
+    assert res.exit_code == 0, res.output
+    run_id = json.loads(invoke("best", "bytes", "--json", "--storage",
+                               stores.optuna_url).output)[0]["mlflow_run_id"]
+    solid(tmp_path / "new" / "a\udcff.png", RED, size=(8, 8))
+    out = tmp_path / "bytes.csv"
+    res = invoke("predict", run_id, "-i", str(tmp_path / "new"), "-o", str(out),
+                 "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0, res.output
+    predicted = pd.read_csv(out)
+    assert list(predicted["file"]) == ["a\\xff.png"]
+    assert list(predicted["prediction"]) == ["r\\xffed"]
+
+
 def test_an_array_shaped_as_a_sequence_model_s_inputs_is_read_as_sequences(
         tmp_path, stores, write_config):
     """(n, 8, 8) for an rnn on seq_digits: 8 steps of 8, not one-channel images."""
