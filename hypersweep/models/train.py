@@ -701,19 +701,23 @@ def _keyed(e: UserError, model: str, params: Mapping[str, Any], searched: Collec
     names that one knob (`set head: many_to_one`: the user wrote head, not model);
     a default, which the user never wrote, by its name and value, not `params.NAME`."""
     key, _, text = str(e).partition(": ")
+
+    def said(message: str) -> UserError:    # the same kind of error (a TooLarge keeps its shapes)
+        return TooLarge(message, e.shapes) if isinstance(e, TooLarge) else type(e)(message)
+
     if key == "model":
         about = _knobs(e, keys) or _knobs(e, params)
         name = about.pop() if len(about) == 1 else ""
         if name in params and name not in keys:     # the value the user fixed: its key
-            return type(e)(f"params.{name}: {text}")
+            return said(f"params.{name}: {text}")
     else:
         name = key.removeprefix("params.") if key.startswith("params.") else ""
     if name in keys:
-        return type(e)(f"{keys[name]}: {text}")
+        return said(f"{keys[name]}: {text}")
     hparams = hyperparameters(model)
     if key == "model" or not name or name in params or name in searched or name not in hparams:
         return None
-    return type(e)(f"{name} (its default, {hparams[name].default!r}): {text}")
+    return said(f"{name} (its default, {hparams[name].default!r}): {text}")
 
 
 def _check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
@@ -865,6 +869,15 @@ def _build_in_memory(builder: Any, splits: Splits, kwargs: Mapping[str, Any]) ->
     a hundred million): torch's allocator error is a traceback otherwise. Sizes past
     what torch can count (2**63) are named by the hyperparameters that ask for them."""
     shapes = {"input_shape": splits.input_shape, "n_outputs": splits.n_outputs}
+    # Counted first, on the meta device: each of a model's layers may be allocated
+    # (memory is promised lazily), and its weights then filled until the kernel
+    # kills the process, when they do not fit together.
+    try:
+        n = _weights_on_meta(builder, shapes, kwargs)
+    except Exception:  # noqa: BLE001 - the build below raises it, as a trial sees it
+        n = 0
+    if _past(n, memory_bytes()):
+        raise TooLarge(_size_error(builder, kwargs, n), shapes)
     try:
         return builder.build(**shapes, **kwargs)
     except (MemoryError, RuntimeError, TypeError) as e:
@@ -915,11 +928,23 @@ def _weights_on_meta(builder: Any, shapes: Mapping[str, Any],
 
 
 def _size_error(builder: Any, kwargs: Mapping[str, Any], n: int | None,
-                name: str | None = None) -> str:
+                name: str | None = None, least: Mapping[str, int] = {}) -> str:
     """The words for a model too large for memory (`n` weights; None: past what
     torch can count), keyed by `name`, or else by the hyperparameter that grew it:
     `params.width: mlp with width 1000000000 has 75,000,000,010 weights (300.0 GB
-    as float32), more than this machine's memory holds`."""
+    as float32), more than this machine's memory holds`. `least`: the other whole
+    numbers it was counted at, the least the space gives them (`mlp with width
+    70000 (at depth 3, the least the space gives) has ...`)."""
+    own = builder.hyperparameters()
+    least = {k: v for k, v in least.items() if k not in own or v != own[k].default}
+    if name and least:      # those not at their defaults, which the words leave unsaid
+        parts = [f"{k} {v}" for k, v in least.items()]
+        at = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
+        given = f"{name} {kwargs[name]} (at {at}, the least the space gives)"
+        if n is None:
+            return f"params.{name}: {builder.name} with {given} has more weights than torch can count"
+        return (f"params.{name}: {builder.name} with {given} has {n:,} weights "
+                f"({_gigabytes(n * 4)} as float32), more than this machine's memory holds")
     if name:
         grown = [name]
     elif n is None:     # those past a million: their product may overflow
@@ -1004,10 +1029,11 @@ def check_space_values(model: str, data: Mapping[str, Any], params: Mapping[str,
             kwargs, opts = split_params(model, {**params, **branch, name: value})
             if name in own:
                 shapes, memory = shapes or _shapes(data), memory or memory_bytes()
-                n = _weights_on_meta(builder, shapes, kwargs)
-                if _past(n, memory) and _too_large_by(model, shapes, {**params, **branch}, name,
-                                                      value, lows(branch) if lows else {}, memory):
-                    raise OutOfRange(_size_error(builder, kwargs, n, name))
+                _weights_on_meta(builder, shapes, kwargs)     # its range: OutOfRange
+                too_large = _too_large_by(model, shapes, {**params, **branch}, name, value,
+                                          lows(branch) if lows else {}, memory)
+                if too_large is not None:
+                    raise OutOfRange(too_large)
             elif name in ("label_smoothing", "input_noise", "augment"):
                 splits = loaded_splits(data)
                 get_task(_task_name(builder.task, splits.task),
@@ -1030,19 +1056,21 @@ def _past(n: int | None, memory: int) -> bool:
 
 
 def _too_large_by(model: str, shapes: Mapping[str, Any], fixed: Mapping[str, Any], name: str,
-                  value: Any, lows: Mapping[str, int], memory: int) -> bool:
-    """Whether `name: value`, too large for `memory` over the `fixed` values, is so
-    with the other whole numbers at their `lows` too (a width of 100,000 fits at
-    depth 1), and is what makes it so: a model too large without it is the fixed
-    params' error, check_fit's."""
+                  value: Any, lows: Mapping[str, int], memory: int) -> str | None:
+    """The error when `name: value`, over the `fixed` values and with the other
+    whole numbers at their `lows` (the least the space gives them: a width of
+    100,000 fits at depth 1, and one of 70,000 not at depth 3, whatever the
+    default), has more weights than `memory` holds, and is what makes it so: a
+    model too large without it is the fixed params' error, check_fit's. Else None."""
     builder = get_builder(model)
     own = builder.hyperparameters()
     lower = {k: v for k, v in lows.items() if k != name and k not in fixed and k in own}
-    if lower:
-        kwargs, _ = split_params(model, {**fixed, **lower, name: value})
-        if not _past(_weights_on_meta(builder, shapes, kwargs), memory):
-            return False
-    return not _past(_weights_on_meta(builder, shapes, split_params(model, fixed)[0]), memory)
+    kwargs, _ = split_params(model, {**fixed, **lower, name: value})
+    n = _weights_on_meta(builder, shapes, kwargs)
+    if not _past(n, memory) or _past(_weights_on_meta(builder, shapes,
+                                                      split_params(model, fixed)[0]), memory):
+        return None
+    return _size_error(builder, kwargs, n, name, least=lower)
 
 
 def _shapes(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -543,6 +543,50 @@ def test_a_searched_value_whose_model_cannot_fit_in_memory_is_refused(write_conf
         assert error_for(write_config, lr_only(), *sets) == message
 
 
+@pytest.mark.parametrize("sets, message", [
+    # Both fixed by the space: a width that fits at the default depth (2), not at 4.
+    (["space={width: 20000, depth: 4, lr: 0.01}"],
+     "space.width: mlp with width 20000 (at depth 4, the least the space gives) has "
+     "1,201,560,010 weights (4.8 GB as float32), more than this machine's memory holds"),
+    (["space={width: {choice: [64, 20000]}, depth: {int: [4, 5]}, lr: 0.01}"],
+     "space.width: mlp with width 20000 (at depth 4, the least the space gives) has "
+     "1,201,560,010 weights (4.8 GB as float32), more than this machine's memory holds"),
+    # Counted at depth 1, the least, not the default 2 (4.0 EB).
+    (["space={width: {int: [32, 1000000000]}, depth: {int: [1, 3]}, lr: 0.01}"],
+     "space.width: mlp with width 1000000000 (at depth 1, the least the space gives) has "
+     "75,000,000,010 weights (300.0 GB as float32), more than this machine's memory holds"),
+    (["space={width: {choice: [64, 20000]}, depth: {int: [1, 5]}, lr: 0.01}"], None),
+])
+def test_a_value_is_counted_with_the_others_at_the_least_the_space_gives(
+        write_config, monkeypatch, sets, message):
+    """Not at the builder's defaults, which a space may never give: a width of 20,000
+    fits at the default depth 2 (1.6 GB) of a 4 GB machine, not at depth 4, the
+    least of every trial."""
+    from hypersweep.models import train
+    monkeypatch.setattr(train, "memory_bytes", lambda: 4_000_000_000)
+    if message is None:
+        load_config(write_config(lr_only()), sets)
+    else:
+        assert error_for(write_config, lr_only(), *sets) == message
+
+
+def test_a_model_too_large_for_memory_is_refused_before_it_is_built(monkeypatch):
+    """Counted on the meta device first: each layer of 20,000 x 20,000 is allocated
+    lazily, and filling the weights of one too many got the process killed. Keyed
+    by the config's key of the value (a TooLarge keyed again kept its kind)."""
+    from hypersweep.models import train
+    monkeypatch.setattr(train, "memory_bytes", lambda: 4_000_000_000)
+    built = []
+    monkeypatch.setattr(train.torch.nn.Linear, "reset_parameters",
+                        lambda self: built.append(self.weight.device.type))
+    with pytest.raises(train.TooLarge) as e:
+        train.check_fit("mlp", {"name": "digits"}, {"width": 20000, "depth": 4},
+                        keys={"width": "space.width", "depth": "space.depth"})
+    assert str(e.value).startswith("space.width: mlp with width 20000, depth 4 has "
+                                   "1,201,560,010 weights (4.8 GB as float32)")
+    assert built and set(built) == {"meta"}
+
+
 @pytest.mark.parametrize("gb, shown", [(300.0, "300.0 GB"), (4_000_000_304.0, "4.0 EB"),
                                        (1234.5, "1.2 TB"), (0.25, "0.2 GB")])
 def test_sizes_are_shown_in_a_unit_of_few_digits(gb, shown):
