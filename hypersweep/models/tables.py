@@ -289,7 +289,8 @@ def _encode(frame, columns: list[str],
             with np.errstate(over="ignore", invalid="ignore"):
                 std = v.std()
                 block = (v - v.mean()) / (std if std > 0 else 1.0)
-            if not np.isfinite(block).all():
+            # Past about 1e154 the squares overflow: std inf made every value 0, silently.
+            if not (np.isfinite(std) and np.isfinite(block).all()):
                 raise UserError(f"data.options.features: column '{c}' holds numbers too large "
                                 f"to standardise (up to {np.abs(v).max():g})")
             blocks.append(block[:, None])
@@ -525,7 +526,7 @@ def _standardised(values: np.ndarray, what: str, key: str) -> np.ndarray:
     if not (std > 0).all():
         raise UserError(f"{key}: {what} holds the same value in every row; there is nothing "
                         "to regress")
-    if not np.isfinite(y).all():
+    if not (np.isfinite(std).all() and np.isfinite(y).all()):     # std inf: every y 0
         raise UserError(f"{key}: {what} holds numbers too large to standardise (up to "
                         f"{np.abs(values).max():g})")
     return y.astype(np.float32)

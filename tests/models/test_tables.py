@@ -199,6 +199,12 @@ GOOD = "a,b,colour,y\n" + "".join(f"{i},{i % 3},{'rg'[i % 2]},{'xyz'[i % 3]}\n"
      "in row 10 (line 11; 1 row in all); nothing is imputed: fill or drop those rows"),
     ("a,y\n" + "".join(f"{'inf' if i == 2 else i},{i % 2}\n" for i in range(12)), {},
      "data.options.path: column 'a' of {path} has an infinite value in row 3 (line 4"),
+    # Past about 1e154 a column's variance overflows: its std was inf, every value 0.
+    ("a,b,y\n" + "".join(f"{1e200 if i == 3 else i},{i},{i % 2}\n" for i in range(12)), {},
+     "data.options.features: column 'a' holds numbers too large to standardise (up to "
+     "1e+200)"),
+    ("a,y\n" + "".join(f"{i},{1e200 if i == 3 else i + 0.5}\n" for i in range(12)), {},
+     "data.options.target: column 'y' holds numbers too large to standardise (up to 1e+200)"),
     ("a,b,a,y\n" + "".join(f"{i},{i},{i},{i % 2}\n" for i in range(12)), {},
      "data.options.path: {path}: the header names column 'a' twice (columns 1 and 3); give "
      "each column a name of its own"),
@@ -314,6 +320,9 @@ X, Y = np.zeros((12, 2)), np.arange(12) % 2
      "that are not integers"),
     ({"task": "classification"}, {"x": X, "y": np.ones((12, 2)) * np.arange(12)[:, None]},
      "data.options.task: classification needs one label per sample; array 'y' is (12, 2)"),
+    ({"task": "regression"}, {"x": X, "y": np.arange(12) * 1e200},
+     "data.options.y: array 'y' holds numbers too large to standardise (up to "
+     "1.1e+201)"),
     ({}, {}, "data.options.path: {path} holds no arrays; expected x and y"),
 ])
 def test_npz_errors_are_one_line_and_name_the_key(tmp_path, options, arrays, expected):
