@@ -21,6 +21,18 @@ class OutOfRange(UserError):
     refused before the study starts."""
 
 
+class ExitInModel(RuntimeError):
+    """A SystemExit that a model's own code raised (`sys.exit`, an argparse that
+    read hypersweep's command line): a fault of the trial that ran it, not the end
+    of the process. Raised with the SystemExit's traceback, so that a trial's
+    reason names the model's line."""
+
+    @classmethod
+    def of(cls, e: SystemExit) -> "ExitInModel":
+        return cls(f"the model's code called sys.exit({e.code!r})").with_traceback(
+            e.__traceback__)
+
+
 def shown(value: Any) -> str:
     """A value as an error quotes it, in YAML's words: `true` and `null`, not
     Python's True and None; a list or mapping in YAML's flow style; text quoted."""

@@ -20,12 +20,13 @@ import importlib.util
 import inspect
 import math
 import sys
+import traceback
 import typing
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from hypersweep.models.errors import UserError, first_line, given, unknown
+from hypersweep.models.errors import ExitInModel, UserError, first_line, given, unknown
 
 DATA_KWARGS = ("input_shape", "n_outputs")
 
@@ -68,7 +69,10 @@ class Builder:
         return hparams_of(self.fn, skip=DATA_KWARGS)
 
     def build(self, **kwargs: Any) -> Any:
-        return self.fn(**kwargs)
+        try:
+            return self.fn(**kwargs)
+        except SystemExit as e:
+            raise ExitInModel.of(e) from None
 
 
 _REGISTRY: dict[str, Builder] = {}
@@ -206,6 +210,13 @@ def _own_module(where: str, key: str) -> Any:
                 "give the file (FILE.py:FUNCTION), or put its folder on PYTHONPATH"
             raise UserError(f"{key}: no module named '{where}' here; {hint}") from None
         raise UserError(f"{key}: {where} fails to import: {first_line(e)}") from None
+    except SystemExit as e:     # sys.exit or argparse at the top of a script
+        argparse = any(f.filename.endswith("argparse.py")
+                       for f in traceback.extract_tb(e.__traceback__))
+        why = " (an argparse that read hypersweep's own command line)" if argparse else ""
+        raise UserError(f"{key}: {where} exits as it is imported: sys.exit({e.code!r}){why}; "
+                        "a model file is imported, not run: put its script code under "
+                        "`if __name__ == \"__main__\":`") from None
     except Exception as e:      # noqa: BLE001 - the user's module, failing as it loads
         raise UserError(f"{key}: {where} fails to import: {type(e).__name__}: "
                         f"{first_line(e)}") from None

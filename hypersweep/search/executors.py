@@ -12,7 +12,7 @@ import socket
 import traceback
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from hypersweep.models.errors import UserError
+from hypersweep.models.errors import ExitInModel, UserError
 from hypersweep.models.figures import curve_metric, with_curve_metric
 from hypersweep.models.trial import TrialResult, TrialSpec, TrialState
 
@@ -53,6 +53,12 @@ def run_guarded(train: TrainFn, spec: TrialSpec, report: Callable) -> TrialResul
         return train(spec, recording_report)
     except Exception as e:  # noqa: BLE001 - any fault inside a trial fails that trial only
         return failed(failure_reason(e), tuple(history))
+    except SystemExit as e:
+        frames = traceback.extract_tb(e.__traceback__)
+        if frames and "/ray/" in frames[-1].filename:
+            raise           # Ray's signal handler ending its worker, not the trial's code
+        # The model's sys.exit (argparse's, say) in its forward: that trial's fault.
+        return failed(failure_reason(ExitInModel.of(e)), tuple(history))
 
 
 def failure_reason(e: Exception) -> str:

@@ -155,12 +155,23 @@ def test_a_builder_of_the_studys_own_is_read_from_its_file(tmp_path):
     ("no_such_module:f", "model: no module named 'no_such_module' here; give the file "
                          "(FILE.py:FUNCTION), or put its folder on PYTHONPATH"),
     ("{tmp}/broken.py:f", "model: {tmp}/broken.py fails to import: ValueError: set up wrong"),
+    # A script's code at the top of the file, run as it is imported: its exit is ours.
+    ("{tmp}/exits.py:f", "model: {tmp}/exits.py exits as it is imported: sys.exit(0); a model "
+                         "file is imported, not run: put its script code under `if __name__ "
+                         "== \"__main__\":`"),
+    ("{tmp}/script.py:f", "model: {tmp}/script.py exits as it is imported: sys.exit(2) (an "
+                          "argparse that read hypersweep's own command line); a model file is "
+                          "imported, not run: put its script code under `if __name__ == "
+                          "\"__main__\":`"),
     ("os:path", "model: os:path is not a function (a value of type module)"),
     (":f", "model: ':f' is neither a builder nor FILE.py:FUNCTION or MODULE:FUNCTION"),
 ])
 def test_a_builder_of_ones_own_that_cannot_be_used_is_one_line(tmp_path, name, message):
     nets = write_nets(tmp_path)
     (tmp_path / "broken.py").write_text("import math\nraise ValueError('set up wrong')\n")
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(0)\n")
+    (tmp_path / "script.py").write_text("import argparse\np = argparse.ArgumentParser()\n"
+                                        "p.add_argument('--width')\nargs = p.parse_args()\n")
     with pytest.raises(UserError) as e:
         get_builder(name.format(nets=nets, tmp=tmp_path))
     assert str(e.value) == message.format(nets=nets, tmp=tmp_path)
@@ -334,3 +345,21 @@ def test_a_model_of_ones_own_with_lazy_layers_trains(tmp_path, run):
     result = run(model=f"{tmp_path}/lazy.py:lazy", epochs=2, batch_size=128)
     assert result.state.value == "COMPLETE", result.reason
     assert result.metrics["param_count"] == 64 * 16 + 16 + 16 * 10 + 10
+
+
+def test_a_builder_that_calls_sys_exit_is_a_model_error_not_the_process_s_end(tmp_path):
+    """validate and run ended with its status and no word (at a searched value, in
+    the memory check)."""
+    from hypersweep.models.train import check_fit
+
+    (tmp_path / "quits.py").write_text(
+        "import sys\nfrom torch import nn\n\n"
+        "def quits(input_shape, n_outputs, width: int = 4):\n"
+        "    if width > 2:\n        sys.exit(3)\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, n_outputs))\n")
+    with pytest.raises(UserError) as e:
+        check_fit(f"{tmp_path}/quits.py:quits", {"name": "digits"}, {})
+    assert str(e.value) == (f"model: {tmp_path}/quits.py:quits fails to build for dataset "
+                            "'digits' (input_shape (1, 8, 8), n_outputs 10): ExitInModel: the "
+                            "model's code called sys.exit(3)")
+    assert check_fit(f"{tmp_path}/quits.py:quits", {"name": "digits"}, {"width": 2})

@@ -46,3 +46,20 @@ def test_a_fault_inside_a_torch_layer_names_the_layer_and_the_call():
     assert reason.startswith("RuntimeError: Expected 3D (unbatched) or 4D (batched) input")
     assert reason.endswith(f"(in a layer of the model, torch.nn conv.py; called at "
                            f"test_executors.py:{line})")
+
+
+def test_a_sys_exit_in_a_trial_s_code_fails_that_trial_naming_its_line():
+    """A model that calls sys.exit (argparse does, on a command line it cannot parse)
+    ended the whole serial study with that status and no word."""
+    from hypersweep.models.trial import TrialState
+    from hypersweep.search.executors import run_guarded
+
+    def train(spec, report):
+        report(1, {"train_loss": 1.0})
+        raise SystemExit(3)
+
+    result = run_guarded(train, None, lambda step, metrics: False)
+    line = train.__code__.co_firstlineno + 2
+    assert result.state is TrialState.FAIL and result.epochs == 1
+    assert result.reason == ("ExitInModel: the model's code called sys.exit(3) "
+                             f"(test_executors.py:{line})")
