@@ -57,7 +57,7 @@ def csv_table(path: str = "", target: str = "", features: str = "", task: Task =
     targets = _column_values(frame[label])
     y, task_name, classes, task_note = _target(targets, task, f"column '{label}'",
                                                "data.options.target")
-    x, inputs_note, layout = _encode(frame, columns, index)
+    x, inputs_note, layout = _encode(frame, columns, index, sep)
     notes = (task_note,) if task == "auto" else ()
     meta = {"inputs": layout, "target": _target_meta(label, targets, task_name, classes)}
     return _frozen(RawData(x, y, task=task_name, class_names=classes,
@@ -118,13 +118,17 @@ def _checked_decimal(decimal: str, sep: str) -> str:
     return decimal
 
 
+# How a CSV file is read, for training and predict alike. utf-8-sig: a byte-order
+# mark (Excel writes one) is not part of the first name; skipinitialspace: the
+# spaces after each separator (`a, b, label`) are not part of names or values.
+READ_AS = {"encoding": "utf-8-sig", "skipinitialspace": True}
+
+
 def _read_csv(file: Path, sep: str, decimal: str = "."):
     import pandas as pd
 
     try:
-        # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first name.
-        frame = pd.read_csv(file, sep=sep, decimal=decimal, encoding="utf-8-sig",
-                            low_memory=False)
+        frame = pd.read_csv(file, sep=sep, decimal=decimal, low_memory=False, **READ_AS)
     except UnicodeDecodeError:
         raise UserError(f"data.options.path: {file} is not UTF-8: {_bad_byte(file)}; save "
                         "it as UTF-8 text") from None
@@ -156,7 +160,7 @@ def duplicate_column(file: Path, frame, sep: str) -> str | None:
     import pandas as pd
 
     header = [str(h) for h in pd.read_csv(file, sep=sep, header=None, nrows=1,
-                                           encoding="utf-8-sig").iloc[0]]
+                                           **READ_AS).iloc[0]]
     for i, name in enumerate(header):
         if name in header[:i]:
             return (f"the header names column {name!r} twice (columns {header.index(name) + 1} "
@@ -262,8 +266,8 @@ def _column_values(series) -> np.ndarray:
     return series.astype(str).to_numpy(dtype=object)
 
 
-def _encode(frame, columns: list[str],
-            index: list[str]) -> tuple[np.ndarray, str, list[dict[str, Any]]]:
+def _encode(frame, columns: list[str], index: list[str],
+            sep: str = ",") -> tuple[np.ndarray, str, list[dict[str, Any]]]:
     """The inputs (n, width) float32: numeric columns standardised, others one-hot;
     a note that says which columns became how many inputs; and, in input order,
     how each column became inputs (its mean and std, or its categories)."""
@@ -273,7 +277,7 @@ def _encode(frame, columns: list[str],
     numeric = {c: v.dtype.kind in "iuf" for c, v in values.items()}
     for c in columns:
         if values[c].dtype.kind == "O":       # text (true/false columns are categories)
-            _check_text_column(values[c], c)
+            _check_text_column(values[c], c, sep)
     categories = {c: np.unique(v) for c, v in values.items() if not numeric[c]}
     widths = {c: len(categories[c]) if c in categories else 1 for c in columns}
     if len(frame) * sum(widths.values()) > MAX_VALUES:
@@ -327,18 +331,25 @@ MOSTLY = 0.9          # a text column whose values are this share numbers holds 
 DATE = re.compile(r"\s*\d{4}[-/]\d{1,2}[-/]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2})?.*)?\s*")
 
 
-def _check_text_column(values: np.ndarray, column: str) -> None:
+def _check_text_column(values: np.ndarray, column: str, sep: str = ",") -> None:
     """A text column one-hot encoded must be categories: numbers that pandas read
     as text (a decimal comma, a stray `?`) or an identifier would make an input per
-    row, which says nothing of new rows."""
+    row, which says nothing of new rows. `sep`: the file's separator."""
     key = f"data.options.features: column '{column}'"
     numbers = np.array([bool(NUMBER.fullmatch(v)) for v in values])
     if numbers.mean() >= MOSTLY:
         comma = next((v for v in values if "," in v), None)
+        if numbers.all() and comma is not None and sep == ",":
+            # Quoted, as a comma-separated file must quote them: a decimal comma, or a
+            # thousands separator ('7,700'), which pandas cannot take beside sep ','.
+            raise UserError(f"{key} holds numbers with a comma in them (such as "
+                            f"{comma.strip()!r}), a decimal comma or a thousands separator, "
+                            "which a comma-separated file cannot have read as numbers: write "
+                            "them without it (7700, or 7.7), or save the file with sep ';' "
+                            "and set data.options.sep: ';' and data.options.decimal: ','")
         if numbers.all() and comma is not None:
-            example = comma
             raise UserError(f"{key} holds numbers written with a decimal comma (such as "
-                            f"{example.strip()!r}); set data.options.decimal: ','")
+                            f"{comma.strip()!r}); set data.options.decimal: ','")
         row = int(np.argmin(numbers))
         odd = sorted({v for v, ok in zip(values, numbers) if not ok})
         shown = ", ".join(repr(v) for v in odd[:3]) + (" ..." if len(odd) > 3 else "")

@@ -278,12 +278,22 @@ def inputs_of(trained: Trained, path: Path, array: str = "x",
     folder of them, read as the training images were; for a seq2seq model whose
     inputs are one-hot tokens, a text file of one sequence per line. `keep`: a CSV
     file's columns to name the rows by (an id), copied as they are."""
-    if keep and path.suffix.lower() != ".csv":
+    if keep and not is_csv(path):
         raise UserError(f"--keep: copies a CSV file's columns; {path.name} is not one")
     x, names = _inputs(trained, path, array, keep)
     if len(x) == 0:
         raise UserError(f"--input: {path.name} holds no samples")
     return x, names         # finite: each reader checks its cells; Trained.predict, the rest
+
+
+COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst")     # what pandas opens by the name
+
+
+def is_csv(path: Path) -> bool:
+    """FILE.csv, or FILE.csv compressed (FILE.csv.gz), as training reads it too."""
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    return suffixes[-1:] == [".csv"] or (suffixes[:1] == [".csv"] and suffixes[1:2] and
+                                         suffixes[1] in COMPRESSED)
 
 
 def _inputs(trained: Trained, path: Path, array: str,
@@ -298,8 +308,8 @@ def _inputs(trained: Trained, path: Path, array: str,
     if suffix == ".txt" and trained.predict_task == "sequence_transduction":
         return _sequence_inputs(trained, path)
     from_csv = isinstance(layout, list)     # the model trained on a CSV file's columns
-    if suffix == ".csv" or from_csv:
-        if suffix != ".csv":
+    if is_csv(path) or from_csv:
+        if not is_csv(path):
             raise UserError(f"--input: {path.name}: the model trained on a CSV file's columns; "
                             "give a CSV file with them")
         if not from_csv:
@@ -478,10 +488,12 @@ def _read_frame(path: Path, sep: str = ",", decimal: str = ".") -> Any:
     """The file read as the training file was (its `sep` and `decimal`)."""
     import pandas as pd
 
+    from hypersweep.models.tables import READ_AS
+
     if not path.is_file():
         raise UserError(f"--input: {path}: no such file")
     try:
-        frame = pd.read_csv(path, sep=sep, decimal=decimal)
+        frame = pd.read_csv(path, sep=sep, decimal=decimal, **READ_AS)
     except (ValueError, UnicodeDecodeError) as e:
         raise UserError(f"--input: {path.name}: not a CSV file pandas reads: "
                         f"{first_line(e)}") from None

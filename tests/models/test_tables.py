@@ -441,6 +441,14 @@ def test_numbers_pandas_reads_as_text_are_refused_not_one_hot_encoded(tmp_path):
         f"(such as '{str(frame.income[0]).replace('.', ',')}'); set data.options.decimal: ','")
     raw = csv_table(path=str(tmp_path / "eu.csv"), sep=";", decimal=",")
     assert raw.x.shape == (30, 1) and abs(raw.x.mean()) < 1e-5
+    # Comma-separated, those numbers come quoted: decimal ',' cannot be set beside sep ','.
+    frame.to_csv(tmp_path / "quoted.csv", decimal=",", index=False)
+    assert csv_error(tmp_path, path=str(tmp_path / "quoted.csv")) == (
+        "data.options.features: column 'income' holds numbers with a comma in them (such as "
+        f"'{str(frame.income[0]).replace('.', ',')}'), a decimal comma or a thousands separator, "
+        "which a comma-separated file cannot have read as numbers: write them without it "
+        "(7700, or 7.7), or save the file with sep ';' and set data.options.sep: ';' and "
+        "data.options.decimal: ','")
     frame["income"] = frame["income"].astype(str)
     frame.loc[7, "income"] = "?"
     frame.to_csv(tmp_path / "q.csv", index=False)
@@ -525,3 +533,18 @@ def test_the_lstm_builder_trains_on_npz_sequences(tmp_path):
     np.savez(tmp_path / "seq.npz", x=rng.normal(size=(40, 12, 4)), y=np.arange(40) % 2)
     data = {"name": "npz", "options": {"path": str(tmp_path / "seq.npz"), "sequences": True}}
     assert check_fit("lstm", data, {}) == "classification"
+
+
+def test_spaces_after_the_separator_are_not_part_of_names_or_values(tmp_path):
+    """`a, b, label`: the columns were ' b' and ' label', and the classes ' cat' and
+    ' dog'; predict reads the file as training does (and its byte-order mark too)."""
+    text = "a, b, label\n" + "".join(f"{i}, {i % 3}, {'cat' if i % 2 else 'dog'}\n"
+                                     for i in range(20))
+    write_text(tmp_path / "spaced.csv", text)
+    raw = csv_table(path=str(tmp_path / "spaced.csv"))
+    assert raw.class_names == ("cat", "dog") and raw.x.shape == (20, 2)
+    assert [c["column"] for c in raw.meta["inputs"]] == ["a", "b"]
+    assert raw.meta["target"]["name"] == "label"
+    from hypersweep.search.predict import _read_frame
+    (tmp_path / "new.csv").write_text("\ufeffa, b\n1, 2\n", encoding="utf-8")
+    assert list(_read_frame(tmp_path / "new.csv").columns) == ["a", "b"]

@@ -67,6 +67,12 @@ def test_a_classifier_predicts_new_rows_as_the_training_file_made_them(tmp_path,
     assert list(predicted.columns) == ["prediction", "probability_high", "probability_low"]
     assert predicted[["probability_high", "probability_low"]].sum(axis=1).round(5).eq(1).all()
     assert (predicted["prediction"] == new["band"]).mean() >= 0.8     # learnt, not guessed
+    # compressed, as training reads one too
+    new.drop(columns=["band"]).to_csv(tmp_path / "new.csv.gz", index=False)
+    res = invoke("predict", run_id, "-i", str(tmp_path / "new.csv.gz"), "-o",
+                 str(tmp_path / "gz.csv"), "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(tmp_path / "gz.csv").equals(predicted)
 
     # The inputs are the training file's: its means, stds and categories (not the new
     # rows' own); the scores, the model's own on them.
