@@ -65,7 +65,7 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     from hypersweep.search import heap
     from hypersweep.search.driver import ENDED, trials_run
     from hypersweep.search.lease import check_not_running
-    from hypersweep.search.lifecycle import stored_config
+    from hypersweep.search.lifecycle import stored_config, to_retry
     from hypersweep.search.tracking import check_store_exists
     heap.hold()         # released when the trials start (search/heap.py)
     s = _study(study, storage)
@@ -102,10 +102,15 @@ def resume(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     header = (f"resuming study [bold]{escape(cfg.study)}[/bold]: {done} of "
               f"{counted(cfg.search.trials, 'trial')} finished")
     left = [t.number for t in s.trials if t.state.name == "RUNNING"]
+    retry = cfg.search.on_interrupt == "retry"
     if left:        # a run that ended without closing them: a crash, a lost cluster
-        again = ", and run again" if cfg.search.on_interrupt == "retry" else ""
+        again = ", and run again" if retry else ""
         header += (f"; {_trials(left)} left running by a run that stopped "
                    f"{'is' if len(left) == 1 else 'are'} marked FAIL (interrupted){again}")
+    stopped = [t.number for t in to_retry(s)] if retry else []
+    if stopped:     # failed as interrupted by a stop (Ctrl-C, SIGTERM)
+        header += (f"; {_trials(stopped)}, interrupted, {'runs' if len(stopped) == 1 else 'run'}"
+                   " again (search.on_interrupt: retry)")
     try:
         drive(cfg, header, resume=True, done=done)
     except UserError as e:

@@ -251,7 +251,9 @@ def check_no_parent(cfg: StudyConfig, tracker: MlflowTracker) -> None:
     that run, beside the old ones of the same numbers: refused, before either
     store is written. So is a name MLflow keeps for an experiment in its trash."""
     store = without_password(cfg.tracking.uri)
-    delete = f"hypersweep delete {shlex.quote(cfg.study)} --tracking-uri {shlex.quote(store)}"
+    # Its storage too: the default one may hold a study of this name, which it would delete.
+    delete = (f"hypersweep delete {shlex.quote(cfg.study)} --tracking-uri {shlex.quote(store)}"
+              f"{storage_option(cfg)}")
     delete += password_note(delete)
     if tracker.experiment_state(cfg.study) == "deleted":
         raise UserError(

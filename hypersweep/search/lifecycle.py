@@ -147,6 +147,18 @@ def derived_name(name: str, storage: str) -> str:
 
 # ---------------------------------------------------------------- resume
 
+def to_retry(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials `search.on_interrupt: retry` runs again: those an interruption
+    failed (a Ctrl-C, SIGTERM or SIGHUP as the run stopped them; a crash, as
+    `reopen_study` fails what it left running), with the params they drew, not
+    retried yet (by an earlier resume)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    return [t for t in trials if t.state is optuna.trial.TrialState.FAIL and t.params
+            and t.user_attrs.get("interrupted") and t.number not in retried
+            and "warm_start_from" not in t.user_attrs]
+
+
 def reopen_study(cfg: StudyConfig, tracker: MlflowTracker,
                  study: optuna.Study | None = None) -> tuple[optuna.Study, str]:
     """Reopen a study (`study`, where loaded already) and its parent run; fail (or
@@ -167,8 +179,9 @@ def reopen_study(cfg: StudyConfig, tracker: MlflowTracker,
     for number, epochs in interrupted.items():
         for run_id in children.get(number, []):
             tracker.end_trial(run_id, dataclasses.replace(failed(INTERRUPTED), epochs=epochs), {})
-        if cfg.search.on_interrupt == "retry":
-            study.enqueue_trial(study.trials[number].params, user_attrs={"retry_of": number})
+    if cfg.search.on_interrupt == "retry":
+        for trial in to_retry(study):
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
     # Runs of trials Optuna saw end but the MLflow store did not (its server was
     # down then): closed, so that nothing is left RUNNING in either store. Those
     # the driver failed as interrupted (the MLflow store failed under them) are

@@ -107,7 +107,8 @@ def test_a_new_study_is_not_added_to_an_old_parent_run_of_its_name(stores):
     assert len(res.output.strip().splitlines()) == 1    # before the study's header
     line = " ".join(res.output.split())
     assert "error: study: 'alpha' has a parent run in the MLflow store" in line
-    assert f"hypersweep delete alpha --tracking-uri {stores.mlflow_uri}" in line
+    assert (f"hypersweep delete alpha --tracking-uri {stores.mlflow_uri} --storage "
+            f"{stores.optuna_url}") in line     # not the directory's default storage
     assert names(stores) == []                  # nothing written on either side
     _, children = study_runs(stores.mlflow_uri, "alpha")
     assert len(children) == 2

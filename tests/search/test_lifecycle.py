@@ -189,6 +189,33 @@ def test_resume_retries_interrupted_trials_with_their_params(stores):
     assert len(children) == 4 and children[0].info.status == "FAILED"
 
 
+def test_resume_retries_the_trials_a_stop_failed_too(stores):
+    """A Ctrl-C or SIGTERM fails its running trials as interrupted as it stops:
+    `on_interrupt: retry` ran again only those a crash left RUNNING. Each is run
+    again once, however many resumes follow."""
+    cfg = parse_config(small_config("stopped", stores, trials=2, on_interrupt="retry"))
+    driver = StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri))
+    study, parent = driver._open()
+    driver.study, driver.parent = study, parent
+    trial = study.ask()
+    driver._launch(trial)
+    params = dict(trial.params)
+    driver._abort("interrupted by the user (Ctrl-C)")       # as the stop fails it
+    study.set_user_attr("ended", "FAILED")
+    res = invoke("resume", "stopped", "--storage", stores.optuna_url)
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0] == ("resuming study stopped: 0 of 2 trials finished; "
+                                          "trial 0, interrupted, runs again "
+                                          "(search.on_interrupt: retry)")
+    trials = optuna.load_study(study_name="stopped", storage=stores.optuna_url).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[1].params == params and trials[1].user_attrs["retry_of"] == 0
+    res = invoke("resume", "stopped", "--storage", stores.optuna_url, "--trials", "3")
+    assert res.exit_code == 0 and "runs again" not in res.output, res.output
+    trials = optuna.load_study(study_name="stopped", storage=stores.optuna_url).trials
+    assert [t.user_attrs.get("retry_of") for t in trials] == [None, 0, None, None]
+
+
 def test_resume_says_which_trials_a_stopped_run_left_running(stores):
     """It marked them FAIL without a word: "0 of 6 trials finished" was all."""
     cfg = parse_config(small_config("crashed", stores, trials=3))
