@@ -162,8 +162,9 @@ class SearchConfig(_Strict):
     # Ask and tell in synchronous batches of resources.parallel, told in trial order,
     # so a parallel study samples the same parameters whatever order trials finish in.
     deterministic: bool = False
-    # On resume, trials a crash left RUNNING are failed, or failed and retried with
-    # the same parameters (as new trials).
+    # On resume, trials an interruption failed (a crash left them RUNNING, or a stop
+    # failed them) are left failed, or also retried, once, with the same parameters
+    # (as new trials).
     on_interrupt: Literal["fail", "retry"] = "fail"
 
     @property
