@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -27,6 +28,17 @@ if TYPE_CHECKING:
 
 SIZE = (5.0, 3.5)   # inches
 DPI = 100
+
+
+def quiet_missing_glyphs() -> None:
+    """A class name in a script the fonts lack (emoji, CJK) is drawn as boxes;
+    matplotlib also warned, a line and its source line on the run's output for
+    every figure. Set for the process as this module loads."""
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from (current )?font",
+                            category=UserWarning)
+
+
+quiet_missing_glyphs()
 
 
 @dataclass(frozen=True)
