@@ -518,8 +518,9 @@ def _classes(values: np.ndarray, what: str,
             f" and {len(lone) - 5} more" if len(lone) > 5 else "")
         raise UserError(f"{key}: in {what}, {'classes' if len(lone) > 1 else 'class'} {shown} "
                         f"{'have' if len(lone) > 1 else 'has'} a single sample; a stratified "
-                        "split needs at least 2 of each class (3 to put one in train, val "
-                        "and test)")
+                        "split needs at least 2 of each class (and val or test holds one of "
+                        "a class only where its fraction of the class's samples rounds to "
+                        "one)")
     return labels.reshape(-1).astype(np.int64), "classification", names
 
 
