@@ -459,6 +459,8 @@ def _target(values: np.ndarray, task: str, what: str,
     one_hot = _one_hot_rows(values)
     if one_hot is not None and task != "regression":
         values = one_hot
+    elif task != "regression":
+        _check_nearly_one_hot(values, what, key)
     whole = text or kind in "iu" or bool(np.all(values == np.round(values)))
     if task == "auto":
         if text or one_hot is not None:
@@ -503,6 +505,23 @@ def _one_hot_rows(values: np.ndarray) -> np.ndarray | None:
     if not (np.isin(values, (0, 1)).all() and (values.sum(axis=1) == 1).all()):
         return None
     return values.argmax(axis=1)
+
+
+def _check_nearly_one_hot(values: np.ndarray, what: str, key: str) -> None:
+    """0/1 targets (n, k) whose rows are one-hot but for a few (a row of zeros, or
+    of two 1s): classes, mistyped, which `auto` read as k regression targets and
+    classification refused as not one label per sample."""
+    if values.ndim != 2 or values.shape[1] < 2 or values.dtype.kind not in "biuf" \
+            or not np.isin(values, (0, 1)).all():
+        return
+    bad = np.flatnonzero(values.sum(axis=1) != 1)
+    if len(bad) > (1 - MOSTLY) * len(values):
+        return      # 0/1 targets, not classes: several labels a row
+    row = "[" + ", ".join(f"{v:g}" for v in values[bad[0]]) + "]"
+    raise UserError(f"{key}: {what} is one-hot but for row {bad[0]} (counted from 0; "
+                    f"{len(bad)} row{'s' if len(bad) > 1 else ''} in all), which holds {row}: "
+                    "a class label is a single 1 in its row; fix those rows, or set "
+                    f"data.options.task: regression to regress its {values.shape[1]} columns")
 
 
 def _classes(values: np.ndarray, what: str,

@@ -323,6 +323,10 @@ X, Y = np.zeros((12, 2)), np.arange(12) % 2
     ({"task": "regression"}, {"x": X, "y": np.arange(12) * 1e200},
      "data.options.y: array 'y' holds numbers too large to standardise (up to "
      "1.1e+201)"),
+    ({}, {"x": X, "y": np.where(np.arange(12)[:, None] == 5, 0, np.eye(3)[np.arange(12) % 3])},
+     "data.options.y: array 'y' is one-hot but for row 5 (counted from 0; 1 row in all), "
+     "which holds [0, 0, 0]: a class label is a single 1 in its row; fix those rows, or set "
+     "data.options.task: regression to regress its 3 columns"),
     ({}, {}, "data.options.path: {path} holds no arrays; expected x and y"),
 ])
 def test_npz_errors_are_one_line_and_name_the_key(tmp_path, options, arrays, expected):
