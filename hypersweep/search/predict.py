@@ -386,6 +386,10 @@ def _image_inputs(path: Path, data: Mapping[str, Any]) -> tuple[np.ndarray, list
         if not paths:
             raise UserError(f"--input: {path} holds no images ({', '.join(exts)})")
     elif path.is_file():
+        if not _is_image(path.name, exts):      # Pillow is offered only those formats
+            raise UserError(f"--input: {path.name}: the model trained on images of the "
+                            f"extensions {', '.join(exts)} (data.options.extensions); give "
+                            "one of those")
         paths, names = [path], [path.name]
     else:
         raise UserError(f"--input: {path}: no such file or folder")

@@ -368,6 +368,12 @@ def test_a_model_of_an_image_folder_predicts_images_by_file(tmp_path, stores, wr
     res = invoke("predict", run_id, "-i", str(tmp_path / "new" / "more" / "b.png"), "-o", str(out),
                  "--tracking-uri", stores.mlflow_uri)
     assert res.exit_code == 0 and list(pd.read_csv(out)["file"]) == ["b.png"], res.output
+    solid(tmp_path / "tiff" / "t.tif", RED, size=(8, 8), format="TIFF")
+    res = invoke("predict", run_id, "-i", str(tmp_path / "tiff" / "t.tif"), "-o", str(out),
+                 "--tracking-uri", stores.mlflow_uri)
+    assert res.exit_code == 2 and res.output == (
+        "error: --input: t.tif: the model trained on images of the extensions png, jpg, jpeg, "
+        "bmp, gif, webp (data.options.extensions); give one of those\n"), res.output
     (tmp_path / "new" / "c.png").write_text("a text file named .png")
     res = invoke("predict", run_id, "-i", str(tmp_path / "new"), "-o", str(tmp_path / "x.csv"),
                  "--tracking-uri", stores.mlflow_uri)
