@@ -292,8 +292,8 @@ COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst")     # what pandas opens by t
 def is_csv(path: Path) -> bool:
     """FILE.csv, or FILE.csv compressed (FILE.csv.gz), as training reads it too."""
     suffixes = [s.lower() for s in path.suffixes[-2:]]
-    return suffixes[-1:] == [".csv"] or (suffixes[:1] == [".csv"] and suffixes[1:2] and
-                                         suffixes[1] in COMPRESSED)
+    return suffixes[-1:] == [".csv"] or (len(suffixes) == 2 and suffixes[0] == ".csv"
+                                         and suffixes[1] in COMPRESSED)
 
 
 def _inputs(trained: Trained, path: Path, array: str,
