@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import typing
 
 import numpy as np
@@ -166,7 +167,9 @@ def test_a_builder_of_the_studys_own_is_read_from_its_file(tmp_path):
     ("os:path", "model: os:path is not a function (a value of type module)"),
     (":f", "model: ':f' is neither a builder nor FILE.py:FUNCTION or MODULE:FUNCTION"),
 ])
-def test_a_builder_of_ones_own_that_cannot_be_used_is_one_line(tmp_path, name, message):
+def test_a_builder_of_ones_own_that_cannot_be_used_is_one_line(tmp_path, monkeypatch, name,
+                                                              message):
+    monkeypatch.setattr(sys, "argv", ["hypersweep", "validate", "study.yaml"])   # as run has it
     nets = write_nets(tmp_path)
     (tmp_path / "broken.py").write_text("import math\nraise ValueError('set up wrong')\n")
     (tmp_path / "exits.py").write_text("import sys\nsys.exit(0)\n")
