@@ -113,8 +113,8 @@ def _classes(folder: Path, exts: tuple[str, ...]) -> dict[str, list[Path]]:
             kinds = sorted({p.suffix.lower() or p.name for p in paths})
             others = (f", only {len(paths)} other file{'s' * (len(paths) > 1)} "
                       f"({', '.join(kinds[:5])}{', ...' * (len(kinds) > 5)})") if paths else ""
-            raise UserError(f"data.options.root: class folder '{printable_name(name)}' holds no images"
-                            f"{others}; data.options.extensions reads {', '.join(exts)}; "
+            raise UserError(f"data.options.root: class folder '{printable_name(name)}' holds "
+                            f"no images{others}; data.options.extensions reads {', '.join(exts)}; "
                             "add images, or remove the folder")
         classes[name] = images
     return classes

@@ -942,7 +942,8 @@ def _size_error(builder: Any, kwargs: Mapping[str, Any], n: int | None,
         at = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
         given = f"{name} {kwargs[name]} (at {at}, the least the space gives)"
         if n is None:
-            return f"params.{name}: {builder.name} with {given} has more weights than torch can count"
+            return (f"params.{name}: {builder.name} with {given} has more weights than torch "
+                    "can count")
         return (f"params.{name}: {builder.name} with {given} has {n:,} weights "
                 f"({_gigabytes(n * 4)} as float32), more than this machine's memory holds")
     if name:
@@ -1023,15 +1024,19 @@ def check_space_values(model: str, data: Mapping[str, Any], params: Mapping[str,
     at the default 2)."""
     builder, shapes, memory = get_builder(model), None, 0
     own = builder.hyperparameters()
+    least: dict[tuple, Mapping[str, int]] = {}     # lows by branch: one walk of the space each
     for name, key, value, branch in values:
         prefix = f"params.{name}: "
         try:
             kwargs, opts = split_params(model, {**params, **branch, name: value})
             if name in own:
                 shapes, memory = shapes or _shapes(data), memory or memory_bytes()
-                _weights_on_meta(builder, shapes, kwargs)     # its range: OutOfRange
+                # Built on the meta device there: a value out of its range is OutOfRange.
+                at = tuple(branch.items())
+                if at not in least:
+                    least[at] = lows(branch) if lows else {}
                 too_large = _too_large_by(model, shapes, {**params, **branch}, name, value,
-                                          lows(branch) if lows else {}, memory)
+                                          least[at], memory)
                 if too_large is not None:
                     raise OutOfRange(too_large)
             elif name in ("label_smoothing", "input_noise", "augment"):
@@ -1067,8 +1072,9 @@ def _too_large_by(model: str, shapes: Mapping[str, Any], fixed: Mapping[str, Any
     lower = {k: v for k, v in lows.items() if k != name and k not in fixed and k in own}
     kwargs, _ = split_params(model, {**fixed, **lower, name: value})
     n = _weights_on_meta(builder, shapes, kwargs)
-    if not _past(n, memory) or _past(_weights_on_meta(builder, shapes,
-                                                      split_params(model, fixed)[0]), memory):
+    if not _past(n, memory):
+        return None
+    if _past(_weights_on_meta(builder, shapes, split_params(model, fixed)[0]), memory):
         return None
     return _size_error(builder, kwargs, n, name, least=lower)
 
