@@ -340,6 +340,14 @@ def test_diabetes_predictions_are_in_the_target_s_units(stores, write_config):
     assert np.corrcoef(predicted, bunch.target)[0, 1] > 0.6
 
 
+def image_study(name: str, root) -> dict:
+    """One trial of an MLP on an image folder, 6 x 6 pixels: enough to tell colours."""
+    return {"study": name, "model": "mlp",
+            "data": {"name": "images", "options": {"root": str(root), "size": 6}},
+            "params": {"epochs": 30, "lr": 0.01},
+            "search": {"strategy": "random", "trials": 1}, "resources": {"executor": "serial"}}
+
+
 def test_a_model_of_an_image_folder_predicts_images_by_file(tmp_path, stores, write_config):
     """Red, green and blue pictures: new ones, in a folder of their own (nested too)
     or one alone, are read as the training images were and named by file."""
@@ -348,13 +356,7 @@ def test_a_model_of_an_image_folder_predicts_images_by_file(tmp_path, stores, wr
     for name, colour in colours.items():
         for i in range(10):
             solid(tmp_path / "pics" / name / f"{i}.png", colour, size=(12, 10))
-    config = {"study": "colours", "model": "mlp",
-              "data": {"name": "images", "options": {"root": str(tmp_path / "pics"), "size": 6}},
-              "params": {"epochs": 30, "lr": 0.01},
-              "search": {"strategy": "random", "trials": 1}, "resources": {"executor": "serial"}}
-    assert invoke("run", str(write_config(config)), *stores.cli_args()).exit_code == 0
-    run_id = json.loads(invoke("best", "colours", "--json", "--storage",
-                               stores.optuna_url).output)[0]["mlflow_run_id"]
+    run_id = best_run(stores, image_study("colours", tmp_path / "pics"), write_config)
     solid(tmp_path / "new" / "a.jpg", RED, size=(20, 20), format="JPEG")
     solid(tmp_path / "new" / "more" / "b.png", BLUE, size=(7, 9))
     (tmp_path / "new" / "notes.txt").write_text("not an image")
@@ -390,14 +392,7 @@ def test_image_and_class_names_that_are_not_utf_8_train_and_predict(tmp_path, st
     for name, colour in (("blue", BLUE), ("r\udcffed", RED)):
         for i in range(10):
             solid(tmp_path / "pics" / name / f"{i}\udcfe.png", colour, size=(8, 8))
-    config = {"study": "bytes", "model": "mlp",
-              "data": {"name": "images", "options": {"root": str(tmp_path / "pics"), "size": 6}},
-              "params": {"epochs": 30, "lr": 0.01},
-              "search": {"strategy": "random", "trials": 1}, "resources": {"executor": "serial"}}
-    res = invoke("run", str(write_config(config)), *stores.cli_args())
-    assert res.exit_code == 0, res.output
-    run_id = json.loads(invoke("best", "bytes", "--json", "--storage",
-                               stores.optuna_url).output)[0]["mlflow_run_id"]
+    run_id = best_run(stores, image_study("bytes", tmp_path / "pics"), write_config)
     solid(tmp_path / "new" / "a\udcff.png", RED, size=(8, 8))
     out = tmp_path / "bytes.csv"
     res = invoke("predict", run_id, "-i", str(tmp_path / "new"), "-o", str(out),
