@@ -414,6 +414,9 @@ def _array(archive, name: str, option: str, file: Path) -> np.ndarray:
     if a.ndim == 0:
         raise UserError(f"{key}: array '{name}' in {file} is a single value; expected one "
                         "entry per sample")
+    if len(a) == 0:
+        raise UserError(f"{key}: array '{name}' in {file} holds no samples (its shape is "
+                        f"{a.shape})")
     if a.dtype.kind == "f":
         bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
         if bad.any():

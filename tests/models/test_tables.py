@@ -328,6 +328,9 @@ X, Y = np.zeros((12, 2)), np.arange(12) % 2
      "which holds [0, 0, 0]: a class label is a single 1 in its row; fix those rows, or set "
      "data.options.task: regression to regress its 3 columns"),
     ({}, {}, "data.options.path: {path} holds no arrays; expected x and y"),
+    ({}, {"x": np.zeros((0, 8)), "y": Y}, "data.options.x: array 'x' in {path} holds no "
+                                          "samples (its shape is (0, 8))"),
+    ({}, {"x": X, "y": np.array([])}, "data.options.y: array 'y' in {path} holds no samples"),
 ])
 def test_npz_errors_are_one_line_and_name_the_key(tmp_path, options, arrays, expected):
     assert expected in npz_error(tmp_path, options, **arrays)
