@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -183,13 +184,19 @@ def _read_all(paths: list[Path], size: int, channels: int,
     def read(i: int) -> None:
         x[i] = read_image(paths[i], size, channels, formats)
 
+    from PIL import Image
+
     workers = max(1, min(THREADS, os.cpu_count() or 1, len(paths)))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="images")
-    try:
-        for _ in pool.map(read, range(len(paths))):    # in order: the first bad file is named
-            pass
-    finally:
-        pool.shutdown(cancel_futures=True)
+    # A photo past Pillow's warning size (89 megapixels) is read as any other, shrunk
+    # to `size`: no two-line warning each; past twice that, Pillow's error names it.
+    with warnings.catch_warnings():     # the filters are the process's: the threads' too
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            for _ in pool.map(read, range(len(paths))):    # in order: the first bad file is named
+                pass
+        finally:
+            pool.shutdown(cancel_futures=True)
     return x
 
 

@@ -3,6 +3,7 @@ Pillow: PNG, JPEG, BMP, GIF, WebP, greyscale, RGBA, 16-bit, non-square, rotated 
 EXIF, corrupt; and a study run on such a folder from the CLI."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,21 @@ def test_a_file_that_is_not_a_readable_image_is_named(tmp_path, content, why):
     message = error(tmp_path)
     assert message.startswith(f"data.options.root: {bad} {why}")
     assert message.endswith("; fix or remove the file")
+
+
+def test_an_image_past_pillow_s_warning_size_is_read_without_a_warning(tmp_path, monkeypatch):
+    """Pillow warns of a "decompression bomb" past 89 megapixels and refuses past twice
+    that: such a photo is read (shrunk) with no warning; one past the limit is named."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 40)   # 64 x 32 past it, 64 x 64 twice
+    two_classes(tmp_path)
+    solid(tmp_path / "cat" / "large.png", RED, size=(64, 32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = load(tmp_path, size=8).x
+    assert x.shape == (9, 3, 8, 8)
+    solid(tmp_path / "dog" / "huge.png", BLUE, size=(64, 64))
+    assert error(tmp_path).startswith(f"data.options.root: {tmp_path / 'dog' / 'huge.png'} is "
+                                      "not a readable image (Image size (4096 pixels) exceeds")
 
 
 def test_a_bad_root_says_what_it_must_be(tmp_path):
