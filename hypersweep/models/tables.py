@@ -48,7 +48,7 @@ def csv_table(path: str = "", target: str = "", features: str = "", task: Task =
     `task` auto, classification or regression, `sep` the separator and `decimal`
     the decimal mark (one character each)."""
     file = _file(path, "a CSV file", "data/train.csv")
-    frame = _read_csv(file, _checked_sep(sep), _checked_decimal(decimal, sep))
+    frame = _read_csv(file, _checked_sep(sep), _checked_decimal(decimal, sep), target)
     label = _target_column(frame, target, file, sep)
     columns, index = _feature_columns(frame, features, label, exclude)
     _check_rows(len(frame), file, "data rows")
@@ -124,7 +124,7 @@ def _checked_decimal(decimal: str, sep: str) -> str:
 READ_AS = {"encoding": "utf-8-sig", "skipinitialspace": True}
 
 
-def _read_csv(file: Path, sep: str, decimal: str = "."):
+def _read_csv(file: Path, sep: str, decimal: str = ".", target: str = ""):
     import pandas as pd
 
     try:
@@ -141,10 +141,36 @@ def _read_csv(file: Path, sep: str, decimal: str = "."):
     except OSError as e:
         raise UserError(f"data.options.path: cannot read {file}: {e.strerror or e}") from None
     frame.columns = [str(c) for c in frame.columns]
+    _check_header(file, frame, sep, decimal, target)
     twice = duplicate_column(file, frame, sep)
     if twice:
         raise UserError(f"data.options.path: {file}: {twice}")
     return frame
+
+
+def _check_header(file: Path, frame, sep: str, decimal: str, target: str) -> None:
+    """A first row of numbers only is data, not names: the file has no header row,
+    and its first sample would silently name the columns (and be lost). Unless the
+    target is named by one of those numbers: then the names are the user's."""
+    names = list(frame.columns)
+
+    def number(name: str) -> bool:
+        try:
+            float(name.replace(decimal, "."))
+        except ValueError:
+            return False
+        return True
+
+    if all(number(c) for c in names) and target not in names:
+        import pandas as pd
+
+        # as written: pandas renames a repeated name (0, 0.1)
+        first = list(pd.read_csv(file, sep=sep, header=None, nrows=1, dtype=str,
+                                 keep_default_na=False, **READ_AS).iloc[0])
+        shown = ", ".join(first[:4]) + (", ..." if len(first) > 4 else "")
+        raise UserError(f"data.options.path: {file} has no header row, it seems: its first "
+                        f"row ({shown}) holds only numbers, which would name the columns; "
+                        "add a first row of column names")
 
 
 def duplicate_column(file: Path, frame, sep: str) -> str | None:

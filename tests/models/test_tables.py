@@ -205,6 +205,12 @@ GOOD = "a,b,colour,y\n" + "".join(f"{i},{i % 3},{'rg'[i % 2]},{'xyz'[i % 3]}\n"
      "1e+200)"),
     ("a,y\n" + "".join(f"{i},{1e200 if i == 3 else i + 0.5}\n" for i in range(12)), {},
      "data.options.target: column 'y' holds numbers too large to standardise (up to 1e+200)"),
+    # No header row: the first sample named the columns, and was lost.
+    ("".join(f"{i * 0.5},{-i},{i % 2}\n" for i in range(12)), {},
+     "data.options.path: {path} has no header row, it seems: its first row (0.0, 0, 0) holds "
+     "only numbers, which would name the columns; add a first row of column names"),
+    ("".join(f"{i},5;{i};1e{i};{-i};{i % 2}\n" for i in range(12)), {"sep": ";", "decimal": ","},
+     "its first row (0,5, 0, 1e0, 0, ...) holds only numbers"),
     ("a,b,a,y\n" + "".join(f"{i},{i},{i},{i % 2}\n" for i in range(12)), {},
      "data.options.path: {path}: the header names column 'a' twice (columns 1 and 3); give "
      "each column a name of its own"),
@@ -555,3 +561,13 @@ def test_spaces_after_the_separator_are_not_part_of_names_or_values(tmp_path):
     from hypersweep.search.predict import _read_frame
     (tmp_path / "new.csv").write_text("\ufeffa, b\n1, 2\n", encoding="utf-8")
     assert list(_read_frame(tmp_path / "new.csv").columns) == ["a", "b"]
+
+
+def test_a_header_of_numbers_is_names_when_the_target_is_one_of_them(tmp_path):
+    """Columns named by numbers (wavelengths, say) are a header when the target is
+    named: only a first row of numbers with no target named reads as a missing header."""
+    text = "400,500,600\n" + "".join(f"{i},{i * 2 % 7},{i % 2}\n" for i in range(20))
+    write_text(tmp_path / "bands.csv", text)
+    raw = csv_table(path=str(tmp_path / "bands.csv"), target="600")
+    assert raw.x.shape == (20, 2) and raw.class_names == ("0", "1")
+    assert [c["column"] for c in raw.meta["inputs"]] == ["400", "500"]
