@@ -218,18 +218,23 @@ def check_stores(cfg: StudyConfig, rename: str = "--set study=NAME") -> None:
         return
     store_template.check_kind(url, "optuna")
     try:
-        storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True,
-                                             skip_table_creation=True)
-        try:
-            names = [s.study_name for s in storage.get_all_studies()]
-        finally:
-            storage.engine.dispose()
+        names = _study_names(url)
     except Exception as e:  # noqa: BLE001 - create_study reports the rest, fully checked
         if _unreachable(e):         # before the MLflow store is made
             raise store_template.cannot_open("tracking.storage", url, e) from None
         return
     if cfg.study in names:
         raise _taken(cfg, rename)
+
+
+def _study_names(url: str) -> list[str]:
+    """The studies in an Optuna storage, read without checking or creating its schema."""
+    storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True,
+                                         skip_table_creation=True)
+    try:
+        return [s.study_name for s in storage.get_all_studies()]
+    finally:
+        storage.engine.dispose()
 
 
 def _unreachable(e: BaseException) -> bool:
@@ -263,11 +268,21 @@ def check_no_parent(cfg: StudyConfig, tracker: MlflowTracker) -> None:
     old = tracker.find_parent(cfg.study)
     if old is None:
         return
+    if _made_meanwhile(cfg):    # another `run` of this name made both since check_stores
+        raise _taken(cfg)
     raise UserError(
         f"study: '{cfg.study}' has a parent run in the MLflow store "
         f"{store} (run {old}) but no study in "
         f"{without_password(cfg.tracking.storage)}; choose another study name, "
         f"give the --storage it ran with, or delete its runs: {delete}")
+
+
+def _made_meanwhile(cfg: StudyConfig) -> bool:
+    """Whether the storage holds the study now (False where it cannot be read)."""
+    try:
+        return cfg.study in _study_names(cfg.tracking.storage)
+    except Exception:  # noqa: BLE001 - not there, or not an Optuna storage yet
+        return False
 
 
 def create_study(cfg: StudyConfig) -> optuna.Study:
@@ -288,9 +303,12 @@ def create_study(cfg: StudyConfig) -> optuna.Study:
     if cfg.study in existing:
         raise _taken(cfg)
     directions = [o.direction for o in cfg.search.objectives]
-    return optuna.create_study(study_name=cfg.study, storage=storage,
-                               sampler=make_sampler(cfg.search), pruner=study_pruner(cfg),
-                               directions=directions)
+    try:
+        return optuna.create_study(study_name=cfg.study, storage=storage,
+                                   sampler=make_sampler(cfg.search), pruner=study_pruner(cfg),
+                                   directions=directions)
+    except optuna.exceptions.DuplicatedStudyError:
+        raise _taken(cfg) from None     # another `run` of this name made it just now
 
 
 def study_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:

@@ -122,6 +122,31 @@ def test_a_new_study_is_not_added_to_an_old_parent_run_of_its_name(stores):
     assert [c.info.run_name for c in children] == ["trial-0000"]
 
 
+def test_a_second_run_of_a_new_name_started_at_once_says_it_exists(stores, tmp_path,
+                                                                    monkeypatch):
+    """Two `run`s of one new study name started together: the second passed the
+    up-front check while the first had made nothing yet. It said the first's live
+    parent run had no study and told to delete it, or failed with exit 1 on the
+    storage's unique name. Both windows, replayed: the second says "already exists"."""
+    from hypersweep.search import driver
+    run(stores)                                 # the first run, done in the meantime
+    monkeypatch.setattr(driver, "check_stores", lambda cfg, rename="": None)  # passed before
+    expected = f"error: study: 'alpha' already exists in {stores.optuna_url}; choose"
+    # The first made its study and parent run before the second looked for a parent
+    res = invoke("run", str(write_study(stores)), *stores.cli_args())
+    assert res.exit_code == 2 and expected in " ".join(res.output.split()), res.output
+    # ... or before the second made its study (its own MLflow store: no parent there)
+    listed = optuna.storages.RDBStorage.get_all_studies
+    monkeypatch.setattr(optuna.storages.RDBStorage, "get_all_studies", lambda self: [])
+    res = invoke("run", str(write_study(stores)), "--storage", stores.optuna_url,
+                 "--tracking-uri", f"sqlite:///{tmp_path / 'other.db'}")
+    monkeypatch.setattr(optuna.storages.RDBStorage, "get_all_studies", listed)
+    assert res.exit_code == 2 and expected in " ".join(res.output.split()), res.output
+    assert names(stores) == ["alpha"]
+    _, children = study_runs(stores.mlflow_uri, "alpha")
+    assert len(children) == 2
+
+
 def test_an_experiment_in_mlflows_trash_holds_its_name_until_delete_frees_it(stores):
     run(stores)
     optuna.delete_study(study_name="alpha", storage=stores.optuna_url)
