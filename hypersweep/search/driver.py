@@ -491,6 +491,13 @@ class StudyDriver:
 
     def _reopen(self, study: optuna.Study) -> tuple[optuna.Study, str]:
         from hypersweep.search.lifecycle import reopen_study
+        from hypersweep.search.tracking import in_trash
+        trashed = self.tracker.trashed_experiment(self.cfg.study)
+        if trashed is not None:     # MLflow refuses runs in it: before anything is written
+            delete = f"hypersweep delete {shlex.quote(self.cfg.study)}" \
+                     f"{tracking_option(self.cfg)}{storage_option(self.cfg)}"
+            raise UserError(f"{in_trash(self.cfg.study, self.cfg.tracking.uri, trashed)}; or "
+                            f"delete the study: {delete}{password_note(delete)}")
         study, parent = reopen_study(self.cfg, self.tracker, study)
         # What an interruption lost, and a larger budget adds, of the enqueued points
         # and the grid's: the grid's sampler would draw random points instead.

@@ -50,6 +50,16 @@ def check_store_exists(uri: str, key: str = "tracking.uri") -> None:
         raise UserError(f"{key}: no MLflow store at {db.absolute()} (no such file)")
 
 
+def in_trash(name: str, uri: str, experiment_id: str) -> str:
+    """`study 'NAME': its MLflow experiment in STORE is deleted ...; restore it: ...`"""
+    from hypersweep.search.driver import password_note
+    store = without_password(uri)
+    restore = (f"MLFLOW_TRACKING_URI={shlex.quote(store)} mlflow experiments restore "
+               f"--experiment-id {experiment_id}")
+    return (f"study '{name}': its MLflow experiment in {store} is deleted (in MLflow's "
+            f"trash), its runs with it; restore it: {restore}{password_note(restore)}")
+
+
 class MlflowTracker:
     """Writes to MLflow in this process. Run ids it returns are real MLflow ids;
     `resolve`, `known` and `close` exist so that the driver can be handed this or a
@@ -180,9 +190,18 @@ class MlflowTracker:
         study ran with another store)."""
         parent = self.find_parent(name)
         if parent is None:
+            trashed = self.trashed_experiment(name)
+            if trashed is not None:
+                raise UserError(in_trash(name, self.uri, trashed))
             raise UserError(f"study '{name}': no parent run in {without_password(self.uri)}; "
                             "pass the --tracking-uri the study ran with")
         return parent
+
+    def trashed_experiment(self, name: str) -> str | None:
+        """The id of study `name`'s experiment when it is in MLflow's trash (deleted
+        in the UI, say: its runs with it), else None."""
+        exp = self.client.get_experiment_by_name(name)
+        return exp.experiment_id if exp is not None and exp.lifecycle_stage == "deleted" else None
 
     def experiment_state(self, name: str) -> str | None:
         """"active" or "deleted" (in MLflow's trash, still holding the name) for the

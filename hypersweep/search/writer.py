@@ -36,8 +36,8 @@ from hypersweep.search.config import without_password
 from hypersweep.search.exit import stops_deferred
 from hypersweep.search.net import http_unreachable
 
-_READS = frozenset({"find_parent", "experiment_state", "epochs_logged", "trial_runs",
-                    "unended_trial_runs", "trial_metrics",
+_READS = frozenset({"find_parent", "experiment_state", "trashed_experiment", "epochs_logged",
+                    "trial_runs", "unended_trial_runs", "trial_metrics",
                     "read_text", "log_final", "resolve", "sync"})
 _WRITES = frozenset({"start_study", "start_trial", "flush", "end_trial", "end_lost_run",
                      "end_study", "log_files", "set_tags"})     # and log_metrics, held

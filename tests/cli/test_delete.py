@@ -163,6 +163,37 @@ def test_an_experiment_in_mlflows_trash_holds_its_name_until_delete_frees_it(sto
     assert invoke("run", str(write_study(stores)), *stores.cli_args()).exit_code == 0
 
 
+def test_a_study_whose_experiment_is_in_mlflows_trash_says_how_to_restore_it(stores, tmp_path):
+    """Its experiment deleted in the MLflow UI: resume failed with exit 1 on MLflow's
+    "must be in the 'active' state", and final and export said there was no parent
+    run in the store the study ran with. One line each, exit 2, nothing written."""
+    run(stores)
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    exp_id = client.get_experiment_by_name("alpha").experiment_id
+    client.delete_experiment(exp_id)                # as the UI does
+    trashed = (f"error: study 'alpha': its MLflow experiment in {stores.mlflow_uri} is deleted "
+               f"(in MLflow's trash), its runs with it; restore it: MLFLOW_TRACKING_URI="
+               f"{stores.mlflow_uri} mlflow experiments restore --experiment-id {exp_id}")
+    for args in (["resume", "alpha", "--trials", "3", *stores.cli_args()],
+                 ["final", "alpha", *stores.cli_args()],
+                 ["export", "alpha", "-o", str(tmp_path / "x.csv"), *stores.cli_args()]):
+        res = invoke(*args)
+        lines = res.output.strip().splitlines()
+        assert res.exit_code == 2 and lines[-1].startswith(trashed), res.output
+        if args[0] == "resume":     # or gives up the study
+            assert lines[-1].endswith(f"; or delete the study: hypersweep delete alpha "
+                                      f"--tracking-uri {stores.mlflow_uri} --storage "
+                                      f"{stores.optuna_url}"), lines[-1]
+    study = optuna.load_study(study_name="alpha", storage=stores.optuna_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert not (tmp_path / "x.csv").exists()
+    client.restore_experiment(exp_id)               # as the printed command does
+    res = invoke("resume", "alpha", "--trials", "3", *stores.cli_args())
+    assert res.exit_code == 0, res.output
+    _, children = study_runs(stores.mlflow_uri, "alpha")
+    assert len(children) == 3
+
+
 def test_delete_refuses_an_unknown_study_and_a_running_one(stores):
     run(stores)
     res = invoke("delete", "beta", *stores.cli_args(), "-y")
