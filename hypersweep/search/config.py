@@ -1121,6 +1121,11 @@ def config_notes(cfg: StudyConfig) -> list[str]:
         if res.gpus_per_trial > 0:
             notes.append(f"resources.gpus_per_trial: {res.gpus_per_trial:g} applies to the ray "
                          "executor; the serial executor trains on the CPU")
+        cpus = os.cpu_count() or 1
+        if res.cpus_per_trial > cpus:
+            notes.append(f"resources.cpus_per_trial: {res.cpus_per_trial:g} CPUs per trial, but "
+                         f"this machine has {cpus}; the serial executor trains each trial here, "
+                         f"on {cpus} torch threads")
         if res.max_retries != ResourcesConfig.model_fields["max_retries"].default:
             notes.append(f"resources.max_retries: {res.max_retries} applies to the ray "
                          "executor, whose trials run in worker processes; the serial executor "

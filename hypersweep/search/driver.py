@@ -26,7 +26,7 @@ from hypersweep.models.errors import StoreFileGone, UserError
 from hypersweep.models.figures import Drawing
 from hypersweep.models.trial import TrialResult, TrialSpec, TrialState
 from hypersweep.search.config import MASK, StudyConfig, fixed_epochs, without_password
-from hypersweep.search.executors import Executor, failed, failure_reason, trial_threads
+from hypersweep.search.executors import Executor, failed, failure_reason, study_threads
 from hypersweep.search.exit import (Abandoned, ClusterLost, StudyFailed, stops_as_interrupt,
                                     stops_deferred)
 from hypersweep.search.importance import (Importances, importance_figure, importance_metrics,
@@ -138,7 +138,7 @@ def trial_spec(cfg: StudyConfig, params: Mapping[str, Any], number: int, seed: i
         params = resolved_params(cfg.model, params)
     return TrialSpec(model=cfg.model, data=data_dict(cfg), params=dict(params), seed=seed,
                      trial_number=number, study=cfg.study,
-                     threads=trial_threads(cfg.resources.cpus_per_trial))
+                     threads=study_threads(cfg.resources))
 
 
 def data_dict(cfg: StudyConfig) -> dict[str, Any]:

@@ -149,13 +149,21 @@ def trial_threads(cpus_per_trial: float) -> int:
     return max(1, int(cpus_per_trial))
 
 
+def study_threads(resources: Any) -> int:
+    """The torch threads each trial of a study trains on: its CPUs, whole; under the
+    serial executor, whose trials run in this process, no more than this machine's
+    CPUs (64 threads on 2 cores only slow a trial down; config_notes says)."""
+    threads = trial_threads(resources.cpus_per_trial)
+    return min(threads, os.cpu_count() or 1) if resources.executor == "serial" else threads
+
+
 def make_executor(cfg, done: int = 0) -> Executor:
     """The executor a study config asks for; `done`: the trials a resumed study has
     run already (no more than the rest of its budget run at once)."""
     curve = curve_metric([o.metric for o in cfg.search.objectives])
     if cfg.resources.executor == "serial":
         # What it does not do (parallel > 1, GPUs): config_notes says.
-        return SerialExecutor(threads=trial_threads(cfg.resources.cpus_per_trial), curve=curve)
+        return SerialExecutor(threads=study_threads(cfg.resources), curve=curve)
     if cfg.resources.executor == "ray":
         from hypersweep.search.ray_executor import RayExecutor    # the only module importing Ray
         from hypersweep.search.strategies import can_prune

@@ -126,6 +126,28 @@ def test_the_serial_executor_says_it_runs_one_trial_at_a_time_on_the_cpu(stores)
     assert config_notes(parse_config(cfg)) == []
 
 
+def test_the_serial_executor_trains_on_no_more_threads_than_the_machine_has(stores,
+                                                                            monkeypatch):
+    """`cpus_per_trial: 64` under the serial executor trained on 64 torch threads of a
+    2-core machine, without a word; Ray refuses it (no node holds the trial)."""
+    import os
+    from hypersweep.search.config import config_notes
+    from hypersweep.search.driver import trial_spec
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    cfg = small_config("threads", stores)
+    cfg["resources"] = {"executor": "serial", "cpus_per_trial": 64}
+    parsed = parse_config(cfg)
+    assert config_notes(parsed) == [
+        "resources.cpus_per_trial: 64 CPUs per trial, but this machine has 2; the serial "
+        "executor trains each trial here, on 2 torch threads"]
+    assert trial_spec(parsed, {"lr": 0.01}, 0, 1).threads == 2     # what trial.yaml records
+    cfg["resources"] = {"executor": "serial", "cpus_per_trial": 2}
+    assert config_notes(parse_config(cfg)) == []
+    assert trial_spec(parse_config(cfg), {"lr": 0.01}, 0, 1).threads == 2
+    cfg["resources"] = {"executor": "ray", "cpus_per_trial": 4, "address": "10.0.0.1:6379"}
+    assert trial_spec(parse_config(cfg), {"lr": 0.01}, 0, 1).threads == 4  # a node of the cluster's
+
+
 def test_grid_points_set_for_another_strategy_gets_a_note(stores):
     """It was ignored without a word; at its default (as every stored snapshot
     holds it) it is said nothing of."""
