@@ -251,7 +251,9 @@ def delete(study: str = StudyArg, storage: Optional[str] = StorageOpt,
         out.print(f"  its MLflow experiment is in MLflow's trash as '{trash[0]}'"
                   f"{_gc_hint(plan.uri, *trash[1:])}", highlight=False, soft_wrap=True)
     if plan.registered_model:
-        out.print(f"  the registered model '{study}' (from `final`) is kept", highlight=False)
+        from hypersweep.search.tracking import model_name_for
+        out.print(f"  the registered model '{model_name_for(study)}' (from `final`) is kept",
+                  highlight=False)
 
 
 def _gc_hint(uri: str, experiment_id: str, run_id: Optional[str]) -> str:

@@ -194,6 +194,19 @@ def test_a_study_whose_experiment_is_in_mlflows_trash_says_how_to_restore_it(sto
     assert len(children) == 3
 
 
+def test_delete_names_the_registered_model_final_made_as_the_registry_holds_it(stores):
+    """A study named 'qa a/b:c' registers its final model as 'qa a-b-c' (MLflow
+    refuses '/' and ':'): delete said the model 'qa a/b:c' was kept."""
+    run(stores, name="qa a/b:c", trials=1)
+    res = invoke("final", "qa a/b:c", *stores.cli_args())
+    assert res.exit_code == 0, res.output
+    res = invoke("delete", "qa a/b:c", *stores.cli_args(), "-y")
+    assert res.exit_code == 0, res.output
+    assert "the registered model 'qa a-b-c' (from `final`) is kept" in res.output
+    client = MlflowClient(tracking_uri=stores.mlflow_uri)
+    assert client.get_registered_model("qa a-b-c").name == "qa a-b-c"
+
+
 def test_delete_refuses_an_unknown_study_and_a_running_one(stores):
     run(stores)
     res = invoke("delete", "beta", *stores.cli_args(), "-y")
