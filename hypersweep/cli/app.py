@@ -546,15 +546,22 @@ def print_best(study, cfg, top: int | None = 5) -> list:
     rows += [(n, [_fmt(t.params.get(n)) for t in done]) for n in names]
     table = Table("trial", *(name for name, _ in rows), title=title)
     for i, t in enumerate(done):
-        table.add_row(str(t.number), *(values[i] for _, values in rows))
+        table.add_row(_trial_label(t), *(values[i] for _, values in rows))
     if natural_width(table) > out.width:
         # Too many parameters for one line per trial: one line per parameter
         # instead, rather than names and values cut short.
-        table = Table("", *(f"trial {t.number}" for t in done), title=title)
+        table = Table("", *(f"trial {_trial_label(t)}" for t in done), title=title)
         for name, values in rows:
             table.add_row(name, *values)
     out.print(table)
     return done
+
+
+def _trial_label(trial) -> str:
+    """`3`, or for a trial learnt from another study (--warm-start), not run
+    here, `0 (from STUDY#N)`."""
+    source = trial.user_attrs.get("warm_start_from")
+    return f"{trial.number} (from {source})" if source else str(trial.number)
 
 
 FEW_TRIALS = 10     # fANOVA's forest over fewer complete trials than this is a rough guide

@@ -195,13 +195,18 @@ def final(study: str = StudyArg, storage: Optional[str] = StorageOpt,
     from hypersweep.search.lifecycle import final_test, stored_config, tied_best
     s = _study(study, storage)
     cfg = stored_config(s, storage=storage or DEFAULT.storage, tracking_uri=tracking_uri)
+    from hypersweep.search.lease import check_not_running
+    check_not_running(s, before="its final test")       # before any note on its trials
     if trial is None and len(cfg.search.objectives) == 1 and any(
             t.state.name == "COMPLETE" for t in s.get_trials(deepcopy=False)):
-        tied = [t.number for t in tied_best(s)]
+        tied = tied_best(s)
         if len(tied) > 1:
-            err.print(f"note: {_trials(tied)} tie at the best {cfg.search.objectives[0].metric}; "
-                      f"retraining trial {tied[0]}, the first (--trial N for another)",
-                      highlight=False, soft_wrap=True)
+            warm = ["warm_start_from" in t.user_attrs for t in tied]   # after those run here
+            first = "the first run here" if any(warm) and not all(warm) else "the first"
+            numbers = sorted(t.number for t in tied)
+            err.print(f"note: {_trials(numbers)} tie at the best "
+                      f"{cfg.search.objectives[0].metric}; retraining trial {tied[0].number}, "
+                      f"{first} (--trial N for another)", highlight=False, soft_wrap=True)
     from hypersweep.search.sources import changed, source_digests
     stored = s.user_attrs.get("sources") or {}
     for line in changed(stored, source_digests(cfg.model, cfg.data.model_dump())):
@@ -283,7 +288,8 @@ def studies(storage: Optional[str] = StorageOpt,
     if as_json:     # for scripts: stable keys, numbers as numbers, whatever the terminal
         print(json.dumps([{"study": r["study"], "strategy": r["strategy"],
                            **{k.lower(): r[k] for k in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
-                           "best": r["best"], "last_update": r["last_update"]} for r in rows],
+                           "warm_started": r["WARM"], "best": r["best"],
+                           "last_update": r["last_update"]} for r in rows],
                          indent=2))
         return
     table = Table("study", "strategy", "complete", "pruned", "fail", "running", "best",
@@ -297,8 +303,10 @@ def studies(storage: Optional[str] = StorageOpt,
     study_col.min_width = max((len(r["study"]) for r in rows), default=0)
     table.columns[-2].min_width = max((len(_best(r)) for r in rows), default=0)
     for r in rows:
-        table.add_row(r["study"], r["strategy"], *(str(r[k]) for k in
-                      ("COMPLETE", "PRUNED", "FAIL", "RUNNING")), _best(r), r["last_update"] or "-")
+        # Trials learnt from another study (--warm-start), not run here: beside them
+        complete = str(r["COMPLETE"]) + (f" (+{r['WARM']} warm)" if r["WARM"] else "")
+        table.add_row(r["study"], r["strategy"], complete, *(str(r[k]) for k in
+                      ("PRUNED", "FAIL", "RUNNING")), _best(r), r["last_update"] or "-")
     out.print(table if rows else f"no studies in {without_password(storage)}", soft_wrap=True)
 
 

@@ -26,13 +26,15 @@ def study_rows(storage: str) -> list[dict[str, Any]]:
     for name in names:
         study = optuna.load_study(study_name=name, storage=opened)
         trials = study.get_trials(deepcopy=False)
-        states = [t.state.name for t in trials]
+        # Warm-started trials, another study's copied in, were not run here: apart
+        states = [t.state.name for t in trials if "warm_start_from" not in t.user_attrs]
         config = study.user_attrs.get("config") or {}
         stamps = [t.datetime_complete or t.datetime_start for t in trials]
         stamps = [s for s in stamps if s is not None]
         rows.append({"study": name,
                      "strategy": (config.get("search") or {}).get("strategy", "?"),
                      **{s: states.count(s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
+                     "WARM": len(trials) - len(states),
                      "best": _best_value(study),
                      "last_update": max(stamps).isoformat(sep=" ", timespec="minutes")
                      if stamps else None})

@@ -387,13 +387,15 @@ def best_spec(study: optuna.Study, cfg: StudyConfig, number: int | None = None) 
 
 
 def tied_best(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The complete trials at the best value of a one-objective study, by number:
-    `final` retrains the first (Optuna's `best_trial` picks one of them as its
-    storage orders them)."""
+    """The complete trials at the best value of a one-objective study, by number,
+    those run in this study before those warm-started from another: `final`
+    retrains the first (Optuna's `best_trial` picks one of them as its storage
+    orders them)."""
     best = study.best_value
     return sorted((t for t in study.get_trials(deepcopy=False,
                                                states=(optuna.trial.TrialState.COMPLETE,))
-                   if t.value == best), key=lambda t: t.number)
+                   if t.value == best),
+                  key=lambda t: ("warm_start_from" in t.user_attrs, t.number))
 
 
 def _best_numbers(study: optuna.Study) -> str:

@@ -46,7 +46,7 @@ def test_studies_best_and_export(stores, tmp_path):
     listed = {row["study"]: row for row in json.loads(res.output)}
     alpha_best = optuna.load_study(study_name="alpha", storage=stores.optuna_url).best_value
     assert listed["alpha"] == {"study": "alpha", "strategy": "tpe", "complete": 3, "pruned": 0,
-                               "fail": 0, "running": 0, "best": alpha_best,
+                               "fail": 0, "running": 0, "warm_started": 0, "best": alpha_best,
                                "last_update": listed["alpha"]["last_update"]}
     assert listed["beta"]["complete"] == 2 and listed["alpha"]["last_update"][:2] == "20"
 

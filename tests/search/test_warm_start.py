@@ -85,3 +85,33 @@ def test_grid_search_is_not_warm_started(stores):
                                             grid_points=3, warm_start="first")))
     assert str(e.value).startswith("search.warm_start: grid search learns nothing from "
                                    "earlier trials, so it would run the points of 'first' again")
+
+
+def test_warm_started_trials_are_told_apart_from_those_run_here(stores, write_config):
+    """A study warm-started from another's 2 trials, running 1: `studies` counted 3
+    complete, `best` showed the copies as its own trials, and `final` retrained a
+    copy among trials tied at the best value. Here every trial ties (param_count
+    of one fixed architecture)."""
+    import json
+    runner = CliRunner()
+    tied = {"metric": "param_count", "direction": "minimize"}
+    first = small_config("first", stores, strategy="random", trials=2, objective=tied)
+    first["space"] = {"lr": {"loguniform": [1e-3, 1e-1]}}
+    assert runner.invoke(app, ["run", str(write_config(first, "a.yaml"))]).exit_code == 0
+    second = {**first, "study": "second"}
+    res = runner.invoke(app, ["run", str(write_config(second, "b.yaml")), "--trials", "1",
+                              "--warm-start", "first"])
+    assert res.exit_code == 0, res.output
+    rows = {r["study"]: r for r in json.loads(runner.invoke(app, ["studies", "--json", "--storage",
+                                                         stores.optuna_url]).output)}
+    assert (rows["second"]["complete"], rows["second"]["warm_started"]) == (1, 2)
+    assert (rows["first"]["complete"], rows["first"]["warm_started"]) == (2, 0)
+    assert "1 (+2 warm)" in runner.invoke(app, ["studies", "--storage", stores.optuna_url]).output
+    shown = runner.invoke(app, ["best", "second", "--storage", stores.optuna_url]).output
+    assert "0 (from first#0)" in shown and "1 (from first#1)" in shown, shown
+    res = runner.invoke(app, ["final", "second", *stores.cli_args()])
+    assert res.exit_code == 0, res.output
+    assert ("note: trials 0, 1 and 2 tie at the best param_count; retraining trial 2, the "
+            "first run here (--trial N for another)") in " ".join(res.output.split())
+    study = optuna.load_study(study_name="second", storage=stores.optuna_url)
+    assert study.user_attrs["final_test"]["trial"] == 2
