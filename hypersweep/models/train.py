@@ -775,16 +775,25 @@ def _check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
     check_model = getattr(task, "check_model", None)
     if check_model is not None:
         check_model(net)
+    # Two samples, or one where batches hold one: batch norm cannot train on one.
+    n = min(2, opts.batch_size)
     try:
         # Under the autocast the trials train in: a net may fail only with it, or only without.
         with torch.no_grad(), precision_autocast(opts.precision):
-            task.training_step(net, splits.x_val[:2], splits.y_val[:2])
+            x, y = splits.x_val[:n], splits.y_val[:n]
+            if hasattr(task, "train_batch"):    # its own steps (a GAN's two nets): not taken
+                task.train_batch(net, x, y, lambda *step, **of: None)
+            else:
+                task.training_step(net, x, y)
     except UserError as e:
         # A `model` error names the knob that fixes it (head: many_to_many): unless
         # that knob is searched, no trial can succeed.
         if not _knobs(e, own) & tunable:
             raise
     except Exception as e:  # noqa: BLE001 - with searched values, the trial's to report
+        if n == 1 and _ONE_PER_CHANNEL in str(e):
+            raise UserError(f"params.batch_size: 1, but {model}'s batch norm needs at least "
+                            "2 samples a batch to train; use batch_size 2 or more") from None
         # Fixed values only, and the data's own targets (no `prepare`: this step is
         # the trial's first): every trial would fail the same way.
         if not tunable and not hasattr(task, "prepare"):
@@ -793,6 +802,9 @@ def _check_fit(model: str, data: Mapping[str, Any], params: Mapping[str, Any],
         at_defaults(f"its first training step: {type(e).__name__}: {first_line(e)}")
     return task.name
 
+
+# torch's batch norm, given one sample to train on
+_ONE_PER_CHANNEL = "Expected more than 1 value per channel when training"
 
 # A shape's axes, `(channels, height, width)` or `(steps,)`: not hyperparameters.
 _AXES = re.compile(r"\((?:\w+, )*\w+,?\)")

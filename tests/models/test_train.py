@@ -496,6 +496,22 @@ def test_a_first_step_that_fails_with_fixed_values_only_is_a_model_error(monkeyp
     assert check_fit("too_narrow", {"name": "digits"}, {}, searched={"width"}) == "classification"
 
 
+@pytest.mark.parametrize("model, params", [("mlp", {"batch_norm": True}),
+                                           ("gan", {})])      # an mlp GAN's nets have batch norm
+def test_batch_norm_with_a_batch_of_one_is_refused_naming_batch_size(model, params):
+    """Every trial failed on torch's "Expected more than 1 value per channel": the
+    first-step check took two samples, and passed over a GAN's own steps."""
+    from hypersweep.models.train import check_fit
+    with pytest.raises(UserError) as e:
+        check_fit(model, {"name": "digits"}, {**params, "batch_size": 1}, searched={"lr"})
+    assert str(e.value) == (f"params.batch_size: 1, but {model}'s batch norm needs at least 2 "
+                            "samples a batch to train; use batch_size 2 or more")
+    assert check_fit(model, {"name": "digits"}, {**params, "batch_size": 2}, searched={"lr"})
+    # Batch norm over an image's pixels trains on one image: a DCGAN's convolutions
+    assert check_fit("gan", {"name": "digits"}, {"arch": "dcgan", "batch_size": 1},
+                     searched={"lr"}) == "generation"
+
+
 class _Summed(nn.Module):
     """Adds its outputs into a tensor of `dtype`: index_add_ takes no other dtype, so
     the net trains only where autocast gives the Linear's output that dtype too."""
