@@ -15,7 +15,8 @@ Init = Literal["default", "glorot", "he", "orthogonal"]
 
 
 @register("mlp", task="classification", family="mlp",
-          variants=("plain", "dropout", "batch_norm", "residual", "maxout"))
+          variants=("plain", "dropout", "batch_norm", "residual", "maxout"),
+          used_when={"maxout_pieces": ("activation", ("maxout",))})
 def mlp(*, input_shape: tuple[int, ...], n_outputs: int,
         depth: int = 2, width: int = 128, activation: Activation = "relu",
         dropout: float = 0.0, batch_norm: bool = False, residual: bool = False,

@@ -1193,6 +1193,17 @@ def unused_notes(cfg: StudyConfig) -> list[str]:
             notes.append(f"{where}: searched, but no trial uses it: {name} matters only with "
                          f"{other} {_either(using)}, and {other} is {_either(values)}{default} "
                          "here")
+    # Set in params, where what uses it is fixed to another value: ignored too
+    searched = {name for name, *_ in walk(space)}
+    for name, value in cfg.params.items():
+        if name not in uses or name in searched or uses[name][0] in searched:
+            continue
+        other, using = uses[name]
+        value_of = cfg.params.get(other, defaults.get(other))
+        if value_of not in using:
+            default = "" if other in cfg.params else " (its default)"
+            notes.append(f"params.{name}: {value!r} is not used: {name} matters only with "
+                         f"{other} {_either(using)}, and {other} is {value_of}{default} here")
     return notes
 
 

@@ -985,6 +985,30 @@ def test_a_searched_name_that_no_trial_uses_is_noted(write_config):
     assert notes_for(write_config, raw) == []
 
 
+def test_a_fixed_param_that_no_trial_uses_is_noted(write_config):
+    """`maxout_pieces: 4` beside a relu activation (searched or set) changed nothing
+    without a word, as `models mlp` says it is used only by maxout."""
+    raw = {**quickstart(), "params": {"epochs": 2, "maxout_pieces": 4, "gamma": 0.5},
+           "space": {"lr": {"uniform": [0.01, 0.1]}}}
+    assert notes_for(write_config, raw) == [
+        "params.maxout_pieces: 4 is not used: maxout_pieces matters only with activation "
+        "maxout, and activation is relu (its default) here",
+        "params.gamma: 0.5 is not used: gamma matters only with schedule exponential or step, "
+        "and schedule is constant (its default) here"]
+    raw["space"] = {"maxout_pieces": {"int": [2, 4]}}     # searched as well: said of the space
+    raw["params"] = {"epochs": 2, "activation": "tanh"}
+    assert notes_for(write_config, raw) == [
+        "space.maxout_pieces: searched, but no trial uses it: maxout_pieces matters only with "
+        "activation maxout, and activation is tanh here"]
+    # Used: with maxout set, or searched among the activations
+    raw["params"] = {"epochs": 2, "activation": "maxout", "maxout_pieces": 3}
+    raw["space"] = {"lr": {"uniform": [0.01, 0.1]}}
+    assert notes_for(write_config, raw) == []
+    raw["params"] = {"epochs": 2, "maxout_pieces": 3}
+    raw["space"] = {"activation": {"choice": ["relu", "maxout"]}}
+    assert notes_for(write_config, raw) == []
+
+
 def test_a_choice_of_one_value_is_noted(write_config):
     raw = {**quickstart(), "space": {"width": {"choice": [64]}, "lr": {"uniform": [0.01, 0.1]}}}
     assert notes_for(write_config, raw) == [
