@@ -532,9 +532,15 @@ def _array_inputs(path: Path, array: str, data: Mapping[str, Any]) -> np.ndarray
     sequences = bool((data.get("options") or {}).get("sequences")) or (
         x.ndim == 3 and list(x.shape[1:]) == list(data["input_shape"]))
     try:
-        return _npz_inputs(x, array, path, sequences)
+        out = _npz_inputs(x, array, path, sequences)
     except UserError as e:      # the loader's message names the study's key
         raise UserError(str(e).replace("data.options.x: ", "--input: ", 1)) from None
+    expected = tuple(data["input_shape"])
+    if tuple(out.shape[1:]) != expected:    # said as the file holds them, not as made (n, 1, H, W)
+        raise UserError(f"--input: array '{array}' in {path.name} holds samples of shape "
+                        f"{tuple(x.shape[1:])}; the model takes {expected}, as the study's "
+                        "data (an array of n samples)")
+    return out
 
 
 def _run_of(tracker: MlflowTracker, source: str) -> Any:

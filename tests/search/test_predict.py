@@ -152,7 +152,8 @@ def test_an_npz_archive_s_array_is_read_as_the_training_one(tmp_path, stores, wr
                                stores.optuna_url).output)[0]["mlflow_run_id"]
     holes = images[1200:1203].astype(np.float32)
     holes[1, 2, 2] = np.nan
-    np.savez(tmp_path / "new.npz", images=images[1200:], holes=holes, none=images[:0])
+    np.savez(tmp_path / "new.npz", images=images[1200:], holes=holes, none=images[:0],
+             small=images[:3, :7, :7])
     out = tmp_path / "digits.csv"
     res = invoke("predict", run_id, "-i", str(tmp_path / "new.npz"), "--x", "images", "-o",
                  str(out), "--tracking-uri", stores.mlflow_uri)
@@ -168,11 +169,14 @@ def test_an_npz_archive_s_array_is_read_as_the_training_one(tmp_path, stores, wr
     bad = tmp_path / "bad.csv"
     for args, error in (
             (["--x", "pixels"], "error: --x: no array 'pixels' in new.npz; it holds images, "
-                                "holes, none"),
+                                "holes, none, small"),
             (["--x", "holes"], f"error: --input: array 'holes' in {tmp_path / 'new.npz'} holds "
                                "NaN in sample 1 (counted from 0; 1 sample in all)"),
             (["--x", "none"], f"error: --input: array 'none' in {tmp_path / 'new.npz'} holds "
                               "no samples (its shape is (0, 8, 8))"),
+            # as the file holds them: it said (1, 7, 7), the shape made of them
+            (["--x", "small"], "error: --input: array 'small' in new.npz holds samples of shape "
+                               "(7, 7); the model takes (1, 8, 8), as the study's data"),
             (["-i", str(tmp_path / "missing.npz")], "error: --input: "),
             (["-o", str(tmp_path / "out.json")], "error: --output: out.json: the file must end "
                                                  "in .csv"),
