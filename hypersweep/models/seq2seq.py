@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hypersweep.models.errors import UserError, check_at_least, check_fraction
+from hypersweep.models.errors import OutOfRange, UserError, check_at_least, check_fraction
 from hypersweep.models.registry import register
 
 AttentionKind = Literal["additive", "dot", "none"]
@@ -138,6 +138,9 @@ class Seq2Seq(nn.Module):
         return best, logits.scatter(-1, best[..., None], top)
 
 
+MAX_BEAM = 1000     # hypotheses a beam keeps: wider ones ran out of memory as they decoded
+
+
 @register("seq2seq", task="sequence_transduction", family="seq2seq",
           variants=("attention-additive", "attention-dot", "no-attention"),
           used_when={"beam_width": ("decode", ("beam",))})
@@ -150,6 +153,9 @@ def seq2seq(*, input_shape: tuple[int, ...], n_outputs: int, emb: int = 32, hidd
         raise UserError(f"model: seq2seq needs sequences (steps, vocabulary) or token ids "
                         f"(steps,); the dataset gives samples of shape {tuple(input_shape)}")
     check_at_least(1, emb=emb, hidden=hidden, beam_width=beam_width)
+    if beam_width > MAX_BEAM:   # each sequence decodes as beam_width copies of it
+        raise OutOfRange(f"params.beam_width: must be <= {MAX_BEAM}, got {beam_width} (beam "
+                         f"search decodes each sequence as that many hypotheses at once)")
     check_fraction(dropout=dropout)
     return Seq2Seq(tuple(input_shape), n_outputs, emb, hidden, bidirectional, attention,
                    decode, beam_width, dropout)

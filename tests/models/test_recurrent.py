@@ -131,6 +131,11 @@ def test_beam_width_one_is_greedy():
 def test_seq2seq_bad_arguments():
     with pytest.raises(UserError, match="^params.beam_width:"):
         seq2seq(input_shape=(5, 6), n_outputs=6, beam_width=0)
+    # A billion hypotheses ran out of memory as validation decoded, blamed on training
+    with pytest.raises(UserError, match=r"^params.beam_width: must be <= 1000, got 1000000000 "
+                                        r"\(beam search decodes each sequence as that many"):
+        seq2seq(input_shape=(5, 6), n_outputs=6, beam_width=10**9)
+    assert seq2seq(input_shape=(5, 6), n_outputs=6, beam_width=1000).beam_width == 1000
     with pytest.raises(UserError, match="^model: seq2seq needs sequences"):
         seq2seq(input_shape=(1, 8, 8), n_outputs=6)
 
