@@ -36,7 +36,7 @@ def gan(*, input_shape: tuple[int, ...], n_outputs: int = 0, arch: Literal["mlp"
     check_at_least(1, latent_size=latent_size, width=width, channels=channels, d_steps=d_steps,
                    depth=depth)
     check_layers(depth=depth)
-    check_fraction(d_dropout=d_dropout)
+    check_fraction(d_dropout=d_dropout, leak=leak)   # leak 1 is linear, below 0 not a ReLU
     if arch == "dcgan":
         g = dcgan_generator(input_shape, latent_size, channels, batch_norm)
         d = dcgan_discriminator(input_shape, channels, leak, batch_norm, d_dropout)

@@ -429,6 +429,8 @@ def test_train_final_artifacts_come_from_the_final_model_on_test(model, data, pa
     ("inception", "digits", {"reduction": 0.0}, {"channels"},
      "params.reduction: must be in (0, 1], got 0.0"),
     ("vae", "digits", {"latent_size": 0}, {"width"}, "params.latent_size: must be >= 1, got 0"),
+    ("gan", "digits", {"leak": -0.5}, {"width"}, "params.leak: must be in [0, 1), got -0.5"),
+    ("gan", "digits", {"leak": 1.0}, {"width"}, "params.leak: must be in [0, 1), got 1.0"),
     ("seq2seq", "reverse", {"beam_width": 0}, {"hidden"},
      "params.beam_width: must be >= 1, got 0"),
     ("lenet", "digits", {"kernel": 7, "padding": "valid"}, {"channels"},
