@@ -42,16 +42,22 @@ def image_grid(input_shape: tuple[int, ...], builder: str) -> Grid:
 
 def conv(g: Grid, out: int, kernel: int, *, stride: int = 1, padding: Padding = "same",
          batch_norm: bool = False, act: str = "relu", where: str = "",
-         depth: str = "") -> tuple[list[nn.Module], Grid]:
+         depth: str = "", fixed: bool = False) -> tuple[list[nn.Module], Grid]:
     """conv -> batch norm? -> activation, and the feature map it leaves. "same"
     padding keeps the map's size (ceil(size / stride)) for odd and even kernels:
     kernel - 1 zeros in all, the odd one after (right, bottom). `depth` names the
-    hyperparameters that set how many convs come before this one, if any."""
+    hyperparameters that set how many convs come before this one, if any. `fixed`:
+    a kernel no hyperparameter sets (AlexNet's later 3x3 convs): the padding, or
+    the earlier convs' kernel and stride, that left the map too small are named."""
     before, after = ((kernel - 1) // 2, kernel // 2) if padding == "same" else (0, 0)
     h = (g.h + before + after - kernel) // stride + 1
     w = (g.w + before + after - kernel) // stride + 1
     if h < 1 or w < 1:
         fewer = f", or fewer {depth}" if depth else ""
+        if fixed:
+            raise UserError(f"params.padding: the fixed {kernel}x{kernel} kernel (padding "
+                            f"{padding}) does not fit the {g.h}x{g.w} feature map{where}; use "
+                            "padding: same, or a smaller kernel or stride for the first conv")
         raise UserError(f"params.kernel: a {kernel}x{kernel} kernel (stride {stride}, padding "
                         f"{padding}) does not fit the {g.h}x{g.w} feature map{where}; use "
                         f"padding: same, a smaller kernel or stride{fewer}")
@@ -160,7 +166,8 @@ def alexnet(*, input_shape: tuple[int, ...], n_outputs: int, channels: int = 32,
     widths = (channels, 2 * channels, 4 * channels, 4 * channels, 2 * channels)
     for i, out in enumerate(widths):
         block, g = conv(g, out, kernel if i == 0 else 3, stride=stride if i == 0 else 1,
-                        padding=padding, batch_norm=batch_norm, where=f" of alexnet's conv {i + 1}")
+                        padding=padding, batch_norm=batch_norm, where=f" of alexnet's conv {i + 1}",
+                        fixed=i > 0)
         layers += block
         if i in (0, 1, 4):
             pooled, g = pool2(g, pool)

@@ -435,6 +435,10 @@ def test_train_final_artifacts_come_from_the_final_model_on_test(model, data, pa
      "params.beam_width: must be >= 1, got 0"),
     ("lenet", "digits", {"kernel": 7, "padding": "valid"}, {"channels"},
      "params.kernel: a 7x7 kernel (stride 1, padding valid) does not fit"),
+    # AlexNet's later kernels are fixed: it blamed params.kernel, "a 3x3 kernel", given 7
+    ("alexnet", "digits", {"kernel": 7, "padding": "valid"}, {"channels"},
+     "params.padding: the fixed 3x3 kernel (padding valid) does not fit the 1x1 feature map "
+     "of alexnet's conv 2; use padding: same, or a smaller kernel or stride for the first conv"),
 ])
 def test_a_bad_fixed_value_is_refused_whatever_else_is_searched(model, data, params, searched,
                                                                  message):
