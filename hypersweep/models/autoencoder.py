@@ -140,8 +140,9 @@ def downsampled(h: int, w: int) -> list[tuple[int, int]]:
     return [(h, w), ((h + 1) // 2, (w + 1) // 2), ((h + 3) // 4, (w + 3) // 4)]
 
 
-def image_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+def image_shape(input_shape: tuple[int, ...], arch: str = "conv") -> tuple[int, int, int]:
+    """(channels, height, width) for the convolutional `arch` (a GAN's is dcgan)."""
     if len(input_shape) != 3:
-        raise UserError(f"params.arch: conv needs images (channels, height, width), "
+        raise UserError(f"params.arch: {arch} needs images (channels, height, width), "
                         f"the dataset gives samples of shape {tuple(input_shape)}; use arch: mlp")
     return input_shape  # type: ignore[return-value]

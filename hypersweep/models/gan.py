@@ -88,7 +88,7 @@ def mlp_discriminator(shape: tuple[int, ...], depth: int, width: int, leak: floa
 
 def dcgan_generator(shape: tuple[int, ...], latent: int, channels: int,
                     batch_norm: bool) -> nn.Module:
-    c, h, w = image_shape(shape)
+    c, h, w = image_shape(shape, "dcgan")
     sizes = downsampled(h, w)
     norm = (lambda n: nn.BatchNorm2d(n)) if batch_norm else (lambda n: nn.Identity())
     return nn.Sequential(
@@ -101,7 +101,7 @@ def dcgan_generator(shape: tuple[int, ...], latent: int, channels: int,
 
 def dcgan_discriminator(shape: tuple[int, ...], channels: int, leak: float, batch_norm: bool,
                         dropout: float) -> nn.Module:
-    c, h, w = image_shape(shape)
+    c, h, w = image_shape(shape, "dcgan")
     sizes = downsampled(h, w)
     # DCGAN: no batch norm on the discriminator's input layer.
     return nn.Sequential(

@@ -706,7 +706,8 @@ def _keyed(e: UserError, model: str, params: Mapping[str, Any], searched: Collec
         return TooLarge(message, e.shapes) if isinstance(e, TooLarge) else type(e)(message)
 
     if key == "model":
-        about = _knobs(e, keys) or _knobs(e, params)
+        # the one knob it names: one the user set, else one of the model's at its default
+        about = _knobs(e, keys) or _knobs(e, params) or _knobs(e, hyperparameters(model))
         name = about.pop() if len(about) == 1 else ""
         if name in params and name not in keys:     # the value the user fixed: its key
             return said(f"params.{name}: {text}")
@@ -715,8 +716,8 @@ def _keyed(e: UserError, model: str, params: Mapping[str, Any], searched: Collec
     if name in keys:
         return said(f"{keys[name]}: {text}")
     hparams = hyperparameters(model)
-    if key == "model" or not name or name in params or name in searched or name not in hparams:
-        return None
+    if not name or name in params or name in searched or name not in hparams:
+        return None     # a `model:` error of no one knob of this model's stays the model's
     return said(f"{name} (its default, {hparams[name].default!r}): {text}")
 
 

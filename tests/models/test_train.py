@@ -435,6 +435,9 @@ def test_train_final_artifacts_come_from_the_final_model_on_test(model, data, pa
      "params.beam_width: must be >= 1, got 0"),
     ("lenet", "digits", {"kernel": 7, "padding": "valid"}, {"channels"},
      "params.kernel: a 7x7 kernel (stride 1, padding valid) does not fit"),
+    ("gan", "seq_digits", {"arch": "dcgan"}, {"latent_size"},     # it said "conv needs"
+     "params.arch: dcgan needs images (channels, height, width), the dataset gives samples "
+     "of shape (8, 8); use arch: mlp"),
     # AlexNet's later kernels are fixed: it blamed params.kernel, "a 3x3 kernel", given 7
     ("alexnet", "digits", {"kernel": 7, "padding": "valid"}, {"channels"},
      "params.padding: the fixed 3x3 kernel (padding valid) does not fit the 1x1 feature map "

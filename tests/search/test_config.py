@@ -237,7 +237,11 @@ def test_data_options_are_checked_before_any_trial(write_config):
     ("char_lm", "digits", {}, "model: char_lm needs windows"),
     # kernel is not in params: its default is named, not a key the user never wrote
     ("lenet", "digits", {"padding": "valid"}, "kernel (its default, 5): a 5x5 kernel"),
-    ("gru", "copy", {}, "model: sequence_transduction needs one output per time step"),
+    # the head at its default is the knob to change: named as kernel's is (it said model:)
+    ("gru", "copy", {}, "head (its default, 'many_to_one'): sequence_transduction needs one "
+                        "output per time step"),
+    ("gru", "copy", {"head": "many_to_one"}, "params.head: sequence_transduction needs one"),
+    ("mlp", "copy", {}, "model: sequence_transduction needs one output per time step"),  # no head
 ])
 def test_a_model_that_cannot_fit_the_data_is_refused_before_the_study(
         write_config, model, data, params, message):
