@@ -445,18 +445,35 @@ NAMED_OVERRIDES = {
 }
 
 
+# Keys whose value may be a name alone (`data: digits`, `pruner: asha`): the mapping's `name`
+_SHORTHANDS = {("data",), ("search", "pruner")}
+
+
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `a.b.c` in the config tree: a list's entry by its index (`search.objective.1.
+    direction`), and inside a name given alone (`data: digits`) as in its mapping."""
     dotted = NAMED_OVERRIDES.get(dotted, dotted)
     parts = dotted.split(".")
-    node = tree
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
+    node: Any = tree
+    for i, part in enumerate(parts):
+        where = ".".join(parts[:i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise UserError(f"--set {dotted}: {'.'.join(parts[:i])} is a list of "
+                                f"{len(node)}; give an index from 0 to {len(node) - 1} "
+                                f"({'.'.join(parts[:i])}.0...), or set the whole list")
+            part = int(part)
+        if i == len(parts) - 1:
+            node[part] = value
+            return
+        child = node[part] if isinstance(node, list) else node.get(part)
         if child is None:
             child = node[part] = {}
-        if not isinstance(child, dict):
-            raise UserError(f"--set {dotted}: {'.'.join(parts[:i + 1])} is not a mapping")
+        elif isinstance(child, str) and tuple(parts[:i + 1]) in _SHORTHANDS:
+            child = node[part] = {"name": child}        # `data: digits`: {name: digits}
+        if not isinstance(child, (dict, list)):
+            raise UserError(f"--set {dotted}: {where} is not a mapping")
         node = child
-    node[parts[-1]] = value
 
 
 def load_config(path: str | Path, sets: Sequence[str] = (), **named: Any) -> StudyConfig:

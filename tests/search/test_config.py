@@ -180,6 +180,30 @@ def test_overrides_parse_values_as_yaml():
         apply_overrides(quickstart(), ["params.epochs"])
 
 
+def test_overrides_reach_into_lists_and_names_given_alone():
+    """`--set search.objective.1.direction=...` said "search.objective is not a
+    mapping"; `--set data.name=...` on `data: digits` said "data is not a mapping"."""
+    two = [{"metric": "val_accuracy", "direction": "maximize"},
+           {"metric": "param_count", "direction": "minimize"}]
+    raw = {**quickstart(), "data": "digits", "search": {"objective": two, "pruner": "asha"}}
+    out = apply_overrides(raw, ["search.objective.1.direction=maximize", "data.name=moons",
+                                "data.options.n=100", "search.pruner.min_resource=2"])
+    assert out["search"]["objective"][1] == {"metric": "param_count", "direction": "maximize"}
+    assert out["data"] == {"name": "moons", "options": {"n": 100}}
+    assert out["search"]["pruner"] == {"name": "asha", "min_resource": 2}
+    assert raw["search"]["objective"][1]["direction"] == "minimize"    # the config's, untouched
+    for item, error in (
+            ("search.objective.2.direction=maximize", "--set search.objective.2.direction: "
+             "search.objective is a list of 2; give an index from 0 to 1 (search.objective.0...), "
+             "or set the whole list"),
+            ("search.objective.metric=val_loss", "--set search.objective.metric: "
+             "search.objective is a list of 2;"),
+            ("study.name=x", "--set study.name: study is not a mapping")):
+        with pytest.raises(UserError) as e:
+            apply_overrides(raw, [item])
+        assert str(e.value).startswith(error), str(e.value)
+
+
 def test_no_space_means_the_builders_default_space(write_config):
     raw = quickstart()
     del raw["space"]
