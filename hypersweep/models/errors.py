@@ -1,6 +1,7 @@
 """The error users see: one line, naming the key and what is valid."""
 from __future__ import annotations
 
+import datetime
 import difflib
 from typing import Any, Iterable
 
@@ -44,6 +45,8 @@ def shown(value: Any) -> str:
         return "[" + ", ".join(map(shown, value)) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {shown(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (datetime.date, datetime.datetime)):     # YAML reads 2024-01-01 so
+        return f"the date {value.isoformat()} (quote it in the YAML for text: '{value}')"
     return repr(value)
 
 

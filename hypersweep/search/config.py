@@ -158,7 +158,8 @@ class SearchConfig(_Strict):
     @field_validator("pruner", mode="before")
     @classmethod
     def _pruner_name(cls, v: Any) -> Any:
-        return {"name": v} if isinstance(v, str) else v
+        # `pruner: asha`; `pruner:` left empty (null) is no pruner, as leaving it out is
+        return {"name": v} if isinstance(v, str) else {"name": "none"} if v is None else v
     # Ask and tell in synchronous batches of resources.parallel, told in trial order,
     # so a parallel study samples the same parameters whatever order trials finish in.
     deterministic: bool = False

@@ -127,6 +127,11 @@ def check_pruner(p: PrunerConfig, max_epochs: int | None, by_default: bool = Fal
     else:
         epochs_said = f"params.epochs ({max_epochs}{', the default' if by_default else ''})"
     allowed = PRUNER_SETTINGS[p.name]
+    given = [n for n in PrunerConfig.model_fields if n != "name" and getattr(p, n) is not None]
+    if given and "name" not in p.model_fields_set:      # {min_resource: 2}: whose?
+        takes = sorted(n for n, settings in PRUNER_SETTINGS.items() if given[0] in settings)
+        raise UserError(f"search.pruner.name: required beside {', '.join(given)}; "
+                        f"{given[0]} is a setting of {' or '.join(takes)}")
     for name in PrunerConfig.model_fields:
         if name != "name" and getattr(p, name) is not None and name not in allowed:
             takes = ", ".join(allowed) or "no settings"

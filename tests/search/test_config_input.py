@@ -3,6 +3,7 @@ quoted number refused as `params` refuses one, bounds on trials and epochs, and 
 file too large to be a config refused before it is read."""
 from __future__ import annotations
 
+import datetime
 from typing import Optional
 
 import pytest
@@ -30,6 +31,9 @@ def test_an_empty_study_name_reads_as_a_blank_one(write_config):
 @pytest.mark.parametrize("study, message", [
     (None, "study: a blank name; give the study a name, got null"),
     (" x ", "study: a name cannot start or end with spaces; use 'x', got ' x '"),
+    # YAML reads it as a date: it showed datetime.date(2024, 1, 1)
+    (datetime.date(2024, 1, 1), "study: expected a string, got the date 2024-01-01 (quote it "
+                                "in the YAML for text: '2024-01-01')"),
 ])
 def test_an_empty_or_padded_study_name_is_refused(write_config, study, message):
     """`study:` left empty said `expected a string, got None`; `study: " x "` made a

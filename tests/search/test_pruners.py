@@ -104,11 +104,23 @@ def test_no_pruner_prunes_nothing(stores):
     ({"name": "hyperband", "reduction_factor": 1}, "search.pruner.reduction_factor: must be >= 2, got 1"),
     ({"name": "ashaa"}, "search.pruner: unknown pruner 'ashaa' (did you mean 'asha'?)"),
     ({"name": "asha", "min_resources": 2}, "search.pruner.min_resources: unknown key (did you mean 'min_resource'?)"),
+    # settings without a name said "not a setting of pruner none"
+    ({"min_resource": 2}, "search.pruner.name: required beside min_resource; min_resource is a "
+                          "setting of asha or hyperband"),
+    ({"warmup_epochs": 1, "startup_trials": 2},
+     "search.pruner.name: required beside startup_trials, warmup_epochs; startup_trials is a "
+     "setting of median"),
 ])
 def test_bad_pruner_settings(stores, pruner, message):
     with pytest.raises(UserError) as e:
         check_semantics(parse_config(small_config("bad", stores, pruner=pruner)))
     assert str(e.value).startswith(message)
+
+
+def test_a_pruner_left_empty_is_none(stores):
+    """`pruner:` with no value (null) said "expected a mapping, got null", where a
+    name is valid too: it is no pruner, as leaving the key out is."""
+    assert parse_config(small_config("empty", stores, pruner=None)).search.pruner.name == "none"
 
 
 @pytest.mark.slow
