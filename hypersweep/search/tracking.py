@@ -316,8 +316,10 @@ class MlflowTracker:
         all_tags = {STATE_TAG: result.state.value, "epochs": str(result.epochs), **tags}
         if result.best_epoch is not None:
             all_tags["best_epoch"] = str(result.best_epoch)
-        if result.reason:
-            all_tags["failure_reason" if result.state is TrialState.FAIL else "reason"] = result.reason[:5000]
+        if result.reason:   # `reason` on every run that has one: one key to filter runs by
+            all_tags["reason"] = result.reason[:5000]
+            if result.state is TrialState.FAIL:
+                all_tags["failure_reason"] = all_tags["reason"]
         self.flush(run_id, [self._e.Metric(k, float(v), now, step) for k, v in summary.items()],
                    [self._e.RunTag(k, v) for k, v in all_tags.items()])
         self._log_files(run_id, {**result.artifacts, **files})

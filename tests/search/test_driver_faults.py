@@ -94,6 +94,7 @@ def test_a_fault_of_the_driver_ends_the_study_in_both_stores(stores, monkeypatch
         assert runs[1].info.status == ("FINISHED" if told else "FAILED")
         if not told:
             assert runs[1].data.tags["failure_reason"] == study.trials[1].user_attrs["reason"]
+            assert runs[1].data.tags["reason"] == runs[1].data.tags["failure_reason"]
 
     # A resume runs the study to its budget, the faulted trial again unless it completed.
     StudyDriver(cfg, SerialExecutor(), MlflowTracker(cfg.tracking.uri)).run(resume=True)

@@ -78,6 +78,9 @@ def test_bad_trials_are_pruned_early(stores, pruner):
         if t.state == State.PRUNED:
             assert child.data.tags["pruned_at_epoch"] == str(max(t.intermediate_values))
             assert t.user_attrs["epochs"] == max(t.intermediate_values)
+            # `reason`, as on a failed run (which has failure_reason too)
+            assert child.data.tags["reason"] == f"pruned at epoch {t.user_attrs['epochs']}"
+            assert "failure_reason" not in child.data.tags
         else:
             assert "pruned_at_epoch" not in child.data.tags
 
