@@ -776,6 +776,13 @@ def _one_line(err: ValidationError) -> str:
     if first["type"] == "missing":
         values = _literal_values(loc)
         valid = f"; valid: {', '.join(values)}" if values else ""
+        metric = (first.get("input") or {}).get("metric") \
+            if isinstance(first.get("input"), dict) else None
+        better = natural_direction(metric) if loc[-1:] == ["direction"] and \
+            isinstance(metric, str) else None
+        if better:      # an objective's metric without its direction: which one is better
+            valid += f" ({metric} is better {'lower' if better == 'minimize' else 'higher'}: " \
+                     f"direction: {better})"
         return f"{key}: required key is missing{valid}"
     given = first.get("input")
     alternatives = [e for e in errors if e["loc"][:-1] == first["loc"][:-1]

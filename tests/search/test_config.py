@@ -634,15 +634,20 @@ def test_a_model_its_data_cannot_train_is_refused_before_any_trial(write_config,
     assert error_for(write_config, lr_only(), *sets) == message
 
 
-@pytest.mark.parametrize("objective, key", [
-    ("{metric: val_loss}", "search.objective.direction"),
+LOWER = " (val_loss is better lower: direction: minimize)"
+
+
+@pytest.mark.parametrize("objective, key, hint", [
+    ("{metric: val_loss}", "search.objective.direction", LOWER),
     ("[{metric: val_loss}, {metric: param_count, direction: minimize}]",
-     "search.objective[0].direction"),
+     "search.objective[0].direction", LOWER),
+    ("{metric: param_count}", "search.objective.direction", ""),   # a cost: either way
 ])
-def test_an_objective_needs_its_direction(write_config, objective, key):
-    """`{metric: val_loss}` was maximized: the best trial was the worst one."""
+def test_an_objective_needs_its_direction(write_config, objective, key, hint):
+    """`{metric: val_loss}` was maximized: the best trial was the worst one. Where the
+    metric has a better side, the message says which."""
     msg = error_for(write_config, quickstart(), f"search.objective={objective}")
-    assert msg == f"{key}: required key is missing; valid: maximize, minimize"
+    assert msg == f"{key}: required key is missing; valid: maximize, minimize{hint}"
 
 
 def test_without_an_objective_a_study_maximizes_val_accuracy(write_config):
