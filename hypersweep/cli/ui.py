@@ -80,7 +80,8 @@ def _serve_ui(uri: str, served: str, port: int | None, cwd: str | None) -> None:
     for attempt in range(PORT_ATTEMPTS):
         port = _ui_port(asked, after=port if attempt else None)
         url = f"http://127.0.0.1:{port}"
-        log = Path(tempfile.gettempdir(), f"hypersweep-ui-{port}.log")
+        # Its own: a second `ui` on the port truncated the first one's log as it failed
+        log = Path(tempfile.gettempdir(), f"hypersweep-ui-{port}-{os.getpid()}.log")
         out.print(f"starting the MLflow UI on {url} ...", soft_wrap=True)
         sys.stdout.flush()
         try:

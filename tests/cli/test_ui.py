@@ -183,7 +183,7 @@ def test_the_url_answers_once_printed_and_the_ui_stops_with_the_command(stores, 
             lines.append(ui.stdout.readline())
             assert lines[-1], f"the ui command ended: {lines}, {ui.wait()}"
         assert answers(url)                         # the page a user opens, at once
-        log = Path(tempfile.gettempdir(), f"hypersweep-ui-{port}.log")
+        log = Path(tempfile.gettempdir(), f"hypersweep-ui-{port}-{ui.pid}.log")
         assert lines[-1] == f"MLflow UI: {url}  (Ctrl-C stops it; its log: {log})\n"
         ui.send_signal(signal.SIGTERM)
         assert ui.wait(timeout=60) == 0
@@ -262,7 +262,7 @@ def test_a_server_that_exits_before_answering_is_one_line_with_exit_1(monkeypatc
                                    "--port", str(port)])
     assert res.exit_code == 1
     assert res.stdout == f"starting the MLflow UI on http://127.0.0.1:{port} ...\n"
-    log = Path(tempfile.gettempdir(), f"hypersweep-ui-{port}.log")
+    log = Path(tempfile.gettempdir(), f"hypersweep-ui-{port}-{os.getpid()}.log")
     assert res.stderr == (f"error: the MLflow UI on http://127.0.0.1:{port} exited with code 3 "
                           f"before answering; it said: {FAILED.splitlines()[2]} (its log: {log})\n")
     # All it wrote, both pipes (whose lines two threads copy, in either order).
