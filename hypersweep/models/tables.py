@@ -170,7 +170,8 @@ def _check_header(file: Path, frame, sep: str, decimal: str, target: str) -> Non
         shown = ", ".join(first[:4]) + (", ..." if len(first) > 4 else "")
         raise UserError(f"data.options.path: {file} has no header row, it seems: its first "
                         f"row ({shown}) holds only numbers, which would name the columns; "
-                        "add a first row of column names")
+                        "add a first row of column names (numbers that are the names: "
+                        "name the target column, data.options.target)")
 
 
 def duplicate_column(file: Path, frame, sep: str) -> str | None:

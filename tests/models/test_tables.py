@@ -208,7 +208,8 @@ GOOD = "a,b,colour,y\n" + "".join(f"{i},{i % 3},{'rg'[i % 2]},{'xyz'[i % 3]}\n"
     # No header row: the first sample named the columns, and was lost.
     ("".join(f"{i * 0.5},{-i},{i % 2}\n" for i in range(12)), {},
      "data.options.path: {path} has no header row, it seems: its first row (0.0, 0, 0) holds "
-     "only numbers, which would name the columns; add a first row of column names"),
+     "only numbers, which would name the columns; add a first row of column names (numbers "
+     "that are the names: name the target column, data.options.target)"),
     ("".join(f"{i},5;{i};1e{i};{-i};{i % 2}\n" for i in range(12)), {"sep": ";", "decimal": ","},
      "its first row (0,5, 0, 1e0, 0, ...) holds only numbers"),
     ("a,b,a,y\n" + "".join(f"{i},{i},{i},{i % 2}\n" for i in range(12)), {},
