@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -126,21 +127,53 @@ class _CurveTemplate:
         self.loss_ax.legend(fontsize="small")
         self.metric_line, = self.metric_ax.plot([], [], color="tab:green")
         self.metric_ax.set(xlabel="epoch")
+        from matplotlib.ticker import MaxNLocator
         for ax in (self.loss_ax, self.metric_ax):
             # The y axes have no label: placing one beside the tick labels measures
             # them all again at each draw (a sixth of the figure's cost) for nothing.
             ax.yaxis.set_label_coords(0.0, 0.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # not 1.5
 
     def draw(self, history: Sequence[Mapping[str, float]], metric: str) -> bytes:
         epochs = range(1, len(history) + 1)
-        for line, key in zip(self.loss_lines, self.KEYS):
-            line.set_data(epochs, [h.get(key, float("nan")) for h in history])
-        self.metric_line.set_data(epochs, [h.get(metric, float("nan")) for h in history])
+        for line, key in (*zip(self.loss_lines, self.KEYS), (self.metric_line, metric)):
+            values = [h.get(key, float("nan")) for h in history]
+            line.set_data(epochs, values)
+            # A single finite point (one epoch, or the one before a loss diverged) is
+            # a line of no length: drawn as a dot
+            line.set_marker("o" if sum(map(math.isfinite, values)) == 1 else "")
         self.metric_ax.set_title(metric)
+        # A loss that diverged is not drawn: the title says where it went
+        from matplotlib import rcParams
+        gone = next(((i, k, h[k]) for i, h in enumerate(history, 1) for k in self.KEYS
+                     if k in h and not math.isfinite(h[k])), None)
+        self.loss_ax.set_title("loss" if gone is None else
+                               f"loss ({gone[1]} {gone[2]} at epoch {gone[0]})",
+                               color="black" if gone is None else "tab:red",
+                               fontsize=rcParams["axes.titlesize"] if gone is None else "small")
+        n = len(history)
         for ax in (self.loss_ax, self.metric_ax):
+            ax.set_autoscaley_on(True)      # a flat curve's limits set before are not kept
             ax.relim()
             ax.autoscale_view()
+            margin = 0.5 if n < 2 else 0.05 * (n - 1)     # the epochs, whichever are finite
+            ax.set_xlim(1 - margin, max(n, 1) + margin)
+            _readable_ylim(ax)
         return to_png(self.fig)
+
+
+def _readable_ylim(ax: Any) -> None:
+    """A flat curve (one epoch, a loss that did not move) spans a range so narrow
+    that its ticks read 2.30490, 2.30495, ... past the figure's edge: widened to
+    5% of its size each way, its ticks round numbers."""
+    values = [v for line in ax.get_lines() for v in np.asarray(line.get_ydata(), dtype=float)
+              if math.isfinite(v)]
+    if not values:
+        return
+    lo, hi = min(values), max(values)
+    size = max(abs(lo), abs(hi), 1e-12)
+    if hi - lo < 1e-3 * size:
+        ax.set_ylim(lo - 0.05 * size, hi + 0.05 * size)
 
 
 def learning_curve(history: Sequence[Mapping[str, float]], metric: str = "val_accuracy") -> bytes:

@@ -22,18 +22,8 @@ def history(rng: np.random.Generator, n: int) -> list[dict[str, float]]:
 
 
 def plain_curve(hist: list[dict[str, float]], metric: str) -> bytes:
-    """The learning curve drawn the plain way, on a figure built for it."""
-    fig = figures.new_figure()
-    loss_ax, metric_ax = fig.subplots(1, 2)
-    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.14, top=0.9, wspace=0.3)
-    epochs = range(1, len(hist) + 1)
-    for key in ("train_loss", "val_loss"):
-        loss_ax.plot(epochs, [h[key] for h in hist], label=key)
-    loss_ax.set(xlabel="epoch", title="loss")
-    loss_ax.legend(fontsize="small")
-    metric_ax.plot(epochs, [h[metric] for h in hist], color="tab:green")
-    metric_ax.set(xlabel="epoch", title=metric)
-    return figures.to_png(fig)
+    """The learning curve drawn on a figure built for it (a template never used)."""
+    return figures._CurveTemplate().draw(hist, metric)
 
 
 def plain_confusion(cm: np.ndarray, labels: list[str]) -> bytes:
@@ -74,6 +64,28 @@ def test_a_reused_learning_curve_equals_a_fresh_one():
         assert reused[:8] == b"\x89PNG\r\n\x1a\n"
         assert np.array_equal(pixels(reused), pixels(fresh))
     assert len(figures._templates.kept) == 1
+
+
+def test_a_short_or_diverged_curve_is_drawn_readably():
+    """One epoch drew two empty panels (a line of one point has no length), with
+    ticks at 0.96, 0.98, ... and the loss's ticks past the figure's edge; a loss that
+    became NaN left no word of it on the trial's only figure."""
+    from matplotlib.ticker import MaxNLocator
+    curve = figures._CurveTemplate()
+    curve.draw([{"train_loss": 2.3051, "val_loss": 2.3049, "val_accuracy": 0.1}], "val_accuracy")
+    assert [line.get_marker() for line in (*curve.loss_lines, curve.metric_line)] == ["o"] * 3
+    assert [t for t in curve.loss_ax.get_xticks() if 0.5 <= t <= 1.5] == [1.0]
+    low, high = curve.loss_ax.get_ylim()
+    assert high - low > 0.2         # 5% of 2.3 each way: ticks 2.20, 2.25, ...
+    assert curve.loss_ax.get_title() == "loss"
+    curve.draw([{"train_loss": 2.3, "val_loss": 2.1, "val_accuracy": 0.3},
+                {"train_loss": float("nan"), "val_loss": float("nan"), "val_accuracy": 0.1}],
+               "val_accuracy")
+    assert curve.loss_ax.get_title() == "loss (train_loss nan at epoch 2)"
+    assert [line.get_marker() for line in curve.loss_lines] == ["o", "o"]   # epoch 1's
+    assert curve.metric_line.get_marker() in ("", "None")                    # a line
+    assert curve.metric_ax.get_ylim()[0] <= 0.1 and curve.metric_ax.get_ylim()[1] >= 0.3
+    assert isinstance(curve.loss_ax.xaxis.get_major_locator(), MaxNLocator)
 
 
 @pytest.mark.parametrize("k", [2, 3, 10, 12])
