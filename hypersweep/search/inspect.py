@@ -70,7 +70,10 @@ def best_trials(study: optuna.Study, cfg: StudyConfig | None = None) -> list[dic
     return [{"study": study.study_name, "number": t.number, "values": values(t),
              **({"metrics": dict(zip(metrics, values(t)))} if metrics else {}),
              "params": t.params, **shared, "seed": t.user_attrs.get("seed"),
-             "mlflow_run_id": t.user_attrs.get("mlflow_run_id")} for t in trials]
+             "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+             # learnt from another study: its trial there, where its run is
+             **({"warm_start_from": t.user_attrs["warm_start_from"]}
+                if "warm_start_from" in t.user_attrs else {})} for t in trials]
 
 
 def trials_frame(study: optuna.Study, cfg: StudyConfig) -> pd.DataFrame:

@@ -39,7 +39,8 @@ def study_files(study: optuna.Study, metrics: Sequence[str] = ()) -> dict[str, D
     Optuna cannot draw comes out as None and is left out."""
     trials = tuple(study.get_trials(deepcopy=False))
     directions = tuple(study.directions)
-    files: dict[str, Drawing | str] = {"trials.csv": Drawing(trials_csv, (trials, directions))}
+    files: dict[str, Drawing | str] = {"trials.csv": Drawing(trials_csv, (trials, directions),
+                                                             {"metrics": tuple(metrics)})}
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
         return files
     if len(directions) == 1:
@@ -55,19 +56,26 @@ def study_files(study: optuna.Study, metrics: Sequence[str] = ()) -> dict[str, D
                 {"params": params, "title": title, **named})
         best = study.best_trial
         files["best_trial.json"] = json.dumps({"number": best.number, "value": best.value,
-                                               "params": best.params,
-                                               "mlflow_run_id": best.user_attrs.get("mlflow_run_id")},
-                                              indent=2)
+                                               "params": best.params, **_run_of(best)}, indent=2)
     else:
         names = list(metrics) or [f"objective_{i}" for i in range(len(directions))]
         files["pareto_front.json"] = json.dumps([
             {"number": t.number, "values": dict(zip(names, t.values)), "params": t.params,
-             "mlflow_run_id": t.user_attrs.get("mlflow_run_id")} for t in study.best_trials],
+             **_run_of(t)} for t in study.best_trials],
             indent=2)
         if len(directions) <= 3:        # Optuna plots fronts of two or three objectives
             files["pareto_front.png"] = Drawing(figure_png, ("pareto", trials, directions),
                                                 {"target_names": names})
     return files
+
+
+def _run_of(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """Where a trial's run is: its MLflow run id, or for one warm-started from another
+    study (which has no run in this one) that study's trial, `STUDY#N`."""
+    out = {"mlflow_run_id": trial.user_attrs.get("mlflow_run_id")}
+    if "warm_start_from" in trial.user_attrs:
+        out["warm_start_from"] = trial.user_attrs["warm_start_from"]
+    return out
 
 
 PARALLEL_LINES = 100
@@ -99,11 +107,17 @@ def study_figures(study: optuna.Study, metrics: Sequence[str] = ()) -> dict[str,
 
 
 def trials_csv(trials: Sequence[optuna.trial.FrozenTrial],
-               directions: Sequence[optuna.study.StudyDirection]) -> str:
+               directions: Sequence[optuna.study.StudyDirection],
+               metrics: Sequence[str] = ()) -> str:
     """Optuna's trials table of the study these trials come from, its integer
-    columns kept integers (`keep_integers`)."""
+    columns kept integers (`keep_integers`); several objectives' values named by
+    their metrics (`value_val_accuracy`, as `export` names them, not `values_0`);
+    Optuna's own bookkeeping (`system_attrs_*`: a sampler's generation) left out."""
     df = snapshot(trials, directions).trials_dataframe()
     keep_integers(df, trials)
+    if len(directions) > 1 and len(metrics) == len(directions):
+        df = df.rename(columns={f"values_{i}": f"value_{m}" for i, m in enumerate(metrics)})
+    df = df.drop(columns=[c for c in df.columns if c.startswith("system_attrs_")])
     return df.to_csv(index=False)
 
 

@@ -130,6 +130,26 @@ def test_trials_csv_keeps_integer_params_of_one_branch_integers():
     assert list(df["user_attrs_seed"]) == ["1000", "1001", "1002", "1003"]
 
 
+def test_a_pareto_study_s_trials_csv_names_its_objectives():
+    """values_0, values_1 and Optuna's NSGA-II bookkeeping column, where export
+    names them value_<metric>."""
+    import io
+
+    import pandas as pd
+
+    from hypersweep.search.report import trials_csv
+
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.NSGAIISampler(seed=0))
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)),
+                   n_trials=3)
+    df = pd.read_csv(io.StringIO(trials_csv(study.get_trials(), study.directions,
+                                            ["val_accuracy", "param_count"])))
+    assert {"value_val_accuracy", "value_param_count"} <= set(df.columns)
+    assert not [c for c in df.columns if c.startswith(("values_", "system_attrs_"))]
+    assert list(df["value_val_accuracy"]) == [t.values[0] for t in study.trials]
+
+
 def test_the_study_figures_name_the_objective_by_its_metric():
     """Optuna labels the objective "Objective Value" unless told its name."""
     files = study_files(study_with(8), ["val_accuracy"])

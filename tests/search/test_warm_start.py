@@ -109,6 +109,11 @@ def test_warm_started_trials_are_told_apart_from_those_run_here(stores, write_co
     assert "1 (+2 warm)" in runner.invoke(app, ["studies", "--storage", stores.optuna_url]).output
     shown = runner.invoke(app, ["best", "second", "--storage", stores.optuna_url]).output
     assert "0 (from first#0)" in shown and "1 (from first#1)" in shown, shown
+    # --json: where a copied trial's run is (it has none in this study)
+    listed = json.loads(runner.invoke(app, ["best", "second", "--json", "--storage",
+                                            stores.optuna_url]).output)
+    assert {t["number"]: t.get("warm_start_from") for t in listed} == {
+        0: "first#0", 1: "first#1", 2: None}
     res = runner.invoke(app, ["final", "second", *stores.cli_args()])
     assert res.exit_code == 0, res.output
     assert ("note: trials 0, 1 and 2 tie at the best param_count; retraining trial 2, the "
