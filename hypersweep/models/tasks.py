@@ -201,7 +201,7 @@ class Regression(Supervised):
         true = y.float().reshape(len(y), -1)[:, 0].cpu().numpy()
         fig = new_figure((4.0, 4.0))
         ax = fig.subplots()
-        fig.subplots_adjust(left=0.15, right=0.95, bottom=0.13, top=0.92)
+        fig.subplots_adjust(left=0.19, right=0.95, bottom=0.13, top=0.92)
         ax.scatter(true, pred, s=8, alpha=0.6)
         lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
         ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)   # perfect predictions

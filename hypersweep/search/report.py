@@ -157,6 +157,9 @@ def figure_png(kind: str, trials: Sequence[optuna.trial.FrozenTrial],
         ax = plot(study, **kwargs)
         if title is not None:
             ax.set_title(title, y=1.03)
+        if kind == "history":       # trial numbers: 0, 1, 2, not 0.5, 1.5
+            from matplotlib.ticker import MaxNLocator
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         return ax
 
     return _png(draw, snapshot(trials, directions))
