@@ -74,7 +74,7 @@ class StudyProgress(StudyEvents):
         """Into a pipe or a file (a batch job's log, where no bar is drawn until the
         end): a line per trial that completes or is pruned, as it ends."""
         task = self._progress.tasks[0]
-        values = ", ".join(f"{o.metric} {v:.4f}" for o, v in
+        values = ", ".join(f"{o.metric} {_value(o.metric, v)}" for o, v in
                            zip(self.cfg.search.objectives, event.values or ()))
         state = (event.reason if event.state is TrialState.PRUNED and event.reason
                  else event.state.name.lower())     # printed as it is: no markup
@@ -117,6 +117,14 @@ class StudyProgress(StudyEvents):
                       (("PRUNED", "pruned", "yellow"), ("FAIL", "failed", "red"),
                        ("interrupted", "interrupted", "red")) if c[state]]
         return " ".join(parts)
+
+
+def _value(metric: str, value: float) -> str:
+    """An objective's value in a trial's line: a count whole (param_count 2839), a
+    score to four places."""
+    from hypersweep.search.config import as_count
+    shown = as_count(metric, value)
+    return str(shown) if isinstance(shown, int) else f"{value:.4f}"
 
 
 def _clock(seconds: float | None) -> str:

@@ -502,6 +502,17 @@ def test_progress_into_a_pipe_says_each_trial_as_it_ends_and_a_terminal_does_not
         "trial 1 pruned at epoch 3 (2 of 20 done, best 0.9000, 0:00:00 elapsed)",
         "trial 2 complete: val_accuracy 0.9500 (3 of 20 done, best 0.9500, 0:00:00 elapsed)"]
     assert "trial 0 complete" not in outputs[True] and "3/20" in outputs[True]
+    # A count among the objectives is whole: param_count 2839, not 2839.0000
+    pareto = {**quickstart(), "search": {**quickstart()["search"], "objective": [
+        {"metric": "val_accuracy", "direction": "maximize"},
+        {"metric": "param_count", "direction": "minimize"}]}}
+    buf = io.StringIO()
+    with StudyProgress(Console(file=buf, force_terminal=False, width=120),
+                       parse_config(pareto)) as progress:
+        progress.trial_ended(TrialEvent(0, TrialState.COMPLETE, (0.9, 2839.0), None,
+                                        {"COMPLETE": 1, "PRUNED": 0, "FAIL": 0}, None))
+    assert "trial 0 complete: val_accuracy 0.9000, param_count 2839 (1 of 20 done" in \
+        buf.getvalue()
 
 
 def test_progress_shows_the_trials_running():
