@@ -564,14 +564,13 @@ def _trial_label(trial) -> str:
     return f"{trial.number} (from {source})" if source else str(trial.number)
 
 
-FEW_TRIALS = 10     # fANOVA's forest over fewer complete trials than this is a rough guide
 
 
 def print_importances(importances: dict[str, dict[str, float]], study, cfg) -> None:
     """fANOVA importances, one table per objective (already sorted, largest first),
     saying over how many complete trials: over a handful the shares are noise. An
     objective without them says why."""
-    from hypersweep.search.importance import TRIALS_MAX
+    from hypersweep.search.importance import FEW_TRIALS, TRIALS_MAX
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     few = f"; a rough guide below {FEW_TRIALS}" if len(complete) < FEW_TRIALS else ""
     for i, metric in enumerate(o.metric for o in cfg.search.objectives):

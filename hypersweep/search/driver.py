@@ -805,7 +805,10 @@ class StudyDriver:
         files = {}
         if self.importances:
             metrics.update(importance_metrics(self.importances))
-            files["param_importance.png"] = Drawing(importance_figure, (self.importances,))
+            complete = sum(1 for t in self.study.get_trials(deepcopy=False)
+                           if t.state.name == "COMPLETE")      # warm-started ones too
+            files["param_importance.png"] = Drawing(importance_figure,
+                                                    (self.importances, complete))
         self.tracker.end_study(self.parent, files, metrics=metrics, tags=tags, status=status)
         # Landed before the study is called ended: a store that fails on these last
         # writes leaves it FAILED, with the one-line message (_tracking_failed).

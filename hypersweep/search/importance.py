@@ -62,13 +62,28 @@ def importance_metrics(imps: Importances) -> dict[str, float]:
     return {f"importance_{m}_{p}": v for m, per in imps.items() for p, v in per.items()}
 
 
-def importance_figure(imps: Mapping[str, Mapping[str, float]]) -> bytes:
-    """One horizontal bar chart per objective, most important parameter on top."""
+FEW_TRIALS = 10     # fANOVA's forest over fewer complete trials than this is a rough guide
+
+
+def importance_figure(imps: Mapping[str, Mapping[str, float]], complete: int = 0) -> bytes:
+    """One horizontal bar chart per objective, most important parameter on top;
+    over fewer than FEW_TRIALS `complete` trials the figure says it is a rough
+    guide, as `run` prints (the shares of a handful of trials are noise)."""
     fig = new_figure((5.0, 1.0 + 2.5 * len(imps)))
     axes = fig.subplots(len(imps), 1, squeeze=False)[:, 0]
     fig.subplots_adjust(left=0.3, right=0.95, bottom=0.12, top=0.9, hspace=0.5)
+    label = importance_label(complete)
     for ax, (metric, per) in zip(axes, imps.items()):
         names = list(per)[::-1]
         ax.barh(names, [per[n] for n in names], color="tab:blue")
-        ax.set(xlabel="importance (fANOVA)", title=f"parameter importance: {metric}", xlim=(0, 1))
+        ax.set(title=f"parameter importance: {metric}", xlim=(0, 1))
+        ax.set_xlabel(label, fontsize=None if label == "importance (fANOVA)" else "small")
     return to_png(fig)
+
+
+def importance_label(complete: int) -> str:
+    """The importance axis' label: over fewer than FEW_TRIALS complete trials, that
+    the shares are a rough guide (run prints it too)."""
+    if 0 < complete < FEW_TRIALS:
+        return f"importance (fANOVA over {complete} complete trials: a rough guide)"
+    return "importance (fANOVA)"

@@ -462,3 +462,11 @@ def test_importance_logged_to_parent_run(stores):
     assert parent.data.metrics["importance_lr"] == pytest.approx(imps["lr"])
     files = [f.path for f in MlflowClient(tracking_uri=stores.mlflow_uri).list_artifacts(parent.info.run_id)]
     assert "param_importance.png" in files
+
+
+def test_the_importance_figure_says_a_few_trials_are_a_rough_guide():
+    """run prints "a rough guide below 10" beside importances over a handful of
+    trials; the figure logged to MLflow showed the same bars without a word."""
+    from hypersweep.search.importance import importance_label
+    assert importance_label(4) == "importance (fANOVA over 4 complete trials: a rough guide)"
+    assert importance_label(10) == importance_label(0) == "importance (fANOVA)"
