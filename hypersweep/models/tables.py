@@ -162,11 +162,7 @@ def _check_header(file: Path, frame, sep: str, decimal: str, target: str) -> Non
         return True
 
     if all(number(c) for c in names) and target not in names:
-        import pandas as pd
-
-        # as written: pandas renames a repeated name (0, 0.1)
-        first = list(pd.read_csv(file, sep=sep, header=None, nrows=1, dtype=str,
-                                 keep_default_na=False, **READ_AS).iloc[0])
+        first = _header_cells(file, sep)        # as written: pandas renames a repeated one
         shown = ", ".join(first[:4]) + (", ..." if len(first) > 4 else "")
         raise UserError(f"data.options.path: {file} has no header row, it seems: its first "
                         f"row ({shown}) holds only numbers, which would name the columns; "
@@ -184,15 +180,21 @@ def duplicate_column(file: Path, frame, sep: str) -> str | None:
     if not any(re.sub(r"\.\d+$", "", n) in names and re.fullmatch(r".+\.\d+", n)
                for n in names):
         return None
-    import pandas as pd
-
-    header = [str(h) for h in pd.read_csv(file, sep=sep, header=None, nrows=1,
-                                           **READ_AS).iloc[0]]
+    header = _header_cells(file, sep)
     for i, name in enumerate(header):
         if name in header[:i]:
             return (f"the header names column {name!r} twice (columns {header.index(name) + 1} "
                     f"and {i + 1}); give each column a name of its own")
     return None
+
+
+def _header_cells(file: Path, sep: str) -> list[str]:
+    """The first row's cells as the file writes them (pandas renames a repeated name
+    `a` to `a.1`, and reads `0` as a number)."""
+    import pandas as pd
+
+    return list(pd.read_csv(file, sep=sep, header=None, nrows=1, dtype=str,
+                            keep_default_na=False, **READ_AS).iloc[0])
 
 
 def _bad_byte(file: Path) -> str:

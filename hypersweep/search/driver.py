@@ -256,10 +256,7 @@ def check_no_parent(cfg: StudyConfig, tracker: MlflowTracker) -> None:
     that run, beside the old ones of the same numbers: refused, before either
     store is written. So is a name MLflow keeps for an experiment in its trash."""
     store = without_password(cfg.tracking.uri)
-    # Its storage too: the default one may hold a study of this name, which it would delete.
-    delete = (f"hypersweep delete {shlex.quote(cfg.study)} --tracking-uri {shlex.quote(store)}"
-              f"{storage_option(cfg)}")
-    delete += password_note(delete)
+    delete = delete_command(cfg)
     if tracker.experiment_state(cfg.study) == "deleted":
         raise UserError(
             f"study: the MLflow experiment '{cfg.study}' in {store}"
@@ -275,6 +272,15 @@ def check_no_parent(cfg: StudyConfig, tracker: MlflowTracker) -> None:
         f"{store} (run {old}) but no study in "
         f"{without_password(cfg.tracking.storage)}; choose another study name, "
         f"give the --storage it ran with, or delete its runs: {delete}")
+
+
+def delete_command(cfg: StudyConfig) -> str:
+    """`hypersweep delete NAME --tracking-uri URI --storage URL`, to paste. Its
+    storage too: the default one may hold a study of this name, which it would delete."""
+    store = without_password(cfg.tracking.uri)
+    delete = (f"hypersweep delete {shlex.quote(cfg.study)} --tracking-uri {shlex.quote(store)}"
+              f"{storage_option(cfg)}")
+    return delete + password_note(delete)
 
 
 def _made_meanwhile(cfg: StudyConfig) -> bool:
@@ -494,10 +500,8 @@ class StudyDriver:
         from hypersweep.search.tracking import in_trash
         trashed = self.tracker.trashed_experiment(self.cfg.study)
         if trashed is not None:     # MLflow refuses runs in it: before anything is written
-            delete = f"hypersweep delete {shlex.quote(self.cfg.study)}" \
-                     f"{tracking_option(self.cfg)}{storage_option(self.cfg)}"
             raise UserError(f"{in_trash(self.cfg.study, self.cfg.tracking.uri, trashed)}; or "
-                            f"delete the study: {delete}{password_note(delete)}")
+                            f"delete the study: {delete_command(self.cfg)}")
         study, parent = reopen_study(self.cfg, self.tracker, study)
         # What an interruption lost, and a larger budget adds, of the enqueued points
         # and the grid's: the grid's sampler would draw random points instead.
